@@ -1,0 +1,870 @@
+//! Server configuration: owns the option table, parsing of CLI flags, `SIGYARD_*`
+//! environment variables and the optional config file (precedence
+//! CLI > env > file > default), the value parsers, validation, the `--help` text and
+//! the Markdown configuration reference. Pure code: its only I/O is reading the config file.
+//!
+//! Adding an option: one row in [`OPTS`] and one arm in `set` (plus the field and its
+//! default, which a test checks against the table). Repeatable options also get an arm
+//! in `reset`; `listen` and `listen-tls` form one group: the highest source naming
+//! either of them defines the whole listener list.
+//!
+//! Value formats: sizes are bytes or `B`, `KB`/`MB`/`GB` (x1000), `KiB`/`MiB`/`GiB`
+//! (x1024), case-sensitive, e.g. `64KiB`. Durations are integers with `ms`, `s`, `m`,
+//! `h`, or bare seconds. Booleans: true/false/1/0/yes/no/on/off. Addresses are
+//! `IP:PORT` (no DNS). An empty environment variable counts as unset. The config file
+//! has `name = value` lines, `#` comments, and `"double-quoted"` values (no escapes).
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listener {
+    pub addr: SocketAddr,
+    pub tls: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Error,
+    Warn,
+    Info,
+    Debug,
+    Trace,
+}
+
+/// In declaration order, so `LEVELS[level as usize]` is that level.
+const LEVELS: [(&str, LogLevel); 5] = [
+    ("error", LogLevel::Error),
+    ("warn", LogLevel::Warn),
+    ("info", LogLevel::Info),
+    ("debug", LogLevel::Debug),
+    ("trace", LogLevel::Trace),
+];
+
+impl FromStr for LogLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let found = LEVELS
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(s.trim()));
+        let msg = || format!("{s:?} is not a log level (use error, warn, info, debug, trace)");
+        found.map(|&(_, level)| level).ok_or_else(msg)
+    }
+}
+
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(LEVELS[*self as usize].0)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_frame_size: usize,
+    pub max_message_size: usize,
+    pub max_outbound_bytes: usize,
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub http_keepalive_timeout: Duration,
+    pub buffer_size: usize,
+    pub max_buffers_per_core: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: Vec<Listener>,
+    pub threads: usize,
+    pub echo: bool,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub log_level: LogLevel,
+    pub shutdown_timeout: Duration,
+    pub limits: Limits,
+}
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * KIB;
+const GIB: usize = 1024 * MIB;
+
+impl Default for Config {
+    /// Agrees with the `default` column of [`OPTS`] (checked by a test).
+    fn default() -> Self {
+        let secs = Duration::from_secs;
+        Config {
+            listen: vec![Listener {
+                addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                tls: false,
+            }],
+            threads: 0,
+            echo: false,
+            tls_cert: None,
+            tls_key: None,
+            log_level: LogLevel::Info,
+            shutdown_timeout: secs(10),
+            limits: Limits {
+                max_header_bytes: 8 * KIB,
+                max_headers: 64,
+                max_frame_size: 256 * KIB,
+                max_message_size: 256 * KIB,
+                max_outbound_bytes: MIB,
+                max_connections: 100_000,
+                max_connections_per_ip: 10_000,
+                handshake_timeout: secs(10),
+                idle_timeout: secs(120),
+                ping_interval: secs(30),
+                http_keepalive_timeout: secs(30),
+                buffer_size: 16 * KIB,
+                max_buffers_per_core: 16384,
+            },
+        }
+    }
+}
+
+/// What the process should do. `Run` is large, but this is built once at startup.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parsed {
+    Run(Config),
+    Help(String),
+    Version(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+fn err(message: String) -> ConfigError {
+    ConfigError { message }
+}
+
+/// One option. `kind` is the value kind, shown as the metavar in help; `BOOL` options
+/// take no value on the CLI (`--echo`, or `--echo=false`).
+struct Opt {
+    name: &'static str,
+    kind: &'static str,
+    repeatable: bool,
+    default: &'static str,
+    help: &'static str,
+}
+
+type Str = &'static str;
+
+const fn opt(name: Str, kind: Str, default: Str, help: Str) -> Opt {
+    let repeatable = false;
+    Opt {
+        name,
+        kind,
+        repeatable,
+        default,
+        help,
+    }
+}
+
+/// `--config`: CLI and env only, so it is not in [`OPTS`] (which the file parser accepts).
+static CONFIG: Opt = opt(
+    "config",
+    "FILE",
+    "none",
+    "Config file of name = value lines.",
+);
+
+/// The option table: drives CLI, env and file parsing, `--help` and the Markdown reference.
+#[rustfmt::skip]
+static OPTS: &[Opt] = &[
+    Opt { repeatable: true, ..opt("listen", "ADDR", "127.0.0.1:8080", "Plain (ws://) listen address; repeatable. The default is used only if no listener is given.") },
+    Opt { repeatable: true, ..opt("listen-tls", "ADDR", "none", "TLS (wss://) listen address; repeatable. Needs --tls-cert and --tls-key.") },
+    opt("tls-cert", "PATH", "none", "TLS certificate chain (PEM)."),
+    opt("tls-key", "PATH", "none", "TLS private key (PEM)."),
+    opt("threads", "N", "0", "Worker threads; 0 = number of available cores. At most 1024."),
+    opt("echo", "BOOL", "false", "Enable the /echo WebSocket endpoint (conformance testing)."),
+    opt("log-level", "LEVEL", "info", "Log level: error, warn, info, debug, trace."),
+    opt("shutdown-timeout", "DURATION", "10s", "Drain deadline after SIGTERM/SIGINT."),
+    opt("max-header-bytes", "SIZE", "8KiB", "Largest HTTP request head; at most --buffer-size."),
+    opt("max-headers", "N", "64", "Most header lines in one HTTP request."),
+    opt("max-frame-size", "SIZE", "256KiB", "Largest WebSocket frame payload; at most --max-message-size."),
+    opt("max-message-size", "SIZE", "256KiB", "Largest WebSocket message (all fragments together)."),
+    opt("max-outbound-bytes", "SIZE", "1MiB", "Per-connection send queue; a slow reader past this is disconnected."),
+    opt("max-connections", "N", "100000", "Most open connections in total (all cores)."),
+    opt("max-connections-per-ip", "N", "10000", "Most open connections per client IP; 0 = unlimited."),
+    opt("handshake-timeout", "DURATION", "10s", "Time allowed for the TLS and HTTP upgrade handshakes to finish."),
+    opt("idle-timeout", "DURATION", "120s", "Close a connection that sent no byte for this long; 0 = off."),
+    opt("ping-interval", "DURATION", "30s", "Send WebSocket pings to idle connections this often; 0 = off. Below --idle-timeout."),
+    opt("http-keepalive-timeout", "DURATION", "30s", "Idle time allowed between HTTP requests on one connection."),
+    opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
+    opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
+];
+
+/// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
+#[rustfmt::skip]
+fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
+    let l = &mut c.limits;
+    match name {
+        "listen" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false }),
+        "listen-tls" => c.listen.push(Listener { addr: parse_addr(v)?, tls: true }),
+        "tls-cert" => c.tls_cert = Some(parse_path(v)?),
+        "tls-key" => c.tls_key = Some(parse_path(v)?),
+        "threads" => c.threads = parse_count(v)?,
+        "echo" => c.echo = parse_bool(v)?,
+        "log-level" => c.log_level = v.parse()?,
+        "shutdown-timeout" => c.shutdown_timeout = parse_duration(v)?,
+        "max-header-bytes" => l.max_header_bytes = parse_size(v)?,
+        "max-headers" => l.max_headers = parse_count(v)?,
+        "max-frame-size" => l.max_frame_size = parse_size(v)?,
+        "max-message-size" => l.max_message_size = parse_size(v)?,
+        "max-outbound-bytes" => l.max_outbound_bytes = parse_size(v)?,
+        "max-connections" => l.max_connections = parse_count(v)?,
+        "max-connections-per-ip" => l.max_connections_per_ip = parse_count(v)?,
+        "handshake-timeout" => l.handshake_timeout = parse_duration(v)?,
+        "idle-timeout" => l.idle_timeout = parse_duration(v)?,
+        "ping-interval" => l.ping_interval = parse_duration(v)?,
+        "http-keepalive-timeout" => l.http_keepalive_timeout = parse_duration(v)?,
+        "buffer-size" => l.buffer_size = parse_size(v)?,
+        "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
+        _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
+    }
+    Ok(())
+}
+
+/// Empties a repeatable option before a source sets it: higher sources replace lower ones.
+fn reset(c: &mut Config, name: &str) {
+    if let "listen" | "listen-tls" = name {
+        c.listen.clear()
+    }
+}
+
+fn find(name: &str) -> Option<&'static Opt> {
+    OPTS.iter().find(|o| o.name == name)
+}
+
+fn env_name(name: &str) -> String {
+    format!("SIGYARD_{}", name.to_ascii_uppercase().replace('-', "_"))
+}
+
+/// Splits `" 64 KiB "` into `("64", "KiB")`.
+fn split_number(s: &str) -> (&str, &str) {
+    let t = s.trim();
+    let (num, unit) = t.split_at(t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len()));
+    (num, unit.trim_start())
+}
+
+fn parse_size(s: &str) -> Result<usize, String> {
+    let bad = || format!("{s:?} is not a size (use bytes or a suffix: 64KiB, 1MiB)");
+    let (num, unit) = split_number(s);
+    let n: usize = num.parse().map_err(|_| bad())?;
+    let unit = match unit {
+        "" | "B" => 1,
+        "KB" => 1000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        "KiB" => KIB,
+        "MiB" => MIB,
+        "GiB" => GIB,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(unit).ok_or(format!("{s:?} is too large"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let bad = || format!("{s:?} is not a duration (use 500ms, 10s, 2m, 1h; bare number = seconds)");
+    let (num, unit) = split_number(s);
+    let n: u64 = num.parse().map_err(|_| bad())?;
+    let unit_ms = match unit {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
+        _ => return Err(bad()),
+    };
+    let ms = n.checked_mul(unit_ms).ok_or(format!("{s:?} is too long"))?;
+    Ok(Duration::from_millis(ms))
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!(
+            "{s:?} is not a boolean (use true/false, 1/0, yes/no, on/off)"
+        )),
+    }
+}
+
+fn parse_count(s: &str) -> Result<usize, String> {
+    let n = match split_number(s) {
+        (num, "") => num.parse().ok(),
+        _ => None,
+    };
+    n.ok_or(format!("{s:?} is not a whole number"))
+}
+
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let msg = || format!("{s:?} is not a socket address (use IP:PORT: 0.0.0.0:8080, [::1]:8080)");
+    s.trim().parse().map_err(|_| msg())
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    match s.trim() {
+        "" => Err("empty path".to_string()),
+        t => Ok(PathBuf::from(t)),
+    }
+}
+
+fn fmt_size(n: usize) -> String {
+    let units = [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")];
+    match units.iter().find(|(u, _)| n > 0 && n % u == 0) {
+        Some((u, name)) => format!("{}{name}", n / u),
+        None => n.to_string(),
+    }
+}
+
+fn fmt_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let units = [(3_600_000, "h"), (60_000, "m"), (1000, "s")];
+    match units.iter().find(|(u, _)| ms > 0 && ms % u == 0) {
+        Some((u, name)) => format!("{}{name}", ms / u),
+        None if ms == 0 => "0".to_string(),
+        None => format!("{ms}ms"),
+    }
+}
+
+/// One value from one source: (option, value, origin). The origin (flag, env var or
+/// `file:line: name`) prefixes error messages.
+type Setting = (&'static Opt, String, String);
+
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Parses `args` (without argv[0]), the environment as seen through `env`, and the config
+/// file named by `--config` or `SIGYARD_CONFIG`; then validates the result.
+pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, ConfigError> {
+    let mut cli: Vec<Setting> = Vec::new();
+    let mut config_file = env("SIGYARD_CONFIG").map(|path| (path, "SIGYARD_CONFIG".to_string()));
+    let mut args = args.iter().peekable();
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "-h" | "--help" => return Ok(Parsed::Help(help_text())),
+            "--version" => return Ok(Parsed::Version(format!("sigyard {VERSION}"))),
+            _ => {}
+        }
+        let Some(body) = arg.strip_prefix("--") else {
+            let what = if arg.starts_with('-') {
+                "unknown option"
+            } else {
+                "unexpected argument"
+            };
+            return Err(err(format!("{what} {arg:?} (see --help)")));
+        };
+        let (name, inline) = match body.split_once('=') {
+            Some((name, v)) => (name, Some(v.to_string())),
+            None => (body, None),
+        };
+        let flag = format!("--{name}");
+        let opt = find(name).or((name == CONFIG.name).then_some(&CONFIG));
+        let Some(opt) = opt else {
+            return Err(err(format!("unknown option {flag:?} (see --help)")));
+        };
+        let value = match inline {
+            Some(v) => v,
+            None if opt.kind == "BOOL" => "true".to_string(),
+            None => match args.next_if(|v| !v.starts_with('-')) {
+                Some(v) => v.clone(),
+                None => return Err(err(format!("{flag}: missing value ({flag} {})", opt.kind))),
+            },
+        };
+        match name == CONFIG.name {
+            true => config_file = Some((value, flag)),
+            false => cli.push((opt, value, flag)),
+        }
+    }
+    let file = match config_file {
+        Some((path, origin)) if !path.is_empty() => {
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| err(format!("{origin}: cannot read {path:?}: {e}")))?;
+            parse_file(&path, &text)?
+        }
+        _ => Vec::new(),
+    };
+    let mut cfg = Config::default();
+    for source in [file, env_settings(env), cli] {
+        for (opt, _, _) in source.iter().filter(|s| s.0.repeatable) {
+            reset(&mut cfg, opt.name);
+        }
+        for (opt, value, origin) in &source {
+            set(&mut cfg, opt.name, value).map_err(|m| err(format!("{origin}: {m}")))?;
+        }
+    }
+    cfg.validate()?;
+    Ok(Parsed::Run(cfg))
+}
+
+/// Values from `SIGYARD_*` variables; repeatable ones are comma-separated; empty = unset.
+fn env_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<Setting> {
+    let mut out = Vec::new();
+    for opt in OPTS {
+        let var = env_name(opt.name);
+        let value = env(&var).unwrap_or_default();
+        let values = match opt.repeatable {
+            true => value.split(',').collect(),
+            false => vec![value.as_str()],
+        };
+        for v in values.into_iter().filter(|v| !v.trim().is_empty()) {
+            out.push((opt, v.to_string(), var.clone()));
+        }
+    }
+    out
+}
+
+/// Parses config file text; `path` is used in error messages (`path:line: ...`).
+fn parse_file(path: &str, text: &str) -> Result<Vec<Setting>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let at = format!("{path}:{}", i + 1);
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let Some((name, rest)) = line.split_once('=') else {
+            return Err(err(format!(
+                "{at}: expected \"name = value\", got {line:?}"
+            )));
+        };
+        let name = name.trim();
+        let opt = find(name).ok_or_else(|| err(format!("{at}: unknown option {name:?}")))?;
+        let rest = rest.trim();
+        let value = match rest.strip_prefix('"').map(|q| q.split_once('"')) {
+            None => rest.split('#').next().unwrap_or_default().trim(),
+            Some(None) => return Err(err(format!("{at}: {name}: unterminated quote"))),
+            Some(Some((v, after))) => match after.trim() {
+                "" => v,
+                after if after.starts_with('#') => v,
+                after => return Err(err(format!("{at}: {name}: {after:?} after the quotes"))),
+            },
+        };
+        out.push((opt, value.to_string(), format!("{at}: {name}")));
+    }
+    Ok(out)
+}
+
+/// Returns the formatted error from the enclosing function unless `$ok` holds.
+macro_rules! ensure {
+    ($ok:expr, $($fmt:tt)+) => {
+        if !$ok {
+            return Err(err(format!($($fmt)+)));
+        }
+    };
+}
+
+impl Config {
+    /// Worker threads to start: `threads`, or the number of available cores if it is 0.
+    pub fn effective_threads(&self) -> usize {
+        match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
+    /// Checks ranges and cross-option rules; errors name the option and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        ensure!(
+            !self.listen.is_empty(),
+            "no listeners: give --listen or --listen-tls"
+        );
+        let tls = self.listen.iter().find(|x| x.tls);
+        for (flag, path) in [("--tls-cert", &self.tls_cert), ("--tls-key", &self.tls_key)] {
+            let msg = match (tls, path) {
+                (Some(t), None) => format!("--listen-tls {} requires {flag}", t.addr),
+                (None, Some(p)) => format!("{flag} {} given but no --listen-tls", p.display()),
+                _ => continue,
+            };
+            return Err(err(msg));
+        }
+        ensure!(
+            self.threads <= 1024,
+            "--threads: {} is too many (at most 1024)",
+            self.threads
+        );
+        let nonzero = [
+            ("max-header-bytes", l.max_header_bytes),
+            ("max-headers", l.max_headers),
+            ("max-frame-size", l.max_frame_size),
+            ("max-message-size", l.max_message_size),
+            ("max-outbound-bytes", l.max_outbound_bytes),
+            ("max-connections", l.max_connections),
+            ("max-buffers-per-core", l.max_buffers_per_core),
+        ];
+        for (name, value) in nonzero {
+            ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
+        }
+        let buf = fmt_size(l.buffer_size);
+        let buf_ok = (KIB..=16 * MIB).contains(&l.buffer_size);
+        ensure!(
+            buf_ok,
+            "--buffer-size: {buf} is out of range (1KiB to 16MiB)"
+        );
+        let (hdr, frame, msg) = (l.max_header_bytes, l.max_frame_size, l.max_message_size);
+        let (why, hdr_s) = ("headers are parsed from one buffer", fmt_size(hdr));
+        ensure!(
+            hdr <= l.buffer_size,
+            "--max-header-bytes ({hdr_s}) must not exceed --buffer-size ({buf}): {why}"
+        );
+        let (why, frame_s, msg_s) = ("a message may be one frame", fmt_size(frame), fmt_size(msg));
+        ensure!(
+            frame <= msg,
+            "--max-frame-size ({frame_s}) must not exceed --max-message-size ({msg_s}): {why}"
+        );
+        let durations = [
+            ("shutdown-timeout", self.shutdown_timeout, false),
+            ("handshake-timeout", l.handshake_timeout, false),
+            ("idle-timeout", l.idle_timeout, true),
+            ("ping-interval", l.ping_interval, true),
+            ("http-keepalive-timeout", l.http_keepalive_timeout, false),
+        ];
+        let day = Duration::from_secs(24 * 3600);
+        for (name, d, zero_is_off) in durations {
+            ensure!(
+                zero_is_off || !d.is_zero(),
+                "--{name}: must be greater than 0 (got 0)"
+            );
+            ensure!(
+                d <= day,
+                "--{name}: {} is too long (at most 24h)",
+                fmt_duration(d)
+            );
+        }
+        let (ping, idle) = (l.ping_interval, l.idle_timeout);
+        let (p, i) = (fmt_duration(ping), fmt_duration(idle));
+        let why = "or idle clients are closed before they are pinged";
+        let ping_ok = ping.is_zero() || idle.is_zero() || ping < idle;
+        ensure!(
+            ping_ok,
+            "--ping-interval ({p}) must be shorter than --idle-timeout ({i}), {why}"
+        );
+        Ok(())
+    }
+}
+
+/// How an option is written in help and the reference, e.g. `--threads N`, `--echo[=BOOL]`.
+fn usage(o: &Opt) -> String {
+    match o.kind {
+        "BOOL" => format!("--{}[=BOOL]", o.name),
+        kind => format!("--{} {kind}", o.name),
+    }
+}
+
+/// The full `--help` text: every option with its default and environment variable.
+pub fn help_text() -> String {
+    let mut s = format!(
+        "sigyard {VERSION} - WebRTC signaling server\n\nUsage: sigyard [OPTIONS]\n\n\
+         Every option can also be set by an environment variable or by a `name = value`\n\
+         line in the config file (`#` comments, \"quoted\" values, repeat a line to repeat\n\
+         an option). Precedence: flags > environment > config file > default. A repeatable\n\
+         option from a higher source replaces all values from lower ones; in the\n\
+         environment its values are comma-separated.\n\nOptions:\n"
+    );
+    for o in std::iter::once(&CONFIG).chain(OPTS) {
+        let (flag, help, default, env) = (usage(o), o.help, o.default, env_name(o.name));
+        s += &format!("  {flag}\n        {help}\n        [default: {default}] [env: {env}]\n");
+    }
+    s + "  -h, --help\n        Print this help.\n  --version\n        Print the version.\n\n\
+         Values:\n  \
+         SIZE      bytes, or with a suffix: B, KB/MB/GB (x1000), KiB/MiB/GiB (x1024)\n  \
+         DURATION  whole number with ms, s, m or h (500ms, 10s, 2m); bare number = seconds\n  \
+         BOOL      true/false, 1/0, yes/no, on/off\n  \
+         ADDR      IP:PORT, e.g. 0.0.0.0:8080 or [::1]:8080\n"
+}
+
+/// The configuration reference as a Markdown table (option, env var, default, meaning).
+pub fn markdown_reference() -> String {
+    let mut s = String::from("| Option | Env var | Default | Meaning |\n|---|---|---|---|\n");
+    for o in std::iter::once(&CONFIG).chain(OPTS) {
+        let (flag, env, default) = (usage(o), env_name(o.name), o.default);
+        let help = o.help.replace('|', "\\|");
+        s += &format!("| `{flag}` | `{env}` | `{default}` | {help} |\n");
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Parses a space-separated command line with the given environment.
+    fn run(line: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
+        match parse(&args, &lookup).map_err(|e| e.message)? {
+            Parsed::Run(c) => Ok(c),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    /// Each case is `"command line => expected start of the error"`.
+    fn check_errors(cases: &[&str]) {
+        for case in cases {
+            let (line, want) = case.split_once(" => ").unwrap();
+            let e = run(line, &[]).expect_err(line);
+            assert!(e.starts_with(want), "{line}: got {e:?}, want {want:?}");
+        }
+    }
+
+    fn temp_file(name: &str, text: &str) -> String {
+        let path = std::env::temp_dir().join(format!("sigyard-{}-{name}", std::process::id()));
+        std::fs::write(&path, text).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    fn addrs(c: &Config) -> String {
+        let tls = |l: &Listener| if l.tls { "tls:" } else { "" };
+        let each = c.listen.iter().map(|l| format!("{}{}", tls(l), l.addr));
+        each.collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn table_defaults_match_default_impl_and_every_row_has_a_field() {
+        let mut c = Config::default();
+        c.listen.clear();
+        for o in OPTS.iter().filter(|o| o.default != "none") {
+            set(&mut c, o.name, o.default).unwrap();
+        }
+        assert_eq!(c, Config::default());
+        assert_eq!(run("", &[]), Ok(Config::default()));
+        for o in OPTS {
+            let e = set(&mut c, o.name, "").unwrap_err();
+            assert!(!e.contains("no field"), "{}", o.name);
+        }
+    }
+
+    #[test]
+    fn precedence_scalar_and_repeatable() {
+        let text = "threads = 2\nlisten = 10.0.0.1:1\nlisten = 10.0.0.2:2\nidle-timeout = 5m\n";
+        let f = temp_file("prec.conf", text);
+        let c = run(&format!("--config {f}"), &[]).unwrap();
+        assert_eq!(
+            (c.threads, addrs(&c).as_str()),
+            (2, "10.0.0.1:1 10.0.0.2:2")
+        );
+        let env = [
+            ("SIGYARD_CONFIG", f.as_str()),
+            ("SIGYARD_THREADS", "3"),
+            ("SIGYARD_LISTEN", "[::1]:3, 10.0.0.4:4"),
+        ];
+        let c = run("", &env).unwrap();
+        assert_eq!((c.threads, addrs(&c).as_str()), (3, "[::1]:3 10.0.0.4:4"));
+        assert_eq!(c.limits.idle_timeout, Duration::from_secs(300)); // from the file
+        let c = run(
+            "--threads 4 --listen-tls=10.0.0.5:5 --tls-cert c --tls-key k",
+            &env,
+        );
+        let c = c.unwrap();
+        assert_eq!((c.threads, addrs(&c).as_str()), (4, "tls:10.0.0.5:5"));
+        assert_eq!(
+            run("--threads=5 --threads 6", &[]).map(|c| c.threads),
+            Ok(6)
+        );
+        std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn sizes() {
+        let ok = "123=123 7B=7 2KB=2000 64KiB=65536 3MB=3000000 1MiB=1048576 1GiB=1073741824";
+        for case in ok.split(' ') {
+            let (s, n) = case.split_once('=').unwrap();
+            assert_eq!(parse_size(s), Ok(n.parse().unwrap()), "{s}");
+        }
+        assert_eq!(parse_size(" 1 GB "), Ok(1_000_000_000));
+        for bad in "12x KiB -1 +1 1.5MiB 64kib 99999999999999999999GiB".split(' ') {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+        assert!(parse_size("").is_err());
+        assert_eq!(
+            [0, 1000, 2048, 3 * MIB].map(fmt_size),
+            ["0", "1000", "2KiB", "3MiB"]
+        );
+    }
+
+    #[test]
+    fn durations() {
+        for case in "500ms=500 10s=10000 2m=120000 1h=3600000 7=7000 0=0".split(' ') {
+            let (s, ms) = case.split_once('=').unwrap();
+            let want = Duration::from_millis(ms.parse().unwrap());
+            assert_eq!(parse_duration(s), Ok(want), "{s}");
+        }
+        for bad in ["", "s", "1.5s", "10d", "-1s", "99999999999999999999h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+        let shown = [1500, 120_000, 0].map(|ms| fmt_duration(Duration::from_millis(ms)));
+        assert_eq!(shown, ["1500ms", "2m", "0"]);
+    }
+
+    #[test]
+    fn bools_counts_addrs_levels() {
+        for s in ["true", "1", "yes", "ON", "false", "0", "no", "off"] {
+            assert_eq!(
+                parse_bool(s),
+                Ok(["true", "1", "yes", "ON"].contains(&s)),
+                "{s}"
+            );
+        }
+        assert!(parse_bool("maybe").is_err());
+        assert_eq!(parse_count(" 42 "), Ok(42));
+        assert!(parse_count("4k").is_err() && parse_count("").is_err());
+        assert_eq!(parse_addr("[::1]:8080").unwrap().to_string(), "[::1]:8080");
+        assert_eq!(parse_addr("0.0.0.0:443").unwrap().port(), 443);
+        for bad in ["localhost:80", "1.2.3.4", "::1:80", ""] {
+            assert!(parse_addr(bad).is_err(), "{bad}");
+        }
+        assert_eq!("Debug".parse(), Ok(LogLevel::Debug));
+        assert_eq!(LogLevel::Warn.to_string(), "warn");
+        assert!("loud".parse::<LogLevel>().is_err());
+    }
+
+    #[test]
+    fn cli_forms_and_errors() {
+        let c = run(
+            "--echo --max-frame-size=64KiB --log-level trace --idle-timeout=0",
+            &[],
+        );
+        let c = c.unwrap();
+        assert!(c.echo && c.log_level == LogLevel::Trace && c.limits.idle_timeout.is_zero());
+        assert_eq!(c.limits.max_frame_size, 65536);
+        assert!(!run("--echo --echo=false", &[]).unwrap().echo);
+        assert!(run("", &[("SIGYARD_ECHO", "on")]).unwrap().echo);
+        assert_eq!(
+            run("--max-frame-size 12x", &[]),
+            Err(
+                "--max-frame-size: \"12x\" is not a size (use bytes or a suffix: 64KiB, 1MiB)"
+                    .into()
+            )
+        );
+        check_errors(&[
+            "--bogus=1 => unknown option \"--bogus\" (see --help)",
+            "stray => unexpected argument \"stray\" (see --help)",
+            "-x => unknown option \"-x\" (see --help)",
+            "--threads => --threads: missing value (--threads N)",
+            "--threads --echo => --threads: missing value",
+            "--echo=maybe => --echo: \"maybe\" is not a boolean",
+            "--log-level=loud => --log-level: \"loud\" is not a log level",
+            "--listen localhost:80 => --listen: \"localhost:80\" is not a socket address",
+            "--config /nonexistent/x.conf => --config: cannot read \"/nonexistent/x.conf\"",
+        ]);
+        let e = run("", &[("SIGYARD_PING_INTERVAL", "soon")]).unwrap_err();
+        assert!(
+            e.starts_with("SIGYARD_PING_INTERVAL: \"soon\" is not a duration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn help_and_version() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let Ok(Parsed::Help(h)) = parse(&args(&["--threads", "2", "-h"]), &|_| None) else {
+            panic!("no help")
+        };
+        for o in std::iter::once(&CONFIG).chain(OPTS) {
+            let entry = format!("[default: {}] [env: {}]", o.default, env_name(o.name));
+            assert!(h.contains(&usage(o)) && h.contains(&entry), "{}", o.name);
+        }
+        let v = parse(&args(&["--version"]), &|_| None);
+        assert!(matches!(v, Ok(Parsed::Version(v)) if v == format!("sigyard {VERSION}")));
+    }
+
+    #[test]
+    fn markdown_reference_has_every_row() {
+        let md = markdown_reference();
+        for o in OPTS {
+            let (flag, env, default) = (usage(o), env_name(o.name), o.default);
+            let row = format!("| `{flag}` | `{env}` | `{default}` | {} |", o.help);
+            assert!(md.contains(&row), "{row}");
+        }
+        assert_eq!(md.lines().count(), OPTS.len() + 3); // header, rule, --config
+    }
+
+    #[test]
+    fn config_file_syntax() {
+        let text = "# comment\n\n  echo = yes  # on\ntls-cert = \"/my certs/a#b.pem\" # c\n\
+                    tls-key=/k.pem\nlisten-tls = [::1]:8443\n";
+        let f = temp_file("ok.conf", text);
+        let c = run(&format!("--config={f}"), &[]).unwrap();
+        assert!(c.echo);
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/my certs/a#b.pem")));
+        assert_eq!(addrs(&c), "tls:[::1]:8443");
+        let bad = [
+            ("echo = true\n\nbogus = 1\n", ":3: unknown option \"bogus\""),
+            (
+                "# x\nmax-headers = many\n",
+                ":2: max-headers: \"many\" is not a whole number",
+            ),
+            (
+                "threads 4",
+                ":1: expected \"name = value\", got \"threads 4\"",
+            ),
+            ("tls-key = \"/k", ":1: tls-key: unterminated quote"),
+            ("echo = \"1\"x", ":1: echo: \"x\" after the quotes"),
+            ("config = x", ":1: unknown option \"config\""),
+        ];
+        for (i, (text, want)) in bad.into_iter().enumerate() {
+            let f = temp_file(&format!("bad{i}.conf"), text);
+            assert_eq!(
+                run("", &[("SIGYARD_CONFIG", &f)]),
+                Err(format!("{f}{want}"))
+            );
+            std::fs::remove_file(f).unwrap();
+        }
+        std::fs::remove_file(f).unwrap();
+    }
+
+    #[test]
+    fn tls_rules() {
+        check_errors(&[
+            "--listen-tls 0.0.0.0:443 --tls-cert c.pem => --listen-tls 0.0.0.0:443 requires --tls-key",
+            "--listen-tls 0.0.0.0:443 => --listen-tls 0.0.0.0:443 requires --tls-cert",
+            "--tls-key k.pem => --tls-key k.pem given but no --listen-tls",
+        ]);
+        let c = run(
+            "--listen-tls 0.0.0.0:443 --listen [::]:80 --tls-cert c --tls-key=k",
+            &[],
+        );
+        assert_eq!(addrs(&c.unwrap()), "tls:0.0.0.0:443 [::]:80");
+    }
+
+    #[test]
+    fn validation_rules() {
+        check_errors(&[
+            "--threads 2000 => --threads: 2000 is too many (at most 1024)",
+            "--max-frame-size 1MiB => --max-frame-size (1MiB) must not exceed --max-message-size (256KiB)",
+            "--max-headers 0 => --max-headers: must be greater than 0 (got 0)",
+            "--buffer-size 512 => --buffer-size: 512 is out of range",
+            "--buffer-size 32MiB => --buffer-size: 32MiB is out of range",
+            "--max-header-bytes 32KiB => --max-header-bytes (32KiB) must not exceed --buffer-size (16KiB)",
+            "--handshake-timeout 0 => --handshake-timeout: must be greater than 0",
+            "--shutdown-timeout 25h => --shutdown-timeout: 25h is too long",
+            "--ping-interval 2m => --ping-interval (2m) must be shorter than --idle-timeout (2m)",
+        ]);
+        assert!(run(
+            "--ping-interval 0 --idle-timeout=0 --max-connections-per-ip 0",
+            &[]
+        )
+        .is_ok());
+        let mut c = Config::default();
+        c.listen.clear();
+        assert!(c.validate().is_err());
+        assert!(Config::default().effective_threads() >= 1);
+    }
+}

@@ -1,0 +1,271 @@
+//! Metrics: each core keeps plain counters while it works and publishes them into its own
+//! block of atomics once per loop iteration; `/metrics` (served by whichever core got the
+//! request) reads every core's block and renders the Prometheus text format.
+//!
+//! Each block has exactly one writer (its core), so publishing is plain relaxed stores and
+//! nothing contends. What this module does not do: decide what to count (the reactor and the
+//! protocol machine do) or serve HTTP (the reactor's App does).
+
+use crate::proto::conn::{Counters, Endpoint};
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Mutex;
+
+/// Connection classes for the `sigyard_connections{state=…}` gauge.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    Handshake,
+    Http,
+    WebSocket(Endpoint),
+    Closing,
+}
+
+const STATES: [&str; 4] = ["handshake", "http", "websocket", "closing"];
+
+impl Class {
+    fn state_index(self) -> usize {
+        match self {
+            Class::Handshake => 0,
+            Class::Http => 1,
+            Class::WebSocket(_) => 2,
+            Class::Closing => 3,
+        }
+    }
+}
+
+/// Counters kept by the shell itself (the protocol machine's are [`Counters`]).
+#[derive(Debug, Default, Clone)]
+pub struct ShellCounters {
+    pub accepted: u64,
+    pub rejected_max_connections: u64,
+    pub rejected_per_ip: u64,
+    pub accept_errors: u64,
+    pub accept_pauses: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub handshakes_ok: u64,
+    pub handoffs_out: u64,
+    pub handoffs_in: u64,
+    pub slow_reader_disconnects: u64,
+    pub tls_errors: u64,
+    pub loop_iterations: u64,
+    /// How late the most recent timer fired, in microseconds.
+    pub loop_lag_us: u64,
+}
+
+/// One row per exported counter: name, help text, and where its value comes from. The table
+/// generates the name list and the snapshot function, so they cannot drift apart.
+macro_rules! counter_table {
+    ($( $name:literal, $help:literal, $src:ident . $field:ident; )*) => {
+        const COUNTERS: &[(&str, &str)] = &[$(($name, $help),)*];
+        const N_COUNTERS: usize = COUNTERS.len();
+        fn snapshot(p: &Counters, s: &ShellCounters) -> [u64; N_COUNTERS] {
+            [$( counter_table!(@get p s $src $field), )*]
+        }
+    };
+    (@get $p:ident $s:ident proto $field:ident) => { $p.$field };
+    (@get $p:ident $s:ident shell $field:ident) => { $s.$field };
+}
+
+counter_table! {
+    "sigyard_accepted_total", "TCP connections accepted", shell.accepted;
+    "sigyard_rejected_max_connections_total", "connections refused because max-connections was reached", shell.rejected_max_connections;
+    "sigyard_rejected_per_ip_total", "connections refused because max-connections-per-ip was reached", shell.rejected_per_ip;
+    "sigyard_accept_errors_total", "accept() failures", shell.accept_errors;
+    "sigyard_accept_pauses_total", "times accepting paused (file descriptors or buffers exhausted)", shell.accept_pauses;
+    "sigyard_bytes_received_total", "bytes read from sockets (after TLS)", shell.bytes_in;
+    "sigyard_bytes_sent_total", "bytes handed to sockets (before TLS)", shell.bytes_out;
+    "sigyard_frames_received_total", "WebSocket frames received", proto.frames_in;
+    "sigyard_frames_sent_total", "WebSocket frames sent", proto.frames_out;
+    "sigyard_messages_received_total", "WebSocket messages received", proto.messages_in;
+    "sigyard_messages_sent_total", "WebSocket messages sent", proto.messages_out;
+    "sigyard_pings_sent_total", "server pings sent to idle WebSockets", proto.pings_sent;
+    "sigyard_protocol_errors_total", "WebSocket protocol violations (connection failed with a close code)", proto.protocol_errors;
+    "sigyard_idle_timeouts_total", "WebSockets closed for idleness", proto.idle_timeouts;
+    "sigyard_handshake_timeouts_total", "connections that did not finish TLS + HTTP in time", proto.handshake_timeouts;
+    "sigyard_handshakes_total", "successful WebSocket upgrades", shell.handshakes_ok;
+    "sigyard_handoffs_out_total", "connections moved to the core owning their key", shell.handoffs_out;
+    "sigyard_handoffs_in_total", "connections adopted from another core", shell.handoffs_in;
+    "sigyard_slow_reader_disconnects_total", "connections dropped because their outbound buffer exceeded max-outbound-bytes", shell.slow_reader_disconnects;
+    "sigyard_tls_errors_total", "TLS handshakes or records that failed", shell.tls_errors;
+    "sigyard_reactor_iterations_total", "reactor loop iterations", shell.loop_iterations;
+}
+
+/// One core's published metrics.
+pub struct CoreMetrics {
+    counters: [AtomicU64; N_COUNTERS],
+    states: [AtomicU64; 4],
+    endpoints: [AtomicU64; Endpoint::ALL.len()],
+    lag_us: AtomicU64,
+    buffers: AtomicU64,
+    /// Handshake failures by (status, reason); rare, so a lock is fine.
+    failures: Mutex<Vec<(u16, &'static str, u64)>>,
+}
+
+impl Default for CoreMetrics {
+    fn default() -> Self {
+        CoreMetrics {
+            counters: std::array::from_fn(|_| AtomicU64::new(0)),
+            states: Default::default(),
+            endpoints: std::array::from_fn(|_| AtomicU64::new(0)),
+            lag_us: AtomicU64::new(0),
+            buffers: AtomicU64::new(0),
+            failures: Mutex::new(Vec::new()),
+        }
+    }
+}
+
+/// A core's live connection counts, maintained by the reactor on every transition.
+#[derive(Debug, Default, Clone)]
+pub struct Gauges {
+    pub states: [u64; 4],
+    pub endpoints: [u64; Endpoint::ALL.len()],
+}
+
+impl Gauges {
+    pub fn add(&mut self, c: Class) {
+        self.states[c.state_index()] += 1;
+        if let Class::WebSocket(e) = c {
+            self.endpoints[e as usize] += 1;
+        }
+    }
+
+    pub fn remove(&mut self, c: Class) {
+        let s = &mut self.states[c.state_index()];
+        *s = s.saturating_sub(1);
+        if let Class::WebSocket(e) = c {
+            let n = &mut self.endpoints[e as usize];
+            *n = n.saturating_sub(1);
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.states.iter().sum()
+    }
+}
+
+impl CoreMetrics {
+    /// Publish the core's current values (called by the owning core only).
+    pub fn publish(&self, p: &Counters, s: &ShellCounters, g: &Gauges, buffers_in_use: usize) {
+        for (slot, v) in self.counters.iter().zip(snapshot(p, s)) {
+            slot.store(v, Relaxed);
+        }
+        for (slot, v) in self.states.iter().zip(g.states) {
+            slot.store(v, Relaxed);
+        }
+        for (slot, v) in self.endpoints.iter().zip(g.endpoints) {
+            slot.store(v, Relaxed);
+        }
+        self.lag_us.store(s.loop_lag_us, Relaxed);
+        self.buffers.store(buffers_in_use as u64, Relaxed);
+    }
+
+    /// Count one handshake failure.
+    pub fn handshake_failed(&self, status: u16, reason: &'static str) {
+        let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
+        match f.iter_mut().find(|(s, r, _)| *s == status && *r == reason) {
+            Some(e) => e.2 += 1,
+            None => f.push((status, reason, 1)),
+        }
+    }
+}
+
+/// Render every core's metrics in the Prometheus text exposition format.
+pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
+    let mut o = String::with_capacity(4096);
+    let sum = |f: &dyn Fn(&CoreMetrics) -> u64| cores.iter().map(f).sum::<u64>();
+
+    let _ = writeln!(o, "# HELP sigyard_uptime_seconds seconds since the server started\n# TYPE sigyard_uptime_seconds gauge");
+    let _ = writeln!(o, "sigyard_uptime_seconds {uptime_secs:.3}");
+
+    let _ = writeln!(
+        o,
+        "# HELP sigyard_connections open connections by state\n# TYPE sigyard_connections gauge"
+    );
+    for (i, name) in STATES.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "sigyard_connections{{state=\"{name}\"}} {}",
+            sum(&|c| c.states[i].load(Relaxed))
+        );
+    }
+    let _ = writeln!(o, "# HELP sigyard_websocket_connections open WebSocket connections by dialect\n# TYPE sigyard_websocket_connections gauge");
+    for e in Endpoint::ALL {
+        let _ = writeln!(
+            o,
+            "sigyard_websocket_connections{{dialect=\"{}\"}} {}",
+            e.name(),
+            sum(&|c| c.endpoints[e as usize].load(Relaxed))
+        );
+    }
+    let _ = writeln!(o, "# HELP sigyard_core_connections open connections per reactor core\n# TYPE sigyard_core_connections gauge");
+    for (i, c) in cores.iter().enumerate() {
+        let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
+        let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
+    }
+    let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
+    let _ = writeln!(
+        o,
+        "sigyard_buffers_in_use {}",
+        sum(&|c| c.buffers.load(Relaxed))
+    );
+    let _ = writeln!(o, "# HELP sigyard_reactor_loop_lag_seconds how late the most recent timer ran on each core\n# TYPE sigyard_reactor_loop_lag_seconds gauge");
+    for (i, c) in cores.iter().enumerate() {
+        let _ = writeln!(
+            o,
+            "sigyard_reactor_loop_lag_seconds{{core=\"{i}\"}} {:.6}",
+            c.lag_us.load(Relaxed) as f64 / 1e6
+        );
+    }
+    for (i, (name, help)) in COUNTERS.iter().enumerate() {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter");
+        let _ = writeln!(o, "{name} {}", sum(&|c| c.counters[i].load(Relaxed)));
+    }
+    let _ = writeln!(o, "# HELP sigyard_handshake_failures_total rejected requests and upgrades by status and reason\n# TYPE sigyard_handshake_failures_total counter");
+    let mut all: Vec<(u16, &str, u64)> = Vec::new();
+    for c in cores {
+        let f = c.failures.lock().unwrap_or_else(|p| p.into_inner());
+        for &(s, r, n) in f.iter() {
+            match all.iter_mut().find(|(s2, r2, _)| *s2 == s && *r2 == r) {
+                Some(e) => e.2 += n,
+                None => all.push((s, r, n)),
+            }
+        }
+    }
+    all.sort();
+    for (s, r, n) in all {
+        let _ = writeln!(
+            o,
+            "sigyard_handshake_failures_total{{status=\"{s}\",reason=\"{r}\"}} {n}"
+        );
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_sums_cores_and_lists_failures() {
+        let cores = [CoreMetrics::default(), CoreMetrics::default()];
+        let mut g = Gauges::default();
+        g.add(Class::WebSocket(Endpoint::Echo));
+        let s = ShellCounters {
+            bytes_in: 5,
+            ..Default::default()
+        };
+        cores[0].publish(&Counters::default(), &s, &g, 1);
+        cores[1].publish(&Counters::default(), &s, &Gauges::default(), 0);
+        cores[1].handshake_failed(400, "missing_key");
+        cores[0].handshake_failed(400, "missing_key");
+        let text = render(&cores, 1.0);
+        assert!(text.contains("sigyard_bytes_received_total 10\n"), "{text}");
+        assert!(text.contains("sigyard_connections{state=\"websocket\"} 1\n"));
+        assert!(text.contains("sigyard_websocket_connections{dialect=\"echo\"} 1\n"));
+        assert!(text.contains("sigyard_core_connections{core=\"1\"} 0\n"));
+        assert!(text.contains(
+            "sigyard_handshake_failures_total{status=\"400\",reason=\"missing_key\"} 2\n"
+        ));
+    }
+}

@@ -1,0 +1,253 @@
+//! Per-core pools of I/O buffers.
+//!
+//! A connection checks a buffer out only while it has bytes to hold and gives it back as soon
+//! as it is empty, so an idle connection holds none. The pool is bounded: when every buffer is
+//! out, [`Pool::rx`] / [`Pool::tx`] answer `None` and the reactor stops reading (and accepting)
+//! until one comes back. That turns memory pressure into back-pressure instead of growth.
+//!
+//! Read buffers are fixed-size and stay initialised between uses (no zeroing per checkout);
+//! write buffers are `Vec`s that may grow past the pool size when a burst of output is queued
+//! (bounded by the connection's outbound limit), and are dropped rather than pooled if they did.
+//!
+//! What it does not own: what is in the buffers, or any decision about which connection
+//! deserves one.
+
+/// A read buffer: fixed capacity, with start/end cursors over its initialised bytes.
+pub struct RxBuf {
+    data: Box<[u8]>,
+    start: usize,
+    end: usize,
+}
+
+impl RxBuf {
+    /// Bytes received and not yet consumed.
+    pub fn filled(&mut self) -> &mut [u8] {
+        &mut self.data[self.start..self.end]
+    }
+
+    pub fn len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+
+    /// Free space at the end, moving the unconsumed bytes to the front first when that frees
+    /// room (sōzu-style compaction: only when the start passed half the buffer or the tail is full).
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start > 0 && (self.start >= self.data.len() / 2 || self.end == self.data.len()) {
+            self.data.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Record `n` bytes written into [`RxBuf::spare`].
+    pub fn filled_by(&mut self, n: usize) {
+        self.end = (self.end + n).min(self.data.len());
+    }
+
+    /// Drop `n` consumed bytes from the front.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+    }
+
+    /// True when no more bytes fit even after compaction.
+    pub fn is_full(&self) -> bool {
+        self.len() == self.data.len()
+    }
+
+    /// Take the unconsumed bytes out (for a connection moving to another core).
+    pub fn take_bytes(&mut self) -> Vec<u8> {
+        let v = self.data[self.start..self.end].to_vec();
+        self.consume(v.len());
+        v
+    }
+}
+
+/// A write buffer: bytes queued for the socket, `start` marks what was already written.
+#[derive(Default)]
+pub struct TxBuf {
+    pub data: Vec<u8>,
+    start: usize,
+}
+
+impl TxBuf {
+    pub fn pending(&self) -> &[u8] {
+        &self.data[self.start..]
+    }
+
+    pub fn len(&self) -> usize {
+        self.data.len() - self.start
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Record `n` bytes written to the socket.
+    pub fn written(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.data.len());
+        if self.start == self.data.len() {
+            self.data.clear();
+            self.start = 0;
+        } else if self.start > self.data.capacity() / 2 {
+            self.data.drain(..self.start);
+            self.start = 0;
+        }
+    }
+}
+
+/// A bounded per-core pool of read and write buffers.
+pub struct Pool {
+    size: usize,
+    max: usize,
+    out: usize,
+    // Buffers are handed out boxed (a slot stores one pointer per buffer); keeping the boxes
+    // on the free lists reuses those allocations too.
+    #[allow(clippy::vec_box)]
+    free_rx: Vec<Box<RxBuf>>,
+    #[allow(clippy::vec_box)]
+    free_tx: Vec<Box<TxBuf>>,
+}
+
+impl Pool {
+    /// A pool of at most `max` buffers (read and write together) of `size` bytes each.
+    pub fn new(size: usize, max: usize) -> Self {
+        Pool {
+            size,
+            max,
+            out: 0,
+            free_rx: Vec::new(),
+            free_tx: Vec::new(),
+        }
+    }
+
+    /// Buffers currently checked out.
+    pub fn in_use(&self) -> usize {
+        self.out
+    }
+
+    pub fn exhausted(&self) -> bool {
+        self.out >= self.max
+    }
+
+    pub fn rx(&mut self) -> Option<Box<RxBuf>> {
+        if self.exhausted() {
+            return None;
+        }
+        self.out += 1;
+        let size = self.size;
+        Some(self.free_rx.pop().unwrap_or_else(|| {
+            Box::new(RxBuf {
+                data: vec![0; size].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            })
+        }))
+    }
+
+    pub fn tx(&mut self) -> Option<Box<TxBuf>> {
+        if self.exhausted() {
+            return None;
+        }
+        self.out += 1;
+        let size = self.size;
+        Some(self.free_tx.pop().unwrap_or_else(|| {
+            Box::new(TxBuf {
+                data: Vec::with_capacity(size),
+                start: 0,
+            })
+        }))
+    }
+
+    /// A write buffer even when the pool is exhausted (counted, so it is returned as usual).
+    /// For the few bytes the server must send regardless: a timeout's close frame, a ping, the
+    /// shutdown close. Everything driven by peer input uses [`Pool::tx`] and waits instead.
+    pub fn tx_force(&mut self) -> Box<TxBuf> {
+        self.out += 1;
+        let size = self.size;
+        self.free_tx.pop().unwrap_or_else(|| {
+            Box::new(TxBuf {
+                data: Vec::with_capacity(size),
+                start: 0,
+            })
+        })
+    }
+
+    pub fn put_rx(&mut self, mut b: Box<RxBuf>) {
+        self.out -= 1;
+        b.start = 0;
+        b.end = 0;
+        if self.free_rx.len() < self.keep() {
+            self.free_rx.push(b);
+        }
+    }
+
+    pub fn put_tx(&mut self, mut b: Box<TxBuf>) {
+        self.out -= 1;
+        // A buffer that grew for a burst is not kept: the pool holds only standard sizes.
+        if b.data.capacity() == self.size && self.free_tx.len() < self.keep() {
+            b.data.clear();
+            b.start = 0;
+            self.free_tx.push(b);
+        }
+    }
+
+    /// How many free buffers of each kind are kept for reuse; the rest go back to the allocator
+    /// so a burst does not pin its peak memory forever.
+    fn keep(&self) -> usize {
+        (self.max / 8).clamp(16, 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rx_compacts_when_start_passes_half() {
+        let mut p = Pool::new(8, 4);
+        let mut b = p.rx().unwrap();
+        b.spare()[..8].copy_from_slice(b"abcdefgh");
+        b.filled_by(8);
+        assert!(b.is_full());
+        b.consume(5);
+        assert_eq!(b.spare().len(), 5);
+        assert_eq!(b.filled(), b"fgh");
+        p.put_rx(b);
+        assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn pool_is_bounded_and_reuses() {
+        let mut p = Pool::new(16, 2);
+        let a = p.rx().unwrap();
+        let t = p.tx().unwrap();
+        assert!(p.rx().is_none() && p.tx().is_none());
+        p.put_rx(a);
+        p.put_tx(t);
+        assert_eq!(p.in_use(), 0);
+        assert!(p.rx().is_some());
+    }
+
+    #[test]
+    fn grown_tx_is_not_pooled() {
+        let mut p = Pool::new(16, 4);
+        let mut t = p.tx().unwrap();
+        t.data.extend_from_slice(&[1; 100]);
+        t.written(40);
+        assert_eq!(t.len(), 60);
+        t.written(60);
+        assert!(t.is_empty());
+        p.put_tx(t);
+        let t2 = p.tx().unwrap();
+        assert_eq!(t2.data.capacity(), 16);
+    }
+}

@@ -1,0 +1,662 @@
+//! The per-connection state machine: HTTP/1.1 requests, the WebSocket upgrade, then RFC 6455
+//! framing, timers and the close handshake.
+//!
+//! ```text
+//!            request head (keep-alive: repeat)
+//!   ┌──────────────┐ ─────────────────────────────┐
+//!   │ExpectRequest │  plain response               │
+//!   └──────┬───────┘ ◄────────────────────────────┘
+//!          │ upgrade accepted (101 written)
+//!          ▼
+//!   ┌──────────────┐  our close sent / peer error   ┌─────────┐  peer's close or linger   ┌────────┐
+//!   │     Open     │ ─────────────────────────────► │ Closing │ ────────────────────────► │ Closed │
+//!   └──────────────┘                                └─────────┘                           └────────┘
+//!          │ peer's close received (we answer it), EOF, error response, timeout ───────────────▲
+//! ```
+//!
+//! # The driver contract
+//!
+//! The shell owns the socket, the buffers and the clock. It calls
+//! [`Conn::handle_read`] with the plaintext it has buffered (which the machine may unmask in
+//! place) and an outbound buffer to append to, [`Conn::handle_eof`] when the peer's write side
+//! ends, and [`Conn::handle_timeout`] once [`Conn::poll_timeout`] has passed. After every call
+//! it flushes the outbound buffer and recomputes its wishes from [`Conn::wants_read`] and
+//! [`Conn::is_closed`]: when the machine is closed and the outbound bytes are written, the shell
+//! closes the socket. What a request or a message *means* is not decided here: the machine
+//! asks the [`App`] the shell passes in (routing, dialect logic, metrics), so this file only
+//! knows the protocols, never the dialects.
+//!
+//! What this module deliberately does not own: sockets, TLS, buffers' memory, real time, and
+//! anything that spans connections (rooms, pairs, cross-core delivery).
+
+use crate::config::Limits;
+use crate::proto::http::{self, HttpLimits, RequestHead};
+use crate::proto::time::{earliest, Tick};
+use crate::proto::ws::{
+    encode_close, encode_frame, parse_close_payload, DataKind, Decoder, DecoderLimits, Item,
+    OpCode, WsError,
+};
+use std::time::Duration;
+
+/// How long we wait for the peer's close frame after sending ours before giving up.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
+
+/// Where an upgraded connection goes. A closed set: adding a dialect adds a variant.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// `/echo`: every message comes back unchanged (conformance testing).
+    Echo,
+}
+
+impl Endpoint {
+    /// Every endpoint, in discriminant order (metrics index by `endpoint as usize`).
+    pub const ALL: [Endpoint; 1] = [Endpoint::Echo];
+
+    /// Name used in logs and metrics labels.
+    pub fn name(self) -> &'static str {
+        match self {
+            Endpoint::Echo => "echo",
+        }
+    }
+}
+
+/// A plain HTTP response chosen by the [`App`].
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A short `text/plain` answer.
+    pub fn text(status: u16, body: &str) -> Self {
+        Response::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
+    }
+}
+
+/// The App's decision about a request head.
+#[derive(Debug)]
+pub enum Routed {
+    /// Accept the WebSocket upgrade (if it is valid) on this endpoint. With `park`, the machine
+    /// stops right after writing the 101 response and waits for [`Conn::unpark`]: the shell
+    /// uses that to move the connection to another core before any frame is read.
+    Upgrade { endpoint: Endpoint, park: bool },
+    /// Answer with this response (keep-alive permitting, the connection stays open).
+    Respond(Response),
+}
+
+/// Whether a handshake succeeded, for the App's metrics and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handshake {
+    Upgraded(Endpoint),
+    /// The request was answered with an error status; `reason` names the rule, e.g. `missing_key`.
+    Rejected {
+        status: u16,
+        reason: &'static str,
+    },
+}
+
+/// What the machine asks of its surroundings. The shell implements it per drive call.
+pub trait App {
+    /// Decide what a request is: an upgrade to an endpoint or a plain response.
+    fn route(&mut self, now: Tick, head: &RequestHead) -> Routed;
+    /// A handshake finished (either way).
+    fn on_handshake(&mut self, outcome: Handshake);
+    /// A complete WebSocket message arrived. Replies to the sender go through `out`.
+    fn on_message(
+        &mut self,
+        now: Tick,
+        endpoint: Endpoint,
+        kind: DataKind,
+        payload: &[u8],
+        out: &mut Outbox<'_>,
+    );
+    /// The connection closed (after being open as a WebSocket): `code` is what was sent or
+    /// received, if any.
+    fn on_ws_close(&mut self, endpoint: Endpoint, code: Option<u16>) {
+        let _ = (endpoint, code);
+    }
+}
+
+/// Counters the machine updates for the shell's metrics (plain integers: the shell publishes
+/// them).
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    pub frames_in: u64,
+    pub frames_out: u64,
+    pub messages_in: u64,
+    pub messages_out: u64,
+    pub pings_sent: u64,
+    pub protocol_errors: u64,
+    pub idle_timeouts: u64,
+    pub handshake_timeouts: u64,
+}
+
+/// A handle for writing whole server frames onto one connection's outbound buffer.
+pub struct Outbox<'a> {
+    out: &'a mut Vec<u8>,
+    counters: &'a mut Counters,
+}
+
+impl<'a> Outbox<'a> {
+    pub fn new(out: &'a mut Vec<u8>, counters: &'a mut Counters) -> Self {
+        Outbox { out, counters }
+    }
+
+    /// Queue one unfragmented message.
+    pub fn send(&mut self, kind: DataKind, payload: &[u8]) {
+        let opcode = match kind {
+            DataKind::Text => OpCode::Text,
+            DataKind::Binary => OpCode::Binary,
+        };
+        encode_frame(true, opcode, payload, self.out);
+        self.counters.frames_out += 1;
+        self.counters.messages_out += 1;
+    }
+
+    pub fn text(&mut self, payload: &str) {
+        self.send(DataKind::Text, payload.as_bytes());
+    }
+
+    /// Bytes waiting to be written on this connection, including what was queued before.
+    pub fn pending(&self) -> usize {
+        self.out.len()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Waiting for (the rest of) a request head. `served` tells whether an earlier request on
+    /// this connection was answered (then the keep-alive timeout applies, not the handshake one).
+    ExpectRequest { served: bool },
+    /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`.
+    Open { endpoint: Endpoint, parked: bool },
+    /// We sent a close frame and wait for the peer's. `desynced`: the stream broke a framing
+    /// rule, so its bytes are discarded instead of decoded.
+    Closing { endpoint: Endpoint, desynced: bool },
+    /// Nothing more will be read or produced; the shell flushes and closes.
+    Closed,
+}
+
+/// One connection's protocol state. Small on purpose: sigyard holds a great many idle ones.
+pub struct Conn {
+    state: State,
+    decoder: Decoder,
+    /// When the current phase began: accept or last answered request (ExpectRequest), last
+    /// ping sent (Open), close sent (Closing).
+    phase_at: Tick,
+    /// Last time any byte arrived.
+    last_rx: Tick,
+    /// Reassembly of a message that did not arrive in one piece; dropped when it completes.
+    #[allow(clippy::box_collection)] // one pointer in every idle Conn instead of a 24-byte Vec
+    partial: Option<Box<Vec<u8>>>,
+}
+
+impl Conn {
+    /// A fresh connection, accepted at `now`.
+    pub fn new(now: Tick, limits: &Limits) -> Self {
+        Conn {
+            state: State::ExpectRequest { served: false },
+            decoder: Decoder::new(decoder_limits(limits)),
+            phase_at: now,
+            last_rx: now,
+            partial: None,
+        }
+    }
+
+    // ── what the shell asks ────────────────────────────────────────────────────────────────
+
+    /// True when the machine would consume more input now. `pending_out` is the number of
+    /// outbound bytes the shell still holds for this connection: above `high_water` reading
+    /// pauses, so a peer that sends without reading meets back-pressure instead of growing
+    /// our buffers.
+    pub fn wants_read(&self, pending_out: usize, high_water: usize) -> bool {
+        let state_reads = match self.state {
+            State::ExpectRequest { .. } | State::Closing { .. } => true,
+            State::Open { parked, .. } => !parked,
+            State::Closed => false,
+        };
+        state_reads && pending_out < high_water
+    }
+
+    /// True once nothing more will happen but flushing what is queued.
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// True while the connection is an upgraded WebSocket (open or closing).
+    pub fn endpoint(&self) -> Option<Endpoint> {
+        match self.state {
+            State::Open { endpoint, .. } | State::Closing { endpoint, .. } => Some(endpoint),
+            _ => None,
+        }
+    }
+
+    /// True when the machine stopped after an upgrade, waiting for the shell to move it.
+    pub fn is_parked(&self) -> bool {
+        matches!(self.state, State::Open { parked: true, .. })
+    }
+
+    /// True while no request has been completed yet (TLS or HTTP handshake phase).
+    pub fn is_handshaking(&self) -> bool {
+        self.state == State::ExpectRequest { served: false }
+    }
+
+    /// Resume input after a park (on the new core).
+    pub fn unpark(&mut self, now: Tick) {
+        if let State::Open { endpoint, .. } = self.state {
+            self.state = State::Open {
+                endpoint,
+                parked: false,
+            };
+            self.last_rx = now;
+            self.phase_at = now;
+        }
+    }
+
+    /// The next instant at which [`Conn::handle_timeout`] has something to do.
+    pub fn poll_timeout(&self, limits: &Limits) -> Option<Tick> {
+        match self.state {
+            State::ExpectRequest { served } => {
+                let t = if served {
+                    limits.http_keepalive_timeout
+                } else {
+                    limits.handshake_timeout
+                };
+                Some(self.phase_at.after(t))
+            }
+            State::Open { parked: true, .. } | State::Closed => None,
+            State::Open { .. } => {
+                let idle = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
+                let ping = nonzero(limits.ping_interval).map(|d| {
+                    // Ping after `d` of silence, and again every `d` while silence lasts.
+                    let base = if self.phase_at.reached(self.last_rx) {
+                        self.phase_at
+                    } else {
+                        self.last_rx
+                    };
+                    base.after(d)
+                });
+                earliest(idle, ping)
+            }
+            State::Closing { .. } => Some(self.phase_at.after(CLOSE_LINGER)),
+        }
+    }
+
+    // ── inputs ─────────────────────────────────────────────────────────────────────────────
+
+    /// Consume plaintext from `input` (which may be unmasked in place) and append any output to
+    /// `out`. Returns how many bytes of `input` were consumed; the rest must be offered again
+    /// with more bytes behind it.
+    pub fn handle_read<A: App>(
+        &mut self,
+        now: Tick,
+        limits: &Limits,
+        input: &mut [u8],
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+        app: &mut A,
+    ) -> usize {
+        let mut pos = 0;
+        loop {
+            let before = pos;
+            match self.state {
+                State::ExpectRequest { .. } => {
+                    pos += self.read_request(now, limits, &input[pos..], out, app)
+                }
+                State::Open { parked: true, .. } | State::Closed => {}
+                State::Open { endpoint, .. } => {
+                    pos += self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
+                }
+                State::Closing { endpoint, desynced } => {
+                    if desynced {
+                        pos = input.len(); // the stream is broken: discard until the peer goes
+                    } else {
+                        pos +=
+                            self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
+                    }
+                }
+            }
+            // Continue only when the state moved on and left input behind (pipelined
+            // requests, or frames that arrived with the upgrade request).
+            if pos == before || pos >= input.len() || !self.state_continues() {
+                break;
+            }
+        }
+        if pos > 0 {
+            self.last_rx = now;
+        }
+        pos
+    }
+
+    /// The peer will send no more bytes.
+    pub fn handle_eof<A: App>(&mut self, app: &mut A) {
+        if let Some(endpoint) = self.endpoint() {
+            app.on_ws_close(endpoint, None);
+        }
+        self.state = State::Closed;
+    }
+
+    /// Act on whatever deadline has passed at `now`.
+    pub fn handle_timeout<A: App>(
+        &mut self,
+        now: Tick,
+        limits: &Limits,
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+        app: &mut A,
+    ) {
+        let Some(deadline) = self.poll_timeout(limits) else {
+            return;
+        };
+        if !now.reached(deadline) {
+            return;
+        }
+        match self.state {
+            State::ExpectRequest { served: false } => {
+                counters.handshake_timeouts += 1;
+                app.on_handshake(Handshake::Rejected {
+                    status: 408,
+                    reason: "timeout",
+                });
+                http::write_response(
+                    408,
+                    Some("text/plain"),
+                    &[],
+                    b"request timeout\n",
+                    false,
+                    out,
+                );
+                self.state = State::Closed;
+            }
+            State::ExpectRequest { served: true } => self.state = State::Closed,
+            State::Open { endpoint, .. } => {
+                let idle_at = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
+                if idle_at.is_some_and(|t| now.reached(t)) {
+                    counters.idle_timeouts += 1;
+                    self.send_close(out, 1001, "idle timeout");
+                    app.on_ws_close(endpoint, Some(1001));
+                    self.state = State::Closed;
+                } else {
+                    encode_frame(true, OpCode::Ping, b"", out);
+                    counters.frames_out += 1;
+                    counters.pings_sent += 1;
+                    self.phase_at = now;
+                }
+            }
+            State::Closing { .. } => self.state = State::Closed,
+            State::Closed => {}
+        }
+    }
+
+    /// Start a server-initiated close (shutdown, policy). Idempotent.
+    pub fn begin_close<A: App>(
+        &mut self,
+        now: Tick,
+        code: u16,
+        reason: &str,
+        out: &mut Vec<u8>,
+        app: &mut A,
+    ) {
+        match self.state {
+            State::Open { endpoint, .. } => {
+                self.send_close(out, code, reason);
+                app.on_ws_close(endpoint, Some(code));
+                self.state = State::Closing {
+                    endpoint,
+                    desynced: false,
+                };
+                self.phase_at = now;
+            }
+            State::ExpectRequest { .. } => self.state = State::Closed,
+            State::Closing { .. } | State::Closed => {}
+        }
+    }
+
+    /// Drop the connection without ceremony (a slow reader, a broken socket).
+    pub fn abort<A: App>(&mut self, app: &mut A) {
+        if let Some(endpoint) = self.endpoint() {
+            app.on_ws_close(endpoint, Some(1006));
+        }
+        self.state = State::Closed;
+    }
+
+    // ── internals ──────────────────────────────────────────────────────────────────────────
+
+    fn state_continues(&self) -> bool {
+        !matches!(self.state, State::Closed | State::Open { parked: true, .. })
+    }
+
+    fn read_request<A: App>(
+        &mut self,
+        now: Tick,
+        limits: &Limits,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        app: &mut A,
+    ) -> usize {
+        let hl = HttpLimits {
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        };
+        let (head, used) = match http::parse_request(input, &hl) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => return 0,
+            Err(e) => {
+                app.on_handshake(Handshake::Rejected {
+                    status: e.status(),
+                    reason: e.reason(),
+                });
+                e.write_response(out);
+                self.state = State::Closed;
+                return input.len();
+            }
+        };
+        match app.route(now, &head) {
+            Routed::Upgrade { endpoint, park } => match http::validate_upgrade(&head) {
+                Ok(accept) => {
+                    http::write_switching_protocols(&accept, out);
+                    app.on_handshake(Handshake::Upgraded(endpoint));
+                    self.decoder = Decoder::new(decoder_limits(limits));
+                    self.state = State::Open {
+                        endpoint,
+                        parked: park,
+                    };
+                    self.phase_at = now;
+                }
+                Err(e) => {
+                    app.on_handshake(Handshake::Rejected {
+                        status: e.status(),
+                        reason: e.reason(),
+                    });
+                    e.write_response(out);
+                    self.state = State::Closed;
+                    return input.len();
+                }
+            },
+            Routed::Respond(resp) => {
+                if head.upgrade.is_some() && resp.status >= 400 {
+                    let reason = match resp.status {
+                        404 => "not_found",
+                        405 => "method_not_allowed",
+                        _ => "refused",
+                    };
+                    app.on_handshake(Handshake::Rejected {
+                        status: resp.status,
+                        reason,
+                    });
+                }
+                // A body we do not read would desynchronise the next request, and a client
+                // refused a WebSocket has no use for the connection: close after either.
+                let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
+                let keep_alive = head.keep_alive && !has_body && head.upgrade.is_none();
+                let headers: Vec<(&str, &str)> =
+                    resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+                let body: &[u8] = if head.method == http::Method::Head {
+                    b""
+                } else {
+                    &resp.body
+                };
+                http::write_response(
+                    resp.status,
+                    Some(resp.content_type),
+                    &headers,
+                    body,
+                    keep_alive,
+                    out,
+                );
+                self.state = if keep_alive {
+                    State::ExpectRequest { served: true }
+                } else {
+                    State::Closed
+                };
+                self.phase_at = now;
+                if !keep_alive {
+                    return input.len();
+                }
+            }
+        }
+        used
+    }
+
+    #[allow(clippy::too_many_arguments)] // the machine's inputs, passed explicitly rather than stored
+    fn read_frames<A: App>(
+        &mut self,
+        now: Tick,
+        endpoint: Endpoint,
+        input: &mut [u8],
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+        app: &mut A,
+    ) -> usize {
+        let closing = matches!(self.state, State::Closing { .. });
+        let mut pos = 0;
+        while pos < input.len() {
+            let (item, used) = match self.decoder.decode(&mut input[pos..]) {
+                Ok(step) => step,
+                Err(e) => {
+                    self.fail(now, endpoint, &e, out, counters, app);
+                    return input.len();
+                }
+            };
+            let base = pos;
+            pos += used;
+            match item {
+                Item::NeedMore => break,
+                Item::Data {
+                    range,
+                    kind,
+                    frame_end,
+                    message_start,
+                    message_end,
+                    ..
+                } => {
+                    if frame_end {
+                        counters.frames_in += 1;
+                    }
+                    if closing {
+                        continue; // after our close, data is read and dropped
+                    }
+                    let chunk = &input[base + range.start..base + range.end];
+                    if message_start && message_end && self.partial.is_none() {
+                        counters.messages_in += 1;
+                        app.on_message(now, endpoint, kind, chunk, &mut Outbox::new(out, counters));
+                        continue;
+                    }
+                    let buf = self.partial.get_or_insert_with(Default::default);
+                    buf.extend_from_slice(chunk);
+                    if message_end {
+                        let whole = self.partial.take().unwrap_or_default();
+                        counters.messages_in += 1;
+                        app.on_message(
+                            now,
+                            endpoint,
+                            kind,
+                            &whole,
+                            &mut Outbox::new(out, counters),
+                        );
+                    }
+                }
+                Item::Control { opcode, range } => {
+                    counters.frames_in += 1;
+                    let payload = &input[base + range.start..base + range.end];
+                    match opcode {
+                        OpCode::Ping if !closing => {
+                            encode_frame(true, OpCode::Pong, payload, out);
+                            counters.frames_out += 1;
+                        }
+                        OpCode::Close => {
+                            // The decoder validated the payload; parse it again for the code.
+                            let code = parse_close_payload(payload).ok().flatten().map(|(c, _)| c);
+                            if !closing {
+                                // Answer with the peer's code (or a plain 1000 if it gave none).
+                                self.send_close(out, code.unwrap_or(1000), "");
+                                app.on_ws_close(endpoint, code);
+                            }
+                            self.partial = None;
+                            self.state = State::Closed;
+                            return input.len();
+                        }
+                        _ => {} // pongs (and pings while closing) need no answer
+                    }
+                }
+            }
+        }
+        pos
+    }
+
+    fn fail<A: App>(
+        &mut self,
+        now: Tick,
+        endpoint: Endpoint,
+        e: &WsError,
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+        app: &mut A,
+    ) {
+        counters.protocol_errors += 1;
+        self.partial = None;
+        if matches!(self.state, State::Open { .. }) {
+            self.send_close(out, e.close_code(), &e.to_string());
+            app.on_ws_close(endpoint, Some(e.close_code()));
+        }
+        // The byte stream can no longer be trusted: wait for the peer to hang up, reading
+        // nothing into frames.
+        self.state = State::Closing {
+            endpoint,
+            desynced: true,
+        };
+        self.phase_at = now;
+    }
+
+    fn send_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) {
+        let mut buf = [0u8; 2 + 125];
+        let n = encode_close(code, reason, &mut buf);
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+fn decoder_limits(limits: &Limits) -> DecoderLimits {
+    DecoderLimits {
+        max_frame: limits.max_frame_size as u64,
+        max_message: limits.max_message_size as u64,
+    }
+}
+
+fn nonzero(d: Duration) -> Option<Duration> {
+    (!d.is_zero()).then_some(d)
+}
+
+#[cfg(test)]
+mod tests;

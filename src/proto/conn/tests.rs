@@ -1,0 +1,447 @@
+//! State-by-state tests of the connection machine, in virtual time.
+
+use super::*;
+use crate::config::Config;
+use crate::proto::ws::FrameHeader;
+
+// ── fixture ────────────────────────────────────────────────────────────────────────────────
+
+#[derive(Default)]
+struct TestApp {
+    park: bool,
+    handshakes: Vec<Handshake>,
+    messages: Vec<(DataKind, Vec<u8>)>,
+    closes: Vec<Option<u16>>,
+}
+
+impl App for TestApp {
+    fn route(&mut self, _now: Tick, head: &RequestHead) -> Routed {
+        match head.path.as_str() {
+            "/echo" => Routed::Upgrade {
+                endpoint: Endpoint::Echo,
+                park: self.park,
+            },
+            "/healthz" => Routed::Respond(Response::text(200, "ok")),
+            _ => Routed::Respond(Response::text(404, "not found")),
+        }
+    }
+    fn on_handshake(&mut self, outcome: Handshake) {
+        self.handshakes.push(outcome);
+    }
+    fn on_message(
+        &mut self,
+        _now: Tick,
+        _e: Endpoint,
+        kind: DataKind,
+        payload: &[u8],
+        out: &mut Outbox<'_>,
+    ) {
+        self.messages.push((kind, payload.to_vec()));
+        out.send(kind, payload);
+    }
+    fn on_ws_close(&mut self, _e: Endpoint, code: Option<u16>) {
+        self.closes.push(code);
+    }
+}
+
+struct T {
+    conn: Conn,
+    limits: Limits,
+    now: Tick,
+    inbuf: Vec<u8>,
+    out: Vec<u8>,
+    counters: Counters,
+    app: TestApp,
+}
+
+impl T {
+    fn new() -> T {
+        let limits = Config::default().limits;
+        T {
+            conn: Conn::new(Tick(0), &limits),
+            limits,
+            now: Tick(0),
+            inbuf: Vec::new(),
+            out: Vec::new(),
+            counters: Counters::default(),
+            app: TestApp::default(),
+        }
+    }
+
+    /// Fresh connection already upgraded on `/echo`, output cleared.
+    fn open() -> T {
+        let mut t = T::new();
+        t.send(&upgrade("/echo"));
+        assert!(t.take_out().starts_with(b"HTTP/1.1 101"));
+        t
+    }
+
+    /// Deliver bytes as the shell would: anything not consumed stays for the next call.
+    fn send(&mut self, bytes: &[u8]) -> usize {
+        self.inbuf.extend_from_slice(bytes);
+        let used = self.conn.handle_read(
+            self.now,
+            &self.limits,
+            &mut self.inbuf,
+            &mut self.out,
+            &mut self.counters,
+            &mut self.app,
+        );
+        self.inbuf.drain(..used);
+        used
+    }
+
+    fn advance(&mut self, d: Duration) {
+        self.now = self.now.after(d);
+        self.conn.handle_timeout(
+            self.now,
+            &self.limits,
+            &mut self.out,
+            &mut self.counters,
+            &mut self.app,
+        );
+    }
+
+    fn take_out(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.out)
+    }
+
+    /// Server frames written so far (and clears them).
+    fn frames(&mut self) -> Vec<(OpCode, Vec<u8>)> {
+        let out = self.take_out();
+        let mut v = Vec::new();
+        let mut pos = 0;
+        while pos < out.len() {
+            let (h, n) = FrameHeader::parse(&out[pos..])
+                .expect("server frame parses")
+                .expect("whole frame");
+            assert!(h.mask.is_none(), "server frames are never masked");
+            let end = pos + n + h.payload_len as usize;
+            v.push((h.opcode, out[pos + n..end].to_vec()));
+            pos = end;
+        }
+        v
+    }
+}
+
+fn upgrade(path: &str) -> Vec<u8> {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: sigyard.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// A masked client frame.
+fn cframe(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut f = vec![(u8::from(fin) << 7) | opcode.as_u8()];
+    match payload.len() {
+        n if n < 126 => f.push(0x80 | n as u8),
+        n if n <= 0xffff => {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(n as u16).to_be_bytes());
+        }
+        n => {
+            f.push(0x80 | 127);
+            f.extend_from_slice(&(n as u64).to_be_bytes());
+        }
+    }
+    f.extend_from_slice(&key);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+    f
+}
+
+fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+    let mut p = code.to_be_bytes().to_vec();
+    p.extend_from_slice(reason.as_bytes());
+    p
+}
+
+// ── ExpectRequest ──────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn expect_request_partial_head_consumes_nothing() {
+    let mut t = T::new();
+    assert_eq!(t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n"), 0);
+    assert!(t.out.is_empty());
+    assert!(t.conn.wants_read(0, 1));
+}
+
+#[test]
+fn expect_request_pipelined_requests_each_answered_in_order() {
+    let mut t = T::new();
+    let two = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\n";
+    assert_eq!(t.send(two), two.len());
+    let out = String::from_utf8(t.take_out()).unwrap();
+    let first = out.find("200 OK").expect("first answered");
+    let second = out.find("404 Not Found").expect("second answered");
+    assert!(first < second);
+    assert!(!t.conn.is_closed(), "keep-alive keeps the connection");
+}
+
+#[test]
+fn expect_request_connection_close_closes_after_response() {
+    let mut t = T::new();
+    t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert!(String::from_utf8(t.take_out())
+        .unwrap()
+        .starts_with("HTTP/1.1 200"));
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn expect_request_unread_body_closes_after_response() {
+    let mut t = T::new();
+    t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn expect_request_invalid_upgrade_is_rejected_and_closed() {
+    let mut t = T::new();
+    t.send(b"GET /echo HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\r\n");
+    assert!(String::from_utf8(t.take_out())
+        .unwrap()
+        .starts_with("HTTP/1.1 400"));
+    assert!(t.conn.is_closed());
+    assert!(matches!(
+        t.app.handshakes[..],
+        [Handshake::Rejected { status: 400, .. }]
+    ));
+}
+
+#[test]
+fn expect_request_handshake_timeout_answers_408() {
+    let mut t = T::new();
+    t.send(b"GET /heal");
+    t.advance(t.limits.handshake_timeout - Duration::from_millis(1));
+    assert!(t.out.is_empty());
+    t.advance(Duration::from_millis(1));
+    assert!(String::from_utf8(t.take_out())
+        .unwrap()
+        .starts_with("HTTP/1.1 408"));
+    assert!(t.conn.is_closed());
+    assert_eq!(t.counters.handshake_timeouts, 1);
+}
+
+#[test]
+fn expect_request_keepalive_timeout_closes_silently() {
+    let mut t = T::new();
+    t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    t.take_out();
+    assert_eq!(
+        t.conn.poll_timeout(&t.limits),
+        Some(Tick(0).after(t.limits.http_keepalive_timeout))
+    );
+    t.advance(t.limits.http_keepalive_timeout);
+    assert!(t.out.is_empty());
+    assert!(t.conn.is_closed());
+}
+
+// ── Open ───────────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn open_frames_sent_with_the_upgrade_request_are_processed() {
+    let mut t = T::new();
+    let mut bytes = upgrade("/echo");
+    bytes.extend(cframe(true, OpCode::Text, b"early"));
+    assert_eq!(t.send(&bytes), bytes.len());
+    let out = t.take_out();
+    let head_end = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    t.out = out[head_end..].to_vec();
+    assert_eq!(t.frames(), vec![(OpCode::Text, b"early".to_vec())]);
+}
+
+#[test]
+fn open_echo_preserves_kind() {
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Binary, &[0, 1, 2]));
+    t.send(&cframe(true, OpCode::Text, "héllo".as_bytes()));
+    assert_eq!(
+        t.frames(),
+        vec![
+            (OpCode::Binary, vec![0, 1, 2]),
+            (OpCode::Text, "héllo".as_bytes().to_vec())
+        ]
+    );
+    assert_eq!((t.counters.messages_in, t.counters.messages_out), (2, 2));
+}
+
+#[test]
+fn open_fragmented_message_is_reassembled_with_interleaved_ping() {
+    let mut t = T::open();
+    t.send(&cframe(false, OpCode::Text, b"frag"));
+    t.send(&cframe(true, OpCode::Ping, b"p"));
+    t.send(&cframe(false, OpCode::Continuation, b"men"));
+    t.send(&cframe(true, OpCode::Continuation, b"ted"));
+    assert_eq!(
+        t.frames(),
+        vec![
+            (OpCode::Pong, b"p".to_vec()),
+            (OpCode::Text, b"fragmented".to_vec())
+        ]
+    );
+    assert!(t.conn.partial.is_none(), "reassembly buffer released");
+}
+
+#[test]
+fn open_frame_split_byte_by_byte_still_echoes() {
+    let mut t = T::open();
+    let f = cframe(true, OpCode::Text, b"one byte at a time");
+    for b in &f {
+        t.send(&[*b]);
+    }
+    assert_eq!(
+        t.frames(),
+        vec![(OpCode::Text, b"one byte at a time".to_vec())]
+    );
+}
+
+#[test]
+fn open_close_is_answered_with_same_code_then_closed() {
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Close, &close_payload(1000, "bye")));
+    assert_eq!(t.frames(), vec![(OpCode::Close, close_payload(1000, ""))]);
+    assert!(t.conn.is_closed());
+    assert_eq!(t.app.closes, vec![Some(1000)]);
+}
+
+#[test]
+fn open_empty_close_is_answered_with_1000() {
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Close, b""));
+    assert_eq!(t.frames(), vec![(OpCode::Close, close_payload(1000, ""))]);
+}
+
+#[test]
+fn open_protocol_error_closes_1002_and_discards_the_rest() {
+    let mut t = T::open();
+    let mut bad = cframe(true, OpCode::Text, b"x");
+    bad[0] |= 0x40; // RSV1 without an extension
+    bad.extend(cframe(true, OpCode::Text, b"after"));
+    t.send(&bad);
+    let frames = t.frames();
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0, OpCode::Close);
+    assert_eq!(&frames[0].1[..2], &1002u16.to_be_bytes());
+    assert!(t.app.messages.is_empty());
+    assert_eq!(t.counters.protocol_errors, 1);
+    // Still waiting for the peer to go; the linger deadline ends it.
+    assert!(!t.conn.is_closed());
+    t.advance(CLOSE_LINGER);
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn open_invalid_utf8_closes_1007() {
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Text, &[0xce, 0xba, 0xff]));
+    let frames = t.frames();
+    assert_eq!(&frames[0].1[..2], &1007u16.to_be_bytes());
+}
+
+#[test]
+fn open_oversized_frame_closes_1009_before_the_payload_arrives() {
+    let mut t = T::open();
+    let f = cframe(true, OpCode::Binary, &vec![0; t.limits.max_frame_size + 1]);
+    t.send(&f[..16]); // header only
+    assert_eq!(&t.frames()[0].1[..2], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn open_silence_gets_a_ping_then_the_idle_close() {
+    let mut t = T::open();
+    t.limits.ping_interval = Duration::from_secs(30);
+    t.limits.idle_timeout = Duration::from_secs(75);
+    t.advance(Duration::from_secs(30));
+    assert_eq!(t.frames(), vec![(OpCode::Ping, vec![])]);
+    t.advance(Duration::from_secs(30));
+    assert_eq!(t.frames(), vec![(OpCode::Ping, vec![])]);
+    t.advance(Duration::from_secs(15));
+    let f = t.frames();
+    assert_eq!(f[0].0, OpCode::Close);
+    assert_eq!(&f[0].1[..2], &1001u16.to_be_bytes());
+    assert!(t.conn.is_closed());
+    assert_eq!((t.counters.pings_sent, t.counters.idle_timeouts), (2, 1));
+}
+
+#[test]
+fn open_traffic_postpones_ping() {
+    let mut t = T::open();
+    t.limits.ping_interval = Duration::from_secs(30);
+    t.now = t.now.after(Duration::from_secs(20));
+    t.send(&cframe(true, OpCode::Pong, b""));
+    t.advance(Duration::from_secs(15));
+    assert!(
+        t.out.is_empty(),
+        "no ping 35 s after upgrade when a pong came at 20 s"
+    );
+    t.advance(Duration::from_secs(15));
+    assert_eq!(t.frames(), vec![(OpCode::Ping, vec![])]);
+}
+
+#[test]
+fn open_parked_reads_nothing_until_unparked() {
+    let mut t = T::new();
+    t.app.park = true;
+    let mut bytes = upgrade("/echo");
+    let head_len = bytes.len();
+    bytes.extend(cframe(true, OpCode::Text, b"later"));
+    assert_eq!(t.send(&bytes), head_len, "stops right after the head");
+    assert!(t.conn.is_parked() && !t.conn.wants_read(0, 1 << 20));
+    assert_eq!(t.conn.poll_timeout(&t.limits), None);
+    t.take_out();
+    t.conn.unpark(t.now);
+    t.send(b"");
+    assert_eq!(t.frames(), vec![(OpCode::Text, b"later".to_vec())]);
+}
+
+#[test]
+fn open_back_pressure_above_high_water() {
+    let t = T::open();
+    assert!(t.conn.wants_read(100, 101));
+    assert!(!t.conn.wants_read(101, 101));
+}
+
+// ── Closing ────────────────────────────────────────────────────────────────────────────────
+
+#[test]
+fn closing_begin_close_sends_1001_drops_data_and_ends_on_peer_close() {
+    let mut t = T::open();
+    t.conn
+        .begin_close(t.now, 1001, "server shutting down", &mut t.out, &mut t.app);
+    let f = t.frames();
+    assert_eq!(f[0].0, OpCode::Close);
+    assert_eq!(&f[0].1[2..], b"server shutting down");
+    t.send(&cframe(true, OpCode::Text, b"ignored"));
+    assert!(t.out.is_empty() && t.app.messages.is_empty());
+    t.send(&cframe(true, OpCode::Close, &close_payload(1001, "")));
+    assert!(t.out.is_empty(), "no second close frame");
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn closing_linger_expires() {
+    let mut t = T::open();
+    t.conn.begin_close(t.now, 1001, "", &mut t.out, &mut t.app);
+    t.advance(CLOSE_LINGER - Duration::from_millis(1));
+    assert!(!t.conn.is_closed());
+    t.advance(Duration::from_millis(1));
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn eof_closes_from_any_state() {
+    let mut t = T::open();
+    t.conn.handle_eof(&mut t.app);
+    assert!(t.conn.is_closed() && !t.conn.wants_read(0, 1));
+    assert_eq!(t.app.closes, vec![None]);
+}
+
+#[test]
+fn conn_state_is_small() {
+    // An idle connection's protocol state; the shell adds socket and buffer pointers.
+    let size = std::mem::size_of::<Conn>();
+    assert!(size <= 72, "Conn is {size} bytes");
+}

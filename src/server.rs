@@ -1,0 +1,280 @@
+//! The embeddable server: build from a [`Config`], start, and control it through a [`Handle`].
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! let server = sigyard::Server::builder()
+//!     .listen("127.0.0.1:0".parse().unwrap())
+//!     .threads(2)
+//!     .echo(true)
+//!     .build()
+//!     .expect("valid configuration");
+//! let handle = server.start().expect("bound and running");
+//! println!("listening on {:?}", handle.local_addrs());
+//! handle.shutdown(Duration::from_secs(5));
+//! handle.join();
+//! ```
+//!
+//! Starting binds every listener on the calling thread (so a bad address is an error you get
+//! back, not a log line), then spawns one reactor thread per core. The library installs no
+//! signal handlers; the `sigyard` binary does that and calls [`Handle::shutdown`] and
+//! [`Handle::reload_tls`].
+
+use crate::config::{Config, Limits, Listener as ListenSpec};
+use crate::info;
+use crate::metrics::CoreMetrics;
+use crate::net::listener::bind_reuseport;
+use crate::net::mailbox::{CoreMsg, Mailbox};
+use crate::net::reactor::{Listener, Reactor, WAKER};
+use crate::net::{tls, IpTable, Shared};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Why a server could not start.
+#[derive(Debug)]
+pub enum StartError {
+    Config(String),
+    Tls(String),
+    Bind {
+        addr: SocketAddr,
+        error: std::io::Error,
+    },
+    Io(std::io::Error),
+}
+
+impl fmt::Display for StartError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StartError::Config(m) => write!(f, "configuration: {m}"),
+            StartError::Tls(m) => write!(f, "TLS: {m}"),
+            StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
+            StartError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for StartError {}
+
+/// A validated configuration with its TLS material loaded, ready to start.
+pub struct Server {
+    cfg: Arc<Config>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+}
+
+/// Builder for embedding: start from the defaults and change what you need.
+pub struct Builder {
+    cfg: Config,
+    listen_set: bool,
+}
+
+impl Builder {
+    /// Listen on a plain (ws://, http://) address. Repeatable; replaces the default listener.
+    pub fn listen(mut self, addr: SocketAddr) -> Self {
+        self.take_default_listen();
+        self.cfg.listen.push(ListenSpec { addr, tls: false });
+        self
+    }
+
+    /// Listen on a TLS (wss://, https://) address; needs [`Builder::tls`].
+    pub fn listen_tls(mut self, addr: SocketAddr) -> Self {
+        self.take_default_listen();
+        self.cfg.listen.push(ListenSpec { addr, tls: true });
+        self
+    }
+
+    pub fn tls(mut self, cert: impl Into<PathBuf>, key: impl Into<PathBuf>) -> Self {
+        self.cfg.tls_cert = Some(cert.into());
+        self.cfg.tls_key = Some(key.into());
+        self
+    }
+
+    /// Reactor threads (0 = one per available core).
+    pub fn threads(mut self, n: usize) -> Self {
+        self.cfg.threads = n;
+        self
+    }
+
+    /// Enable the `/echo` WebSocket endpoint.
+    pub fn echo(mut self, on: bool) -> Self {
+        self.cfg.echo = on;
+        self
+    }
+
+    /// Adjust limits and timeouts.
+    pub fn limits(mut self, f: impl FnOnce(&mut Limits)) -> Self {
+        f(&mut self.cfg.limits);
+        self
+    }
+
+    pub fn build(self) -> Result<Server, StartError> {
+        Server::new(self.cfg)
+    }
+
+    fn take_default_listen(&mut self) {
+        if !self.listen_set {
+            self.cfg.listen.clear();
+            self.listen_set = true;
+        }
+    }
+}
+
+impl Server {
+    pub fn builder() -> Builder {
+        Builder {
+            cfg: Config::default(),
+            listen_set: false,
+        }
+    }
+
+    /// Validate `cfg` and load its TLS certificate, if any.
+    pub fn new(cfg: Config) -> Result<Server, StartError> {
+        cfg.validate()
+            .map_err(|e| StartError::Config(e.to_string()))?;
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(c), Some(k)) => {
+                Some(tls::load_server_config(c, k).map_err(|e| StartError::Tls(e.to_string()))?)
+            }
+            _ => None,
+        };
+        Ok(Server {
+            cfg: Arc::new(cfg),
+            tls,
+        })
+    }
+
+    /// Bind every listener and start the reactors.
+    pub fn start(self) -> Result<Handle, StartError> {
+        let n = self.cfg.effective_threads();
+        let mut per_core: Vec<Vec<Listener>> = (0..n).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
+        for spec in &self.cfg.listen {
+            let (socks, bound) =
+                bind_reuseport(spec.addr, n).map_err(|error| StartError::Bind {
+                    addr: spec.addr,
+                    error,
+                })?;
+            addrs.push((bound, spec.tls));
+            for (core, s) in socks.into_iter().enumerate() {
+                per_core[core].push(Listener {
+                    sock: mio::net::TcpListener::from_std(s),
+                    tls: spec.tls,
+                });
+            }
+        }
+        let mut polls = Vec::with_capacity(n);
+        let mut mailboxes = Vec::with_capacity(n);
+        let mut inboxes = Vec::with_capacity(n);
+        for _ in 0..n {
+            let poll = mio::Poll::new().map_err(StartError::Io)?;
+            let waker = Arc::new(mio::Waker::new(poll.registry(), WAKER).map_err(StartError::Io)?);
+            let (tx, rx) = mpsc::channel();
+            mailboxes.push(Mailbox::new(tx, waker));
+            inboxes.push(rx);
+            polls.push(poll);
+        }
+        let shared = Arc::new(Shared {
+            cfg: self.cfg.clone(),
+            cores: (0..n).map(|_| CoreMetrics::default()).collect(),
+            mailboxes,
+            conns_total: AtomicUsize::new(0),
+            per_ip: IpTable::new(self.cfg.limits.max_connections_per_ip),
+            started: Instant::now(),
+        });
+        let mut threads = Vec::with_capacity(n);
+        for (core, ((poll, inbox), listeners)) in
+            polls.into_iter().zip(inboxes).zip(per_core).enumerate()
+        {
+            let reactor = Reactor::new(
+                core,
+                poll,
+                inbox,
+                listeners,
+                shared.clone(),
+                self.tls.clone(),
+            )
+            .map_err(StartError::Io)?;
+            let t = std::thread::Builder::new()
+                .name(format!("sigyard-core-{core}"))
+                .spawn(move || reactor.run())
+                .map_err(StartError::Io)?;
+            threads.push(t);
+        }
+        for (addr, tls) in &addrs {
+            info!(
+                "listening on {addr} ({}) with {n} reactor threads",
+                if *tls { "TLS" } else { "plain" }
+            );
+        }
+        Ok(Handle {
+            addrs,
+            shared,
+            threads,
+        })
+    }
+}
+
+/// A running server.
+pub struct Handle {
+    addrs: Vec<(SocketAddr, bool)>,
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// The bound addresses (ports resolved), in configuration order.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.addrs.iter().map(|(a, _)| *a).collect()
+    }
+
+    /// The first bound plain address, if any.
+    pub fn plain_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(_, tls)| !tls).map(|(a, _)| *a)
+    }
+
+    /// The first bound TLS address, if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(_, tls)| *tls).map(|(a, _)| *a)
+    }
+
+    /// Begin a graceful shutdown: stop accepting, send close 1001 to every WebSocket, and let
+    /// the reactors drain until `timeout` has passed. Returns immediately; see [`Handle::join`].
+    pub fn shutdown(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        for m in &self.shared.mailboxes {
+            let _ = m.send(CoreMsg::Shutdown { deadline });
+        }
+    }
+
+    /// Reload the certificate and key from the configured paths and use them for new
+    /// connections. Existing connections keep their sessions.
+    pub fn reload_tls(&self) -> Result<(), StartError> {
+        let cfg = &self.shared.cfg;
+        let (Some(c), Some(k)) = (&cfg.tls_cert, &cfg.tls_key) else {
+            return Err(StartError::Tls("no certificate configured".into()));
+        };
+        let new = tls::load_server_config(c, k).map_err(|e| StartError::Tls(e.to_string()))?;
+        for m in &self.shared.mailboxes {
+            let _ = m.send(CoreMsg::TlsConfig(new.clone()));
+        }
+        Ok(())
+    }
+
+    /// The Prometheus text the `/metrics` endpoint would serve now.
+    pub fn metrics_text(&self) -> String {
+        crate::metrics::render(
+            &self.shared.cores,
+            self.shared.started.elapsed().as_secs_f64(),
+        )
+    }
+
+    /// Wait for every reactor thread to exit.
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! Shared helpers for the integration tests: start a server on loopback, speak raw HTTP, open
+//! WebSockets with tungstenite (a real third-party client), and a "chunking adversary" stream
+//! that splits every write into random small pieces.
+#![allow(dead_code)] // each test binary uses a different subset
+
+use rand::{Rng, SeedableRng};
+use sigyard::{Builder, Handle, Server};
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use tungstenite::protocol::WebSocket;
+
+pub const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
+pub const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem");
+
+/// Start a server on an ephemeral loopback port with `/echo` on and 2 cores, after `f` adjusts
+/// the builder.
+pub fn start(f: impl FnOnce(Builder) -> Builder) -> Handle {
+    let b = Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .threads(2)
+        .echo(true);
+    f(b).build()
+        .expect("valid config")
+        .start()
+        .expect("server starts")
+}
+
+pub fn stop(h: Handle) {
+    h.shutdown(Duration::from_millis(500));
+    h.join();
+}
+
+/// Send raw bytes and read until the server closes (or 5 s pass).
+pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(request).unwrap();
+    let mut out = Vec::new();
+    let _ = s.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Read one HTTP response (head + Content-Length body) from a keep-alive connection.
+pub fn read_response(s: &mut TcpStream) -> String {
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).unwrap();
+        assert!(
+            n == 1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).into_owned();
+    let len = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Content-Length: ")
+                .or_else(|| l.strip_prefix("content-length: "))
+        })
+        .map(|v| v.trim().parse::<usize>().unwrap())
+        .unwrap_or(0);
+    let mut body = vec![0; len];
+    s.read_exact(&mut body).unwrap();
+    head + &String::from_utf8_lossy(&body)
+}
+
+pub fn http_get(addr: SocketAddr, path: &str) -> String {
+    raw_exchange(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n").as_bytes(),
+    )
+}
+
+pub fn ws_request(path: &str) -> String {
+    format!(
+        "GET {path} HTTP/1.1\r\nHost: sigyard.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+}
+
+/// A WebSocket client over a plain TCP stream.
+pub fn ws(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (ws, resp) = tungstenite::client::client(format!("ws://{addr}{path}"), s).expect("upgrade");
+    assert_eq!(resp.status(), 101);
+    ws
+}
+
+/// A value from the `/metrics` text, summed over lines that start with `prefix`.
+pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
+    let text = http_get(addr, "/metrics");
+    text.lines()
+        .filter(|l| l.starts_with(prefix) && l[prefix.len()..].starts_with([' ', '{']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A stream that splits every write into random pieces of 1..=max bytes, each sent separately
+/// (with TCP_NODELAY, so the server sees many small reads).
+pub struct Chunker {
+    inner: TcpStream,
+    rng: rand::rngs::StdRng,
+    max: usize,
+}
+
+impl Chunker {
+    pub fn connect(addr: SocketAddr, seed: u64, max: usize) -> Chunker {
+        let inner = TcpStream::connect(addr).unwrap();
+        inner.set_nodelay(true).unwrap();
+        inner
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        Chunker {
+            inner,
+            rng: rand::rngs::StdRng::seed_from_u64(seed),
+            max,
+        }
+    }
+}
+
+impl Read for Chunker {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl Write for Chunker {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.rng.random_range(1..=self.max).min(buf.len());
+        self.inner.write_all(&buf[..n])?;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}

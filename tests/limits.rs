@@ -1,0 +1,152 @@
+//! Limits over real sockets: each bad client gets the specific answer, and a well-behaved
+//! client on the same server is unaffected.
+
+mod common;
+use common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::Message;
+
+fn assert_healthy(c: &mut tungstenite::WebSocket<TcpStream>) {
+    c.send(Message::text("still here")).unwrap();
+    // Server pings may come first; tungstenite answers them itself.
+    let reply = loop {
+        match c.read().unwrap() {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => break m,
+        }
+    };
+    assert_eq!(reply, Message::text("still here"));
+}
+
+#[test]
+fn slowloris_headers_get_408_at_the_handshake_timeout() {
+    let h = start(|b| b.limits(|l| l.handshake_timeout = Duration::from_millis(400)));
+    let a = h.plain_addr().unwrap();
+    let mut good = ws(a, "/echo");
+    let mut slow = TcpStream::connect(a).unwrap();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let t0 = Instant::now();
+    for b in b"GET /echo HTTP/1.1\r\nHost: t\r\n" {
+        if slow.write_all(&[*b]).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        if t0.elapsed() > Duration::from_millis(700) {
+            break;
+        }
+    }
+    let mut out = String::new();
+    let _ = slow.read_to_string(&mut out);
+    assert!(out.starts_with("HTTP/1.1 408"), "{out:?}");
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    assert_healthy(&mut good);
+    stop(h);
+}
+
+#[test]
+fn oversized_head_gets_431() {
+    let h = start(|b| b.limits(|l| l.max_header_bytes = 1024));
+    let a = h.plain_addr().unwrap();
+    let mut good = ws(a, "/echo");
+    let big = format!(
+        "GET /echo HTTP/1.1\r\nHost: t\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(4000)
+    );
+    let r = raw_exchange(a, big.as_bytes());
+    assert!(r.starts_with("HTTP/1.1 431"), "{r}");
+    assert_healthy(&mut good);
+    stop(h);
+}
+
+#[test]
+fn oversized_frame_closes_1009_and_others_go_on() {
+    let h = start(|b| {
+        b.limits(|l| l.max_frame_size = 1000)
+            .limits(|l| l.max_message_size = 4000)
+    });
+    let a = h.plain_addr().unwrap();
+    let mut good = ws(a, "/echo");
+    let mut bad = ws(a, "/echo");
+    bad.send(Message::binary(vec![1u8; 1001])).unwrap();
+    match bad.read() {
+        Ok(Message::Close(Some(f))) => assert_eq!(f.code, CloseCode::Size),
+        other => panic!("expected close 1009, got {other:?}"),
+    }
+    assert_healthy(&mut good);
+    stop(h);
+}
+
+#[test]
+fn a_reader_that_never_reads_is_contained() {
+    let h = start(|b| {
+        b.limits(|l| {
+            l.idle_timeout = Duration::from_secs(2);
+            l.ping_interval = Duration::from_millis(500);
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    let mut good = ws(a, "/echo");
+    // Flood the echo endpoint with a raw socket and never read the echoes.
+    let mut flood = TcpStream::connect(a).unwrap();
+    flood.write_all(ws_request("/echo").as_bytes()).unwrap();
+    flood
+        .set_write_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let frame = {
+        let payload = vec![b'x'; 8192];
+        let mut f = vec![0x82, 0xfe, 0x20, 0x00, 0, 0, 0, 0];
+        f.extend_from_slice(&payload);
+        f
+    };
+    let mut sent = 0usize;
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(1) {
+        match flood.write(&frame) {
+            Ok(n) => sent += n,
+            Err(_) => break, // our socket buffers are full: the server stopped reading
+        }
+    }
+    // The server pushed back instead of buffering: far less than we tried to send got in,
+    // and its pool holds a bounded number of buffers.
+    assert!(sent < 64 << 20, "server kept reading {sent} bytes");
+    assert!(metric(a, "sigyard_buffers_in_use") <= 8.0);
+    assert_healthy(&mut good);
+    // With nothing read from it, the idle timeout ends the flooder (and the quiet good
+    // client, which did not answer pings without reading; a fresh client is served).
+    std::thread::sleep(Duration::from_millis(2600));
+    assert!(metric(a, "sigyard_idle_timeouts_total") >= 1.0);
+    let mut fresh = ws(a, "/echo");
+    assert_healthy(&mut fresh);
+    stop(h);
+}
+
+#[test]
+fn max_connections_and_per_ip_limits_answer_503() {
+    let h = start(|b| b.limits(|l| l.max_connections = 3));
+    let a = h.plain_addr().unwrap();
+    let _held: Vec<_> = (0..3).map(|_| ws(a, "/echo")).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let r = http_get(a, "/healthz");
+    assert!(
+        r.starts_with("HTTP/1.1 503") && r.contains("max-connections"),
+        "{r}"
+    );
+    stop(h);
+
+    let h = start(|b| b.limits(|l| l.max_connections_per_ip = 2));
+    let a = h.plain_addr().unwrap();
+    let _held: Vec<_> = (0..2).map(|_| ws(a, "/echo")).collect();
+    std::thread::sleep(Duration::from_millis(50));
+    let r = http_get(a, "/healthz");
+    assert!(
+        r.starts_with("HTTP/1.1 503") && r.contains("your address"),
+        "{r}"
+    );
+    drop(_held);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(metric(a, "sigyard_rejected_per_ip_total"), 1.0);
+    stop(h);
+}
