@@ -161,18 +161,24 @@ fn encode(c: &mut Criterion) {
         g.bench_function(name, |b| {
             let mut out = [0u8; 10];
             b.iter(|| {
-                encode_header(
+                let n = encode_header(
                     black_box(true),
                     black_box(OpCode::Text),
                     black_box(len),
                     &mut out,
-                )
+                );
+                black_box(&out);
+                n
             });
         });
     }
     g.bench_function("close_with_reason", |b| {
         let mut out = [0u8; MAX_CLOSE_FRAME_LEN];
-        b.iter(|| encode_close(black_box(1001), black_box("server shutting down"), &mut out));
+        b.iter(|| {
+            let n = encode_close(black_box(1001), black_box("server shutting down"), &mut out);
+            black_box(&out);
+            n
+        });
     });
     g.finish();
 }

@@ -3,9 +3,10 @@
 //! Owns: a counting `#[global_allocator]` (live bytes plus a live-allocation histogram by
 //! request size) and a driver that handshakes N in-memory clients against N server
 //! connections, exchanges one small message each way, drains everything and then reads
-//! the allocator. Compares rustls' default `ServerConfig`, sigyard's `TlsConn` +
-//! `load_server_config`, and a minimal `UnbufferedServerConnection` driver whose buffers
-//! are freed once empty (what switching the adapter to the unbuffered API would buy).
+//! the allocator. Compares rustls' buffered `ServerConnection` driven the way sigyard's
+//! `TlsConn` used to drive it (with rustls' default `ServerConfig` and with
+//! `load_server_config`), sigyard's `TlsConn` (now on `UnbufferedServerConnection`), and
+//! a minimal unbuffered driver whose buffers are freed once empty (the lower bound).
 //!
 //! Deliberately doesn't: measure sockets or kernel buffers, CPU time, or the client side
 //! (each client and its config is dropped before reading the counters). It is a
@@ -23,10 +24,10 @@ use std::sync::Arc;
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
-use rustls::server::{ServerSessionMemoryCache, UnbufferedServerConnection};
+use rustls::server::{ServerConnection, ServerSessionMemoryCache, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
-use sigyard::net::tls::{load_server_config, TlsConn};
+use sigyard::net::tls::{load_server_config, TlsConn, OUTGOING_BUFFER_LIMIT};
 
 // ---------------------------------------------------------------- counting allocator
 
@@ -127,6 +128,10 @@ trait Server {
     fn pump(&mut self, c2s: &mut Pipe, s2c: &mut Pipe, plaintext: &mut Vec<u8>);
     fn send(&mut self, data: &[u8], s2c: &mut Pipe);
     fn handshaking(&self) -> bool;
+    /// Heap bytes in the driver's own I/O buffers, if it reports them.
+    fn adapter_bytes(&self) -> usize {
+        0
+    }
 }
 
 impl Server for TlsConn {
@@ -159,6 +164,51 @@ impl Server for TlsConn {
     }
     fn handshaking(&self) -> bool {
         self.is_handshaking()
+    }
+    fn adapter_bytes(&self) -> usize {
+        self.buffered_bytes()
+    }
+}
+
+/// The previous `TlsConn`: rustls' buffered `ServerConnection` with the outgoing limit set,
+/// driven with `read_tls` + `process_new_packets`, kept here for the before/after rows.
+struct Buffered(ServerConnection);
+
+impl Buffered {
+    fn new(cfg: Arc<rustls::ServerConfig>) -> Self {
+        let mut conn = ServerConnection::new(cfg).expect("conn");
+        conn.set_buffer_limit(Some(OUTGOING_BUFFER_LIMIT));
+        Self(conn)
+    }
+}
+
+impl Server for Buffered {
+    fn pump(&mut self, c2s: &mut Pipe, s2c: &mut Pipe, plaintext: &mut Vec<u8>) {
+        while !c2s.0.is_empty() {
+            self.0.read_tls(c2s).expect("pipe read");
+            self.0.process_new_packets().expect("server process");
+            self.0
+                .reader()
+                .read_to_end(plaintext)
+                .map(drop)
+                .or_else(|e| match e.kind() {
+                    io::ErrorKind::WouldBlock => Ok(()),
+                    _ => Err(e),
+                })
+                .expect("server plaintext");
+        }
+        while self.0.wants_write() {
+            self.0.write_tls(s2c).expect("pipe write");
+        }
+    }
+    fn send(&mut self, data: &[u8], s2c: &mut Pipe) {
+        self.0.writer().write_all(data).expect("server write");
+        while self.0.wants_write() {
+            self.0.write_tls(s2c).expect("pipe write");
+        }
+    }
+    fn handshaking(&self) -> bool {
+        self.0.is_handshaking()
     }
 }
 
@@ -328,6 +378,11 @@ fn measure<S: Server>(
     let new_hist = hist_diff(h1, h0, n);
     for s in servers.iter_mut() {
         connect(s, version);
+        assert_eq!(
+            s.adapter_bytes(),
+            0,
+            "idle connection holds adapter buffers"
+        );
     }
     let idle = live() - base;
     snapshot(h1);
@@ -387,9 +442,11 @@ fn main() {
     let mut h0 = vec![0isize; HIST_MAX + 1];
     let mut h1 = vec![0isize; HIST_MAX + 1];
     println!(
-        "N = {n}; size_of::<TlsConn>() = {} B (inline in the slab, not counted below); \
-         size_of::<UnbufferedServerConnection>() = {} B",
+        "N = {n}; inline sizes, not counted below: TlsConn {} B, \
+         previous TlsConn (ServerConnection + bool) {} B, \
+         UnbufferedServerConnection {} B",
         size_of::<TlsConn>(),
+        size_of::<(ServerConnection, bool)>(),
         size_of::<UnbufferedServerConnection>()
     );
     println!("heap bytes per connection: after new | idle after handshake + exchange | left after drop (shared caches)");
@@ -399,17 +456,27 @@ fn main() {
     ] {
         let rows = [
             (
-                "buffered, rustls default config (2 tickets, 256-entry cache)",
+                "before: buffered adapter, rustls default config (2 tickets, 256-entry cache)",
                 measure(
                     n,
                     version,
-                    || TlsConn::new(default_cfg.clone()).expect("conn"),
+                    || Buffered::new(default_cfg.clone()),
                     &mut h0,
                     &mut h1,
                 ),
             ),
             (
-                "buffered, sigyard config (no tickets, no cache)",
+                "before: buffered adapter (previous TlsConn), sigyard config",
+                measure(
+                    n,
+                    version,
+                    || Buffered::new(sigyard_cfg.clone()),
+                    &mut h0,
+                    &mut h1,
+                ),
+            ),
+            (
+                "after: sigyard TlsConn (unbuffered), sigyard config",
                 measure(
                     n,
                     version,
@@ -419,7 +486,7 @@ fn main() {
                 ),
             ),
             (
-                "unbuffered, sigyard config, empty buffers freed",
+                "reference: minimal unbuffered driver, sigyard config, empty buffers freed",
                 measure(
                     n,
                     version,

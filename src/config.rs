@@ -529,6 +529,12 @@ impl Config {
             frame <= msg,
             "--max-frame-size ({frame_s}) must not exceed --max-message-size ({msg_s}): {why}"
         );
+        let out_s = fmt_size(l.max_outbound_bytes);
+        ensure!(
+            l.max_outbound_bytes >= msg,
+            "--max-outbound-bytes ({out_s}) must be at least --max-message-size ({msg_s}): \
+             one whole message must fit in a connection's send queue"
+        );
         let durations = [
             ("shutdown-timeout", self.shutdown_timeout, false),
             ("handshake-timeout", l.handshake_timeout, false),
@@ -856,6 +862,7 @@ mod tests {
             "--handshake-timeout 0 => --handshake-timeout: must be greater than 0",
             "--shutdown-timeout 25h => --shutdown-timeout: 25h is too long",
             "--ping-interval 2m => --ping-interval (2m) must be shorter than --idle-timeout (2m)",
+            "--max-message-size 2MiB => --max-outbound-bytes (1MiB) must be at least --max-message-size (2MiB)",
         ]);
         assert!(run(
             "--ping-interval 0 --idle-timeout=0 --max-connections-per-ip 0",

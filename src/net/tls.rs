@@ -2,48 +2,60 @@
 //!
 //! Owns: loading the server certificate chain and private key from PEM files into a shared
 //! [`rustls::ServerConfig`] ([`load_server_config`]), and [`TlsConn`], a small sans-blocking
-//! adapter that moves bytes between a non-blocking socket and one rustls server connection.
+//! adapter that moves bytes between a non-blocking socket and one rustls
+//! `UnbufferedServerConnection`. Since rustls' unbuffered API keeps no byte buffers,
+//! `TlsConn` owns them all: incoming ciphertext (at most a partial record between calls),
+//! decrypted plaintext not yet taken (bounded, see [`TlsConn::read_tls_from`]), outgoing
+//! records and plaintext written before it can be encrypted (both bounded by
+//! [`OUTGOING_BUFFER_LIMIT`]). Each is allocated on demand and freed as soon as it is empty.
 //!
 //! Deliberately does not own: sockets, readiness registration, the event loop, timeouts,
 //! HTTP/WebSocket parsing, or connection bookkeeping (the reactor does those). `TlsConn`
 //! never blocks, never loops on a socket until `WouldBlock` (the caller decides how much
 //! to read per readiness event) and never closes anything. It does no client
-//! authentication, no SNI-based certificate selection and no session resumption.
+//! authentication, no SNI-based certificate selection, no session resumption and no early
+//! data, and it shares no buffers between connections (each read allocates its own
+//! buffer; a per-thread scratch buffer would save that allocation, not idle memory).
 //!
 //! # Memory of idle connections
 //! Measured by `examples/tls_idle_mem.rs` (rustls 0.23.46 + ring, x86-64, 1000 connections,
-//! heap bytes per connection; `TlsConn` itself is another 1176 B inline in the slab):
+//! heap bytes per connection; `TlsConn` itself is another 1208 B inline, previously 1176):
 //!
-//! | state                                   | TLS 1.3 | TLS 1.2 |
-//! |-----------------------------------------|---------|---------|
-//! | right after `TlsConn::new`              |   792   |   792   |
-//! | idle, rustls default config             |  6348   |  6213   |
-//! | idle, this module's config              |  6292   |  6188   |
-//! | idle, `UnbufferedServerConnection` core |  2196   |  2092   |
+//! | state                                            |  TLS 1.3  |  TLS 1.2  |
+//! |--------------------------------------------------|-----------|-----------|
+//! | right after `TlsConn::new`                       |    792    |    792    |
+//! | idle, previous buffered adapter, rustls defaults | 6348-6374 | 6188-6213 |
+//! | idle, previous buffered adapter, this config     |   6292    |   6188    |
+//! | idle, `TlsConn` (unbuffered), this config        |   2196    |   2092    |
 //!
-//! Where the idle 6292 B sit: 4096 rustls' incoming deframer buffer (`DeframerVecBuffer`:
-//! shrunk back to 4 KiB whenever it is empty, but `read_tls` resizes it to 4 KiB before
-//! every read, so it never goes lower); 640 the handshake deframer's span `Vec` (capacity
-//! 16, allocated in `new`, never released); 2 x 560 ring `LessSafeKey` record keys (the
-//! same size for every AEAD, so the cipher suite does not matter); 224 the TLS 1.3
-//! key schedule kept for key updates (120 B of secrets for TLS 1.2); 2 x 96 the emptied
-//! `VecDeque`s of `sendable_tls` and `received_plaintext`; 20 SNI and ALPN strings.
-//! rustls 0.23's buffered API has no call that releases any of these. The cheap measures
-//! taken here: a bounded outgoing buffer ([`OUTGOING_BUFFER_LIMIT`]; bounds the busy
-//! case, not the idle one) and no TLS 1.3 tickets / no session cache. The latter holds
-//! nothing per connection, only a shared 256-entry cache (about 57 KB in total, the
-//! 56 B/conn difference at 1000 connections, 8 B at 10000), whose hit rate is negligible
-//! at sigyard's connection counts; dropping it also saves two encrypted records per
-//! TLS 1.3 handshake. Dropping the 4 KiB needs the unbuffered API, where the caller owns
-//! incoming/outgoing buffers and can free them whenever they are empty.
+//! (With rustls' defaults the shared session cache's growth lands on whichever run fills
+//! it, hence the ranges.)
+//!
+//! "Idle" is after the handshake and one small message each way, everything read and
+//! written; `TlsConn` then holds 0 bytes of buffers ([`TlsConn::buffered_bytes`]). What
+//! remains is rustls' protocol state, which its 0.23 API cannot release: 640 the handshake
+//! deframer's span `Vec` (capacity 16, allocated in `new`); 2 x 560 ring `LessSafeKey`
+//! record keys (the same size for every AEAD); 224 the TLS 1.3 key schedule kept for key
+//! updates (120 B of secrets for TLS 1.2); 2 x 96 the emptied `VecDeque`s of rustls'
+//! internal send and plaintext queues; 20 SNI and ALPN strings. The buffered
+//! `ServerConnection` used before held another 4096: its incoming deframer buffer, which
+//! `read_tls` resizes to 4 KiB before every read and never frees.
+//!
+//! No TLS 1.3 tickets and no session cache: the cache holds nothing per connection, only
+//! a shared 256-entry cache (about 57 KB in total), whose hit rate is negligible at
+//! sigyard's connection counts; dropping it also saves two encrypted records per TLS 1.3
+//! handshake.
 
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rustls::server::{NoServerSessionStorage, ServerConfig, ServerConnection};
+use rustls::server::{
+    NoServerSessionStorage, ServerConfig, ServerConnectionData, UnbufferedServerConnection,
+};
 use rustls::sign::CertifiedKey;
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
@@ -52,14 +64,14 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 /// accepted (and [`TlsConn::alpn`] returns `None`).
 pub const ALPN_HTTP11: &[u8] = b"http/1.1";
 
-/// Upper bound, in bytes, on what rustls may hold queued for sending on one connection:
-/// applied separately to plaintext written before the handshake finished and to encrypted
-/// records not yet flushed to the socket (rustls compares the queued ciphertext with the
-/// limit before encrypting, so the queue can overshoot by one write's record overhead,
-/// 22 bytes per 16 KiB record). 64 KiB covers a full TLS record plus a burst of
-/// signaling messages; a peer that stops reading makes [`TlsConn::write_plaintext`] accept
-/// fewer (eventually zero) bytes instead of growing memory without bound. This is also
-/// rustls' own default, set explicitly here so it is visible and cannot drift.
+/// Upper bound, in bytes, on what [`TlsConn`] holds queued for sending on one connection:
+/// applied separately to plaintext written before rustls may encrypt it and to encrypted
+/// records not yet flushed to the socket (the queued ciphertext is compared with the limit
+/// before encrypting, so the queue can overshoot by one write's record overhead, 22 to 29
+/// bytes per 16 KiB record). 64 KiB covers a full TLS record plus a burst of signaling
+/// messages; a peer that stops reading makes [`TlsConn::write_plaintext`] accept fewer
+/// (eventually zero) bytes instead of growing memory without bound. The same value and
+/// rule as rustls' buffered connection, which sigyard used before.
 pub const OUTGOING_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// Why the server's TLS configuration could not be built. Every variant names the file.
@@ -251,8 +263,12 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
 #[derive(Debug)]
 pub enum TlsIoError {
     /// The reader failed, including `WouldBlock`; the connection is still usable.
-    /// `ErrorKind::Other` here can also mean rustls refuses to read more because
-    /// decrypted plaintext was not drained with [`TlsConn::read_plaintext`].
+    /// Two errors come from the adapter itself, without reading: `ErrorKind::Other`
+    /// ("received plaintext buffer full") while more than 16 KiB of decrypted plaintext
+    /// waits, so drain [`TlsConn::read_plaintext`] first; and `ErrorKind::InvalidData`
+    /// ("message buffer full") when the peer has sent 64 KiB of one unfinished handshake
+    /// message, which is fatal (close the socket). Both are what rustls' buffered
+    /// `read_tls` returns in the same situations.
     Io(io::Error),
     /// The peer violated the protocol. Fatal: an alert has been queued, so flush with
     /// [`TlsConn::write_tls_to`] (best effort) and close the socket.
@@ -290,105 +306,509 @@ impl From<io::Error> for TlsIoError {
     }
 }
 
+/// Decrypted plaintext the adapter keeps for [`TlsConn::read_plaintext`] before
+/// [`TlsConn::read_tls_from`] refuses to read more: while more than this waits, reading
+/// stops. One read can complete at most one maximal record plus [`READ_SIZE`] bytes, so
+/// the plaintext held never exceeds this + [`MAX_WIRE_SIZE`] + [`READ_SIZE`] (about 38 KiB).
+/// Same limit and same comparison (`>`) as rustls' buffered connection.
+const RECEIVED_PLAINTEXT_LIMIT: usize = 16 * 1024;
+
+/// Bytes asked of the reader per [`TlsConn::read_tls_from`] call, unless the record in
+/// progress announces that it needs more (rustls' buffered API reads 4 KiB too).
+const READ_SIZE: usize = 4096;
+
+/// Largest TLS record on the wire: 5-byte header plus 2^14 + 2048 bytes of ciphertext.
+const MAX_WIRE_SIZE: usize = 5 + 16 * 1024 + 2048;
+
+/// Unconsumed ciphertext at which reading stops for good: only reachable while rustls joins
+/// one handshake message from several records, and rustls limits those to 64 KiB.
+const MAX_INCOMING: usize = 0xffff;
+
+/// Per-record overhead guessed when sizing the output for an encryption (header, AEAD tag,
+/// TLS 1.3 content type or TLS 1.2 explicit nonce); rustls reports the exact need if the
+/// guess is short, so it only has to be right most of the time.
+const RECORD_OVERHEAD_GUESS: usize = 32;
+
+/// Largest plaintext fragment rustls puts in one record.
+const MAX_FRAGMENT: usize = 16 * 1024;
+
 /// One server-side TLS session driven over a non-blocking socket.
 ///
 /// Typical use per readiness event: on readable, call [`read_tls_from`](Self::read_tls_from)
 /// until it returns `WouldBlock` or `Ok(0)`, draining [`read_plaintext`](Self::read_plaintext)
 /// after each call; after reading or queueing with [`write_plaintext`](Self::write_plaintext),
 /// call [`write_tls_to`](Self::write_tls_to) while [`wants_write`](Self::wants_write).
+///
+/// Built on rustls' unbuffered API: rustls keeps only protocol state, and the four byte
+/// buffers below belong to the adapter. Each is allocated when it first gets bytes and
+/// dropped (not cleared) as soon as it is empty again, so an idle connection holds none;
+/// [`buffered_bytes`](Self::buffered_bytes) reports their capacity.
 pub struct TlsConn {
-    inner: ServerConnection,
-    /// Set by `send_close_notify`: rustls would still encrypt and send later writes after
-    /// the alert, which the peer must treat as an error, so the adapter refuses them.
-    closed_for_writing: bool,
+    conn: UnbufferedServerConnection,
+    /// Ciphertext read from the peer that rustls has not consumed yet. Between calls this
+    /// is at most one incomplete record, or the records of a handshake message rustls is
+    /// still joining: every complete record is processed as soon as it arrives.
+    incoming: Vec<u8>,
+    /// Decrypted plaintext not yet taken by `read_plaintext`; `received_start` marks how
+    /// much of it was taken (so small reads do not shift the rest each time).
+    received: Vec<u8>,
+    received_start: usize,
+    /// Records waiting for the socket: handshake flights, alerts, encrypted plaintext.
+    outgoing: Vec<u8>,
+    /// Plaintext written before rustls may encrypt application data; encrypted, in order,
+    /// ahead of anything else as soon as it may.
+    unsent: Vec<u8>,
+    /// The fatal error, once one happened: the alert was queued, and rustls is never asked
+    /// to process input again (it would raise a second alert). Boxed: 8 bytes inline
+    /// instead of 64, and only a failed connection pays for the allocation.
+    error: Option<Box<rustls::Error>>,
+    /// rustls has reached `WriteTraffic`: application data may be encrypted. For TLS 1.3
+    /// that is after the server's flight, before the client's Finished.
+    can_send: bool,
+    /// The peer's `close_notify` was processed: no more application data will arrive.
+    peer_closed: bool,
+    /// `send_close_notify` was called: refuse further plaintext; queue the alert once
+    /// `can_send` (rustls' unbuffered API has no way to queue it earlier).
+    close_requested: bool,
+    /// The `close_notify` alert is in `outgoing` (or was handed out).
+    close_queued: bool,
 }
 
 impl TlsConn {
     /// Starts a server session. Fails only if the configuration is unusable.
     pub fn new(cfg: Arc<ServerConfig>) -> Result<Self, rustls::Error> {
-        let mut inner = ServerConnection::new(cfg)?;
-        inner.set_buffer_limit(Some(OUTGOING_BUFFER_LIMIT));
         Ok(Self {
-            inner,
-            closed_for_writing: false,
+            conn: UnbufferedServerConnection::new(cfg)?,
+            incoming: Vec::new(),
+            received: Vec::new(),
+            received_start: 0,
+            outgoing: Vec::new(),
+            unsent: Vec::new(),
+            error: None,
+            can_send: false,
+            peer_closed: false,
+            close_requested: false,
+            close_queued: false,
         })
     }
 
     /// Reads ciphertext with one `read` call on `rd` and processes it.
     ///
-    /// Returns `Ok(n)` with the ciphertext bytes consumed, `Ok(0)` on EOF or once the peer's
-    /// `close_notify` has been processed. Reader errors pass through unchanged as
-    /// [`TlsIoError::Io`] (`WouldBlock` included). On a protocol error the alert is queued
-    /// for [`write_tls_to`](Self::write_tls_to) and [`TlsIoError::Tls`] is returned; every
-    /// later call that reads bytes returns the same error, so stop reading and close.
+    /// Returns `Ok(n)` with the ciphertext bytes read, `Ok(0)` on EOF or once the peer's
+    /// `close_notify` has been processed (then without reading). Reader errors pass through
+    /// unchanged as [`TlsIoError::Io`] (`WouldBlock` included). On a protocol error the
+    /// alert is queued for [`write_tls_to`](Self::write_tls_to) and [`TlsIoError::Tls`] is
+    /// returned; every later call that reads bytes returns the same error (the bytes are
+    /// discarded), so stop reading and close.
     ///
     /// Drain [`read_plaintext`](Self::read_plaintext) after each successful call: while
-    /// more than 16 KiB of decrypted plaintext waits, rustls refuses to read and this
-    /// returns an `io::ErrorKind::Other` error.
+    /// more than 16 KiB of decrypted plaintext waits, this reads nothing and returns an
+    /// `io::ErrorKind::Other` error ("received plaintext buffer full"), exactly as rustls'
+    /// buffered connection does. It is not `WouldBlock` on purpose: the socket may well
+    /// be readable, and the remedy is to take plaintext, not to wait for readiness.
+    ///
+    /// Each call reads up to 4 KiB, or the rest of the record in progress if that is more,
+    /// into a buffer that is freed again once rustls has consumed it.
     pub fn read_tls_from(&mut self, rd: &mut impl io::Read) -> Result<usize, TlsIoError> {
-        let n = self.inner.read_tls(rd)?;
-        if n > 0 {
-            self.inner.process_new_packets().map_err(TlsIoError::Tls)?;
+        if self.received_len() > RECEIVED_PLAINTEXT_LIMIT {
+            return Err(TlsIoError::Io(io::Error::other(
+                "received plaintext buffer full",
+            )));
         }
+        if self.peer_closed {
+            return Ok(0);
+        }
+        if let Some(e) = &self.error {
+            // Keep the caller's read loop behaving as before the error: EOF and reader
+            // errors pass through, bytes are read (and dropped) and answered with the error.
+            let mut sink = [0u8; 512];
+            return match rd.read(&mut sink)? {
+                0 => Ok(0),
+                _ => Err(TlsIoError::Tls((**e).clone())),
+            };
+        }
+
+        let pending = self.incoming.len();
+        if pending >= MAX_INCOMING {
+            return Err(TlsIoError::Io(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "message buffer full",
+            )));
+        }
+        let want = READ_SIZE.max(record_rest(&self.incoming));
+        self.incoming.reserve_exact(want);
+        self.incoming.resize(pending + want, 0);
+        let got = rd.read(&mut self.incoming[pending..]);
+        // `min`: a reader claiming more than the buffer it was given must not make us slice
+        // out of bounds.
+        let n = *got.as_ref().unwrap_or(&0).min(&want);
+        self.incoming.truncate(pending + n);
+        if let Err(e) = got {
+            self.settle_incoming(0);
+            return Err(TlsIoError::Io(e));
+        }
+        if n == 0 {
+            self.settle_incoming(0);
+            return Ok(0);
+        }
+        self.drive(&[]).map_err(TlsIoError::Tls)?;
         Ok(n)
     }
 
     /// Copies decrypted plaintext into `out`; returns the number of bytes copied, 0 when
     /// none is available (including after the peer closed).
     pub fn read_plaintext(&mut self, out: &mut [u8]) -> usize {
-        // `Reader::read` only errs to say "nothing now" (WouldBlock) or "peer closed
-        // without close_notify" (UnexpectedEof); both mean 0 bytes here, and EOF is
-        // reported by `read_tls_from`.
-        io::Read::read(&mut self.inner.reader(), out).unwrap_or(0)
+        let avail = self.received.get(self.received_start..).unwrap_or_default();
+        let n = avail.len().min(out.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.received_start += n;
+        if self.received_start >= self.received.len() {
+            self.received = Vec::new();
+            self.received_start = 0;
+        }
+        n
     }
 
-    /// Queues plaintext for encryption. Before the handshake completes it is held as
-    /// plaintext; after, it is encrypted at once. Returns how many bytes were accepted,
-    /// which is less than `data.len()` when [`OUTGOING_BUFFER_LIMIT`] is reached and 0
-    /// after a fatal error or after [`send_close_notify`](Self::send_close_notify).
+    /// Queues plaintext for encryption. Before rustls may send application data (TLS 1.3:
+    /// until the server's handshake flight is out; TLS 1.2: until the handshake is complete)
+    /// it is held as plaintext, up to [`OUTGOING_BUFFER_LIMIT`] bytes; after, it is
+    /// encrypted at once, as long as the queued ciphertext is below
+    /// [`OUTGOING_BUFFER_LIMIT`] (the limit is checked before encrypting, so the queue can
+    /// overshoot by the record overhead of one write, 22 to 29 bytes per 16 KiB record).
+    /// Returns how many bytes were accepted, which is less than `data.len()` when the
+    /// limit is reached and 0 after a fatal error or after
+    /// [`send_close_notify`](Self::send_close_notify).
     pub fn write_plaintext(&mut self, data: &[u8]) -> usize {
-        if self.closed_for_writing {
+        if self.close_requested || self.error.is_some() {
             return 0;
         }
-        // Errs only when the connection already failed; the error was reported by
-        // `read_tls_from`, so "accepted nothing" is the right answer here.
-        io::Write::write(&mut self.inner.writer(), data).unwrap_or(0)
+        if !self.can_send {
+            let n = data
+                .len()
+                .min(OUTGOING_BUFFER_LIMIT.saturating_sub(self.unsent.len()));
+            self.unsent.extend_from_slice(&data[..n]);
+            return n;
+        }
+        let n = data
+            .len()
+            .min(OUTGOING_BUFFER_LIMIT.saturating_sub(self.outgoing.len()));
+        if n == 0 {
+            return 0;
+        }
+        // No input is pending here, so this only encrypts; an error (none is expected) is
+        // kept and reported by the next `read_tls_from`, and "accepted nothing" is right.
+        self.drive(&data[..n]).unwrap_or(0)
     }
 
-    /// Writes queued ciphertext to `wr` with one vectored write (rustls hands all queued
-    /// records to `write_vectored`). Returns bytes written; writer errors, `WouldBlock`
-    /// included, pass through. Call again while [`wants_write`](Self::wants_write).
+    /// Writes queued ciphertext to `wr` with one `write` call. Returns bytes written;
+    /// writer errors, `WouldBlock` included, pass through. Call again while
+    /// [`wants_write`](Self::wants_write). The buffer is freed once everything is written.
     pub fn write_tls_to(&mut self, wr: &mut impl io::Write) -> io::Result<usize> {
-        self.inner.write_tls(wr)
+        if self.outgoing.is_empty() {
+            return Ok(0);
+        }
+        let n = wr.write(&self.outgoing)?.min(self.outgoing.len());
+        if n == self.outgoing.len() {
+            self.outgoing = Vec::new();
+        } else {
+            self.outgoing.drain(..n);
+        }
+        Ok(n)
     }
 
-    /// True while rustls wants more ciphertext: false once the peer sent `close_notify`,
+    /// True while more ciphertext is wanted: false once the peer sent `close_notify`,
     /// while decrypted plaintext is waiting, or mid-handshake while a flight awaits flushing.
     pub fn wants_read(&self) -> bool {
-        self.inner.wants_read()
+        self.received_len() == 0 && !self.peer_closed && (self.can_send || self.outgoing.is_empty())
     }
 
     /// True while ciphertext is queued for the socket.
     pub fn wants_write(&self) -> bool {
-        self.inner.wants_write()
+        !self.outgoing.is_empty()
     }
 
     /// True until both directions may carry application data.
     pub fn is_handshaking(&self) -> bool {
-        self.inner.is_handshaking()
+        self.conn.is_handshaking()
     }
 
-    /// Queues a `close_notify` alert; flush it with [`write_tls_to`](Self::write_tls_to).
+    /// Asks for a `close_notify` alert; flush it with [`write_tls_to`](Self::write_tls_to).
     /// [`write_plaintext`](Self::write_plaintext) accepts nothing afterwards.
+    ///
+    /// rustls' unbuffered API can only encrypt the alert once the server may send
+    /// application data (see `write_plaintext`). Called earlier, during the handshake,
+    /// nothing is queued now ([`wants_write`](Self::wants_write) stays as it was); the
+    /// alert follows any plaintext written before, as soon as the handshake gets that far.
+    /// A caller that closes the socket right after gets no alert out, which to the peer
+    /// is the same as an aborted handshake. After a fatal error this does nothing (the
+    /// fatal alert was the last record).
     pub fn send_close_notify(&mut self) {
-        self.closed_for_writing = true;
-        self.inner.send_close_notify();
+        self.close_requested = true;
+        if self.can_send && !self.close_queued && self.error.is_none() {
+            // Encrypting needs no input; an error (none is expected) is kept and reported
+            // by the next `read_tls_from`.
+            let _ = self.drive(&[]);
+        }
     }
 
     /// The negotiated ALPN protocol (`Some(b"http/1.1")`), or `None` if the client offered
     /// none or the handshake has not got that far.
     pub fn alpn(&self) -> Option<&[u8]> {
-        self.inner.alpn_protocol()
+        self.conn.alpn_protocol()
+    }
+
+    /// Heap bytes held by the adapter's own buffers (capacity of incoming ciphertext,
+    /// received plaintext, outgoing ciphertext and not-yet-encryptable plaintext). 0 for
+    /// an idle connection. rustls' per-connection state (keys, handshake deframer, about
+    /// 2 KiB) is not included.
+    pub fn buffered_bytes(&self) -> usize {
+        self.incoming.capacity()
+            + self.received.capacity()
+            + self.outgoing.capacity()
+            + self.unsent.capacity()
+    }
+
+    /// Decrypted plaintext waiting for `read_plaintext`.
+    fn received_len(&self) -> usize {
+        self.received.len().saturating_sub(self.received_start)
+    }
+
+    /// Runs rustls over `incoming` until it needs more input, collecting what it produces:
+    /// handshake records and alerts into `outgoing`, plaintext into `received`. Once rustls
+    /// may send application data it encrypts `unsent`, then `send`, then the requested
+    /// `close_notify`. Returns how much of `send` was encrypted (all or nothing).
+    fn drive(&mut self, send: &[u8]) -> Result<usize, rustls::Error> {
+        if let Some(e) = &self.error {
+            return Err((**e).clone());
+        }
+        let mut send = send;
+        let mut sent = 0;
+        // Bytes at the front of `incoming` rustls said to discard; applied by slicing, and
+        // by moving the rest down once at the end.
+        let mut consumed = 0;
+        let mut rechecked = false;
+        let result = loop {
+            // `get_mut`: rustls never asks to discard more than it was given, but a wrong
+            // count must not become a panic here.
+            let input = self.incoming.get_mut(consumed..).unwrap_or_default();
+            let status = self.conn.process_tls_records(input);
+            let mut discard = status.discard;
+            let state = match status.state {
+                Ok(state) => state,
+                Err(e) => {
+                    consumed += discard;
+                    break Err(e);
+                }
+            };
+            let mut stop = false;
+            match state {
+                ConnectionState::EncodeTlsData(mut enc) => {
+                    encode_record(&mut enc, &mut self.outgoing)
+                }
+                ConnectionState::TransmitTlsData(tx) => {
+                    // `outgoing` is the transmit queue; `write_tls_to` drains it.
+                    tx.done();
+                }
+                ConnectionState::ReadTraffic(mut rd) => {
+                    while let Some(rec) = rd.next_record() {
+                        match rec {
+                            Ok(rec) => {
+                                discard += rec.discard;
+                                append_received(
+                                    &mut self.received,
+                                    &mut self.received_start,
+                                    rec.payload,
+                                );
+                            }
+                            // rustls 0.23 never yields an error here; should a later version
+                            // decrypt in `next_record`, the error is fatal as anywhere else.
+                            Err(e) => {
+                                self.error = Some(Box::new(e));
+                                break;
+                            }
+                        }
+                    }
+                }
+                ConnectionState::WriteTraffic(mut wr) => {
+                    self.can_send = true;
+                    let mut ok = true;
+                    if !self.unsent.is_empty() {
+                        let unsent = std::mem::take(&mut self.unsent);
+                        ok = encrypt_into(&mut wr, &unsent, &mut self.outgoing).is_ok();
+                    }
+                    if ok && !send.is_empty() && !self.close_requested {
+                        ok = encrypt_into(&mut wr, send, &mut self.outgoing).is_ok();
+                        if ok {
+                            sent = send.len();
+                        }
+                        send = &[];
+                    }
+                    if !ok {
+                        // Only `EncryptExhausted`: the keys may not encrypt another record
+                        // (rustls has queued a close_notify itself for TLS 1.2). Nothing
+                        // more can be sent; say goodbye.
+                        self.close_requested = true;
+                    }
+                    if self.close_requested && !self.close_queued {
+                        self.close_queued = true;
+                        // Errs only with `InsufficientSize`, which `append_with` retries.
+                        let _ =
+                            append_with(&mut self.outgoing, 64, |buf| wr.queue_close_notify(buf));
+                    }
+                    stop = true;
+                }
+                ConnectionState::PeerClosed => self.peer_closed = true,
+                ConnectionState::Closed => {
+                    self.peer_closed = true;
+                    stop = true;
+                }
+                ConnectionState::ReadEarlyData(mut early) => {
+                    // `load_server_config` sets `max_early_data_size = 0`, so rustls rejects
+                    // early data and this state does not occur; drop it should it ever.
+                    while early.next_record().is_some() {}
+                }
+                // BlockedHandshake: rustls needs more input. Anything newer: stop and let
+                // the next call try again rather than guess.
+                _ => stop = true,
+            }
+            consumed += discard;
+            if let Some(e) = &self.error {
+                break Err((**e).clone());
+            }
+            if stop {
+                // Everything rustls queued has been handed out by now; should something
+                // remain, one more round collects it.
+                if self.conn.wants_write() && !rechecked {
+                    rechecked = true;
+                    continue;
+                }
+                break Ok(sent);
+            }
+        };
+        self.settle_incoming(consumed);
+        if let Err(e) = &result {
+            self.fail(e.clone());
+        }
+        result
+    }
+
+    /// Records a fatal error and moves the alert rustls queued for it into `outgoing`.
+    fn fail(&mut self, e: rustls::Error) {
+        self.error = Some(Box::new(e));
+        // While rustls' own send queue is non-empty, `process_tls_records` hands out its
+        // head before looking at any input, so the bad input is never processed again
+        // (that would raise a second fatal alert). Each round removes one queued record.
+        while self.conn.wants_write() {
+            let status = self.conn.process_tls_records(&mut self.incoming);
+            match status.state {
+                Ok(ConnectionState::EncodeTlsData(mut enc)) => {
+                    encode_record(&mut enc, &mut self.outgoing)
+                }
+                Ok(ConnectionState::ReadTraffic(mut rd)) => {
+                    while let Some(Ok(rec)) = rd.next_record() {
+                        append_received(&mut self.received, &mut self.received_start, rec.payload);
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.incoming = Vec::new();
+    }
+
+    /// Drops the first `consumed` bytes of `incoming`; frees it when empty (or when the
+    /// peer has closed, after which rustls reads no more input), else trims the capacity
+    /// to what the record in progress needs.
+    fn settle_incoming(&mut self, consumed: usize) {
+        if consumed >= self.incoming.len() || self.peer_closed {
+            self.incoming = Vec::new();
+            return;
+        }
+        self.incoming.drain(..consumed);
+        let keep = self.incoming.len() + record_rest(&self.incoming);
+        self.incoming.shrink_to(keep);
+    }
+}
+
+/// How many more bytes complete the record that starts `buf`, per its header; 0 when the
+/// header is incomplete or not plausible. Only a size hint: while rustls joins a handshake
+/// message the front of the buffer may no longer be a record header.
+fn record_rest(buf: &[u8]) -> usize {
+    match buf {
+        [_, _, _, hi, lo, ..] => {
+            let total = 5 + usize::from(u16::from_be_bytes([*hi, *lo]));
+            if total <= MAX_WIRE_SIZE {
+                total.saturating_sub(buf.len())
+            } else {
+                0
+            }
+        }
+        _ => 0,
+    }
+}
+
+fn append_received(received: &mut Vec<u8>, start: &mut usize, data: &[u8]) {
+    if *start > 0 {
+        received.drain(..*start);
+        *start = 0;
+    }
+    received.extend_from_slice(data);
+}
+
+/// Appends one record rustls has ready (handshake message or alert) to `out`.
+fn encode_record(enc: &mut EncodeTlsData<'_, ServerConnectionData>, out: &mut Vec<u8>) {
+    // An empty slice makes rustls report the exact size without giving up the record.
+    let need = match enc.encode(&mut []) {
+        Err(EncodeError::InsufficientSize(s)) => s.required_size,
+        // Empty record (written, 0 bytes) or already taken: nothing to append.
+        Ok(_) | Err(EncodeError::AlreadyEncoded) => return,
+    };
+    let at = out.len();
+    out.resize(at + need, 0);
+    // With exactly `need` bytes of room this cannot fail; if it did, append nothing.
+    let n = enc.encode(&mut out[at..]).unwrap_or(0);
+    out.truncate(at + n);
+}
+
+/// Encrypts `data` as application data records appended to `out`.
+fn encrypt_into(
+    wr: &mut WriteTraffic<'_, ServerConnectionData>,
+    data: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), EncryptError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let guess = data.len() + (data.len() / MAX_FRAGMENT + 1) * RECORD_OVERHEAD_GUESS;
+    append_with(out, guess, |buf| wr.encrypt(data, buf))
+}
+
+/// Appends what `write` produces to `out`, offering `guess` bytes of room first and
+/// exactly the size rustls asks for if that is not enough. `write` must leave the buffer
+/// untouched when it reports `InsufficientSize` (rustls' `encrypt` and
+/// `queue_close_notify` do).
+fn append_with(
+    out: &mut Vec<u8>,
+    guess: usize,
+    mut write: impl FnMut(&mut [u8]) -> Result<usize, EncryptError>,
+) -> Result<(), EncryptError> {
+    let at = out.len();
+    let mut room = guess;
+    loop {
+        out.resize(at + room, 0);
+        match write(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n.min(room));
+                return Ok(());
+            }
+            // Strictly growing `room` bounds the retries.
+            Err(EncryptError::InsufficientSize(s)) if s.required_size > room => {
+                room = s.required_size;
+            }
+            Err(e) => {
+                out.truncate(at);
+                return Err(e);
+            }
+        }
     }
 }
 
@@ -398,6 +818,7 @@ impl fmt::Debug for TlsConn {
             .field("handshaking", &self.is_handshaking())
             .field("wants_read", &self.wants_read())
             .field("wants_write", &self.wants_write())
+            .field("buffered_bytes", &self.buffered_bytes())
             .finish()
     }
 }
@@ -711,6 +1132,248 @@ mod tests {
             "ciphertext {flushed} < plaintext {accepted}"
         );
         assert!(server.write_plaintext(&big) > 0);
+    }
+
+    /// Handshakes `version` and exchanges one small message each way, everything drained.
+    fn connected_pair(
+        version: &'static rustls::SupportedProtocolVersion,
+    ) -> (ClientConnection, TlsConn, Pipe, Pipe) {
+        let name = ServerName::try_from("sigyard.test").expect("valid name");
+        let mut client = ClientConnection::new(client_config(version), name).expect("client");
+        let mut server = TlsConn::new(server_config()).expect("server");
+        let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
+        handshake(&mut client, &mut server, &mut c2s, &mut s2c);
+        client.writer().write_all(b"ping").expect("client writes");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        server_io(&mut server, &mut c2s, &mut s2c).expect("server io");
+        assert_eq!(drain_plaintext(&mut server), b"ping");
+        assert_eq!(server.write_plaintext(b"pong"), 4);
+        server_io(&mut server, &mut c2s, &mut s2c).expect("flush");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        let mut got = [0u8; 8];
+        let n = client.reader().read(&mut got).expect("client reads");
+        assert_eq!(&got[..n], b"pong");
+        (client, server, c2s, s2c)
+    }
+
+    #[test]
+    fn idle_connection_holds_no_adapter_buffers() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let fresh = TlsConn::new(server_config()).expect("server");
+            assert_eq!(fresh.buffered_bytes(), 0, "{:?}", version.version);
+            let (mut client, mut server, mut c2s, mut s2c) = connected_pair(version);
+            assert_eq!(server.buffered_bytes(), 0, "{:?} idle", version.version);
+
+            // Busy: queued ciphertext and unread plaintext hold buffers...
+            assert_eq!(server.write_plaintext(&[b'x'; 3000]), 3000);
+            assert!(server.buffered_bytes() >= 3000);
+            client
+                .writer()
+                .write_all(&[b'y'; 5000])
+                .expect("client writes");
+            client_io(&mut client, &mut c2s, &mut s2c);
+            server_io(&mut server, &mut c2s, &mut s2c).expect("server io");
+            // ... and give them back once drained.
+            assert_eq!(drain_plaintext(&mut server), [b'y'; 5000]);
+            assert_eq!(server.buffered_bytes(), 0, "{:?} drained", version.version);
+        }
+    }
+
+    /// A reader that hands out at most `max` bytes per `read`, like a slow network.
+    struct Trickle<'a> {
+        pipe: &'a mut Pipe,
+        max: usize,
+    }
+
+    impl Read for Trickle<'_> {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(self.max);
+            self.pipe.read(&mut out[..n])
+        }
+    }
+
+    #[test]
+    fn records_and_handshake_messages_split_across_reads() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            // Small client records: the ClientHello spans several records, which rustls
+            // joins in the adapter's incoming buffer; every read delivers 7 bytes.
+            let mut cfg = (*client_config(version)).clone();
+            cfg.max_fragment_size = Some(64);
+            let name = ServerName::try_from("sigyard.test").expect("valid name");
+            let mut client = ClientConnection::new(Arc::new(cfg), name).expect("client");
+            let mut server = TlsConn::new(server_config()).expect("server");
+            let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
+            let mut got = Vec::new();
+            for _ in 0..10 {
+                client_io(&mut client, &mut c2s, &mut s2c);
+                while !c2s.buf.is_empty() {
+                    let mut rd = Trickle {
+                        pipe: &mut c2s,
+                        max: 7,
+                    };
+                    assert!(server.read_tls_from(&mut rd).expect("server reads") > 0);
+                    got.extend_from_slice(&drain_plaintext(&mut server));
+                }
+                while server.wants_write() {
+                    server.write_tls_to(&mut s2c).expect("flush");
+                }
+                client_io(&mut client, &mut c2s, &mut s2c);
+                if !client.is_handshaking() && !server.is_handshaking() {
+                    break;
+                }
+            }
+            assert!(!server.is_handshaking(), "{:?}", version.version);
+
+            // A 40 KB message in 64-byte records, 7 bytes per read; then 16 KiB records
+            // with whole-record reads sized from the record header.
+            let msg: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+            client.writer().write_all(&msg).expect("client writes");
+            client_io(&mut client, &mut c2s, &mut s2c);
+            while !c2s.buf.is_empty() {
+                let mut rd = Trickle {
+                    pipe: &mut c2s,
+                    max: 7,
+                };
+                server.read_tls_from(&mut rd).expect("server reads");
+                got.extend_from_slice(&drain_plaintext(&mut server));
+                assert!(
+                    server.buffered_bytes() <= 4096 + 64,
+                    "{}",
+                    server.buffered_bytes()
+                );
+            }
+            assert_eq!(got, msg, "{:?}", version.version);
+            assert_eq!(server.buffered_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn unread_plaintext_stops_reading_until_drained() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let (mut client, mut server, mut c2s, _s2c) = connected_pair(version);
+            let msg: Vec<u8> = (0..200_000u32).map(|i| (i % 253) as u8).collect();
+            for part in msg.chunks(32 * 1024) {
+                client.writer().write_all(part).expect("client writes");
+                while client.wants_write() {
+                    client.write_tls(&mut c2s).expect("client write_tls");
+                }
+            }
+
+            let mut got = Vec::new();
+            let mut refusals = 0;
+            loop {
+                match server.read_tls_from(&mut c2s) {
+                    Ok(n) => assert!(n > 0),
+                    Err(TlsIoError::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(TlsIoError::Io(e)) if e.kind() == io::ErrorKind::Other => {
+                        refusals += 1;
+                        assert!(!server.wants_read());
+                        // What waits is bounded: the limit plus what one read completed.
+                        let before = got.len();
+                        got.extend_from_slice(&drain_plaintext(&mut server));
+                        let held = got.len() - before;
+                        assert!(
+                            held <= RECEIVED_PLAINTEXT_LIMIT + MAX_WIRE_SIZE + READ_SIZE,
+                            "{held}"
+                        );
+                        assert!(held > RECEIVED_PLAINTEXT_LIMIT, "{held}");
+                    }
+                    Err(e) => panic!("{e}"),
+                }
+            }
+            got.extend_from_slice(&drain_plaintext(&mut server));
+            assert!(refusals > 0, "the limit was never reached");
+            assert_eq!(got, msg, "{:?}", version.version);
+            assert_eq!(server.buffered_bytes(), 0);
+        }
+    }
+
+    #[test]
+    fn close_notify_during_handshake_is_sent_once_the_server_may_send() {
+        for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+            let name = ServerName::try_from("sigyard.test").expect("valid name");
+            let mut client = ClientConnection::new(client_config(version), name).expect("client");
+            let mut server = TlsConn::new(server_config()).expect("server");
+            let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
+            assert_eq!(server.write_plaintext(b"bye"), 3);
+            server.send_close_notify();
+            assert!(!server.wants_write(), "nothing can be queued yet");
+            assert_eq!(server.write_plaintext(b"too late"), 0);
+            handshake(&mut client, &mut server, &mut c2s, &mut s2c);
+            client_io(&mut client, &mut c2s, &mut s2c);
+            let mut got = [0u8; 16];
+            let n = client.reader().read(&mut got).expect("client reads");
+            assert_eq!(&got[..n], b"bye", "{:?}", version.version);
+            let state = client.process_new_packets().expect("client state");
+            assert!(state.peer_has_closed(), "{:?}", version.version);
+        }
+    }
+
+    #[test]
+    fn tls13_key_update_from_the_client_is_answered() {
+        let (mut client, mut server, mut c2s, mut s2c) = connected_pair(&rustls::version::TLS13);
+        client.refresh_traffic_keys().expect("key update");
+        client
+            .writer()
+            .write_all(b"after update")
+            .expect("client writes");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        server_io(&mut server, &mut c2s, &mut s2c).expect("server io");
+        assert_eq!(drain_plaintext(&mut server), b"after update");
+        assert_eq!(server.write_plaintext(b"still here"), 10);
+        server_io(&mut server, &mut c2s, &mut s2c).expect("flush");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        let mut got = [0u8; 16];
+        let n = client.reader().read(&mut got).expect("client reads");
+        assert_eq!(&got[..n], b"still here");
+        assert_eq!(server.buffered_bytes(), 0);
+    }
+
+    #[test]
+    fn fatal_error_during_handshake_flushes_one_alert_and_sticks() {
+        // A ClientHello record followed by garbage: the hello is answered, then the
+        // garbage fails with one alert after the server's flight.
+        let name = ServerName::try_from("sigyard.test").expect("valid name");
+        let mut client =
+            ClientConnection::new(client_config(&rustls::version::TLS12), name).expect("client");
+        let mut server = TlsConn::new(server_config()).expect("server");
+        let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
+        client.write_tls(&mut c2s).expect("client hello");
+        c2s.buf
+            .extend_from_slice(&[0x16, 3, 3, 0, 4, 0xff, 0, 0, 0]);
+        let err = server_io(&mut server, &mut c2s, &mut s2c).expect_err("garbage");
+        assert!(matches!(err, TlsIoError::Tls(_)), "{err}");
+        assert_eq!(server.buffered_bytes(), server.outgoing.capacity());
+        while server.wants_write() {
+            server.write_tls_to(&mut s2c).expect("flush");
+        }
+        // The last record is the fatal alert, and there is exactly one alert.
+        let alerts = records(&s2c.buf)
+            .into_iter()
+            .filter(|r| r[0] == 0x15)
+            .count();
+        assert_eq!(alerts, 1, "{:?}", records(&s2c.buf));
+        assert_eq!(records(&s2c.buf).last().map(|r| r[0]), Some(0x15));
+        c2s.buf.extend_from_slice(b"more");
+        assert!(matches!(
+            server.read_tls_from(&mut c2s),
+            Err(TlsIoError::Tls(_))
+        ));
+        assert_eq!(server.write_plaintext(b"x"), 0);
+        server.send_close_notify();
+        assert!(!server.wants_write());
+    }
+
+    /// Splits a byte stream into TLS records (header included).
+    fn records(mut buf: &[u8]) -> Vec<&[u8]> {
+        let mut out = Vec::new();
+        while buf.len() >= 5 {
+            let len = 5 + usize::from(u16::from_be_bytes([buf[3], buf[4]]));
+            let (rec, rest) = buf.split_at(len.min(buf.len()));
+            out.push(rec);
+            buf = rest;
+        }
+        out
     }
 
     #[test]

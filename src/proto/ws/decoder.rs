@@ -314,9 +314,11 @@ fn data_chunk(
     // `n <= rest.len()`.
     let chunk = &mut rest[..n];
     // Bytes of this frame already returned, mod 4 (the low two bits of the
-    // difference survive the truncating cast).
+    // difference survive the truncating cast). `remaining <= frame_len`: both
+    // are set equal at the header and `remaining` only decreases.
     let offset = (a.frame_len - a.remaining) as usize;
     apply_mask(chunk, a.mask, offset);
+    // `n <= remaining` by the min above.
     a.remaining -= n as u64;
 
     let frame_end = a.remaining == 0;

@@ -138,6 +138,7 @@ impl FrameHeader {
     ///
     /// Masking is not required here (server frames are unmasked); the
     /// decoder enforces it for client frames. Never panics.
+    #[inline]
     pub fn parse(buf: &[u8]) -> Result<Option<(FrameHeader, usize)>, WsError> {
         let Some(&b0) = buf.first() else {
             return Ok(None);
@@ -246,39 +247,38 @@ impl FrameHeader {
             out.len()
         );
         debug_assert!(self.payload_len >> 63 == 0, "payload length over 2^63");
-        let mut header = [0u8; MAX_HEADER_LEN];
-        let mut at = write_base(
+        let mut base = [0u8; MAX_SERVER_HEADER_LEN];
+        let at = write_base(
             self.fin,
             self.opcode,
             self.payload_len,
             self.mask.is_some(),
-            &mut header,
+            &mut base,
         );
+        // `at <= n <= out.len()` (asserted above).
+        out[..at].copy_from_slice(&base[..at]);
         if let Some(key) = self.mask {
-            // `write_base` wrote at most 10 bytes; 10 + 4 = MAX_HEADER_LEN.
-            header[at..at + 4].copy_from_slice(&key);
-            at += 4;
+            // `at + 4 == n <= out.len()`.
+            out[at..at + 4].copy_from_slice(&key);
         }
-        // `at == n <= out.len()` (asserted above) and `n <= MAX_HEADER_LEN`.
-        out[..at].copy_from_slice(&header[..at]);
-        at
+        n
     }
 }
 
 /// Writes an unmasked (server) frame header and returns its length: 2, 4 or
 /// 10 bytes. `len` must be below 2^63 (checked in debug builds).
+#[inline]
 pub fn encode_header(fin: bool, opcode: OpCode, len: u64, out: &mut [u8; 10]) -> usize {
     debug_assert!(len >> 63 == 0, "payload length over 2^63");
-    let mut header = [0u8; MAX_HEADER_LEN];
-    let n = write_base(fin, opcode, len, false, &mut header);
-    // `write_base` writes at most 10 bytes.
-    out[..n].copy_from_slice(&header[..n]);
-    n
+    write_base(fin, opcode, len, false, out)
 }
 
-/// Writes the first byte, the length byte and the extended length into
-/// `out` (which has room for them all) and returns how many bytes that was.
-fn write_base(fin: bool, opcode: OpCode, len: u64, masked: bool, out: &mut [u8; 14]) -> usize {
+/// Writes the first byte, the length byte and the extended length (all of
+/// which fit the 10 bytes of `out`) and returns how many bytes that was.
+#[inline]
+fn write_base(fin: bool, opcode: OpCode, len: u64, masked: bool, out: &mut [u8; 10]) -> usize {
+    // All indices below are constants within the 10-byte array, so they are
+    // checked at compile time.
     out[0] = if fin { FIN_BIT } else { 0 } | opcode.as_u8();
     let mask_bit = if masked { MASK_BIT } else { 0 };
     if len <= 125 {
