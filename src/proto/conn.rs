@@ -342,7 +342,8 @@ impl Conn {
 
     /// The peer will send no more bytes.
     pub fn handle_eof<A: App>(&mut self, app: &mut A) {
-        if let Some(endpoint) = self.endpoint() {
+        // From Closing, the App already heard of the close when our close frame went out.
+        if let State::Open { endpoint, .. } = self.state {
             app.on_ws_close(endpoint, None);
         }
         self.state = State::Closed;
@@ -426,7 +427,7 @@ impl Conn {
 
     /// Drop the connection without ceremony (a slow reader, a broken socket).
     pub fn abort<A: App>(&mut self, app: &mut A) {
-        if let Some(endpoint) = self.endpoint() {
+        if let State::Open { endpoint, .. } = self.state {
             app.on_ws_close(endpoint, Some(1006));
         }
         self.state = State::Closed;
