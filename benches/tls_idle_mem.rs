@@ -13,7 +13,7 @@
 //! measurement tool, not server code, so it names rustls directly, and its `expect`s
 //! and panics are assertions about its own fixed in-memory setup.
 //!
-//! Run: `cargo run --release --example tls_idle_mem [N]` (default N = 1000).
+//! Run: `cargo bench --bench tls_idle_mem -- [N]` (default N = 1000).
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{self, Read, Write};
@@ -427,9 +427,10 @@ fn show(hist: &[(usize, f64)]) -> String {
 }
 
 fn main() {
+    // `cargo bench` adds its own flags (`--bench`); the first numeric argument is N.
     let n: usize = std::env::args()
-        .nth(1)
-        .map(|a| a.parse().expect("N must be a number"))
+        .skip(1)
+        .find_map(|a| a.parse().ok())
         .unwrap_or(1000);
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
     let sigyard_cfg = load_server_config(&dir.join("dev-cert.pem"), &dir.join("dev-key.pem"))

@@ -875,3 +875,19 @@ mod tests {
         assert!(Config::default().effective_threads() >= 1);
     }
 }
+
+#[cfg(test)]
+mod readme {
+    /// The README's configuration reference is generated from the option table; this keeps
+    /// them from drifting. To regenerate: `SIGYARD_PRINT_REFERENCE=1 cargo test --lib
+    /// readme_has -- --nocapture` and paste the table between the markers.
+    #[test]
+    fn readme_has_the_configuration_reference() {
+        let table = super::markdown_reference();
+        if std::env::var_os("SIGYARD_PRINT_REFERENCE").is_some() {
+            println!("{table}");
+        }
+        let readme = include_str!("../README.md");
+        assert!(readme.contains(&table), "README.md's configuration reference is stale");
+    }
+}

@@ -893,3 +893,16 @@ fn release_empty(slot: &mut Slot, pool: &mut Pool) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_slot_is_small() {
+        // What an idle connection costs in the slab, before the kernel's socket memory.
+        let size = std::mem::size_of::<Slot>();
+        println!("slot for one connection: {size} bytes");
+        assert!(size <= 144, "slot grew to {size} bytes");
+    }
+}

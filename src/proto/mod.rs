@@ -11,6 +11,9 @@
 //! socket. Mutate once, then look at the outputs: never the other way round.
 
 pub mod conn;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod route;
 pub mod time;
