@@ -23,11 +23,15 @@ const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem");
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("server alive");
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).expect("VmRSS line");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .expect("VmRSS line");
     line.split_whitespace().nth(1).unwrap().parse().unwrap()
 }
 
-const REQUEST: &[u8] = b"GET /echo HTTP/1.1\r\nHost: sigyard.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+const REQUEST: &[u8] =
+    b"GET /echo HTTP/1.1\r\nHost: sigyard.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 fn upgrade(s: &mut impl ReadWrite) {
@@ -40,7 +44,11 @@ fn upgrade(s: &mut impl ReadWrite) {
         assert!(n > 0, "server closed during the upgrade");
         got.extend_from_slice(&buf[..n]);
     }
-    assert!(got.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&got));
+    assert!(
+        got.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&got)
+    );
 }
 
 trait ReadWrite: Read + Write {}
@@ -51,14 +59,34 @@ fn main() {
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(19_000);
     let tls = args.iter().any(|a| a == "tls");
     let mut cmd = Command::new(BIN);
-    cmd.args(["--echo", "--log-level", "warn", "--max-connections-per-ip", "0", "--threads", "2"]);
+    cmd.args([
+        "--echo",
+        "--log-level",
+        "warn",
+        "--max-connections-per-ip",
+        "0",
+        "--threads",
+        "2",
+    ]);
     cmd.args(["--ping-interval", "0", "--idle-timeout", "0"]);
     if tls {
-        cmd.args(["--listen-tls", "127.0.0.1:0", "--tls-cert", CERT, "--tls-key", KEY, "--log-level", "info"]);
+        cmd.args([
+            "--listen-tls",
+            "127.0.0.1:0",
+            "--tls-cert",
+            CERT,
+            "--tls-key",
+            KEY,
+            "--log-level",
+            "info",
+        ]);
     } else {
         cmd.args(["--listen", "127.0.0.1:0", "--log-level", "info"]);
     }
-    let mut child = cmd.stderr(Stdio::piped()).spawn().expect("run target/release/sigyard");
+    let mut child = cmd
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run target/release/sigyard");
     let pid = child.id();
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
     let addr = loop {
@@ -88,7 +116,11 @@ fn main() {
         let mut s: Box<dyn ReadWrite> = match &client_cfg {
             None => Box::new(tcp),
             Some(cfg) => {
-                let conn = rustls::ClientConnection::new(cfg.clone(), ServerName::try_from("sigyard.test").unwrap()).unwrap();
+                let conn = rustls::ClientConnection::new(
+                    cfg.clone(),
+                    ServerName::try_from("sigyard.test").unwrap(),
+                )
+                .unwrap();
                 Box::new(rustls::StreamOwned::new(conn, tcp))
             }
         };
@@ -106,7 +138,11 @@ fn main() {
     for i in 0..n {
         held.push(connect());
         if i % 5000 == 4999 {
-            eprintln!("  {} connections open, server RSS {} KiB", i + 1, rss_kib(pid));
+            eprintln!(
+                "  {} connections open, server RSS {} KiB",
+                i + 1,
+                rss_kib(pid)
+            );
         }
     }
     let opened = t0.elapsed();
@@ -119,6 +155,8 @@ fn main() {
         opened.as_secs_f64()
     );
     drop(held);
-    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     let _ = child.wait();
 }

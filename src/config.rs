@@ -888,6 +888,9 @@ mod readme {
             println!("{table}");
         }
         let readme = include_str!("../README.md");
-        assert!(readme.contains(&table), "README.md's configuration reference is stale");
+        assert!(
+            readme.contains(&table),
+            "README.md's configuration reference is stale"
+        );
     }
 }

@@ -13,18 +13,27 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 fn kosoku_available() {
-    let ok = Command::new("kosoku").arg("--help").stdout(Stdio::null()).status().is_ok_and(|s| s.success());
-    assert!(ok, "kosoku not found: install it with `pip install kosoku==0.1.0` (.ci/run does)");
+    let ok = Command::new("kosoku")
+        .arg("--help")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "kosoku not found: install it with `pip install kosoku==0.1.0` (.ci/run does)"
+    );
 }
 
 fn server() -> sigyard::Handle {
     start(|b| {
-        b.listen_tls("127.0.0.1:0".parse().unwrap()).tls(CERT, KEY).limits(|l| {
-            // Section 9 sends messages of up to 16 MiB.
-            l.max_frame_size = 16 << 20;
-            l.max_message_size = 16 << 20;
-            l.max_outbound_bytes = 40 << 20;
-        })
+        b.listen_tls("127.0.0.1:0".parse().unwrap())
+            .tls(CERT, KEY)
+            .limits(|l| {
+                // Section 9 sends messages of up to 16 MiB.
+                l.max_frame_size = 16 << 20;
+                l.max_message_size = 16 << 20;
+                l.max_outbound_bytes = 40 << 20;
+            })
     })
 }
 
@@ -38,34 +47,57 @@ fn run_suite(url: &str, out: &Path) -> Vec<String> {
         .stdout(Stdio::null())
         .status()
         .expect("kosoku runs");
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("index.json")).expect("index.json")).unwrap();
-    let cases = index.as_object().unwrap().values().next().unwrap().as_object().unwrap();
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("index.json")).expect("index.json"))
+            .unwrap();
+    let cases = index
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap()
+        .as_object()
+        .unwrap();
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     let mut failures = Vec::new();
     for (id, c) in cases {
         let behavior = c["behavior"].as_str().unwrap_or("?");
         let close = c["behaviorClose"].as_str().unwrap_or("?");
         *counts.entry(format!("{behavior}/{close}")).or_default() += 1;
-        let ok = matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL") && matches!(close, "OK" | "INFORMATIONAL");
+        let ok = matches!(behavior, "OK" | "NON-STRICT" | "INFORMATIONAL")
+            && matches!(close, "OK" | "INFORMATIONAL");
         if !ok {
             failures.push(format!("{id}: behavior={behavior} close={close}"));
         }
     }
     let summary: Vec<String> = counts.iter().map(|(k, n)| format!("{k}: {n}")).collect();
-    println!("autobahn {url}: {} cases ({}); kosoku exit {status}", cases.len(), summary.join(", "));
-    assert!(cases.len() >= 290, "expected the full sections 1-11, got {} cases", cases.len());
+    println!(
+        "autobahn {url}: {} cases ({}); kosoku exit {status}",
+        cases.len(),
+        summary.join(", ")
+    );
+    assert!(
+        cases.len() >= 290,
+        "expected the full sections 1-11, got {} cases",
+        cases.len()
+    );
     failures
 }
 
 fn report_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("autobahn").join(name)
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("autobahn")
+        .join(name)
 }
 
 #[test]
 fn autobahn_plain_and_over_tls() {
     kosoku_available();
     let h = server();
-    let plain = run_suite(&format!("ws://{}/echo", h.plain_addr().unwrap()), &report_dir("plain"));
+    let plain = run_suite(
+        &format!("ws://{}/echo", h.plain_addr().unwrap()),
+        &report_dir("plain"),
+    );
 
     let mut bridge = TlsBridge::start(h.tls_addr().unwrap());
     let tls = run_suite(&format!("ws://{}/echo", bridge.addr), &report_dir("tls"));
@@ -90,8 +122,14 @@ impl TlsBridge {
             .spawn()
             .expect("python3 runs the bridge");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        let addr = line.trim().strip_prefix("listening ").expect("bridge prints its address").to_string();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening ")
+            .expect("bridge prints its address")
+            .to_string();
         std::thread::sleep(Duration::from_millis(50));
         TlsBridge { child, addr }
     }

@@ -709,15 +709,9 @@ fn pump_in(
             .conn
             .wants_read(slot.tx.as_ref().map_or(0, |t| t.len()), high_water)
         {
-            let tx = match slot.tx.as_mut() {
-                Some(t) => t,
-                None => match core.pool.tx() {
-                    Some(t) => slot.tx.insert(t),
-                    None => {
-                        core.starved.push((key, slot.gen));
-                        return false;
-                    }
-                },
+            let Some(tx) = checkout(&mut slot.tx, || core.pool.tx()) else {
+                core.starved.push((key, slot.gen));
+                return false;
             };
             let now = core.tick();
             let mut host = Host::new(core.id, shared, &mut core.shell);
@@ -741,15 +735,9 @@ fn pump_in(
     if !slot.readable || !slot.conn.wants_read(slot.pending_out(), high_water) {
         return progress;
     }
-    let rx = match slot.rx.as_mut() {
-        Some(b) => b,
-        None => match core.pool.rx() {
-            Some(b) => slot.rx.insert(b),
-            None => {
-                core.starved.push((key, slot.gen));
-                return progress;
-            }
-        },
+    let Some(rx) = checkout(&mut slot.rx, || core.pool.rx()) else {
+        core.starved.push((key, slot.gen));
+        return progress;
     };
     let spare = rx.spare();
     if spare.is_empty() {
@@ -878,6 +866,17 @@ fn discard_input(slot: &mut Slot, fatal: &mut bool) -> bool {
         }
     }
     progress
+}
+
+/// The slot's buffer, checked out from the pool if it has none. `None`: the pool is exhausted.
+fn checkout<B>(
+    buf: &mut Option<Box<B>>,
+    get: impl FnOnce() -> Option<Box<B>>,
+) -> Option<&mut Box<B>> {
+    if buf.is_none() {
+        *buf = Some(get()?);
+    }
+    buf.as_mut()
 }
 
 /// Give empty buffers back to the pool: idle connections hold none.

@@ -455,12 +455,9 @@ impl Conn {
             Ok(Some(parsed)) => parsed,
             Ok(None) => return 0,
             Err(e) => {
-                app.on_handshake(Handshake::Rejected {
-                    status: e.status(),
-                    reason: e.reason(),
+                self.refuse(e.status(), e.reason(), out, app, |out| {
+                    e.write_response(out)
                 });
-                e.write_response(out);
-                self.state = State::Closed;
                 return input.len();
             }
         };
@@ -477,12 +474,9 @@ impl Conn {
                     self.phase_at = now;
                 }
                 Err(e) => {
-                    app.on_handshake(Handshake::Rejected {
-                        status: e.status(),
-                        reason: e.reason(),
+                    self.refuse(e.status(), e.reason(), out, app, |out| {
+                        e.write_response(out)
                     });
-                    e.write_response(out);
-                    self.state = State::Closed;
                     return input.len();
                 }
             },
@@ -529,6 +523,20 @@ impl Conn {
             }
         }
         used
+    }
+
+    /// Answer a request we will not serve with an error response, and close after it.
+    fn refuse<A: App>(
+        &mut self,
+        status: u16,
+        reason: &'static str,
+        out: &mut Vec<u8>,
+        app: &mut A,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
+        app.on_handshake(Handshake::Rejected { status, reason });
+        write(out);
+        self.state = State::Closed;
     }
 
     #[allow(clippy::too_many_arguments)] // the machine's inputs, passed explicitly rather than stored
