@@ -85,6 +85,10 @@ pub enum Item {
         message_end: bool,
         /// The total payload length of the frame the chunk belongs to.
         frame_len: u64,
+        /// The FIN bit of that frame (known from its header, so also on the
+        /// first chunk of a frame that arrives in pieces): what a relay needs
+        /// to re-emit the frame's header before its payload is complete.
+        fin: bool,
     },
     /// A complete Ping, Pong or Close frame; its payload (at most 125 bytes,
     /// unmasked in place) is `input[range]`. A Close payload has been
@@ -343,6 +347,7 @@ fn data_chunk(
             message_start,
             message_end,
             frame_len: a.frame_len,
+            fin: a.fin,
         },
         start + n,
     ))

@@ -93,10 +93,12 @@ impl Outcome {
                 message_start,
                 message_end,
                 frame_len,
+                fin,
             } => {
                 assert!(range.start <= range.end && range.end <= consumed);
                 assert!(!message_start || *frame_start);
                 assert!(!message_end || *frame_end);
+                assert_eq!(*message_end, *frame_end && *fin);
                 if *frame_start {
                     assert!(self.partial.is_empty());
                     self.partial_message_start = *message_start;
@@ -218,7 +220,8 @@ fn masked_hello_rfc_example() {
             frame_end: true,
             message_start: true,
             message_end: true,
-            frame_len: 5
+            frame_len: 5,
+            fin: true,
         }
     );
     assert_eq!(&b[6..11], b"Hello");
@@ -1013,6 +1016,26 @@ fn write_seed_corpus() {
         std::fs::create_dir_all(&dir).unwrap();
         for (name, bytes) in seeds {
             std::fs::write(dir.join(name), bytes).unwrap();
+        }
+    }
+}
+
+#[test]
+fn fin_is_known_on_the_first_chunk_of_a_split_frame() {
+    // A relay re-emits a frame's header before the whole payload is in: it needs FIN then.
+    for fin in [false, true] {
+        let mut f = frame(fin, OpCode::Binary, &[9u8; 40]);
+        let mut dec = Decoder::new(BIG);
+        let (item, _) = dec.decode(&mut f[..20]).unwrap();
+        match item {
+            Item::Data {
+                frame_start: true,
+                frame_end: false,
+                message_end: false,
+                fin: got,
+                ..
+            } => assert_eq!(got, fin),
+            other => panic!("unexpected {other:?}"),
         }
     }
 }
