@@ -192,9 +192,11 @@ impl Outcome {
                 message_start,
                 message_end,
                 frame_len,
+                fin,
             } => {
                 assert!(range.start <= range.end && range.end <= consumed);
                 assert!(!message_end || frame_end);
+                assert_eq!(message_end, frame_end && fin);
                 assert!(frame_len <= DECODER_LIMITS.max_frame);
                 if frame_start {
                     assert!(self.partial.is_empty());
