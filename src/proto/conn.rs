@@ -33,8 +33,8 @@ use crate::config::Limits;
 use crate::proto::http::{self, HttpLimits, RequestHead};
 use crate::proto::time::{earliest, Tick};
 use crate::proto::ws::{
-    encode_close, encode_frame, parse_close_payload, DataKind, Decoder, DecoderLimits, Item,
-    OpCode, WsError,
+    encode_close, encode_frame, encode_header, parse_close_payload, DataKind, Decoder,
+    DecoderLimits, Item, OpCode, WsError,
 };
 use std::time::Duration;
 
@@ -143,6 +143,24 @@ pub struct Counters {
     pub handshake_timeouts: u64,
 }
 
+/// What [`Conn::handle_read_piped`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipeStep {
+    /// Nothing more to forward from this input; drop `consumed` bytes.
+    NeedMore { consumed: usize },
+    /// Send `header[..header_len]` (empty for a frame's later chunks) and then
+    /// `input[payload]` (unmasked in place) to the peer; drop `consumed` bytes.
+    Forward {
+        header: [u8; 10],
+        header_len: u8,
+        payload: std::ops::Range<usize>,
+        consumed: usize,
+    },
+    /// This side is done (its close was answered, or it broke the protocol): after what was
+    /// already forwarded, close the peer with `code`; drop `consumed` bytes.
+    Ended { code: u16, consumed: usize },
+}
+
 /// A handle for writing whole server frames onto one connection's outbound buffer.
 pub struct Outbox<'a> {
     out: &'a mut Vec<u8>,
@@ -180,8 +198,14 @@ enum State {
     /// Waiting for (the rest of) a request head. `served` tells whether an earlier request on
     /// this connection was answered (then the keep-alive timeout applies, not the handshake one).
     ExpectRequest { served: bool },
-    /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`.
-    Open { endpoint: Endpoint, parked: bool },
+    /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`; `piped`
+    /// means data frames are forwarded cut-through ([`Conn::handle_read_piped`]) instead of
+    /// being reassembled into messages for the App.
+    Open {
+        endpoint: Endpoint,
+        parked: bool,
+        piped: bool,
+    },
     /// We sent a close frame and wait for the peer's. `desynced`: the stream broke a framing
     /// rule, so its bytes are discarded instead of decoded.
     Closing { endpoint: Endpoint, desynced: bool },
@@ -255,10 +279,14 @@ impl Conn {
 
     /// Resume input after a park (on the new core).
     pub fn unpark(&mut self, now: Tick) {
-        if let State::Open { endpoint, .. } = self.state {
+        if let State::Open {
+            endpoint, piped, ..
+        } = self.state
+        {
             self.state = State::Open {
                 endpoint,
                 parked: false,
+                piped,
             };
             self.last_rx = now;
             self.phase_at = now;
@@ -315,7 +343,10 @@ impl Conn {
                 State::ExpectRequest { .. } => {
                     pos += self.read_request(now, limits, &input[pos..], out, app)
                 }
-                State::Open { parked: true, .. } | State::Closed => {}
+                // Piped input goes through `handle_read_piped`.
+                State::Open { parked: true, .. }
+                | State::Open { piped: true, .. }
+                | State::Closed => {}
                 State::Open { endpoint, .. } => {
                     pos += self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
                 }
@@ -433,10 +464,154 @@ impl Conn {
         self.state = State::Closed;
     }
 
+    // ── cut-through forwarding (the `/connection` pipe) ───────────────────────────────────
+
+    /// Switch to cut-through forwarding. Only at a message boundary: while a message is half
+    /// read (its start already went to the App), nothing changes and `false` comes back; the
+    /// shell asks again after the next read.
+    pub fn start_piping(&mut self) -> bool {
+        match self.state {
+            State::Open {
+                endpoint,
+                parked,
+                piped: false,
+            } if !self.decoder.in_message() && self.partial.is_none() => {
+                self.state = State::Open {
+                    endpoint,
+                    parked,
+                    piped: true,
+                };
+                true
+            }
+            State::Open { piped: true, .. } => true,
+            _ => false,
+        }
+    }
+
+    /// True while data frames are forwarded cut-through.
+    pub fn is_piped(&self) -> bool {
+        matches!(self.state, State::Open { piped: true, .. })
+    }
+
+    /// True while a forwarded frame is only partly through: the peer's output stream must not
+    /// get any other frame until it ends.
+    pub fn forwarding_mid_frame(&self) -> bool {
+        self.is_piped() && self.decoder.in_frame()
+    }
+
+    /// Decode piped input up to the next thing the shell must act on. Control frames are
+    /// answered here (a pong, or the reply to a close) into `out`, this connection's own send
+    /// queue; data goes to the peer through [`PipeStep::Forward`], chunk by chunk, without
+    /// reassembly.
+    pub fn handle_read_piped(
+        &mut self,
+        now: Tick,
+        input: &mut [u8],
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) -> PipeStep {
+        let State::Open {
+            endpoint,
+            piped: true,
+            ..
+        } = self.state
+        else {
+            return PipeStep::NeedMore { consumed: 0 };
+        };
+        let mut pos = 0;
+        while pos <= input.len() {
+            let (item, used) = match self.decoder.decode(&mut input[pos..]) {
+                Ok(step) => step,
+                Err(e) => {
+                    counters.protocol_errors += 1;
+                    self.send_close(out, e.close_code(), &e.to_string());
+                    self.state = State::Closing {
+                        endpoint,
+                        desynced: true,
+                    };
+                    self.phase_at = now;
+                    return PipeStep::Ended {
+                        code: 1001,
+                        consumed: input.len(),
+                    };
+                }
+            };
+            let base = pos;
+            pos += used;
+            if pos > 0 {
+                self.last_rx = now;
+            }
+            match item {
+                Item::NeedMore => return PipeStep::NeedMore { consumed: pos },
+                Item::Data {
+                    range,
+                    kind,
+                    frame_start,
+                    frame_end,
+                    message_start,
+                    frame_len,
+                    fin,
+                    ..
+                } => {
+                    let mut header = [0u8; 10];
+                    let header_len = if frame_start {
+                        let opcode = match (message_start, kind) {
+                            (false, _) => OpCode::Continuation,
+                            (true, DataKind::Text) => OpCode::Text,
+                            (true, DataKind::Binary) => OpCode::Binary,
+                        };
+                        encode_header(fin, opcode, frame_len, &mut header)
+                    } else {
+                        0
+                    };
+                    if frame_end {
+                        counters.frames_in += 1;
+                        counters.frames_out += 1;
+                    }
+                    return PipeStep::Forward {
+                        header,
+                        header_len: header_len as u8,
+                        payload: base + range.start..base + range.end,
+                        consumed: pos,
+                    };
+                }
+                Item::Control { opcode, range } => {
+                    counters.frames_in += 1;
+                    let payload = &input[base + range.start..base + range.end];
+                    match opcode {
+                        OpCode::Ping => {
+                            encode_frame(true, OpCode::Pong, payload, out);
+                            counters.frames_out += 1;
+                        }
+                        OpCode::Close => {
+                            let code = parse_close_payload(payload).ok().flatten().map(|(c, _)| c);
+                            self.send_close(out, code.unwrap_or(1000), "");
+                            self.state = State::Closed;
+                            return PipeStep::Ended {
+                                code: code.unwrap_or(1000),
+                                consumed: input.len(),
+                            };
+                        }
+                        _ => {}
+                    }
+                    if pos == input.len() {
+                        return PipeStep::NeedMore { consumed: pos };
+                    }
+                }
+            }
+        }
+        PipeStep::NeedMore {
+            consumed: pos.min(input.len()),
+        }
+    }
+
     // ── internals ──────────────────────────────────────────────────────────────────────────
 
     fn state_continues(&self) -> bool {
-        !matches!(self.state, State::Closed | State::Open { parked: true, .. })
+        !matches!(
+            self.state,
+            State::Closed | State::Open { parked: true, .. } | State::Open { piped: true, .. }
+        )
     }
 
     fn read_request<A: App>(
@@ -470,6 +645,7 @@ impl Conn {
                     self.state = State::Open {
                         endpoint,
                         parked: park,
+                        piped: false,
                     };
                     self.phase_at = now;
                 }

@@ -11,6 +11,7 @@
 //! socket. Mutate once, then look at the outputs: never the other way round.
 
 pub mod conn;
+pub mod dialect;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

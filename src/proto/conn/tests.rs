@@ -445,3 +445,133 @@ fn conn_state_is_small() {
     let size = std::mem::size_of::<Conn>();
     assert!(size <= 72, "Conn is {size} bytes");
 }
+
+// ── Open, piped ────────────────────────────────────────────────────────────────────────────
+
+impl T {
+    /// Feed piped input until it is all consumed; returns the forwarded bytes (headers and
+    /// payload as the peer would receive them) and whether the side ended (with its code).
+    fn pipe(&mut self, bytes: &[u8]) -> (Vec<u8>, Option<u16>) {
+        self.inbuf.extend_from_slice(bytes);
+        let mut fwd = Vec::new();
+        loop {
+            match self.conn.handle_read_piped(
+                self.now,
+                &mut self.inbuf,
+                &mut self.out,
+                &mut self.counters,
+            ) {
+                PipeStep::NeedMore { consumed } => {
+                    self.inbuf.drain(..consumed);
+                    return (fwd, None);
+                }
+                PipeStep::Forward {
+                    header,
+                    header_len,
+                    payload,
+                    consumed,
+                } => {
+                    fwd.extend_from_slice(&header[..header_len as usize]);
+                    fwd.extend_from_slice(&self.inbuf[payload]);
+                    self.inbuf.drain(..consumed);
+                }
+                PipeStep::Ended { code, consumed } => {
+                    self.inbuf.drain(..consumed);
+                    return (fwd, Some(code));
+                }
+            }
+        }
+    }
+}
+
+/// An unmasked frame, as the peer should receive it.
+fn sframe(fin: bool, opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+    let mut v = Vec::new();
+    crate::proto::ws::encode_frame(fin, opcode, payload, &mut v);
+    v
+}
+
+#[test]
+fn piped_frames_are_forwarded_with_type_fin_and_continuations() {
+    let mut t = T::open();
+    assert!(t.conn.start_piping());
+    let mut input = cframe(false, OpCode::Text, b"he");
+    input.extend(cframe(true, OpCode::Continuation, b"llo"));
+    input.extend(cframe(true, OpCode::Binary, &[1, 2, 3]));
+    let (fwd, ended) = t.pipe(&input);
+    let mut want = sframe(false, OpCode::Text, b"he");
+    want.extend(sframe(true, OpCode::Continuation, b"llo"));
+    want.extend(sframe(true, OpCode::Binary, &[1, 2, 3]));
+    assert_eq!(fwd, want);
+    assert_eq!(ended, None);
+    assert!(
+        t.app.messages.is_empty(),
+        "nothing is reassembled for the App"
+    );
+}
+
+#[test]
+fn piped_frame_split_across_reads_keeps_one_header() {
+    let mut t = T::open();
+    t.conn.start_piping();
+    let f = cframe(true, OpCode::Binary, &(0..200u8).collect::<Vec<_>>());
+    let (mut fwd, _) = t.pipe(&f[..50]);
+    assert!(t.conn.forwarding_mid_frame());
+    let (rest, _) = t.pipe(&f[50..]);
+    assert!(!t.conn.forwarding_mid_frame());
+    fwd.extend(rest);
+    assert_eq!(
+        fwd,
+        sframe(true, OpCode::Binary, &(0..200u8).collect::<Vec<_>>())
+    );
+}
+
+#[test]
+fn piped_ping_is_answered_locally_and_close_ends_the_side() {
+    let mut t = T::open();
+    t.conn.start_piping();
+    let mut input = cframe(true, OpCode::Ping, b"p");
+    input.extend(cframe(true, OpCode::Text, b"last"));
+    input.extend(cframe(true, OpCode::Close, &close_payload(4001, "done")));
+    input.extend(cframe(true, OpCode::Text, b"after close"));
+    let (fwd, ended) = t.pipe(&input);
+    assert_eq!(fwd, sframe(true, OpCode::Text, b"last"));
+    assert_eq!(ended, Some(4001));
+    assert_eq!(
+        t.frames(),
+        vec![
+            (OpCode::Pong, b"p".to_vec()),
+            (OpCode::Close, close_payload(4001, ""))
+        ]
+    );
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn piping_waits_for_a_message_boundary() {
+    let mut t = T::open();
+    t.send(&cframe(false, OpCode::Text, b"half"));
+    assert!(
+        !t.conn.start_piping(),
+        "the message's start already went to the App"
+    );
+    t.send(&cframe(true, OpCode::Continuation, b" done"));
+    assert_eq!(
+        t.app.messages,
+        vec![(DataKind::Text, b"half done".to_vec())]
+    );
+    assert!(t.conn.start_piping());
+    assert!(t.conn.is_piped());
+}
+
+#[test]
+fn piped_protocol_error_closes_this_side_and_ends_with_1001() {
+    let mut t = T::open();
+    t.conn.start_piping();
+    let mut bad = cframe(true, OpCode::Text, b"x");
+    bad[0] |= 0x20; // RSV2
+    let (fwd, ended) = t.pipe(&bad);
+    assert!(fwd.is_empty());
+    assert_eq!(ended, Some(1001));
+    assert_eq!(&t.frames()[0].1[..2], &1002u16.to_be_bytes());
+}

@@ -1,0 +1,266 @@
+//! The holding table of the `/connection/:a/:b/:key` pipe: who is waiting for whom, and what
+//! they sent while waiting.
+//!
+//! A socket on `/connection/A/B/key` *seeks* `(A, B, key)`. If the reciprocal `(B, A, key)` is
+//! waiting, the two are paired and the waiting side's held messages go to the newcomer first,
+//! in order and with their frame types; otherwise the newcomer waits. Held messages are bounded
+//! in bytes and count; past either bound the waiting socket is told to close.
+//!
+//! What this module does not do: move bytes between paired sockets (the shell's cut-through
+//! pipe does, with `proto::conn`'s piped mode), or decide where sockets live (every socket of a
+//! pair is placed on the core owning the unordered pair, so one table per core suffices).
+
+use super::{ConnRef, Kind};
+use std::collections::HashMap;
+
+/// What a `/connection` socket seeks: its own id, the peer's id, the document key
+/// (percent-decoded path segments).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Seek {
+    pub local: Box<str>,
+    pub remote: Box<str>,
+    pub key: Box<str>,
+}
+
+impl Seek {
+    /// The seek of the peer that would pair with this one.
+    pub fn reciprocal(&self) -> Seek {
+        Seek {
+            local: self.remote.clone(),
+            remote: self.local.clone(),
+            key: self.key.clone(),
+        }
+    }
+
+    /// A key naming the unordered pair, equal for both sides: decides the owning core.
+    pub fn pair_key(&self) -> String {
+        let (x, y) = if self.local <= self.remote {
+            (&self.local, &self.remote)
+        } else {
+            (&self.remote, &self.local)
+        };
+        // Length-prefixed, so no choice of ids can make two different pairs collide.
+        format!(
+            "{}:{x}{}:{y}{}:{}",
+            x.len(),
+            y.len(),
+            self.key.len(),
+            self.key
+        )
+    }
+}
+
+/// Bounds on what one waiting socket may have held for it.
+#[derive(Clone, Copy, Debug)]
+pub struct HoldLimits {
+    pub max_bytes: usize,
+    pub max_messages: usize,
+}
+
+struct Waiting {
+    conn: ConnRef,
+    held: Vec<(Kind, Vec<u8>)>,
+    bytes: usize,
+}
+
+/// Outcome of a socket arriving.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Arrival {
+    /// Paired with `peer`, which was waiting; `held` are the messages it sent meanwhile, to be
+    /// delivered to the newcomer before anything else.
+    Paired {
+        peer: ConnRef,
+        held: Vec<(Kind, Vec<u8>)>,
+    },
+    /// Now waiting. If another socket was already waiting with the same seek, it is replaced
+    /// (and returned): it stays open but will never be paired.
+    Waiting { replaced: Option<ConnRef> },
+}
+
+/// Why a held message was refused.
+#[derive(Debug, PartialEq, Eq)]
+pub enum HoldError {
+    /// The socket is not (or no longer) the one waiting under its seek.
+    NotWaiting,
+    /// Over the byte or message bound: close the waiting socket.
+    Full { bytes: usize, messages: usize },
+}
+
+/// One core's holding table.
+#[derive(Default)]
+pub struct PipeTable {
+    waiting: HashMap<Seek, Waiting>,
+}
+
+impl PipeTable {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A socket upgraded on `/connection/…` (on the core owning its pair).
+    pub fn arrive(&mut self, seek: &Seek, conn: ConnRef) -> Arrival {
+        if let Some(w) = self.waiting.remove(&seek.reciprocal()) {
+            return Arrival::Paired {
+                peer: w.conn,
+                held: w.held,
+            };
+        }
+        let old = self.waiting.insert(
+            seek.clone(),
+            Waiting {
+                conn,
+                held: Vec::new(),
+                bytes: 0,
+            },
+        );
+        Arrival::Waiting {
+            replaced: old.map(|w| w.conn),
+        }
+    }
+
+    /// A whole message from a waiting socket.
+    pub fn hold(
+        &mut self,
+        seek: &Seek,
+        conn: ConnRef,
+        kind: Kind,
+        payload: &[u8],
+        limits: HoldLimits,
+    ) -> Result<(), HoldError> {
+        let w = match self.waiting.get_mut(seek) {
+            Some(w) if w.conn == conn => w,
+            _ => return Err(HoldError::NotWaiting),
+        };
+        if w.bytes + payload.len() > limits.max_bytes || w.held.len() >= limits.max_messages {
+            return Err(HoldError::Full {
+                bytes: limits.max_bytes,
+                messages: limits.max_messages,
+            });
+        }
+        w.bytes += payload.len();
+        w.held.push((kind, payload.to_vec()));
+        Ok(())
+    }
+
+    /// A socket closed: forget its waiting entry, but only if it is still the registered one
+    /// (a replaced socket's close must not remove its replacement).
+    pub fn leave(&mut self, seek: &Seek, conn: ConnRef) {
+        if self.waiting.get(seek).is_some_and(|w| w.conn == conn) {
+            self.waiting.remove(seek);
+        }
+    }
+
+    /// Sockets waiting for their peer.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seek(a: &str, b: &str, k: &str) -> Seek {
+        Seek {
+            local: a.into(),
+            remote: b.into(),
+            key: k.into(),
+        }
+    }
+    const A: ConnRef = ConnRef { key: 1, gen: 1 };
+    const B: ConnRef = ConnRef { key: 2, gen: 1 };
+    const C: ConnRef = ConnRef { key: 3, gen: 1 };
+    const LIM: HoldLimits = HoldLimits {
+        max_bytes: 10,
+        max_messages: 3,
+    };
+
+    #[test]
+    fn second_side_pairs_and_takes_held_messages_in_order() {
+        let mut t = PipeTable::new();
+        assert_eq!(
+            t.arrive(&seek("a", "b", "k"), A),
+            Arrival::Waiting { replaced: None }
+        );
+        t.hold(&seek("a", "b", "k"), A, Kind::Text, b"one", LIM)
+            .unwrap();
+        t.hold(&seek("a", "b", "k"), A, Kind::Binary, b"two", LIM)
+            .unwrap();
+        let got = t.arrive(&seek("b", "a", "k"), B);
+        assert_eq!(
+            got,
+            Arrival::Paired {
+                peer: A,
+                held: vec![
+                    (Kind::Text, b"one".to_vec()),
+                    (Kind::Binary, b"two".to_vec())
+                ]
+            }
+        );
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn different_key_or_same_direction_does_not_pair() {
+        let mut t = PipeTable::new();
+        t.arrive(&seek("a", "b", "k"), A);
+        assert!(matches!(
+            t.arrive(&seek("b", "a", "other"), B),
+            Arrival::Waiting { .. }
+        ));
+        assert_eq!(
+            t.arrive(&seek("a", "b", "k"), C),
+            Arrival::Waiting { replaced: Some(A) }
+        );
+        assert_eq!(t.waiting(), 2);
+    }
+
+    #[test]
+    fn bounds_refuse_and_name_the_limit() {
+        let mut t = PipeTable::new();
+        let s = seek("a", "b", "k");
+        t.arrive(&s, A);
+        assert_eq!(
+            t.hold(&s, A, Kind::Text, b"0123456789x", LIM),
+            Err(HoldError::Full {
+                bytes: 10,
+                messages: 3
+            })
+        );
+        for _ in 0..3 {
+            t.hold(&s, A, Kind::Text, b"x", LIM).unwrap();
+        }
+        assert!(matches!(
+            t.hold(&s, A, Kind::Text, b"x", LIM),
+            Err(HoldError::Full { .. })
+        ));
+    }
+
+    #[test]
+    fn replaced_socket_cannot_hold_or_remove_its_replacement() {
+        let mut t = PipeTable::new();
+        let s = seek("a", "b", "k");
+        t.arrive(&s, A);
+        t.arrive(&s, C);
+        assert_eq!(
+            t.hold(&s, A, Kind::Text, b"x", LIM),
+            Err(HoldError::NotWaiting)
+        );
+        t.leave(&s, A);
+        assert_eq!(t.waiting(), 1);
+        t.leave(&s, C);
+        assert_eq!(t.waiting(), 0);
+    }
+
+    #[test]
+    fn pair_key_is_the_same_from_both_sides_and_unambiguous() {
+        assert_eq!(
+            seek("a", "b", "k").pair_key(),
+            seek("b", "a", "k").pair_key()
+        );
+        assert_ne!(
+            seek("a:b", "c", "k").pair_key(),
+            seek("a", "b:c", "k").pair_key()
+        );
+    }
+}
