@@ -76,6 +76,8 @@ pub struct Limits {
     pub http_keepalive_timeout: Duration,
     pub buffer_size: usize,
     pub max_buffers_per_core: usize,
+    pub pipe_hold_bytes: usize,
+    pub pipe_hold_messages: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,6 +125,8 @@ impl Default for Config {
                 http_keepalive_timeout: secs(30),
                 buffer_size: 16 * KIB,
                 max_buffers_per_core: 16384,
+                pipe_hold_bytes: MIB,
+                pipe_hold_messages: 1000,
             },
         }
     }
@@ -209,6 +213,8 @@ static OPTS: &[Opt] = &[
     opt("http-keepalive-timeout", "DURATION", "30s", "Idle time allowed between HTTP requests on one connection."),
     opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
     opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
+    opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
+    opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -237,6 +243,8 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "http-keepalive-timeout" => l.http_keepalive_timeout = parse_duration(v)?,
         "buffer-size" => l.buffer_size = parse_size(v)?,
         "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
+        "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
+        "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -508,6 +516,7 @@ impl Config {
             ("max-outbound-bytes", l.max_outbound_bytes),
             ("max-connections", l.max_connections),
             ("max-buffers-per-core", l.max_buffers_per_core),
+            ("pipe-hold-messages", l.pipe_hold_messages),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");

@@ -5,6 +5,7 @@
 //! the few bytes already read), and control messages (shutdown, a new TLS configuration) reach
 //! every core the same way.
 
+use crate::net::app::Ident;
 use crate::net::tls::TlsConn;
 use crate::proto::conn::Conn;
 use std::sync::mpsc::{Receiver, Sender};
@@ -19,6 +20,8 @@ pub struct Handoff {
     /// Plaintext already read but not yet consumed (frames that followed the upgrade request).
     pub leftover: Vec<u8>,
     pub ip_key: u64,
+    /// A dialect connection's identity (from its path).
+    pub ident: Option<Box<Ident>>,
 }
 
 pub enum CoreMsg {

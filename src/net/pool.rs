@@ -181,6 +181,20 @@ impl Pool {
         })
     }
 
+    /// A read buffer even when the pool is exhausted (counted like any other): for the bytes a
+    /// connection brings along when it moves to this core, which must not be lost.
+    pub fn rx_force(&mut self) -> Box<RxBuf> {
+        self.out += 1;
+        let size = self.size;
+        self.free_rx.pop().unwrap_or_else(|| {
+            Box::new(RxBuf {
+                data: vec![0; size].into_boxed_slice(),
+                start: 0,
+                end: 0,
+            })
+        })
+    }
+
     pub fn put_rx(&mut self, mut b: Box<RxBuf>) {
         self.out -= 1;
         b.start = 0;
