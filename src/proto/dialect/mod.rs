@@ -6,6 +6,8 @@
 //! [`ConnRef`] and return [`Outgoing`] messages, which the shell appends to those connections'
 //! send queues.
 
+pub mod cevitxe;
+pub mod msgpack;
 pub mod pipe;
 
 use crate::proto::ws::DataKind;
