@@ -11,19 +11,22 @@
 //! `proto::conn`) or what a route means (`net::app`).
 
 use crate::metrics::{Class, Gauges, ShellCounters};
-use crate::net::app::Host;
+use crate::net::app::{ConnCtx, Dialects, Host, Ident};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::{Pool, RxBuf, TxBuf};
 use crate::net::timer::{Entry, Timers};
 use crate::net::tls::{TlsConn, TlsIoError};
 use crate::net::Shared;
-use crate::proto::conn::{Conn, Counters};
+use crate::proto::conn::{Conn, Counters, PipeStep};
+use crate::proto::dialect::pipe::Arrival;
+use crate::proto::dialect::{ConnRef, Outgoing};
 use crate::proto::time::Tick;
+use crate::proto::ws::{encode_frame, OpCode};
 use crate::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::io::{self, Read, Write};
+use std::io::{self, IoSlice, Read, Write};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,6 +69,12 @@ struct Slot {
     linger_over: bool,
     /// The core this connection moves to once its output is flushed.
     move_to: Option<u16>,
+    /// Data frames from this connection go cut-through to `peer` (set once piping started).
+    forwarding: bool,
+    /// What a dialect connection is (from its path); `None` for the others.
+    ident: Option<Box<Ident>>,
+    /// The other end of a `/connection` pipe, on this core.
+    peer: Option<ConnRef>,
 }
 
 impl Slot {
@@ -84,6 +93,12 @@ impl Slot {
 
     fn pending_out(&self) -> usize {
         self.tx.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// The send queue, taken from the pool even when it is exhausted (for bytes that must go
+    /// out: timeouts' frames, closes, deliveries already bounded by the sender's back-pressure).
+    fn tx_force(&mut self, pool: &mut Pool) -> &mut Vec<u8> {
+        &mut self.tx.get_or_insert_with(|| pool.tx_force()).data
     }
 }
 
@@ -105,6 +120,10 @@ struct Core {
     now_ms: u64,
     accept_paused_until: Option<u64>,
     draining: Option<Instant>,
+    dialects: Dialects,
+    /// Messages dialects produced for other connections on this core, delivered after the
+    /// drive that produced them.
+    deliveries: Vec<Outgoing>,
 }
 
 impl Core {
@@ -169,6 +188,8 @@ impl Reactor {
                 now_ms: 0,
                 accept_paused_until: None,
                 draining: None,
+                dialects: Dialects::default(),
+                deliveries: Vec::new(),
             },
         })
     }
@@ -334,16 +355,15 @@ impl Reactor {
             core.shell.accepted += 1;
             let _ = sock.set_nodelay(true);
             let conn = Conn::new(core.tick(), limits);
-            if let Err(e) = insert(
-                &self.poll,
-                &mut self.slots,
-                core,
+            let new = NewSlot {
                 sock,
                 tls,
                 conn,
                 ip_key,
-                None,
-            ) {
+                rx: None,
+                ident: None,
+            };
+            if let Err(e) = insert(&self.poll, &mut self.slots, core, new) {
                 warn!("core={} register failed: {e}", core.id);
             }
         }
@@ -382,6 +402,7 @@ impl Reactor {
             mut conn,
             leftover,
             ip_key,
+            ident,
         } = h;
         if let Err(e) = stream.set_nonblocking(true) {
             warn!("core={} adopt failed: {e}", core.id);
@@ -393,30 +414,26 @@ impl Reactor {
         let rx = if leftover.is_empty() {
             None
         } else {
-            // The pool may be exhausted; a handoff carries at most one buffer's worth, so
-            // allocate outside the pool rather than lose the bytes.
-            let mut b = core.pool.rx().unwrap_or_else(|| {
-                Pool::new(leftover.len().max(1), 1)
-                    .rx()
-                    .expect("fresh pool has one buffer")
-            });
+            // A handoff carries at most one buffer's worth: take a buffer even from an
+            // exhausted pool rather than lose the bytes.
+            let mut b = core.pool.rx_force();
             let n = leftover.len().min(b.spare().len());
             b.spare()[..n].copy_from_slice(&leftover[..n]);
             b.filled_by(n);
             Some(b)
         };
         let sock = TcpStream::from_std(stream);
-        if let Err(e) = insert(
-            &self.poll,
-            &mut self.slots,
-            core,
+        let new = NewSlot {
             sock,
             tls,
             conn,
             ip_key,
             rx,
-        ) {
-            warn!("core={} adopt register failed: {e}", core.id);
+            ident,
+        };
+        match insert(&self.poll, &mut self.slots, core, new) {
+            Ok(key) => self.on_open(key),
+            Err(e) => warn!("core={} adopt register failed: {e}", core.id),
         }
     }
 
@@ -429,12 +446,22 @@ impl Reactor {
         }
         let now = core.tick();
         let shared = core.shared.clone();
-        for (key, slot) in self.slots.iter_mut() {
+        let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            // A pipe end whose peer is mid-frame towards it cannot get a close frame now.
+            let blocked = peer_mid_frame(&self.slots, key);
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
             let before = slot.class();
-            let tx = slot.tx.get_or_insert_with(|| core.pool.tx_force());
             let mut host = Host::new(core.id, &shared, &mut core.shell);
-            slot.conn
-                .begin_close(now, 1001, "server shutting down", &mut tx.data, &mut host);
+            if blocked {
+                slot.conn.abort(&mut host);
+            } else {
+                let tx = &mut slot.tx.get_or_insert_with(|| core.pool.tx_force()).data;
+                slot.conn
+                    .begin_close(now, 1001, "server shutting down", tx, &mut host);
+            }
             core.gauges.remove(before);
             core.gauges.add(slot.class());
             core.queue(key, slot);
@@ -450,6 +477,7 @@ impl Reactor {
         let shared = core.shared.clone();
         for e in expired.iter() {
             let key = e.key as usize;
+            let blocked = peer_mid_frame(&self.slots, key);
             let Some(slot) = self.slots.get_mut(key) else {
                 continue;
             };
@@ -461,6 +489,16 @@ impl Reactor {
             if slot.lingering {
                 // The peer never sent its FIN within the linger time: let go.
                 slot.linger_over = true;
+            } else if blocked {
+                // Our pipe peer is mid-frame into our send queue: a ping or close from us
+                // must wait for the frame boundary. Try again shortly.
+                let at = core.tick().after(Duration::from_millis(50));
+                slot.timer_at = Some(at);
+                core.timers.insert(Entry {
+                    at_ms: core.abs_ms(at),
+                    key: e.key,
+                    gen: slot.gen,
+                });
             } else {
                 let tx = slot.tx.get_or_insert_with(|| core.pool.tx_force());
                 let now = core.tick();
@@ -494,33 +532,60 @@ impl Reactor {
     }
 
     fn drive(&mut self, key: usize) {
-        let core = &mut self.core;
-        let Some(slot) = self.slots.get_mut(key) else {
+        let Some(slot) = self.slots.get(key) else {
             return;
         };
         let before = slot.class();
-        let shared = core.shared.clone();
+        let shared = self.core.shared.clone();
         let limits = &shared.cfg.limits;
         let mut rounds = 0;
         let mut fatal = false;
+        let mut forwarded = false;
         loop {
+            let core = &mut self.core;
             let mut progress = false;
-            if slot.lingering {
-                progress |= discard_input(slot, &mut fatal);
-            } else {
-                progress |= pump_in(key, slot, core, &shared, &mut fatal);
+            let pipe_to = self
+                .slots
+                .get(key)
+                .and_then(|s| s.peer.filter(|_| s.conn.is_piped()));
+            match pipe_to.and_then(|p| pair_mut(&mut self.slots, key, p)) {
+                Some((a, b)) => {
+                    a.forwarding = true;
+                    let moved = pipe_in(key, a, b, core, &shared, &mut fatal);
+                    forwarded |= moved;
+                    progress |= moved;
+                    progress |= pump_out(a, core, &mut fatal);
+                }
+                None => {
+                    // A pipe peer mid-frame into our send queue: our own replies must wait.
+                    let blocked = peer_mid_frame(&self.slots, key);
+                    let Some(slot) = self.slots.get_mut(key) else {
+                        return;
+                    };
+                    if slot.lingering {
+                        progress |= discard_input(slot, &mut fatal);
+                    } else if !blocked {
+                        progress |= pump_in(key, slot, core, &shared, &mut fatal);
+                    }
+                    progress |= pump_out(slot, core, &mut fatal);
+                }
             }
-            progress |= pump_out(slot, core, &mut fatal);
             if fatal || !progress {
                 break;
             }
             rounds += 1;
             if rounds >= DRIVE_BUDGET {
                 // Fairness: let other slots run; our edges stay recorded.
-                core.queue(key, slot);
+                if let Some(slot) = self.slots.get_mut(key) {
+                    self.core.queue(key, slot);
+                }
                 break;
             }
         }
+        let core = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
         if slot.pending_out() > limits.max_outbound_bytes {
             core.shell.slow_reader_disconnects += 1;
             debug!(
@@ -533,6 +598,7 @@ impl Reactor {
             fatal = true;
         }
         release_empty(slot, &mut core.pool);
+        let peer = slot.peer;
         if !core.starved.is_empty() && !core.pool.exhausted() {
             for (k, gen) in std::mem::take(&mut core.starved) {
                 if let Some(s) = self.slots.get_mut(k).filter(|s| s.gen == gen) {
@@ -540,11 +606,30 @@ impl Reactor {
                 }
             }
         }
+        // What this drive sent the other end (or freed in our queue) may let it move on.
+        if let Some(p) = peer.filter(|_| forwarded || rounds > 0) {
+            if let Some(ps) = self
+                .slots
+                .get_mut(p.key as usize)
+                .filter(|ps| ps.gen == p.gen)
+            {
+                core.queue(p.key as usize, ps);
+            }
+        }
+        let Some(slot) = self.slots.get(key) else {
+            return;
+        };
+        let after = slot.class();
+        if matches!(before, Class::WebSocket(_)) && !matches!(after, Class::WebSocket(_)) {
+            self.detach(key);
+        }
+        self.flush_deliveries();
+
+        let core = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
         core.gauges.remove(before);
-
         let flushed =
             slot.pending_out() == 0 && !slot.tls.as_ref().is_some_and(|t| t.wants_write());
         if fatal || slot.linger_over {
@@ -568,9 +653,21 @@ impl Reactor {
                 gen: slot.gen,
             });
             core.queue(key, slot);
-        } else if let (Some(to), true) = (slot.move_to, flushed && slot.conn.is_parked()) {
-            self.hand_off(key, to as usize);
-            return;
+        } else if flushed && slot.conn.is_parked() {
+            match slot.move_to {
+                Some(to) => {
+                    self.hand_off(key, to as usize);
+                    return;
+                }
+                None => {
+                    // A dialect connection that belongs here: register it, then let its frames in.
+                    slot.conn.unpark(core.tick());
+                    core.queue(key, slot);
+                    core.gauges.add(slot.class());
+                    self.on_open(key);
+                    return;
+                }
+            }
         } else if !slot.lingering {
             if let Some(t) = slot.conn.poll_timeout(limits) {
                 // An entry at or before `t` is already queued: it will fire, find nothing due
@@ -588,7 +685,130 @@ impl Reactor {
         core.gauges.add(slot.class());
     }
 
+    /// A dialect connection is open on the core that owns it: enter it in its dialect's table.
+    fn on_open(&mut self, key: usize) {
+        let core = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let me = ConnRef {
+            key: key as u32,
+            gen: slot.gen,
+        };
+        let arrival = match slot.ident.as_deref() {
+            Some(Ident::Introduction(id)) => {
+                core.dialects.intros.open(id, me);
+                return;
+            }
+            Some(Ident::Connection(seek)) => core.dialects.pipes.arrive(seek, me),
+            None => return,
+        };
+        let Arrival::Paired { peer, held } = arrival else {
+            return;
+        };
+        // The waiting side's messages go first, in order and with their types.
+        let tx = slot.tx_force(&mut core.pool);
+        for (kind, payload) in &held {
+            let opcode = if *kind == crate::proto::ws::DataKind::Text {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            encode_frame(true, opcode, payload, tx);
+            core.proto.frames_out += 1;
+            core.proto.messages_out += 1;
+        }
+        slot.peer = Some(peer);
+        slot.forwarding = slot.conn.start_piping();
+        core.queue(key, slot);
+        match self
+            .slots
+            .get_mut(peer.key as usize)
+            .filter(|p| p.gen == peer.gen)
+        {
+            Some(p) => {
+                p.peer = Some(me);
+                p.forwarding = p.conn.start_piping();
+                core.queue(peer.key as usize, p);
+            }
+            None => {
+                // Cannot happen (a closing socket leaves the table first); stay consistent anyway.
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.peer = None;
+                }
+            }
+        }
+    }
+
+    /// A dialect connection stops being an open WebSocket: leave its dialect's table, and end
+    /// its pipe peer (closed after what it already got, or dropped if it holds half a frame).
+    fn detach(&mut self, key: usize) {
+        let core = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let me = ConnRef {
+            key: key as u32,
+            gen: slot.gen,
+        };
+        match slot.ident.as_deref() {
+            Some(Ident::Introduction(_)) => core.dialects.intros.close(me),
+            Some(Ident::Connection(seek)) => core.dialects.pipes.leave(seek, me),
+            None => {}
+        }
+        let Some(peer) = slot.peer.take() else { return };
+        let half_frame = slot.forwarding && slot.conn.mid_frame();
+        let Some(p) = self
+            .slots
+            .get_mut(peer.key as usize)
+            .filter(|p| p.gen == peer.gen)
+        else {
+            return;
+        };
+        p.peer = None;
+        let shared = core.shared.clone();
+        let now = core.tick();
+        let mut host = Host::new(core.id, &shared, &mut core.shell);
+        if half_frame {
+            p.conn.abort(&mut host);
+        } else {
+            let tx = &mut p.tx.get_or_insert_with(|| core.pool.tx_force()).data;
+            p.conn
+                .begin_close(now, 1001, "peer went away", tx, &mut host);
+        }
+        core.queue(peer.key as usize, p);
+    }
+
+    /// Append the messages dialects produced for other connections to their send queues.
+    fn flush_deliveries(&mut self) {
+        let core = &mut self.core;
+        let mut deliveries = std::mem::take(&mut core.deliveries);
+        for Outgoing { to, kind, payload } in deliveries.drain(..) {
+            let Some(t) = self
+                .slots
+                .get_mut(to.key as usize)
+                .filter(|t| t.gen == to.gen)
+            else {
+                continue;
+            };
+            if t.conn.is_closed() || t.conn.endpoint().is_none() {
+                continue;
+            }
+            let opcode = if kind == crate::proto::ws::DataKind::Text {
+                OpCode::Text
+            } else {
+                OpCode::Binary
+            };
+            encode_frame(true, opcode, &payload, t.tx_force(&mut core.pool));
+            core.proto.frames_out += 1;
+            core.proto.messages_out += 1;
+            core.queue(to.key as usize, t);
+        }
+        core.deliveries = deliveries; // keep the allocation
+    }
+
     fn remove(&mut self, key: usize) {
+        self.detach(key);
         let mut slot = self.slots.remove(key);
         let core = &mut self.core;
         let _ = self.poll.registry().deregister(&mut slot.sock);
@@ -615,6 +835,7 @@ impl Reactor {
             conn: slot.conn,
             leftover,
             ip_key: slot.ip_key,
+            ident: slot.ident,
         };
         match core
             .shared
@@ -632,17 +853,26 @@ impl Reactor {
     }
 }
 
-#[allow(clippy::too_many_arguments)] // one constructor for accepted and adopted slots
-fn insert(
-    poll: &Poll,
-    slots: &mut Slab<Slot>,
-    core: &mut Core,
-    mut sock: TcpStream,
+/// What a new slot starts with: a freshly accepted connection, or one adopted from another
+/// core (with its protocol state, identity and the bytes it brought along).
+struct NewSlot {
+    sock: TcpStream,
     tls: Option<Box<TlsConn>>,
     conn: Conn,
     ip_key: u64,
     rx: Option<Box<RxBuf>>,
-) -> io::Result<()> {
+    ident: Option<Box<Ident>>,
+}
+
+fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) -> io::Result<usize> {
+    let NewSlot {
+        mut sock,
+        tls,
+        conn,
+        ip_key,
+        rx,
+        ident,
+    } = new;
     let entry = slots.vacant_entry();
     let key = entry.key();
     if let Err(e) = poll.registry().register(
@@ -670,10 +900,24 @@ fn insert(
         lingering: false,
         linger_over: false,
         move_to: None,
+        forwarding: false,
+        ident,
+        peer: None,
     });
     core.gauges.add(slot.class());
     core.queue(key, slot);
-    Ok(())
+    Ok(key)
+}
+
+/// True when `key` is a pipe end whose peer has sent only part of a frame into `key`'s send
+/// queue (so nothing else may be written there yet).
+fn peer_mid_frame(slots: &Slab<Slot>, key: usize) -> bool {
+    let Some(peer) = slots.get(key).and_then(|s| s.peer) else {
+        return false;
+    };
+    slots
+        .get(peer.key as usize)
+        .is_some_and(|p| p.gen == peer.gen && p.forwarding && p.conn.mid_frame())
 }
 
 /// Answer a connection we will not serve with a short plain-text 503 (plain listeners only)
@@ -690,8 +934,8 @@ fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
     let _ = sock.shutdown(std::net::Shutdown::Both);
 }
 
-/// Read what the socket has and run it through the protocol machine. Returns whether anything
-/// happened.
+/// Run buffered input through the protocol machine, then read more from the socket if the
+/// machine wants it. Returns whether anything happened.
 fn pump_in(
     key: usize,
     slot: &mut Slot,
@@ -703,45 +947,72 @@ fn pump_in(
     let high_water = limits.buffer_size;
     let mut progress = false;
 
-    // 1. Offer buffered input to the machine.
-    if let Some(rx) = slot.rx.as_mut().filter(|rx| !rx.is_empty()) {
-        if slot
-            .conn
-            .wants_read(slot.tx.as_ref().map_or(0, |t| t.len()), high_water)
-        {
-            let Some(tx) = checkout(&mut slot.tx, || core.pool.tx()) else {
-                core.starved.push((key, slot.gen));
-                return false;
-            };
-            let now = core.tick();
-            let mut host = Host::new(core.id, shared, &mut core.shell);
-            let used = slot.conn.handle_read(
-                now,
-                limits,
-                rx.filled(),
-                &mut tx.data,
-                &mut core.proto,
-                &mut host,
-            );
-            if let Some(to) = host.take_move() {
-                slot.move_to = Some(to as u16);
-            }
-            rx.consume(used);
-            progress |= used > 0;
+    if slot.rx.as_ref().is_some_and(|rx| !rx.is_empty())
+        && slot.conn.wants_read(slot.pending_out(), high_water)
+    {
+        let Some(tx) = checkout(&mut slot.tx, || core.pool.tx()) else {
+            core.starved.push((key, slot.gen));
+            return false;
+        };
+        let now = core.tick();
+        let ctx = ConnCtx {
+            me: ConnRef {
+                key: key as u32,
+                gen: slot.gen,
+            },
+            ident: slot.ident.as_deref(),
+            peer: slot.peer,
+            dialects: &mut core.dialects,
+            deliveries: &mut core.deliveries,
+        };
+        let mut host = Host::with_conn(core.id, shared, &mut core.shell, ctx);
+        let rx = slot.rx.as_mut().expect("checked non-empty above");
+        let used = slot.conn.handle_read(
+            now,
+            limits,
+            rx.filled(),
+            &mut tx.data,
+            &mut core.proto,
+            &mut host,
+        );
+        rx.consume(used);
+        progress |= used > 0;
+        if let Some((code, reason)) = host.take_close() {
+            slot.conn
+                .begin_close(now, code, reason, &mut tx.data, &mut host);
+        }
+        let (move_to, ident) = (host.take_move(), host.take_ident());
+        drop(host);
+        if let Some(to) = move_to {
+            slot.move_to = Some(to as u16);
+        }
+        if ident.is_some() {
+            slot.ident = ident;
         }
     }
 
-    // 2. Read more, if the machine wants it.
     if !slot.readable || !slot.conn.wants_read(slot.pending_out(), high_water) {
         return progress;
     }
+    read_socket(key, slot, core, shared, fatal) || progress
+}
+
+/// One read from the socket (through TLS if any) into the slot's read buffer. Returns whether
+/// anything happened (bytes, EOF, an error).
+fn read_socket(
+    key: usize,
+    slot: &mut Slot,
+    core: &mut Core,
+    shared: &Arc<Shared>,
+    fatal: &mut bool,
+) -> bool {
     let Some(rx) = checkout(&mut slot.rx, || core.pool.rx()) else {
         core.starved.push((key, slot.gen));
-        return progress;
+        return false;
     };
     let spare = rx.spare();
     if spare.is_empty() {
-        return progress;
+        return false;
     }
     let got = match slot.tls.as_mut() {
         None => slot.sock.read(spare),
@@ -753,7 +1024,7 @@ fn pump_in(
                 match tls.read_tls_from(&mut slot.sock) {
                     Ok(0) => Ok(0),
                     Ok(_) => {
-                        // Ciphertext arrived; plaintext (if any) is picked up next round.
+                        // Ciphertext arrived; take what it decrypted to.
                         let n = tls.read_plaintext(rx.spare());
                         rx.filled_by(n);
                         core.shell.bytes_in += n as u64;
@@ -787,7 +1058,7 @@ fn pump_in(
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
             slot.readable = false;
-            progress
+            false
         }
         Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
         Err(_) => {
@@ -795,6 +1066,115 @@ fn pump_in(
             slot.conn
                 .abort(&mut Host::new(core.id, shared, &mut core.shell));
             true
+        }
+    }
+}
+
+/// Both ends of a pipe, mutably, if `peer` is still the slot it names.
+fn pair_mut(slots: &mut Slab<Slot>, key: usize, peer: ConnRef) -> Option<(&mut Slot, &mut Slot)> {
+    let (a, b) = slots.get2_mut(key, peer.key as usize)?;
+    (b.gen == peer.gen).then_some((a, b))
+}
+
+/// The cut-through pipe, one direction: forward `a`'s data frames to `b` as they arrive,
+/// without reassembling messages. Headers are re-encoded (unmasked, same opcode, FIN and
+/// length) and payload is unmasked in place in `a`'s read buffer, then written to `b`'s socket
+/// together with the header in one vectored write when `b` has nothing queued; only what the
+/// socket does not take is copied into `b`'s send queue. Returns whether anything moved.
+fn pipe_in(
+    key: usize,
+    a: &mut Slot,
+    b: &mut Slot,
+    core: &mut Core,
+    shared: &Arc<Shared>,
+    fatal: &mut bool,
+) -> bool {
+    let high_water = shared.cfg.limits.buffer_size;
+    let mut progress = false;
+    loop {
+        // `b` mid-frame into our queue: our own pongs and closes must wait for its boundary.
+        let blocked = (b.forwarding && b.conn.mid_frame()) || b.pending_out() >= high_water;
+        if blocked || !a.rx.as_ref().is_some_and(|rx| !rx.is_empty()) {
+            break;
+        }
+        let now = core.tick();
+        let a_tx = &mut a.tx.get_or_insert_with(|| core.pool.tx_force()).data;
+        let rx = a.rx.as_mut().expect("checked non-empty above");
+        match a
+            .conn
+            .handle_read_piped(now, rx.filled(), a_tx, &mut core.proto)
+        {
+            PipeStep::NeedMore { consumed } => {
+                rx.consume(consumed);
+                progress |= consumed > 0;
+                break;
+            }
+            PipeStep::Forward {
+                header,
+                header_len,
+                payload,
+                consumed,
+            } => {
+                forward(
+                    b,
+                    &header[..header_len as usize],
+                    &rx.filled()[payload],
+                    core,
+                );
+                rx.consume(consumed);
+                progress = true;
+            }
+            PipeStep::Ended { code, consumed } => {
+                rx.consume(consumed);
+                // Everything `a` sent is already in `b`'s queue or socket: the close follows it.
+                let tx = &mut b.tx.get_or_insert_with(|| core.pool.tx_force()).data;
+                b.conn.begin_close(
+                    now,
+                    code,
+                    "",
+                    tx,
+                    &mut Host::new(core.id, shared, &mut core.shell),
+                );
+                if let Some(p) = a.peer.take() {
+                    core.queue(p.key as usize, b);
+                }
+                b.peer = None;
+                return true;
+            }
+        }
+    }
+    let peer_blocked = (b.forwarding && b.conn.mid_frame()) || b.pending_out() >= high_water;
+    if a.readable && !peer_blocked && a.conn.wants_read(a.pending_out(), high_water) {
+        progress |= read_socket(key, a, core, shared, fatal);
+    }
+    progress
+}
+
+/// Send one forwarded piece (a header and/or payload) to `b`: straight to its socket when
+/// nothing is queued before it, else behind what is queued.
+fn forward(b: &mut Slot, header: &[u8], payload: &[u8], core: &mut Core) {
+    let mut written = 0;
+    if b.tls.is_none() && b.writable && b.pending_out() == 0 {
+        match b
+            .sock
+            .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
+        {
+            Ok(n) => {
+                written = n;
+                core.shell.bytes_out += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => b.writable = false,
+            // Anything else: queue it; `b`'s own drive meets the error.
+            Err(_) => {}
+        }
+    }
+    if written < header.len() + payload.len() {
+        let tx = b.tx_force(&mut core.pool);
+        if written < header.len() {
+            tx.extend_from_slice(&header[written..]);
+            tx.extend_from_slice(payload);
+        } else {
+            tx.extend_from_slice(&payload[written - header.len()..]);
         }
     }
 }
@@ -902,6 +1282,6 @@ mod tests {
         // What an idle connection costs in the slab, before the kernel's socket memory.
         let size = std::mem::size_of::<Slot>();
         println!("slot for one connection: {size} bytes");
-        assert!(size <= 144, "slot grew to {size} bytes");
+        assert!(size <= 168, "slot grew to {size} bytes");
     }
 }

@@ -46,16 +46,22 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 pub enum Endpoint {
     /// `/echo`: every message comes back unchanged (conformance testing).
     Echo,
+    /// cevitxe / relay `/introduction/:id`: discovery.
+    Introduction,
+    /// cevitxe / relay `/connection/:a/:b/:key`: a pipe between two peers.
+    Connection,
 }
 
 impl Endpoint {
     /// Every endpoint, in discriminant order (metrics index by `endpoint as usize`).
-    pub const ALL: [Endpoint; 1] = [Endpoint::Echo];
+    pub const ALL: [Endpoint; 3] = [Endpoint::Echo, Endpoint::Introduction, Endpoint::Connection];
 
     /// Name used in logs and metrics labels.
     pub fn name(self) -> &'static str {
         match self {
             Endpoint::Echo => "echo",
+            Endpoint::Introduction => "cevitxe_introduction",
+            Endpoint::Connection => "cevitxe_connection",
         }
     }
 }
@@ -225,6 +231,8 @@ pub struct Conn {
     /// Reassembly of a message that did not arrive in one piece; dropped when it completes.
     #[allow(clippy::box_collection)] // one pointer in every idle Conn instead of a 24-byte Vec
     partial: Option<Box<Vec<u8>>>,
+    /// Switch to piped mode at the next message boundary.
+    pipe_pending: bool,
 }
 
 impl Conn {
@@ -236,6 +244,7 @@ impl Conn {
             phase_at: now,
             last_rx: now,
             partial: None,
+            pipe_pending: false,
         }
     }
 
@@ -466,26 +475,41 @@ impl Conn {
 
     // ── cut-through forwarding (the `/connection` pipe) ───────────────────────────────────
 
-    /// Switch to cut-through forwarding. Only at a message boundary: while a message is half
-    /// read (its start already went to the App), nothing changes and `false` comes back; the
-    /// shell asks again after the next read.
+    /// Switch to cut-through forwarding, at a message boundary. If a message is half read
+    /// (its start is being reassembled for the App), the switch happens by itself right after
+    /// that message completes: reading stops there and the rest of the input is left for
+    /// [`Conn::handle_read_piped`]. Returns whether the connection is piped now.
     pub fn start_piping(&mut self) -> bool {
         match self.state {
-            State::Open {
-                endpoint,
-                parked,
-                piped: false,
-            } if !self.decoder.in_message() && self.partial.is_none() => {
-                self.state = State::Open {
-                    endpoint,
-                    parked,
-                    piped: true,
-                };
-                true
+            State::Open { piped: false, .. } => {
+                self.pipe_pending = true;
+                if !self.decoder.in_message() && self.partial.is_none() {
+                    self.switch_to_pipe_if_pending();
+                }
+                self.is_piped()
             }
             State::Open { piped: true, .. } => true,
             _ => false,
         }
+    }
+
+    fn switch_to_pipe_if_pending(&mut self) -> bool {
+        if let (
+            true,
+            State::Open {
+                endpoint, parked, ..
+            },
+        ) = (self.pipe_pending, self.state)
+        {
+            self.pipe_pending = false;
+            self.state = State::Open {
+                endpoint,
+                parked,
+                piped: true,
+            };
+            return true;
+        }
+        false
     }
 
     /// True while data frames are forwarded cut-through.
@@ -493,10 +517,11 @@ impl Conn {
         matches!(self.state, State::Open { piped: true, .. })
     }
 
-    /// True while a forwarded frame is only partly through: the peer's output stream must not
-    /// get any other frame until it ends.
-    pub fn forwarding_mid_frame(&self) -> bool {
-        self.is_piped() && self.decoder.in_frame()
+    /// True while the frame being read is only partly through. For a piped connection that
+    /// means its peer's output stream holds half a frame: nothing else may go there until the
+    /// frame ends (and if this side dies now, the peer can only be dropped, not closed).
+    pub fn mid_frame(&self) -> bool {
+        self.decoder.in_frame()
     }
 
     /// Decode piped input up to the next thing the shell must act on. Control frames are
@@ -757,6 +782,9 @@ impl Conn {
                     if message_start && message_end && self.partial.is_none() {
                         counters.messages_in += 1;
                         app.on_message(now, endpoint, kind, chunk, &mut Outbox::new(out, counters));
+                        if self.switch_to_pipe_if_pending() {
+                            return pos;
+                        }
                         continue;
                     }
                     let buf = self.partial.get_or_insert_with(Default::default);
@@ -771,6 +799,9 @@ impl Conn {
                             &whole,
                             &mut Outbox::new(out, counters),
                         );
+                        if self.switch_to_pipe_if_pending() {
+                            return pos;
+                        }
                     }
                 }
                 Item::Control { opcode, range } => {

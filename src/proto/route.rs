@@ -1,16 +1,22 @@
-//! Which built-in endpoint a request path names.
+//! Which endpoint a request path names.
 //!
 //! Pure: a path in, a route out. Dialects add their own paths here as they arrive; the decision
 //! of what to answer (and the data behind `/metrics`) stays with the shell's App.
 
 /// A route known to the core server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route<'a> {
     /// `/echo` or `/echo/<key>`: the WebSocket echo endpoint. A key places the connection on
     /// the core that owns it (all connections with one key share a core).
     Echo {
         key: Option<&'a str>,
     },
+    /// cevitxe / relay discovery: `/introduction/:localId` (id percent-decoded).
+    Introduction {
+        id: String,
+    },
+    /// cevitxe / relay pipe: `/connection/:local/:remote/:key` or `/connect/…` (decoded).
+    Connection(Seek),
     Healthz,
     Metrics,
     Status,
@@ -33,9 +39,32 @@ pub fn route(path: &str, echo: bool) -> Route<'_> {
                 Route::Echo { key: Some(key) }
             }
         }
-        _ => Route::NotFound,
+        p => dialect_route(p).unwrap_or(Route::NotFound),
     }
 }
+
+/// The dialect paths: `None` when the path is none of them (or a segment does not decode).
+fn dialect_route(path: &str) -> Option<Route<'static>> {
+    let mut parts = path.strip_prefix('/')?.split('/');
+    let first = parts.next()?;
+    let segs: Vec<&str> = parts.collect();
+    match (first, segs.as_slice()) {
+        ("introduction", [id]) if !id.is_empty() => Some(Route::Introduction {
+            id: percent_decode(id)?,
+        }),
+        ("connection" | "connect", [a, b, key]) if !a.is_empty() && !b.is_empty() => {
+            Some(Route::Connection(Seek {
+                local: percent_decode(a)?.into(),
+                remote: percent_decode(b)?.into(),
+                key: percent_decode(key)?.into(),
+            }))
+        }
+        _ => None,
+    }
+}
+
+use crate::proto::dialect::pipe::Seek;
+use crate::proto::http::percent_decode;
 
 /// A stable 64-bit FNV-1a hash: the same key maps to the same core in every process.
 pub fn stable_hash(key: &[u8]) -> u64 {
@@ -65,6 +94,29 @@ mod tests {
         assert_eq!(route("/echo/a/b", true), Route::NotFound);
         assert_eq!(route("/metrics", true), Route::Metrics);
         assert_eq!(route("/nope", true), Route::NotFound);
+        assert_eq!(
+            route("/introduction/al%20ice", false),
+            Route::Introduction {
+                id: "al ice".into()
+            }
+        );
+        assert_eq!(route("/introduction/", false), Route::NotFound);
+        assert_eq!(route("/introduction/a/b", false), Route::NotFound);
+        let seek = Seek {
+            local: "a".into(),
+            remote: "b".into(),
+            key: "doc 1".into(),
+        };
+        assert_eq!(
+            route("/connection/a/b/doc%201", false),
+            Route::Connection(seek.clone())
+        );
+        assert_eq!(
+            route("/connect/a/b/doc%201", false),
+            Route::Connection(seek)
+        );
+        assert_eq!(route("/connection/a", false), Route::NotFound);
+        assert_eq!(route("/connection/a/b/%ZZ", false), Route::NotFound);
     }
 
     #[test]

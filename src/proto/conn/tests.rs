@@ -516,9 +516,9 @@ fn piped_frame_split_across_reads_keeps_one_header() {
     t.conn.start_piping();
     let f = cframe(true, OpCode::Binary, &(0..200u8).collect::<Vec<_>>());
     let (mut fwd, _) = t.pipe(&f[..50]);
-    assert!(t.conn.forwarding_mid_frame());
+    assert!(t.conn.mid_frame());
     let (rest, _) = t.pipe(&f[50..]);
-    assert!(!t.conn.forwarding_mid_frame());
+    assert!(!t.conn.mid_frame());
     fwd.extend(rest);
     assert_eq!(
         fwd,
@@ -553,15 +553,21 @@ fn piping_waits_for_a_message_boundary() {
     t.send(&cframe(false, OpCode::Text, b"half"));
     assert!(
         !t.conn.start_piping(),
-        "the message's start already went to the App"
+        "the message's start already went to reassembly"
     );
-    t.send(&cframe(true, OpCode::Continuation, b" done"));
+    let mut rest = cframe(true, OpCode::Continuation, b" done");
+    let after = cframe(true, OpCode::Binary, b"next");
+    rest.extend(&after);
+    // The half-read message completes for the App; the machine switches right there and
+    // leaves the next frame unconsumed for the piped path.
+    assert_eq!(t.send(&rest), rest.len() - after.len());
     assert_eq!(
         t.app.messages,
         vec![(DataKind::Text, b"half done".to_vec())]
     );
-    assert!(t.conn.start_piping());
     assert!(t.conn.is_piped());
+    let (fwd, _) = t.pipe(b"");
+    assert_eq!(fwd, sframe(true, OpCode::Binary, b"next"));
 }
 
 #[test]
