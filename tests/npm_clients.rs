@@ -1,0 +1,46 @@
+//! The real npm clients of the cevitxe / relay family against sigyard: `@localfirst/relay`
+//! 4.x, `@localfirst/relay-client` 3.x, `cevitxe-signal-client` 0.4.2, and the original
+//! server-test scenarios over raw `ws` sockets (tests/npm/README.md). Needs Node.js and npm;
+//! the packages are installed from tests/npm/package-lock.json on first run.
+
+mod common;
+use std::path::Path;
+use std::process::Command;
+
+#[test]
+fn real_npm_clients_work_against_sigyard() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
+    if !dir.join("node_modules").is_dir() {
+        // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
+        // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (Node.js 20)");
+        assert!(status.success(), "npm install failed in tests/npm");
+    }
+    let h = common::start(|b| b.threads(2));
+    let url = format!("ws://{}", h.plain_addr().unwrap());
+    let out = Command::new("node")
+        .arg("--test")
+        .env("SIGYARD_URL", &url)
+        .current_dir(&dir)
+        .output()
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    let count = |label: &str| -> Option<u32> {
+        report
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("# {label} ")))
+            .and_then(|n| n.trim().parse().ok())
+    };
+    let (pass, fail) = (count("pass"), count("fail"));
+    println!("npm clients against {url}: pass={pass:?} fail={fail:?}");
+    common::stop(h);
+    assert!(
+        out.status.success() && fail == Some(0) && pass.is_some_and(|p| p >= 30),
+        "node --test failed (pass={pass:?}, fail={fail:?}):\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
