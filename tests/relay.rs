@@ -258,3 +258,21 @@ fn pipe_ends_accepted_on_different_cores_meet_on_one() {
     assert!(metric(a, "sigyard_handoffs_out_total") >= 1.0);
     stop(h);
 }
+
+#[test]
+fn a_single_segment_connection_path_is_upgraded_then_closed() {
+    let h = start(|b| b);
+    let mut c = ws(h.plain_addr().unwrap(), "/connection/qrst7890");
+    match c.read() {
+        Ok(Message::Close(Some(f))) => {
+            assert_eq!(f.code, CloseCode::Policy);
+            assert!(
+                f.reason.contains("/connection/:local/:remote/:key"),
+                "{}",
+                f.reason
+            );
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    stop(h);
+}

@@ -170,6 +170,16 @@ impl App for Host<'_> {
                 let key = seek.pair_key();
                 self.dialect_upgrade(head, Endpoint::Connection, &key, Ident::Connection(seek))
             }
+            Route::Unpairable => {
+                if head.upgrade.is_none() {
+                    return Routed::Respond(upgrade_required());
+                }
+                self.close_self = Some((1008, "cannot pair: use /connection/:local/:remote/:key"));
+                Routed::Upgrade {
+                    endpoint: Endpoint::Connection,
+                    park: false,
+                }
+            }
             Route::Healthz | Route::Metrics | Route::Status if !get => {
                 let mut r = Response::text(405, "method not allowed");
                 r.headers.push(("Allow", "GET, HEAD".into()));

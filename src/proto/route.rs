@@ -17,6 +17,9 @@ pub enum Route<'a> {
     },
     /// cevitxe / relay pipe: `/connection/:local/:remote/:key` or `/connect/…` (decoded).
     Connection(Seek),
+    /// `/connection/:id` with one segment (the form in the original README): it can never be
+    /// paired. The original completes the upgrade and closes; so does sigyard.
+    Unpairable,
     Healthz,
     Metrics,
     Status,
@@ -59,6 +62,7 @@ fn dialect_route(path: &str) -> Option<Route<'static>> {
                 key: percent_decode(key)?.into(),
             }))
         }
+        ("connection" | "connect", [_]) => Some(Route::Unpairable),
         _ => None,
     }
 }
@@ -115,7 +119,8 @@ mod tests {
             route("/connect/a/b/doc%201", false),
             Route::Connection(seek)
         );
-        assert_eq!(route("/connection/a", false), Route::NotFound);
+        assert_eq!(route("/connection/a", false), Route::Unpairable);
+        assert_eq!(route("/connection/a/b", false), Route::NotFound);
         assert_eq!(route("/connection/a/b/%ZZ", false), Route::NotFound);
     }
 
