@@ -16,9 +16,17 @@ use crate::proto::ws::{
     MAX_CLOSE_REASON_LEN, MAX_HEADER_LEN,
 };
 
+mod cevitxe_intro;
 mod conn_ops;
+mod msgpack_decode;
+mod pipe_table;
 
+pub use cevitxe_intro::{
+    check_cevitxe_intro, decode_intro_ops, encode_intro_ops, Format, IntroMsg, IntroOp, Payload,
+};
 pub use conn_ops::{check_conn_ops, decode_ops, encode_ops, trace_conn_ops, Bytes, Op, Setup};
+pub use msgpack_decode::check_msgpack_decode;
+pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
 
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
 
