@@ -5,7 +5,7 @@
 //! the few bytes already read), and control messages (shutdown, a new TLS configuration) reach
 //! every core the same way.
 
-use crate::net::app::Ident;
+use crate::net::reactor::DialectSlot;
 use crate::net::tls::TlsConn;
 use crate::proto::conn::Conn;
 use std::sync::mpsc::{Receiver, Sender};
@@ -21,7 +21,7 @@ pub struct Handoff {
     pub leftover: Vec<u8>,
     pub ip_key: u64,
     /// A dialect connection's identity (from its path).
-    pub ident: Option<Box<Ident>>,
+    pub dialect: Option<Box<DialectSlot>>,
 }
 
 pub enum CoreMsg {

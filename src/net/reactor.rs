@@ -69,12 +69,18 @@ struct Slot {
     linger_over: bool,
     /// The core this connection moves to once its output is flushed.
     move_to: Option<u16>,
-    /// Data frames from this connection go cut-through to `peer` (set once piping started).
-    forwarding: bool,
-    /// What a dialect connection is (from its path); `None` for the others.
-    ident: Option<Box<Ident>>,
+    /// Dialect connections only (boxed: the others pay one null pointer).
+    dialect: Option<Box<DialectSlot>>,
+}
+
+/// What a dialect connection carries beyond the common slot.
+pub(crate) struct DialectSlot {
+    /// What it is, from its path.
+    pub ident: Ident,
     /// The other end of a `/connection` pipe, on this core.
-    peer: Option<ConnRef>,
+    pub peer: Option<ConnRef>,
+    /// Data frames from this connection go cut-through to `peer` (set once piping started).
+    pub forwarding: bool,
 }
 
 impl Slot {
@@ -88,6 +94,30 @@ impl Slot {
             _ if self.conn.is_handshaking() => Class::Handshake,
             Some(_) => Class::Closing,
             None => Class::Http,
+        }
+    }
+
+    fn ident(&self) -> Option<&Ident> {
+        self.dialect.as_ref().map(|d| &d.ident)
+    }
+
+    fn peer(&self) -> Option<ConnRef> {
+        self.dialect.as_ref().and_then(|d| d.peer)
+    }
+
+    fn set_peer(&mut self, peer: Option<ConnRef>) {
+        if let Some(d) = self.dialect.as_mut() {
+            d.peer = peer;
+        }
+    }
+
+    fn forwarding(&self) -> bool {
+        self.dialect.as_ref().is_some_and(|d| d.forwarding)
+    }
+
+    fn set_forwarding(&mut self, on: bool) {
+        if let Some(d) = self.dialect.as_mut() {
+            d.forwarding = on;
         }
     }
 
@@ -361,7 +391,7 @@ impl Reactor {
                 conn,
                 ip_key,
                 rx: None,
-                ident: None,
+                dialect: None,
             };
             if let Err(e) = insert(&self.poll, &mut self.slots, core, new) {
                 warn!("core={} register failed: {e}", core.id);
@@ -402,7 +432,7 @@ impl Reactor {
             mut conn,
             leftover,
             ip_key,
-            ident,
+            dialect,
         } = h;
         if let Err(e) = stream.set_nonblocking(true) {
             warn!("core={} adopt failed: {e}", core.id);
@@ -429,7 +459,7 @@ impl Reactor {
             conn,
             ip_key,
             rx,
-            ident,
+            dialect,
         };
         match insert(&self.poll, &mut self.slots, core, new) {
             Ok(key) => self.on_open(key),
@@ -547,10 +577,10 @@ impl Reactor {
             let pipe_to = self
                 .slots
                 .get(key)
-                .and_then(|s| s.peer.filter(|_| s.conn.is_piped()));
+                .and_then(|s| s.peer().filter(|_| s.conn.is_piped()));
             match pipe_to.and_then(|p| pair_mut(&mut self.slots, key, p)) {
                 Some((a, b)) => {
-                    a.forwarding = true;
+                    a.set_forwarding(true);
                     let moved = pipe_in(key, a, b, core, &shared, &mut fatal);
                     forwarded |= moved;
                     progress |= moved;
@@ -598,7 +628,7 @@ impl Reactor {
             fatal = true;
         }
         release_empty(slot, &mut core.pool);
-        let peer = slot.peer;
+        let peer = slot.peer();
         if !core.starved.is_empty() && !core.pool.exhausted() {
             for (k, gen) in std::mem::take(&mut core.starved) {
                 if let Some(s) = self.slots.get_mut(k).filter(|s| s.gen == gen) {
@@ -695,7 +725,7 @@ impl Reactor {
             key: key as u32,
             gen: slot.gen,
         };
-        let arrival = match slot.ident.as_deref() {
+        let arrival = match slot.ident() {
             Some(Ident::Introduction(id)) => {
                 core.dialects.intros.open(id, me);
                 return;
@@ -718,8 +748,9 @@ impl Reactor {
             core.proto.frames_out += 1;
             core.proto.messages_out += 1;
         }
-        slot.peer = Some(peer);
-        slot.forwarding = slot.conn.start_piping();
+        slot.set_peer(Some(peer));
+        let piped = slot.conn.start_piping();
+        slot.set_forwarding(piped);
         core.queue(key, slot);
         match self
             .slots
@@ -727,14 +758,15 @@ impl Reactor {
             .filter(|p| p.gen == peer.gen)
         {
             Some(p) => {
-                p.peer = Some(me);
-                p.forwarding = p.conn.start_piping();
+                p.set_peer(Some(me));
+                let piped = p.conn.start_piping();
+                p.set_forwarding(piped);
                 core.queue(peer.key as usize, p);
             }
             None => {
                 // Cannot happen (a closing socket leaves the table first); stay consistent anyway.
                 if let Some(slot) = self.slots.get_mut(key) {
-                    slot.peer = None;
+                    slot.set_peer(None);
                 }
             }
         }
@@ -751,13 +783,14 @@ impl Reactor {
             key: key as u32,
             gen: slot.gen,
         };
-        match slot.ident.as_deref() {
+        match slot.ident() {
             Some(Ident::Introduction(_)) => core.dialects.intros.close(me),
             Some(Ident::Connection(seek)) => core.dialects.pipes.leave(seek, me),
             None => {}
         }
-        let Some(peer) = slot.peer.take() else { return };
-        let half_frame = slot.forwarding && slot.conn.mid_frame();
+        let Some(peer) = slot.peer() else { return };
+        slot.set_peer(None);
+        let half_frame = slot.forwarding() && slot.conn.mid_frame();
         let Some(p) = self
             .slots
             .get_mut(peer.key as usize)
@@ -765,7 +798,7 @@ impl Reactor {
         else {
             return;
         };
-        p.peer = None;
+        p.set_peer(None);
         let shared = core.shared.clone();
         let now = core.tick();
         let mut host = Host::new(core.id, &shared, &mut core.shell);
@@ -835,7 +868,7 @@ impl Reactor {
             conn: slot.conn,
             leftover,
             ip_key: slot.ip_key,
-            ident: slot.ident,
+            dialect: slot.dialect,
         };
         match core
             .shared
@@ -861,7 +894,7 @@ struct NewSlot {
     conn: Conn,
     ip_key: u64,
     rx: Option<Box<RxBuf>>,
-    ident: Option<Box<Ident>>,
+    dialect: Option<Box<DialectSlot>>,
 }
 
 fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) -> io::Result<usize> {
@@ -871,7 +904,7 @@ fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) ->
         conn,
         ip_key,
         rx,
-        ident,
+        dialect,
     } = new;
     let entry = slots.vacant_entry();
     let key = entry.key();
@@ -900,9 +933,7 @@ fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) ->
         lingering: false,
         linger_over: false,
         move_to: None,
-        forwarding: false,
-        ident,
-        peer: None,
+        dialect,
     });
     core.gauges.add(slot.class());
     core.queue(key, slot);
@@ -912,12 +943,12 @@ fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) ->
 /// True when `key` is a pipe end whose peer has sent only part of a frame into `key`'s send
 /// queue (so nothing else may be written there yet).
 fn peer_mid_frame(slots: &Slab<Slot>, key: usize) -> bool {
-    let Some(peer) = slots.get(key).and_then(|s| s.peer) else {
+    let Some(peer) = slots.get(key).and_then(|s| s.peer()) else {
         return false;
     };
     slots
         .get(peer.key as usize)
-        .is_some_and(|p| p.gen == peer.gen && p.forwarding && p.conn.mid_frame())
+        .is_some_and(|p| p.gen == peer.gen && p.forwarding() && p.conn.mid_frame())
 }
 
 /// Answer a connection we will not serve with a short plain-text 503 (plain listeners only)
@@ -960,8 +991,8 @@ fn pump_in(
                 key: key as u32,
                 gen: slot.gen,
             },
-            ident: slot.ident.as_deref(),
-            peer: slot.peer,
+            ident: slot.dialect.as_deref().map(|d| &d.ident),
+            peer: slot.dialect.as_deref().and_then(|d| d.peer),
             dialects: &mut core.dialects,
             deliveries: &mut core.deliveries,
         };
@@ -986,8 +1017,12 @@ fn pump_in(
         if let Some(to) = move_to {
             slot.move_to = Some(to as u16);
         }
-        if ident.is_some() {
-            slot.ident = ident;
+        if let Some(ident) = ident {
+            slot.dialect = Some(Box::new(DialectSlot {
+                ident: *ident,
+                peer: None,
+                forwarding: false,
+            }));
         }
     }
 
@@ -1093,7 +1128,7 @@ fn pipe_in(
     let mut progress = false;
     loop {
         // `b` mid-frame into our queue: our own pongs and closes must wait for its boundary.
-        let blocked = (b.forwarding && b.conn.mid_frame()) || b.pending_out() >= high_water;
+        let blocked = (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water;
         if blocked || !a.rx.as_ref().is_some_and(|rx| !rx.is_empty()) {
             break;
         }
@@ -1135,15 +1170,16 @@ fn pipe_in(
                     tx,
                     &mut Host::new(core.id, shared, &mut core.shell),
                 );
-                if let Some(p) = a.peer.take() {
+                if let Some(p) = a.peer() {
                     core.queue(p.key as usize, b);
                 }
-                b.peer = None;
+                a.set_peer(None);
+                b.set_peer(None);
                 return true;
             }
         }
     }
-    let peer_blocked = (b.forwarding && b.conn.mid_frame()) || b.pending_out() >= high_water;
+    let peer_blocked = (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water;
     if a.readable && !peer_blocked && a.conn.wants_read(a.pending_out(), high_water) {
         progress |= read_socket(key, a, core, shared, fatal);
     }
@@ -1282,6 +1318,6 @@ mod tests {
         // What an idle connection costs in the slab, before the kernel's socket memory.
         let size = std::mem::size_of::<Slot>();
         println!("slot for one connection: {size} bytes");
-        assert!(size <= 168, "slot grew to {size} bytes");
+        assert!(size <= 152, "slot grew to {size} bytes");
     }
 }
