@@ -484,14 +484,7 @@ impl Reactor {
                 continue;
             };
             let before = slot.class();
-            let mut host = Host::new(core.id, &shared, &mut core.shell);
-            if blocked {
-                slot.conn.abort(&mut host);
-            } else {
-                let tx = &mut slot.tx.get_or_insert_with(|| core.pool.tx_force()).data;
-                slot.conn
-                    .begin_close(now, 1001, "server shutting down", tx, &mut host);
-            }
+            go_away(slot, core, &shared, now, blocked, "server shutting down");
             core.gauges.remove(before);
             core.gauges.add(slot.class());
             core.queue(key, slot);
@@ -801,14 +794,7 @@ impl Reactor {
         p.set_peer(None);
         let shared = core.shared.clone();
         let now = core.tick();
-        let mut host = Host::new(core.id, &shared, &mut core.shell);
-        if half_frame {
-            p.conn.abort(&mut host);
-        } else {
-            let tx = &mut p.tx.get_or_insert_with(|| core.pool.tx_force()).data;
-            p.conn
-                .begin_close(now, 1001, "peer went away", tx, &mut host);
-        }
+        go_away(p, core, &shared, now, half_frame, "peer went away");
         core.queue(peer.key as usize, p);
     }
 
@@ -938,6 +924,25 @@ fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) ->
     core.gauges.add(slot.class());
     core.queue(key, slot);
     Ok(key)
+}
+
+/// Close `slot` with 1001 and `reason`, or drop it when no close frame can be written now
+/// (its send queue ends in half a frame from its pipe peer).
+fn go_away(
+    slot: &mut Slot,
+    core: &mut Core,
+    shared: &Shared,
+    now: Tick,
+    drop_it: bool,
+    reason: &str,
+) {
+    let mut host = Host::new(core.id, shared, &mut core.shell);
+    if drop_it {
+        slot.conn.abort(&mut host);
+    } else {
+        let tx = &mut slot.tx.get_or_insert_with(|| core.pool.tx_force()).data;
+        slot.conn.begin_close(now, 1001, reason, tx, &mut host);
+    }
 }
 
 /// True when `key` is a pipe end whose peer has sent only part of a frame into `key`'s send
