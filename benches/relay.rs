@@ -22,24 +22,44 @@ struct Sink {
 
 impl App for Sink {
     fn route(&mut self, _now: Tick, _head: &RequestHead) -> Routed {
-        Routed::Upgrade { endpoint: Endpoint::Connection, park: false }
+        Routed::Upgrade {
+            endpoint: Endpoint::Connection,
+            park: false,
+        }
     }
     fn on_handshake(&mut self, _outcome: Handshake) {}
-    fn on_message(&mut self, _now: Tick, _e: Endpoint, kind: DataKind, payload: &[u8], _out: &mut Outbox<'_>) {
+    fn on_message(
+        &mut self,
+        _now: Tick,
+        _e: Endpoint,
+        kind: DataKind,
+        payload: &[u8],
+        _out: &mut Outbox<'_>,
+    ) {
         self.messages.push((kind, payload.to_vec()));
     }
 }
 
-const UPGRADE: &[u8] = b"GET /connection/a/b/k HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+const UPGRADE: &[u8] =
+    b"GET /connection/a/b/k HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 fn open_conn(piped: bool) -> (Conn, Sink) {
     let limits = Config::default().limits;
     let mut conn = Conn::new(Tick(0), &limits);
-    let mut sink = Sink { messages: Vec::new() };
+    let mut sink = Sink {
+        messages: Vec::new(),
+    };
     let mut req = UPGRADE.to_vec();
     let mut out = Vec::new();
-    conn.handle_read(Tick(0), &limits, &mut req, &mut out, &mut Counters::default(), &mut sink);
+    conn.handle_read(
+        Tick(0),
+        &limits,
+        &mut req,
+        &mut out,
+        &mut Counters::default(),
+        &mut sink,
+    );
     if piped {
         assert!(conn.start_piping());
     }
@@ -87,8 +107,18 @@ fn bench_pipe(c: &mut Criterion) {
                     sink.clear();
                     let mut pos = 0;
                     while pos < buf.len() {
-                        match conn.handle_read_piped(Tick(0), &mut buf[pos..], &mut own, &mut counters) {
-                            PipeStep::Forward { header, header_len, payload, consumed } => {
+                        match conn.handle_read_piped(
+                            Tick(0),
+                            &mut buf[pos..],
+                            &mut own,
+                            &mut counters,
+                        ) {
+                            PipeStep::Forward {
+                                header,
+                                header_len,
+                                payload,
+                                consumed,
+                            } => {
                                 sink.extend_from_slice(&header[..header_len as usize]);
                                 sink.extend_from_slice(&buf[pos..][payload]);
                                 pos += consumed;
@@ -115,7 +145,8 @@ fn bench_pipe(c: &mut Criterion) {
                 || input.clone(),
                 |buf| {
                     sink.clear();
-                    let used = conn.handle_read(Tick(0), &limits, buf, &mut own, &mut counters, &mut app);
+                    let used =
+                        conn.handle_read(Tick(0), &limits, buf, &mut own, &mut counters, &mut app);
                     assert_eq!(used, buf.len());
                     for (_, payload) in app.messages.drain(..) {
                         encode_frame(true, OpCode::Binary, &payload, &mut sink);
