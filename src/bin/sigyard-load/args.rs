@@ -1,0 +1,425 @@
+//! Command line of `sigyard-load`: the scenarios, their flags, the `--help` text, and
+//! validation. Every error names the flag it is about; `main` turns it into exit status 2.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+pub const HELP: &str = "\
+sigyard-load: load generator for sigyard (and any WebSocket server).
+
+USAGE
+    sigyard-load <SCENARIO> [OPTIONS]
+    sigyard-load --help
+
+SCENARIOS
+    idle       open --connections WebSockets (at most --rate new per second), hold them for
+               --hold seconds; reports established / failed / held and, with --server-pid, the
+               server's RSS before, at N and per connection.
+    relay      messages through the server for --duration seconds.
+               --mode echo: each of --pairs connections to the URL's path (default /echo)
+               sends a message and awaits its echo; latency = round trip.
+               --mode pipe: --pairs pairs on the cevitxe pipe /connection/a{i}/b{i}/k and
+               /connection/b{i}/a{i}/k; the a side sends, the b side receives; latency = one
+               way through the server (send time is in the payload, one clock).
+               Closed loop (one message in flight per pair) unless --rate is given.
+    handshake  connect + upgrade + close, as many per second as --concurrency allows;
+               latency = connect start to the 101 answer.
+    churn      connect + upgrade + one --size message echoed + close cycles; latency = the
+               whole cycle up to the echo.
+
+OPTIONS (all scenarios)
+    --url URL            ws://HOST:PORT[/PATH] (default ws://127.0.0.1:8080). An empty or \"/\"
+                         path means /echo. relay --mode pipe ignores the path. wss:// is not
+                         supported yet.
+    --threads N          event-loop threads in this process (default: available cores)
+    --workers K          split the load over K child processes of this binary and sum
+                         their results (default 1 = no children)
+    --source-ips N       bind client sockets to 127.0.0.1 .. 127.0.0.N round-robin (loopback
+                         targets; one source address gives ~28,000 connections to one
+                         server address). Default 1 = no explicit bind.
+    --timeout SECONDS    connect + upgrade deadline per connection (default 10)
+    --server-pid PID     read the server's VmRSS from /proc/PID/status before and after
+    --json               print the summary as JSON on stdout (the readable summary goes to
+                         stderr instead)
+    --quiet              no progress line
+    -h, --help           this text
+
+OPTIONS (per scenario)
+    idle:      --connections N (required), --hold SECONDS (default 10), --rate R new
+               connections per second (default unlimited), --concurrency C handshakes in
+               flight at once (default 256)
+    relay:     --pairs P (default 10), --size BYTES (default 64, at least 16),
+               --duration SECONDS (default 10), --mode echo|pipe (default echo),
+               --rate MSGS_PER_SEC over all pairs (default: closed loop)
+    handshake: --duration SECONDS (default 10), --concurrency C (default 16)
+    churn:     --duration SECONDS (default 10), --concurrency C (default 16),
+               --size BYTES (default 64, at least 16)
+
+Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
+
+OUTPUT
+    A progress line on stderr about once a second, then a summary. Latencies are
+    p50 / p99 / p99.9 / max from a log-linear histogram (within 0.4%).
+
+LIMITS
+    At start the open-files limit (RLIMIT_NOFILE) is raised to its hard limit and printed.
+    When the client runs out of file descriptors (EMFILE/ENFILE) or source ports
+    (EADDRNOTAVAIL) the summary says that the CLIENT hit a limit, not the server; use
+    --workers and --source-ips to go further.
+
+EXIT STATUS
+    0 the run completed (see the summary for failures), 1 the run could not be made (e.g.
+    every connection failed), 2 bad usage.
+";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scenario {
+    Idle,
+    Relay,
+    Handshake,
+    Churn,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::Idle => "idle",
+            Scenario::Relay => "relay",
+            Scenario::Handshake => "handshake",
+            Scenario::Churn => "churn",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Echo,
+    Pipe,
+}
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub scenario: Scenario,
+    pub url: String,
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub threads: usize,
+    pub workers: u32,
+    pub source_ips: u32,
+    pub timeout: Duration,
+    pub server_pid: Option<u32>,
+    pub json: bool,
+    pub quiet: bool,
+    pub connections: u64,
+    pub hold: Duration,
+    pub rate: Option<f64>,
+    pub concurrency: u64,
+    pub pairs: u64,
+    pub size: usize,
+    pub duration: Duration,
+    pub mode: Mode,
+    /// Hidden `--worker I/K`: this process is child I of K (set by the parent).
+    pub worker: Option<(u32, u32)>,
+    /// The arguments as given after the scenario (children get them again).
+    pub raw: Vec<String>,
+}
+
+pub enum Parsed {
+    Help,
+    Run(Box<Opts>),
+}
+
+fn flags_for(s: Scenario) -> &'static [&'static str] {
+    match s {
+        Scenario::Idle => &["--connections", "--hold", "--rate", "--concurrency"],
+        Scenario::Relay => &["--pairs", "--size", "--duration", "--mode", "--rate"],
+        Scenario::Handshake => &["--duration", "--concurrency"],
+        Scenario::Churn => &["--duration", "--concurrency", "--size"],
+    }
+}
+
+const COMMON: &[&str] = &[
+    "--url",
+    "--threads",
+    "--workers",
+    "--source-ips",
+    "--timeout",
+    "--server-pid",
+    "--worker",
+];
+const SWITCHES: &[&str] = &["--json", "--quiet"];
+
+fn num<T>(flag: &str, v: &str, min: T) -> Result<T, String>
+where
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
+{
+    let n: T = v
+        .parse()
+        .map_err(|_| format!("{flag}: expected a number, got '{v}'"))?;
+    if n < min {
+        return Err(format!("{flag}: must be at least {min}, got '{v}'"));
+    }
+    Ok(n)
+}
+
+pub fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    let (n, unit) = match v.find(|c: char| !(c.is_ascii_digit() || c == '.')) {
+        Some(i) => (&v[..i], &v[i..]),
+        None => (v, "s"),
+    };
+    let n: f64 = n
+        .parse()
+        .map_err(|_| format!("{flag}: expected a duration like 10, 10s or 500ms, got '{v}'"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(format!("{flag}: unknown unit in '{v}' (ms, s, m)")),
+    };
+    if !(secs.is_finite() && secs > 0.0 && secs < 1e7) {
+        return Err(format!("{flag}: must be positive, got '{v}'"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_url(v: &str) -> Result<(SocketAddr, String, String), String> {
+    if v.starts_with("wss://") {
+        return Err("--url: wss:// (TLS) is not supported by this version of the tool".into());
+    }
+    let rest = v
+        .strip_prefix("ws://")
+        .ok_or_else(|| format!("--url: expected ws://HOST:PORT[/PATH], got '{v}'"))?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if hostport.is_empty() {
+        return Err(format!("--url: no host in '{v}'"));
+    }
+    let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
+        format!("{hostport}:80")
+    } else {
+        hostport.to_string()
+    };
+    let addr = with_port
+        .to_socket_addrs()
+        .map_err(|e| format!("--url: cannot resolve '{hostport}': {e}"))?
+        .next()
+        .ok_or_else(|| format!("--url: '{hostport}' resolves to no address"))?;
+    let path = if path.is_empty() || path == "/" {
+        "/echo".to_string()
+    } else {
+        path.to_string()
+    };
+    Ok((addr, hostport.to_string(), path))
+}
+
+pub fn parse(args: &[String]) -> Result<Parsed, String> {
+    if args.is_empty() {
+        return Err("missing scenario (idle, relay, handshake or churn)".into());
+    }
+    if args
+        .iter()
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        return Ok(Parsed::Help);
+    }
+    let scenario = match args[0].as_str() {
+        "idle" => Scenario::Idle,
+        "relay" => Scenario::Relay,
+        "handshake" => Scenario::Handshake,
+        "churn" => Scenario::Churn,
+        s if s.starts_with('-') => {
+            return Err(format!(
+                "{s}: a scenario must come first (idle, relay, handshake or churn)"
+            ))
+        }
+        s => {
+            return Err(format!(
+                "unknown scenario '{s}' (idle, relay, handshake or churn)"
+            ))
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut o = Opts {
+        scenario,
+        url: "ws://127.0.0.1:8080".into(),
+        addr: "127.0.0.1:8080".parse().expect("literal"),
+        host: "127.0.0.1:8080".into(),
+        path: "/echo".into(),
+        threads: cores,
+        workers: 1,
+        source_ips: 1,
+        timeout: Duration::from_secs(10),
+        server_pid: None,
+        json: false,
+        quiet: false,
+        connections: 0,
+        hold: Duration::from_secs(10),
+        rate: None,
+        concurrency: if scenario == Scenario::Idle { 256 } else { 16 },
+        pairs: 10,
+        size: 64,
+        duration: Duration::from_secs(10),
+        mode: Mode::Echo,
+        worker: None,
+        raw: args[1..].to_vec(),
+    };
+    let mut seen_connections = false;
+    let mut i = 1;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v.to_string())),
+            _ => (arg.as_str(), None),
+        };
+        if SWITCHES.contains(&flag) {
+            if inline.is_some() {
+                return Err(format!("{flag}: takes no value"));
+            }
+            match flag {
+                "--json" => o.json = true,
+                _ => o.quiet = true,
+            }
+            continue;
+        }
+        if !flag.starts_with('-') {
+            return Err(format!("unexpected argument '{arg}'"));
+        }
+        if !COMMON.contains(&flag) && !flags_for(scenario).contains(&flag) {
+            let known = [
+                COMMON,
+                flags_for(Scenario::Idle),
+                flags_for(Scenario::Relay),
+            ]
+            .iter()
+            .any(|l| l.contains(&flag));
+            return Err(if known {
+                format!("{flag}: not an option of the {} scenario", scenario.name())
+            } else {
+                format!("{flag}: unknown flag")
+            });
+        }
+        let v = match inline {
+            Some(v) => v,
+            None => {
+                let v = args
+                    .get(i)
+                    .ok_or_else(|| format!("{flag}: missing value"))?
+                    .clone();
+                i += 1;
+                v
+            }
+        };
+        match flag {
+            "--url" => {
+                let (addr, host, path) = parse_url(&v)?;
+                o.url = v.clone();
+                o.addr = addr;
+                o.host = host;
+                o.path = path;
+            }
+            "--threads" => o.threads = num(flag, &v, 1usize)?.min(1024),
+            "--workers" => o.workers = num(flag, &v, 1u32)?.min(256),
+            "--source-ips" => o.source_ips = num(flag, &v, 1u32)?.min(254),
+            "--timeout" => o.timeout = duration(flag, &v)?,
+            "--server-pid" => {
+                let pid = num(flag, &v, 1u32)?;
+                if crate::rss_kib(pid).is_none() {
+                    return Err(format!("{flag}: no readable /proc/{pid}/status"));
+                }
+                o.server_pid = Some(pid);
+            }
+            "--connections" => {
+                o.connections = num(flag, &v, 1u64)?;
+                seen_connections = true;
+            }
+            "--hold" => o.hold = duration(flag, &v)?,
+            "--rate" => {
+                let r: f64 = num(flag, &v, 0.0)?;
+                if !(r > 0.0 && r.is_finite()) {
+                    return Err(format!("{flag}: must be positive, got '{v}'"));
+                }
+                o.rate = Some(r);
+            }
+            "--concurrency" => o.concurrency = num(flag, &v, 1u64)?,
+            "--pairs" => o.pairs = num(flag, &v, 1u64)?,
+            "--size" => {
+                o.size = num(flag, &v, 16usize)?;
+                if o.size > (16 << 20) {
+                    return Err(format!("{flag}: at most 16 MiB, got '{v}'"));
+                }
+            }
+            "--duration" => o.duration = duration(flag, &v)?,
+            "--mode" => {
+                o.mode = match v.as_str() {
+                    "echo" => Mode::Echo,
+                    "pipe" => Mode::Pipe,
+                    _ => return Err(format!("{flag}: expected echo or pipe, got '{v}'")),
+                }
+            }
+            "--worker" => {
+                let bad = || format!("{flag}: expected I/K, got '{v}'");
+                let (a, b) = v.split_once('/').ok_or_else(bad)?;
+                let (a, b): (u32, u32) =
+                    (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+                if b == 0 || a >= b {
+                    return Err(bad());
+                }
+                o.worker = Some((a, b));
+            }
+            _ => return Err(format!("{flag}: unknown flag")),
+        }
+    }
+    if scenario == Scenario::Idle && !seen_connections {
+        return Err("--connections: required for the idle scenario".into());
+    }
+    Ok(Parsed::Run(Box::new(o)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(s: &str) -> Result<Opts, String> {
+        let args: Vec<String> = s.split_whitespace().map(String::from).collect();
+        match parse(&args)? {
+            Parsed::Run(o) => Ok(*o),
+            Parsed::Help => Err("help".into()),
+        }
+    }
+
+    #[test]
+    fn flags_and_errors() {
+        let o =
+            p("relay --url ws://127.0.0.1:9/x --pairs=4 --size 100 --mode pipe --rate 50").unwrap();
+        assert_eq!(
+            (o.pairs, o.size, o.mode, o.rate),
+            (4, 100, Mode::Pipe, Some(50.0))
+        );
+        assert_eq!(o.path, "/x");
+        assert_eq!(p("idle --connections 5").unwrap().path, "/echo");
+        assert!(p("idle").unwrap_err().starts_with("--connections"));
+        assert!(p("idle --connections 5 --bogus 1")
+            .unwrap_err()
+            .starts_with("--bogus"));
+        assert!(p("handshake --pairs 3").unwrap_err().starts_with("--pairs"));
+        assert!(p("relay --size 3").unwrap_err().starts_with("--size"));
+        assert!(p("relay --duration 0")
+            .unwrap_err()
+            .starts_with("--duration"));
+        assert!(p("relay --url wss://x:1").unwrap_err().starts_with("--url"));
+        assert!(p("relay --mode x").unwrap_err().starts_with("--mode"));
+        assert_eq!(
+            duration("--d", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
+        assert_eq!(duration("--d", "2m").unwrap(), Duration::from_secs(120));
+        assert!(matches!(
+            parse(&["churn".into(), "-h".into()]),
+            Ok(Parsed::Help)
+        ));
+    }
+}

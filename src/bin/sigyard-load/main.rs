@@ -1,0 +1,409 @@
+//! `sigyard-load`: the load generator for sigyard. This file is the coordinator: it parses
+//! the command line (`args`), raises the open-files limit, splits the load over event-loop
+//! threads (`engine`) or child processes (`--workers`), moves the run through its phases
+//! (open → run/hold → stop), prints a progress line about once a second, and prints the
+//! summary (`report`). Latencies go into the tool's own histogram (`hist`); the WebSocket
+//! client codec is in `ws`.
+
+mod args;
+mod engine;
+mod hist;
+mod report;
+mod ws;
+
+use args::{Mode, Opts, Parsed, Scenario};
+use engine::{Counters, Plan, Shared, RUNNING, SETUP, STOP};
+use report::{n, Summary};
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// The server's resident set from `/proc/PID/status`, in KiB.
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit in force.
+fn raise_nofile() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to an rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim = want;
+            }
+        }
+    }
+    #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
+    let cur = lim.rlim_cur as u64;
+    cur
+}
+
+/// Part `i` of `total` split into `parts` nearly equal shares.
+fn share(total: u64, parts: u64, i: u64) -> u64 {
+    total / parts + u64::from(i < total % parts)
+}
+
+/// The first index of part `i` (for naming pipe pairs uniquely across workers).
+fn share_start(total: u64, parts: u64, i: u64) -> u64 {
+    (0..i).map(|k| share(total, parts, k)).sum()
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let opts = match args::parse(&argv) {
+        Ok(Parsed::Help) => {
+            print!("{}", args::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::Run(o)) => *o,
+        Err(e) => {
+            eprintln!("sigyard-load: {e}\nTry 'sigyard-load --help'.");
+            return ExitCode::from(2);
+        }
+    };
+    let nofile = raise_nofile();
+    let tag = match opts.worker {
+        Some((i, _)) => format!("sigyard-load[w{i}]"),
+        None => "sigyard-load".to_string(),
+    };
+    if !opts.quiet {
+        eprintln!(
+            "{tag}: open-files limit raised to {} (the hard limit)",
+            n(nofile)
+        );
+    }
+    let summary = if opts.workers > 1 && opts.worker.is_none() {
+        run_parent(&opts, nofile)
+    } else {
+        run_local(&opts, nofile, &tag)
+    };
+    let summary = match summary {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("{tag}: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    if opts.json {
+        if opts.worker.is_none() {
+            eprint!("{}", summary.text());
+        }
+        println!("{}", summary.to_json());
+    } else {
+        print!("{}", summary.text());
+    }
+    if summary.established == 0 && summary.attempted > 0 {
+        return ExitCode::from(1);
+    }
+    ExitCode::SUCCESS
+}
+
+/// This process's share of the load when it is worker `i` of `k`.
+fn worker_share(o: &Opts) -> (u64, u64, u64, u64, Option<f64>) {
+    let (i, k) = o.worker.map_or((0, 1), |(i, k)| (i as u64, k as u64));
+    let conns = share(o.connections, k, i);
+    let pairs = share(o.pairs, k, i);
+    let pair0 = share_start(o.pairs, k, i);
+    let conc = share(o.concurrency, k, i).max(1);
+    let rate = o.rate.map(|r| match o.scenario {
+        Scenario::Relay => r * pairs as f64 / o.pairs.max(1) as f64,
+        _ => r / k as f64,
+    });
+    (conns, pairs, pair0, conc, rate)
+}
+
+fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
+    let (conns, pairs, pair0, conc, rate) = worker_share(o);
+    let units = match o.scenario {
+        Scenario::Idle => conns,
+        Scenario::Relay => pairs,
+        _ => conc,
+    };
+    let threads = (o.threads as u64).min(units.max(1));
+    let sources: Vec<IpAddr> = if o.source_ips > 1 {
+        (1..=o.source_ips)
+            .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let shared = Arc::new(Shared {
+        phase: AtomicU8::new(SETUP),
+    });
+    let rss_before = o.server_pid.and_then(rss_kib);
+    let mut counters = Vec::new();
+    let mut wakers = Vec::new();
+    let mut handles = Vec::new();
+    engine::now_ns();
+    for t in 0..threads {
+        let (poll, waker) =
+            engine::make_poll().map_err(|e| format!("cannot create a poll: {e}"))?;
+        let c = Arc::new(Counters::default());
+        let my_pairs: Vec<u64> = (0..pairs)
+            .filter(|p| p % threads == t)
+            .map(|p| pair0 + p)
+            .collect();
+        let thread_rate = rate.map(|r| match o.scenario {
+            Scenario::Relay => r * my_pairs.len() as f64 / pairs.max(1) as f64,
+            _ => r / threads as f64,
+        });
+        let mut my_sources = sources.clone();
+        if !my_sources.is_empty() {
+            let k = t as usize % my_sources.len();
+            my_sources.rotate_left(k);
+        }
+        let plan = Plan {
+            scenario: o.scenario,
+            mode: o.mode,
+            addr: o.addr,
+            host: o.host.clone(),
+            path: o.path.clone(),
+            connections: share(conns, threads, t),
+            pairs: my_pairs,
+            concurrency: if o.scenario == Scenario::Idle {
+                conc.div_ceil(threads)
+            } else {
+                share(conc, threads, t).max(1)
+            },
+            rate: thread_rate,
+            size: o.size,
+            timeout: o.timeout,
+            sources: my_sources,
+            seed: 0x0051_677a_7264_u64
+                ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                ^ u64::from(std::process::id()) << 32
+                ^ engine::now_ns(),
+        };
+        let w = engine::Worker::new(poll, plan, shared.clone(), c.clone());
+        let h = std::thread::Builder::new()
+            .name(format!("load-{t}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        counters.push(c);
+        wakers.push(waker);
+        handles.push(h);
+    }
+    let sum = |f: fn(&Counters) -> u64| counters.iter().map(|c| f(c)).sum::<u64>();
+    let wake = || {
+        for w in &wakers {
+            let _ = w.wake();
+        }
+    };
+    let window = match o.scenario {
+        Scenario::Idle => o.hold,
+        _ => o.duration,
+    };
+    let start = Instant::now();
+    let mut run_start = None;
+    let mut rss_at_n = None;
+    let mut setup_s = 0.0;
+    let mut last_tick = start;
+    let mut last = (0u64, 0u64, 0u64);
+    loop {
+        std::thread::sleep(Duration::from_millis(20));
+        let now = Instant::now();
+        match run_start {
+            None if counters.iter().all(|c| c.setup_done.load(Relaxed)) => {
+                setup_s = start.elapsed().as_secs_f64();
+                if o.scenario == Scenario::Idle {
+                    // Let the server finish its side of the last handshakes.
+                    std::thread::sleep(Duration::from_millis(300));
+                    rss_at_n = o.server_pid.and_then(rss_kib);
+                }
+                shared.phase.store(RUNNING, Relaxed);
+                wake();
+                run_start = Some(Instant::now());
+            }
+            Some(t0) if t0.elapsed() >= window => break,
+            _ => {}
+        }
+        if now.duration_since(last_tick) >= Duration::from_secs(1) {
+            let dt = now.duration_since(last_tick).as_secs_f64();
+            last_tick = now;
+            let est = sum(|c| c.established.load(Relaxed));
+            let recv = sum(|c| c.received.load(Relaxed));
+            let ops = sum(|c| c.ops.load(Relaxed));
+            let failed = sum(|c| c.failed.load(Relaxed));
+            let open = sum(|c| c.open.load(Relaxed));
+            let rss = o
+                .server_pid
+                .and_then(rss_kib)
+                .map(|r| format!("  server RSS {} KiB", n(r)))
+                .unwrap_or_default();
+            let elapsed = start.elapsed().as_secs_f64();
+            let line = match (o.scenario, run_start.is_some()) {
+                (Scenario::Idle | Scenario::Relay, false) => format!(
+                    "opening: established {}, failed {}, open {} (+{:.0}/s)",
+                    n(est),
+                    n(failed),
+                    n(open),
+                    (est - last.0) as f64 / dt
+                ),
+                (Scenario::Idle, true) => format!(
+                    "holding: open {}, closed by the server {}",
+                    n(open),
+                    n(sum(|c| c.closed_by_server.load(Relaxed)))
+                ),
+                (Scenario::Relay, true) => format!(
+                    "{:.0} msg/s  open {}  failed {}",
+                    (recv - last.1) as f64 / dt,
+                    n(open),
+                    n(failed)
+                ),
+                _ => format!(
+                    "{:.0}/s completed  open {}  failed {}",
+                    (ops - last.2) as f64 / dt,
+                    n(open),
+                    n(failed)
+                ),
+            };
+            last = (est, recv, ops);
+            if !o.quiet {
+                eprintln!("{tag} [{elapsed:6.1}s] {line}{rss}");
+            }
+        }
+    }
+    let window_s = run_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    let held = sum(|c| c.open.load(Relaxed));
+    let rss_end = o.server_pid.and_then(rss_kib);
+    shared.phase.store(STOP, Relaxed);
+    wake();
+    let mut s = Summary {
+        scenario: o.scenario.name().into(),
+        mode: (o.scenario == Scenario::Relay).then(|| {
+            match o.mode {
+                Mode::Echo => "echo",
+                Mode::Pipe => "pipe",
+            }
+            .to_string()
+        }),
+        url: o.url.clone(),
+        threads,
+        workers: 1,
+        open_files_limit: nofile,
+        setup_s,
+        window_s,
+        held,
+        rss_before_kib: rss_before,
+        rss_at_n_kib: rss_at_n,
+        rss_end_kib: rss_end,
+        ..Default::default()
+    };
+    for h in handles {
+        let out = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        s.hist.merge(&out.hist);
+        for (k, v) in out.errors {
+            *s.errors.entry(k).or_default() += v;
+        }
+        if s.client_limit.is_none() {
+            s.client_limit = out.client_limit;
+        }
+    }
+    s.attempted = sum(|c| c.attempted.load(Relaxed));
+    s.established = sum(|c| c.established.load(Relaxed));
+    s.failed = sum(|c| c.failed.load(Relaxed));
+    s.closed_by_server = sum(|c| c.closed_by_server.load(Relaxed));
+    s.sent = sum(|c| c.sent.load(Relaxed));
+    s.received = sum(|c| c.received.load(Relaxed));
+    s.completed = sum(|c| c.ops.load(Relaxed));
+    if window_s > 0.0 {
+        s.received_per_s = s.received as f64 / window_s;
+        s.completed_per_s = s.completed as f64 / window_s;
+    }
+    Ok(s)
+}
+
+/// `--workers K`: run K children of this binary, each on its share, and merge their JSON
+/// summaries. The server's RSS is sampled here: before the children start and, as "at N",
+/// the highest value seen while they run (each child holds its connections for the whole
+/// hold, so the peak is the RSS with every connection open).
+fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
+    let mut base = vec![o.scenario.name().to_string()];
+    let mut it = o.raw.iter();
+    while let Some(a) = it.next() {
+        let flag = a.split_once('=').map_or(a.as_str(), |(f, _)| f);
+        match flag {
+            "--workers" | "--server-pid" => {
+                if !a.contains('=') {
+                    it.next();
+                }
+            }
+            "--json" => {}
+            _ => base.push(a.clone()),
+        }
+    }
+    let rss_before = o.server_pid.and_then(rss_kib);
+    let mut children = Vec::new();
+    for i in 0..o.workers {
+        let mut cmd = Command::new(&exe);
+        cmd.args(&base)
+            .args(["--json", "--worker", &format!("{i}/{}", o.workers)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let mut ch = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start worker {i}: {e}"))?;
+        // Read each child's stdout on its own thread so no child blocks on a full pipe.
+        let so = ch.stdout.take();
+        let reader = std::thread::spawn(move || {
+            let mut out = String::new();
+            if let Some(mut so) = so {
+                let _ = so.read_to_string(&mut out);
+            }
+            out
+        });
+        children.push((ch, reader));
+    }
+    let mut peak = None::<u64>;
+    let mut outputs = Vec::new();
+    for (mut ch, reader) in children {
+        loop {
+            if let Some(r) = o.server_pid.and_then(rss_kib) {
+                peak = Some(peak.map_or(r, |p| p.max(r)));
+            }
+            match ch.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => return Err(format!("waiting for a worker: {e}")),
+            }
+        }
+        outputs.push(reader.join().unwrap_or_default());
+    }
+    let mut total: Option<Summary> = None;
+    for (i, out) in outputs.iter().enumerate() {
+        let v: serde_json::Value = out
+            .lines()
+            .last()
+            .and_then(|l| serde_json::from_str(l).ok())
+            .ok_or_else(|| format!("worker {i} printed no summary"))?;
+        let s = Summary::from_json(&v).ok_or_else(|| format!("worker {i}: bad summary"))?;
+        match &mut total {
+            None => total = Some(s),
+            Some(t) => t.merge(&s),
+        }
+    }
+    let mut t = total.ok_or("no worker ran")?;
+    t.workers = o.workers as u64;
+    t.open_files_limit = nofile;
+    t.rss_before_kib = rss_before;
+    t.rss_at_n_kib = peak;
+    t.rss_end_kib = o.server_pid.and_then(rss_kib);
+    Ok(t)
+}

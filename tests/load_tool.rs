@@ -1,0 +1,150 @@
+//! The `sigyard-load` binary against an in-process sigyard: each scenario on a small load for
+//! about a second (JSON summary parsed and checked), and a bad flag exiting with status 2.
+
+mod common;
+
+use serde_json::Value;
+use std::net::SocketAddr;
+use std::process::Command;
+
+const BIN: &str = env!("CARGO_BIN_EXE_sigyard-load");
+
+fn run(addr: SocketAddr, args: &[&str]) -> Value {
+    let url = format!("ws://{addr}");
+    let out = Command::new(BIN)
+        .args(args)
+        .args(["--url", &url, "--json", "--quiet", "--threads", "2"])
+        .output()
+        .expect("run sigyard-load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    assert_eq!(v["failed"], 0, "{args:?}: {stderr}");
+    assert!(v["client_limit"].is_null());
+    v
+}
+
+fn latencies_present(v: &Value) {
+    let l = &v["latency_us"];
+    assert!(l["count"].as_u64().unwrap() > 0, "{v}");
+    for k in ["p50", "p99", "p999", "max"] {
+        assert!(l[k].as_f64().unwrap() > 0.0, "{k}: {v}");
+    }
+    assert!(l["p50"].as_f64() <= l["p99"].as_f64());
+    assert!(l["p99"].as_f64() <= l["max"].as_f64());
+}
+
+#[test]
+fn every_scenario_runs_against_sigyard() {
+    let h = common::start(|b| b);
+    let addr = h.local_addrs()[0];
+    // The scenarios run one after another (they share the machine); the server is shared.
+    let pid = std::process::id().to_string();
+    let idle = run(
+        addr,
+        &[
+            "idle",
+            "--connections",
+            "50",
+            "--hold",
+            "1",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(idle["established"], 50);
+    assert_eq!(idle["held"], 50);
+    assert!(idle["server_rss_kib"]["at_n"].as_u64().unwrap() > 0);
+
+    for mode in ["echo", "pipe"] {
+        let v = run(
+            addr,
+            &[
+                "relay",
+                "--mode",
+                mode,
+                "--pairs",
+                "4",
+                "--size",
+                "64",
+                "--duration",
+                "1",
+            ],
+        );
+        assert_eq!(v["mode"], mode);
+        assert_eq!(v["established"], if mode == "pipe" { 8 } else { 4 });
+        assert!(v["messages_received"].as_u64().unwrap() > 0, "{v}");
+        assert!(v["messages_per_sec"].as_f64().unwrap() > 0.0);
+        latencies_present(&v);
+    }
+    let open_loop = run(
+        addr,
+        &["relay", "--pairs", "2", "--rate", "200", "--duration", "1"],
+    );
+    let got = open_loop["messages_received"].as_u64().unwrap();
+    assert!(
+        (100..=300).contains(&got),
+        "open loop at 200/s for 1 s: {got}"
+    );
+
+    for scenario in ["handshake", "churn"] {
+        let v = run(addr, &[scenario, "--duration", "1", "--concurrency", "4"]);
+        assert!(v["completed"].as_u64().unwrap() > 0, "{v}");
+        latencies_present(&v);
+    }
+    common::stop(h);
+}
+
+#[test]
+fn workers_sum_their_results() {
+    let h = common::start(|b| b);
+    let addr = h.local_addrs()[0];
+    let v = run(
+        addr,
+        &[
+            "idle",
+            "--connections",
+            "30",
+            "--hold",
+            "0.5",
+            "--workers",
+            "3",
+        ],
+    );
+    assert_eq!(v["workers"], 3);
+    assert_eq!(v["established"], 30);
+    assert_eq!(v["held"], 30);
+    common::stop(h);
+}
+
+#[test]
+fn bad_flags_exit_2_naming_the_flag() {
+    for (args, named) in [
+        (
+            &["idle", "--connections", "5", "--bogus", "1"][..],
+            "--bogus",
+        ),
+        (&["relay", "--mode", "sideways"][..], "--mode"),
+        (&["handshake", "--pairs", "2"][..], "--pairs"),
+        (&["idle"][..], "--connections"),
+    ] {
+        let out = Command::new(BIN).args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(named), "{args:?}: {err}");
+    }
+    let help = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(help.status.success());
+    let text = String::from_utf8_lossy(&help.stdout);
+    for s in [
+        "idle",
+        "relay",
+        "handshake",
+        "churn",
+        "--source-ips",
+        "--workers",
+        "--json",
+    ] {
+        assert!(text.contains(s), "help mentions {s}");
+    }
+}
