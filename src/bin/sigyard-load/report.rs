@@ -88,7 +88,7 @@ impl Summary {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "sigyard-load {}{mode} against {}: {} thread(s) x {} process(es), open-files limit {}",
+            "sigyard-load {}{mode} against {}: {} thread(s) in {} process(es), open-files limit {}",
             self.scenario,
             self.url,
             self.threads,
@@ -173,8 +173,9 @@ impl Summary {
         if let Some(l) = &self.client_limit {
             let _ = writeln!(
                 s,
-                "  CLIENT LIMIT: the load generator (not the server) hit a limit: {l}. \
-                 Figures above are bounded by the client; use --workers / --source-ips."
+                "  CLIENT LIMIT: the load generator (not the server) hit a limit: {}. \
+                 Figures above are bounded by the client; use --workers / --source-ips.",
+                l.trim_start_matches("client limit: ")
             );
         }
         s
