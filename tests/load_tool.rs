@@ -55,6 +55,23 @@ fn every_scenario_runs_against_sigyard() {
     assert_eq!(idle["established"], 50);
     assert_eq!(idle["held"], 50);
     assert!(idle["server_rss_kib"]["at_n"].as_u64().unwrap() > 0);
+    // At most --rate new connections per second, from two source addresses.
+    let paced = run(
+        addr,
+        &[
+            "idle",
+            "--connections",
+            "40",
+            "--hold",
+            "0.2",
+            "--rate",
+            "100",
+            "--source-ips",
+            "2",
+        ],
+    );
+    assert_eq!(paced["established"], 40);
+    assert!(paced["setup_s"].as_f64().unwrap() >= 0.3, "{paced}");
 
     for mode in ["echo", "pipe"] {
         let v = run(

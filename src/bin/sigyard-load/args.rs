@@ -42,6 +42,7 @@ OPTIONS (all scenarios)
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
+    --worker I/K         internal: set by --workers on its children (this is child I of K)
     -h, --help           this text
 
 OPTIONS (per scenario)
