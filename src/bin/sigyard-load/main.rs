@@ -231,6 +231,13 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                 run_start = Some(Instant::now());
             }
             Some(t0) if t0.elapsed() >= window => break,
+            // Nothing could be opened: there is nothing to hold or to send over.
+            Some(_)
+                if matches!(o.scenario, Scenario::Idle | Scenario::Relay)
+                    && sum(|c| c.established.load(Relaxed)) == 0 =>
+            {
+                break
+            }
             _ => {}
         }
         if now.duration_since(last_tick) >= Duration::from_secs(1) {
