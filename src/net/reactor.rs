@@ -1054,6 +1054,7 @@ fn read_socket(
     if spare.is_empty() {
         return false;
     }
+    let asked = spare.len();
     let got = match slot.tls.as_mut() {
         None => slot.sock.read(spare),
         Some(tls) => {
@@ -1094,6 +1095,12 @@ fn read_socket(
         Ok(n) => {
             rx.filled_by(n);
             core.shell.bytes_in += n as u64;
+            // A plain socket that returned less than asked is drained: skip the read that would
+            // only say WouldBlock. Linux's edge-triggered epoll reports every later arrival
+            // (and the peer's FIN) as a new event, so no edge is lost.
+            if slot.tls.is_none() && n < asked {
+                slot.readable = false;
+            }
             true
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
