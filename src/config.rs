@@ -78,6 +78,7 @@ pub struct Limits {
     pub max_buffers_per_core: usize,
     pub pipe_hold_bytes: usize,
     pub pipe_hold_messages: usize,
+    pub pipe_hold_timeout: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,6 +128,7 @@ impl Default for Config {
                 max_buffers_per_core: 16384,
                 pipe_hold_bytes: MIB,
                 pipe_hold_messages: 1000,
+                pipe_hold_timeout: Duration::ZERO,
             },
         }
     }
@@ -215,6 +217,7 @@ static OPTS: &[Opt] = &[
     opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
+    opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -245,6 +248,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
         "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
+        "pipe-hold-timeout" => l.pipe_hold_timeout = parse_duration(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -550,6 +554,7 @@ impl Config {
             ("idle-timeout", l.idle_timeout, true),
             ("ping-interval", l.ping_interval, true),
             ("http-keepalive-timeout", l.http_keepalive_timeout, false),
+            ("pipe-hold-timeout", l.pipe_hold_timeout, true),
         ];
         let day = Duration::from_secs(24 * 3600);
         for (name, d, zero_is_off) in durations {

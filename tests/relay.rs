@@ -276,3 +276,25 @@ fn a_single_segment_connection_path_is_upgraded_then_closed() {
     }
     stop(h);
 }
+
+#[test]
+fn a_socket_waiting_past_the_hold_timeout_is_closed_1008() {
+    let h = start(|b| b.limits(|l| l.pipe_hold_timeout = Duration::from_millis(300)));
+    let a = h.plain_addr().unwrap();
+    let mut w = ws(a, "/connection/lonely/nobody/k");
+    let t0 = Instant::now();
+    match w.read() {
+        Ok(Message::Close(Some(f))) => {
+            assert_eq!(f.code, CloseCode::Policy);
+            assert!(f.reason.contains("in time"), "{}", f.reason);
+        }
+        other => panic!("expected close 1008, got {other:?}"),
+    }
+    assert!(t0.elapsed() >= Duration::from_millis(250) && t0.elapsed() < Duration::from_secs(3));
+    // A pair that meets in time is unaffected by the deadline.
+    let (mut x, mut y) = pair(a, "p", "q", "k");
+    std::thread::sleep(Duration::from_millis(500));
+    x.send(Message::text("still paired")).unwrap();
+    assert_eq!(next(&mut y), Message::text("still paired"));
+    stop(h);
+}

@@ -20,7 +20,7 @@ use crate::net::Shared;
 use crate::proto::conn::{Conn, Counters, PipeStep};
 use crate::proto::dialect::pipe::Arrival;
 use crate::proto::dialect::{ConnRef, Outgoing};
-use crate::proto::time::Tick;
+use crate::proto::time::{earliest, Tick};
 use crate::proto::ws::{encode_frame, OpCode};
 use crate::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
@@ -81,6 +81,9 @@ pub(crate) struct DialectSlot {
     pub peer: Option<ConnRef>,
     /// Data frames from this connection go cut-through to `peer` (set once piping started).
     pub forwarding: bool,
+    /// A waiting `/connection` socket is closed at this instant if no peer came
+    /// (`--pipe-hold-timeout`).
+    pub hold_deadline: Option<Tick>,
 }
 
 impl Slot {
@@ -108,7 +111,12 @@ impl Slot {
     fn set_peer(&mut self, peer: Option<ConnRef>) {
         if let Some(d) = self.dialect.as_mut() {
             d.peer = peer;
+            d.hold_deadline = None;
         }
+    }
+
+    fn hold_deadline(&self) -> Option<Tick> {
+        self.dialect.as_ref().and_then(|d| d.hold_deadline)
     }
 
     fn forwarding(&self) -> bool {
@@ -484,7 +492,15 @@ impl Reactor {
                 continue;
             };
             let before = slot.class();
-            go_away(slot, core, &shared, now, blocked, "server shutting down");
+            go_away(
+                slot,
+                core,
+                &shared,
+                now,
+                blocked,
+                1001,
+                "server shutting down",
+            );
             core.gauges.remove(before);
             core.gauges.add(slot.class());
             core.queue(key, slot);
@@ -522,6 +538,19 @@ impl Reactor {
                     key: e.key,
                     gen: slot.gen,
                 });
+            } else if slot.hold_deadline().is_some_and(|d| core.tick().reached(d)) {
+                // Waited for its pipe peer longer than --pipe-hold-timeout.
+                slot.set_peer(None);
+                let now = core.tick();
+                go_away(
+                    slot,
+                    core,
+                    &shared,
+                    now,
+                    false,
+                    1008,
+                    "peer did not connect in time",
+                );
             } else {
                 let tx = slot.tx.get_or_insert_with(|| core.pool.tx_force());
                 let now = core.tick();
@@ -692,7 +721,7 @@ impl Reactor {
                 }
             }
         } else if !slot.lingering {
-            if let Some(t) = slot.conn.poll_timeout(limits) {
+            if let Some(t) = earliest(slot.conn.poll_timeout(limits), slot.hold_deadline()) {
                 // An entry at or before `t` is already queued: it will fire, find nothing due
                 // yet, and reschedule. Otherwise queue `t`.
                 if !slot.timer_at.is_some_and(|cur| t.reached(cur)) {
@@ -727,6 +756,11 @@ impl Reactor {
             None => return,
         };
         let Arrival::Paired { peer, held } = arrival else {
+            let hold = core.shared.cfg.limits.pipe_hold_timeout;
+            if let (false, Some(d)) = (hold.is_zero(), slot.dialect.as_mut()) {
+                d.hold_deadline = Some(core.tick().after(hold));
+                core.queue(key, slot); // the drive schedules the deadline
+            }
             return;
         };
         // The waiting side's messages go first, in order and with their types.
@@ -794,7 +828,7 @@ impl Reactor {
         p.set_peer(None);
         let shared = core.shared.clone();
         let now = core.tick();
-        go_away(p, core, &shared, now, half_frame, "peer went away");
+        go_away(p, core, &shared, now, half_frame, 1001, "peer went away");
         core.queue(peer.key as usize, p);
     }
 
@@ -926,14 +960,16 @@ fn insert(poll: &Poll, slots: &mut Slab<Slot>, core: &mut Core, new: NewSlot) ->
     Ok(key)
 }
 
-/// Close `slot` with 1001 and `reason`, or drop it when no close frame can be written now
+/// Close `slot` with `code` and `reason`, or drop it when no close frame can be written now
 /// (its send queue ends in half a frame from its pipe peer).
+#[allow(clippy::too_many_arguments)] // the close and where it goes, spelled out at each call
 fn go_away(
     slot: &mut Slot,
     core: &mut Core,
     shared: &Shared,
     now: Tick,
     drop_it: bool,
+    code: u16,
     reason: &str,
 ) {
     let mut host = Host::new(core.id, shared, &mut core.shell);
@@ -941,7 +977,7 @@ fn go_away(
         slot.conn.abort(&mut host);
     } else {
         let tx = &mut slot.tx.get_or_insert_with(|| core.pool.tx_force()).data;
-        slot.conn.begin_close(now, 1001, reason, tx, &mut host);
+        slot.conn.begin_close(now, code, reason, tx, &mut host);
     }
 }
 
@@ -1027,6 +1063,7 @@ fn pump_in(
                 ident: *ident,
                 peer: None,
                 forwarding: false,
+                hold_deadline: None,
             }));
         }
     }
