@@ -1,0 +1,143 @@
+// Helper of benches/compare: reads the run's results (one line per measurement: server,
+// workload, sigyard-load --json file, server CPU ticks, note), prints the section
+// "## Side by side (benches/compare)" as markdown, and with --write FILE replaces that section
+// in FILE (appends it at the end if absent; nothing else in FILE changes).
+import fs from 'node:fs'
+
+const [resultsPath, ...rest] = process.argv.slice(2)
+const opt = {}
+for (let i = 0; i < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1] ?? ''
+const tck = Number(opt.tck || 100)
+
+// results[server][workload] = [{ round, json, ticks, note }, …] in round order
+const results = {}
+for (const line of fs.readFileSync(resultsPath, 'utf8').split('\n')) {
+  if (!line.trim()) continue
+  const [round, server, workload, file, ticks, note] = line.split('\t')
+  let json = null
+  try {
+    if (file) json = JSON.parse(fs.readFileSync(file, 'utf8'))
+  } catch {}
+  ;((results[server] ??= {})[workload] ??= []).push({ round: Number(round), json, ticks: ticks === '' ? null : Number(ticks), note })
+}
+
+const fmtInt = v => Math.round(v).toLocaleString('en-US')
+const fmtUs = us => (us >= 10000 ? `${(us / 1000).toFixed(1)} ms` : us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${Math.round(us)} µs`)
+
+// One measurement of one round -> { value } or { why } when it could not be made.
+function measure(r, what) {
+  const j = r.json
+  if (!j) return { why: r.note || 'no result' }
+  if (what === 'idle') {
+    if (j.established < j.attempted) return { why: `only ${fmtInt(j.established)} of ${fmtInt(j.attempted)} connections opened` }
+    const v = j.server_rss_per_connection_bytes
+    return v == null ? { why: 'no RSS reading' } : { value: v }
+  }
+  if (j.failed > 0 || j.messages_received === 0) return { why: `${j.failed} connections failed, ${j.messages_received} messages` }
+  if (what === 'rate') return { value: j.messages_per_sec }
+  if (what === 'p99') return { value: j.latency_us.p99 }
+  if (r.ticks == null) return { why: 'no CPU reading' }
+  return { value: r.ticks / tck / (j.messages_received / 1e6) }
+}
+const fmt = { idle: v => `${fmtInt(v)} B`, rate: fmtInt, p99: fmtUs, cpu: v => `${v.toFixed(2)} s` }
+// All rounds of one metric: { values: [..] } (one per round, null where it failed) or { why }.
+function series(server, workload, what) {
+  const runs = results[server]?.[workload]
+  if (!runs?.length) return { why: results[server]?.start?.[0]?.note || 'not run' }
+  const ms = runs.map(r => measure(r, what))
+  const bad = ms.find(m => m.why)
+  return bad ? { why: bad.why } : { values: ms.map(m => m.value) }
+}
+const mean = xs => xs.reduce((a, b) => a + b, 0) / xs.length
+
+const rows = []
+function row(peer, workload, metric, what, a, b) {
+  const cell = m => (m.why ? `— (${m.why})` : fmt[what](mean(m.values)))
+  let ratio = '—'
+  if (!a.why && !b.why) {
+    ratio = `**${(mean(a.values) / mean(b.values)).toFixed(2)}**`
+    const n = Math.min(a.values.length, b.values.length)
+    if (n > 1) ratio += ` (${a.values.slice(0, n).map((v, i) => (v / b.values[i]).toFixed(2)).join(', ')})`
+  }
+  rows.push(`| ${peer} | ${workload} | ${metric} | ${cell(a)} | ${cell(b)} | ${ratio} |`)
+}
+
+const peers = [
+  ['relay4', '`@localfirst/relay` 4.2.2 (node)', 'pipe'],
+  ['tokio', 'tokio-tungstenite echo, 4 KiB buffers, 1 thread', 'echo'],
+  ['bun', `bun${opt.bun ? ' ' + opt.bun : ''} \`Bun.serve\` (µWebSockets)`, 'echo'],
+]
+for (const [key, label, mode] of peers) {
+  const idleLabel = key === 'relay4' ? 'idle (waiting pipe sockets)' : 'idle'
+  if (results[key]?.start) {
+    rows.push(`| ${label} | ${idleLabel}, ${mode} | all | — | — (${results[key].start[0].note}) | — |`)
+    continue
+  }
+  row(label, idleLabel, 'memory per connection', 'idle', series('sigyard', 'idle', 'idle'), series(key, 'idle', 'idle'))
+  row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
+  row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
+  row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
+}
+for (const p of ['`peer` 1.0.2 (PeerJS server)', '`y-webrtc` 10.3.0 signaling server'])
+  rows.push(`| ${p} | — | — | — | — | protocol not spoken by sigyard yet |`)
+
+let tt = ''
+try {
+  const lock = fs.readFileSync(new URL('./tokio-echo/Cargo.lock', import.meta.url), 'utf8')
+  const ver = name => lock.match(new RegExp(`name = "${name}"\\nversion = "([^"]+)"`))?.[1]
+  tt = ` (tokio ${ver('tokio')}, tokio-tungstenite ${ver('tokio-tungstenite')})`
+} catch {}
+
+const C = fmtInt(Number(opt.connections))
+const section = `## Side by side (benches/compare)
+
+\`${opt.cmd}\`, ${opt.date}, on the project's shared 2-core machine (${opt.cpu || 'unknown CPU'};
+load average ${opt.loadavg} at the start: other work kept running), loopback only. One script
+run of ${opt.rounds} rounds; in each round one server after another, each a fresh process alone on
+core 0 (\`taskset -c 0\`), the load generator on core 1 (\`taskset -c 1 sigyard-load --threads 1\`);
+measuring took ${opt.elapsed} s.
+
+* sigyard: release build, \`--echo --threads 1 --ping-interval 0 --idle-timeout 0\`.
+* \`@localfirst/relay\` 4.2.2 on node ${opt.node}, started by \`tests/npm/reference-server.mjs relay4\`;
+  it has no echo endpoint, so it is compared on the pipe, and its idle sockets are pipe requests
+  waiting for their peer (all on one \`/connection/…\` path) against sigyard's idle \`/echo\` sockets.
+* tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}: a current-thread
+  runtime, one task per connection, \`WebSocketConfig\` read and write buffers of 4 KiB.
+* bun: \`benches/compare.d/bun/echo.js\`, \`Bun.serve\` with \`websocket.message(ws, m) { ws.send(m) }\`.
+
+Workloads (\`sigyard-load\`): **idle** opens ${C} WebSockets, holds them ${opt.hold} s, and takes
+the server's VmRSS at ${C} minus before, per connection (kernel socket memory is not in RSS).
+**echo** / **pipe**: ${opt.pairs} connections (pairs) in closed loop, ${opt.size}-byte binary
+messages, ${opt.duration} s; p99 is the round trip (echo) or one way through the server (pipe).
+**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
+included, per million messages delivered. Figures are the mean over the rounds. Ratios are
+sigyard ÷ peer of those means, then each round's own ratio in parentheses: above 1 favours
+sigyard for messages/s, below 1 favours sigyard for memory, p99 and CPU.
+
+| peer | workload | metric | sigyard | peer | sigyard ÷ peer |
+|---|---|---|---|---|---|
+${rows.join('\n')}
+
+On this shared machine the rates and tails move by tens of percent between runs (see "Whole
+server" above and the per-round ratios); the memory figures move much less.
+`
+
+process.stdout.write('\n' + section)
+
+if (opt.write) {
+  const file = opt.write
+  const text = fs.readFileSync(file, 'utf8')
+  const lines = text.split('\n')
+  const start = lines.findIndex(l => l.trim() === '## Side by side (benches/compare)')
+  let out
+  if (start < 0) {
+    out = text.replace(/\n*$/, '\n\n') + section
+  } else {
+    let end = lines.findIndex((l, i) => i > start && /^## /.test(l))
+    const before = lines.slice(0, start).join('\n')
+    const after = end < 0 ? '' : '\n' + lines.slice(end).join('\n')
+    out = before + (before ? '\n' : '') + section + after
+  }
+  fs.writeFileSync(file, out)
+  console.error(`== wrote the section "## Side by side (benches/compare)" in ${file}`)
+}
