@@ -101,8 +101,9 @@ measuring took ${opt.elapsed} s.
 * \`@localfirst/relay\` 4.2.2 on node ${opt.node}, started by \`tests/npm/reference-server.mjs relay4\`;
   it has no echo endpoint, so it is compared on the pipe, and its idle sockets are pipe requests
   waiting for their peer (all on one \`/connection/…\` path) against sigyard's idle \`/echo\` sockets.
-* tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}: a current-thread
-  runtime, one task per connection, \`WebSocketConfig\` read and write buffers of 4 KiB.
+* tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}:
+  a current-thread runtime, one task per connection, \`WebSocketConfig\` read and write
+  buffers of 4 KiB.
 * bun: \`benches/compare.d/bun/echo.js\`, \`Bun.serve\` with \`websocket.message(ws, m) { ws.send(m) }\`.
 
 Workloads (\`sigyard-load\`): **idle** opens ${C} WebSockets, holds them ${opt.hold} s, and takes
