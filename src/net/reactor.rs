@@ -100,6 +100,14 @@ impl Slot {
         }
     }
 
+    /// How dialects name this slot (`key` is its slab key).
+    fn conn_ref(&self, key: usize) -> ConnRef {
+        ConnRef {
+            key: key as u32,
+            gen: self.gen,
+        }
+    }
+
     fn ident(&self) -> Option<&Ident> {
         self.dialect.as_ref().map(|d| &d.ident)
     }
@@ -743,10 +751,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let me = ConnRef {
-            key: key as u32,
-            gen: slot.gen,
-        };
+        let me = slot.conn_ref(key);
         let arrival = match slot.ident() {
             Some(Ident::Introduction(id)) => {
                 core.dialects.intros.open(id, me);
@@ -806,10 +811,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        let me = ConnRef {
-            key: key as u32,
-            gen: slot.gen,
-        };
+        let me = slot.conn_ref(key);
         match slot.ident() {
             Some(Ident::Introduction(_)) => core.dialects.intros.close(me),
             Some(Ident::Connection(seek)) => core.dialects.pipes.leave(seek, me),
@@ -1022,16 +1024,14 @@ fn pump_in(
     if slot.rx.as_ref().is_some_and(|rx| !rx.is_empty())
         && slot.conn.wants_read(slot.pending_out(), high_water)
     {
+        let me = slot.conn_ref(key);
         let Some(tx) = checkout(&mut slot.tx, || core.pool.tx()) else {
             core.starved.push((key, slot.gen));
             return false;
         };
         let now = core.tick();
         let ctx = ConnCtx {
-            me: ConnRef {
-                key: key as u32,
-                gen: slot.gen,
-            },
+            me,
             ident: slot.dialect.as_deref().map(|d| &d.ident),
             peer: slot.dialect.as_deref().and_then(|d| d.peer),
             dialects: &mut core.dialects,
