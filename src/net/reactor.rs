@@ -17,11 +17,10 @@ use crate::net::pool::{Pool, RxBuf, TxBuf};
 use crate::net::timer::{Entry, Timers};
 use crate::net::tls::{TlsConn, TlsIoError};
 use crate::net::Shared;
-use crate::proto::conn::{Conn, Counters, PipeStep};
+use crate::proto::conn::{Conn, Counters, Outbox, PipeStep};
 use crate::proto::dialect::pipe::Arrival;
 use crate::proto::dialect::{ConnRef, Outgoing};
 use crate::proto::time::{earliest, Tick};
-use crate::proto::ws::{encode_frame, OpCode};
 use crate::{debug, error, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
@@ -769,16 +768,9 @@ impl Reactor {
             return;
         };
         // The waiting side's messages go first, in order and with their types.
-        let tx = slot.tx_force(&mut core.pool);
+        let mut out = Outbox::new(slot.tx_force(&mut core.pool), &mut core.proto);
         for (kind, payload) in &held {
-            let opcode = if *kind == crate::proto::ws::DataKind::Text {
-                OpCode::Text
-            } else {
-                OpCode::Binary
-            };
-            encode_frame(true, opcode, payload, tx);
-            core.proto.frames_out += 1;
-            core.proto.messages_out += 1;
+            out.send(*kind, payload);
         }
         slot.set_peer(Some(peer));
         let piped = slot.conn.start_piping();
@@ -849,14 +841,7 @@ impl Reactor {
             if t.conn.is_closed() || t.conn.endpoint().is_none() {
                 continue;
             }
-            let opcode = if kind == crate::proto::ws::DataKind::Text {
-                OpCode::Text
-            } else {
-                OpCode::Binary
-            };
-            encode_frame(true, opcode, &payload, t.tx_force(&mut core.pool));
-            core.proto.frames_out += 1;
-            core.proto.messages_out += 1;
+            Outbox::new(t.tx_force(&mut core.pool), &mut core.proto).send(kind, &payload);
             core.queue(to.key as usize, t);
         }
         core.deliveries = deliveries; // keep the allocation

@@ -180,11 +180,7 @@ impl<'a> Outbox<'a> {
 
     /// Queue one unfragmented message.
     pub fn send(&mut self, kind: DataKind, payload: &[u8]) {
-        let opcode = match kind {
-            DataKind::Text => OpCode::Text,
-            DataKind::Binary => OpCode::Binary,
-        };
-        encode_frame(true, opcode, payload, self.out);
+        encode_frame(true, kind.opcode(), payload, self.out);
         self.counters.frames_out += 1;
         self.counters.messages_out += 1;
     }
@@ -580,10 +576,10 @@ impl Conn {
                 } => {
                     let mut header = [0u8; 10];
                     let header_len = if frame_start {
-                        let opcode = match (message_start, kind) {
-                            (false, _) => OpCode::Continuation,
-                            (true, DataKind::Text) => OpCode::Text,
-                            (true, DataKind::Binary) => OpCode::Binary,
+                        let opcode = if message_start {
+                            kind.opcode()
+                        } else {
+                            OpCode::Continuation
                         };
                         encode_header(fin, opcode, frame_len, &mut header)
                     } else {

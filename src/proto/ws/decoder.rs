@@ -59,6 +59,16 @@ pub enum DataKind {
     Binary,
 }
 
+impl DataKind {
+    /// The opcode of a message's first frame of this kind.
+    pub const fn opcode(self) -> OpCode {
+        match self {
+            DataKind::Text => OpCode::Text,
+            DataKind::Binary => OpCode::Binary,
+        }
+    }
+}
+
 /// What one [`Decoder::decode`] call found. Ranges index the `input` slice
 /// of that call.
 #[derive(Debug, Clone, PartialEq, Eq)]
