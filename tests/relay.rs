@@ -93,9 +93,16 @@ fn five_way_join_makes_twenty_introductions_across_cores() {
     stop(h);
 }
 
+/// Two pipe ends, returned once the pipe carries a message each way. (The 101 answers come
+/// before the server pairs the sockets on the core that owns the pair: a side that vanished
+/// in between would leave the other simply waiting, as the protocol says.)
 fn pair(a: SocketAddr, x: &str, y: &str, key: &str) -> (Ws, Ws) {
-    let first = ws(a, &format!("/connection/{x}/{y}/{key}"));
-    let second = ws(a, &format!("/connection/{y}/{x}/{key}"));
+    let mut first = ws(a, &format!("/connection/{x}/{y}/{key}"));
+    let mut second = ws(a, &format!("/connection/{y}/{x}/{key}"));
+    first.send(Message::text("sync")).unwrap();
+    assert_eq!(next(&mut second), Message::text("sync"));
+    second.send(Message::text("sync")).unwrap();
+    assert_eq!(next(&mut first), Message::text("sync"));
     (first, second)
 }
 
