@@ -667,11 +667,7 @@ impl Reactor {
         }
         // What this drive sent the other end (or freed in our queue) may let it move on.
         if let Some(p) = peer.filter(|_| forwarded || rounds > 0) {
-            if let Some(ps) = self
-                .slots
-                .get_mut(p.key as usize)
-                .filter(|ps| ps.gen == p.gen)
-            {
+            if let Some(ps) = live(&mut self.slots, p) {
                 core.queue(p.key as usize, ps);
             }
         }
@@ -776,11 +772,7 @@ impl Reactor {
         let piped = slot.conn.start_piping();
         slot.set_forwarding(piped);
         core.queue(key, slot);
-        match self
-            .slots
-            .get_mut(peer.key as usize)
-            .filter(|p| p.gen == peer.gen)
-        {
+        match live(&mut self.slots, peer) {
             Some(p) => {
                 p.set_peer(Some(me));
                 let piped = p.conn.start_piping();
@@ -812,11 +804,7 @@ impl Reactor {
         let Some(peer) = slot.peer() else { return };
         slot.set_peer(None);
         let half_frame = slot.forwarding() && slot.conn.mid_frame();
-        let Some(p) = self
-            .slots
-            .get_mut(peer.key as usize)
-            .filter(|p| p.gen == peer.gen)
-        else {
+        let Some(p) = live(&mut self.slots, peer) else {
             return;
         };
         p.set_peer(None);
@@ -831,11 +819,7 @@ impl Reactor {
         let core = &mut self.core;
         let mut deliveries = std::mem::take(&mut core.deliveries);
         for Outgoing { to, kind, payload } in deliveries.drain(..) {
-            let Some(t) = self
-                .slots
-                .get_mut(to.key as usize)
-                .filter(|t| t.gen == to.gen)
-            else {
+            let Some(t) = live(&mut self.slots, to) else {
                 continue;
             };
             if t.conn.is_closed() || t.conn.endpoint().is_none() {
@@ -966,6 +950,11 @@ fn go_away(
         let tx = &mut slot.tx.get_or_insert_with(|| core.pool.tx_force()).data;
         slot.conn.begin_close(now, code, reason, tx, &mut host);
     }
+}
+
+/// The slot `r` names, if it is still that connection (not freed and reused since).
+fn live(slots: &mut Slab<Slot>, r: ConnRef) -> Option<&mut Slot> {
+    slots.get_mut(r.key as usize).filter(|s| s.gen == r.gen)
 }
 
 /// True when `key` is a pipe end whose peer has sent only part of a frame into `key`'s send
