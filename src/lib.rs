@@ -37,6 +37,7 @@
 #![allow(missing_debug_implementations)]
 
 pub mod config;
+pub mod csprng;
 pub mod log;
 pub mod metrics;
 pub mod net;
