@@ -10,10 +10,13 @@ use std::process::Command;
 const BIN: &str = env!("CARGO_BIN_EXE_sigyard-load");
 
 fn run(addr: SocketAddr, args: &[&str]) -> Value {
-    let url = format!("ws://{addr}");
+    run_url(&format!("ws://{addr}"), args)
+}
+
+fn run_url(url: &str, args: &[&str]) -> Value {
     let out = Command::new(BIN)
         .args(args)
-        .args(["--url", &url, "--json", "--quiet", "--threads", "2"])
+        .args(["--url", url, "--json", "--quiet", "--threads", "2"])
         .output()
         .expect("run sigyard-load");
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -131,6 +134,75 @@ fn workers_sum_their_results() {
     assert_eq!(v["workers"], 3);
     assert_eq!(v["established"], 30);
     assert_eq!(v["held"], 30);
+    common::stop(h);
+}
+
+/// wss://: the tool's TLS client verifies the development certificate (`--ca`) and runs the
+/// scenarios through sigyard's TLS listener.
+#[test]
+fn scenarios_run_over_wss() {
+    let h = common::start(|b| {
+        b.listen_tls("127.0.0.1:0".parse().unwrap())
+            .tls(common::CERT, common::KEY)
+    });
+    let url = format!("wss://localhost:{}", h.tls_addr().unwrap().port());
+    let ca = ["--ca", common::CERT];
+    let idle = run_url(
+        &url,
+        &["idle", "--connections", "20", "--hold", "0.3", ca[0], ca[1]],
+    );
+    assert_eq!(idle["held"], 20);
+    for mode in ["echo", "pipe"] {
+        let v = run_url(
+            &url,
+            &[
+                "relay",
+                "--mode",
+                mode,
+                "--pairs",
+                "2",
+                "--duration",
+                "0.5",
+                ca[0],
+                ca[1],
+            ],
+        );
+        assert!(v["messages_received"].as_u64().unwrap() > 0, "{v}");
+        latencies_present(&v);
+    }
+    let v = run_url(
+        &url,
+        &[
+            "handshake",
+            "--duration",
+            "0.5",
+            "--concurrency",
+            "2",
+            ca[0],
+            ca[1],
+        ],
+    );
+    assert!(v["completed"].as_u64().unwrap() > 0, "{v}");
+
+    // Without the development CA the certificate is refused, and the summary says why.
+    let out = Command::new(BIN)
+        .args([
+            "relay",
+            "--pairs",
+            "1",
+            "--duration",
+            "0.5",
+            "--url",
+            &url,
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["established"], 0);
+    assert!(v.to_string().contains("UnknownIssuer"), "{v}");
     common::stop(h);
 }
 

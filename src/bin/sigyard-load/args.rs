@@ -1,6 +1,7 @@
 //! Command line of `sigyard-load`: the scenarios, their flags, the `--help` text, and
 //! validation. Every error names the flag it is about; `main` turns it into exit status 2.
 
+use crate::tls::Trust;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -28,9 +29,13 @@ SCENARIOS
                whole cycle up to the echo.
 
 OPTIONS (all scenarios)
-    --url URL            ws://HOST:PORT[/PATH] (default ws://127.0.0.1:8080). An empty or \"/\"
-                         path means /echo. relay --mode pipe ignores the path. wss:// is not
-                         supported yet.
+    --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
+                         ws://127.0.0.1:8080). An empty or \"/\" path means /echo. relay
+                         --mode pipe ignores the path.
+    --ca FILE            wss://: trust the PEM certificates in FILE (default: the system
+                         bundle, /etc/ssl/certs/ca-certificates.crt)
+    --insecure           wss://: accept any server certificate (handshake signatures are
+                         still checked; for loopback runs with a throw-away certificate)
     --threads N          event-loop threads in this process (default: available cores)
     --workers K          split the load over K child processes of this binary and sum
                          their results (default 1 = no children)
@@ -120,6 +125,10 @@ pub struct Opts {
     pub size: usize,
     pub duration: Duration,
     pub mode: Mode,
+    /// `wss://`: the server name to verify (the URL's host).
+    pub tls_name: Option<String>,
+    /// `--ca FILE` or `--insecure` (default: the system CA bundle).
+    pub trust: Trust,
     /// Hidden `--worker I/K`: this process is child I of K (set by the parent).
     pub worker: Option<(u32, u32)>,
     /// The arguments as given after the scenario (children get them again).
@@ -147,9 +156,10 @@ const COMMON: &[&str] = &[
     "--source-ips",
     "--timeout",
     "--server-pid",
+    "--ca",
     "--worker",
 ];
-const SWITCHES: &[&str] = &["--json", "--quiet"];
+const SWITCHES: &[&str] = &["--json", "--quiet", "--insecure"];
 
 fn num<T>(flag: &str, v: &str, min: T) -> Result<T, String>
 where
@@ -184,13 +194,26 @@ pub fn duration(flag: &str, v: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs_f64(secs))
 }
 
-fn parse_url(v: &str) -> Result<(SocketAddr, String, String), String> {
-    if v.starts_with("wss://") {
-        return Err("--url: wss:// (TLS) is not supported by this version of the tool".into());
-    }
-    let rest = v
-        .strip_prefix("ws://")
-        .ok_or_else(|| format!("--url: expected ws://HOST:PORT[/PATH], got '{v}'"))?;
+/// A parsed `--url`: where to connect, the Host header, the path, and for `wss://` the TLS
+/// server name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Url {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub path: String,
+    pub tls_name: Option<String>,
+}
+
+fn parse_url(v: &str) -> Result<Url, String> {
+    let (rest, tls, default_port) = if let Some(r) = v.strip_prefix("wss://") {
+        (r, true, 443)
+    } else if let Some(r) = v.strip_prefix("ws://") {
+        (r, false, 80)
+    } else {
+        return Err(format!(
+            "--url: expected ws:// or wss://HOST:PORT[/PATH], got '{v}'"
+        ));
+    };
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
         None => (rest, ""),
@@ -199,7 +222,7 @@ fn parse_url(v: &str) -> Result<(SocketAddr, String, String), String> {
         return Err(format!("--url: no host in '{v}'"));
     }
     let with_port = if hostport.ends_with(']') || !hostport.contains(':') {
-        format!("{hostport}:80")
+        format!("{hostport}:{default_port}")
     } else {
         hostport.to_string()
     };
@@ -213,7 +236,16 @@ fn parse_url(v: &str) -> Result<(SocketAddr, String, String), String> {
     } else {
         path.to_string()
     };
-    Ok((addr, hostport.to_string(), path))
+    let name = match with_port.rsplit_once(':') {
+        Some((h, _)) => h.trim_start_matches('[').trim_end_matches(']'),
+        None => hostport,
+    };
+    Ok(Url {
+        addr,
+        host: hostport.to_string(),
+        path,
+        tls_name: tls.then(|| name.to_string()),
+    })
 }
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
@@ -264,6 +296,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         size: 64,
         duration: Duration::from_secs(10),
         mode: Mode::Echo,
+        tls_name: None,
+        trust: Trust::Roots(crate::tls::SYSTEM_BUNDLE.into()),
         worker: None,
         raw: args[1..].to_vec(),
     };
@@ -282,6 +316,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             match flag {
                 "--json" => o.json = true,
+                "--insecure" => o.trust = Trust::Anything,
                 _ => o.quiet = true,
             }
             continue;
@@ -316,12 +351,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         };
         match flag {
             "--url" => {
-                let (addr, host, path) = parse_url(&v)?;
+                let u = parse_url(&v)?;
                 o.url = v.clone();
-                o.addr = addr;
-                o.host = host;
-                o.path = path;
+                o.addr = u.addr;
+                o.host = u.host;
+                o.path = u.path;
+                o.tls_name = u.tls_name;
             }
+            "--ca" => o.trust = Trust::Roots(v.clone()),
             "--threads" => o.threads = num(flag, &v, 1usize)?.min(1024),
             "--workers" => o.workers = num(flag, &v, 1u32)?.min(256),
             "--source-ips" => o.source_ips = num(flag, &v, 1u32)?.min(254),
@@ -411,7 +448,18 @@ mod tests {
         assert!(p("relay --duration 0")
             .unwrap_err()
             .starts_with("--duration"));
-        assert!(p("relay --url wss://x:1").unwrap_err().starts_with("--url"));
+        assert!(p("relay --url http://x:1")
+            .unwrap_err()
+            .starts_with("--url"));
+        let o = p("relay --url wss://localhost:9443/e --insecure").unwrap();
+        assert_eq!(o.tls_name.as_deref(), Some("localhost"));
+        assert_eq!((o.host.as_str(), o.path.as_str()), ("localhost:9443", "/e"));
+        assert_eq!(o.trust, Trust::Anything);
+        let o = p("idle --connections 1 --url wss://[::1] --ca c.pem").unwrap();
+        assert_eq!(o.tls_name.as_deref(), Some("::1"));
+        assert_eq!(o.addr.port(), 443);
+        assert_eq!(o.trust, Trust::Roots("c.pem".into()));
+        assert_eq!(p("idle --connections 1").unwrap().tls_name, None);
         assert!(p("relay --mode x").unwrap_err().starts_with("--mode"));
         assert_eq!(
             duration("--d", "500ms").unwrap(),

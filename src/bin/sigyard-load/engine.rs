@@ -5,6 +5,7 @@
 
 use crate::args::{Mode, Scenario};
 use crate::hist::Histogram;
+use crate::tls::{Io, Tls};
 use crate::ws::{self, Rng, Upgrade};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -12,7 +13,7 @@ use slab::Slab;
 use socket2::{Domain, Protocol, Socket, Type};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, VecDeque};
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::{Arc, OnceLock};
@@ -74,6 +75,8 @@ pub struct Plan {
     /// Source addresses to bind, round-robin (empty: no explicit bind).
     pub sources: Vec<IpAddr>,
     pub seed: u64,
+    /// `wss://`: the client TLS settings.
+    pub tls: Option<Tls>,
 }
 
 /// What a thread hands back when it stops.
@@ -109,7 +112,7 @@ enum Role {
 }
 
 struct Conn {
-    sock: TcpStream,
+    io: Io,
     id: u64,
     /// Bumped on every state change; stale deadlines are ignored.
     stage: u32,
@@ -421,11 +424,18 @@ impl Worker {
             self.attempt_failed(&e);
             return None;
         }
+        let io = match Io::new(sock, self.plan.tls.as_ref()) {
+            Ok(io) => io,
+            Err(e) => {
+                self.attempt_failed(&e);
+                return None;
+            }
+        };
         let (req, accept) = ws::upgrade_request(&self.plan.host, &path, &mut self.rng);
         self.next_id += 1;
         let now = Instant::now();
         self.conns.insert(Conn {
-            sock,
+            io,
             id: self.next_id,
             stage: 0,
             st: St::Connecting,
@@ -473,7 +483,7 @@ impl Worker {
         let Some(mut c) = self.conns.try_remove(t) else {
             return;
         };
-        let _ = self.poll.registry().deregister(&mut c.sock);
+        let _ = self.poll.registry().deregister(c.io.tcp());
         let was_open = matches!(c.st, St::Open | St::Closing);
         if !was_open {
             self.handshaking = self.handshaking.saturating_sub(1);
@@ -516,14 +526,14 @@ impl Worker {
             return;
         };
         if c.st == St::Connecting {
-            match c.sock.take_error() {
+            match c.io.tcp().take_error() {
                 Ok(Some(e)) | Err(e) => {
                     let (reason, _) = classify(&e);
                     return self.fail(t, reason);
                 }
                 Ok(None) => {}
             }
-            match c.sock.peer_addr() {
+            match c.io.tcp().peer_addr() {
                 Ok(_) => self.set_state(t, St::Upgrading, None),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.fail(t, classify(&e).0),
@@ -544,8 +554,13 @@ impl Worker {
         if c.st == St::Connecting {
             return true;
         }
+        if let Err(e) = c.io.flush() {
+            let r = classify(&e).0;
+            self.fail(t, r);
+            return false;
+        }
         while c.wpos < c.wbuf.len() {
-            match c.sock.write(&c.wbuf[c.wpos..]) {
+            match c.io.write(&c.wbuf[c.wpos..]) {
                 Ok(0) => break,
                 Ok(n) => c.wpos += n,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
@@ -572,7 +587,7 @@ impl Worker {
             let Some(c) = self.conns.get_mut(t) else {
                 return;
             };
-            match c.sock.read(&mut self.scratch) {
+            match c.io.read(&mut self.scratch) {
                 Ok(0) => return self.on_eof(t),
                 Ok(n) => {
                     c.rbuf.extend_from_slice(&self.scratch[..n]);

@@ -9,6 +9,7 @@ mod args;
 mod engine;
 mod hist;
 mod report;
+mod tls;
 mod ws;
 
 use args::{Mode, Opts, Parsed, Scenario};
@@ -143,6 +144,10 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     } else {
         Vec::new()
     };
+    let tls = match &o.tls_name {
+        Some(name) => Some(tls::Tls::new(name, &o.trust)?),
+        None => None,
+    };
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(SETUP),
     });
@@ -185,6 +190,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             size: o.size,
             timeout: o.timeout,
             sources: my_sources,
+            tls: tls.clone(),
             seed: 0x0051_677a_7264_u64
                 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 ^ u64::from(std::process::id()) << 32
