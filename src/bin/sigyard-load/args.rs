@@ -34,6 +34,10 @@ OPTIONS (all scenarios)
                          --mode pipe ignores the path.
     --ca FILE            wss://: trust the PEM certificates in FILE (default: the system
                          bundle, /etc/ssl/certs/ca-certificates.crt)
+    --url tcp://HOST:PORT  relay --mode pipe only: the raw TCP baseline. No upgrade; each
+                         connection first sends its pipe path and a newline, then unmasked
+                         frames, to a byte-copying forwarder that pairs connections by path
+                         (benches/compare.d/tcp-copy): what a plain TCP relay costs.
     --insecure           wss://: accept any server certificate (handshake signatures are
                          still checked; for loopback runs with a throw-away certificate)
     --threads N          event-loop threads in this process (default: available cores)
@@ -56,7 +60,8 @@ OPTIONS (per scenario)
                flight at once (default 256)
     relay:     --pairs P (default 10), --size BYTES (default 64, at least 16),
                --duration SECONDS (default 10), --mode echo|pipe (default echo),
-               --rate MSGS_PER_SEC over all pairs (default: closed loop)
+               --rate MSGS_PER_SEC over all pairs (default: closed loop),
+               --window W messages in flight per sender in closed loop (default 1)
     handshake: --duration SECONDS (default 10), --concurrency C (default 16)
     churn:     --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES (default 64, at least 16)
@@ -127,6 +132,10 @@ pub struct Opts {
     pub mode: Mode,
     /// `wss://`: the server name to verify (the URL's host).
     pub tls_name: Option<String>,
+    /// `tcp://`: the raw TCP baseline (relay --mode pipe only).
+    pub raw_tcp: bool,
+    /// relay, closed loop: messages in flight per sender (`--window`).
+    pub window: u32,
     /// `--ca FILE` or `--insecure` (default: the system CA bundle).
     pub trust: Trust,
     /// Hidden `--worker I/K`: this process is child I of K (set by the parent).
@@ -143,7 +152,14 @@ pub enum Parsed {
 fn flags_for(s: Scenario) -> &'static [&'static str] {
     match s {
         Scenario::Idle => &["--connections", "--hold", "--rate", "--concurrency"],
-        Scenario::Relay => &["--pairs", "--size", "--duration", "--mode", "--rate"],
+        Scenario::Relay => &[
+            "--pairs",
+            "--size",
+            "--duration",
+            "--mode",
+            "--rate",
+            "--window",
+        ],
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
     }
@@ -202,13 +218,17 @@ pub struct Url {
     pub host: String,
     pub path: String,
     pub tls_name: Option<String>,
+    /// `tcp://`: the raw TCP baseline.
+    pub raw: bool,
 }
 
 fn parse_url(v: &str) -> Result<Url, String> {
-    let (rest, tls, default_port) = if let Some(r) = v.strip_prefix("wss://") {
-        (r, true, 443)
+    let (rest, tls, raw, default_port) = if let Some(r) = v.strip_prefix("wss://") {
+        (r, true, false, 443)
     } else if let Some(r) = v.strip_prefix("ws://") {
-        (r, false, 80)
+        (r, false, false, 80)
+    } else if let Some(r) = v.strip_prefix("tcp://") {
+        (r, false, true, 80)
     } else {
         return Err(format!(
             "--url: expected ws:// or wss://HOST:PORT[/PATH], got '{v}'"
@@ -245,6 +265,7 @@ fn parse_url(v: &str) -> Result<Url, String> {
         host: hostport.to_string(),
         path,
         tls_name: tls.then(|| name.to_string()),
+        raw,
     })
 }
 
@@ -297,6 +318,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         duration: Duration::from_secs(10),
         mode: Mode::Echo,
         tls_name: None,
+        raw_tcp: false,
+        window: 1,
         trust: Trust::Roots(crate::tls::SYSTEM_BUNDLE.into()),
         worker: None,
         raw: args[1..].to_vec(),
@@ -357,7 +380,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.host = u.host;
                 o.path = u.path;
                 o.tls_name = u.tls_name;
+                o.raw_tcp = u.raw;
             }
+            "--window" => o.window = num(flag, &v, 1u32)?.min(1 << 16),
             "--ca" => o.trust = Trust::Roots(v.clone()),
             "--threads" => o.threads = num(flag, &v, 1usize)?.min(1024),
             "--workers" => o.workers = num(flag, &v, 1u32)?.min(256),
@@ -414,6 +439,12 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if scenario == Scenario::Idle && !seen_connections {
         return Err("--connections: required for the idle scenario".into());
     }
+    if o.raw_tcp && !(scenario == Scenario::Relay && o.mode == Mode::Pipe) {
+        return Err("--url: tcp:// (the raw TCP baseline) is for relay --mode pipe only".into());
+    }
+    if o.window > 1 && o.rate.is_some() {
+        return Err("--window: closed loop only (not with --rate)".into());
+    }
     Ok(Parsed::Run(Box::new(o)))
 }
 
@@ -460,6 +491,15 @@ mod tests {
         assert_eq!(o.addr.port(), 443);
         assert_eq!(o.trust, Trust::Roots("c.pem".into()));
         assert_eq!(p("idle --connections 1").unwrap().tls_name, None);
+        let o = p("relay --mode pipe --url tcp://127.0.0.1:9 --window 8").unwrap();
+        assert!(o.raw_tcp && o.window == 8);
+        assert!(p("relay --url tcp://127.0.0.1:9")
+            .unwrap_err()
+            .starts_with("--url"));
+        assert!(p("relay --window 2 --rate 5")
+            .unwrap_err()
+            .starts_with("--window"));
+        assert!(p("relay --window 0").unwrap_err().starts_with("--window"));
         assert!(p("relay --mode x").unwrap_err().starts_with("--mode"));
         assert_eq!(
             duration("--d", "500ms").unwrap(),

@@ -77,6 +77,11 @@ pub struct Plan {
     pub seed: u64,
     /// `wss://`: the client TLS settings.
     pub tls: Option<Tls>,
+    /// `tcp://`: the raw TCP baseline (no upgrade; a first line names the pipe; unmasked
+    /// frames), against a byte-copying forwarder.
+    pub raw: bool,
+    /// relay, closed loop: messages in flight per sender.
+    pub window: u32,
 }
 
 /// What a thread hands back when it stops.
@@ -431,7 +436,11 @@ impl Worker {
                 return None;
             }
         };
-        let (req, accept) = ws::upgrade_request(&self.plan.host, &path, &mut self.rng);
+        let (req, accept) = if self.plan.raw {
+            (format!("{path}\n").into_bytes(), String::new())
+        } else {
+            ws::upgrade_request(&self.plan.host, &path, &mut self.rng)
+        };
         self.next_id += 1;
         let now = Instant::now();
         self.conns.insert(Conn {
@@ -534,6 +543,10 @@ impl Worker {
                 Ok(None) => {}
             }
             match c.io.tcp().peer_addr() {
+                Ok(_) if self.plan.raw => {
+                    // No upgrade: the connection is open once TCP is.
+                    self.on_open(t);
+                }
                 Ok(_) => self.set_state(t, St::Upgrading, None),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => return,
                 Err(e) => return self.fail(t, classify(&e).0),
@@ -711,7 +724,11 @@ impl Worker {
         c.seq += 1;
         self.payload[..8].copy_from_slice(&ts.to_le_bytes());
         self.payload[8..16].copy_from_slice(&c.seq.to_le_bytes());
-        ws::encode_frame(&mut c.wbuf, ws::OP_BINARY, &self.payload, &mut self.rng);
+        if self.plan.raw {
+            ws::encode_unmasked(&mut c.wbuf, ws::OP_BINARY, &self.payload);
+        } else {
+            ws::encode_frame(&mut c.wbuf, ws::OP_BINARY, &self.payload, &mut self.rng);
+        }
         if self.running {
             self.c.sent.fetch_add(1, Relaxed);
         }
@@ -841,7 +858,9 @@ impl Worker {
         match self.plan.rate {
             None => {
                 for t in senders {
-                    self.send_message(t, now_ns());
+                    for _ in 0..self.plan.window {
+                        self.send_message(t, now_ns());
+                    }
                     self.flush(t);
                 }
             }

@@ -191,6 +191,8 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             timeout: o.timeout,
             sources: my_sources,
             tls: tls.clone(),
+            raw: o.raw_tcp,
+            window: o.window,
             seed: 0x0051_677a_7264_u64
                 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)
                 ^ u64::from(std::process::id()) << 32

@@ -112,22 +112,32 @@ pub fn mask(data: &mut [u8], key: [u8; 4]) {
 
 /// Append one masked, final frame with `payload` to `out`.
 pub fn encode_frame(out: &mut Vec<u8>, opcode: u8, payload: &[u8], rng: &mut Rng) {
-    out.push(0x80 | opcode);
-    let len = payload.len();
-    if len < 126 {
-        out.push(0x80 | len as u8);
-    } else if len <= 0xffff {
-        out.push(0x80 | 126);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0x80 | 127);
-        out.extend_from_slice(&(len as u64).to_be_bytes());
-    }
+    encode_header(out, opcode, payload.len(), 0x80);
     let key = (rng.next_u64() as u32).to_ne_bytes();
     out.extend_from_slice(&key);
     let start = out.len();
     out.extend_from_slice(payload);
     mask(&mut out[start..], key);
+}
+
+/// An unmasked (server-style) frame: what the raw TCP baseline sends, so that a byte-copying
+/// forwarder delivers frames the receiving side parses like a server's.
+pub fn encode_unmasked(out: &mut Vec<u8>, opcode: u8, payload: &[u8]) {
+    encode_header(out, opcode, payload.len(), 0);
+    out.extend_from_slice(payload);
+}
+
+fn encode_header(out: &mut Vec<u8>, opcode: u8, len: usize, mask_bit: u8) {
+    out.push(0x80 | opcode);
+    if len < 126 {
+        out.push(mask_bit | len as u8);
+    } else if len <= 0xffff {
+        out.push(mask_bit | 126);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(mask_bit | 127);
+        out.extend_from_slice(&(len as u64).to_be_bytes());
+    }
 }
 
 /// A close frame with `code` and no reason.
