@@ -35,11 +35,20 @@ function measure(r, what) {
   }
   if (j.failed > 0 || j.messages_received === 0) return { why: `${j.failed} connections failed, ${j.messages_received} messages` }
   if (what === 'rate') return { value: j.messages_per_sec }
+  if (what === 'mibps') return { value: (j.messages_per_sec * Number(opt['stream-size'])) / 2 ** 20 }
   if (what === 'p99') return { value: j.latency_us.p99 }
   if (r.ticks == null) return { why: 'no CPU reading' }
+  if (what === 'cpugib') return { value: r.ticks / tck / ((j.messages_received * Number(opt['stream-size'])) / 2 ** 30) }
   return { value: r.ticks / tck / (j.messages_received / 1e6) }
 }
-const fmt = { idle: v => `${fmtInt(v)} B`, rate: fmtInt, p99: fmtUs, cpu: v => `${v.toFixed(2)} s` }
+const fmt = {
+  idle: v => `${fmtInt(v)} B`,
+  rate: fmtInt,
+  mibps: v => `${fmtInt(v)} MiB/s`,
+  p99: fmtUs,
+  cpu: v => `${v.toFixed(2)} s`,
+  cpugib: v => `${v.toFixed(2)} s`,
+}
 // All rounds of one metric: { values: [..] } (one per round, null where it failed) or { why }.
 function series(server, workload, what) {
   const runs = results[server]?.[workload]
@@ -77,6 +86,20 @@ for (const [key, label, mode] of peers) {
   row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
   row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
   row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
+  if (mode === 'echo') {
+    const w = `echo, ${opt.window} in flight`
+    row(label, w, 'messages/s', 'rate', series('sigyard', 'echo-window', 'rate'), series(key, 'echo-window', 'rate'))
+    row(label, w, 'server CPU s per million messages', 'cpu', series('sigyard', 'echo-window', 'cpu'), series(key, 'echo-window', 'cpu'))
+  }
+}
+{
+  const label = 'plain TCP copy (`benches/compare.d/tcp-copy`)'
+  const w = `pipe stream, ${fmtInt(Number(opt['stream-size']) / 1024)} KiB × ${opt['stream-window']} in flight`
+  if (results['tcp-copy']?.start) rows.push(`| ${label} | ${w} | all | — | — (${results['tcp-copy'].start[0].note}) | — |`)
+  else {
+    row(label, w, 'payload throughput', 'mibps', series('sigyard', 'stream', 'mibps'), series('tcp-copy', 'stream', 'mibps'))
+    row(label, w, 'server CPU s per GiB', 'cpugib', series('sigyard', 'stream', 'cpugib'), series('tcp-copy', 'stream', 'cpugib'))
+  }
 }
 for (const p of ['`peer` 1.0.2 (PeerJS server)', '`y-webrtc` 10.3.0 signaling server'])
   rows.push(`| ${p} | — | — | — | — | protocol not spoken by sigyard yet |`)
@@ -105,11 +128,18 @@ measuring took ${opt.elapsed} s.
   a current-thread runtime, one task per connection, \`WebSocketConfig\` read and write
   buffers of 4 KiB.
 * bun: \`benches/compare.d/bun/echo.js\`, \`Bun.serve\` with \`websocket.message(ws, m) { ws.send(m) }\`.
+* plain TCP copy: \`benches/compare.d/tcp-copy\`, a forwarder that pairs two connections by a
+  first line and then copies bytes each way (blocking \`read\` into 64 KiB, \`write_all\`, a thread
+  per direction): the floor for any relay. \`sigyard-load --url tcp://…\` sends it the same
+  frames, unmasked, that the pipe clients send sigyard masked.
 
 Workloads (\`sigyard-load\`): **idle** opens ${C} WebSockets, holds them ${opt.hold} s, and takes
 the server's VmRSS at ${C} minus before, per connection (kernel socket memory is not in RSS).
 **echo** / **pipe**: ${opt.pairs} connections (pairs) in closed loop, ${opt.size}-byte binary
 messages, ${opt.duration} s; p99 is the round trip (echo) or one way through the server (pipe).
+**echo, ${opt.window} in flight**: the same with \`--window ${opt.window}\` (pipelined clients: several
+messages per read and write). **pipe stream**: one pipe pair, \`--size ${opt['stream-size']} --window ${opt['stream-window']}\`,
+payload bytes delivered per second.
 **CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
 included, per million messages delivered. Figures are the mean over the rounds. Ratios are
 sigyard ÷ peer of those means, then each round's own ratio in parentheses: above 1 favours

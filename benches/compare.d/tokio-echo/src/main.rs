@@ -1,9 +1,11 @@
-//! Echo WebSocket server on tokio + tokio-tungstenite, the way a user would write one, with
-//! small buffers: 4 KiB read and write buffers (WebSocketConfig), one runtime thread
-//! (current_thread). Any path is accepted. Binds 127.0.0.1 on the port given as the first
+//! Echo WebSocket server on tokio + tokio-tungstenite, the way a careful user would write one,
+//! with small buffers: 4 KiB read and write buffers (WebSocketConfig), one runtime thread
+//! (current_thread). Answers are queued with `feed` and flushed once no further message is
+//! ready without waiting, so a client that pipelines gets one write per batch rather than one
+//! per message (`SinkExt::send` would flush every message). Any path is accepted. Binds 127.0.0.1 on the port given as the first
 //! argument (default 0 = ephemeral) and prints `PORT=<n>` once listening.
 
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
@@ -13,7 +15,17 @@ async fn serve(stream: TcpStream, config: WebSocketConfig) {
         return;
     };
     while let Some(Ok(msg)) = ws.next().await {
-        if (msg.is_binary() || msg.is_text()) && ws.send(msg).await.is_err() {
+        let mut next = Some(msg);
+        while let Some(msg) = next.take() {
+            if (msg.is_binary() || msg.is_text()) && ws.feed(msg).await.is_err() {
+                return;
+            }
+            // Another message already buffered or readable: answer it in the same write.
+            if let Some(Some(Ok(m))) = ws.next().now_or_never() {
+                next = Some(m);
+            }
+        }
+        if ws.flush().await.is_err() {
             break;
         }
     }
