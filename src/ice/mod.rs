@@ -378,6 +378,13 @@ impl Ice {
         self.list(user, now_unix).servers
     }
 
+    /// Whether a token provider is configured. With one, a [`Source::Static`] list means it
+    /// has no valid token (not fetched yet, or failing): MewConnect may prefer to send nothing
+    /// then, as its original did (PROTOCOLS.md §1.8).
+    pub fn has_provider(&self) -> bool {
+        self.provider.is_some()
+    }
+
     /// The bearer token of `GET /ice-servers`; `None` leaves the endpoint off.
     pub fn endpoint_token(&self) -> Option<&str> {
         self.endpoint_token.as_ref().map(Secret::expose)

@@ -146,6 +146,7 @@ fn provider_token_is_served_while_valid_then_the_static_list() {
     c.twilio_auth_token = Some(Secret::new("tok"));
     c.twilio_ca_file = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem").into();
     let ice = Ice::new(&c).unwrap();
+    assert!(ice.has_provider() && !Ice::new(&IceConfig::default()).unwrap().has_provider());
     assert_eq!(ice.list("u", NOW).source, Source::Static);
     let body = br#"{"account_sid":"AC123","ttl":"100","username":"tu","password":"tp",
         "date_created":"Fri, 01 May 2020 01:42:57 +0000",
