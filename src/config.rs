@@ -91,6 +91,64 @@ pub struct Config {
     pub log_level: LogLevel,
     pub shutdown_timeout: Duration,
     pub limits: Limits,
+    pub ice: IceConfig,
+}
+
+/// A secret value (TURN shared secret, provider auth token, bearer token): compared and
+/// cloned like a string, but never printed by `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+/// The ICE servers handed to clients (`crate::ice`): a static list, TURN REST credentials,
+/// an optional Twilio-compatible token provider, and the optional `GET /ice-servers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceConfig {
+    /// `--ice-server`, validated `stun:`/`stuns:`/`turn:`/`turns:` URIs; empty = the default
+    /// Google STUN list.
+    pub servers: Vec<String>,
+    /// `--turn-secret`: the first mints credentials; the others are kept for rotation.
+    pub turn_secrets: Vec<Secret>,
+    pub turn_ttl: Duration,
+    pub turn_separator: char,
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<Secret>,
+    pub twilio_base_url: String,
+    pub twilio_ca_file: PathBuf,
+    pub twilio_timeout: Duration,
+    pub endpoint_token: Option<Secret>,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        IceConfig {
+            servers: Vec::new(),
+            turn_secrets: Vec::new(),
+            turn_ttl: Duration::from_secs(86_400),
+            turn_separator: ':',
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_base_url: "https://api.twilio.com".into(),
+            twilio_ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            twilio_timeout: Duration::from_secs(5),
+            endpoint_token: None,
+        }
+    }
 }
 
 const KIB: usize = 1024;
@@ -130,6 +188,7 @@ impl Default for Config {
                 pipe_hold_messages: 1000,
                 pipe_hold_timeout: Duration::ZERO,
             },
+            ice: IceConfig::default(),
         }
     }
 }
@@ -218,6 +277,16 @@ static OPTS: &[Opt] = &[
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
+    Opt { repeatable: true, ..opt("ice-server", "URI", "none", "STUN/TURN server handed to clients (stun:, stuns:, turn:, turns: URI); repeatable. None given: the five Google STUN servers.") },
+    Opt { repeatable: true, ..opt("turn-secret", "SECRET", "none", "TURN REST shared secret (coturn use-auth-secret) for the turn:/turns: servers; repeatable for rotation: the first mints.") },
+    opt("turn-ttl", "DURATION", "86400", "Lifetime of TURN credentials (minted, and asked of the token provider); 1s to 7 days."),
+    opt("turn-separator", "CHAR", ":", "Separator between expiry and user id in TURN usernames (coturn rest-api-separator)."),
+    opt("twilio-account-sid", "SID", "none", "Twilio-compatible token provider: account SID. Enables the provider (needs --twilio-auth-token)."),
+    opt("twilio-auth-token", "SECRET", "none", "Twilio-compatible token provider: auth token (HTTP basic auth password)."),
+    opt("twilio-base-url", "URL", "https://api.twilio.com", "Twilio-compatible token provider: https:// base URL."),
+    opt("twilio-ca-file", "PATH", "/etc/ssl/certs/ca-certificates.crt", "Twilio-compatible token provider: trusted CA certificates (PEM)."),
+    opt("twilio-timeout", "DURATION", "5s", "Twilio-compatible token provider: connect timeout, then deadline for the whole request."),
+    opt("ice-endpoint-token", "SECRET", "none", "Enables GET /ice-servers for requests with this bearer token (at least 16 characters)."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -249,15 +318,58 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
         "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
         "pipe-hold-timeout" => l.pipe_hold_timeout = parse_duration(v)?,
+        ice if ice.starts_with("ice-") || ice.starts_with("turn-") || ice.starts_with("twilio-") => {
+            set_ice(&mut c.ice, name, v)?
+        }
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
 }
 
+/// The ICE options (`crate::ice`), kept apart from the server's own.
+fn set_ice(c: &mut IceConfig, name: &str, v: &str) -> Result<(), String> {
+    let secret = |what: &str| match v.trim() {
+        "" => Err(format!("empty {what}")),
+        t => Ok(Secret::new(t)),
+    };
+    match name {
+        "ice-server" => c.servers.push(crate::ice::parse_uri(v)?.to_string()),
+        "turn-secret" => c.turn_secrets.push(secret("secret")?),
+        "turn-ttl" => c.turn_ttl = parse_duration(v)?,
+        "turn-separator" => c.turn_separator = parse_separator(v)?,
+        "twilio-account-sid" => c.twilio_account_sid = Some(secret("account SID")?.0),
+        "twilio-auth-token" => c.twilio_auth_token = Some(secret("auth token")?),
+        "twilio-base-url" => c.twilio_base_url = crate::ice::twilio::BaseUrl::parse(v)?.to_string(),
+        "twilio-ca-file" => c.twilio_ca_file = parse_path(v)?,
+        "twilio-timeout" => c.twilio_timeout = parse_duration(v)?,
+        "ice-endpoint-token" => c.endpoint_token = Some(secret("token")?),
+        _ => {
+            return Err(format!(
+                "option {name:?} has no field (bug in the option table)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+/// One ASCII punctuation character: digits would run into the expiry, letters into the user.
+fn parse_separator(s: &str) -> Result<char, String> {
+    let mut chars = s.chars();
+    match (chars.next(), chars.next()) {
+        (Some(c), None) if c.is_ascii_punctuation() => Ok(c),
+        _ => Err(format!(
+            "{s:?} is not a separator (use one ASCII punctuation character, e.g. :)"
+        )),
+    }
+}
+
 /// Empties a repeatable option before a source sets it: higher sources replace lower ones.
 fn reset(c: &mut Config, name: &str) {
-    if let "listen" | "listen-tls" = name {
-        c.listen.clear()
+    match name {
+        "listen" | "listen-tls" => c.listen.clear(),
+        "ice-server" => c.ice.servers.clear(),
+        "turn-secret" => c.ice.turn_secrets.clear(),
+        _ => {}
     }
 }
 
@@ -576,6 +688,64 @@ impl Config {
             ping_ok,
             "--ping-interval ({p}) must be shorter than --idle-timeout ({i}), {why}"
         );
+        self.ice.validate()
+    }
+}
+
+impl IceConfig {
+    /// The ICE rules: TURN secrets need TURN servers, the provider needs both credentials,
+    /// bounded lifetimes and timeouts, a bearer token long enough to resist guessing.
+    fn validate(&self) -> Result<(), ConfigError> {
+        let has_turn = self.servers.iter().any(|u| crate::ice::is_turn(u));
+        ensure!(
+            self.turn_secrets.is_empty() || has_turn,
+            "--turn-secret given but no turn: or turns: --ice-server to use it with"
+        );
+        let ttl = self.turn_ttl;
+        let ttl_s = fmt_duration(ttl);
+        ensure!(
+            ttl.subsec_nanos() == 0 && ttl >= Duration::from_secs(1),
+            "--turn-ttl: {ttl_s} is not a whole number of seconds (at least 1s)"
+        );
+        ensure!(
+            ttl <= Duration::from_secs(7 * 86_400),
+            "--turn-ttl: {ttl_s} is too long (at most 7 days)"
+        );
+        match (&self.twilio_account_sid, &self.twilio_auth_token) {
+            (Some(_), None) => {
+                return Err(err(
+                    "--twilio-account-sid requires --twilio-auth-token".into()
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "--twilio-auth-token given but no --twilio-account-sid".into()
+                ))
+            }
+            _ => {}
+        }
+        if let Some(sid) = &self.twilio_account_sid {
+            ensure!(
+                sid.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "--twilio-account-sid: {sid:?} is not an account SID (letters and digits only)"
+            );
+        }
+        let t = self.twilio_timeout;
+        ensure!(
+            !t.is_zero() && t <= Duration::from_secs(300),
+            "--twilio-timeout: {} is out of range (more than 0, at most 5m)",
+            fmt_duration(t)
+        );
+        if let Some(token) = &self.endpoint_token {
+            ensure!(
+                token.0.chars().count() >= 16,
+                "--ice-endpoint-token: too short (at least 16 characters)"
+            );
+            ensure!(
+                token.0.bytes().all(|b| b.is_ascii_graphic()),
+                "--ice-endpoint-token: only visible ASCII characters (it travels in a header)"
+            );
+        }
         Ok(())
     }
 }
@@ -607,7 +777,9 @@ pub fn help_text() -> String {
          SIZE      bytes, or with a suffix: B, KB/MB/GB (x1000), KiB/MiB/GiB (x1024)\n  \
          DURATION  whole number with ms, s, m or h (500ms, 10s, 2m); bare number = seconds\n  \
          BOOL      true/false, 1/0, yes/no, on/off\n  \
-         ADDR      IP:PORT, e.g. 0.0.0.0:8080 or [::1]:8080\n"
+         ADDR      IP:PORT, e.g. 0.0.0.0:8080 or [::1]:8080\n  \
+         URI       stun:, stuns:, turn: or turns: host[:port], e.g. turn:h:3478?transport=tcp\n  \
+         SECRET    a secret: prefer the environment or the config file (flags show in ps)\n"
 }
 
 /// The configuration reference as a Markdown table (option, env var, default, meaning).
@@ -887,6 +1059,102 @@ mod tests {
         c.listen.clear();
         assert!(c.validate().is_err());
         assert!(Config::default().effective_threads() >= 1);
+    }
+}
+
+#[cfg(test)]
+mod ice_tests {
+    use super::*;
+
+    fn run(line: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
+        let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
+        match parse(&args, &lookup).map_err(|e| e.message)? {
+            Parsed::Run(c) => Ok(c),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    #[test]
+    fn ice_options_from_flags_env_and_file() {
+        let c = run(
+            "--ice-server stun:s.example:3478 --ice-server TURN:t.example?transport=tcp \
+             --turn-secret a --turn-secret b --turn-ttl 1h --turn-separator=- \
+             --twilio-account-sid AC0 --twilio-base-url https://127.0.0.1:9/x/ \
+             --twilio-timeout 2s --twilio-ca-file /ca.pem",
+            &[
+                ("SIGYARD_TWILIO_AUTH_TOKEN", "tok"),
+                ("SIGYARD_ICE_ENDPOINT_TOKEN", "0123456789abcdef"),
+            ],
+        )
+        .unwrap()
+        .ice;
+        assert_eq!(
+            c.servers,
+            ["stun:s.example:3478", "turn:t.example?transport=tcp"]
+        );
+        assert_eq!(c.turn_secrets, [Secret::new("a"), Secret::new("b")]);
+        assert_eq!(
+            (c.turn_ttl, c.turn_separator),
+            (Duration::from_secs(3600), '-')
+        );
+        assert_eq!(c.twilio_account_sid.as_deref(), Some("AC0"));
+        assert_eq!(c.twilio_auth_token, Some(Secret::new("tok")));
+        assert_eq!(c.twilio_base_url, "https://127.0.0.1:9/x");
+        assert_eq!(c.twilio_ca_file, PathBuf::from("/ca.pem"));
+        assert_eq!(c.twilio_timeout, Duration::from_secs(2));
+        assert_eq!(
+            c.endpoint_token.as_ref().map(Secret::expose),
+            Some("0123456789abcdef")
+        );
+        assert!(
+            !format!("{c:?}").contains("tok\""),
+            "secrets stay out of Debug"
+        );
+        // Rotation list from the environment (comma-separated), replaced by flags.
+        let env = [
+            ("SIGYARD_TURN_SECRET", "new,old"),
+            ("SIGYARD_ICE_SERVER", "turn:t"),
+        ];
+        let c = run("", &env).unwrap().ice;
+        assert_eq!(c.turn_secrets, [Secret::new("new"), Secret::new("old")]);
+        let c = run("--turn-secret x", &env).unwrap().ice;
+        assert_eq!((c.turn_secrets.len(), c.servers.len()), (1, 1));
+    }
+
+    #[test]
+    fn ice_errors() {
+        let cases = [
+            ("--ice-server stun.l.google.com:19302", "--ice-server: \"stun.l.google.com:19302\" is not an ICE server URI"),
+            ("--ice-server http://x", "--ice-server: \"http://x\" is not an ICE server URI: the scheme"),
+            ("--ice-server stun:h:99999", "--ice-server: \"stun:h:99999\" is not an ICE server URI: the port"),
+            ("--turn-secret k", "--turn-secret given but no turn: or turns: --ice-server"),
+            ("--ice-server stun:h --turn-secret k", "--turn-secret given but no turn:"),
+            ("--ice-server turn:h --turn-ttl 0", "--turn-ttl: 0 is not a whole number of seconds"),
+            ("--ice-server turn:h --turn-ttl 1500ms", "--turn-ttl: 1500ms is not a whole number"),
+            ("--ice-server turn:h --turn-ttl 8d", "--turn-ttl: \"8d\" is not a duration"),
+            ("--ice-server turn:h --turn-ttl 200h", "--turn-ttl: 200h is too long (at most 7 days)"),
+            ("--turn-separator ab", "--turn-separator: \"ab\" is not a separator"),
+            ("--turn-separator 7", "--turn-separator: \"7\" is not a separator"),
+            ("--twilio-account-sid AC1", "--twilio-account-sid requires --twilio-auth-token"),
+            ("--twilio-auth-token t", "--twilio-auth-token given but no --twilio-account-sid"),
+            ("--twilio-account-sid A/C --twilio-auth-token t", "--twilio-account-sid: \"A/C\" is not an account SID"),
+            ("--twilio-base-url http://api.twilio.com", "--twilio-base-url: \"http://api.twilio.com\" is not a base URL: it must start with https://"),
+            ("--twilio-timeout 0", "--twilio-timeout: 0 is out of range"),
+            ("--twilio-timeout 6m", "--twilio-timeout: 6m is out of range"),
+            ("--ice-endpoint-token short", "--ice-endpoint-token: too short (at least 16 characters)"),
+        ];
+        for (line, want) in cases {
+            let e = run(line, &[]).expect_err(line);
+            assert!(e.starts_with(want), "{line}: got {e:?}, want {want:?}");
+        }
+        let e = run("", &[("SIGYARD_TURN_SECRET", " ")]);
+        assert!(e.is_ok(), "an empty variable counts as unset");
+        let f = std::env::temp_dir().join(format!("sigyard-{}-ice.conf", std::process::id()));
+        std::fs::write(&f, "ice-server = turn:h\nturn-secret = \"\"\n").unwrap();
+        let e = run(&format!("--config {}", f.display()), &[]).unwrap_err();
+        assert!(e.ends_with(":2: turn-secret: empty secret"), "{e}");
+        std::fs::remove_file(f).unwrap();
     }
 }
 

@@ -38,6 +38,7 @@
 
 pub mod config;
 pub mod csprng;
+pub mod ice;
 pub mod log;
 pub mod metrics;
 pub mod net;

@@ -63,6 +63,7 @@ impl std::error::Error for StartError {}
 pub struct Server {
     cfg: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    ice: crate::ice::Ice,
 }
 
 /// Builder for embedding: start from the defaults and change what you need.
@@ -104,6 +105,12 @@ impl Builder {
         self
     }
 
+    /// Adjust the ICE servers handed to clients (static list, TURN secrets, provider).
+    pub fn ice(mut self, f: impl FnOnce(&mut crate::config::IceConfig)) -> Self {
+        f(&mut self.cfg.ice);
+        self
+    }
+
     /// Adjust limits and timeouts.
     pub fn limits(mut self, f: impl FnOnce(&mut Limits)) -> Self {
         f(&mut self.cfg.limits);
@@ -140,9 +147,11 @@ impl Server {
             }
             _ => None,
         };
+        let ice = crate::ice::Ice::new(&cfg.ice).map_err(StartError::Config)?;
         Ok(Server {
             cfg: Arc::new(cfg),
             tls,
+            ice,
         })
     }
 
@@ -183,6 +192,7 @@ impl Server {
             conns_total: AtomicUsize::new(0),
             per_ip: IpTable::new(self.cfg.limits.max_connections_per_ip),
             started: Instant::now(),
+            ice: self.ice,
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -209,6 +219,7 @@ impl Server {
                 if *tls { "TLS" } else { "plain" }
             );
         }
+        shared.ice.start();
         Ok(Handle {
             addrs,
             shared,
@@ -244,6 +255,7 @@ impl Handle {
     /// the reactors drain until `timeout` has passed. Returns immediately; see [`Handle::join`].
     pub fn shutdown(&self, timeout: Duration) {
         let deadline = Instant::now() + timeout;
+        self.shared.ice.stop();
         for m in &self.shared.mailboxes {
             let _ = m.send(CoreMsg::Shutdown { deadline });
         }

@@ -120,6 +120,13 @@ impl<'a> Host<'a> {
         }
     }
 
+    /// The ICE servers for `user` (a dialect's connection or attendee id), now: the provider's
+    /// cached token or the static list with freshly minted TURN credentials. Never blocks.
+    #[allow(dead_code)] // the MewConnect and webRTWorkspaces dialects call it
+    pub(crate) fn ice_list(&self, user: &str) -> crate::ice::IceList {
+        self.shared.ice.list(user, crate::ice::unix_now())
+    }
+
     fn status_page(&self) -> Response {
         let s = self.shared;
         let body = format!(
@@ -180,7 +187,10 @@ impl App for Host<'_> {
                     park: false,
                 }
             }
-            Route::Healthz | Route::Metrics | Route::Status if !get => {
+            Route::IceServers if self.shared.ice.endpoint_token().is_none() => {
+                Routed::Respond(Response::text(404, "not found"))
+            }
+            Route::Healthz | Route::Metrics | Route::Status | Route::IceServers if !get => {
                 let mut r = Response::text(405, "method not allowed");
                 r.headers.push(("Allow", "GET, HEAD".into()));
                 Routed::Respond(r)
@@ -198,6 +208,11 @@ impl App for Host<'_> {
                 ))
             }
             Route::Status => Routed::Respond(self.status_page()),
+            Route::IceServers => Routed::Respond(crate::ice::endpoint::respond(
+                &self.shared.ice,
+                head,
+                crate::ice::unix_now(),
+            )),
             Route::NotFound => Routed::Respond(Response::text(404, "not found")),
         }
     }

@@ -30,6 +30,8 @@ pub(crate) struct Shared {
     pub conns_total: AtomicUsize,
     pub per_ip: IpTable,
     pub started: Instant,
+    /// ICE servers for the dialects and `GET /ice-servers`; its provider runs on its own thread.
+    pub ice: crate::ice::Ice,
 }
 
 /// Connections per client address, for `max-connections-per-ip`. Sharded so that accepts on

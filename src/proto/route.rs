@@ -23,6 +23,8 @@ pub enum Route<'a> {
     Healthz,
     Metrics,
     Status,
+    /// `GET /ice-servers`: the ICE list as JSON (only with `--ice-endpoint-token`).
+    IceServers,
     NotFound,
 }
 
@@ -33,6 +35,7 @@ pub fn route(path: &str, echo: bool) -> Route<'_> {
         "/" => Route::Status,
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
+        "/ice-servers" => Route::IceServers,
         "/echo" | "/echo/" if echo => Route::Echo { key: None },
         p if echo && p.starts_with("/echo/") => {
             let key = &p["/echo/".len()..];
@@ -98,6 +101,8 @@ mod tests {
         assert_eq!(route("/echo/a/b", true), Route::NotFound);
         assert_eq!(route("/metrics", true), Route::Metrics);
         assert_eq!(route("/nope", true), Route::NotFound);
+        assert_eq!(route("/ice-servers", false), Route::IceServers);
+        assert_eq!(route("/ice-servers/x", false), Route::NotFound);
         assert_eq!(
             route("/introduction/al%20ice", false),
             Route::Introduction {

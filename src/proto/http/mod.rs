@@ -117,6 +117,8 @@ pub struct RequestHead {
     pub host: Option<String>,
     /// `Origin` header value, as sent.
     pub origin: Option<String>,
+    /// `Authorization` header value, trimmed (repeated headers joined with `", "`).
+    pub authorization: Option<String>,
     /// `Content-Length`, validated (decimal, all copies equal).
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` is exactly `chunked` (the only coding accepted).
@@ -543,6 +545,7 @@ enum Field {
     ContentLength,
     TransferEncoding,
     Origin,
+    Authorization,
     Expect,
     WsKey,
     WsVersion,
@@ -561,6 +564,7 @@ impl Field {
             6 => (Field::Expect, "expect"),
             7 => (Field::Upgrade, "upgrade"),
             10 => (Field::Connection, "connection"),
+            13 => (Field::Authorization, "authorization"),
             14 => (Field::ContentLength, "content-length"),
             17 if name.as_bytes()[0].eq_ignore_ascii_case(&b't') => {
                 (Field::TransferEncoding, "transfer-encoding")
@@ -582,6 +586,7 @@ fn interpret_headers(
 ) -> Result<RequestHead, HttpError> {
     let mut host: Option<String> = None;
     let mut origin: Option<String> = None;
+    let mut authorization: Option<String> = None;
     let mut content_length: Option<u64> = None;
     let mut saw_transfer_encoding = false;
     let mut chunked = false;
@@ -665,6 +670,9 @@ fn interpret_headers(
                 }
                 origin = Some(value_string(value)?);
             }
+            Field::Authorization => {
+                join_value(&mut authorization, value)?;
+            }
             Field::Expect => {
                 expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }
@@ -713,6 +721,7 @@ fn interpret_headers(
         keep_alive,
         host,
         origin,
+        authorization,
         content_length,
         chunked,
         expect_continue,
