@@ -399,6 +399,9 @@ impl App for Host<'_> {
                         .peers
                         .message(ctx.me, kind, payload, ctx.deliveries)
                 {
+                    // Gone from the relay now (its peers hear PEER_GONE at once), not when the
+                    // close handshake ends.
+                    ctx.dialects.peers.leave(ctx.me, ctx.deliveries);
                     self.close_self = Some((1008, why));
                 }
             }
