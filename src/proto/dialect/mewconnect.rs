@@ -375,6 +375,7 @@ impl Pairs {
 
     /// One message from `conn`. Everything it causes, including replies to `conn` itself, is
     /// pushed to `out`.
+    #[allow(clippy::too_many_arguments)] // the message and its context, passed explicitly
     pub fn message(
         &mut self,
         conn: ConnRef,

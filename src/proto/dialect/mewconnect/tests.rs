@@ -204,9 +204,7 @@ fn offer_and_answer_are_relayed_verbatim() {
     );
     assert_eq!(String::from_utf8(out[0].payload.clone()).unwrap(), expect);
     // Whitespace and field order inside data are kept as sent.
-    let spaced = r#"{ "data" : { "x":1 } }"#;
     let data2 = offer_data().to_string().replacen('{', "{ \"z\" : [ ] ,", 1);
-    let _ = spaced;
     let out = send(
         &mut t,
         2,

@@ -121,7 +121,7 @@ fn violations_close() {
     let mut t = table();
     let cases = [
         (2, format!(r#"{{"to":"{C2}","type":"x","message":1}}"#)),
-        (2, format!(r#"{{"to":"0","type":"x","message":1}}"#)),
+        (2, r#"{"to":"0","type":"x","message":1}"#.to_string()),
         (
             2,
             format!(r#"{{"from":"{C2}","to":"{S}","type":"x","message":1}}"#),
@@ -132,10 +132,10 @@ fn violations_close() {
         ),
         (1, "not json".to_string()),
         (1, "[1,2,3]".to_string()),
-        (1, format!(r#"{{"type":"x","message":1}}"#)),
+        (1, r#"{"type":"x","message":1}"#.to_string()),
         (1, format!(r#"{{"to":"{C1}","message":1}}"#)),
         (1, format!(r#"{{"to":"{C1}","type":"x"}}"#)),
-        (1, format!(r#"{{"to":5,"type":"x","message":1}}"#)),
+        (1, r#"{"to":5,"type":"x","message":1}"#.to_string()),
         (1, format!(r#"{{"to":"{C1}","type":true,"message":1}}"#)),
     ];
     for (from, text) in cases {
