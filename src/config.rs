@@ -92,6 +92,22 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub limits: Limits,
     pub ice: IceConfig,
+    pub mew: MewOptions,
+    /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
+    pub peerolator_server_info: Option<String>,
+}
+
+/// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MewOptions {
+    /// Paths whose WebSocket upgrades are MewConnect v2 (plain GETs keep their own meaning).
+    pub paths: Vec<String>,
+    /// Close a socket that sent no message for this long (zero: off).
+    pub idle_timeout: Duration,
+    /// Close a socket this long after its upgrade (zero: off).
+    pub max_lifetime: Duration,
+    /// Answer bad frames with API Gateway's error frames.
+    pub error_frames: bool,
 }
 
 /// A secret value (TURN shared secret, provider auth token, bearer token): compared and
@@ -189,6 +205,13 @@ impl Default for Config {
                 pipe_hold_timeout: Duration::ZERO,
             },
             ice: IceConfig::default(),
+            mew: MewOptions {
+                paths: vec!["/".into(), "/staging".into(), "/dev".into()],
+                idle_timeout: secs(600),
+                max_lifetime: secs(7200),
+                error_frames: true,
+            },
+            peerolator_server_info: None,
         }
     }
 }
@@ -287,6 +310,11 @@ static OPTS: &[Opt] = &[
     opt("twilio-ca-file", "PATH", "/etc/ssl/certs/ca-certificates.crt", "Twilio-compatible token provider: trusted CA certificates (PEM)."),
     opt("twilio-timeout", "DURATION", "5s", "Twilio-compatible token provider: connect timeout, then deadline for the whole request."),
     opt("ice-endpoint-token", "SECRET", "none", "Enables GET /ice-servers for requests with this bearer token (at least 16 characters)."),
+    opt("mew-paths", "PATHS", "/,/staging,/dev", "MewConnect v2 WebSocket paths, comma-separated. Only upgrades go there: a plain GET / is still the status page."),
+    opt("mew-idle-timeout", "DURATION", "10m", "Close a MewConnect socket that sent no message for this long (close 1001); 0 = off."),
+    opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
+    opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
+    opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -321,6 +349,11 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         ice if ice.starts_with("ice-") || ice.starts_with("turn-") || ice.starts_with("twilio-") => {
             set_ice(&mut c.ice, name, v)?
         }
+        "mew-paths" => c.mew.paths = parse_paths(v)?,
+        "mew-idle-timeout" => c.mew.idle_timeout = parse_duration(v)?,
+        "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
+        "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
+        "peerolator-server-info" => c.peerolator_server_info = Some(parse_text(v)?),
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -441,6 +474,38 @@ fn parse_count(s: &str) -> Result<usize, String> {
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let msg = || format!("{s:?} is not a socket address (use IP:PORT: 0.0.0.0:8080, [::1]:8080)");
     s.trim().parse().map_err(|_| msg())
+}
+
+/// Comma-separated URL paths, each starting with `/`, none claimed by another endpoint.
+fn parse_paths(s: &str) -> Result<Vec<String>, String> {
+    let mut paths = Vec::new();
+    for p in s.split(',').map(str::trim) {
+        let taken = matches!(p, "/healthz" | "/metrics" | "/server" | "/echo")
+            || [
+                "/client/",
+                "/introduction/",
+                "/connection/",
+                "/connect/",
+                "/echo/",
+            ]
+            .iter()
+            .any(|prefix| p.starts_with(prefix));
+        if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+            return Err(format!("{p:?} is not a URL path (use /, /staging, ...)"));
+        }
+        if taken {
+            return Err(format!("{p:?} is already another endpoint's path"));
+        }
+        paths.push(p.to_owned());
+    }
+    Ok(paths)
+}
+
+fn parse_text(s: &str) -> Result<String, String> {
+    match s {
+        "" => Err("empty text".to_string()),
+        t => Ok(t.to_owned()),
+    }
 }
 
 fn parse_path(s: &str) -> Result<PathBuf, String> {
@@ -667,6 +732,8 @@ impl Config {
             ("ping-interval", l.ping_interval, true),
             ("http-keepalive-timeout", l.http_keepalive_timeout, false),
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
+            ("mew-idle-timeout", self.mew.idle_timeout, true),
+            ("mew-max-lifetime", self.mew.max_lifetime, true),
         ];
         let day = Duration::from_secs(24 * 3600);
         for (name, d, zero_is_off) in durations {

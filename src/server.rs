@@ -117,6 +117,12 @@ impl Builder {
         self
     }
 
+    /// Adjust any part of the configuration (dialect options, for example).
+    pub fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        f(&mut self.cfg);
+        self
+    }
+
     pub fn build(self) -> Result<Server, StartError> {
         Server::new(self.cfg)
     }

@@ -237,3 +237,37 @@ fn bad_flags_exit_2_naming_the_flag() {
         assert!(text.contains(s), "help mentions {s}");
     }
 }
+
+#[test]
+fn mewconnect_scenario_pairs_and_round_trips() {
+    let h = common::start(|b| b);
+    let addr = h.local_addrs()[0];
+    let v = run(
+        addr,
+        &[
+            "mewconnect",
+            "--pairs",
+            "40",
+            "--duration",
+            "1",
+            "--concurrency",
+            "8",
+            "--size",
+            "500",
+        ],
+    );
+    assert_eq!(v["scenario"], "mewconnect");
+    assert_eq!(v["paired"], 40, "{v}");
+    assert!(v["pairings_per_s"].as_f64().unwrap() > 0.0, "{v}");
+    assert_eq!(v["pairing_latency_us"]["count"], 40, "{v}");
+    assert!(v["round_trips"].as_u64().unwrap() > 40, "{v}");
+    latencies_present(&v);
+    // Exactly 80 upgrades on the server: one initiator and one receiver per pair, none retried.
+    let text = h.metrics_text();
+    let ok = text
+        .lines()
+        .find_map(|l| l.strip_prefix("sigyard_handshakes_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok());
+    assert_eq!(ok, Some(80.0), "{text}");
+    common::stop(h);
+}

@@ -1,6 +1,7 @@
-//! The real npm clients of the cevitxe / relay family against sigyard: `@localfirst/relay`
-//! 4.x, `@localfirst/relay-client` 3.x, `cevitxe-signal-client` 0.4.2, and the original
-//! server-test scenarios over raw `ws` sockets (tests/npm/README.md). Needs Node.js and npm;
+//! The real npm clients against sigyard: `@localfirst/relay` 4.x, `@localfirst/relay-client`
+//! 3.x, `cevitxe-signal-client` 0.4.2, the original server-test scenarios over raw `ws`
+//! sockets, and the V2 signaling code of `@myetherwallet/mewconnect-web-client`
+//! (tests/npm/README.md). Needs Node.js and npm;
 //! the packages are installed from tests/npm/package-lock.json on first run.
 
 mod common;
@@ -10,7 +11,11 @@ use std::process::Command;
 #[test]
 fn real_npm_clients_work_against_sigyard() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
-    if !dir.join("node_modules").is_dir() {
+    // (Checked per package so a checkout that installed before a package was added updates.)
+    let installed = ["@localfirst/relay", "@myetherwallet/mewconnect-web-client"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).is_dir());
+    if !installed {
         // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
         // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
         let status = Command::new("npm")

@@ -12,6 +12,8 @@ use crate::metrics::ShellCounters;
 use crate::net::Shared;
 use crate::proto::conn::{App, Endpoint, Handshake, Outbox, Response, Routed};
 use crate::proto::dialect::cevitxe::Introductions;
+use crate::proto::dialect::mewconnect::{self, Pairs};
+use crate::proto::dialect::peerolator::{Peers, Verdict};
 use crate::proto::dialect::pipe::{HoldError, HoldLimits, PipeTable, Seek};
 use crate::proto::dialect::{ConnRef, Outgoing};
 use crate::proto::http::{Method, RequestHead};
@@ -28,6 +30,73 @@ const INTRODUCTIONS_KEY: &str = "cevitxe/introductions";
 pub(crate) enum Ident {
     Introduction(Box<str>),
     Connection(Seek),
+    /// MewConnect v2, on the core owning `mew/<connId>`.
+    Mew {
+        conn_id: Box<str>,
+    },
+    /// Peerolator server with its minted id, on the core owning `peer/<id>`.
+    PeerServer(Box<str>),
+    /// Peerolator client (minted `id`) of `server`, on the core owning `peer/<server>`.
+    PeerClient {
+        server: Box<str>,
+        id: Box<str>,
+    },
+}
+
+/// The core that owns a MewConnect pair: both members are placed there before their upgrade
+/// is answered.
+pub(crate) fn mew_key(conn_id: &str) -> String {
+    format!("mew/{conn_id}")
+}
+
+/// The core that owns a Peerolator server and all its clients.
+pub(crate) fn peer_key(server_id: &str) -> String {
+    format!("peer/{server_id}")
+}
+
+/// MewConnect's options from the configuration.
+pub(crate) fn mew_options(cfg: &crate::config::Config) -> mewconnect::Options {
+    let nonzero = |d: std::time::Duration| (!d.is_zero()).then_some(d);
+    mewconnect::Options {
+        error_frames: cfg.mew.error_frames,
+        idle_timeout: nonzero(cfg.mew.idle_timeout),
+        max_lifetime: nonzero(cfg.mew.max_lifetime),
+    }
+}
+
+/// An id shaped like API Gateway's `connectionId` / `requestId` (16 base64 characters), for
+/// MewConnect's error frames; from the OS CSPRNG.
+fn api_gateway_id() -> String {
+    use base64::Engine;
+    let mut b = [0u8; 11];
+    crate::csprng::fill(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// What the MewConnect table asks of the shell: the ICE configuration (TURN REST usernames
+/// carry the `connId`), and ids for error frames.
+struct MewEnv<'a> {
+    shared: &'a Shared,
+    /// The list of the `tryturn` being answered, for its `turntoken`.
+    ice: Option<crate::ice::IceList>,
+}
+
+impl mewconnect::Env for MewEnv<'_> {
+    fn ice_servers(&mut self, conn_id: &str) -> serde_json::Value {
+        let list = self.shared.ice.list(conn_id, crate::ice::unix_now());
+        let servers = list.servers_json();
+        self.ice = Some(list);
+        servers
+    }
+    fn turn_token(&mut self, servers: &serde_json::Value) -> serde_json::Value {
+        match &self.ice {
+            Some(list) => list.token_json(),
+            None => mewconnect::static_turn_token(servers),
+        }
+    }
+    fn request_id(&mut self) -> String {
+        api_gateway_id()
+    }
 }
 
 /// The per-core tables of the dialects.
@@ -35,6 +104,8 @@ pub(crate) enum Ident {
 pub(crate) struct Dialects {
     pub intros: Introductions,
     pub pipes: PipeTable,
+    pub mew: Pairs,
+    pub peers: Peers,
 }
 
 /// What the Host knows about the connection being driven, for dialect messages.
@@ -57,6 +128,9 @@ pub(crate) struct Host<'a> {
     ident: Option<Box<Ident>>,
     /// Set by a dialect that wants this connection closed (code, reason).
     close_self: Option<(u16, &'static str)>,
+    /// A MewConnect upgrade admitted by `route`, entered in the pair table once its 101 is
+    /// written (`on_handshake`), with the time of the request.
+    mew_pending: Option<(mewconnect::Params, Tick)>,
 }
 
 impl<'a> Host<'a> {
@@ -70,6 +144,7 @@ impl<'a> Host<'a> {
             move_to: None,
             ident: None,
             close_self: None,
+            mew_pending: None,
         }
     }
 
@@ -127,6 +202,43 @@ impl<'a> Host<'a> {
         self.shared.ice.list(user, crate::ice::unix_now())
     }
 
+    /// A WebSocket upgrade on a MewConnect path (PROTOCOLS.md §1.3). Bad parameters are
+    /// refused here with 500. Otherwise the request moves, unanswered, to the core owning its
+    /// `connId`, where the pair table decides: 404 with the spec's text, or the 101 and the
+    /// entry in the table within the same drive (no other connection runs in between).
+    fn route_mew(&mut self, now: Tick, head: &RequestHead) -> Routed {
+        let text = |status, body: &str| {
+            Routed::Respond(Response::new(
+                status,
+                "text/plain; charset=utf-8",
+                body.to_owned(),
+            ))
+        };
+        let p = match mewconnect::parse_params(head.query.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return text(mewconnect::PARAM_STATUS, e.text()),
+        };
+        let owner = route::owner(&mew_key(&p.conn_id), self.shared.mailboxes.len());
+        if owner != self.core {
+            self.move_to = Some(owner);
+            return Routed::Relocate;
+        }
+        let Some(ctx) = self.conn.as_ref() else {
+            return text(503, "not ready"); // routing always runs with a connection context
+        };
+        if let Err(r) = ctx.dialects.mew.check(&p) {
+            return text(mewconnect::REFUSAL_STATUS, r.text());
+        }
+        self.ident = Some(Box::new(Ident::Mew {
+            conn_id: p.conn_id.clone(),
+        }));
+        self.mew_pending = Some((p, now));
+        Routed::Upgrade {
+            endpoint: Endpoint::MewConnect,
+            park: true,
+        }
+    }
+
     fn status_page(&self) -> Response {
         let s = self.shared;
         let body = format!(
@@ -150,8 +262,11 @@ fn upgrade_required() -> Response {
 }
 
 impl App for Host<'_> {
-    fn route(&mut self, _now: Tick, head: &RequestHead) -> Routed {
+    fn route(&mut self, now: Tick, head: &RequestHead) -> Routed {
         let get = matches!(head.method, Method::Get | Method::Head);
+        if head.upgrade.is_some() && route::is_mew_path(&head.path, &self.shared.cfg.mew.paths) {
+            return self.route_mew(now, head);
+        }
         match route::route(&head.path, self.shared.cfg.echo) {
             Route::Echo { key } => {
                 if head.upgrade.is_none() {
@@ -176,6 +291,20 @@ impl App for Host<'_> {
             Route::Connection(seek) => {
                 let key = seek.pair_key();
                 self.dialect_upgrade(head, Endpoint::Connection, &key, Ident::Connection(seek))
+            }
+            Route::PeerServer => {
+                let id = crate::csprng::hex_id::<16>();
+                let key = peer_key(&id);
+                let ident = Ident::PeerServer(id.into());
+                self.dialect_upgrade(head, Endpoint::PeerServer, &key, ident)
+            }
+            Route::PeerClient { server } => {
+                let key = peer_key(&server);
+                let ident = Ident::PeerClient {
+                    server: server.into(),
+                    id: crate::csprng::hex_id::<16>().into(),
+                };
+                self.dialect_upgrade(head, Endpoint::PeerClient, &key, ident)
             }
             Route::Unpairable => {
                 if head.upgrade.is_none() {
@@ -213,6 +342,10 @@ impl App for Host<'_> {
                 head,
                 crate::ice::unix_now(),
             )),
+            // A MewConnect path without an upgrade (`/` is the status page, matched above).
+            Route::NotFound if route::is_mew_path(&head.path, &self.shared.cfg.mew.paths) => {
+                Routed::Respond(upgrade_required())
+            }
             Route::NotFound => Routed::Respond(Response::text(404, "not found")),
         }
     }
@@ -224,11 +357,28 @@ impl App for Host<'_> {
                 self.shared.cores[self.core].handshake_failed(status, reason)
             }
         }
+        let Some((p, now)) = self.mew_pending.take() else {
+            return;
+        };
+        match (outcome, self.conn.as_mut()) {
+            (Handshake::Upgraded(Endpoint::MewConnect), Some(ctx)) => {
+                let admitted =
+                    ctx.dialects
+                        .mew
+                        .admit(p, ctx.me, api_gateway_id().into(), now, ctx.deliveries);
+                if let Err(r) = admitted {
+                    // `route` checked on this thread a moment ago: nothing can have changed.
+                    crate::warn!("mewconnect admission changed after routing: {r:?}");
+                }
+            }
+            // The upgrade failed its header checks after routing: nothing was admitted.
+            _ => self.ident = None,
+        }
     }
 
     fn on_message(
         &mut self,
-        _now: Tick,
+        now: Tick,
         endpoint: Endpoint,
         kind: DataKind,
         payload: &[u8],
@@ -239,6 +389,34 @@ impl App for Host<'_> {
         };
         match endpoint {
             Endpoint::Echo => out.send(kind, payload),
+            Endpoint::MewConnect => {
+                let opts = mew_options(&self.shared.cfg);
+                let mut env = MewEnv {
+                    shared: self.shared,
+                    ice: None,
+                };
+                ctx.dialects.mew.message(
+                    ctx.me,
+                    now,
+                    kind,
+                    payload,
+                    &opts,
+                    &mut env,
+                    ctx.deliveries,
+                )
+            }
+            Endpoint::PeerServer | Endpoint::PeerClient => {
+                if let Verdict::Close(why) =
+                    ctx.dialects
+                        .peers
+                        .message(ctx.me, kind, payload, ctx.deliveries)
+                {
+                    // Gone from the relay now (its peers hear PEER_GONE at once), not when the
+                    // close handshake ends.
+                    ctx.dialects.peers.leave(ctx.me, ctx.deliveries);
+                    self.close_self = Some((1008, why));
+                }
+            }
             Endpoint::Introduction => {
                 ctx.dialects
                     .intros

@@ -11,13 +11,14 @@
 //! `proto::conn`) or what a route means (`net::app`).
 
 use crate::metrics::{Class, Gauges, ShellCounters};
-use crate::net::app::{ConnCtx, Dialects, Host, Ident};
+use crate::net::app::{mew_options, ConnCtx, Dialects, Host, Ident};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::{Pool, RxBuf, TxBuf};
 use crate::net::timer::{Entry, Timers};
 use crate::net::tls::{TlsConn, TlsIoError};
 use crate::net::Shared;
 use crate::proto::conn::{Conn, Counters, Outbox, PipeStep};
+use crate::proto::dialect::mewconnect::Due;
 use crate::proto::dialect::pipe::Arrival;
 use crate::proto::dialect::{ConnRef, Outgoing};
 use crate::proto::time::{earliest, Tick};
@@ -80,9 +81,10 @@ pub(crate) struct DialectSlot {
     pub peer: Option<ConnRef>,
     /// Data frames from this connection go cut-through to `peer` (set once piping started).
     pub forwarding: bool,
-    /// A waiting `/connection` socket is closed at this instant if no peer came
-    /// (`--pipe-hold-timeout`).
-    pub hold_deadline: Option<Tick>,
+    /// The dialect's own deadline: a waiting `/connection` socket is closed then if no peer
+    /// came (`--pipe-hold-timeout`); a MewConnect socket's idle and lifetime limits are checked
+    /// then (and the deadline moved on if they are not reached).
+    pub dialect_deadline: Option<Tick>,
 }
 
 impl Slot {
@@ -118,12 +120,12 @@ impl Slot {
     fn set_peer(&mut self, peer: Option<ConnRef>) {
         if let Some(d) = self.dialect.as_mut() {
             d.peer = peer;
-            d.hold_deadline = None;
+            d.dialect_deadline = None;
         }
     }
 
-    fn hold_deadline(&self) -> Option<Tick> {
-        self.dialect.as_ref().and_then(|d| d.hold_deadline)
+    fn dialect_deadline(&self) -> Option<Tick> {
+        self.dialect.as_ref().and_then(|d| d.dialect_deadline)
     }
 
     fn forwarding(&self) -> bool {
@@ -545,19 +547,33 @@ impl Reactor {
                     key: e.key,
                     gen: slot.gen,
                 });
-            } else if slot.hold_deadline().is_some_and(|d| core.tick().reached(d)) {
-                // Waited for its pipe peer longer than --pipe-hold-timeout.
-                slot.set_peer(None);
+            } else if slot
+                .dialect_deadline()
+                .is_some_and(|d| core.tick().reached(d))
+            {
                 let now = core.tick();
-                go_away(
-                    slot,
-                    core,
-                    &shared,
-                    now,
-                    false,
-                    1008,
-                    "peer did not connect in time",
-                );
+                let me = slot.conn_ref(key);
+                let (code, reason) = match slot.ident() {
+                    Some(Ident::Mew { .. }) => {
+                        let opts = mew_options(&shared.cfg);
+                        match core.dialects.mew.due(me, now, &opts) {
+                            Due::Close(reason) => (1001, reason),
+                            Due::At(t) => {
+                                set_dialect_deadline(slot, Some(t));
+                                core.queue(key, slot); // the drive schedules it
+                                continue;
+                            }
+                            Due::Never => {
+                                set_dialect_deadline(slot, None);
+                                continue;
+                            }
+                        }
+                    }
+                    // Waited for its pipe peer longer than --pipe-hold-timeout.
+                    _ => (1008, "peer did not connect in time"),
+                };
+                slot.set_peer(None);
+                go_away(slot, core, &shared, now, false, code, reason);
             } else {
                 let tx = slot.tx.get_or_insert_with(|| core.pool.tx_force());
                 let now = core.tick();
@@ -724,7 +740,7 @@ impl Reactor {
                 }
             }
         } else if !slot.lingering {
-            if let Some(t) = earliest(slot.conn.poll_timeout(limits), slot.hold_deadline()) {
+            if let Some(t) = earliest(slot.conn.poll_timeout(limits), slot.dialect_deadline()) {
                 // An entry at or before `t` is already queued: it will fire, find nothing due
                 // yet, and reschedule. Otherwise queue `t`.
                 if !slot.timer_at.is_some_and(|cur| t.reached(cur)) {
@@ -752,13 +768,44 @@ impl Reactor {
                 core.dialects.intros.open(id, me);
                 return;
             }
+            // Entered in the pair table when its upgrade was answered; now its deadlines run.
+            Some(Ident::Mew { .. }) => {
+                let opts = mew_options(&core.shared.cfg);
+                if let Due::At(t) = core.dialects.mew.due(me, core.tick(), &opts) {
+                    set_dialect_deadline(slot, Some(t));
+                    core.queue(key, slot); // the drive schedules it
+                }
+                return;
+            }
+            Some(Ident::PeerServer(_) | Ident::PeerClient { .. }) => {
+                let info = core.shared.cfg.peerolator_server_info.as_deref();
+                let out = &mut core.deliveries;
+                let opened = match slot.ident() {
+                    Some(Ident::PeerServer(id)) => {
+                        core.dialects.peers.open_server(id, me, info, out)
+                    }
+                    Some(Ident::PeerClient { server, id }) => {
+                        core.dialects.peers.open_client(server, id, me, info, out)
+                    }
+                    _ => return,
+                };
+                if let Err(e) = opened {
+                    let (shared, now, before) = (core.shared.clone(), core.tick(), slot.class());
+                    go_away(slot, core, &shared, now, false, 1008, e.reason());
+                    core.gauges.remove(before);
+                    core.gauges.add(slot.class());
+                    core.queue(key, slot);
+                }
+                self.flush_deliveries();
+                return;
+            }
             Some(Ident::Connection(seek)) => core.dialects.pipes.arrive(seek, me),
             None => return,
         };
         let Arrival::Paired { peer, held } = arrival else {
             let hold = core.shared.cfg.limits.pipe_hold_timeout;
             if let (false, Some(d)) = (hold.is_zero(), slot.dialect.as_mut()) {
-                d.hold_deadline = Some(core.tick().after(hold));
+                d.dialect_deadline = Some(core.tick().after(hold));
                 core.queue(key, slot); // the drive schedules the deadline
             }
             return;
@@ -799,6 +846,10 @@ impl Reactor {
         match slot.ident() {
             Some(Ident::Introduction(_)) => core.dialects.intros.close(me),
             Some(Ident::Connection(seek)) => core.dialects.pipes.leave(seek, me),
+            Some(Ident::Mew { .. }) => core.dialects.mew.leave(me, &mut core.deliveries),
+            Some(Ident::PeerServer(_) | Ident::PeerClient { .. }) => {
+                core.dialects.peers.leave(me, &mut core.deliveries)
+            }
             None => {}
         }
         let Some(peer) = slot.peer() else { return };
@@ -833,6 +884,7 @@ impl Reactor {
 
     fn remove(&mut self, key: usize) {
         self.detach(key);
+        self.flush_deliveries(); // what leaving told the others
         let mut slot = self.slots.remove(key);
         let core = &mut self.core;
         let _ = self.poll.registry().deregister(&mut slot.sock);
@@ -952,6 +1004,12 @@ fn go_away(
     }
 }
 
+fn set_dialect_deadline(slot: &mut Slot, at: Option<Tick>) {
+    if let Some(d) = slot.dialect.as_mut() {
+        d.dialect_deadline = at;
+    }
+}
+
 /// The slot `r` names, if it is still that connection (not freed and reused since).
 fn live(slots: &mut Slab<Slot>, r: ConnRef) -> Option<&mut Slot> {
     slots.get_mut(r.key as usize).filter(|s| s.gen == r.gen)
@@ -1037,7 +1095,7 @@ fn pump_in(
                 ident: *ident,
                 peer: None,
                 forwarding: false,
-                hold_deadline: None,
+                dialect_deadline: None,
             }));
         }
     }

@@ -50,11 +50,24 @@ pub enum Endpoint {
     Introduction,
     /// cevitxe / relay `/connection/:a/:b/:key`: a pipe between two peers.
     Connection,
+    /// MewConnect v2 (an upgrade on a configured path with the `role` query).
+    MewConnect,
+    /// Peerolator `/server`.
+    PeerServer,
+    /// Peerolator `/client/:serverId`.
+    PeerClient,
 }
 
 impl Endpoint {
     /// Every endpoint, in discriminant order (metrics index by `endpoint as usize`).
-    pub const ALL: [Endpoint; 3] = [Endpoint::Echo, Endpoint::Introduction, Endpoint::Connection];
+    pub const ALL: [Endpoint; 6] = [
+        Endpoint::Echo,
+        Endpoint::Introduction,
+        Endpoint::Connection,
+        Endpoint::MewConnect,
+        Endpoint::PeerServer,
+        Endpoint::PeerClient,
+    ];
 
     /// Name used in logs and metrics labels.
     pub fn name(self) -> &'static str {
@@ -62,6 +75,9 @@ impl Endpoint {
             Endpoint::Echo => "echo",
             Endpoint::Introduction => "cevitxe_introduction",
             Endpoint::Connection => "cevitxe_connection",
+            Endpoint::MewConnect => "mewconnect",
+            Endpoint::PeerServer => "peerolator_server",
+            Endpoint::PeerClient => "peerolator_client",
         }
     }
 }
@@ -100,6 +116,12 @@ pub enum Routed {
     Upgrade { endpoint: Endpoint, park: bool },
     /// Answer with this response (keep-alive permitting, the connection stays open).
     Respond(Response),
+    /// Do not answer here: the request belongs to another core (the App noted which). The
+    /// machine stops *before* consuming the request and reports itself parked; the shell moves
+    /// the connection with the unconsumed bytes, and after [`Conn::unpark`] the request is read
+    /// again from its first byte, on the core whose state decides the answer (e.g. whether an
+    /// upgrade is accepted or refused). An App must not relocate a request twice.
+    Relocate,
 }
 
 /// Whether a handshake succeeded, for the App's metrics and logs.
@@ -200,6 +222,9 @@ enum State {
     /// Waiting for (the rest of) a request head. `served` tells whether an earlier request on
     /// this connection was answered (then the keep-alive timeout applies, not the handshake one).
     ExpectRequest { served: bool },
+    /// The request in the input belongs to another core ([`Routed::Relocate`]): nothing is read
+    /// until the shell has moved the connection and called [`Conn::unpark`].
+    Relocating { served: bool },
     /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`; `piped`
     /// means data frames are forwarded cut-through ([`Conn::handle_read_piped`]) instead of
     /// being reassembled into messages for the App.
@@ -254,7 +279,7 @@ impl Conn {
         let state_reads = match self.state {
             State::ExpectRequest { .. } | State::Closing { .. } => true,
             State::Open { parked, .. } => !parked,
-            State::Closed => false,
+            State::Relocating { .. } | State::Closed => false,
         };
         state_reads && pending_out < high_water
     }
@@ -274,16 +299,30 @@ impl Conn {
 
     /// True when the machine stopped after an upgrade, waiting for the shell to move it.
     pub fn is_parked(&self) -> bool {
-        matches!(self.state, State::Open { parked: true, .. })
+        matches!(
+            self.state,
+            State::Open { parked: true, .. } | State::Relocating { .. }
+        )
     }
 
     /// True while no request has been completed yet (TLS or HTTP handshake phase).
     pub fn is_handshaking(&self) -> bool {
-        self.state == State::ExpectRequest { served: false }
+        matches!(
+            self.state,
+            State::ExpectRequest { served: false } | State::Relocating { served: false }
+        )
     }
 
     /// Resume input after a park (on the new core).
     pub fn unpark(&mut self, now: Tick) {
+        if let State::Relocating { served } = self.state {
+            // Each core counts time from its own epoch: the handshake clock restarts here
+            // (once: a request is relocated at most once).
+            self.state = State::ExpectRequest { served };
+            self.last_rx = now;
+            self.phase_at = now;
+            return;
+        }
         if let State::Open {
             endpoint, piped, ..
         } = self.state
@@ -309,7 +348,7 @@ impl Conn {
                 };
                 Some(self.phase_at.after(t))
             }
-            State::Open { parked: true, .. } | State::Closed => None,
+            State::Open { parked: true, .. } | State::Relocating { .. } | State::Closed => None,
             State::Open { .. } => {
                 let idle = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
                 let ping = nonzero(limits.ping_interval).map(|d| {
@@ -351,6 +390,7 @@ impl Conn {
                 // Piped input goes through `handle_read_piped`.
                 State::Open { parked: true, .. }
                 | State::Open { piped: true, .. }
+                | State::Relocating { .. }
                 | State::Closed => {}
                 State::Open { endpoint, .. } => {
                     pos += self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
@@ -433,7 +473,7 @@ impl Conn {
                 }
             }
             State::Closing { .. } => self.state = State::Closed,
-            State::Closed => {}
+            State::Relocating { .. } | State::Closed => {}
         }
     }
 
@@ -456,7 +496,7 @@ impl Conn {
                 };
                 self.phase_at = now;
             }
-            State::ExpectRequest { .. } => self.state = State::Closed,
+            State::ExpectRequest { .. } | State::Relocating { .. } => self.state = State::Closed,
             State::Closing { .. } | State::Closed => {}
         }
     }
@@ -631,7 +671,10 @@ impl Conn {
     fn state_continues(&self) -> bool {
         !matches!(
             self.state,
-            State::Closed | State::Open { parked: true, .. } | State::Open { piped: true, .. }
+            State::Closed
+                | State::Relocating { .. }
+                | State::Open { parked: true, .. }
+                | State::Open { piped: true, .. }
         )
     }
 
@@ -658,6 +701,11 @@ impl Conn {
             }
         };
         match app.route(now, &head) {
+            Routed::Relocate => {
+                let served = matches!(self.state, State::ExpectRequest { served: true });
+                self.state = State::Relocating { served };
+                return 0; // the request stays in the input, for the core it moves to
+            }
             Routed::Upgrade { endpoint, park } => match http::validate_upgrade(&head) {
                 Ok(accept) => {
                     http::write_switching_protocols(&accept, out);

@@ -20,6 +20,12 @@ pub enum Route<'a> {
     /// `/connection/:id` with one segment (the form in the original README): it can never be
     /// paired. The original completes the upgrade and closes; so does sigyard.
     Unpairable,
+    /// Peerolator `/server` (exact path): a server peer.
+    PeerServer,
+    /// Peerolator `/client/:serverId` (decoded): a client of that server peer.
+    PeerClient {
+        server: String,
+    },
     Healthz,
     Metrics,
     Status,
@@ -66,8 +72,19 @@ fn dialect_route(path: &str) -> Option<Route<'static>> {
             }))
         }
         ("connection" | "connect", [_]) => Some(Route::Unpairable),
+        ("server", []) => Some(Route::PeerServer),
+        ("client", [id]) if !id.is_empty() => Some(Route::PeerClient {
+            server: percent_decode(id)?,
+        }),
         _ => None,
     }
+}
+
+/// True when a WebSocket upgrade on `path` is MewConnect v2: `path` is one of the configured
+/// `paths`. MewConnect is checked before every other route, and only for upgrades (a plain
+/// `GET /` stays the status page; PROTOCOLS.md, decisions across dialects).
+pub fn is_mew_path(path: &str, paths: &[String]) -> bool {
+    paths.iter().any(|p| p == path)
 }
 
 use crate::proto::dialect::pipe::Seek;
@@ -127,6 +144,19 @@ mod tests {
         assert_eq!(route("/connection/a", false), Route::Unpairable);
         assert_eq!(route("/connection/a/b", false), Route::NotFound);
         assert_eq!(route("/connection/a/b/%ZZ", false), Route::NotFound);
+        assert_eq!(route("/server", false), Route::PeerServer);
+        assert_eq!(route("/server/x", false), Route::NotFound);
+        assert_eq!(
+            route("/client/6f1c", false),
+            Route::PeerClient {
+                server: "6f1c".into()
+            }
+        );
+        assert_eq!(route("/client/", false), Route::NotFound);
+        assert_eq!(route("/client/a/b", false), Route::NotFound);
+        let mew = ["/".to_string(), "/staging".to_string()];
+        assert!(is_mew_path("/", &mew) && is_mew_path("/staging", &mew));
+        assert!(!is_mew_path("/dev", &mew) && !is_mew_path("/staging/", &mew));
     }
 
     #[test]

@@ -27,6 +27,11 @@ SCENARIOS
                latency = connect start to the 101 answer.
     churn      connect + upgrade + one --size message echoed + close cycles; latency = the
                whole cycle up to the echo.
+    mewconnect MewConnect v2: --pairs pairs made (initiator, initiated, receiver, both
+               confirmations; at most --concurrency in flight), then for --duration each pair
+               loops offersignal -> offer -> answersignal -> answer with a --size-byte
+               ciphertext. Reports pairings/s and the offer/answer round trip. The URL path is
+               the MewConnect path (an empty one means /). No --workers.
 
 OPTIONS (all scenarios)
     --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
@@ -65,6 +70,8 @@ OPTIONS (per scenario)
     handshake: --duration SECONDS (default 10), --concurrency C (default 16)
     churn:     --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES (default 64, at least 16)
+    mewconnect: --pairs P (default 10), --duration SECONDS (default 10),
+               --concurrency C pairings in flight (default 16), --size BYTES (default 64)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -89,6 +96,8 @@ pub enum Scenario {
     Relay,
     Handshake,
     Churn,
+    /// MewConnect v2 pairings and offer/answer round trips (`mewconnect.rs`).
+    MewConnect,
 }
 
 impl Scenario {
@@ -98,6 +107,7 @@ impl Scenario {
             Scenario::Relay => "relay",
             Scenario::Handshake => "handshake",
             Scenario::Churn => "churn",
+            Scenario::MewConnect => "mewconnect",
         }
     }
 }
@@ -162,6 +172,7 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
         ],
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
+        Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size"],
     }
 }
 
@@ -271,7 +282,7 @@ fn parse_url(v: &str) -> Result<Url, String> {
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if args.is_empty() {
-        return Err("missing scenario (idle, relay, handshake or churn)".into());
+        return Err("missing scenario (idle, relay, handshake, churn or mewconnect)".into());
     }
     if args
         .iter()
@@ -284,14 +295,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "relay" => Scenario::Relay,
         "handshake" => Scenario::Handshake,
         "churn" => Scenario::Churn,
+        "mewconnect" => Scenario::MewConnect,
         s if s.starts_with('-') => {
             return Err(format!(
-                "{s}: a scenario must come first (idle, relay, handshake or churn)"
+                "{s}: a scenario must come first (idle, relay, handshake, churn or mewconnect)"
             ))
         }
         s => {
             return Err(format!(
-                "unknown scenario '{s}' (idle, relay, handshake or churn)"
+                "unknown scenario '{s}' (idle, relay, handshake, churn or mewconnect)"
             ))
         }
     };

@@ -383,6 +383,8 @@ impl Worker {
                     }
                 }
             }
+            // Runs its own loop (mewconnect.rs), never this engine.
+            Scenario::MewConnect => {}
             Scenario::Handshake | Scenario::Churn => {
                 if !self.running {
                     return;

@@ -8,6 +8,7 @@
 mod args;
 mod engine;
 mod hist;
+mod mewconnect;
 mod report;
 mod tls;
 mod ws;
@@ -79,6 +80,23 @@ fn main() -> ExitCode {
         }
     };
     let nofile = raise_nofile();
+    if opts.scenario == Scenario::MewConnect {
+        return match mewconnect::run(&opts) {
+            Ok(v) if opts.json => {
+                eprint!("{}", mewconnect::text(&v));
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Ok(v) => {
+                print!("{}", mewconnect::text(&v));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sigyard-load: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let tag = match opts.worker {
         Some((i, _)) => format!("sigyard-load[w{i}]"),
         None => "sigyard-load".to_string(),

@@ -9,6 +9,8 @@ use crate::proto::ws::FrameHeader;
 #[derive(Default)]
 struct TestApp {
     park: bool,
+    /// Answer `/elsewhere` with `Relocate` while set.
+    relocate: bool,
     handshakes: Vec<Handshake>,
     messages: Vec<(DataKind, Vec<u8>)>,
     closes: Vec<Option<u16>>,
@@ -22,6 +24,11 @@ impl App for TestApp {
                 park: self.park,
             },
             "/healthz" => Routed::Respond(Response::text(200, "ok")),
+            "/elsewhere" if self.relocate => Routed::Relocate,
+            "/elsewhere" => Routed::Upgrade {
+                endpoint: Endpoint::Echo,
+                park: false,
+            },
             _ => Routed::Respond(Response::text(404, "not found")),
         }
     }
@@ -580,4 +587,47 @@ fn piped_protocol_error_closes_this_side_and_ends_with_1001() {
     assert!(fwd.is_empty());
     assert_eq!(ended, Some(1001));
     assert_eq!(&t.frames()[0].1[..2], &1002u16.to_be_bytes());
+}
+
+// ── relocating a request ──────────────────────────────────────────────────────────────────
+
+#[test]
+fn relocate_consumes_nothing_and_parks_until_read_again() {
+    let mut t = T::new();
+    t.app.relocate = true;
+    let mut bytes = upgrade("/elsewhere");
+    bytes.extend_from_slice(&cframe(true, OpCode::Text, b"early"));
+    assert_eq!(t.send(&bytes), 0, "the request stays in the input");
+    assert!(t.take_out().is_empty() && t.app.handshakes.is_empty());
+    assert!(t.conn.is_parked() && t.conn.is_handshaking());
+    assert!(!t.conn.wants_read(0, 1 << 20));
+    assert_eq!(t.conn.poll_timeout(&t.limits), None);
+    assert_eq!(t.conn.endpoint(), None);
+    // Nothing more is read while relocating.
+    assert_eq!(t.send(b""), 0);
+    // On the new core: unparked, the same bytes are read from the start and answered there.
+    t.app.relocate = false;
+    t.now = Tick(5000);
+    t.conn.unpark(t.now);
+    assert!(!t.conn.is_parked());
+    assert_eq!(
+        t.conn.poll_timeout(&t.limits),
+        Some(Tick(5000).after(t.limits.handshake_timeout))
+    );
+    let used = t.send(b"");
+    assert_eq!(used, bytes.len());
+    let out = t.take_out();
+    assert!(out.starts_with(b"HTTP/1.1 101"));
+    assert_eq!(t.app.messages, vec![(DataKind::Text, b"early".to_vec())]);
+}
+
+#[test]
+fn relocating_connection_closes_on_shutdown() {
+    let mut t = T::new();
+    t.app.relocate = true;
+    t.send(&upgrade("/elsewhere"));
+    t.conn
+        .begin_close(t.now, 1001, "bye", &mut t.out, &mut t.app);
+    assert!(t.conn.is_closed());
+    assert!(t.take_out().is_empty());
 }

@@ -7,7 +7,9 @@
 //! send queues.
 
 pub mod cevitxe;
+pub mod mewconnect;
 pub mod msgpack;
+pub mod peerolator;
 pub mod pipe;
 
 use crate::proto::ws::DataKind;

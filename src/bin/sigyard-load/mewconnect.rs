@@ -1,0 +1,595 @@
+//! The `mewconnect` scenario: MewConnect v2 pairings, then encrypted-offer/answer round trips.
+//!
+//! Setup: `--pairs` pairs are made with at most `--concurrency` pairings in flight. A pairing
+//! is: initiator upgrade (`role=initiator`, fresh random `connId`) → `initiated` → receiver
+//! upgrade with the same `connId` and `signed` → `confirmation` on both sockets. Its latency
+//! runs from the initiator's connect to the second confirmation; pairings per second are the
+//! completed pairings over the setup time. Then, for `--duration`, every pair runs a closed
+//! loop: the initiator sends an `offersignal` with an eccrypto-shaped payload whose ciphertext
+//! has `--size` bytes, the receiver answers the `offer` with an `answersignal` of the same
+//! shape, and the initiator's `answer` ends one round trip (both directions through the
+//! server's validation and relay).
+//!
+//! One mio event loop per thread (`--threads`), each owning its share of the pairs, with the
+//! tool's own WebSocket client (`ws.rs`) and histogram (`hist.rs`). Prints its own summary
+//! (text, or JSON with `--json`); `--workers` is not supported for this scenario.
+
+use crate::args::Opts;
+use crate::hist::Histogram;
+use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// Phase 0 (the default) is setup.
+const RUNNING: u8 = 1;
+const STOP: u8 = 2;
+
+/// What the threads share with the coordinator.
+#[derive(Default)]
+struct Shared {
+    phase: AtomicU8,
+    paired: AtomicU64,
+    failed: AtomicU64,
+    round_trips: AtomicU64,
+}
+
+struct Side {
+    sock: TcpStream,
+    /// `Some(accept)` until the 101 arrived.
+    accept: Option<String>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    WaitInitiated,
+    WaitConfirmations { initiator: bool, receiver: bool },
+    Paired,
+    WaitOffer,
+    WaitAnswer,
+    Failed,
+}
+
+struct Pair {
+    conn_id: String,
+    step: Step,
+    started: Instant,
+    sent_at: Instant,
+    sides: [Option<Side>; 2],
+}
+
+/// What one thread measured.
+struct Outcome {
+    pairing: Histogram,
+    rtt: Histogram,
+    errors: Vec<String>,
+}
+
+pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
+    if o.workers > 1 {
+        return Err("--workers: not supported by the mewconnect scenario".into());
+    }
+    let path = if o.path == "/echo" { "/" } else { &o.path }.to_string();
+    let threads = (o.threads as u64).clamp(1, o.pairs.max(1));
+    let shared = Arc::new(Shared::default());
+    let mut done = Vec::new();
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    for t in 0..threads {
+        let pairs = o.pairs / threads + u64::from(t < o.pairs % threads);
+        let conc = (o.concurrency / threads).max(1);
+        let setup_done = Arc::new(AtomicBool::new(false));
+        done.push(setup_done.clone());
+        let w = Worker {
+            addr: o.addr,
+            host: o.host.clone(),
+            path: path.clone(),
+            timeout: o.timeout,
+            concurrency: conc,
+            offer: frame_text("offersignal", o.size),
+            answer: frame_text("answersignal", o.size),
+            rng: Rng::new(0x006d_6577 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed()),
+            shared: shared.clone(),
+            setup_done,
+            pairs: (0..pairs).map(|_| None).collect(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("mew-{t}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        handles.push(h);
+    }
+    while !done.iter().all(|d| d.load(Relaxed)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let setup_s = start.elapsed().as_secs_f64();
+    let paired = shared.paired.load(Relaxed);
+    if !o.quiet {
+        eprintln!(
+            "sigyard-load: {paired} pairs made in {setup_s:.2} s ({} failed); round trips for {:?}",
+            shared.failed.load(Relaxed),
+            o.duration
+        );
+    }
+    shared.phase.store(RUNNING, Relaxed);
+    let t0 = Instant::now();
+    std::thread::sleep(o.duration);
+    shared.phase.store(STOP, Relaxed);
+    let window_s = t0.elapsed().as_secs_f64();
+    let mut pairing = Histogram::new();
+    let mut rtt = Histogram::new();
+    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    for h in handles {
+        let out = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        pairing.merge(&out.pairing);
+        rtt.merge(&out.rtt);
+        for e in out.errors {
+            *errors.entry(e).or_default() += 1;
+        }
+    }
+    let us = |h: &Histogram, q: f64| h.quantile(q) as f64 / 1000.0;
+    let lat = |h: &Histogram| {
+        serde_json::json!({
+            "count": h.count(),
+            "p50": us(h, 0.5), "p99": us(h, 0.99), "p999": us(h, 0.999),
+            "max": h.max() as f64 / 1000.0,
+        })
+    };
+    let round_trips = shared.round_trips.load(Relaxed);
+    Ok(serde_json::json!({
+        "scenario": "mewconnect",
+        "url": o.url,
+        "threads": threads,
+        "pairs": o.pairs,
+        "paired": paired,
+        "failed": shared.failed.load(Relaxed),
+        "setup_s": setup_s,
+        "pairings_per_s": if setup_s > 0.0 { paired as f64 / setup_s } else { 0.0 },
+        "pairing_latency_us": lat(&pairing),
+        "window_s": window_s,
+        "round_trips": round_trips,
+        "round_trips_per_s": round_trips as f64 / window_s.max(1e-9),
+        "latency_us": lat(&rtt),
+        "errors": errors,
+    }))
+}
+
+/// The readable summary of `run`'s JSON.
+pub fn text(v: &serde_json::Value) -> String {
+    let l = |k: &str| {
+        let h = &v[k];
+        format!(
+            "p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs ({} samples)",
+            h["p50"].as_f64().unwrap_or(0.0),
+            h["p99"].as_f64().unwrap_or(0.0),
+            h["p999"].as_f64().unwrap_or(0.0),
+            h["max"].as_f64().unwrap_or(0.0),
+            h["count"]
+        )
+    };
+    format!(
+        "scenario mewconnect  url {}  threads {}\n\
+         pairs: {} of {} made in {:.2} s, {} failed: {:.0} pairings/s\n\
+         pairing latency (initiator connect to both confirmations): {}\n\
+         offer/answer round trips: {} in {:.1} s = {:.0}/s at {} concurrent pairs\n\
+         round-trip latency: {}\n\
+         errors: {}\n",
+        v["url"].as_str().unwrap_or(""),
+        v["threads"],
+        v["paired"],
+        v["pairs"],
+        v["setup_s"].as_f64().unwrap_or(0.0),
+        v["failed"],
+        v["pairings_per_s"].as_f64().unwrap_or(0.0),
+        l("pairing_latency_us"),
+        v["round_trips"],
+        v["window_s"].as_f64().unwrap_or(0.0),
+        v["round_trips_per_s"].as_f64().unwrap_or(0.0),
+        v["paired"],
+        l("latency_us"),
+        v["errors"]
+    )
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()) << 32
+}
+
+/// `{"action":<action>,"data":{"data":<EncryptedPayload>}}` with a `size`-byte ciphertext.
+fn frame_text(action: &str, size: usize) -> Vec<u8> {
+    let b = |n: usize, v: u8| serde_json::json!({"type": "Buffer", "data": vec![v; n]});
+    let payload = serde_json::json!({"iv": b(16, 1), "ephemPublicKey": b(65, 4),
+        "ciphertext": b(size, 7), "mac": b(32, 9)});
+    serde_json::json!({"action": action, "data": {"data": payload}})
+        .to_string()
+        .into_bytes()
+}
+
+struct Worker {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    timeout: Duration,
+    concurrency: u64,
+    offer: Vec<u8>,
+    answer: Vec<u8>,
+    rng: Rng,
+    shared: Arc<Shared>,
+    setup_done: Arc<AtomicBool>,
+    pairs: Vec<Option<Pair>>,
+}
+
+const INITIATOR: usize = 0;
+const RECEIVER: usize = 1;
+
+impl Worker {
+    fn run(mut self) -> Outcome {
+        let mut out = Outcome {
+            pairing: Histogram::new(),
+            rtt: Histogram::new(),
+            errors: Vec::new(),
+        };
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                out.errors.push(format!("poll: {e}"));
+                self.setup_done.store(true, Relaxed);
+                return out;
+            }
+        };
+        let mut events = Events::with_capacity(1024);
+        let mut next = 0usize; // the next pair to start
+        let mut in_flight = 0u64;
+        let mut running = false;
+        loop {
+            let phase = self.shared.phase.load(Relaxed);
+            if phase == STOP {
+                break;
+            }
+            // Setup: keep `concurrency` pairings in flight.
+            while next < self.pairs.len() && in_flight < self.concurrency {
+                self.start(&poll, next, &mut out);
+                let failed = self.pairs[next]
+                    .as_ref()
+                    .is_some_and(|p| p.step == Step::Failed);
+                next += 1;
+                in_flight += u64::from(!failed);
+            }
+            let now = Instant::now();
+            for p in self.pairs.iter_mut().flatten() {
+                let setting_up = !matches!(
+                    p.step,
+                    Step::Paired | Step::WaitOffer | Step::WaitAnswer | Step::Failed
+                );
+                if setting_up && now.duration_since(p.started) > self.timeout {
+                    fail(p, &poll, &self.shared, &mut out.errors, "pairing timed out");
+                    in_flight -= 1;
+                }
+            }
+            if next == self.pairs.len() && in_flight == 0 {
+                self.setup_done.store(true, Relaxed);
+            }
+            if phase == RUNNING && !running {
+                running = true;
+                for i in 0..self.pairs.len() {
+                    self.send_offer(i);
+                    self.flush(&poll, i, &mut out);
+                }
+            }
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(5)));
+            let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
+            for i in ready {
+                let before = self.pairs[i].as_ref().map(|p| p.step);
+                self.drive(&poll, i, running, &mut out);
+                let after = self.pairs[i].as_ref().map(|p| p.step);
+                let was_setting_up = !matches!(
+                    before,
+                    Some(Step::Paired | Step::WaitOffer | Step::WaitAnswer | Step::Failed)
+                );
+                if was_setting_up && matches!(after, Some(Step::Paired | Step::Failed)) {
+                    in_flight -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn connect(&mut self, poll: &Poll, i: usize, side: usize, role: &str) -> io::Result<Side> {
+        let p = self.pairs[i].as_ref().expect("started");
+        let q = format!(
+            "{}?role={role}&connId={}&signed={}",
+            self.path, p.conn_id, SIGNED
+        );
+        let mut sock = TcpStream::connect(self.addr)?;
+        let _ = sock.set_nodelay(true);
+        poll.registry().register(
+            &mut sock,
+            Token(i * 2 + side),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        let (req, accept) = ws::upgrade_request(&self.host, &q, &mut self.rng);
+        Ok(Side {
+            sock,
+            accept: Some(accept),
+            rx: Vec::new(),
+            tx: req,
+        })
+    }
+
+    fn start(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let conn_id = format!("{:016x}{:016x}", self.rng.next_u64(), self.rng.next_u64());
+        let now = Instant::now();
+        self.pairs[i] = Some(Pair {
+            conn_id,
+            step: Step::WaitInitiated,
+            started: now,
+            sent_at: now,
+            sides: [None, None],
+        });
+        match self.connect(poll, i, INITIATOR, "initiator") {
+            Ok(s) => {
+                if let Some(p) = self.pairs[i].as_mut() {
+                    p.sides[INITIATOR] = Some(s);
+                }
+                self.flush(poll, i, out);
+            }
+            Err(e) => {
+                let p = self.pairs[i].as_mut().expect("just set");
+                fail(
+                    p,
+                    poll,
+                    &self.shared,
+                    &mut out.errors,
+                    &format!("connect: {e}"),
+                );
+            }
+        }
+    }
+
+    fn send_offer(&mut self, i: usize) {
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        if p.step != Step::Paired {
+            return;
+        }
+        if let Some(s) = p.sides[INITIATOR].as_mut() {
+            ws::encode_frame(&mut s.tx, OP_TEXT, &self.offer, &mut self.rng);
+            p.sent_at = Instant::now();
+            p.step = Step::WaitOffer;
+        }
+    }
+
+    /// Write what is queued on both sides.
+    fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        for side in p.sides.iter_mut().flatten() {
+            while !side.tx.is_empty() {
+                match side.sock.write(&side.tx) {
+                    Ok(n) => {
+                        side.tx.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = format!("write: {e}");
+                        fail(p, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self, poll: &Poll, i: usize, running: bool, out: &mut Outcome) {
+        self.flush(poll, i, out);
+        for side in [INITIATOR, RECEIVER] {
+            loop {
+                let Some(p) = self.pairs[i].as_mut() else {
+                    return;
+                };
+                if p.step == Step::Failed {
+                    return;
+                }
+                let Some(s) = p.sides[side].as_mut() else {
+                    break;
+                };
+                let mut buf = [0u8; 16384];
+                let n = match s.sock.read(&mut buf) {
+                    Ok(0) => {
+                        fail(
+                            p,
+                            poll,
+                            &self.shared,
+                            &mut out.errors,
+                            "closed by the server",
+                        );
+                        return;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let msg = format!("read: {e}");
+                        fail(p, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                };
+                s.rx.extend_from_slice(&buf[..n]);
+                self.process(poll, i, side, running, out);
+            }
+        }
+        self.flush(poll, i, out);
+    }
+
+    /// Handle whatever complete input `side` of pair `i` holds.
+    fn process(&mut self, poll: &Poll, i: usize, side: usize, running: bool, out: &mut Outcome) {
+        loop {
+            let Some(p) = self.pairs[i].as_mut() else {
+                return;
+            };
+            let Some(s) = p.sides[side].as_mut() else {
+                return;
+            };
+            if let Some(accept) = &s.accept {
+                match ws::parse_upgrade(&s.rx, accept) {
+                    Upgrade::Partial => return,
+                    Upgrade::Done(n) => {
+                        s.rx.drain(..n);
+                        s.accept = None;
+                        continue;
+                    }
+                    Upgrade::Status(code) => {
+                        let msg = format!("upgrade refused: HTTP {code}");
+                        fail(p, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                    Upgrade::Invalid(why) => {
+                        fail(p, poll, &self.shared, &mut out.errors, why);
+                        return;
+                    }
+                }
+            }
+            let frame = match ws::parse_frame(&s.rx) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(why) => {
+                    fail(p, poll, &self.shared, &mut out.errors, why);
+                    return;
+                }
+            };
+            let payload = s.rx[frame.payload.clone()].to_vec();
+            let end = frame.payload.end;
+            s.rx.drain(..end);
+            match frame.opcode {
+                OP_PING => ws::encode_frame(&mut s.tx, OP_PONG, &payload, &mut self.rng),
+                OP_CLOSE => {
+                    fail(
+                        p,
+                        poll,
+                        &self.shared,
+                        &mut out.errors,
+                        "closed by the server",
+                    );
+                    return;
+                }
+                OP_TEXT => self.on_signal(poll, i, side, &payload, running, out),
+                _ => {}
+            }
+        }
+    }
+
+    fn on_signal(
+        &mut self,
+        poll: &Poll,
+        i: usize,
+        side: usize,
+        text: &[u8],
+        running: bool,
+        out: &mut Outcome,
+    ) {
+        let is = |name: &str| text.starts_with(format!("{{\"signal\":\"{name}\"").as_bytes());
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        match (p.step, side) {
+            (Step::WaitInitiated, INITIATOR) if is("initiated") => {
+                p.step = Step::WaitConfirmations {
+                    initiator: false,
+                    receiver: false,
+                };
+                match self.connect(poll, i, RECEIVER, "receiver") {
+                    Ok(s) => {
+                        if let Some(p) = self.pairs[i].as_mut() {
+                            p.sides[RECEIVER] = Some(s);
+                        }
+                    }
+                    Err(e) => {
+                        let p = self.pairs[i].as_mut().expect("live");
+                        fail(
+                            p,
+                            poll,
+                            &self.shared,
+                            &mut out.errors,
+                            &format!("connect: {e}"),
+                        );
+                    }
+                }
+            }
+            (
+                Step::WaitConfirmations {
+                    initiator,
+                    receiver,
+                },
+                _,
+            ) if is("confirmation") => {
+                let (i_ok, r_ok) = if side == INITIATOR {
+                    (true, receiver)
+                } else {
+                    (initiator, true)
+                };
+                p.step = Step::WaitConfirmations {
+                    initiator: i_ok,
+                    receiver: r_ok,
+                };
+                if i_ok && r_ok {
+                    p.step = Step::Paired;
+                    out.pairing.record(p.started.elapsed().as_nanos() as u64);
+                    self.shared.paired.fetch_add(1, Relaxed);
+                    if running {
+                        self.send_offer(i);
+                    }
+                }
+            }
+            (Step::WaitOffer, RECEIVER) if is("offer") => {
+                if let Some(s) = p.sides[RECEIVER].as_mut() {
+                    ws::encode_frame(&mut s.tx, OP_TEXT, &self.answer, &mut self.rng);
+                }
+                p.step = Step::WaitAnswer;
+            }
+            (Step::WaitAnswer, INITIATOR) if is("answer") => {
+                out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
+                self.shared.round_trips.fetch_add(1, Relaxed);
+                p.step = Step::Paired;
+                if self.shared.phase.load(Relaxed) == RUNNING {
+                    self.send_offer(i);
+                }
+            }
+            _ => {
+                let what = String::from_utf8_lossy(&text[..text.len().min(60)]).into_owned();
+                let msg = format!("unexpected message: {what}");
+                fail(p, poll, &self.shared, &mut out.errors, &msg);
+            }
+        }
+    }
+}
+
+/// The `signed` of every pair: 130 hex digits, as the real clients send.
+const SIGNED: &str = "1b0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, why: &str) {
+    if p.step == Step::Failed {
+        return;
+    }
+    p.step = Step::Failed;
+    shared.failed.fetch_add(1, Relaxed);
+    errors.push(why.to_string());
+    for s in p.sides.iter_mut() {
+        if let Some(mut side) = s.take() {
+            let _ = poll.registry().deregister(&mut side.sock);
+        }
+    }
+}

@@ -1,0 +1,600 @@
+//! MewConnect v2 pairing (PROTOCOLS.md §1.1–§1.9, with the §1.12 recommendations), as a pure
+//! table: sockets are [`ConnRef`]s, input is whole WebSocket messages, output is
+//! [`Outgoing`] messages.
+//!
+//! Owns: the upgrade query (`role`, `connId`, `signed`) and its validation, the pair table
+//! keyed by `connId` (at most one initiator and one receiver), the admission rules checked at
+//! the upgrade, the actions (`offersignal`, `answersignal`, `rtcconnected`, `tryturn`, `ping`),
+//! the payload shape validation of §1.4, the server signals of §1.5, the API Gateway style
+//! error frames of §1.7, and each member's idle and lifetime deadlines.
+//!
+//! Does not own: which core a `connId` lives on (the shell places both members of a pair on
+//! the core owning `mew/<connId>` *before* answering the upgrade, so the admission decision
+//! and the table are on one thread), randomness (the shell mints the per-connection ids and
+//! request ids of error frames), the ICE server list (asked of the shell through [`Env`] when
+//! a `tryturn` arrives), closing sockets (this table never asks for a close: §1.7 says never
+//! close because of a bad frame).
+//!
+//! # State machine (§1.6)
+//!
+//! ```text
+//! (none) --initiator admitted--> [I]          S→I initiated
+//! [I] --receiver admitted (signed equal)--> [I,R]   S→I confirmation, S→R confirmation
+//! [I,R] --I leaves--> [R]                     S→R disconnected("initiator has disconnected")
+//! [I,R] --R leaves--> [I]                     S→I disconnected("receiver has disconnected")
+//! [I] / [R] --last member leaves--> (none)
+//! ```
+//!
+//! Admission ([`Pairs::check`]), in the order of the original: an initiator is refused if any
+//! entry exists for its `connId`; a receiver is refused if there is no entry, if both entries
+//! exist, if only a receiver remains, or if its `signed` differs from the initiator's (exact,
+//! case-sensitive string comparison: the server cannot verify the signature, §1.9).
+
+use super::{ConnRef, Kind, Outgoing};
+use crate::proto::http::percent_decode;
+use crate::proto::time::Tick;
+use serde_json::value::RawValue;
+use serde_json::{json, Map as JsonMap, Value as Json};
+use std::collections::HashMap;
+use std::time::Duration;
+
+/// HTTP status of an upgrade refused for a bad query parameter (§1.3 RECOMMEND).
+pub const PARAM_STATUS: u16 = 500;
+/// HTTP status of an upgrade refused by the pairing rules (§1.3 RECOMMEND; the Android
+/// receiver reads 404 as "QR code expired").
+pub const REFUSAL_STATUS: u16 = 404;
+/// `ttl` of the `turntoken` object built from a static ICE list (§1.8), as the original's
+/// default Twilio token lifetime.
+pub const TURN_TTL: &str = "3600";
+
+/// Which side of the pair a socket is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    Initiator,
+    Receiver,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Initiator => "initiator",
+            Role::Receiver => "receiver",
+        }
+    }
+}
+
+/// The validated upgrade query.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Params {
+    pub role: Role,
+    pub conn_id: Box<str>,
+    pub signed: Box<str>,
+}
+
+/// A query parameter that failed validation (checked in this order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamError {
+    Role,
+    ConnId,
+    Signed,
+}
+
+impl ParamError {
+    /// The response body (§1.3).
+    pub fn text(self) -> &'static str {
+        match self {
+            ParamError::Role => "Failed to connect: Invalid @role",
+            ParamError::ConnId => "Failed to connect: Invalid @connId",
+            ParamError::Signed => "Failed to connect: Invalid @signed",
+        }
+    }
+}
+
+/// Why the pairing rules refuse an upgrade.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// An initiator for a `connId` that has any entry.
+    ConnIdExists,
+    /// A receiver for a `connId` with no entry.
+    NoPair,
+    /// A receiver for a `connId` whose pair is complete.
+    PairFull,
+    /// A receiver for a `connId` whose initiator left (a receiver remains).
+    InitiatorGone,
+    /// A receiver whose `signed` differs from the initiator's.
+    BadSigned,
+}
+
+impl Refusal {
+    /// The response body (§1.3).
+    pub fn text(self) -> &'static str {
+        match self {
+            Refusal::ConnIdExists => "Failed to connect: @connId already exists!",
+            Refusal::NoPair => "Failed to connect: Connection pair doesn't exist!",
+            Refusal::PairFull => {
+                "Failed to connect: A connection pair already exists for this @connId"
+            }
+            Refusal::InitiatorGone => "Failed to connect: Initiator has disconnected",
+            Refusal::BadSigned => "Failed to connect: Invalid @signed",
+        }
+    }
+}
+
+/// Read `role`, `connId` and `signed` from a raw query string, with the original's lenient
+/// rules (§1.3): `role` exactly `initiator` or `receiver`; `connId` 32 characters long with at
+/// least one hex digit somewhere; `signed` with at least one hex digit. Values are
+/// percent-decoded; of a repeated parameter the first counts.
+pub fn parse_params(query: Option<&str>) -> Result<Params, ParamError> {
+    let mut role = None;
+    let mut conn_id = None;
+    let mut signed = None;
+    for pair in query.unwrap_or("").split('&') {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let slot = match k {
+            "role" => &mut role,
+            "connId" => &mut conn_id,
+            "signed" => &mut signed,
+            _ => continue,
+        };
+        if slot.is_none() {
+            *slot = Some(percent_decode(v));
+        }
+    }
+    let role = match role.flatten().as_deref() {
+        Some("initiator") => Role::Initiator,
+        Some("receiver") => Role::Receiver,
+        _ => return Err(ParamError::Role),
+    };
+    let has_hex = |s: &str| s.bytes().any(|b| b.is_ascii_hexdigit());
+    // JavaScript's `length`: UTF-16 code units.
+    let conn_id = conn_id
+        .flatten()
+        .filter(|c| c.encode_utf16().count() == 32 && has_hex(c))
+        .ok_or(ParamError::ConnId)?;
+    let signed = signed
+        .flatten()
+        .filter(|s| has_hex(s))
+        .ok_or(ParamError::Signed)?;
+    Ok(Params {
+        role,
+        conn_id: conn_id.into(),
+        signed: signed.into(),
+    })
+}
+
+/// What the table asks of its surroundings while handling a message.
+pub trait Env {
+    /// The ICE server list for a `tryturn` of this `connId` (a JSON array of RTCIceServer
+    /// objects).
+    fn ice_servers(&mut self, conn_id: &str) -> Json;
+    /// The `turntoken` object for the list just returned by `ice_servers` (§1.8). By default
+    /// the static-list shape: `iceServers`, `ttl` "3600", credentials of the first entry
+    /// that has some.
+    fn turn_token(&mut self, servers: &Json) -> Json {
+        static_turn_token(servers)
+    }
+    /// A fresh random id for an error frame's `requestId`.
+    fn request_id(&mut self) -> String;
+}
+
+/// Options of the table.
+#[derive(Clone, Copy, Debug)]
+pub struct Options {
+    /// Answer bad frames with API Gateway's error frames (§1.7); else drop them silently.
+    pub error_frames: bool,
+    /// Close a member that sent no message for this long (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// Close a member this long after it was admitted (`None`: never).
+    pub max_lifetime: Option<Duration>,
+}
+
+/// What a member's deadline check found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Close it now (code 1001) with this reason.
+    Close(&'static str),
+    /// Nothing yet; check again at this instant.
+    At(Tick),
+    /// No deadline applies.
+    Never,
+}
+
+struct Member {
+    conn_id: Box<str>,
+    role: Role,
+    /// Its API Gateway style `connectionId` (for error frames).
+    api_id: Box<str>,
+    admitted: Tick,
+    last_msg: Tick,
+}
+
+struct Pair {
+    initiator: Option<ConnRef>,
+    receiver: Option<ConnRef>,
+    /// The initiator's `signed`.
+    signed: Box<str>,
+}
+
+/// The MewConnect v2 pair table of one core.
+#[derive(Default)]
+pub struct Pairs {
+    pairs: HashMap<Box<str>, Pair>,
+    members: HashMap<ConnRef, Member>,
+}
+
+impl Pairs {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Would an upgrade with `p` be admitted now?
+    pub fn check(&self, p: &Params) -> Result<(), Refusal> {
+        let pair = self.pairs.get(&p.conn_id);
+        match (p.role, pair) {
+            (Role::Initiator, Some(_)) => Err(Refusal::ConnIdExists),
+            (Role::Initiator, None) => Ok(()),
+            (Role::Receiver, None) => Err(Refusal::NoPair),
+            (Role::Receiver, Some(pair)) => match (pair.initiator, pair.receiver) {
+                (Some(_), Some(_)) => Err(Refusal::PairFull),
+                (None, Some(_)) => Err(Refusal::InitiatorGone),
+                (None, None) => Err(Refusal::NoPair), // not kept: an empty pair is removed
+                (Some(_), None) if *pair.signed != *p.signed => Err(Refusal::BadSigned),
+                (Some(_), None) => Ok(()),
+            },
+        }
+    }
+
+    /// Enter `conn` (whose 101 has just been written) under `p`, and queue the signals of its
+    /// arrival. `api_id` is its random API Gateway style connection id. Checks again, so a
+    /// caller cannot admit what [`Pairs::check`] refuses.
+    pub fn admit(
+        &mut self,
+        p: Params,
+        conn: ConnRef,
+        api_id: Box<str>,
+        now: Tick,
+        out: &mut Vec<Outgoing>,
+    ) -> Result<(), Refusal> {
+        self.check(&p)?;
+        if self.members.contains_key(&conn) {
+            self.leave(conn, out); // a reused reference: the old one is gone
+        }
+        let Params {
+            role,
+            conn_id,
+            signed,
+        } = p;
+        match role {
+            Role::Initiator => {
+                self.pairs.insert(
+                    conn_id.clone(),
+                    Pair {
+                        initiator: Some(conn),
+                        receiver: None,
+                        signed,
+                    },
+                );
+                out.push(signal(
+                    conn,
+                    "initiated",
+                    "\"\"",
+                    "Connected. Waiting for receiver.",
+                ));
+            }
+            Role::Receiver => {
+                let pair = self
+                    .pairs
+                    .get_mut(&conn_id)
+                    .expect("check() found the pair with its initiator");
+                pair.receiver = Some(conn);
+                if let Some(i) = pair.initiator {
+                    out.push(signal(
+                        i,
+                        "confirmation",
+                        "\"\"",
+                        "Receiver Connected. Please Create WebRTC Offer.",
+                    ));
+                }
+                out.push(signal(
+                    conn,
+                    "confirmation",
+                    "\"\"",
+                    "Connected. Awaiting WebRTC Offer Details.",
+                ));
+            }
+        }
+        self.members.insert(
+            conn,
+            Member {
+                conn_id,
+                role,
+                api_id,
+                admitted: now,
+                last_msg: now,
+            },
+        );
+        Ok(())
+    }
+
+    /// `conn` closed: remove it, and tell the other member of its pair.
+    pub fn leave(&mut self, conn: ConnRef, out: &mut Vec<Outgoing>) {
+        let Some(m) = self.members.remove(&conn) else {
+            return;
+        };
+        let Some(pair) = self.pairs.get_mut(&m.conn_id) else {
+            return;
+        };
+        let (mine, other) = match m.role {
+            Role::Initiator => (&mut pair.initiator, pair.receiver),
+            Role::Receiver => (&mut pair.receiver, pair.initiator),
+        };
+        if *mine != Some(conn) {
+            return;
+        }
+        *mine = None;
+        match other {
+            Some(o) => {
+                let text = match m.role {
+                    Role::Initiator => "initiator has disconnected",
+                    Role::Receiver => "receiver has disconnected",
+                };
+                out.push(signal(o, "disconnected", "\"\"", text));
+            }
+            None => {
+                self.pairs.remove(&m.conn_id);
+            }
+        }
+    }
+
+    /// Number of members (sockets) in the table.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// Number of `connId`s with at least one member.
+    pub fn pairs(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// The idle and lifetime deadlines of `conn` at `now`.
+    pub fn due(&self, conn: ConnRef, now: Tick, opts: &Options) -> Due {
+        let Some(m) = self.members.get(&conn) else {
+            return Due::Never;
+        };
+        let life = opts.max_lifetime.map(|d| m.admitted.after(d));
+        let idle = opts.idle_timeout.map(|d| m.last_msg.after(d));
+        if life.is_some_and(|t| now.reached(t)) {
+            return Due::Close("connection lifetime limit reached");
+        }
+        if idle.is_some_and(|t| now.reached(t)) {
+            return Due::Close("idle timeout");
+        }
+        match crate::proto::time::earliest(life, idle) {
+            Some(t) => Due::At(t),
+            None => Due::Never,
+        }
+    }
+
+    /// One message from `conn`. Everything it causes, including replies to `conn` itself, is
+    /// pushed to `out`.
+    #[allow(clippy::too_many_arguments)] // the message and its context, passed explicitly
+    pub fn message(
+        &mut self,
+        conn: ConnRef,
+        now: Tick,
+        kind: Kind,
+        payload: &[u8],
+        opts: &Options,
+        env: &mut dyn Env,
+        out: &mut Vec<Outgoing>,
+    ) {
+        let Some(m) = self.members.get_mut(&conn) else {
+            return;
+        };
+        m.last_msg = now;
+        let m = &self.members[&conn];
+        let pair = self.pairs.get(&m.conn_id);
+        let (initiator, receiver) = pair.map_or((None, None), |p| (p.initiator, p.receiver));
+        let reject = |what: &str, env: &mut dyn Env, out: &mut Vec<Outgoing>| {
+            if opts.error_frames {
+                out.push(error_frame(conn, what, &m.api_id, &env.request_id()));
+            }
+        };
+        let Some(frame) = parse_frame(kind, payload) else {
+            return reject(FORBIDDEN, env, out);
+        };
+        match frame.action.as_str() {
+            "offersignal" | "answersignal" => {
+                let offer = frame.action == "offersignal";
+                let target = if offer { receiver } else { initiator };
+                let (Some(data), Some(target)) = (frame.data, target) else {
+                    return reject(INTERNAL, env, out);
+                };
+                if !valid_signal_data(data.get()) {
+                    return reject(INTERNAL, env, out);
+                }
+                let (name, text) = if offer {
+                    ("offer", "Initiator sent WebRTC Offer. Please respond.")
+                } else {
+                    ("answer", "Receiver sent WebRTC Answer.")
+                };
+                out.push(signal(target, name, data.get(), text));
+            }
+            "rtcconnected" => out.push(Outgoing {
+                to: conn,
+                kind: Kind::Text,
+                payload: br#"{"signal":"disconnect","message":"WebRTC Connection Established. Ready for disconnect."}"#.to_vec(),
+            }),
+            "tryturn" => {
+                let servers = with_url_and_urls(env.ice_servers(&m.conn_id));
+                let message = "TURN server credentials created";
+                if let Some(i) = initiator {
+                    let token = env.turn_token(&servers).to_string();
+                    out.push(signal(i, "turntoken", &token, message));
+                }
+                if let Some(r) = receiver {
+                    let data = json!({ "data": servers }).to_string();
+                    out.push(signal(r, "attemptingturn", &data, message));
+                }
+            }
+            "ping" => out.push(signal(conn, "pong", "\"\"", "pong")),
+            _ => reject(FORBIDDEN, env, out),
+        }
+    }
+}
+
+const FORBIDDEN: &str = "Forbidden";
+const INTERNAL: &str = "Internal server error";
+
+/// A client frame: `{"action": <string>, "data": <any>}`.
+struct Frame<'a> {
+    action: String,
+    data: Option<&'a RawValue>,
+}
+
+/// Read a client frame; `None` when it has no route (not text, not a JSON object, no string
+/// `action`).
+fn parse_frame(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
+    #[derive(serde::Deserialize)]
+    struct Wire<'a> {
+        #[serde(default)]
+        action: Option<Json>,
+        #[serde(default, borrow)]
+        data: Option<&'a RawValue>,
+    }
+    if kind != Kind::Text {
+        return None;
+    }
+    // Serde would also read a JSON array positionally into the struct: only objects route.
+    let first = payload.iter().find(|b| !b.is_ascii_whitespace())?;
+    if *first != b'{' {
+        return None;
+    }
+    let wire: Wire<'_> = serde_json::from_slice(payload).ok()?;
+    let Some(Json::String(action)) = wire.action else {
+        return None;
+    };
+    // `"data": null` reads as absent, as the original's `body.data` would.
+    Some(Frame {
+        action,
+        data: wire.data,
+    })
+}
+
+/// §1.4: the `data` object of `offersignal` / `answersignal`. Extra fields are allowed.
+pub fn valid_signal_data(data: &str) -> bool {
+    let Ok(Json::Object(d)) = serde_json::from_str::<Json>(data) else {
+        return false;
+    };
+    let Some(Json::Object(payload)) = d.get("data") else {
+        return false;
+    };
+    let buffer = |name: &str, len: Option<usize>| match payload.get(name) {
+        Some(Json::Object(b)) => {
+            matches!(b.get("type"), Some(Json::String(_)))
+                && matches!(b.get("data"), Some(Json::Array(a)) if len.map_or(true, |want| want == a.len()))
+        }
+        _ => false,
+    };
+    let conn_id_ok = match d.get("connId") {
+        None | Some(Json::Null) => true,
+        Some(Json::String(s)) => s.encode_utf16().count() == 32,
+        Some(_) => false,
+    };
+    let options_ok = matches!(
+        d.get("options"),
+        None | Some(Json::Null | Json::String(_) | Json::Object(_) | Json::Array(_))
+    );
+    buffer("iv", Some(16))
+        && buffer("ephemPublicKey", Some(65))
+        && buffer("ciphertext", None)
+        && buffer("mac", Some(32))
+        && conn_id_ok
+        && options_ok
+}
+
+/// Every entry of an ICE server list with both `url` and `urls` (§1.8: the web client reads
+/// `url`, browsers need `urls`). A missing `url` is the first of `urls`; a missing `urls` is
+/// `url`. Entries with neither, and anything that is not an object, are dropped.
+pub fn with_url_and_urls(list: Json) -> Json {
+    let Json::Array(entries) = list else {
+        return Json::Array(Vec::new());
+    };
+    let fixed = entries.into_iter().filter_map(|e| {
+        let Json::Object(mut o) = e else { return None };
+        let first_url = match o.get("urls") {
+            Some(Json::String(s)) => Some(s.clone()),
+            Some(Json::Array(a)) => a.iter().find_map(|u| u.as_str().map(str::to_owned)),
+            _ => None,
+        };
+        match (
+            o.get("url").and_then(Json::as_str).map(str::to_owned),
+            first_url,
+        ) {
+            (Some(_), Some(_)) => {}
+            (Some(url), None) => {
+                o.insert("urls".into(), Json::String(url));
+            }
+            (None, Some(url)) => {
+                o.insert("url".into(), Json::String(url));
+            }
+            (None, None) => return None,
+        }
+        Some(Json::Object(o))
+    });
+    Json::Array(fixed.collect())
+}
+
+/// The `turntoken` data for a static list (§1.8): `iceServers`, `ttl`, and `username` /
+/// `password` taken from the first entry that carries credentials.
+pub fn static_turn_token(servers: &Json) -> Json {
+    let mut o = JsonMap::new();
+    o.insert("iceServers".into(), servers.clone());
+    o.insert("ttl".into(), Json::String(TURN_TTL.into()));
+    let creds = servers.as_array().and_then(|a| {
+        a.iter().find_map(|e| {
+            let u = e.get("username")?.as_str()?;
+            let p = e.get("credential")?.as_str()?;
+            Some((u.to_owned(), p.to_owned()))
+        })
+    });
+    if let Some((u, p)) = creds {
+        o.insert("username".into(), Json::String(u));
+        o.insert("password".into(), Json::String(p));
+    }
+    Json::Object(o)
+}
+
+/// `{"signal":…,"data":<data, JSON text>,"message":…}`.
+fn signal(to: ConnRef, name: &str, data: &str, message: &str) -> Outgoing {
+    let mut s = String::with_capacity(40 + name.len() + data.len() + message.len());
+    s.push_str("{\"signal\":");
+    s.push_str(&Json::from(name).to_string());
+    s.push_str(",\"data\":");
+    s.push_str(data);
+    s.push_str(",\"message\":");
+    s.push_str(&Json::from(message).to_string());
+    s.push('}');
+    Outgoing {
+        to,
+        kind: Kind::Text,
+        payload: s.into_bytes(),
+    }
+}
+
+/// API Gateway's error frame (§1.7).
+fn error_frame(to: ConnRef, message: &str, api_id: &str, request_id: &str) -> Outgoing {
+    let v = json!({ "message": message, "connectionId": api_id, "requestId": request_id });
+    Outgoing {
+        to,
+        kind: Kind::Text,
+        payload: v.to_string().into_bytes(),
+    }
+}
+
+#[cfg(test)]
+mod tests;
