@@ -74,6 +74,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub ping_interval: Duration,
     pub http_keepalive_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub http_body_timeout: Duration,
     pub buffer_size: usize,
     pub max_buffers_per_core: usize,
     pub pipe_hold_bytes: usize,
@@ -124,6 +126,8 @@ impl Default for Config {
                 idle_timeout: secs(120),
                 ping_interval: secs(30),
                 http_keepalive_timeout: secs(30),
+                max_body_bytes: 64 * KIB,
+                http_body_timeout: secs(10),
                 buffer_size: 16 * KIB,
                 max_buffers_per_core: 16384,
                 pipe_hold_bytes: MIB,
@@ -213,6 +217,8 @@ static OPTS: &[Opt] = &[
     opt("idle-timeout", "DURATION", "120s", "Close a connection that sent no byte for this long; 0 = off."),
     opt("ping-interval", "DURATION", "30s", "Send WebSocket pings to idle connections this often; 0 = off. Below --idle-timeout."),
     opt("http-keepalive-timeout", "DURATION", "30s", "Idle time allowed between HTTP requests on one connection."),
+    opt("max-body-bytes", "SIZE", "64KiB", "Largest HTTP request body (the HTTP API); past it, 413."),
+    opt("http-body-timeout", "DURATION", "10s", "Time allowed for a request body to arrive after its head; past it, 408."),
     opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
     opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
@@ -244,6 +250,8 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "idle-timeout" => l.idle_timeout = parse_duration(v)?,
         "ping-interval" => l.ping_interval = parse_duration(v)?,
         "http-keepalive-timeout" => l.http_keepalive_timeout = parse_duration(v)?,
+        "max-body-bytes" => l.max_body_bytes = parse_size(v)?,
+        "http-body-timeout" => l.http_body_timeout = parse_duration(v)?,
         "buffer-size" => l.buffer_size = parse_size(v)?,
         "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
@@ -521,6 +529,7 @@ impl Config {
             ("max-connections", l.max_connections),
             ("max-buffers-per-core", l.max_buffers_per_core),
             ("pipe-hold-messages", l.pipe_hold_messages),
+            ("max-body-bytes", l.max_body_bytes),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
@@ -554,6 +563,7 @@ impl Config {
             ("idle-timeout", l.idle_timeout, true),
             ("ping-interval", l.ping_interval, true),
             ("http-keepalive-timeout", l.http_keepalive_timeout, false),
+            ("http-body-timeout", l.http_body_timeout, false),
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
         ];
         let day = Duration::from_secs(24 * 3600);
