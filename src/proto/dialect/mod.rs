@@ -7,6 +7,7 @@
 //! send queues.
 
 pub mod cevitxe;
+pub mod httpapi;
 pub mod msgpack;
 pub mod pipe;
 
