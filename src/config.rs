@@ -93,6 +93,26 @@ pub struct Config {
     pub log_level: LogLevel,
     pub shutdown_timeout: Duration,
     pub limits: Limits,
+    pub api: ApiConfig,
+}
+
+/// The Lambda-style HTTP signaling API and its channel store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// The API's path, or `*`: every path no other endpoint claims.
+    pub path: String,
+    /// `*`, `none`, or comma-separated origins.
+    pub cors_origin: String,
+    pub ttl: Duration,
+    pub max_channels: usize,
+    pub max_candidates: usize,
+    pub max_bytes: usize,
+    /// Durability: the directory of the append-only log; `None` = memory only.
+    pub state_dir: Option<PathBuf>,
+    pub state_sync_interval: Duration,
+    pub state_fsync: bool,
+    pub state_compact_interval: Duration,
 }
 
 const KIB: usize = 1024;
@@ -133,6 +153,19 @@ impl Default for Config {
                 pipe_hold_bytes: MIB,
                 pipe_hold_messages: 1000,
                 pipe_hold_timeout: Duration::ZERO,
+            },
+            api: ApiConfig {
+                enabled: true,
+                path: "/".to_string(),
+                cors_origin: "*".to_string(),
+                ttl: secs(300),
+                max_channels: 1_000_000,
+                max_candidates: 256,
+                max_bytes: 256 * MIB,
+                state_dir: None,
+                state_sync_interval: Duration::from_millis(100),
+                state_fsync: true,
+                state_compact_interval: secs(300),
             },
         }
     }
@@ -224,6 +257,17 @@ static OPTS: &[Opt] = &[
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
+    opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
+    opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
+    opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
+    opt("api-ttl", "DURATION", "5m", "Lifetime of an HTTP API channel, from its creation."),
+    opt("api-max-channels", "N", "1000000", "Most live HTTP API channels; past it, create_data_channel answers try again!."),
+    opt("api-max-candidates", "N", "256", "Most candidates in one HTTP API channel."),
+    opt("api-max-bytes", "SIZE", "256MiB", "Most bytes of offers, answers and candidates stored (each counted at its request's size)."),
+    opt("state-dir", "PATH", "none", "Keep the HTTP API channels in an append-only log in this directory, replayed at start; none = memory only."),
+    opt("state-sync-interval", "DURATION", "100ms", "How often the state log is written (and fsynced): the most a crash may lose."),
+    opt("state-fsync", "BOOL", "true", "fsync the state log after each write (false: a process crash loses the same, a power loss more)."),
+    opt("state-compact-interval", "DURATION", "5m", "How often the state log is rewritten from the live channels."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -257,6 +301,17 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
         "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
         "pipe-hold-timeout" => l.pipe_hold_timeout = parse_duration(v)?,
+        "api" => c.api.enabled = parse_bool(v)?,
+        "api-path" => c.api.path = parse_nonempty(v)?,
+        "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
+        "api-ttl" => c.api.ttl = parse_duration(v)?,
+        "api-max-channels" => c.api.max_channels = parse_count(v)?,
+        "api-max-candidates" => c.api.max_candidates = parse_count(v)?,
+        "api-max-bytes" => c.api.max_bytes = parse_size(v)?,
+        "state-dir" => c.api.state_dir = Some(parse_path(v)?),
+        "state-sync-interval" => c.api.state_sync_interval = parse_duration(v)?,
+        "state-fsync" => c.api.state_fsync = parse_bool(v)?,
+        "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -337,6 +392,13 @@ fn parse_count(s: &str) -> Result<usize, String> {
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let msg = || format!("{s:?} is not a socket address (use IP:PORT: 0.0.0.0:8080, [::1]:8080)");
     s.trim().parse().map_err(|_| msg())
+}
+
+fn parse_nonempty(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("empty value".to_string()),
+        t => Ok(t.to_string()),
+    }
 }
 
 fn parse_path(s: &str) -> Result<PathBuf, String> {
@@ -530,6 +592,9 @@ impl Config {
             ("max-buffers-per-core", l.max_buffers_per_core),
             ("pipe-hold-messages", l.pipe_hold_messages),
             ("max-body-bytes", l.max_body_bytes),
+            ("api-max-channels", self.api.max_channels),
+            ("api-max-candidates", self.api.max_candidates),
+            ("api-max-bytes", self.api.max_bytes),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
@@ -565,6 +630,12 @@ impl Config {
             ("http-keepalive-timeout", l.http_keepalive_timeout, false),
             ("http-body-timeout", l.http_body_timeout, false),
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
+            ("state-sync-interval", self.api.state_sync_interval, false),
+            (
+                "state-compact-interval",
+                self.api.state_compact_interval,
+                false,
+            ),
         ];
         let day = Duration::from_secs(24 * 3600);
         for (name, d, zero_is_off) in durations {
@@ -578,6 +649,29 @@ impl Config {
                 fmt_duration(d)
             );
         }
+        let path = &self.api.path;
+        let path_ok = path == "*"
+            || (path.starts_with('/')
+                && !path.contains('?')
+                && matches!(
+                    crate::proto::route::route(path, self.echo),
+                    crate::proto::route::Route::NotFound | crate::proto::route::Route::Status
+                ));
+        ensure!(
+            path_ok,
+            "--api-path: {path:?} must be * or a path (starting with /) no other endpoint uses"
+        );
+        let cors = &self.api.cors_origin;
+        ensure!(
+            !cors.is_empty() && !cors.bytes().any(|b| b.is_ascii_control()),
+            "--api-cors-origin: {cors:?} must be *, none or a list of origins"
+        );
+        ensure!(
+            self.api.ttl >= Duration::from_secs(1)
+                && self.api.ttl <= Duration::from_secs(7 * 24 * 3600),
+            "--api-ttl: {} is out of range (1s to 168h)",
+            fmt_duration(self.api.ttl)
+        );
         let (ping, idle) = (l.ping_interval, l.idle_timeout);
         let (p, i) = (fmt_duration(ping), fmt_duration(idle));
         let why = "or idle clients are closed before they are pinged";

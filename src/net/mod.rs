@@ -4,6 +4,7 @@
 //! Reactors share only immutable data ([`Shared`]) and mailbox senders; each connection lives on
 //! exactly one core, and a key (a room, a peer) is owned by `route::owner(key, cores)`.
 
+pub(crate) mod api;
 pub(crate) mod app;
 pub mod listener;
 pub(crate) mod mailbox;
@@ -30,6 +31,8 @@ pub(crate) struct Shared {
     pub conns_total: AtomicUsize,
     pub per_ip: IpTable,
     pub started: Instant,
+    /// The HTTP API and its store (`--api`).
+    pub api: Option<Arc<api::Api>>,
 }
 
 /// Connections per client address, for `max-connections-per-ip`. Sharded so that accepts on
