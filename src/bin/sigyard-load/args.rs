@@ -26,10 +26,15 @@ SCENARIOS
                latency = connect start to the 101 answer.
     churn      connect + upgrade + one --size message echoed + close cycles; latency = the
                whole cycle up to the echo.
+    httpapi    --concurrency keep-alive HTTP connections to the HTTP API (URL path, default /),
+               one request in flight each, for --duration seconds; each repeats the whole
+               exchange (create_data_channel, create_offer with --size bytes, get_offer, two
+               create_candidate, get_candidates, create_answer, get_answer); reports
+               requests/s and per-request latency.
 
 OPTIONS (all scenarios)
-    --url URL            ws://HOST:PORT[/PATH] (default ws://127.0.0.1:8080). An empty or \"/\"
-                         path means /echo. relay --mode pipe ignores the path. wss:// is not
+    --url URL            ws://HOST:PORT[/PATH] (default ws://127.0.0.1:8080; http:// is
+                         accepted too). An empty or \"/\" path means /echo (httpapi: /). relay --mode pipe ignores the path. wss:// is not
                          supported yet.
     --threads N          event-loop threads in this process (default: available cores)
     --workers K          split the load over K child processes of this binary and sum
@@ -55,6 +60,8 @@ OPTIONS (per scenario)
     handshake: --duration SECONDS (default 10), --concurrency C (default 16)
     churn:     --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES (default 64, at least 16)
+    httpapi:   --duration SECONDS (default 10), --concurrency C (default 16),
+               --size BYTES of offer (default 64)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -79,6 +86,7 @@ pub enum Scenario {
     Relay,
     Handshake,
     Churn,
+    HttpApi,
 }
 
 impl Scenario {
@@ -88,6 +96,7 @@ impl Scenario {
             Scenario::Relay => "relay",
             Scenario::Handshake => "handshake",
             Scenario::Churn => "churn",
+            Scenario::HttpApi => "httpapi",
         }
     }
 }
@@ -137,6 +146,7 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
         Scenario::Relay => &["--pairs", "--size", "--duration", "--mode", "--rate"],
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
+        Scenario::HttpApi => &["--duration", "--concurrency", "--size"],
     }
 }
 
@@ -188,8 +198,10 @@ fn parse_url(v: &str) -> Result<(SocketAddr, String, String), String> {
     if v.starts_with("wss://") {
         return Err("--url: wss:// (TLS) is not supported by this version of the tool".into());
     }
+    // http:// is the same address and path (for the httpapi scenario).
     let rest = v
         .strip_prefix("ws://")
+        .or_else(|| v.strip_prefix("http://"))
         .ok_or_else(|| format!("--url: expected ws://HOST:PORT[/PATH], got '{v}'"))?;
     let (hostport, path) = match rest.find('/') {
         Some(i) => (&rest[..i], &rest[i..]),
@@ -231,6 +243,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "relay" => Scenario::Relay,
         "handshake" => Scenario::Handshake,
         "churn" => Scenario::Churn,
+        "httpapi" => Scenario::HttpApi,
         s if s.starts_with('-') => {
             return Err(format!(
                 "{s}: a scenario must come first (idle, relay, handshake or churn)"

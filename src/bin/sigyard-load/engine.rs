@@ -375,6 +375,8 @@ impl Worker {
                     }
                 }
             }
+            // Runs in httpapi.rs, never through this engine.
+            Scenario::HttpApi => {}
             Scenario::Handshake | Scenario::Churn => {
                 if !self.running {
                     return;
