@@ -74,6 +74,8 @@ pub struct Limits {
     pub idle_timeout: Duration,
     pub ping_interval: Duration,
     pub http_keepalive_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub http_body_timeout: Duration,
     pub buffer_size: usize,
     pub max_buffers_per_core: usize,
     pub pipe_hold_bytes: usize,
@@ -95,6 +97,7 @@ pub struct Config {
     pub mew: MewOptions,
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
+    pub api: ApiConfig,
 }
 
 /// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
@@ -167,6 +170,25 @@ impl Default for IceConfig {
     }
 }
 
+/// The Lambda-style HTTP signaling API and its channel store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiConfig {
+    pub enabled: bool,
+    /// The API's path, or `*`: every path no other endpoint claims.
+    pub path: String,
+    /// `*`, `none`, or comma-separated origins.
+    pub cors_origin: String,
+    pub ttl: Duration,
+    pub max_channels: usize,
+    pub max_candidates: usize,
+    pub max_bytes: usize,
+    /// Durability: the directory of the append-only log; `None` = memory only.
+    pub state_dir: Option<PathBuf>,
+    pub state_sync_interval: Duration,
+    pub state_fsync: bool,
+    pub state_compact_interval: Duration,
+}
+
 const KIB: usize = 1024;
 const MIB: usize = 1024 * KIB;
 const GIB: usize = 1024 * MIB;
@@ -198,6 +220,8 @@ impl Default for Config {
                 idle_timeout: secs(120),
                 ping_interval: secs(30),
                 http_keepalive_timeout: secs(30),
+                max_body_bytes: 64 * KIB,
+                http_body_timeout: secs(10),
                 buffer_size: 16 * KIB,
                 max_buffers_per_core: 16384,
                 pipe_hold_bytes: MIB,
@@ -212,6 +236,19 @@ impl Default for Config {
                 error_frames: true,
             },
             peerolator_server_info: None,
+            api: ApiConfig {
+                enabled: true,
+                path: "/".to_string(),
+                cors_origin: "*".to_string(),
+                ttl: secs(300),
+                max_channels: 1_000_000,
+                max_candidates: 256,
+                max_bytes: 256 * MIB,
+                state_dir: None,
+                state_sync_interval: Duration::from_millis(100),
+                state_fsync: true,
+                state_compact_interval: secs(300),
+            },
         }
     }
 }
@@ -295,6 +332,8 @@ static OPTS: &[Opt] = &[
     opt("idle-timeout", "DURATION", "120s", "Close a connection that sent no byte for this long; 0 = off."),
     opt("ping-interval", "DURATION", "30s", "Send WebSocket pings to idle connections this often; 0 = off. Below --idle-timeout."),
     opt("http-keepalive-timeout", "DURATION", "30s", "Idle time allowed between HTTP requests on one connection."),
+    opt("max-body-bytes", "SIZE", "64KiB", "Largest HTTP request body (the HTTP API); past it, 413."),
+    opt("http-body-timeout", "DURATION", "10s", "Time allowed for a request body to arrive after its head; past it, 408."),
     opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
     opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
@@ -315,6 +354,17 @@ static OPTS: &[Opt] = &[
     opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
+    opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
+    opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
+    opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
+    opt("api-ttl", "DURATION", "5m", "Lifetime of an HTTP API channel, from its creation."),
+    opt("api-max-channels", "N", "1000000", "Most live HTTP API channels; past it, create_data_channel answers try again!."),
+    opt("api-max-candidates", "N", "256", "Most candidates in one HTTP API channel."),
+    opt("api-max-bytes", "SIZE", "256MiB", "Most bytes of offers, answers and candidates stored (each counted at its request's size)."),
+    opt("state-dir", "PATH", "none", "Keep the HTTP API channels in an append-only log in this directory, replayed at start; none = memory only."),
+    opt("state-sync-interval", "DURATION", "100ms", "How often the state log is written (and fsynced): the most a crash may lose."),
+    opt("state-fsync", "BOOL", "true", "fsync the state log after each write (false: a process crash loses the same, a power loss more)."),
+    opt("state-compact-interval", "DURATION", "5m", "How often the state log is rewritten from the live channels."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -341,6 +391,8 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "idle-timeout" => l.idle_timeout = parse_duration(v)?,
         "ping-interval" => l.ping_interval = parse_duration(v)?,
         "http-keepalive-timeout" => l.http_keepalive_timeout = parse_duration(v)?,
+        "max-body-bytes" => l.max_body_bytes = parse_size(v)?,
+        "http-body-timeout" => l.http_body_timeout = parse_duration(v)?,
         "buffer-size" => l.buffer_size = parse_size(v)?,
         "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
@@ -354,6 +406,17 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
         "peerolator-server-info" => c.peerolator_server_info = Some(parse_text(v)?),
+        "api" => c.api.enabled = parse_bool(v)?,
+        "api-path" => c.api.path = parse_nonempty(v)?,
+        "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
+        "api-ttl" => c.api.ttl = parse_duration(v)?,
+        "api-max-channels" => c.api.max_channels = parse_count(v)?,
+        "api-max-candidates" => c.api.max_candidates = parse_count(v)?,
+        "api-max-bytes" => c.api.max_bytes = parse_size(v)?,
+        "state-dir" => c.api.state_dir = Some(parse_path(v)?),
+        "state-sync-interval" => c.api.state_sync_interval = parse_duration(v)?,
+        "state-fsync" => c.api.state_fsync = parse_bool(v)?,
+        "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -505,6 +568,13 @@ fn parse_text(s: &str) -> Result<String, String> {
     match s {
         "" => Err("empty text".to_string()),
         t => Ok(t.to_owned()),
+    }
+}
+
+fn parse_nonempty(s: &str) -> Result<String, String> {
+    match s.trim() {
+        "" => Err("empty value".to_string()),
+        t => Ok(t.to_string()),
     }
 }
 
@@ -698,6 +768,10 @@ impl Config {
             ("max-connections", l.max_connections),
             ("max-buffers-per-core", l.max_buffers_per_core),
             ("pipe-hold-messages", l.pipe_hold_messages),
+            ("max-body-bytes", l.max_body_bytes),
+            ("api-max-channels", self.api.max_channels),
+            ("api-max-candidates", self.api.max_candidates),
+            ("api-max-bytes", self.api.max_bytes),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
@@ -731,9 +805,16 @@ impl Config {
             ("idle-timeout", l.idle_timeout, true),
             ("ping-interval", l.ping_interval, true),
             ("http-keepalive-timeout", l.http_keepalive_timeout, false),
+            ("http-body-timeout", l.http_body_timeout, false),
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
             ("mew-idle-timeout", self.mew.idle_timeout, true),
             ("mew-max-lifetime", self.mew.max_lifetime, true),
+            ("state-sync-interval", self.api.state_sync_interval, false),
+            (
+                "state-compact-interval",
+                self.api.state_compact_interval,
+                false,
+            ),
         ];
         let day = Duration::from_secs(24 * 3600);
         for (name, d, zero_is_off) in durations {
@@ -747,6 +828,29 @@ impl Config {
                 fmt_duration(d)
             );
         }
+        let path = &self.api.path;
+        let path_ok = path == "*"
+            || (path.starts_with('/')
+                && !path.contains('?')
+                && matches!(
+                    crate::proto::route::route(path, self.echo),
+                    crate::proto::route::Route::NotFound | crate::proto::route::Route::Status
+                ));
+        ensure!(
+            path_ok,
+            "--api-path: {path:?} must be * or a path (starting with /) no other endpoint uses"
+        );
+        let cors = &self.api.cors_origin;
+        ensure!(
+            !cors.is_empty() && !cors.bytes().any(|b| b.is_ascii_control()),
+            "--api-cors-origin: {cors:?} must be *, none or a list of origins"
+        );
+        ensure!(
+            self.api.ttl >= Duration::from_secs(1)
+                && self.api.ttl <= Duration::from_secs(7 * 24 * 3600),
+            "--api-ttl: {} is out of range (1s to 168h)",
+            fmt_duration(self.api.ttl)
+        );
         let (ping, idle) = (l.ping_interval, l.idle_timeout);
         let (p, i) = (fmt_duration(ping), fmt_duration(idle));
         let why = "or idle clients are closed before they are pinged";

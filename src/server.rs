@@ -19,9 +19,10 @@
 //! signal handlers; the `sigyard` binary does that and calls [`Handle::shutdown`] and
 //! [`Handle::reload_tls`].
 
-use crate::config::{Config, Limits, Listener as ListenSpec};
+use crate::config::{ApiConfig, Config, Limits, Listener as ListenSpec};
 use crate::info;
 use crate::metrics::CoreMetrics;
+use crate::net::api::{system_clock, Api, Clock, Maintenance};
 use crate::net::listener::bind_reuseport;
 use crate::net::mailbox::{CoreMsg, Mailbox};
 use crate::net::reactor::{Listener, Reactor, WAKER};
@@ -44,6 +45,8 @@ pub enum StartError {
         error: std::io::Error,
     },
     Io(std::io::Error),
+    /// The HTTP API's state directory cannot be read or written.
+    State(String),
 }
 
 impl fmt::Display for StartError {
@@ -53,6 +56,7 @@ impl fmt::Display for StartError {
             StartError::Tls(m) => write!(f, "TLS: {m}"),
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Io(e) => write!(f, "{e}"),
+            StartError::State(m) => write!(f, "state directory {m}"),
         }
     }
 }
@@ -64,12 +68,14 @@ pub struct Server {
     cfg: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     ice: crate::ice::Ice,
+    api_clock: Option<Clock>,
 }
 
 /// Builder for embedding: start from the defaults and change what you need.
 pub struct Builder {
     cfg: Config,
     listen_set: bool,
+    api_clock: Option<Clock>,
 }
 
 impl Builder {
@@ -123,8 +129,23 @@ impl Builder {
         self
     }
 
+    /// Adjust the HTTP API and its store.
+    pub fn api(mut self, f: impl FnOnce(&mut ApiConfig)) -> Self {
+        f(&mut self.cfg.api);
+        self
+    }
+
+    /// The wall clock of the HTTP API's channel store (milliseconds since the UNIX epoch),
+    /// instead of the system clock: for tests of expiry and for simulations.
+    pub fn api_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.api_clock = Some(Arc::new(clock));
+        self
+    }
+
     pub fn build(self) -> Result<Server, StartError> {
-        Server::new(self.cfg)
+        let mut server = Server::new(self.cfg)?;
+        server.api_clock = self.api_clock;
+        Ok(server)
     }
 
     fn take_default_listen(&mut self) {
@@ -140,6 +161,7 @@ impl Server {
         Builder {
             cfg: Config::default(),
             listen_set: false,
+            api_clock: None,
         }
     }
 
@@ -158,6 +180,7 @@ impl Server {
             cfg: Arc::new(cfg),
             tls,
             ice,
+            api_clock: None,
         })
     }
 
@@ -191,6 +214,23 @@ impl Server {
             inboxes.push(rx);
             polls.push(poll);
         }
+        let api = self.cfg.api.enabled.then(|| {
+            let clock = self.api_clock.clone().unwrap_or_else(system_clock);
+            Arc::new(Api::new(&self.cfg.api, self.cfg.echo, n, clock))
+        });
+        // Replays the state log before any listener serves a request.
+        let maintenance = match &api {
+            Some(api) => Some(Maintenance::start(api.clone(), &self.cfg.api).map_err(|e| {
+                let dir = self
+                    .cfg
+                    .api
+                    .state_dir
+                    .as_deref()
+                    .unwrap_or(std::path::Path::new(""));
+                StartError::State(format!("{}: {e}", dir.display()))
+            })?),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             cores: (0..n).map(|_| CoreMetrics::default()).collect(),
@@ -199,6 +239,7 @@ impl Server {
             per_ip: IpTable::new(self.cfg.limits.max_connections_per_ip),
             started: Instant::now(),
             ice: self.ice,
+            api,
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -230,6 +271,7 @@ impl Server {
             addrs,
             shared,
             threads,
+            maintenance,
         })
     }
 }
@@ -239,6 +281,7 @@ pub struct Handle {
     addrs: Vec<(SocketAddr, bool)>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    maintenance: Option<Maintenance>,
 }
 
 impl Handle {
@@ -289,10 +332,14 @@ impl Handle {
         )
     }
 
-    /// Wait for every reactor thread to exit.
+    /// Wait for every reactor thread to exit, then write and fsync the HTTP API's pending
+    /// state records (with `--state-dir`).
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
+        }
+        if let Some(m) = self.maintenance {
+            m.stop();
         }
     }
 }

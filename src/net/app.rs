@@ -263,6 +263,11 @@ fn upgrade_required() -> Response {
 
 impl App for Host<'_> {
     fn route(&mut self, now: Tick, head: &RequestHead) -> Routed {
+        if let Some(api) = &self.shared.api {
+            if let Some(routed) = api.route(head, self.shared.cfg.limits.max_body_bytes) {
+                return routed;
+            }
+        }
         let get = matches!(head.method, Method::Get | Method::Head);
         if head.upgrade.is_some() && route::is_mew_path(&head.path, &self.shared.cfg.mew.paths) {
             return self.route_mew(now, head);
@@ -347,6 +352,13 @@ impl App for Host<'_> {
                 Routed::Respond(upgrade_required())
             }
             Route::NotFound => Routed::Respond(Response::text(404, "not found")),
+        }
+    }
+
+    fn on_request_body(&mut self, _now: Tick, head: &RequestHead, body: &[u8]) -> Response {
+        match &self.shared.api {
+            Some(api) if api.claims(&head.path) => api.respond(head, body),
+            _ => Response::text(404, "not found"),
         }
     }
 

@@ -4,6 +4,7 @@
 //! Reactors share only immutable data ([`Shared`]) and mailbox senders; each connection lives on
 //! exactly one core, and a key (a room, a peer) is owned by `route::owner(key, cores)`.
 
+pub(crate) mod api;
 pub(crate) mod app;
 pub mod listener;
 pub(crate) mod mailbox;
@@ -32,6 +33,8 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// ICE servers for the dialects and `GET /ice-servers`; its provider runs on its own thread.
     pub ice: crate::ice::Ice,
+    /// The HTTP API and its store (`--api`).
+    pub api: Option<Arc<api::Api>>,
 }
 
 /// Connections per client address, for `max-connections-per-ip`. Sharded so that accepts on

@@ -6,6 +6,8 @@
 //!   ┌──────────────┐ ─────────────────────────────┐
 //!   │ExpectRequest │  plain response               │
 //!   └──────┬───────┘ ◄────────────────────────────┘
+//!          │ ▲ head routed to a body: read it (Content-Length or chunked), then respond
+//!          │ └──────────── ExpectBody (413 early, 408 on a slow body, 400 on bad chunks) ──►Closed
 //!          │ upgrade accepted (101 written)
 //!          ▼
 //!   ┌──────────────┐  our close sent / peer error   ┌─────────┐  peer's close or linger   ┌────────┐
@@ -122,6 +124,11 @@ pub enum Routed {
     /// again from its first byte, on the core whose state decides the answer (e.g. whether an
     /// upgrade is accepted or refused). An App must not relocate a request twice.
     Relocate,
+    /// Read the request's body first (`Content-Length` or chunked; a request with neither has
+    /// an empty body), at most `max` bytes: a larger `Content-Length` is refused with 413
+    /// before any body byte is read, a chunked body as soon as its running total passes `max`.
+    /// Then [`App::on_request_body`] decides the response.
+    Body { max: usize },
 }
 
 /// Whether a handshake succeeded, for the App's metrics and logs.
@@ -150,6 +157,12 @@ pub trait App {
         payload: &[u8],
         out: &mut Outbox<'_>,
     );
+    /// The whole body of a request routed with [`Routed::Body`] arrived: decide the response
+    /// (keep-alive permitting, the connection stays open for the next request).
+    fn on_request_body(&mut self, now: Tick, head: &RequestHead, body: &[u8]) -> Response {
+        let _ = (now, head, body);
+        Response::text(404, "not found")
+    }
     /// The connection closed (after being open as a WebSocket): `code` is what was sent or
     /// received, if any.
     fn on_ws_close(&mut self, endpoint: Endpoint, code: Option<u16>) {
@@ -225,6 +238,9 @@ enum State {
     /// The request in the input belongs to another core ([`Routed::Relocate`]): nothing is read
     /// until the shell has moved the connection and called [`Conn::unpark`].
     Relocating { served: bool },
+    /// Reading the body of a request the App routed with [`Routed::Body`] (its head and the
+    /// bytes so far are in [`Conn::body`]); `phase_at` is when its head ended.
+    ExpectBody,
     /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`; `piped`
     /// means data frames are forwarded cut-through ([`Conn::handle_read_piped`]) instead of
     /// being reassembled into messages for the App.
@@ -249,11 +265,32 @@ pub struct Conn {
     phase_at: Tick,
     /// Last time any byte arrived.
     last_rx: Tick,
-    /// Reassembly of a message that did not arrive in one piece; dropped when it completes.
-    #[allow(clippy::box_collection)] // one pointer in every idle Conn instead of a 24-byte Vec
-    partial: Option<Box<Vec<u8>>>,
+    /// Reassembly of a message that did not arrive in one piece (Open), or the request whose
+    /// body is being read (ExpectBody); dropped when it completes. One pointer in every idle
+    /// Conn.
+    partial: Option<Box<Pending>>,
     /// Switch to piped mode at the next message boundary.
     pipe_pending: bool,
+}
+
+/// What a connection holds between reads, boxed (see [`Conn::partial`]).
+#[allow(clippy::large_enum_variant)] // always behind the Box in `Conn::partial`
+enum Pending {
+    Message(Vec<u8>),
+    Body(BodyRead),
+}
+
+/// A request body in progress: the head it belongs to, the bytes so far, and how it ends.
+struct BodyRead {
+    head: RequestHead,
+    data: Vec<u8>,
+    framing: BodyFraming,
+}
+
+enum BodyFraming {
+    /// `Content-Length`: this many bytes still to come.
+    Length(u64),
+    Chunked(http::ChunkedDecoder),
 }
 
 impl Conn {
@@ -277,7 +314,7 @@ impl Conn {
     /// our buffers.
     pub fn wants_read(&self, pending_out: usize, high_water: usize) -> bool {
         let state_reads = match self.state {
-            State::ExpectRequest { .. } | State::Closing { .. } => true,
+            State::ExpectRequest { .. } | State::ExpectBody | State::Closing { .. } => true,
             State::Open { parked, .. } => !parked,
             State::Relocating { .. } | State::Closed => false,
         };
@@ -348,6 +385,7 @@ impl Conn {
                 };
                 Some(self.phase_at.after(t))
             }
+            State::ExpectBody => Some(self.phase_at.after(limits.http_body_timeout)),
             State::Open { parked: true, .. } | State::Relocating { .. } | State::Closed => None,
             State::Open { .. } => {
                 let idle = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
@@ -387,6 +425,7 @@ impl Conn {
                 State::ExpectRequest { .. } => {
                     pos += self.read_request(now, limits, &input[pos..], out, app)
                 }
+                State::ExpectBody => pos += self.read_body(now, &input[pos..], out, app),
                 // Piped input goes through `handle_read_piped`.
                 State::Open { parked: true, .. }
                 | State::Open { piped: true, .. }
@@ -422,6 +461,8 @@ impl Conn {
         if let State::Open { endpoint, .. } = self.state {
             app.on_ws_close(endpoint, None);
         }
+        // A body cut short by EOF is dropped unanswered: the request never completed.
+        self.partial = None;
         self.state = State::Closed;
     }
 
@@ -458,6 +499,22 @@ impl Conn {
                 self.state = State::Closed;
             }
             State::ExpectRequest { served: true } => self.state = State::Closed,
+            State::ExpectBody => {
+                self.partial = None;
+                app.on_handshake(Handshake::Rejected {
+                    status: 408,
+                    reason: "body_timeout",
+                });
+                http::write_response(
+                    408,
+                    Some("text/plain"),
+                    &[],
+                    b"request body timeout\n",
+                    false,
+                    out,
+                );
+                self.state = State::Closed;
+            }
             State::Open { endpoint, .. } => {
                 let idle_at = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
                 if idle_at.is_some_and(|t| now.reached(t)) {
@@ -496,7 +553,10 @@ impl Conn {
                 };
                 self.phase_at = now;
             }
-            State::ExpectRequest { .. } | State::Relocating { .. } => self.state = State::Closed,
+            State::ExpectRequest { .. } | State::Relocating { .. } | State::ExpectBody => {
+                self.partial = None;
+                self.state = State::Closed
+            }
             State::Closing { .. } | State::Closed => {}
         }
     }
@@ -506,6 +566,7 @@ impl Conn {
         if let State::Open { endpoint, .. } = self.state {
             app.on_ws_close(endpoint, Some(1006));
         }
+        self.partial = None;
         self.state = State::Closed;
     }
 
@@ -741,33 +802,163 @@ impl Conn {
                 // refused a WebSocket has no use for the connection: close after either.
                 let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
                 let keep_alive = head.keep_alive && !has_body && head.upgrade.is_none();
-                let headers: Vec<(&str, &str)> =
-                    resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-                let body: &[u8] = if head.method == http::Method::Head {
-                    b""
-                } else {
-                    &resp.body
-                };
-                http::write_response(
-                    resp.status,
-                    Some(resp.content_type),
-                    &headers,
-                    body,
-                    keep_alive,
-                    out,
-                );
-                self.state = if keep_alive {
-                    State::ExpectRequest { served: true }
-                } else {
-                    State::Closed
-                };
-                self.phase_at = now;
+                self.respond(now, &head, &resp, keep_alive, out);
                 if !keep_alive {
                     return input.len();
                 }
             }
+            Routed::Body { max } => {
+                let framing = match head.content_length {
+                    _ if head.chunked => {
+                        BodyFraming::Chunked(http::ChunkedDecoder::new(max as u64))
+                    }
+                    Some(n) if n > max as u64 => {
+                        // Refused from the head alone: none of the body is read.
+                        let e = http::HttpError::BodyTooLarge;
+                        self.refuse(e.status(), "body_too_large", out, app, |out| {
+                            e.write_response(out)
+                        });
+                        return input.len();
+                    }
+                    Some(n) => BodyFraming::Length(n),
+                    None => BodyFraming::Length(0),
+                };
+                if head.expect_continue
+                    && used == input.len()
+                    && !matches!(framing, BodyFraming::Length(0))
+                {
+                    http::write_continue(out);
+                }
+                self.partial = Some(Box::new(Pending::Body(BodyRead {
+                    head,
+                    data: Vec::new(),
+                    framing,
+                })));
+                self.state = State::ExpectBody;
+                self.phase_at = now;
+                // An empty body is complete at once (no further input may ever come).
+                if let Some(BodyFraming::Length(0)) = self.body_mut().map(|b| &b.framing) {
+                    self.finish_body(now, out, app);
+                    if self.state == State::Closed {
+                        return input.len();
+                    }
+                }
+            }
         }
         used
+    }
+
+    fn body_mut(&mut self) -> Option<&mut BodyRead> {
+        match self.partial.as_deref_mut() {
+            Some(Pending::Body(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    fn take_body(&mut self) -> Option<BodyRead> {
+        match self.partial.take().map(|p| *p) {
+            Some(Pending::Body(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// The reassembly buffer of the message being read (created empty if there is none).
+    fn message_buf(&mut self) -> &mut Vec<u8> {
+        if !matches!(self.partial.as_deref(), Some(Pending::Message(_))) {
+            self.partial = Some(Box::new(Pending::Message(Vec::new())));
+        }
+        match self.partial.as_deref_mut() {
+            Some(Pending::Message(v)) => v,
+            _ => unreachable!("set to a message just above"),
+        }
+    }
+
+    /// Write `resp` to the request `head`, then wait for the next request or close.
+    fn respond(
+        &mut self,
+        now: Tick,
+        head: &RequestHead,
+        resp: &Response,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) {
+        let headers: Vec<(&str, &str)> =
+            resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body: &[u8] = if head.method == http::Method::Head {
+            b""
+        } else {
+            &resp.body
+        };
+        http::write_response(
+            resp.status,
+            Some(resp.content_type),
+            &headers,
+            body,
+            keep_alive,
+            out,
+        );
+        self.state = if keep_alive {
+            State::ExpectRequest { served: true }
+        } else {
+            State::Closed
+        };
+        self.phase_at = now;
+    }
+
+    /// Take body bytes from `input`; once the body is whole, answer it. Returns the bytes used.
+    fn read_body<A: App>(
+        &mut self,
+        now: Tick,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        app: &mut A,
+    ) -> usize {
+        let Some(b) = self.body_mut() else {
+            // Unreachable by construction (ExpectBody always has a body); fail closed.
+            self.state = State::Closed;
+            return input.len();
+        };
+        let used = match &mut b.framing {
+            BodyFraming::Length(remaining) => {
+                // Fits in usize: bounded by `input.len()`.
+                let take = (*remaining).min(input.len() as u64) as usize;
+                b.data.extend_from_slice(&input[..take]);
+                *remaining -= take as u64;
+                if *remaining > 0 {
+                    return take; // the rest of the body is still to come
+                }
+                take
+            }
+            BodyFraming::Chunked(dec) => match dec.feed(input, &mut b.data) {
+                Ok(Some(n)) => n,
+                Ok(None) => return input.len(),
+                Err(e) => {
+                    self.partial = None;
+                    let reason = match e {
+                        http::HttpError::BodyTooLarge => "body_too_large",
+                        _ => "bad_chunked_body",
+                    };
+                    self.refuse(e.status(), reason, out, app, |out| e.write_response(out));
+                    return input.len();
+                }
+            },
+        };
+        self.finish_body(now, out, app);
+        if self.state == State::Closed {
+            return input.len();
+        }
+        used
+    }
+
+    /// The body is whole: ask the App for the response and write it.
+    fn finish_body<A: App>(&mut self, now: Tick, out: &mut Vec<u8>, app: &mut A) {
+        let Some(b) = self.take_body() else {
+            self.state = State::Closed;
+            return;
+        };
+        let resp = app.on_request_body(now, &b.head, &b.data);
+        let keep_alive = b.head.keep_alive && b.head.upgrade.is_none();
+        self.respond(now, &b.head, &resp, keep_alive, out);
     }
 
     /// Answer a request we will not serve with an error response, and close after it.
@@ -781,6 +972,7 @@ impl Conn {
     ) {
         app.on_handshake(Handshake::Rejected { status, reason });
         write(out);
+        self.partial = None;
         self.state = State::Closed;
     }
 
@@ -831,10 +1023,12 @@ impl Conn {
                         }
                         continue;
                     }
-                    let buf = self.partial.get_or_insert_with(Default::default);
-                    buf.extend_from_slice(chunk);
+                    self.message_buf().extend_from_slice(chunk);
                     if message_end {
-                        let whole = self.partial.take().unwrap_or_default();
+                        let whole = match self.partial.take().map(|p| *p) {
+                            Some(Pending::Message(v)) => v,
+                            _ => Vec::new(),
+                        };
                         counters.messages_in += 1;
                         app.on_message(
                             now,

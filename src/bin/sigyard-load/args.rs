@@ -32,11 +32,16 @@ SCENARIOS
                loops offersignal -> offer -> answersignal -> answer with a --size-byte
                ciphertext. Reports pairings/s and the offer/answer round trip. The URL path is
                the MewConnect path (an empty one means /). No --workers.
+    httpapi    --concurrency keep-alive HTTP connections to the HTTP API (URL path, default /),
+               one request in flight each, for --duration seconds; each repeats the whole
+               exchange (create_data_channel, create_offer with --size bytes, get_offer, two
+               create_candidate, get_candidates, create_answer, get_answer); reports
+               requests/s and per-request latency.
 
 OPTIONS (all scenarios)
     --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
-                         ws://127.0.0.1:8080). An empty or \"/\" path means /echo. relay
-                         --mode pipe ignores the path.
+                         ws://127.0.0.1:8080; http:// too, for httpapi). An empty or \"/\"
+                         path means /echo (httpapi: /). relay --mode pipe ignores the path.
     --ca FILE            wss://: trust the PEM certificates in FILE (default: the system
                          bundle, /etc/ssl/certs/ca-certificates.crt)
     --url tcp://HOST:PORT  relay --mode pipe only: the raw TCP baseline. No upgrade; each
@@ -72,6 +77,8 @@ OPTIONS (per scenario)
                --size BYTES (default 64, at least 16)
     mewconnect: --pairs P (default 10), --duration SECONDS (default 10),
                --concurrency C pairings in flight (default 16), --size BYTES (default 64)
+    httpapi:   --duration SECONDS (default 10), --concurrency C (default 16),
+               --size BYTES of offer (default 64)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -98,6 +105,7 @@ pub enum Scenario {
     Churn,
     /// MewConnect v2 pairings and offer/answer round trips (`mewconnect.rs`).
     MewConnect,
+    HttpApi,
 }
 
 impl Scenario {
@@ -108,6 +116,7 @@ impl Scenario {
             Scenario::Handshake => "handshake",
             Scenario::Churn => "churn",
             Scenario::MewConnect => "mewconnect",
+            Scenario::HttpApi => "httpapi",
         }
     }
 }
@@ -173,6 +182,7 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
         Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size"],
+        Scenario::HttpApi => &["--duration", "--concurrency", "--size"],
     }
 }
 
@@ -236,7 +246,11 @@ pub struct Url {
 fn parse_url(v: &str) -> Result<Url, String> {
     let (rest, tls, raw, default_port) = if let Some(r) = v.strip_prefix("wss://") {
         (r, true, false, 443)
-    } else if let Some(r) = v.strip_prefix("ws://") {
+    } else if let Some(r) = v
+        .strip_prefix("ws://")
+        .or_else(|| v.strip_prefix("http://"))
+    {
+        // http:// names the same address and path (the httpapi scenario).
         (r, false, false, 80)
     } else if let Some(r) = v.strip_prefix("tcp://") {
         (r, false, true, 80)
@@ -296,6 +310,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "handshake" => Scenario::Handshake,
         "churn" => Scenario::Churn,
         "mewconnect" => Scenario::MewConnect,
+        "httpapi" => Scenario::HttpApi,
         s if s.starts_with('-') => {
             return Err(format!(
                 "{s}: a scenario must come first (idle, relay, handshake, churn or mewconnect)"

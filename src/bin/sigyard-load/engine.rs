@@ -385,6 +385,8 @@ impl Worker {
             }
             // Runs its own loop (mewconnect.rs), never this engine.
             Scenario::MewConnect => {}
+            // Runs in httpapi.rs, never through this engine.
+            Scenario::HttpApi => {}
             Scenario::Handshake | Scenario::Churn => {
                 if !self.running {
                     return;

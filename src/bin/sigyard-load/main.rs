@@ -8,6 +8,7 @@
 mod args;
 mod engine;
 mod hist;
+mod httpapi;
 mod mewconnect;
 mod report;
 mod tls;
@@ -107,7 +108,9 @@ fn main() -> ExitCode {
             n(nofile)
         );
     }
-    let summary = if opts.workers > 1 && opts.worker.is_none() {
+    let summary = if opts.scenario == Scenario::HttpApi {
+        httpapi::run(&opts, nofile)
+    } else if opts.workers > 1 && opts.worker.is_none() {
         run_parent(&opts, nofile)
     } else {
         run_local(&opts, nofile, &tag)

@@ -14,6 +14,7 @@ struct TestApp {
     handshakes: Vec<Handshake>,
     messages: Vec<(DataKind, Vec<u8>)>,
     closes: Vec<Option<u16>>,
+    bodies: Vec<Vec<u8>>,
 }
 
 impl App for TestApp {
@@ -29,8 +30,15 @@ impl App for TestApp {
                 endpoint: Endpoint::Echo,
                 park: false,
             },
+            "/body" => Routed::Body { max: 64 },
             _ => Routed::Respond(Response::text(404, "not found")),
         }
+    }
+    fn on_request_body(&mut self, _now: Tick, head: &RequestHead, body: &[u8]) -> Response {
+        self.bodies.push(body.to_vec());
+        let mut b = format!("{} ", head.path).into_bytes();
+        b.extend_from_slice(body);
+        Response::new(200, "text/plain", b)
     }
     fn on_handshake(&mut self, outcome: Handshake) {
         self.handshakes.push(outcome);
@@ -244,6 +252,192 @@ fn expect_request_keepalive_timeout_closes_silently() {
     t.advance(t.limits.http_keepalive_timeout);
     assert!(t.out.is_empty());
     assert!(t.conn.is_closed());
+}
+
+// ── ExpectBody ─────────────────────────────────────────────────────────────────────────────
+
+fn post(body: &str) -> String {
+    format!(
+        "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The responses in `out`, as (status, body) pairs (every response has a Content-Length).
+fn responses(out: &[u8]) -> Vec<(u16, String)> {
+    let mut v = Vec::new();
+    let mut rest = out;
+    while !rest.is_empty() {
+        let text = String::from_utf8_lossy(rest);
+        let end = text.find("\r\n\r\n").expect("a whole head") + 4;
+        let head = &text[..end];
+        let status: u16 = head[9..12].parse().unwrap();
+        let len = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Content-Length: "))
+            .map_or(0, |n| n.trim().parse().unwrap());
+        v.push((status, text[end..end + len].to_string()));
+        rest = &rest[end + len..];
+    }
+    v
+}
+
+#[test]
+fn expect_body_content_length_in_one_read_is_answered_and_kept_alive() {
+    let mut t = T::new();
+    let req = post(r#"{"method":"echo"}"#);
+    assert_eq!(t.send(req.as_bytes()), req.len());
+    let out = t.take_out();
+    assert_eq!(
+        responses(&out),
+        vec![(200, r#"/body {"method":"echo"}"#.to_string())]
+    );
+    assert!(String::from_utf8_lossy(&out).contains("Connection: keep-alive"));
+    assert!(!t.conn.is_closed() && t.conn.wants_read(0, 1));
+}
+
+#[test]
+fn expect_body_split_byte_by_byte_is_reassembled() {
+    let mut t = T::new();
+    for b in post("hello, body").bytes() {
+        t.send(&[b]);
+    }
+    assert!(t.inbuf.is_empty(), "every byte consumed");
+    assert_eq!(
+        responses(&t.take_out()),
+        vec![(200, "/body hello, body".to_string())]
+    );
+}
+
+#[test]
+fn expect_body_chunked_is_decoded() {
+    let mut t = T::new();
+    let req = "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n\
+               5\r\nhello\r\n6;ext=1\r\n, body\r\n0\r\n\r\n";
+    assert_eq!(t.send(req.as_bytes()), req.len());
+    assert_eq!(
+        responses(&t.take_out()),
+        vec![(200, "/body hello, body".to_string())]
+    );
+    assert!(!t.conn.is_closed());
+}
+
+#[test]
+fn expect_body_pipelined_requests_in_one_read_are_answered_in_order() {
+    let mut t = T::new();
+    let mut all = post("one");
+    all +=
+        "POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\ntwo\r\n0\r\n\r\n";
+    all += "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    all += &post("");
+    all += &post("four");
+    assert_eq!(t.send(all.as_bytes()), all.len());
+    let got = responses(&t.take_out());
+    let want = [
+        (200, "/body one"),
+        (200, "/body two"),
+        (200, "ok\n"),
+        (200, "/body "),
+        (200, "/body four"),
+    ];
+    let want: Vec<(u16, String)> = want.iter().map(|(s, b)| (*s, b.to_string())).collect();
+    assert_eq!(got, want);
+    assert_eq!(t.app.bodies.len(), 4);
+}
+
+#[test]
+fn expect_body_without_length_is_empty() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(responses(&t.take_out()), vec![(200, "/body ".to_string())]);
+    assert!(!t.conn.is_closed());
+}
+
+#[test]
+fn expect_body_too_large_content_length_is_413_before_reading() {
+    let mut t = T::new();
+    let used = t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\nabc");
+    assert_eq!(
+        used,
+        3 + "POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 65\r\n\r\n".len()
+    );
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(out.contains("Connection: close"));
+    assert!(t.conn.is_closed() && t.app.bodies.is_empty());
+    // 64 bytes exactly is fine.
+    let mut t = T::new();
+    t.send(post(&"x".repeat(64)).as_bytes());
+    assert_eq!(responses(&t.take_out())[0].0, 200);
+}
+
+#[test]
+fn expect_body_chunked_past_the_limit_is_413() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n");
+    t.send(format!("20\r\n{}\r\n", "a".repeat(32)).as_bytes());
+    assert!(t.out.is_empty() && !t.conn.is_closed());
+    t.send(b"21\r\n");
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 413"), "{out}");
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn expect_body_bad_chunk_syntax_is_400() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX");
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 400"), "{out}");
+    assert!(t.conn.is_closed() && t.app.bodies.is_empty());
+}
+
+#[test]
+fn expect_body_slow_body_gets_408() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    let deadline = t.conn.poll_timeout(&t.limits).expect("a body deadline");
+    assert_eq!(deadline, Tick(0).after(t.limits.http_body_timeout));
+    t.advance(t.limits.http_body_timeout - Duration::from_millis(1));
+    assert!(t.out.is_empty() && !t.conn.is_closed());
+    t.advance(Duration::from_millis(1));
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.starts_with("HTTP/1.1 408"), "{out}");
+    assert!(t.conn.is_closed() && t.app.bodies.is_empty());
+}
+
+#[test]
+fn expect_body_expect_continue_gets_100_first() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+    assert_eq!(t.take_out(), b"HTTP/1.1 100 Continue\r\n\r\n");
+    t.send(b"hi");
+    assert_eq!(
+        responses(&t.take_out()),
+        vec![(200, "/body hi".to_string())]
+    );
+    // Body already sent with the head: no interim response.
+    let mut t = T::new();
+    t.send(
+        b"POST /body HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+    );
+    assert!(t.take_out().starts_with(b"HTTP/1.1 200"));
+}
+
+#[test]
+fn expect_body_connection_close_closes_after_the_answer() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n\r\nhi");
+    assert!(String::from_utf8_lossy(&t.take_out()).contains("Connection: close"));
+    assert!(t.conn.is_closed());
+}
+
+#[test]
+fn expect_body_eof_midway_closes_unanswered() {
+    let mut t = T::new();
+    t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
+    t.conn.handle_eof(&mut t.app);
+    assert!(t.conn.is_closed() && t.out.is_empty() && t.app.bodies.is_empty());
 }
 
 // ── Open ───────────────────────────────────────────────────────────────────────────────────

@@ -7,6 +7,7 @@
 //! send queues.
 
 pub mod cevitxe;
+pub mod httpapi;
 pub mod mewconnect;
 pub mod msgpack;
 pub mod peerolator;

@@ -47,7 +47,7 @@ const KEY: [u8; 4] = [0x37, 0xfa, 0x21, 0x3d];
 const CLOSE_CODES: [u16; 6] = [1000, 1001, 1008, 1011, 1012, 4000];
 
 /// Plain requests for [`Op::Request`]: answered, refused, or closing the connection.
-const REQUESTS: [&[u8]; 11] = [
+const REQUESTS: [&[u8]; 16] = [
     b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
     b"GET /nope HTTP/1.1\r\nHost: t\r\n\r\n",
     b"HEAD /healthz HTTP/1.1\r\nHost: t\r\n\r\n",
@@ -62,6 +62,13 @@ const REQUESTS: [&[u8]; 11] = [
       Sec-WebSocket-Version: 13\r\n\r\n",
     b"GET /echo HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
       Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+    // Bodies read by the machine (`/body` allows 64 bytes): whole, cut short, chunked,
+    // over the limit, and announced with `Expect: 100-continue` (the body follows in Sends).
+    b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 4\r\n\r\nbody",
+    b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\nbody",
+    b"POST /body HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nbody\r\n0\r\n\r\n",
+    b"POST /body HTTP/1.1\r\nHost: t\r\nContent-Length: 65\r\n\r\n",
+    b"POST /body HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n",
 ];
 
 /// How the run starts: the clock (near a wrap, sometimes) and which timers are on.
@@ -239,8 +246,8 @@ fn run(data: &[u8], mut trace: Option<&mut String>) {
 
 // ── the App ────────────────────────────────────────────────────────────────────────────────
 
-/// `/echo` upgrades (`/echo/park` parks after the 101), `/healthz` answers 200, anything
-/// else 404. Messages are echoed; every callback checks it comes in order.
+/// `/echo` upgrades (`/echo/park` parks after the 101), `/healthz` answers 200, `/body`
+/// reads a body of at most 64 bytes and answers it back, anything else 404. Messages are echoed; every callback checks it comes in order.
 #[derive(Default)]
 struct FuzzApp {
     upgraded: bool,
@@ -257,8 +264,15 @@ impl App for FuzzApp {
                 park: head.path == "/echo/park",
             },
             "/healthz" => Routed::Respond(Response::text(200, "ok")),
+            "/body" => Routed::Body { max: 64 },
             _ => Routed::Respond(Response::text(404, "not found")),
         }
+    }
+
+    fn on_request_body(&mut self, _now: Tick, _head: &RequestHead, body: &[u8]) -> Response {
+        assert!(!self.upgraded, "a request body after the upgrade");
+        assert!(body.len() <= 64, "a body over the limit");
+        Response::new(200, "application/octet-stream", body.to_vec())
     }
 
     fn on_handshake(&mut self, outcome: Handshake) {
@@ -356,6 +370,10 @@ impl Transcript {
             first
         };
         let connection = header("connection");
+        if code == 100 {
+            assert!(header("content-length").is_none());
+            return head_len; // interim: the final response follows
+        }
         if code == 101 {
             assert_eq!(header("upgrade"), Some(&b"websocket"[..]));
             assert_eq!(connection, Some(&b"Upgrade"[..]));

@@ -1,0 +1,109 @@
+//! A real browser against the HTTP API: headless Chromium (Debian `chromium`, driven by npm
+//! `playwright-core` in tests/browser/) opens two pages that set up an `RTCPeerConnection`
+//! data channel to each other, signaled only through sigyard's HTTP API, and a message
+//! crosses it both ways.
+//!
+//! The browser runs in its own network namespace (`unshare -n`, which needs root or user
+//! namespaces) holding `lo` and a veth pair with private addresses, so WebRTC's candidates are
+//! all inside that namespace whatever interfaces the machine has. (Chromium leaves loopback out
+//! of WebRTC's network list, and without media permission it gathers only on the interface of
+//! the default route: hence the veth pair and a default route over it.) The server stays in the
+//! test's namespace; a Unix socket bridges the two (this file forwards it to the server,
+//! tests/browser/run.mjs forwards a local port to it).
+
+mod common;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::Command;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Inside the new namespace: `lo`, a veth pair whose two ends hold 10.99.0.1 and 10.99.0.2, and
+/// a default route over it (a namespace with only `lo` gathers no candidate at all); then the
+/// driver.
+const NETNS_SETUP: &str = "set -e; ip link set lo up; \
+    ip link add sy0 type veth peer name sy1; \
+    ip addr add 10.99.0.1/24 dev sy0; ip addr add 10.99.0.2/24 dev sy1; \
+    ip link set sy0 up; ip link set sy1 up; ip route add default dev sy0; exec node run.mjs";
+
+/// Copy one direction until EOF, then pass the EOF on.
+fn pump(mut from: impl Read, mut to: impl Write, done: impl FnOnce()) {
+    let mut buf = [0u8; 16 * 1024];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    done();
+}
+
+#[test]
+fn chromium_opens_a_data_channel_signaled_through_the_http_api() {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: apt-get install chromium (.ci/run does)"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir.join("node_modules").is_dir() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (Node.js 20)");
+        assert!(status.success(), "npm install failed in tests/browser");
+    }
+    let h = common::start(|b| b.threads(2));
+    let server = h.plain_addr().unwrap();
+
+    let sock = std::env::temp_dir().join(format!("sigyard-browser-{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&sock);
+    let listener = UnixListener::bind(&sock).unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { break };
+            let Ok(upstream) = TcpStream::connect(server) else {
+                continue;
+            };
+            let (c2, u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+            let u3 = upstream.try_clone().unwrap();
+            let c3: UnixStream = client.try_clone().unwrap();
+            std::thread::spawn(move || {
+                pump(client, upstream, move || drop(u3.shutdown(Shutdown::Write)))
+            });
+            std::thread::spawn(move || pump(u2, c2, move || drop(c3.shutdown(Shutdown::Write))));
+        }
+    });
+
+    let out = Command::new("unshare")
+        .args(["-n", "sh", "-c", NETNS_SETUP])
+        .env("SIGYARD_SOCK", &sock)
+        .env("CHROMIUM", CHROMIUM)
+        .current_dir(&dir)
+        .output()
+        .expect("unshare runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let result = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or("none");
+    println!("browser result: {result}");
+    let _ = std::fs::remove_file(&sock);
+    common::stop(h);
+    assert!(
+        out.status.success() && result.contains("\"ok\":true"),
+        "the data channel did not carry the message: {result}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    // Every candidate either side saw is on the namespace's private pair.
+    let candidates: Vec<&str> = result.split("candidate candidate:").skip(1).collect();
+    assert!(!candidates.is_empty(), "{result}");
+    for c in candidates {
+        let c = c.split('"').next().unwrap_or(c);
+        assert!(
+            c.contains(" 10.99.0."),
+            "a candidate outside the namespace: {c}"
+        );
+    }
+}

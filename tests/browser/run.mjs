@@ -1,0 +1,79 @@
+// Drives two headless Chromium pages that open a WebRTC data channel to each other, signaled
+// only through sigyard's HTTP API, and checks that a message crosses it both ways.
+//
+// Meant to run inside its own network namespace (tests/browser.rs does `unshare -n` and sets up
+// a private veth pair), so every ICE candidate stays inside it. The server lives outside: this script
+// bridges a local TCP port to the Unix socket SIGYARD_SOCK, which the test forwards to the
+// server. It also serves page.html itself, so the API is called cross-origin (CORS).
+//
+// Prints one line `RESULT <json>` and exits 0 on success.
+import http from 'node:http';
+import net from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { chromium } from 'playwright-core';
+
+const sock = process.env.SIGYARD_SOCK;
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
+
+function listen(server) {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+}
+
+const bridge = net.createServer((client) => {
+  const upstream = net.createConnection({ path: sock });
+  client.pipe(upstream).pipe(client);
+  const end = () => { client.destroy(); upstream.destroy(); };
+  client.on('error', end);
+  upstream.on('error', end);
+});
+const apiPort = await listen(bridge);
+
+const page = await readFile(new URL('./page.html', import.meta.url));
+const web = http.createServer((req, res) => {
+  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
+  res.end(page);
+});
+const webPort = await listen(web);
+
+const result = { ok: false };
+let a;
+let b;
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    // Host candidates as addresses, not mDNS names nobody here can resolve.
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    // Extra flags for debugging, space-separated.
+    ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(' ') : []),
+  ],
+});
+try {
+  const ctx = await browser.newContext();
+  const api = encodeURIComponent(`http://127.0.0.1:${apiPort}/`);
+  const base = `http://127.0.0.1:${webPort}/page.html?api=${api}`;
+  a = await ctx.newPage();
+  await a.goto(`${base}&role=offer`);
+  const channel = await (await a.waitForFunction(() => window.channelId || window.failed, null, { timeout: timeoutMs })).jsonValue();
+  result.channel = channel;
+  b = await ctx.newPage();
+  await b.goto(`${base}&role=answer&channel=${channel}`);
+  const done = () => window.received || window.failed;
+  result.received = await (await b.waitForFunction(done, null, { timeout: timeoutMs })).jsonValue();
+  result.reply = await (await a.waitForFunction(() => window.reply || window.failed, null, { timeout: timeoutMs })).jsonValue();
+  result.ok = result.received === 'hello through sigyard' && result.reply === 'echo: hello through sigyard';
+} catch (e) {
+  result.error = String(e && e.message || e);
+} finally {
+  for (const [name, p] of [['offerEvents', a], ['answerEvents', b]]) {
+    if (p) result[name] = await p.evaluate(() => window.events).catch((e) => [String(e)]);
+  }
+  await browser.close().catch(() => {});
+  bridge.close();
+  web.close();
+}
+console.log(`RESULT ${JSON.stringify(result)}`);
+process.exit(result.ok ? 0 : 1);
