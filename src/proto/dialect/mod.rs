@@ -12,6 +12,7 @@ pub mod mewconnect;
 pub mod msgpack;
 pub mod peerolator;
 pub mod pipe;
+pub mod sio;
 
 use crate::proto::ws::DataKind;
 
