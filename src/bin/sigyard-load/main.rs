@@ -17,7 +17,7 @@ mod ws;
 use args::{Mode, Opts, Parsed, Scenario};
 use engine::{Counters, Plan, Shared, RUNNING, SETUP, STOP};
 use report::{n, Summary};
-use std::io::Read;
+use std::io::BufRead;
 use std::net::{IpAddr, Ipv4Addr};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
@@ -255,6 +255,11 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                     std::thread::sleep(Duration::from_millis(300));
                     rss_at_n = o.server_pid.and_then(rss_kib);
                 }
+                if o.worker.is_some() {
+                    // All workers start their traffic together, once every one of them is set
+                    // up: one worker's handshakes must not fall into another's measurement.
+                    wait_for_go();
+                }
                 shared.phase.store(RUNNING, Relaxed);
                 wake();
                 run_start = Some(Instant::now());
@@ -369,6 +374,17 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
 /// summaries. The server's RSS is sampled here: before the children start and, as "at N",
 /// the highest value seen while they run (each child holds its connections for the whole
 /// hold, so the peak is the RSS with every connection open).
+/// Worker side of the start barrier: say `READY` on stdout, wait for a line on stdin.
+fn wait_for_go() {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "READY");
+    let _ = out.flush();
+    drop(out);
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+}
+
 fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
     let exe = std::env::current_exe().map_err(|e| format!("cannot find my own binary: {e}"))?;
     let mut base = vec![o.scenario.name().to_string()];
@@ -387,25 +403,60 @@ fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
     }
     let rss_before = o.server_pid.and_then(rss_kib);
     let mut children = Vec::new();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     for i in 0..o.workers {
         let mut cmd = Command::new(&exe);
         cmd.args(&base)
             .args(["--json", "--worker", &format!("{i}/{}", o.workers)])
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         let mut ch = cmd
             .spawn()
             .map_err(|e| format!("cannot start worker {i}: {e}"))?;
-        // Read each child's stdout on its own thread so no child blocks on a full pipe.
+        // Read each child's stdout on its own thread so no child blocks on a full pipe; its
+        // first line is READY (set up, waiting to start), the last its JSON summary.
         let so = ch.stdout.take();
+        let ready = ready_tx.clone();
         let reader = std::thread::spawn(move || {
             let mut out = String::new();
-            if let Some(mut so) = so {
-                let _ = so.read_to_string(&mut out);
+            if let Some(so) = so {
+                for line in std::io::BufReader::new(so).lines().map_while(Result::ok) {
+                    if line == "READY" {
+                        let _ = ready.send(());
+                    } else {
+                        out.push_str(&line);
+                        out.push('\n');
+                    }
+                }
             }
             out
         });
         children.push((ch, reader));
+    }
+    drop(ready_tx);
+    // The start barrier: GO to every worker once all are set up (or gone).
+    let mut waiting = children.len();
+    while waiting > 0 {
+        match ready_rx.recv_timeout(Duration::from_millis(100)) {
+            Ok(()) => waiting -= 1,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                let exited = children
+                    .iter_mut()
+                    .filter_map(|(ch, _)| ch.try_wait().ok().flatten())
+                    .count();
+                if exited > 0 && exited >= waiting {
+                    break;
+                }
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    for (ch, _) in &mut children {
+        if let Some(mut stdin) = ch.stdin.take() {
+            use std::io::Write;
+            let _ = stdin.write_all(b"GO\n");
+        }
     }
     let mut peak = None::<u64>;
     let mut outputs = Vec::new();
