@@ -126,7 +126,7 @@ measuring took ${opt.elapsed} s.
   waiting for their peer (all on one \`/connection/…\` path) against sigyard's idle \`/echo\` sockets.
 * tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}:
   a current-thread runtime, one task per connection, \`WebSocketConfig\` read and write
-  buffers of 4 KiB.
+  buffers of 4 KiB, answers queued with \`feed\` and flushed once per batch of ready messages.
 * bun: \`benches/compare.d/bun/echo.js\`, \`Bun.serve\` with \`websocket.message(ws, m) { ws.send(m) }\`.
 * plain TCP copy: \`benches/compare.d/tcp-copy\`, a forwarder that pairs two connections by a
   first line and then copies bytes each way (blocking \`read\` into 64 KiB, \`write_all\`, a thread
