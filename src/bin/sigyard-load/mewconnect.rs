@@ -453,7 +453,11 @@ impl Worker {
                         continue;
                     }
                     Upgrade::Status(code) => {
-                        let msg = format!("upgrade refused: HTTP {code}");
+                        // The refusal's text names the rule (MewConnect answers in the body).
+                        let text = String::from_utf8_lossy(&s.rx);
+                        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                        let body: String = body.trim().chars().take(80).collect();
+                        let msg = format!("upgrade refused: HTTP {code} {body}");
                         fail(p, poll, &self.shared, &mut out.errors, &msg);
                         return;
                     }

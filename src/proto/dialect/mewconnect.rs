@@ -486,35 +486,251 @@ fn parse_frame(kind: Kind, payload: &[u8]) -> Option<Frame<'_>> {
 }
 
 /// §1.4: the `data` object of `offersignal` / `answersignal`. Extra fields are allowed.
+///
+/// Read in one pass without building a tree (offers carry arrays of hundreds of numbers on
+/// every message): each field is probed for its shape and skipped. A key given twice counts
+/// once, the last time, as a parsed object would have it.
 pub fn valid_signal_data(data: &str) -> bool {
-    let Ok(Json::Object(d)) = serde_json::from_str::<Json>(data) else {
-        return false;
-    };
-    let Some(Json::Object(payload)) = d.get("data") else {
-        return false;
-    };
-    let buffer = |name: &str, len: Option<usize>| match payload.get(name) {
-        Some(Json::Object(b)) => {
-            matches!(b.get("type"), Some(Json::String(_)))
-                && matches!(b.get("data"), Some(Json::Array(a)) if len.map_or(true, |want| want == a.len()))
+    let mut de = serde_json::Deserializer::from_str(data);
+    matches!(
+        serde::Deserialize::deserialize(&mut de),
+        Ok(shape::Shaped(shape::Signal { ok: true }))
+    ) && de.end().is_ok()
+}
+
+/// The shape probes behind [`valid_signal_data`].
+mod shape {
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    /// An object key §1.4 looks at (read without allocating, escapes or not).
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Key {
+        Data,
+        ConnId,
+        Options,
+        Iv,
+        EphemPublicKey,
+        Ciphertext,
+        Mac,
+        Type,
+        Other,
+    }
+
+    impl<'de> Deserialize<'de> for Key {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl Visitor<'_> for V {
+                type Value = Key;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("an object key")
+                }
+                fn visit_str<E>(self, s: &str) -> Result<Key, E> {
+                    Ok(match s {
+                        "data" => Key::Data,
+                        "connId" => Key::ConnId,
+                        "options" => Key::Options,
+                        "iv" => Key::Iv,
+                        "ephemPublicKey" => Key::EphemPublicKey,
+                        "ciphertext" => Key::Ciphertext,
+                        "mac" => Key::Mac,
+                        "type" => Key::Type,
+                        _ => Key::Other,
+                    })
+                }
+            }
+            d.deserialize_str(V)
         }
-        _ => false,
-    };
-    let conn_id_ok = match d.get("connId") {
-        None | Some(Json::Null) => true,
-        Some(Json::String(s)) => s.encode_utf16().count() == 32,
-        Some(_) => false,
-    };
-    let options_ok = matches!(
-        d.get("options"),
-        None | Some(Json::Null | Json::String(_) | Json::Object(_) | Json::Array(_))
-    );
-    buffer("iv", Some(16))
-        && buffer("ephemPublicKey", Some(65))
-        && buffer("ciphertext", None)
-        && buffer("mac", Some(32))
-        && conn_id_ok
-        && options_ok
+    }
+
+    /// What one JSON value is, with the facts §1.4 needs; its content is skipped.
+    pub enum Probe {
+        Null,
+        /// A string and its length in UTF-16 code units (JavaScript's `length`).
+        Str(usize),
+        Array(usize),
+        Object,
+        Other,
+    }
+
+    /// An object read by its entries; any other value is `invalid()`.
+    pub trait FromMap: Sized {
+        fn from_map<'de, A: MapAccess<'de>>(a: A) -> Result<Self, A::Error>;
+        fn invalid() -> Self;
+    }
+
+    /// `T` when the value is an object, `T::invalid()` (content skipped) otherwise.
+    pub struct Shaped<T>(pub T);
+
+    impl<'de> Deserialize<'de> for Probe {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            d.deserialize_any(ProbeVisitor)
+        }
+    }
+
+    impl<'de, T: FromMap> Deserialize<'de> for Shaped<T> {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V<T>(PhantomData<T>);
+            impl<'de, T: FromMap> Visitor<'de> for V<T> {
+                type Value = Shaped<T>;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("any JSON value")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                    T::from_map(a).map(Shaped)
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+                    ProbeVisitor.visit_seq(a).map(|_| Shaped(T::invalid()))
+                }
+                fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+                fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+                fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+                fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+                fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+                fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                    Ok(Shaped(T::invalid()))
+                }
+            }
+            d.deserialize_any(V(PhantomData))
+        }
+    }
+
+    struct ProbeVisitor;
+
+    impl<'de> Visitor<'de> for ProbeVisitor {
+        type Value = Probe;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_unit<E>(self) -> Result<Probe, E> {
+            Ok(Probe::Null)
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<Probe, E> {
+            Ok(Probe::Other)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Probe, E> {
+            Ok(Probe::Other)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Probe, E> {
+            Ok(Probe::Other)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Probe, E> {
+            Ok(Probe::Other)
+        }
+        fn visit_str<E>(self, s: &str) -> Result<Probe, E> {
+            Ok(Probe::Str(s.encode_utf16().count()))
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut a: A) -> Result<Probe, A::Error> {
+            let mut n = 0;
+            while a.next_element::<IgnoredAny>()?.is_some() {
+                n += 1;
+            }
+            Ok(Probe::Array(n))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut a: A) -> Result<Probe, A::Error> {
+            while a.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(Probe::Object)
+        }
+    }
+
+    /// The `data` object: its `data` payload, optional `connId` and `options`.
+    pub struct Signal {
+        pub ok: bool,
+    }
+
+    impl FromMap for Signal {
+        fn from_map<'de, A: MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+            let (mut payload, mut conn_id, mut options) = (false, true, true);
+            while let Some(k) = a.next_key::<Key>()? {
+                match k {
+                    Key::Data => payload = a.next_value::<Shaped<Payload>>()?.0.ok,
+                    Key::ConnId => {
+                        conn_id = matches!(a.next_value()?, Probe::Null | Probe::Str(32));
+                    }
+                    Key::Options => {
+                        options = !matches!(a.next_value()?, Probe::Other);
+                    }
+                    _ => {
+                        a.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Signal {
+                ok: payload && conn_id && options,
+            })
+        }
+        fn invalid() -> Self {
+            Signal { ok: false }
+        }
+    }
+
+    /// The encrypted payload: four buffers, three of fixed length.
+    struct Payload {
+        ok: bool,
+    }
+
+    impl FromMap for Payload {
+        fn from_map<'de, A: MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+            // iv 16, ephemPublicKey 65, ciphertext any, mac 32 (the array lengths).
+            let mut seen = [None::<usize>; 4];
+            while let Some(k) = a.next_key::<Key>()? {
+                let i = match k {
+                    Key::Iv => 0,
+                    Key::EphemPublicKey => 1,
+                    Key::Ciphertext => 2,
+                    Key::Mac => 3,
+                    _ => {
+                        a.next_value::<IgnoredAny>()?;
+                        continue;
+                    }
+                };
+                seen[i] = a.next_value::<Shaped<Buffer>>()?.0 .0;
+            }
+            let ok = matches!(seen, [Some(16), Some(65), Some(_), Some(32)]);
+            Ok(Payload { ok })
+        }
+        fn invalid() -> Self {
+            Payload { ok: false }
+        }
+    }
+
+    /// `{"type": <string>, "data": <array>}`: `Some(array length)` when it is one.
+    struct Buffer(Option<usize>);
+
+    impl FromMap for Buffer {
+        fn from_map<'de, A: MapAccess<'de>>(mut a: A) -> Result<Self, A::Error> {
+            let (mut ty, mut len) = (false, None);
+            while let Some(k) = a.next_key::<Key>()? {
+                match k {
+                    Key::Type => ty = matches!(a.next_value()?, Probe::Str(_)),
+                    Key::Data => {
+                        len = match a.next_value()? {
+                            Probe::Array(n) => Some(n),
+                            _ => None,
+                        }
+                    }
+                    _ => {
+                        a.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(Buffer(len.filter(|_| ty)))
+        }
+        fn invalid() -> Self {
+            Buffer(None)
+        }
+    }
 }
 
 /// Every entry of an ICE server list with both `url` and `urls` (§1.8: the web client reads

@@ -452,3 +452,99 @@ fn deadlines() {
     assert_eq!(t.due(r(1), Tick(26_000), &off), Due::Never);
     assert_eq!(t.due(r(9), Tick(0), &o), Due::Never);
 }
+
+/// The §1.4 check written the obvious way, over a parsed tree: the oracle for the one-pass
+/// reader in `valid_signal_data`.
+fn valid_by_tree(data: &str) -> bool {
+    let Ok(Json::Object(d)) = serde_json::from_str::<Json>(data) else {
+        return false;
+    };
+    let Some(Json::Object(p)) = d.get("data") else {
+        return false;
+    };
+    let buffer = |name: &str, len: Option<usize>| match p.get(name) {
+        Some(Json::Object(b)) => {
+            matches!(b.get("type"), Some(Json::String(_)))
+                && matches!(b.get("data"), Some(Json::Array(a)) if len.map_or(true, |n| n == a.len()))
+        }
+        _ => false,
+    };
+    let conn_id = match d.get("connId") {
+        None | Some(Json::Null) => true,
+        Some(Json::String(s)) => s.encode_utf16().count() == 32,
+        Some(_) => false,
+    };
+    let options = matches!(
+        d.get("options"),
+        None | Some(Json::Null | Json::String(_) | Json::Object(_) | Json::Array(_))
+    );
+    buffer("iv", Some(16))
+        && buffer("ephemPublicKey", Some(65))
+        && buffer("ciphertext", None)
+        && buffer("mac", Some(32))
+        && conn_id
+        && options
+}
+
+#[test]
+fn one_pass_signal_check_agrees_with_the_tree_check() {
+    let good = offer_data().to_string();
+    let mut cases = vec![good.clone()];
+    // Every field replaced by values of every kind.
+    let kinds = [
+        "null",
+        "true",
+        "3",
+        "-1.5",
+        "\"s\"",
+        "[]",
+        "[1,2]",
+        "{}",
+        r#"{"a":[1]}"#,
+    ];
+    let fields = [
+        "data",
+        "connId",
+        "options",
+        "iv",
+        "ephemPublicKey",
+        "ciphertext",
+        "mac",
+        "type",
+    ];
+    for f in fields {
+        for k in kinds {
+            let mut v = offer_data();
+            match f {
+                "data" | "connId" | "options" => v[f] = serde_json::from_str(k).unwrap(),
+                "type" => v["data"]["iv"]["type"] = serde_json::from_str(k).unwrap(),
+                _ => v["data"][f] = serde_json::from_str(k).unwrap(),
+            }
+            cases.push(v.to_string());
+        }
+    }
+    // Lengths around the fixed ones, a 32-unit connId made of astral characters (16 of
+    // them), duplicate keys (the last counts), escaped keys, and not JSON at all.
+    for n in [0, 15, 16, 17, 64, 65, 66] {
+        let mut v = offer_data();
+        v["data"]["iv"]["data"] = json!(vec![1; n]);
+        v["data"]["ephemPublicKey"]["data"] = json!(vec![1; n]);
+        cases.push(v.to_string());
+    }
+    let mut v = offer_data();
+    v["connId"] = json!("\u{1F600}".repeat(16));
+    cases.push(v.to_string());
+    cases.push(good.replacen("{", r#"{"connId":5,"#, 1));
+    cases.push(good.replacen("{", r#"{"data":1,"#, 1));
+    cases.push(good.replacen(r#""connId""#, r#""connId":1,"connId""#, 1));
+    cases.push(good.replacen(r#""mac""#, r#""\u006dac""#, 1));
+    cases.push(good.replacen(r#""iv""#, r#""iv":{"type":"B","data":[]},"iv""#, 1));
+    cases.push(good.replacen("}", "", 1));
+    cases.push(format!("{good} x"));
+    cases.push("[1]".into());
+    for c in &cases {
+        assert_eq!(valid_signal_data(c), valid_by_tree(c), "{c}");
+    }
+    assert!(cases.iter().filter(|c| valid_by_tree(c)).count() >= 5);
+    assert!(cases.iter().filter(|c| !valid_by_tree(c)).count() >= 40);
+}
