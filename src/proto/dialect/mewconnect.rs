@@ -511,7 +511,7 @@ mod shape {
         ConnId,
         Options,
         Iv,
-        EphemPublicKey,
+        Ephem,
         Ciphertext,
         Mac,
         Type,
@@ -532,7 +532,7 @@ mod shape {
                         "connId" => Key::ConnId,
                         "options" => Key::Options,
                         "iv" => Key::Iv,
-                        "ephemPublicKey" => Key::EphemPublicKey,
+                        "ephemPublicKey" => Key::Ephem,
                         "ciphertext" => Key::Ciphertext,
                         "mac" => Key::Mac,
                         "type" => Key::Type,
@@ -687,7 +687,7 @@ mod shape {
             while let Some(k) = a.next_key::<Key>()? {
                 let i = match k {
                     Key::Iv => 0,
-                    Key::EphemPublicKey => 1,
+                    Key::Ephem => 1,
                     Key::Ciphertext => 2,
                     Key::Mac => 3,
                     _ => {
