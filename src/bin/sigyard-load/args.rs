@@ -76,7 +76,9 @@ OPTIONS (per scenario)
     churn:     --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES (default 64, at least 16)
     mewconnect: --pairs P (default 10), --duration SECONDS (default 10),
-               --concurrency C pairings in flight (default 16), --size BYTES (default 64)
+               --concurrency C pairings in flight (default 16), --size BYTES (default 64),
+               --rate OFFERS_PER_SEC over all pairs, round robin, a pair still waiting for
+               its answer skipped (default: closed loop, every pair always in flight)
     httpapi:   --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES of offer (default 64)
 
@@ -181,7 +183,7 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
         ],
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
-        Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size"],
+        Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size", "--rate"],
         Scenario::HttpApi => &["--duration", "--concurrency", "--size"],
     }
 }

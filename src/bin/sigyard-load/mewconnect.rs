@@ -92,6 +92,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             path: path.clone(),
             timeout: o.timeout,
             concurrency: conc,
+            rate: o.rate.map(|r| r * pairs as f64 / o.pairs.max(1) as f64),
             offer: frame_text("offersignal", o.size),
             answer: frame_text("answersignal", o.size),
             rng: Rng::new(0x006d_6577 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed()),
@@ -222,6 +223,8 @@ struct Worker {
     concurrency: u64,
     offer: Vec<u8>,
     answer: Vec<u8>,
+    /// `--rate`: offers per second for this thread (paced); `None`: closed loop.
+    rate: Option<f64>,
     rng: Rng,
     shared: Arc<Shared>,
     setup_done: Arc<AtomicBool>,
@@ -250,6 +253,9 @@ impl Worker {
         let mut next = 0usize; // the next pair to start
         let mut in_flight = 0u64;
         let mut running = false;
+        // Paced offers: how many were sent since the run began, and where to look next.
+        let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
+        let mut last_scan = Instant::now();
         loop {
             let phase = self.shared.phase.load(Relaxed);
             if phase == STOP {
@@ -265,7 +271,12 @@ impl Worker {
                 in_flight += u64::from(!failed);
             }
             let now = Instant::now();
-            for p in self.pairs.iter_mut().flatten() {
+            // Pairing deadlines: only while pairings are in flight, ten times a second.
+            let scan = in_flight > 0 && now.duration_since(last_scan) >= Duration::from_millis(100);
+            if scan {
+                last_scan = now;
+            }
+            for p in self.pairs.iter_mut().flatten().filter(|_| scan) {
                 let setting_up = !matches!(
                     p.step,
                     Step::Paired | Step::WaitOffer | Step::WaitAnswer | Step::Failed
@@ -280,12 +291,38 @@ impl Worker {
             }
             if phase == RUNNING && !running {
                 running = true;
-                for i in 0..self.pairs.len() {
-                    self.send_offer(i);
-                    self.flush(&poll, i, &mut out);
+                run_start = Instant::now();
+                if self.rate.is_none() {
+                    for i in 0..self.pairs.len() {
+                        self.send_offer(i);
+                        self.flush(&poll, i, &mut out);
+                    }
                 }
             }
-            let _ = poll.poll(&mut events, Some(Duration::from_millis(5)));
+            if let (true, Some(rate)) = (running, self.rate) {
+                // Open loop: offers on schedule, round robin over the pairs not waiting for
+                // an answer (a pair still waiting is skipped, not queued).
+                let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
+                let n = self.pairs.len();
+                let mut looked = 0;
+                while paced < due && looked < n {
+                    let i = cursor;
+                    cursor = (cursor + 1) % n;
+                    looked += 1;
+                    if self.pairs[i]
+                        .as_ref()
+                        .is_some_and(|p| p.step == Step::Paired)
+                    {
+                        self.send_offer(i);
+                        self.flush(&poll, i, &mut out);
+                        paced += 1;
+                        looked = 0;
+                    }
+                }
+                paced = paced.max(due.saturating_sub(n as u64));
+            }
+            let tick = if self.rate.is_some() && running { 1 } else { 5 };
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(tick)));
             let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
             for i in ready {
                 let before = self.pairs[i].as_ref().map(|p| p.step);
@@ -553,7 +590,7 @@ impl Worker {
                     p.step = Step::Paired;
                     out.pairing.record(p.started.elapsed().as_nanos() as u64);
                     self.shared.paired.fetch_add(1, Relaxed);
-                    if running {
+                    if running && self.rate.is_none() {
                         self.send_offer(i);
                     }
                 }
@@ -568,7 +605,7 @@ impl Worker {
                 out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
                 self.shared.round_trips.fetch_add(1, Relaxed);
                 p.step = Step::Paired;
-                if self.shared.phase.load(Relaxed) == RUNNING {
+                if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
                     self.send_offer(i);
                 }
             }
