@@ -969,7 +969,7 @@ mod tests {
     use super::*;
 
     /// Parses a space-separated command line with the given environment.
-    fn run(line: &str, env: &[(&str, &str)]) -> Result<Config, String> {
+    pub(super) fn run(line: &str, env: &[(&str, &str)]) -> Result<Config, String> {
         let args: Vec<String> = line.split_whitespace().map(String::from).collect();
         let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
         match parse(&args, &lookup).map_err(|e| e.message)? {
@@ -1235,16 +1235,8 @@ mod tests {
 
 #[cfg(test)]
 mod ice_tests {
+    use super::tests::run;
     use super::*;
-
-    fn run(line: &str, env: &[(&str, &str)]) -> Result<Config, String> {
-        let args: Vec<String> = line.split_whitespace().map(String::from).collect();
-        let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
-        match parse(&args, &lookup).map_err(|e| e.message)? {
-            Parsed::Run(c) => Ok(c),
-            other => Err(format!("unexpected {other:?}")),
-        }
-    }
 
     #[test]
     fn ice_options_from_flags_env_and_file() {
