@@ -406,6 +406,20 @@ fn channels_expire_by_the_injected_clock() {
     assert_eq!(c.err(&get), "channel_id not found");
     let write = format!(r#"{{"method":"create_offer","channel_id":"{id}","offer":"o"}}"#);
     assert_eq!(c.err(&write), "channel_id not found");
+    // /metrics counts the calls by outcome.
+    let a = h.plain_addr().unwrap();
+    assert_eq!(
+        common::metric(a, "sigyard_api_requests_total{outcome=\"ok\"}"),
+        2.0
+    );
+    assert_eq!(
+        common::metric(a, "sigyard_api_requests_total{outcome=\"error\"}"),
+        2.0
+    );
+    assert_eq!(
+        common::metric(a, "sigyard_api_state_write_errors_total"),
+        0.0
+    );
     stop(h);
 }
 

@@ -30,6 +30,7 @@ use crate::{error, info, warn};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -55,6 +56,11 @@ enum Cors {
 /// The running API: its store, clock, mount and CORS policy.
 pub(crate) struct Api {
     pub table: Table,
+    /// For `/metrics`: requests answered 200, answered with an error, and state-log writes
+    /// that failed (all reactors and the maintenance thread add to them).
+    answered_ok: AtomicU64,
+    answered_error: AtomicU64,
+    state_write_errors: AtomicU64,
     clock: Clock,
     /// `None`: every path no other endpoint claims.
     path: Option<String>,
@@ -82,6 +88,9 @@ impl Api {
         };
         Api {
             table: Table::new(limits, store::shards_for(cores), cfg.state_dir.is_some()),
+            answered_ok: AtomicU64::new(0),
+            answered_error: AtomicU64::new(0),
+            state_write_errors: AtomicU64::new(0),
             clock,
             path: (cfg.path != "*").then(|| cfg.path.clone()),
             echo,
@@ -91,6 +100,16 @@ impl Api {
 
     pub fn now(&self) -> u64 {
         (self.clock)()
+    }
+
+    /// The API's lines of `/metrics` (Prometheus text format).
+    pub fn render_metrics(&self, o: &mut String) {
+        use std::fmt::Write;
+        let ok = self.answered_ok.load(Relaxed);
+        let err = self.answered_error.load(Relaxed);
+        let _ = writeln!(o, "# HELP sigyard_api_channels live channels in the HTTP API's store\n# TYPE sigyard_api_channels gauge\nsigyard_api_channels {}", self.table.len());
+        let _ = writeln!(o, "# HELP sigyard_api_requests_total HTTP API method calls by outcome\n# TYPE sigyard_api_requests_total counter\nsigyard_api_requests_total{{outcome=\"ok\"}} {ok}\nsigyard_api_requests_total{{outcome=\"error\"}} {err}");
+        let _ = writeln!(o, "# HELP sigyard_api_state_write_errors_total failed writes of the state log\n# TYPE sigyard_api_state_write_errors_total counter\nsigyard_api_state_write_errors_total {}", self.state_write_errors.load(Relaxed));
     }
 
     /// True when `path` is the API's.
@@ -125,6 +144,12 @@ impl Api {
     /// Answer one API request body.
     pub fn respond(&self, head: &RequestHead, body: &[u8]) -> Response {
         let reply = httpapi::handle(&self.table, self.now(), body, &mut crate::csprng::uuid_v4);
+        let counter = if reply.status() == 200 {
+            &self.answered_ok
+        } else {
+            &self.answered_error
+        };
+        counter.fetch_add(1, Relaxed);
         let mut r = Response::new(reply.status(), reply.content_type(), reply.into_body());
         self.cors_headers(head, &mut r);
         r
@@ -321,6 +346,9 @@ impl Maintenance {
                             last_compact = Instant::now();
                         }
                         must_compact = result.is_err();
+                        if result.is_err() {
+                            api.state_write_errors.fetch_add(1, Relaxed);
+                        }
                         match result {
                             Ok(()) if failing => {
                                 info!("state: writing {} works again", log.path.display());

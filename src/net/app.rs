@@ -331,10 +331,13 @@ impl App for Host<'_> {
             }
             Route::Healthz => Routed::Respond(Response::text(200, "ok")),
             Route::Metrics => {
-                let body = crate::metrics::render(
+                let mut body = crate::metrics::render(
                     &self.shared.cores,
                     self.shared.started.elapsed().as_secs_f64(),
                 );
+                if let Some(api) = &self.shared.api {
+                    api.render_metrics(&mut body);
+                }
                 Routed::Respond(Response::new(
                     200,
                     "text/plain; version=0.0.4; charset=utf-8",
