@@ -98,6 +98,20 @@ pub struct Config {
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
     pub api: ApiConfig,
+    pub sio: SioConfig,
+}
+
+/// Engine.IO 3 / Socket.IO 2 (`/socket.io/`, PROTOCOLS.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SioConfig {
+    /// `pingInterval` announced in the open packet.
+    pub ping_interval: Duration,
+    /// `pingTimeout` for MewConnect v1 (and the test dialect).
+    pub ping_timeout: Duration,
+    /// `pingTimeout` for webRTWorkspaces (its original sets 12000).
+    pub workspaces_ping_timeout: Duration,
+    /// Largest polling POST body.
+    pub max_http_buffer: usize,
 }
 
 /// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
@@ -236,6 +250,12 @@ impl Default for Config {
                 error_frames: true,
             },
             peerolator_server_info: None,
+            sio: SioConfig {
+                ping_interval: secs(25),
+                ping_timeout: secs(5),
+                workspaces_ping_timeout: secs(12),
+                max_http_buffer: MIB,
+            },
             api: ApiConfig {
                 enabled: true,
                 path: "/".to_string(),
@@ -354,6 +374,10 @@ static OPTS: &[Opt] = &[
     opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
+    opt("sio-ping-interval", "DURATION", "25s", "Socket.IO (Engine.IO 3) pingInterval: how often clients ping."),
+    opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
+    opt("sio-workspaces-ping-timeout", "DURATION", "12s", "Socket.IO pingTimeout for webRTWorkspaces (its original's value)."),
+    opt("sio-max-http-buffer", "SIZE", "1MiB", "Largest Socket.IO polling POST body; past it, 413."),
     opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
     opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
     opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
@@ -406,6 +430,10 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
         "peerolator-server-info" => c.peerolator_server_info = Some(parse_text(v)?),
+        "sio-ping-interval" => c.sio.ping_interval = parse_duration(v)?,
+        "sio-ping-timeout" => c.sio.ping_timeout = parse_duration(v)?,
+        "sio-workspaces-ping-timeout" => c.sio.workspaces_ping_timeout = parse_duration(v)?,
+        "sio-max-http-buffer" => c.sio.max_http_buffer = parse_size(v)?,
         "api" => c.api.enabled = parse_bool(v)?,
         "api-path" => c.api.path = parse_nonempty(v)?,
         "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
@@ -543,16 +571,18 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 fn parse_paths(s: &str) -> Result<Vec<String>, String> {
     let mut paths = Vec::new();
     for p in s.split(',').map(str::trim) {
-        let taken = matches!(p, "/healthz" | "/metrics" | "/server" | "/echo")
-            || [
-                "/client/",
-                "/introduction/",
-                "/connection/",
-                "/connect/",
-                "/echo/",
-            ]
-            .iter()
-            .any(|prefix| p.starts_with(prefix));
+        let taken = matches!(
+            p,
+            "/healthz" | "/metrics" | "/server" | "/echo" | "/socket.io" | "/socket.io/"
+        ) || [
+            "/client/",
+            "/introduction/",
+            "/connection/",
+            "/connect/",
+            "/echo/",
+        ]
+        .iter()
+        .any(|prefix| p.starts_with(prefix));
         if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
             return Err(format!("{p:?} is not a URL path (use /, /staging, ...)"));
         }
@@ -809,6 +839,13 @@ impl Config {
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
             ("mew-idle-timeout", self.mew.idle_timeout, true),
             ("mew-max-lifetime", self.mew.max_lifetime, true),
+            ("sio-ping-interval", self.sio.ping_interval, false),
+            ("sio-ping-timeout", self.sio.ping_timeout, false),
+            (
+                "sio-workspaces-ping-timeout",
+                self.sio.workspaces_ping_timeout,
+                false,
+            ),
             ("state-sync-interval", self.api.state_sync_interval, false),
             (
                 "state-compact-interval",
