@@ -112,6 +112,20 @@ pub struct SioConfig {
     pub workspaces_ping_timeout: Duration,
     /// Largest polling POST body.
     pub max_http_buffer: usize,
+    /// webRTWorkspaces: JWT HMAC secret (`MAGICK_TOKEN`); none = random per process.
+    pub workspaces_secret: Option<Secret>,
+    /// webRTWorkspaces: the pepper in every signing input (`SALT_STRING`).
+    pub workspaces_salt: Option<Secret>,
+    /// webRTWorkspaces: attendees per workspace, owner included.
+    pub workspaces_capacity: usize,
+    /// webRTWorkspaces: disconnect a socket after telling it `full`.
+    pub workspaces_disconnect_on_full: bool,
+    /// webRTWorkspaces: most workspaces kept.
+    pub workspaces_max: usize,
+    /// webRTWorkspaces: the JSON store (`json_storage_file`); none = memory only.
+    pub workspaces_storage_file: Option<PathBuf>,
+    /// MewConnect v1: how long a pair lives after its initiator connected.
+    pub mewv1_pair_ttl: Duration,
 }
 
 /// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
@@ -255,6 +269,13 @@ impl Default for Config {
                 ping_timeout: secs(5),
                 workspaces_ping_timeout: secs(12),
                 max_http_buffer: MIB,
+                workspaces_secret: None,
+                workspaces_salt: None,
+                workspaces_capacity: 5,
+                workspaces_disconnect_on_full: true,
+                workspaces_max: 100_000,
+                workspaces_storage_file: None,
+                mewv1_pair_ttl: secs(120),
             },
             api: ApiConfig {
                 enabled: true,
@@ -378,6 +399,13 @@ static OPTS: &[Opt] = &[
     opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
     opt("sio-workspaces-ping-timeout", "DURATION", "12s", "Socket.IO pingTimeout for webRTWorkspaces (its original's value)."),
     opt("sio-max-http-buffer", "SIZE", "1MiB", "Largest Socket.IO polling POST body; past it, 413."),
+    opt("workspaces-secret", "SECRET", "none", "webRTWorkspaces JWT secret (env MAGICK_TOKEN also accepted); none = random per process, so tokens do not survive a restart."),
+    opt("workspaces-salt", "SECRET", "none", "webRTWorkspaces pepper in every signing input (env SALT_STRING also accepted); none = empty."),
+    opt("workspaces-capacity", "N", "5", "webRTWorkspaces attendees per workspace, owner included (max_capacity_of_workspace)."),
+    opt("workspaces-disconnect-on-full", "BOOL", "true", "webRTWorkspaces: disconnect a socket after telling it full."),
+    opt("workspaces-max", "N", "100000", "Most webRTWorkspaces workspaces kept; past it, create answers an alert."),
+    opt("workspaces-storage-file", "PATH", "none", "webRTWorkspaces JSON store (json_storage_file), loaded at start and rewritten atomically on change; none = memory only."),
+    opt("mewv1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
     opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
     opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
     opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
@@ -434,6 +462,13 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "sio-ping-timeout" => c.sio.ping_timeout = parse_duration(v)?,
         "sio-workspaces-ping-timeout" => c.sio.workspaces_ping_timeout = parse_duration(v)?,
         "sio-max-http-buffer" => c.sio.max_http_buffer = parse_size(v)?,
+        "workspaces-secret" => c.sio.workspaces_secret = Some(Secret::new(parse_nonempty(v)?)),
+        "workspaces-salt" => c.sio.workspaces_salt = Some(Secret::new(v)),
+        "workspaces-capacity" => c.sio.workspaces_capacity = parse_count(v)?,
+        "workspaces-disconnect-on-full" => c.sio.workspaces_disconnect_on_full = parse_bool(v)?,
+        "workspaces-max" => c.sio.workspaces_max = parse_count(v)?,
+        "workspaces-storage-file" => c.sio.workspaces_storage_file = Some(parse_path(v)?),
+        "mewv1-pair-ttl" => c.sio.mewv1_pair_ttl = parse_duration(v)?,
         "api" => c.api.enabled = parse_bool(v)?,
         "api-path" => c.api.path = parse_nonempty(v)?,
         "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
@@ -706,8 +741,20 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
 fn env_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<Setting> {
     let mut out = Vec::new();
     for opt in OPTS {
-        let var = env_name(opt.name);
-        let value = env(&var).unwrap_or_default();
+        let mut var = env_name(opt.name);
+        let mut value = env(&var).unwrap_or_default();
+        // The original webRTWorkspaces variable names, when ours is unset.
+        let alias = match opt.name {
+            "workspaces-secret" => Some("MAGICK_TOKEN"),
+            "workspaces-salt" => Some("SALT_STRING"),
+            _ => None,
+        };
+        if let (true, Some(a)) = (value.trim().is_empty(), alias) {
+            if let Some(v) = env(a) {
+                var = a.to_string();
+                value = v;
+            }
+        }
         let values = match opt.repeatable {
             true => value.split(',').collect(),
             false => vec![value.as_str()],
@@ -802,6 +849,9 @@ impl Config {
             ("api-max-channels", self.api.max_channels),
             ("api-max-candidates", self.api.max_candidates),
             ("api-max-bytes", self.api.max_bytes),
+            ("sio-max-http-buffer", self.sio.max_http_buffer),
+            ("workspaces-capacity", self.sio.workspaces_capacity),
+            ("workspaces-max", self.sio.workspaces_max),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
@@ -841,6 +891,7 @@ impl Config {
             ("mew-max-lifetime", self.mew.max_lifetime, true),
             ("sio-ping-interval", self.sio.ping_interval, false),
             ("sio-ping-timeout", self.sio.ping_timeout, false),
+            ("mewv1-pair-ttl", self.sio.mewv1_pair_ttl, false),
             (
                 "sio-workspaces-ping-timeout",
                 self.sio.workspaces_ping_timeout,

@@ -47,6 +47,8 @@ pub enum StartError {
     Io(std::io::Error),
     /// The HTTP API's state directory cannot be read or written.
     State(String),
+    /// The webRTWorkspaces store cannot be read (or is corrupt).
+    WorkspacesStore(String),
 }
 
 impl fmt::Display for StartError {
@@ -57,6 +59,7 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Io(e) => write!(f, "{e}"),
             StartError::State(m) => write!(f, "state directory {m}"),
+            StartError::WorkspacesStore(m) => write!(f, "workspace store {m}"),
         }
     }
 }
@@ -231,6 +234,8 @@ impl Server {
             })?),
             None => None,
         };
+        let store =
+            crate::net::workspaces_store::build(&self.cfg).map_err(StartError::WorkspacesStore)?;
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             cores: (0..n).map(|_| CoreMetrics::default()).collect(),
@@ -240,6 +245,7 @@ impl Server {
             started: Instant::now(),
             ice: self.ice,
             api,
+            workspaces: std::sync::Mutex::new(Some(store.dialect)),
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -272,6 +278,7 @@ impl Server {
             shared,
             threads,
             maintenance,
+            store_writer: store.writer,
         })
     }
 }
@@ -282,6 +289,8 @@ pub struct Handle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     maintenance: Option<Maintenance>,
+    /// Writes the webRTWorkspaces store; ends once the dialect (its only sender) is dropped.
+    store_writer: Option<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -340,6 +349,18 @@ impl Handle {
         }
         if let Some(m) = self.maintenance {
             m.stop();
+        }
+        // A dialect no core took still holds the writer's channel: drop it so the writer ends
+        // after its last write.
+        drop(
+            self.shared
+                .workspaces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        if let Some(w) = self.store_writer {
+            let _ = w.join();
         }
     }
 }

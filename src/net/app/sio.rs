@@ -51,10 +51,22 @@ pub(crate) fn sio_options(cfg: &crate::config::Config) -> Options {
 }
 
 /// The dialect of `kind` for this core, if this build serves it.
-fn make_dialect(kind: Kind, cfg: &crate::config::Config) -> Option<Box<dyn Dialect + Send>> {
+fn make_dialect(kind: Kind, shared: &Shared) -> Option<Box<dyn Dialect + Send>> {
+    use crate::proto::dialect::mewv1::{MewV1, MewV1Config};
+    let cfg = &shared.cfg;
     match kind {
         Kind::Echo if cfg.echo => Some(Box::new(eio::echo::Echo)),
-        _ => None,
+        Kind::Echo => None,
+        Kind::MewV1 => Some(Box::new(MewV1::new(MewV1Config {
+            pair_ttl_ms: cfg.sio.mewv1_pair_ttl.as_millis() as u64,
+            ..MewV1Config::default()
+        }))),
+        // Built at start; taken once, by the core owning every workspace socket.
+        Kind::Workspaces => shared
+            .workspaces
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take(),
     }
 }
 
@@ -165,7 +177,7 @@ impl Host<'_> {
             None => {
                 let (kind, _) = eio::handshake_kind(&req.query, shared.cfg.echo);
                 if !sessions.has_dialect(kind) {
-                    match make_dialect(kind, &shared.cfg) {
+                    match make_dialect(kind, shared) {
                         Some(d) => sessions.install(kind, d),
                         None => return refuse(EioError::BadRequest, head),
                     }
