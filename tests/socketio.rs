@@ -493,3 +493,115 @@ fn sessions_are_served_on_their_core_whatever_core_a_request_reaches() {
     );
     common::stop(h);
 }
+
+/// A webRTWorkspaces socket on the WebSocket transport, past its open and `40`.
+fn workspaces_ws(addr: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
+    let mut ws = common::ws(addr, "/socket.io/?EIO=3&transport=websocket");
+    let open = ws_text(&mut ws);
+    let v: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    assert_eq!(v["pingTimeout"], 12000, "webRTWorkspaces' own pingTimeout");
+    assert_eq!(ws_text(&mut ws), "40");
+    ws
+}
+
+/// The next event `name` on `ws` (other events skipped): its first argument.
+fn event(ws: &mut tungstenite::WebSocket<TcpStream>, name: &str) -> serde_json::Value {
+    loop {
+        let t = ws_text(ws);
+        let Some(json) = t.strip_prefix("42") else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(json).unwrap();
+        if v[0] == name {
+            return v[1].clone();
+        }
+    }
+}
+
+#[test]
+fn workspaces_survive_a_restart_and_a_corrupt_store_stops_the_start() {
+    let dir = std::env::temp_dir().join(format!("sigyard-ws-store-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("workspaces.json");
+    let configure = |c: &mut sigyard::config::Config| {
+        c.sio.workspaces_secret = Some(sigyard::config::Secret::new("restart-test-secret"));
+        c.sio.workspaces_salt = Some(sigyard::config::Secret::new("pepper"));
+        c.sio.workspaces_storage_file = Some(file.clone());
+    };
+    let h = common::start(|b| b.configure(configure));
+    let addr = h.plain_addr().unwrap();
+    let mut owner = workspaces_ws(addr);
+    owner
+        .send(Message::text(
+            r#"42["create",{"workspace":{"name":"Kept","pin":"4321","avatar":""},"attendee":{"name":"Ann","avatar":""},"nonce":"create-workspace::r"}]"#,
+        ))
+        .unwrap();
+    let created = event(&mut owner, "created");
+    let id = created["workspace"]["id"].as_str().unwrap().to_owned();
+    let token = created["workspace"]["token"].as_str().unwrap().to_owned();
+    drop(owner);
+    common::stop(h);
+
+    // The store is the original's format, written whole.
+    let stored: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(stored[&id]["name"], "Kept");
+    assert_eq!(stored[&id]["token"], token.as_str());
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(
+        leftovers,
+        vec!["workspaces.json".to_string()],
+        "no temporary file left"
+    );
+
+    // After a restart, the workspace is there: the right PIN is let in, a wrong one is not.
+    let h = common::start(|b| b.configure(configure));
+    let addr = h.plain_addr().unwrap();
+    let mut guest = workspaces_ws(addr);
+    let attend = |pin: &str| {
+        format!(
+            r#"42["attend",{{"workspace":{{"token":"{token}","pin":"{pin}"}},"attendee":{{"name":"Bob","avatar":""}},"nonce":"attend-workspace::r"}}]"#
+        )
+    };
+    guest.send(Message::text(attend("0000"))).unwrap();
+    assert_eq!(
+        event(&mut guest, "alert"),
+        "This workspace is protected with a PIN. Wrong PIN provided."
+    );
+    guest.send(Message::text(attend("4321"))).unwrap();
+    let granted = event(&mut guest, "attendance-granted");
+    assert_eq!(granted["workspace"]["id"], id.as_str());
+    assert_eq!(granted["workspace"]["name"], "Kept");
+    common::stop(h);
+
+    // A corrupt store: the server does not start, and says which file and why.
+    std::fs::write(&file, "{\"_abc\": {\"id\": 3").unwrap();
+    let err = sigyard::Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .configure(configure)
+        .build()
+        .unwrap()
+        .start()
+        .err()
+        .expect("a corrupt store stops the start");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("workspaces.json") && msg.contains("corrupt"),
+        "{msg}"
+    );
+    std::fs::write(&file, r#"{"_abc": {"id": "_other"}}"#).unwrap();
+    let err = sigyard::Server::builder()
+        .listen("127.0.0.1:0".parse().unwrap())
+        .configure(configure)
+        .build()
+        .unwrap()
+        .start()
+        .err()
+        .expect("a store that does not load stops the start");
+    assert!(err.to_string().contains("_abc"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
