@@ -98,7 +98,73 @@ pub struct Config {
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
     pub api: ApiConfig,
+    pub workspaces: WorkspacesOptions,
+    pub mew_v1: MewV1Options,
 }
+
+// ---- Socket.IO dialects: webRTWorkspaces and MewConnect v1 ----
+
+/// webRTWorkspaces options (PROTOCOLS.md §5.3, §5.5, §5.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspacesOptions {
+    /// The JWT secret (`MAGICK_TOKEN`); `None`: a random per-process secret.
+    pub secret: Option<Secret>,
+    /// The pepper of every signing input (`SALT_STRING`); `None`: random per process.
+    pub salt: Option<Secret>,
+    /// Attendees per workspace, owner included (`max_capacity_of_workspace`).
+    pub capacity: usize,
+    pub disconnect_on_full: bool,
+    pub untitled_name: String,
+    pub anonymous_name: String,
+    /// PBKDF2-HMAC-SHA256 iterations of a new workspace PIN hash.
+    pub pin_iterations: usize,
+    pub max_workspaces: usize,
+    /// The original's `json_storage_file`; `None`: memory only.
+    pub storage_file: Option<PathBuf>,
+}
+
+/// MewConnect v1 options (PROTOCOLS.md §1.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MewV1Options {
+    pub pair_ttl: Duration,
+    pub max_pairs: usize,
+}
+
+/// Environment variables of the original servers read for an option when its `SIGYARD_*`
+/// variable is unset.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("workspaces-secret", "MAGICK_TOKEN"),
+    ("workspaces-salt", "SALT_STRING"),
+];
+
+fn set_sio_dialects(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
+    let w = &mut c.workspaces;
+    let secret = || match v {
+        "" => Err("empty secret".to_string()),
+        t => Ok(Secret::new(t)),
+    };
+    match name {
+        "workspaces-secret" => w.secret = Some(secret()?),
+        "workspaces-salt" => w.salt = Some(secret()?),
+        "workspaces-capacity" => w.capacity = parse_count(v)?,
+        "workspaces-disconnect-on-full" => w.disconnect_on_full = parse_bool(v)?,
+        "workspaces-untitled-name" => w.untitled_name = parse_text(v)?,
+        "workspaces-anonymous-name" => w.anonymous_name = parse_text(v)?,
+        "workspaces-pin-iterations" => w.pin_iterations = parse_count(v)?,
+        "workspaces-max" => w.max_workspaces = parse_count(v)?,
+        "workspaces-storage-file" => w.storage_file = Some(parse_path(v)?),
+        "mew-v1-pair-ttl" => c.mew_v1.pair_ttl = parse_duration(v)?,
+        "mew-v1-max-pairs" => c.mew_v1.max_pairs = parse_count(v)?,
+        _ => {
+            return Err(format!(
+                "option {name:?} has no field (bug in the option table)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+// ---- end of the Socket.IO dialects' options ----
 
 /// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -249,6 +315,21 @@ impl Default for Config {
                 state_fsync: true,
                 state_compact_interval: secs(300),
             },
+            workspaces: WorkspacesOptions {
+                secret: None,
+                salt: None,
+                capacity: 5,
+                disconnect_on_full: true,
+                untitled_name: "Anonumous Workspace".to_string(),
+                anonymous_name: "Anonumous".to_string(),
+                pin_iterations: 100_000,
+                max_workspaces: 100_000,
+                storage_file: None,
+            },
+            mew_v1: MewV1Options {
+                pair_ttl: secs(120),
+                max_pairs: 100_000,
+            },
         }
     }
 }
@@ -365,6 +446,17 @@ static OPTS: &[Opt] = &[
     opt("state-sync-interval", "DURATION", "100ms", "How often the state log is written (and fsynced): the most a crash may lose."),
     opt("state-fsync", "BOOL", "true", "fsync the state log after each write (false: a process crash loses the same, a power loss more)."),
     opt("state-compact-interval", "DURATION", "5m", "How often the state log is rewritten from the live channels."),
+    opt("workspaces-secret", "SECRET", "none", "webRTWorkspaces JWT secret (also read from MAGICK_TOKEN). Unset: random per process, so tokens die with it."),
+    opt("workspaces-salt", "SECRET", "none", "webRTWorkspaces pepper of every token's signing input (also read from SALT_STRING). Unset: random per process."),
+    opt("workspaces-capacity", "N", "5", "webRTWorkspaces attendees per workspace, owner included; one more gets full."),
+    opt("workspaces-disconnect-on-full", "BOOL", "true", "Disconnect a webRTWorkspaces socket right after telling it full."),
+    opt("workspaces-untitled-name", "TEXT", "Anonumous Workspace", "Name of a workspace created without one."),
+    opt("workspaces-anonymous-name", "TEXT", "Anonumous", "Name of an attendee without one."),
+    opt("workspaces-pin-iterations", "N", "100000", "PBKDF2-HMAC-SHA256 iterations of a new workspace PIN hash (checked on attend only)."),
+    opt("workspaces-max", "N", "100000", "Most webRTWorkspaces workspaces; past it, create answers an alert."),
+    opt("workspaces-storage-file", "PATH", "none", "Keep the workspaces in this JSON file (the original's json_storage_file), loaded at start; none = memory only."),
+    opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
+    opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -417,6 +509,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "state-sync-interval" => c.api.state_sync_interval = parse_duration(v)?,
         "state-fsync" => c.api.state_fsync = parse_bool(v)?,
         "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
+        sio if sio.starts_with("workspaces-") || sio.starts_with("mew-v1-") => set_sio_dialects(c, name, v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -676,8 +769,13 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
 fn env_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<Setting> {
     let mut out = Vec::new();
     for opt in OPTS {
-        let var = env_name(opt.name);
-        let value = env(&var).unwrap_or_default();
+        let mut var = env_name(opt.name);
+        let mut value = env(&var).unwrap_or_default();
+        if let Some(&(_, alias)) = ENV_ALIASES.iter().find(|a| a.0 == opt.name) {
+            if value.trim().is_empty() {
+                (var, value) = (alias.to_string(), env(alias).unwrap_or_default());
+            }
+        }
         let values = match opt.repeatable {
             true => value.split(',').collect(),
             false => vec![value.as_str()],
@@ -727,6 +825,38 @@ macro_rules! ensure {
             return Err(err(format!($($fmt)+)));
         }
     };
+}
+
+// The Socket.IO dialects' rules (webRTWorkspaces, MewConnect v1).
+impl Config {
+    fn validate_sio_dialects(&self) -> Result<(), ConfigError> {
+        let w = &self.workspaces;
+        ensure!(
+            w.capacity >= 1,
+            "--workspaces-capacity: must be at least 1 (got 0)"
+        );
+        ensure!(
+            w.max_workspaces >= 1,
+            "--workspaces-max: must be at least 1 (got 0)"
+        );
+        let max = crate::proto::dialect::workspaces::token::MAX_PIN_ITERATIONS as usize;
+        ensure!(
+            (1..=max).contains(&w.pin_iterations),
+            "--workspaces-pin-iterations: {} is out of range (1 to {max})",
+            w.pin_iterations
+        );
+        let ttl = self.mew_v1.pair_ttl;
+        ensure!(
+            !ttl.is_zero() && ttl <= Duration::from_secs(24 * 3600),
+            "--mew-v1-pair-ttl: {} is out of range (1ms to 24h)",
+            fmt_duration(ttl)
+        );
+        ensure!(
+            self.mew_v1.max_pairs >= 1,
+            "--mew-v1-max-pairs: must be at least 1 (got 0)"
+        );
+        Ok(())
+    }
 }
 
 impl Config {
@@ -859,6 +989,7 @@ impl Config {
             ping_ok,
             "--ping-interval ({p}) must be shorter than --idle-timeout ({i}), {why}"
         );
+        self.validate_sio_dialects()?;
         self.ice.validate()
     }
 }
@@ -1345,5 +1476,90 @@ mod readme {
             readme.contains(&table),
             "README.md's configuration reference is stale"
         );
+    }
+}
+
+#[cfg(test)]
+mod sio_dialect_tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
+        match parse(&args, &lookup).map_err(|e| e.message)? {
+            Parsed::Run(c) => Ok(c),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    #[test]
+    fn the_original_secret_names_are_read_when_sigyard_ones_are_unset() {
+        let env = [("MAGICK_TOKEN", "m1"), ("SALT_STRING", "s1")];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m1")));
+        assert_eq!(c.workspaces.salt, Some(Secret::new("s1")));
+        let env = [
+            ("MAGICK_TOKEN", "m1"),
+            ("SIGYARD_WORKSPACES_SECRET", "m2"),
+            ("SALT_STRING", ""),
+        ];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m2")));
+        assert_eq!(c.workspaces.salt, None);
+        let c = run(&["--workspaces-secret", "m3"], &[("MAGICK_TOKEN", "m1")]).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m3")));
+        assert!(!format!("{c:?}").contains("m3"), "secrets are not printed");
+    }
+
+    #[test]
+    fn the_options_parse_and_are_bounded() {
+        let c = run(
+            &[
+                "--workspaces-capacity=4",
+                "--workspaces-disconnect-on-full=false",
+                "--workspaces-storage-file=/tmp/ws.json",
+                "--mew-v1-pair-ttl=30s",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.workspaces.capacity, 4);
+        assert!(!c.workspaces.disconnect_on_full);
+        assert_eq!(
+            c.workspaces.storage_file,
+            Some(PathBuf::from("/tmp/ws.json"))
+        );
+        assert_eq!(c.mew_v1.pair_ttl, Duration::from_secs(30));
+        for (args, want) in [
+            (
+                "--workspaces-capacity=0",
+                "--workspaces-capacity: must be at least 1",
+            ),
+            ("--workspaces-max=0", "--workspaces-max: must be at least 1"),
+            (
+                "--workspaces-pin-iterations=0",
+                "--workspaces-pin-iterations: 0 is out of range",
+            ),
+            (
+                "--workspaces-pin-iterations=10000001",
+                "--workspaces-pin-iterations: 10000001 is out of range",
+            ),
+            (
+                "--mew-v1-pair-ttl=0",
+                "--mew-v1-pair-ttl: 0 is out of range",
+            ),
+            (
+                "--mew-v1-pair-ttl=25h",
+                "--mew-v1-pair-ttl: 25h is out of range",
+            ),
+            (
+                "--mew-v1-max-pairs=0",
+                "--mew-v1-max-pairs: must be at least 1",
+            ),
+            ("--workspaces-secret=", "--workspaces-secret: empty secret"),
+        ] {
+            let e = run(&[args], &[]).unwrap_err();
+            assert!(e.starts_with(want), "{args}: {e}");
+        }
     }
 }
