@@ -63,6 +63,16 @@ impl Default for MewV1Config {
     }
 }
 
+impl MewV1Config {
+    /// The configuration from the `mew-v1-*` options.
+    pub fn from_options(o: &crate::config::MewV1Options) -> MewV1Config {
+        MewV1Config {
+            pair_ttl_ms: u64::try_from(o.pair_ttl.as_millis()).unwrap_or(u64::MAX),
+            max_pairs: o.max_pairs,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Stage {
     Initiator,

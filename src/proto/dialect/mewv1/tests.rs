@@ -467,3 +467,10 @@ fn handshake_without_message_sends_an_empty_object() {
         vec![emit_(to("R"), "handshake", vec![json!({})])]
     );
 }
+
+#[test]
+fn config_from_options() {
+    let c = MewV1Config::from_options(&crate::config::Config::default().mew_v1);
+    assert_eq!(c.pair_ttl_ms, 120_000);
+    assert_eq!(c.max_pairs, 100_000);
+}
