@@ -12,9 +12,13 @@ use std::process::Command;
 fn real_npm_clients_work_against_sigyard() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
     // (Checked per package so a checkout that installed before a package was added updates.)
-    let installed = ["@localfirst/relay", "@myetherwallet/mewconnect-web-client"]
-        .iter()
-        .all(|p| dir.join("node_modules").join(p).is_dir());
+    let installed = [
+        "@localfirst/relay",
+        "@myetherwallet/mewconnect-web-client",
+        "socket.io-client",
+    ]
+    .iter()
+    .all(|p| dir.join("node_modules").join(p).is_dir());
     if !installed {
         // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
         // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
