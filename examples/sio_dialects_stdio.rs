@@ -12,10 +12,12 @@
 //!
 //! A handshake whose query has `stage` or `connId` is MewConnect v1, any other
 //! webRTWorkspaces (PROTOCOLS.md, decisions 1). Options come from the environment as for the
-//! server (`SIGYARD_WORKSPACES_*`, `MAGICK_TOKEN`, `SALT_STRING`, `SIGYARD_MEW_V1_*`).
+//! server (`SIGYARD_WORKSPACES_*`, `MAGICK_TOKEN`, `SALT_STRING`, `SIGYARD_MEW_V1_*`),
+//! including `SIGYARD_WORKSPACES_STORAGE_FILE` (loaded at start, written after changes).
 
 use serde_json::{json, Value};
 use sigyard::config::{parse, Parsed};
+use sigyard::net::workspace_store;
 use sigyard::proto::dialect::mewv1::{MewV1, MewV1Config};
 use sigyard::proto::dialect::sio::{Action, Dialect, Env, To};
 use sigyard::proto::dialect::workspaces::{Workspaces, WorkspacesConfig};
@@ -66,6 +68,21 @@ fn main() {
         eprintln!("sio_dialects_stdio: {w}");
     }
     let mut workspaces = Workspaces::new(wcfg);
+    // `--workspaces-storage-file`: load at start (a bad file stops the process with the
+    // reason), then hand each changed snapshot to the background writer.
+    let writer = cfg.workspaces.storage_file.as_ref().map(|path| {
+        match workspace_store::load(path).and_then(|v| match v {
+            Some(v) => workspaces.restore(v).map(|_| ()),
+            None => Ok(()),
+        }) {
+            Ok(()) => workspace_store::Writer::spawn(path.clone()).expect("spawn the store writer"),
+            Err(e) => {
+                eprintln!("sio_dialects_stdio: {e}");
+                std::process::exit(2);
+            }
+        }
+    });
+    let mut stored = workspaces.generation();
     let mut mew = MewV1::new(MewV1Config::from_options(&cfg.mew_v1));
     let mut is_mew: HashMap<String, bool> = HashMap::new();
     let stdin = std::io::stdin();
@@ -115,6 +132,12 @@ fn main() {
                 std::process::exit(2);
             }
         }
+        if let Some(w) = &writer {
+            if workspaces.generation() != stored {
+                stored = workspaces.generation();
+                w.submit(stored, workspaces.snapshot());
+            }
+        }
         let actions: Vec<Value> = out.iter().map(to_json).collect();
         let reply = json!({"actions": actions, "deadline": mew.next_deadline()});
         if writeln!(stdout, "{reply}")
@@ -122,6 +145,21 @@ fn main() {
             .is_err()
         {
             break;
+        }
+    }
+    if let Some(w) = &writer {
+        if let Err(e) = w.flush(std::time::Duration::from_secs(10)) {
+            eprintln!("sio_dialects_stdio: {e}");
+        }
+    }
+    if let Some(w) = &writer {
+        if let Err(e) = w.flush(std::time::Duration::from_secs(10)) {
+            eprintln!("sio_dialects_stdio: {e}");
+        }
+    }
+    if let Some(w) = &writer {
+        if let Err(e) = w.flush(std::time::Duration::from_secs(10)) {
+            eprintln!("sio_dialects_stdio: {e}");
         }
     }
 }

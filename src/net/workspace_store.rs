@@ -306,3 +306,76 @@ mod tests {
         fs::remove_dir_all(d).unwrap();
     }
 }
+
+/// The store with the dialect: what a restart does.
+#[cfg(test)]
+mod restart_tests {
+    use super::*;
+    use crate::proto::dialect::sio::{Action, Dialect, Env};
+    use crate::proto::dialect::workspaces::{Workspaces, WorkspacesConfig};
+    use serde_json::json;
+
+    struct NoIce;
+    impl Env for NoIce {
+        fn ice_servers(&mut self, _: &str) -> Value {
+            json!([])
+        }
+    }
+
+    fn emitted(out: &[Action], event: &str) -> Value {
+        out.iter()
+            .find_map(|a| match a {
+                Action::Emit { event: e, args, .. } if e == event => Some(args[0].clone()),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no {event} in {out:?}"))
+    }
+
+    fn table() -> Workspaces {
+        let cfg = WorkspacesConfig {
+            pin_iterations: 1000,
+            ..WorkspacesConfig::with_secrets(b"magick", "pepper")
+        };
+        Workspaces::new(cfg)
+    }
+
+    #[test]
+    fn workspaces_survive_a_restart_through_the_store_file() {
+        let d = std::env::temp_dir().join(format!("sigyard-ws-restart-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let path = d.join("workspaces.json");
+
+        let mut before = table();
+        assert_eq!(load(&path), Ok(None));
+        let mut out = Vec::new();
+        before.on_connect(0, "s1", &[], &mut NoIce, &mut out);
+        let create =
+            json!({"workspace": {"name": "Kept", "pin": "4321"}, "attendee": {"name": "Ann"}});
+        before.on_event(0, "s1", "create", &[create], &mut NoIce, &mut out);
+        let created = emitted(&out, "created");
+        let writer = Writer::spawn(path.clone()).unwrap();
+        writer.submit(before.generation(), before.snapshot());
+        writer.flush(Duration::from_secs(10)).unwrap();
+        drop(writer);
+        drop(before);
+
+        let mut after = table();
+        let loaded = load(&path).unwrap().expect("the file exists");
+        assert_eq!(after.restore(loaded), Ok(1));
+        let mut out = Vec::new();
+        after.on_connect(0, "s2", &[], &mut NoIce, &mut out);
+        let attend = json!({"workspace": {"token": created["workspace"]["token"], "pin": "4321"}, "attendee": {"name": "Bob"}});
+        after.on_event(0, "s2", "attend", &[attend], &mut NoIce, &mut out);
+        let granted = emitted(&out, "attendance-granted");
+        assert_eq!(granted["workspace"]["name"], "Kept");
+        assert_eq!(granted["workspace"]["owner"], created["attendee"]["id"]);
+        // The owner's access token from before the restart still works.
+        let mut out = Vec::new();
+        after.on_connect(0, "s3", &[], &mut NoIce, &mut out);
+        let reattend = json!({"workspace": created["workspace"], "attendee": created["attendee"], "accessToken": created["accessToken"]});
+        after.on_event(0, "s3", "re-attend", &[reattend], &mut NoIce, &mut out);
+        emitted(&out, "re-attendance-granted");
+        fs::remove_dir_all(d).unwrap();
+    }
+}
