@@ -152,14 +152,4 @@ fn main() {
             eprintln!("sio_dialects_stdio: {e}");
         }
     }
-    if let Some(w) = &writer {
-        if let Err(e) = w.flush(std::time::Duration::from_secs(10)) {
-            eprintln!("sio_dialects_stdio: {e}");
-        }
-    }
-    if let Some(w) = &writer {
-        if let Err(e) = w.flush(std::time::Duration::from_secs(10)) {
-            eprintln!("sio_dialects_stdio: {e}");
-        }
-    }
 }
