@@ -73,16 +73,9 @@ impl MewV1Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Initiator,
-    Receiver,
-}
-
+/// A socket with a valid handshake: the pair it belongs to.
 #[derive(Debug)]
 struct Sock {
-    #[allow(dead_code)]
-    stage: Stage,
     conn_id: String,
 }
 
@@ -167,7 +160,6 @@ impl MewV1 {
         self.sockets.insert(
             sid.to_string(),
             Sock {
-                stage: Stage::Initiator,
                 conn_id: conn_id.to_string(),
             },
         );
@@ -181,7 +173,6 @@ impl MewV1 {
         self.sockets.insert(
             sid.to_string(),
             Sock {
-                stage: Stage::Receiver,
                 conn_id: conn_id.to_string(),
             },
         );
