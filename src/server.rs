@@ -234,7 +234,7 @@ impl Server {
             })?),
             None => None,
         };
-        let store =
+        let workspaces =
             crate::net::workspaces_store::build(&self.cfg).map_err(StartError::WorkspacesStore)?;
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
@@ -245,7 +245,7 @@ impl Server {
             started: Instant::now(),
             ice: self.ice,
             api,
-            workspaces: std::sync::Mutex::new(Some(store.dialect)),
+            workspaces: std::sync::Mutex::new(Some(workspaces)),
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -278,7 +278,6 @@ impl Server {
             shared,
             threads,
             maintenance,
-            store_writer: store.writer,
         })
     }
 }
@@ -289,8 +288,6 @@ pub struct Handle {
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
     maintenance: Option<Maintenance>,
-    /// Writes the webRTWorkspaces store; ends once the dialect (its only sender) is dropped.
-    store_writer: Option<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -350,8 +347,8 @@ impl Handle {
         if let Some(m) = self.maintenance {
             m.stop();
         }
-        // A dialect no core took still holds the writer's channel: drop it so the writer ends
-        // after its last write.
+        // A dialect no core took: dropping it writes its store's last snapshot (the cores'
+        // tables did so as their threads ended).
         drop(
             self.shared
                 .workspaces
@@ -359,8 +356,5 @@ impl Handle {
                 .unwrap_or_else(|p| p.into_inner())
                 .take(),
         );
-        if let Some(w) = self.store_writer {
-            let _ = w.join();
-        }
     }
 }

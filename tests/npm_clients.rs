@@ -31,12 +31,25 @@ fn real_npm_clients_work_against_sigyard() {
             .expect("npm is installed (Node.js 20)");
         assert!(status.success(), "npm install failed in tests/npm");
     }
-    // workspaces.test.mjs fills a workspace of 3 (owner + 2 guests).
-    let h = common::start(|b| b.threads(2).configure(|c| c.sio.workspaces_capacity = 3));
+    let h = common::start(|b| b.threads(2));
     let url = format!("ws://{}", h.plain_addr().unwrap());
+    // Every `*.test.mjs`, and the Socket.IO dialect files in socketio/ (`*.sio.mjs`, which
+    // also run against the socket.io bridge, see tests/npm/README.md).
+    let mut files: Vec<String> = Vec::new();
+    for (sub, suffix) in [("", ".test.mjs"), ("socketio/", ".sio.mjs")] {
+        for e in std::fs::read_dir(dir.join(sub)).expect("tests/npm") {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(suffix) {
+                files.push(format!("{sub}{name}"));
+            }
+        }
+    }
+    files.sort();
     let out = Command::new("node")
         .arg("--test")
+        .args(&files)
         .env("SIGYARD_URL", &url)
+        .env("SIGYARD_WORKSPACES_CAPACITY", "5")
         .current_dir(&dir)
         .output()
         .expect("node runs");

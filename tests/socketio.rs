@@ -525,9 +525,9 @@ fn workspaces_survive_a_restart_and_a_corrupt_store_stops_the_start() {
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("workspaces.json");
     let configure = |c: &mut sigyard::config::Config| {
-        c.sio.workspaces_secret = Some(sigyard::config::Secret::new("restart-test-secret"));
-        c.sio.workspaces_salt = Some(sigyard::config::Secret::new("pepper"));
-        c.sio.workspaces_storage_file = Some(file.clone());
+        c.workspaces.secret = Some(sigyard::config::Secret::new("restart-test-secret"));
+        c.workspaces.salt = Some(sigyard::config::Secret::new("pepper"));
+        c.workspaces.storage_file = Some(file.clone());
     };
     let h = common::start(|b| b.configure(configure));
     let addr = h.plain_addr().unwrap();

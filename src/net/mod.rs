@@ -12,6 +12,7 @@ pub mod pool;
 pub(crate) mod reactor;
 pub mod timer;
 pub mod tls;
+pub mod workspace_store;
 pub(crate) mod workspaces_store;
 
 use crate::config::Config;

@@ -1,34 +1,49 @@
-//! webRTWorkspaces' dialect as the shell builds it: its options and secrets from the
-//! configuration, and its JSON store (`json_storage_file`): loaded at start (a corrupt file
-//! stops the start with a clear message) and rewritten atomically (write, fsync, rename) by a
-//! writer thread whenever the table changed, so the reactor never waits on the disk.
+//! webRTWorkspaces' dialect as the shell builds it: its configuration from the `workspaces-*`
+//! options and its store (`--workspaces-storage-file`, [`crate::net::workspace_store`]):
+//! loaded at start (a file that does not load stops the start), then written by the store's
+//! background writer at most every [`SAVE_EVERY_MS`] while the table changes, and once more
+//! when the dialect is dropped at shutdown.
 
 use crate::config::Config;
+use crate::net::workspace_store::{self, Writer};
 use crate::proto::dialect::sio::{Action, Dialect, Env};
 use crate::proto::dialect::workspaces::{Workspaces, WorkspacesConfig};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::sync::mpsc::{self, Receiver, Sender};
-use std::thread::JoinHandle;
 
-/// The dialect with its store: every call is passed through, and a changed table is handed to
-/// the writer.
+/// A burst of changes costs one snapshot per this many milliseconds.
+pub const SAVE_EVERY_MS: u64 = 100;
+
+/// The dialect with its store: every call is passed through; a changed table is snapshotted
+/// for the writer once [`SAVE_EVERY_MS`] passed since the first unsaved change.
 struct Persisted {
     inner: Workspaces,
     saved: u64,
-    writer: Option<Sender<String>>,
+    /// When the oldest unsaved change happened.
+    dirty_since: Option<u64>,
+    writer: Writer,
 }
 
 impl Persisted {
-    fn after(&mut self) {
+    fn changed(&mut self, now_ms: u64) {
+        if self.inner.generation() != self.saved && self.dirty_since.is_none() {
+            self.dirty_since = Some(now_ms);
+        }
+    }
+
+    fn save(&mut self) {
         let gen = self.inner.generation();
-        if gen == self.saved {
-            return;
+        if gen != self.saved {
+            self.writer.submit(gen, self.inner.snapshot());
+            self.saved = gen;
         }
-        self.saved = gen;
-        if let Some(tx) = &self.writer {
-            let _ = tx.send(self.inner.snapshot().to_string());
-        }
+        self.dirty_since = None;
+    }
+}
+
+impl Drop for Persisted {
+    /// Shutdown: what changed since the last snapshot is written (the writer finishes it).
+    fn drop(&mut self) {
+        self.save();
     }
 }
 
@@ -42,7 +57,7 @@ impl Dialect for Persisted {
         out: &mut Vec<Action>,
     ) {
         self.inner.on_connect(now_ms, sid, query, env, out);
-        self.after();
+        self.changed(now_ms);
     }
     fn on_event(
         &mut self,
@@ -54,136 +69,55 @@ impl Dialect for Persisted {
         out: &mut Vec<Action>,
     ) {
         self.inner.on_event(now_ms, sid, event, args, env, out);
-        self.after();
+        self.changed(now_ms);
     }
     fn on_disconnect(&mut self, now_ms: u64, sid: &str, env: &mut dyn Env, out: &mut Vec<Action>) {
         self.inner.on_disconnect(now_ms, sid, env, out);
-        self.after();
+        self.changed(now_ms);
     }
     fn on_tick(&mut self, now_ms: u64, env: &mut dyn Env, out: &mut Vec<Action>) {
-        self.inner.on_tick(now_ms, env, out);
-        self.after();
+        if self.inner.next_deadline().is_some_and(|d| d <= now_ms) {
+            self.inner.on_tick(now_ms, env, out);
+            self.changed(now_ms);
+        }
+        if self
+            .dirty_since
+            .is_some_and(|d| d + SAVE_EVERY_MS <= now_ms)
+        {
+            self.save();
+        }
     }
     fn next_deadline(&self) -> Option<u64> {
-        self.inner.next_deadline()
+        let save = self.dirty_since.map(|d| d + SAVE_EVERY_MS);
+        match (self.inner.next_deadline(), save) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 }
 
-/// The dialect ready to install, and the store's writer thread (if a store is configured).
-pub(crate) struct Built {
-    pub dialect: Box<dyn Dialect + Send>,
-    pub writer: Option<JoinHandle<()>>,
-}
-
-/// Build the dialect from the configuration and load its store.
-pub(crate) fn build(cfg: &Config) -> Result<Built, String> {
-    let s = &cfg.sio;
-    let secret = match &s.workspaces_secret {
-        Some(sec) => sec.expose().as_bytes().to_vec(),
-        None => {
-            crate::warn!(
-                "no --workspaces-secret (or MAGICK_TOKEN): webRTWorkspaces tokens are signed with \
-                 a random per-process secret and will not verify after a restart"
-            );
-            let mut b = vec![0u8; 32];
-            crate::csprng::fill(&mut b);
-            b
-        }
-    };
-    let salt = s
-        .workspaces_salt
-        .as_ref()
-        .map(|x| x.expose().to_owned())
-        .unwrap_or_default();
-    let mut wc = WorkspacesConfig::with_secrets(&secret, &salt);
-    wc.capacity = s.workspaces_capacity;
-    wc.disconnect_on_full = s.workspaces_disconnect_on_full;
-    wc.max_workspaces = s.workspaces_max;
+/// Build the dialect from the configuration, with its store loaded if one is configured.
+pub(crate) fn build(cfg: &Config) -> Result<Box<dyn Dialect + Send>, String> {
+    let (wc, warnings) = WorkspacesConfig::from_options(&cfg.workspaces);
+    for w in warnings {
+        crate::warn!("{w}");
+    }
     let mut inner = Workspaces::new(wc);
-    let Some(path) = s.workspaces_storage_file.clone() else {
-        return Ok(Built {
-            dialect: Box::new(Persisted {
-                saved: inner.generation(),
-                inner,
-                writer: None,
-            }),
-            writer: None,
-        });
+    let Some(path) = cfg.workspaces.storage_file.clone() else {
+        return Ok(Box::new(inner));
     };
-    load(&path, &mut inner)?;
-    let (tx, rx) = mpsc::channel();
-    let writer_path = path.clone();
-    let writer = std::thread::Builder::new()
-        .name("sigyard-workspaces-store".into())
-        .spawn(move || write_loop(&writer_path, rx))
+    if let Some(snapshot) = workspace_store::load(&path)? {
+        let n = inner
+            .restore(snapshot)
+            .map_err(|e| format!("the workspace store {} is corrupt: {e}", path.display()))?;
+        crate::info!("loaded {n} workspaces from {}", path.display());
+    }
+    let writer = Writer::spawn(path.clone())
         .map_err(|e| format!("{}: cannot start its writer: {e}", path.display()))?;
-    Ok(Built {
-        dialect: Box::new(Persisted {
-            saved: inner.generation(),
-            inner,
-            writer: Some(tx),
-        }),
-        writer: Some(writer),
-    })
-}
-
-/// Read the store into `table`. A missing file is an empty store (its directory must exist);
-/// anything else that does not load is an error naming the file and the problem.
-fn load(path: &Path, table: &mut Workspaces) -> Result<(), String> {
-    let at = |what: String| format!("{}: {what}", path.display());
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
-            if dir.is_some_and(|d| !d.is_dir()) {
-                return Err(at("its directory does not exist".into()));
-            }
-            return Ok(());
-        }
-        Err(e) => return Err(at(format!("cannot read: {e}"))),
-    };
-    // The original writes `{}` for an empty store; an empty file counts as one too.
-    if text.trim().is_empty() {
-        return Ok(());
-    }
-    let v: Value = serde_json::from_str(&text)
-        .map_err(|e| at(format!("not valid JSON (corrupt workspace store): {e}")))?;
-    let n = table
-        .restore(v)
-        .map_err(|e| at(format!("corrupt workspace store: {e}")))?;
-    crate::info!("loaded {n} workspaces from {}", path.display());
-    Ok(())
-}
-
-/// Write snapshots as they come (only the newest of a burst), each atomically.
-fn write_loop(path: &Path, rx: Receiver<String>) {
-    while let Ok(mut text) = rx.recv() {
-        while let Ok(newer) = rx.try_recv() {
-            text = newer;
-        }
-        if let Err(e) = write_atomic(path, text.as_bytes()) {
-            crate::error!("workspace store {}: write failed: {e}", path.display());
-        }
-    }
-}
-
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut tmp = PathBuf::from(path);
-    let name = format!(
-        ".{}.tmp",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("store")
-    );
-    tmp.set_file_name(name);
-    let mut f = std::fs::File::create(&tmp)?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path)?;
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-    }
-    Ok(())
+    Ok(Box::new(Persisted {
+        saved: inner.generation(),
+        dirty_since: None,
+        inner,
+        writer,
+    }))
 }

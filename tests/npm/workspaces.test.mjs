@@ -1,6 +1,7 @@
 // Real-client test of webRTWorkspaces (PROTOCOLS.md §5) on sigyard: socket.io-client 2.5.0
 // sending exactly what the webRTCWorkspaces browser client sends, through the whole life
-// cycle of a workspace. The server under test runs with --workspaces-capacity 3 (owner + 2).
+// cycle of a workspace. The server's capacity is read from SIGYARD_WORKSPACES_CAPACITY
+// (default 5, at least 3).
 // Run: SIGYARD_URL=ws://127.0.0.1:8080 node --test tests/npm/
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
@@ -8,6 +9,7 @@ import { exitWhenDone } from './lib/helpers.mjs'
 import { connect, next, nextEvent, quiet, closeAll } from './lib/sio.mjs'
 
 exitWhenDone()
+const CAPACITY = Number(process.env.SIGYARD_WORKSPACES_CAPACITY) || 5
 
 const WRONG_PIN = 'This workspace is protected with a PIN. Wrong PIN provided.'
 const OWNER_LEAVE = 'Workspace owner cannot leave. Only shutdown is allowed.'
@@ -74,12 +76,16 @@ test('workspace life cycle with the real client', { timeout: 60000 }, async t =>
   assert.deepEqual(Object.keys(granted.attendees).sort(), [ann.id, bobA.id].sort())
   assert.deepEqual(await ownerHearsBob, bobA)
 
-  // a third attendee fills the workspace (capacity 3); a fourth is told `full` and disconnected
+  // Carol and fillers fill the workspace; one more is told `full` and disconnected
   const carol = await client(t, { transports: ['websocket'] })
   const [ev2, g2] = await attend(carol, created.workspace.token, '1234', 'Carol')
   assert.equal(ev2, 'attendance-granted')
   const carolA = g2.attendee
   const carolToken = g2.accessToken
+  for (let i = 3; i < CAPACITY; i++) {
+    const filler = await client(t, { transports: ['websocket'] })
+    assert.equal((await attend(filler, created.workspace.token, '1234', `Filler ${i}`))[0], 'attendance-granted')
+  }
   const dave = await client(t)
   const daveGone = next(dave, 'disconnect', 8000)
   assert.deepEqual(await attend(dave, created.workspace.token, '1234', 'Dave'), ['full', {}])

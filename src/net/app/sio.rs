@@ -57,10 +57,7 @@ fn make_dialect(kind: Kind, shared: &Shared) -> Option<Box<dyn Dialect + Send>> 
     match kind {
         Kind::Echo if cfg.echo => Some(Box::new(eio::echo::Echo)),
         Kind::Echo => None,
-        Kind::MewV1 => Some(Box::new(MewV1::new(MewV1Config {
-            pair_ttl_ms: cfg.sio.mewv1_pair_ttl.as_millis() as u64,
-            ..MewV1Config::default()
-        }))),
+        Kind::MewV1 => Some(Box::new(MewV1::new(MewV1Config::from_options(&cfg.mew_v1)))),
         // Built at start; taken once, by the core owning every workspace socket.
         Kind::Workspaces => shared
             .workspaces

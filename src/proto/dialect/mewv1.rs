@@ -63,16 +63,19 @@ impl Default for MewV1Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    Initiator,
-    Receiver,
+impl MewV1Config {
+    /// The configuration from the `mew-v1-*` options.
+    pub fn from_options(o: &crate::config::MewV1Options) -> MewV1Config {
+        MewV1Config {
+            pair_ttl_ms: u64::try_from(o.pair_ttl.as_millis()).unwrap_or(u64::MAX),
+            max_pairs: o.max_pairs,
+        }
+    }
 }
 
+/// A socket with a valid handshake: the pair it belongs to.
 #[derive(Debug)]
 struct Sock {
-    #[allow(dead_code)]
-    stage: Stage,
     conn_id: String,
 }
 
@@ -157,7 +160,6 @@ impl MewV1 {
         self.sockets.insert(
             sid.to_string(),
             Sock {
-                stage: Stage::Initiator,
                 conn_id: conn_id.to_string(),
             },
         );
@@ -171,7 +173,6 @@ impl MewV1 {
         self.sockets.insert(
             sid.to_string(),
             Sock {
-                stage: Stage::Receiver,
                 conn_id: conn_id.to_string(),
             },
         );

@@ -83,6 +83,43 @@ impl WorkspacesConfig {
     }
 }
 
+impl WorkspacesConfig {
+    /// The configuration from the `workspaces-*` options. A missing secret or pepper is
+    /// replaced by 32 random bytes; the returned warnings say so (log them at start).
+    pub fn from_options(o: &crate::config::WorkspacesOptions) -> (WorkspacesConfig, Vec<String>) {
+        let mut warnings = Vec::new();
+        let mut secret_or_random = |s: &Option<crate::config::Secret>, what: &str| match s {
+            Some(s) => s.expose().to_string(),
+            None => {
+                let mut why = "tokens stop working when the process ends".to_string();
+                if let Some(f) = &o.storage_file {
+                    why = format!(
+                        "workspaces kept in {} cannot be opened after a restart",
+                        f.display()
+                    );
+                }
+                warnings.push(format!(
+                    "{what} is not set: using a random one for this process; {why}"
+                ));
+                crate::csprng::hex_id::<32>()
+            }
+        };
+        let secret = secret_or_random(&o.secret, "workspaces-secret (MAGICK_TOKEN)");
+        let salt = secret_or_random(&o.salt, "workspaces-salt (SALT_STRING)");
+        let cfg = WorkspacesConfig {
+            secret: secret.into_bytes(),
+            salt,
+            capacity: o.capacity,
+            disconnect_on_full: o.disconnect_on_full,
+            untitled_workspace: o.untitled_name.clone(),
+            anonymous_attendee: o.anonymous_name.clone(),
+            pin_iterations: u32::try_from(o.pin_iterations).unwrap_or(token::MAX_PIN_ITERATIONS),
+            max_workspaces: o.max_workspaces,
+        };
+        (cfg, warnings)
+    }
+}
+
 /// Wall-clock milliseconds since the Unix epoch (injectable for tests).
 pub type Clock = Box<dyn Fn() -> u64 + Send>;
 

@@ -51,14 +51,19 @@ impl T {
     }
     fn event(&mut self, sid: &str, event: &str, args: Vec<Value>) -> Vec<Action> {
         let mut out = Vec::new();
-        self.d.on_event(0, sid, event, &args, &mut self.env, &mut out);
+        self.d
+            .on_event(0, sid, event, &args, &mut self.env, &mut out);
         out
     }
     fn paired() -> T {
         let mut t = T::new();
         t.connect(0, "I", &initiator_query());
         t.connect(0, "R", &receiver_query());
-        t.event("R", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]);
+        t.event(
+            "R",
+            "signature",
+            vec![json!({"signed": SIGNED, "connId": CONN})],
+        );
         t
     }
 }
@@ -107,7 +112,11 @@ fn initiator_joins_its_room_silently_and_receiver_gets_the_handshake() {
     assert_eq!(t.d.pairs(), 1);
     assert_eq!(
         t.connect(5, "R", &receiver_query()),
-        vec![emit_(to("R"), "handshake", vec![json!({"toSign": "feedface"})])]
+        vec![emit_(
+            to("R"),
+            "handshake",
+            vec![json!({"toSign": "feedface"})]
+        )]
     );
 }
 
@@ -120,7 +129,11 @@ fn receiver_without_an_initiator_gets_invalid_connection() {
     );
     // Its signature meets no entry either.
     assert_eq!(
-        t.event("R", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]),
+        t.event(
+            "R",
+            "signature",
+            vec![json!({"signed": SIGNED, "connId": CONN})]
+        ),
         vec![emit_(to("R"), "InvalidConnection", vec![])]
     );
 }
@@ -134,7 +147,10 @@ fn bad_stage_or_conn_id_is_disconnected() {
         q(&[("stage", "initiator")]),
         q(&[("stage", "initiator"), ("connId", "ghijkl")]),
         q(&[("stage", "receiver"), ("connId", "")]),
-        q(&[("stage", "receiver"), ("connId", &"a".repeat(MAX_CONN_ID_LEN + 1))]),
+        q(&[
+            ("stage", "receiver"),
+            ("connId", &"a".repeat(MAX_CONN_ID_LEN + 1)),
+        ]),
     ];
     for query in bad {
         assert_eq!(
@@ -145,7 +161,10 @@ fn bad_stage_or_conn_id_is_disconnected() {
     }
     assert_eq!(t.d.pairs(), 0);
     // A socket that was turned away has no handlers: its events are ignored.
-    assert_eq!(t.event("X", "offerSignal", vec![json!({"connId": CONN})]), vec![]);
+    assert_eq!(
+        t.event("X", "offerSignal", vec![json!({"connId": CONN})]),
+        vec![]
+    );
 }
 
 #[test]
@@ -173,10 +192,18 @@ fn signature_confirms_to_the_initiator_with_the_version() {
     // Without `version` the field is absent.
     let mut t = T::new();
     t.connect(0, "I", &initiator_query());
-    let out = t.event("R2", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]);
+    let out = t.event(
+        "R2",
+        "signature",
+        vec![json!({"signed": SIGNED, "connId": CONN})],
+    );
     assert_eq!(out, vec![], "a socket that never connected has no handlers");
     t.connect(0, "R2", &receiver_query());
-    let out = t.event("R2", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]);
+    let out = t.event(
+        "R2",
+        "signature",
+        vec![json!({"signed": SIGNED, "connId": CONN})],
+    );
     assert_eq!(
         out[1],
         emit_(except("R2"), "confirmation", vec![json!({"connId": CONN})])
@@ -205,10 +232,17 @@ fn wrong_or_missing_signed_fails_confirmation() {
 fn a_second_receiver_makes_the_members_hear_busy() {
     let mut t = T::paired();
     t.connect(0, "R2", &receiver_query());
-    let out = t.event("R2", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]);
+    let out = t.event(
+        "R2",
+        "signature",
+        vec![json!({"signed": SIGNED, "connId": CONN})],
+    );
     assert_eq!(
         out,
-        vec![join("R2"), emit_(except("R2"), "confirmationFailedBusy", vec![])]
+        vec![
+            join("R2"),
+            emit_(except("R2"), "confirmationFailedBusy", vec![])
+        ]
     );
 }
 
@@ -221,11 +255,21 @@ fn offer_and_answer_go_to_the_whole_room_in_either_byte_form() {
         "offerSignal",
         vec![json!({"data": buffer_form, "connId": CONN, "options": [{"urls": "stun:x"}]})],
     );
-    assert_eq!(out, vec![emit_(room(), "offer", vec![json!({"data": buffer_form})])]);
+    assert_eq!(
+        out,
+        vec![emit_(room(), "offer", vec![json!({"data": buffer_form})])]
+    );
     // The legacy Android app writes byte arrays as plain arrays.
     let array_form = json!({"iv": [1], "ephemPublicKey": [2], "ciphertext": [3], "mac": [4]});
-    let out = t.event("R", "answerSignal", vec![json!({"data": array_form, "connId": CONN})]);
-    assert_eq!(out, vec![emit_(room(), "answer", vec![json!({"data": array_form})])]);
+    let out = t.event(
+        "R",
+        "answerSignal",
+        vec![json!({"data": array_form, "connId": CONN})],
+    );
+    assert_eq!(
+        out,
+        vec![emit_(room(), "answer", vec![json!({"data": array_form})])]
+    );
     let out = t.event(
         "R",
         "answerSignal",
@@ -233,7 +277,11 @@ fn offer_and_answer_go_to_the_whole_room_in_either_byte_form() {
     );
     assert_eq!(
         out,
-        vec![emit_(room(), "answer", vec![json!({"data": 1, "options": {"a": 1}})])]
+        vec![emit_(
+            room(),
+            "answer",
+            vec![json!({"data": 1, "options": {"a": 1}})]
+        )]
     );
 }
 
@@ -245,13 +293,20 @@ fn events_without_their_own_conn_id_or_unknown_get_the_error_packet() {
         ("offerSignal", vec![json!({"data": {}, "connId": 5})]),
         ("answerSignal", vec![]),
         ("answerSignal", vec![json!("text")]),
-        ("tryTurn", vec![json!({"connId": "ffffffffffffffffffffffffffffffff"})]),
+        (
+            "tryTurn",
+            vec![json!({"connId": "ffffffffffffffffffffffffffffffff"})],
+        ),
         ("signature", vec![json!({"signed": SIGNED})]),
         ("handshake", vec![json!({"connId": CONN})]),
         ("whatever", vec![]),
     ];
     for (event, args) in cases {
-        assert_eq!(t.event("I", event, args.clone()), vec![invalid("I")], "{event} {args:?}");
+        assert_eq!(
+            t.event("I", event, args.clone()),
+            vec![invalid("I")],
+            "{event} {args:?}"
+        );
     }
     // The pair is untouched.
     assert_eq!(t.d.pairs(), 1);
@@ -353,14 +408,22 @@ fn a_new_initiator_overwrites_the_entry_and_rearms_the_expiry() {
     assert_eq!(t.d.pairs(), 1);
     assert_eq!(t.d.next_deadline(), Some(180_000));
     t.d.on_tick(120_000, &mut t.env, &mut Vec::new());
-    assert_eq!(t.d.pairs(), 1, "the first deadline was dropped with its entry");
+    assert_eq!(
+        t.d.pairs(),
+        1,
+        "the first deadline was dropped with its entry"
+    );
     assert_eq!(
         t.connect(0, "R", &receiver_query()),
         vec![emit_(to("R"), "handshake", vec![json!({"toSign": "m2"})])]
     );
     // The stored signed is the new initiator's.
     assert_eq!(
-        t.event("R", "signature", vec![json!({"signed": SIGNED, "connId": CONN})]),
+        t.event(
+            "R",
+            "signature",
+            vec![json!({"signed": SIGNED, "connId": CONN})]
+        ),
         vec![emit_(to("R"), "confirmationFailed", vec![])]
     );
 }
@@ -389,7 +452,10 @@ fn disconnect_forgets_the_socket_but_keeps_the_entry_until_expiry() {
     let mut t = T::paired();
     t.d.on_disconnect(0, "I", &mut t.env, &mut Vec::new());
     assert_eq!(t.d.pairs(), 1);
-    assert_eq!(t.event("I", "offerSignal", vec![json!({"connId": CONN})]), vec![]);
+    assert_eq!(
+        t.event("I", "offerSignal", vec![json!({"connId": CONN})]),
+        vec![]
+    );
 }
 
 #[test]
@@ -400,4 +466,11 @@ fn handshake_without_message_sends_an_empty_object() {
         t.connect(0, "R", &receiver_query()),
         vec![emit_(to("R"), "handshake", vec![json!({})])]
     );
+}
+
+#[test]
+fn config_from_options() {
+    let c = MewV1Config::from_options(&crate::config::Config::default().mew_v1);
+    assert_eq!(c.pair_ttl_ms, 120_000);
+    assert_eq!(c.max_pairs, 100_000);
 }

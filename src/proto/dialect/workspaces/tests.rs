@@ -1193,3 +1193,30 @@ fn generation_moves_only_on_changes() {
     t.ev("A", "hangup", owner.with(json!({})));
     assert_eq!(t.d.generation(), g + 2);
 }
+
+#[test]
+fn config_from_options_fills_missing_secrets_and_warns() {
+    let mut o = crate::config::Config::default().workspaces;
+    let (a, warnings) = WorkspacesConfig::from_options(&o);
+    assert_eq!(warnings.len(), 2);
+    assert!(warnings[0].contains("MAGICK_TOKEN") && warnings[1].contains("SALT_STRING"));
+    assert_eq!(a.secret.len(), 64);
+    let (b, _) = WorkspacesConfig::from_options(&o);
+    assert_ne!(a.secret, b.secret);
+    assert_ne!(a.salt, b.salt);
+    assert_eq!(
+        (a.capacity, a.pin_iterations, a.max_workspaces),
+        (5, 100_000, 100_000)
+    );
+    assert_eq!(a.untitled_workspace, "Anonumous Workspace");
+    o.storage_file = Some("/var/lib/ws.json".into());
+    o.salt = Some(crate::config::Secret::new("pepper"));
+    let (c, warnings) = WorkspacesConfig::from_options(&o);
+    assert_eq!(warnings.len(), 1);
+    assert!(warnings[0].contains("/var/lib/ws.json"), "{warnings:?}");
+    assert_eq!(c.salt, "pepper");
+    o.secret = Some(crate::config::Secret::new("magick"));
+    let (d, warnings) = WorkspacesConfig::from_options(&o);
+    assert!(warnings.is_empty());
+    assert_eq!(d.secret, b"magick");
+}
