@@ -114,6 +114,8 @@ pub struct SioConfig {
     pub workspaces_ping_timeout: Duration,
     /// Largest polling POST body.
     pub max_http_buffer: usize,
+    /// Sessions one core holds at most.
+    pub max_sessions: usize,
 }
 
 // ---- Socket.IO dialects: webRTWorkspaces and MewConnect v1 ----
@@ -321,6 +323,7 @@ impl Default for Config {
                 ping_timeout: secs(5),
                 workspaces_ping_timeout: secs(12),
                 max_http_buffer: MIB,
+                max_sessions: 100_000,
             },
             api: ApiConfig {
                 enabled: true,
@@ -459,6 +462,7 @@ static OPTS: &[Opt] = &[
     opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
     opt("sio-workspaces-ping-timeout", "DURATION", "12s", "Socket.IO pingTimeout for webRTWorkspaces (its original's value)."),
     opt("sio-max-http-buffer", "SIZE", "1MiB", "Largest Socket.IO polling POST body; past it, 413."),
+    opt("sio-max-sessions", "N", "100000", "Most Socket.IO sessions on one core (all webRTWorkspaces sessions share one); past it, handshakes get 503."),
     opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
     opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
     opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
@@ -526,6 +530,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "sio-ping-timeout" => c.sio.ping_timeout = parse_duration(v)?,
         "sio-workspaces-ping-timeout" => c.sio.workspaces_ping_timeout = parse_duration(v)?,
         "sio-max-http-buffer" => c.sio.max_http_buffer = parse_size(v)?,
+        "sio-max-sessions" => c.sio.max_sessions = parse_count(v)?,
         "api" => c.api.enabled = parse_bool(v)?,
         "api-path" => c.api.path = parse_nonempty(v)?,
         "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
@@ -933,6 +938,7 @@ impl Config {
             ("api-max-candidates", self.api.max_candidates),
             ("api-max-bytes", self.api.max_bytes),
             ("sio-max-http-buffer", self.sio.max_http_buffer),
+            ("sio-max-sessions", self.sio.max_sessions),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");

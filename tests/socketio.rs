@@ -294,6 +294,18 @@ fn refused_requests_get_engine_io_errors() {
         &[&format!(r#"42["echo","{}"]"#, "x".repeat(2000))],
     );
     common::stop(h2);
+    // The session table is bounded: past it, handshakes (either transport) get 503.
+    let h3 = common::start(|b| b.threads(1).configure(|c| c.sio.max_sessions = 1));
+    let a3 = h3.plain_addr().unwrap();
+    handshake(a3);
+    let (status, _, body) = get(a3, &format!("{Q}&transport=polling"));
+    assert_eq!(status, 503, "{body}");
+    let out = common::raw_exchange(
+        a3,
+        common::ws_request(&format!("{Q}&transport=websocket")).as_bytes(),
+    );
+    assert!(out.starts_with("HTTP/1.1 503"), "{out}");
+    common::stop(h3);
     common::stop(h);
 }
 

@@ -12,7 +12,7 @@ use crate::proto::conn::{Response, Routed};
 use crate::proto::dialect::sio::{Dialect, Env};
 use crate::proto::eio::packet::EioError;
 use crate::proto::eio::session::{error_response, http_response};
-use crate::proto::eio::{self, Kind, Options, PollGet, Sessions};
+use crate::proto::eio::{self, Kind, Options, PollGet, Refused, Sessions};
 use crate::proto::http::{Method, RequestHead};
 use crate::proto::route;
 use crate::proto::time::Tick;
@@ -47,6 +47,7 @@ pub(crate) fn sio_options(cfg: &crate::config::Config) -> Options {
         ],
         upgrade_timeout_ms: 10_000,
         max_queued_bytes: cfg.limits.max_outbound_bytes,
+        max_sessions: s.max_sessions,
     }
 }
 
@@ -83,6 +84,24 @@ impl Env for SioEnv<'_> {
 
 fn refuse(e: EioError, head: &RequestHead) -> Routed {
     Routed::Respond(error_response(e, head.origin.as_deref()))
+}
+
+/// A handshake the table does not take: no such dialect here (a bad request), or the table is
+/// full (503, so clients back off and retry).
+fn refuse_handshake(r: Refused, head: &RequestHead) -> Routed {
+    match r {
+        Refused::Full => {
+            let origin = head.origin.as_deref();
+            let body = "too many Socket.IO sessions; try again later".to_string();
+            Routed::Respond(http_response(
+                503,
+                "text/plain; charset=utf-8",
+                body,
+                origin,
+            ))
+        }
+        Refused::NoDialect | Refused::Taken => refuse(EioError::BadRequest, head),
+    }
 }
 
 /// A 20-character session id owned by `core`, from the CSPRNG.
@@ -179,6 +198,9 @@ impl Host<'_> {
                         None => return refuse(EioError::BadRequest, head),
                     }
                 }
+                if let Err(r) = sessions.can_create(kind) {
+                    return refuse_handshake(r, head);
+                }
                 let sid = mint_sid(core);
                 if req.websocket {
                     self.ident = Some(Box::new(Ident::Sio { sid: sid.clone() }));
@@ -194,8 +216,8 @@ impl Host<'_> {
                 }
                 let mut env = SioEnv { shared };
                 match sessions.handshake_polling(now_ms, &sid, kind, &req.query, origin, &mut env) {
-                    Some(r) => Routed::Respond(r),
-                    None => refuse(EioError::BadRequest, head),
+                    Ok(r) => Routed::Respond(r),
+                    Err(r) => refuse_handshake(r, head),
                 }
             }
         }
@@ -230,7 +252,8 @@ impl Host<'_> {
         let s = &mut ctx.dialects.sio;
         match pending {
             SioPending::Handshake { sid, kind, query } => {
-                s.handshake_ws(ctx.now_ms, &sid, kind, &query, ctx.me, &mut env);
+                // Checked at routing a moment ago on this thread; a refusal closes the socket.
+                let _ = s.handshake_ws(ctx.now_ms, &sid, kind, &query, ctx.me, &mut env);
             }
             SioPending::Attach { sid } => {
                 s.ws_attach(ctx.now_ms, &sid, ctx.me);

@@ -13,7 +13,7 @@ pub mod echo;
 pub mod packet;
 pub mod session;
 
-pub use session::{Kind, Options, PollGet, Sessions, Wire};
+pub use session::{Kind, Options, PollGet, Refused, Sessions, Wire};
 
 const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 

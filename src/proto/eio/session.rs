@@ -58,6 +58,8 @@ pub struct Options {
     pub upgrade_timeout_ms: u64,
     /// Bytes queued for one session before it is dropped as a reader that does not read.
     pub max_queued_bytes: usize,
+    /// Sessions this table holds at most; a handshake past it is refused.
+    pub max_sessions: usize,
 }
 
 impl Default for Options {
@@ -67,6 +69,7 @@ impl Default for Options {
             ping_timeout_ms: [12_000, 5_000, 5_000],
             upgrade_timeout_ms: 10_000,
             max_queued_bytes: 1 << 20,
+            max_sessions: 100_000,
         }
     }
 }
@@ -88,6 +91,17 @@ pub trait Wire {
     fn ws_send(&mut self, r: ConnRef, text: &str);
     /// Close the WebSocket `r` (normal closure).
     fn ws_close(&mut self, r: ConnRef);
+}
+
+/// Why a handshake was not accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// No dialect of that kind is served here.
+    NoDialect,
+    /// The table holds [`Options::max_sessions`].
+    Full,
+    /// The session id is in use (a caller bug: ids are random).
+    Taken,
 }
 
 /// The answer to a poll GET.
@@ -269,9 +283,15 @@ impl Sessions {
         transport: Transport,
         query: &[(String, String)],
         env: &mut dyn Env,
-    ) -> bool {
-        if !self.has_dialect(kind) || self.sessions.contains_key(sid) {
-            return false;
+    ) -> Result<(), Refused> {
+        if !self.has_dialect(kind) {
+            return Err(Refused::NoDialect);
+        }
+        if self.sessions.len() >= self.opts.max_sessions {
+            return Err(Refused::Full);
+        }
+        if self.sessions.contains_key(sid) {
+            return Err(Refused::Taken);
         }
         let websocket = matches!(transport, Transport::WebSocket(_));
         let open = packet::open_packet(
@@ -307,12 +327,22 @@ impl Sessions {
         self.apply(now, kind, &mut actions, env);
         self.actions = actions;
         self.mark(sid);
-        true
+        Ok(())
+    }
+
+    /// Whether a handshake of `kind` would be accepted now (checked before a WebSocket's 101).
+    pub fn can_create(&self, kind: Kind) -> Result<(), Refused> {
+        if !self.has_dialect(kind) {
+            return Err(Refused::NoDialect);
+        }
+        if self.sessions.len() >= self.opts.max_sessions {
+            return Err(Refused::Full);
+        }
+        Ok(())
     }
 
     /// A polling handshake: the session is created and its first payload (open, `40`, and
-    /// whatever the dialect sent on connect) is the answer. `None` when `kind` has no dialect
-    /// here or `sid` is taken.
+    /// whatever the dialect sent on connect) is the answer.
     pub fn handshake_polling(
         &mut self,
         now: u64,
@@ -321,15 +351,13 @@ impl Sessions {
         query: &[(String, String)],
         origin: Option<&str>,
         env: &mut dyn Env,
-    ) -> Option<Response> {
-        if !self.create(now, sid, kind, Transport::Polling, query, env) {
-            return None;
-        }
-        Some(self.drain_answer(sid, origin))
+    ) -> Result<Response, Refused> {
+        self.create(now, sid, kind, Transport::Polling, query, env)?;
+        Ok(self.drain_answer(sid, origin))
     }
 
     /// A WebSocket handshake (no sid): the session's packets go out on `conn` at the next
-    /// [`Sessions::flush`]. False when `kind` has no dialect here or `sid` is taken.
+    /// [`Sessions::flush`].
     pub fn handshake_ws(
         &mut self,
         now: u64,
@@ -338,8 +366,12 @@ impl Sessions {
         query: &[(String, String)],
         conn: ConnRef,
         env: &mut dyn Env,
-    ) -> bool {
-        self.create(now, sid, kind, Transport::WebSocket(conn), query, env)
+    ) -> Result<(), Refused> {
+        let r = self.create(now, sid, kind, Transport::WebSocket(conn), query, env);
+        if r.is_err() {
+            self.direct.push(Direct::CloseWs(conn));
+        }
+        r
     }
 
     // ── polling ────────────────────────────────────────────────────────────────────────────

@@ -254,6 +254,7 @@ fn table() -> Sessions {
         ping_timeout_ms: [500, 500, 500],
         upgrade_timeout_ms: 300,
         max_queued_bytes: 4096,
+        max_sessions: 3,
     });
     t.install(Kind::Echo, Box::new(echo::Echo));
     t
@@ -305,17 +306,30 @@ fn polling_handshake_sends_open_then_connect() {
     assert!(p[2].starts_with(r#"42["welcome""#));
     assert_eq!(p.len(), 3);
     // A sid already in use is refused; an unknown one is unknown.
-    assert!(t
-        .handshake_polling(0, A, Kind::Echo, &[], None, &mut NoIce)
-        .is_none());
+    assert_eq!(
+        t.handshake_polling(0, A, Kind::Echo, &[], None, &mut NoIce)
+            .err(),
+        Some(Refused::Taken)
+    );
     assert!(matches!(
         t.poll_get("AAzzzzzzzzzzzzzzzzzz", conn(9), None),
         Err(EioError::UnknownSid)
     ));
     // No dialect installed for the kind: refused.
-    assert!(t
-        .handshake_polling(0, B, Kind::Workspaces, &[], None, &mut NoIce)
-        .is_none());
+    assert_eq!(
+        t.handshake_polling(0, B, Kind::Workspaces, &[], None, &mut NoIce)
+            .err(),
+        Some(Refused::NoDialect)
+    );
+    // The table is bounded (3 here).
+    polling(&mut t, B, 0);
+    polling(&mut t, "AAcccccccccccccccccc", 0);
+    assert_eq!(t.can_create(Kind::Echo), Err(Refused::Full));
+    assert_eq!(
+        t.handshake_polling(0, "AAdddddddddddddddddd", Kind::Echo, &[], None, &mut NoIce)
+            .err(),
+        Some(Refused::Full)
+    );
 }
 
 #[test]
@@ -501,7 +515,9 @@ fn websocket_session_and_server_disconnect() {
     let mut w = FakeWire::default();
     let ws = conn(20);
     w.open.insert(ws);
-    assert!(t.handshake_ws(0, A, Kind::Echo, &[], ws, &mut NoIce));
+    assert!(t
+        .handshake_ws(0, A, Kind::Echo, &[], ws, &mut NoIce)
+        .is_ok());
     t.flush(&mut w);
     assert!(w.sent[0].1.starts_with("0{") && w.sent[0].1.contains(r#""upgrades":[]"#));
     assert_eq!(w.sent[1].1, "40");
