@@ -617,3 +617,46 @@ fn workspaces_survive_a_restart_and_a_corrupt_store_stops_the_start() {
     assert!(err.to_string().contains("_abc"), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn garbage_packets_end_only_their_own_session() {
+    let h = common::start(|b| b);
+    let addr = h.plain_addr().unwrap();
+    let (keep, _) = handshake(addr);
+    for garbage in ["4é", "4😀[]", "42[", "4x", "9", "b4!!"] {
+        let mut ws = common::ws(addr, &format!("{Q}&transport=websocket"));
+        for _ in 0..3 {
+            ws_text(&mut ws);
+        }
+        ws.send(Message::text(garbage)).unwrap();
+        loop {
+            match ws.read() {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        let (sid, _) = handshake(addr);
+        let (status, _, _) = request(
+            addr,
+            "POST",
+            &format!("{Q}&transport=polling&sid={sid}"),
+            "",
+            &frame(&[garbage]),
+        );
+        // A packet that frames but does not parse ends the session; its POST is still
+        // answered (`ok` when the framing was fine, 400 when it was not).
+        assert!(status == 200 || status == 400, "{garbage}: {status}");
+        assert_eq!(
+            get(addr, &format!("{Q}&transport=polling&sid={sid}")).0,
+            400,
+            "{garbage}"
+        );
+    }
+    // The other session and the server carry on.
+    post(addr, &keep, &[r#"42["echo","still here"]"#]);
+    assert_eq!(
+        poll(addr, &keep),
+        vec![r#"42["echo","still here"]"#.to_string()]
+    );
+    common::stop(h);
+}

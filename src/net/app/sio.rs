@@ -138,7 +138,8 @@ impl Host<'_> {
                 None => return refuse(EioError::UnknownSid, head),
             },
             None => {
-                if !matches!(head.method, Method::Get | Method::Head) {
+                // Not even HEAD: its answer would be dropped with the body it carries.
+                if head.method != Method::Get {
                     return refuse(EioError::BadHandshakeMethod, head);
                 }
                 let (_, key) = eio::handshake_kind(&req.query, self.shared.cfg.echo);
@@ -172,7 +173,8 @@ impl Host<'_> {
                 }
             }
             Some(sid) => match head.method {
-                Method::Get | Method::Head => match sessions.poll_get(&sid, ctx.me, origin) {
+                // A poll's answer takes the queued packets: HEAD would lose them.
+                Method::Get => match sessions.poll_get(&sid, ctx.me, origin) {
                     Ok(PollGet::Answer(r)) => Routed::Respond(r),
                     Ok(PollGet::Hold) => {
                         let o = sessions.options();

@@ -150,6 +150,10 @@ pub enum SioPacket {
 pub fn decode_sio(s: &str) -> Option<SioPacket> {
     let b = s.as_bytes();
     let t = *b.first()?;
+    // The type is one ASCII digit: every index below then falls on a character boundary.
+    if !(b'0'..=b'6').contains(&t) {
+        return None;
+    }
     let mut i = 1;
     if matches!(t, b'5' | b'6') {
         // `<attachments>-`

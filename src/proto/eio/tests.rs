@@ -134,7 +134,9 @@ fn socketio_packets_parse() {
             data: json!("oops")
         })
     );
-    for bad in ["", "9", "2[", "2{}", "2[1]", "3[1]", "5-[]", "2x"] {
+    for bad in [
+        "", "9", "2[", "2{}", "2[1]", "3[1]", "5-[]", "2x", "é", "😀[]", "2/é",
+    ] {
         assert_eq!(decode_sio(bad), None, "{bad:?}");
     }
     assert_eq!(event_packet("alert", &[json!("no")]), r#"42["alert","no"]"#);
@@ -587,4 +589,38 @@ fn second_get_releases_the_first() {
         panic!()
     };
     assert_eq!(packets(&body(&r)), vec![r#"42["echo",1]"#]);
+}
+
+#[test]
+fn payload_framing_round_trips_random_text_and_never_panics_on_garbage() {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(0x5010);
+    let alphabet: Vec<char> = "ab:0123456789\"[]{}é中😀𝄞\u{fffd}\n".chars().collect();
+    for _ in 0..2000 {
+        let n = rng.random_range(1..6);
+        let packets: Vec<String> = (0..n)
+            .map(|_| {
+                let len = rng.random_range(1..20);
+                (0..len)
+                    .map(|_| alphabet[rng.random_range(0..alphabet.len())])
+                    .collect()
+            })
+            .collect();
+        let body = encode_payload(packets.iter().map(String::as_str));
+        let back = decode_payload(&body).expect("our own encoding decodes");
+        assert_eq!(back, packets.iter().map(String::as_str).collect::<Vec<_>>());
+        // Any mangling is an error or some packets, never a panic.
+        let mut bytes = body.clone().into_bytes();
+        let i = rng.random_range(0..bytes.len());
+        bytes[i] = rng.random();
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            if let Ok(parts) = decode_payload(text) {
+                for p in parts {
+                    let _ = decode_packet(p);
+                    let _ = decode_sio(p);
+                }
+            }
+        }
+        let _ = decode_sio(&body);
+    }
 }
