@@ -234,8 +234,15 @@ impl Server {
             })?),
             None => None,
         };
-        let workspaces =
-            crate::net::workspaces_store::build(&self.cfg).map_err(StartError::WorkspacesStore)?;
+        // With a store, the dialect is built now so a store that does not load stops the start;
+        // without one it is built at its first handshake (net::app::sio).
+        let workspaces = match self.cfg.workspaces.storage_file {
+            Some(_) => Some(
+                crate::net::workspaces_store::build(&self.cfg)
+                    .map_err(StartError::WorkspacesStore)?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             cores: (0..n).map(|_| CoreMetrics::default()).collect(),
@@ -245,7 +252,7 @@ impl Server {
             started: Instant::now(),
             ice: self.ice,
             api,
-            workspaces: std::sync::Mutex::new(Some(workspaces)),
+            workspaces: std::sync::Mutex::new(workspaces),
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in

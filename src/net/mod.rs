@@ -37,8 +37,8 @@ pub(crate) struct Shared {
     pub ice: crate::ice::Ice,
     /// The HTTP API and its store (`--api`).
     pub api: Option<Arc<api::Api>>,
-    /// The webRTWorkspaces dialect, built (and its store loaded) at start, until the core
-    /// owning all workspace sockets takes it at their first handshake.
+    /// The webRTWorkspaces dialect when it has a store (built, and the store loaded, at start)
+    /// until the core owning all workspace sockets takes it at their first handshake.
     pub workspaces: Mutex<Option<Box<dyn crate::proto::dialect::sio::Dialect + Send>>>,
 }
 

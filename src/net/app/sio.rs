@@ -59,12 +59,23 @@ fn make_dialect(kind: Kind, shared: &Shared) -> Option<Box<dyn Dialect + Send>> 
         Kind::Echo if cfg.echo => Some(Box::new(eio::echo::Echo)),
         Kind::Echo => None,
         Kind::MewV1 => Some(Box::new(MewV1::new(MewV1Config::from_options(&cfg.mew_v1)))),
-        // Built at start; taken once, by the core owning every workspace socket.
-        Kind::Workspaces => shared
-            .workspaces
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take(),
+        // With a store, built at start (its file loaded); otherwise built at the first
+        // handshake, so a server that never sees webRTWorkspaces never warns about its
+        // secrets. Either way only the core owning every workspace socket installs it, once.
+        Kind::Workspaces => {
+            let built = shared
+                .workspaces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            built.or_else(|| match crate::net::workspaces_store::build(cfg) {
+                Ok(d) => Some(d),
+                Err(e) => {
+                    crate::error!("webRTWorkspaces: {e}");
+                    None
+                }
+            })
+        }
     }
 }
 
