@@ -660,3 +660,37 @@ fn garbage_packets_end_only_their_own_session() {
     );
     common::stop(h);
 }
+
+#[test]
+fn connection_gauges_stay_exact_through_session_ends() {
+    let h = common::start(|b| b);
+    let addr = h.plain_addr().unwrap();
+    let gauge =
+        |name: &str| common::metric(addr, &format!("sigyard_connections{{state=\"{name}\"}}"));
+    let socketio = || common::metric(addr, "sigyard_websocket_connections{dialect=\"socketio\"}");
+    for ending in ["1", r#"42["bye"]"#, "41"] {
+        let mut ws = common::ws(addr, &format!("{Q}&transport=websocket"));
+        for _ in 0..3 {
+            ws_text(&mut ws);
+        }
+        assert_eq!(socketio(), 1.0);
+        // Ended by the server in the drive that read this packet.
+        ws.send(Message::text(ending)).unwrap();
+        loop {
+            match ws.read() {
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+        drop(ws);
+        let t = Instant::now();
+        while (socketio() != 0.0 || gauge("closing") != 0.0) && t.elapsed() < Duration::from_secs(5)
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(socketio(), 0.0, "{ending}");
+        assert_eq!(gauge("websocket"), 0.0, "{ending}");
+        assert_eq!(gauge("closing"), 0.0, "{ending}");
+    }
+    common::stop(h);
+}

@@ -702,7 +702,7 @@ impl Reactor {
         if matches!(before, Class::WebSocket(_)) && !matches!(after, Class::WebSocket(_)) {
             self.detach(key);
         }
-        self.flush_deliveries();
+        self.flush_deliveries(Some(key));
 
         let core = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
@@ -804,7 +804,7 @@ impl Reactor {
                     core.gauges.add(slot.class());
                     core.queue(key, slot);
                 }
-                self.flush_deliveries();
+                self.flush_deliveries(None);
                 return;
             }
             Some(Ident::Connection(seek)) => core.dialects.pipes.arrive(seek, me),
@@ -881,7 +881,9 @@ impl Reactor {
     }
 
     /// Append the messages dialects produced for other connections to their send queues.
-    fn flush_deliveries(&mut self) {
+    /// `driven`: the slot whose drive (or removal) is under way, if any: its class gauge is
+    /// settled by that drive, not here.
+    fn flush_deliveries(&mut self, driven: Option<usize>) {
         let core = &mut self.core;
         let mut deliveries = std::mem::take(&mut core.deliveries);
         for Outgoing { to, kind, payload } in deliveries.drain(..) {
@@ -895,12 +897,12 @@ impl Reactor {
             core.queue(to.key as usize, t);
         }
         core.deliveries = deliveries; // keep the allocation
-        self.flush_sio();
+        self.flush_sio(driven);
     }
 
     /// Deliver what the Socket.IO sessions queued for connections other than the one just
     /// driven: held polls answered, frames on WebSockets, transports closed.
-    fn flush_sio(&mut self) {
+    fn flush_sio(&mut self, driven: Option<usize>) {
         let core = &mut self.core;
         if !core.dialects.sio.wants_flush() {
             return;
@@ -916,6 +918,7 @@ impl Reactor {
             now: Tick(core.now_ms as u32),
             core: core.id,
             shared: &shared,
+            driven,
         };
         core.dialects.sio.flush(&mut wire);
     }
@@ -934,12 +937,12 @@ impl Reactor {
         let shared = core.shared.clone();
         let mut env = SioEnv { shared: &shared };
         core.dialects.sio.tick(core.now_ms, &mut env);
-        self.flush_sio();
+        self.flush_sio(None);
     }
 
     fn remove(&mut self, key: usize) {
         self.detach(key);
-        self.flush_deliveries(); // what leaving told the others
+        self.flush_deliveries(Some(key)); // what leaving told the others
         let mut slot = self.slots.remove(key);
         let core = &mut self.core;
         let _ = self.poll.registry().deregister(&mut slot.sock);
@@ -996,6 +999,8 @@ struct SlabWire<'a> {
     now: Tick,
     core: usize,
     shared: &'a Shared,
+    /// The slot being driven (or removed): its gauge is that drive's to settle.
+    driven: Option<usize>,
 }
 
 impl crate::proto::eio::Wire for SlabWire<'_> {
@@ -1049,8 +1054,10 @@ impl SlabWire<'_> {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        self.gauges.remove(before);
-        self.gauges.add(slot.class());
+        if self.driven != Some(key) {
+            self.gauges.remove(before);
+            self.gauges.add(slot.class());
+        }
         if !slot.queued {
             slot.queued = true;
             self.dirty.push(key);
