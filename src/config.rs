@@ -98,7 +98,89 @@ pub struct Config {
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
     pub api: ApiConfig,
+    pub sio: SioConfig,
+    pub workspaces: WorkspacesOptions,
+    pub mew_v1: MewV1Options,
 }
+
+/// Engine.IO 3 / Socket.IO 2 (`/socket.io/`, PROTOCOLS.md §6).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SioConfig {
+    /// `pingInterval` announced in the open packet.
+    pub ping_interval: Duration,
+    /// `pingTimeout` for MewConnect v1 (and the test dialect).
+    pub ping_timeout: Duration,
+    /// `pingTimeout` for webRTWorkspaces (its original sets 12000).
+    pub workspaces_ping_timeout: Duration,
+    /// Largest polling POST body.
+    pub max_http_buffer: usize,
+    /// Sessions one core holds at most.
+    pub max_sessions: usize,
+}
+
+// ---- Socket.IO dialects: webRTWorkspaces and MewConnect v1 ----
+
+/// webRTWorkspaces options (PROTOCOLS.md §5.3, §5.5, §5.7).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkspacesOptions {
+    /// The JWT secret (`MAGICK_TOKEN`); `None`: a random per-process secret.
+    pub secret: Option<Secret>,
+    /// The pepper of every signing input (`SALT_STRING`); `None`: random per process.
+    pub salt: Option<Secret>,
+    /// Attendees per workspace, owner included (`max_capacity_of_workspace`).
+    pub capacity: usize,
+    pub disconnect_on_full: bool,
+    pub untitled_name: String,
+    pub anonymous_name: String,
+    /// PBKDF2-HMAC-SHA256 iterations of a new workspace PIN hash.
+    pub pin_iterations: usize,
+    pub max_workspaces: usize,
+    /// The original's `json_storage_file`; `None`: memory only.
+    pub storage_file: Option<PathBuf>,
+}
+
+/// MewConnect v1 options (PROTOCOLS.md §1.10).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MewV1Options {
+    pub pair_ttl: Duration,
+    pub max_pairs: usize,
+}
+
+/// Environment variables of the original servers read for an option when its `SIGYARD_*`
+/// variable is unset.
+const ENV_ALIASES: &[(&str, &str)] = &[
+    ("workspaces-secret", "MAGICK_TOKEN"),
+    ("workspaces-salt", "SALT_STRING"),
+];
+
+fn set_sio_dialects(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
+    let w = &mut c.workspaces;
+    let secret = || match v {
+        "" => Err("empty secret".to_string()),
+        t => Ok(Secret::new(t)),
+    };
+    match name {
+        "workspaces-secret" => w.secret = Some(secret()?),
+        "workspaces-salt" => w.salt = Some(secret()?),
+        "workspaces-capacity" => w.capacity = parse_count(v)?,
+        "workspaces-disconnect-on-full" => w.disconnect_on_full = parse_bool(v)?,
+        "workspaces-untitled-name" => w.untitled_name = parse_text(v)?,
+        "workspaces-anonymous-name" => w.anonymous_name = parse_text(v)?,
+        "workspaces-pin-iterations" => w.pin_iterations = parse_count(v)?,
+        "workspaces-max" => w.max_workspaces = parse_count(v)?,
+        "workspaces-storage-file" => w.storage_file = Some(parse_path(v)?),
+        "mew-v1-pair-ttl" => c.mew_v1.pair_ttl = parse_duration(v)?,
+        "mew-v1-max-pairs" => c.mew_v1.max_pairs = parse_count(v)?,
+        _ => {
+            return Err(format!(
+                "option {name:?} has no field (bug in the option table)"
+            ))
+        }
+    }
+    Ok(())
+}
+
+// ---- end of the Socket.IO dialects' options ----
 
 /// MewConnect v2 options (PROTOCOLS.md §1.2, §1.6, §1.7).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -236,6 +318,13 @@ impl Default for Config {
                 error_frames: true,
             },
             peerolator_server_info: None,
+            sio: SioConfig {
+                ping_interval: secs(25),
+                ping_timeout: secs(5),
+                workspaces_ping_timeout: secs(12),
+                max_http_buffer: MIB,
+                max_sessions: 100_000,
+            },
             api: ApiConfig {
                 enabled: true,
                 path: "/".to_string(),
@@ -248,6 +337,21 @@ impl Default for Config {
                 state_sync_interval: Duration::from_millis(100),
                 state_fsync: true,
                 state_compact_interval: secs(300),
+            },
+            workspaces: WorkspacesOptions {
+                secret: None,
+                salt: None,
+                capacity: 5,
+                disconnect_on_full: true,
+                untitled_name: "Anonumous Workspace".to_string(),
+                anonymous_name: "Anonumous".to_string(),
+                pin_iterations: 100_000,
+                max_workspaces: 100_000,
+                storage_file: None,
+            },
+            mew_v1: MewV1Options {
+                pair_ttl: secs(120),
+                max_pairs: 100_000,
             },
         }
     }
@@ -354,6 +458,11 @@ static OPTS: &[Opt] = &[
     opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
+    opt("sio-ping-interval", "DURATION", "25s", "Socket.IO (Engine.IO 3) pingInterval: how often clients ping."),
+    opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
+    opt("sio-workspaces-ping-timeout", "DURATION", "12s", "Socket.IO pingTimeout for webRTWorkspaces (its original's value)."),
+    opt("sio-max-http-buffer", "SIZE", "1MiB", "Largest Socket.IO polling POST body; past it, 413."),
+    opt("sio-max-sessions", "N", "100000", "Most Socket.IO sessions on one core (all webRTWorkspaces sessions share one); past it, handshakes get 503."),
     opt("api", "BOOL", "true", "Serve the Lambda-style HTTP signaling API (POST with a JSON body)."),
     opt("api-path", "PATH", "/", "Path of the HTTP API; * = every path no other endpoint claims. GET / stays the status page."),
     opt("api-cors-origin", "ORIGINS", "*", "CORS for the HTTP API: *, none, or comma-separated origins (a listed request Origin is echoed)."),
@@ -365,6 +474,17 @@ static OPTS: &[Opt] = &[
     opt("state-sync-interval", "DURATION", "100ms", "How often the state log is written (and fsynced): the most a crash may lose."),
     opt("state-fsync", "BOOL", "true", "fsync the state log after each write (false: a process crash loses the same, a power loss more)."),
     opt("state-compact-interval", "DURATION", "5m", "How often the state log is rewritten from the live channels."),
+    opt("workspaces-secret", "SECRET", "none", "webRTWorkspaces JWT secret (also read from MAGICK_TOKEN). Unset: random per process, so tokens die with it."),
+    opt("workspaces-salt", "SECRET", "none", "webRTWorkspaces pepper of every token's signing input (also read from SALT_STRING). Unset: random per process."),
+    opt("workspaces-capacity", "N", "5", "webRTWorkspaces attendees per workspace, owner included; one more gets full."),
+    opt("workspaces-disconnect-on-full", "BOOL", "true", "Disconnect a webRTWorkspaces socket right after telling it full."),
+    opt("workspaces-untitled-name", "TEXT", "Anonumous Workspace", "Name of a workspace created without one."),
+    opt("workspaces-anonymous-name", "TEXT", "Anonumous", "Name of an attendee without one."),
+    opt("workspaces-pin-iterations", "N", "100000", "PBKDF2-HMAC-SHA256 iterations of a new workspace PIN hash (checked on attend only)."),
+    opt("workspaces-max", "N", "100000", "Most webRTWorkspaces workspaces; past it, create answers an alert."),
+    opt("workspaces-storage-file", "PATH", "none", "Keep the workspaces in this JSON file (the original's json_storage_file), loaded at start; none = memory only."),
+    opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
+    opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -406,6 +526,11 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
         "peerolator-server-info" => c.peerolator_server_info = Some(parse_text(v)?),
+        "sio-ping-interval" => c.sio.ping_interval = parse_duration(v)?,
+        "sio-ping-timeout" => c.sio.ping_timeout = parse_duration(v)?,
+        "sio-workspaces-ping-timeout" => c.sio.workspaces_ping_timeout = parse_duration(v)?,
+        "sio-max-http-buffer" => c.sio.max_http_buffer = parse_size(v)?,
+        "sio-max-sessions" => c.sio.max_sessions = parse_count(v)?,
         "api" => c.api.enabled = parse_bool(v)?,
         "api-path" => c.api.path = parse_nonempty(v)?,
         "api-cors-origin" => c.api.cors_origin = parse_nonempty(v)?,
@@ -417,6 +542,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "state-sync-interval" => c.api.state_sync_interval = parse_duration(v)?,
         "state-fsync" => c.api.state_fsync = parse_bool(v)?,
         "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
+        sio if sio.starts_with("workspaces-") || sio.starts_with("mew-v1-") => set_sio_dialects(c, name, v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -543,16 +669,18 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 fn parse_paths(s: &str) -> Result<Vec<String>, String> {
     let mut paths = Vec::new();
     for p in s.split(',').map(str::trim) {
-        let taken = matches!(p, "/healthz" | "/metrics" | "/server" | "/echo")
-            || [
-                "/client/",
-                "/introduction/",
-                "/connection/",
-                "/connect/",
-                "/echo/",
-            ]
-            .iter()
-            .any(|prefix| p.starts_with(prefix));
+        let taken = matches!(
+            p,
+            "/healthz" | "/metrics" | "/server" | "/echo" | "/socket.io" | "/socket.io/"
+        ) || [
+            "/client/",
+            "/introduction/",
+            "/connection/",
+            "/connect/",
+            "/echo/",
+        ]
+        .iter()
+        .any(|prefix| p.starts_with(prefix));
         if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
             return Err(format!("{p:?} is not a URL path (use /, /staging, ...)"));
         }
@@ -676,8 +804,13 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
 fn env_settings(env: &dyn Fn(&str) -> Option<String>) -> Vec<Setting> {
     let mut out = Vec::new();
     for opt in OPTS {
-        let var = env_name(opt.name);
-        let value = env(&var).unwrap_or_default();
+        let mut var = env_name(opt.name);
+        let mut value = env(&var).unwrap_or_default();
+        if let Some(&(_, alias)) = ENV_ALIASES.iter().find(|a| a.0 == opt.name) {
+            if value.trim().is_empty() {
+                (var, value) = (alias.to_string(), env(alias).unwrap_or_default());
+            }
+        }
         let values = match opt.repeatable {
             true => value.split(',').collect(),
             false => vec![value.as_str()],
@@ -729,6 +862,38 @@ macro_rules! ensure {
     };
 }
 
+// The Socket.IO dialects' rules (webRTWorkspaces, MewConnect v1).
+impl Config {
+    fn validate_sio_dialects(&self) -> Result<(), ConfigError> {
+        let w = &self.workspaces;
+        ensure!(
+            w.capacity >= 1,
+            "--workspaces-capacity: must be at least 1 (got 0)"
+        );
+        ensure!(
+            w.max_workspaces >= 1,
+            "--workspaces-max: must be at least 1 (got 0)"
+        );
+        let max = crate::proto::dialect::workspaces::token::MAX_PIN_ITERATIONS as usize;
+        ensure!(
+            (1..=max).contains(&w.pin_iterations),
+            "--workspaces-pin-iterations: {} is out of range (1 to {max})",
+            w.pin_iterations
+        );
+        let ttl = self.mew_v1.pair_ttl;
+        ensure!(
+            !ttl.is_zero() && ttl <= Duration::from_secs(24 * 3600),
+            "--mew-v1-pair-ttl: {} is out of range (1ms to 24h)",
+            fmt_duration(ttl)
+        );
+        ensure!(
+            self.mew_v1.max_pairs >= 1,
+            "--mew-v1-max-pairs: must be at least 1 (got 0)"
+        );
+        Ok(())
+    }
+}
+
 impl Config {
     /// Worker threads to start: `threads`, or the number of available cores if it is 0.
     pub fn effective_threads(&self) -> usize {
@@ -772,6 +937,8 @@ impl Config {
             ("api-max-channels", self.api.max_channels),
             ("api-max-candidates", self.api.max_candidates),
             ("api-max-bytes", self.api.max_bytes),
+            ("sio-max-http-buffer", self.sio.max_http_buffer),
+            ("sio-max-sessions", self.sio.max_sessions),
         ];
         for (name, value) in nonzero {
             ensure!(value > 0, "--{name}: must be greater than 0 (got 0)");
@@ -809,6 +976,13 @@ impl Config {
             ("pipe-hold-timeout", l.pipe_hold_timeout, true),
             ("mew-idle-timeout", self.mew.idle_timeout, true),
             ("mew-max-lifetime", self.mew.max_lifetime, true),
+            ("sio-ping-interval", self.sio.ping_interval, false),
+            ("sio-ping-timeout", self.sio.ping_timeout, false),
+            (
+                "sio-workspaces-ping-timeout",
+                self.sio.workspaces_ping_timeout,
+                false,
+            ),
             ("state-sync-interval", self.api.state_sync_interval, false),
             (
                 "state-compact-interval",
@@ -859,6 +1033,7 @@ impl Config {
             ping_ok,
             "--ping-interval ({p}) must be shorter than --idle-timeout ({i}), {why}"
         );
+        self.validate_sio_dialects()?;
         self.ice.validate()
     }
 }
@@ -1337,5 +1512,90 @@ mod readme {
             readme.contains(&table),
             "README.md's configuration reference is stale"
         );
+    }
+}
+
+#[cfg(test)]
+mod sio_dialect_tests {
+    use super::*;
+
+    fn run(args: &[&str], env: &[(&str, &str)]) -> Result<Config, String> {
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let lookup = |k: &str| Some(env.iter().find(|e| e.0 == k)?.1.to_string());
+        match parse(&args, &lookup).map_err(|e| e.message)? {
+            Parsed::Run(c) => Ok(c),
+            other => Err(format!("unexpected {other:?}")),
+        }
+    }
+
+    #[test]
+    fn the_original_secret_names_are_read_when_sigyard_ones_are_unset() {
+        let env = [("MAGICK_TOKEN", "m1"), ("SALT_STRING", "s1")];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m1")));
+        assert_eq!(c.workspaces.salt, Some(Secret::new("s1")));
+        let env = [
+            ("MAGICK_TOKEN", "m1"),
+            ("SIGYARD_WORKSPACES_SECRET", "m2"),
+            ("SALT_STRING", ""),
+        ];
+        let c = run(&[], &env).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m2")));
+        assert_eq!(c.workspaces.salt, None);
+        let c = run(&["--workspaces-secret", "m3"], &[("MAGICK_TOKEN", "m1")]).unwrap();
+        assert_eq!(c.workspaces.secret, Some(Secret::new("m3")));
+        assert!(!format!("{c:?}").contains("m3"), "secrets are not printed");
+    }
+
+    #[test]
+    fn the_options_parse_and_are_bounded() {
+        let c = run(
+            &[
+                "--workspaces-capacity=4",
+                "--workspaces-disconnect-on-full=false",
+                "--workspaces-storage-file=/tmp/ws.json",
+                "--mew-v1-pair-ttl=30s",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.workspaces.capacity, 4);
+        assert!(!c.workspaces.disconnect_on_full);
+        assert_eq!(
+            c.workspaces.storage_file,
+            Some(PathBuf::from("/tmp/ws.json"))
+        );
+        assert_eq!(c.mew_v1.pair_ttl, Duration::from_secs(30));
+        for (args, want) in [
+            (
+                "--workspaces-capacity=0",
+                "--workspaces-capacity: must be at least 1",
+            ),
+            ("--workspaces-max=0", "--workspaces-max: must be at least 1"),
+            (
+                "--workspaces-pin-iterations=0",
+                "--workspaces-pin-iterations: 0 is out of range",
+            ),
+            (
+                "--workspaces-pin-iterations=10000001",
+                "--workspaces-pin-iterations: 10000001 is out of range",
+            ),
+            (
+                "--mew-v1-pair-ttl=0",
+                "--mew-v1-pair-ttl: 0 is out of range",
+            ),
+            (
+                "--mew-v1-pair-ttl=25h",
+                "--mew-v1-pair-ttl: 25h is out of range",
+            ),
+            (
+                "--mew-v1-max-pairs=0",
+                "--mew-v1-max-pairs: must be at least 1",
+            ),
+            ("--workspaces-secret=", "--workspaces-secret: empty secret"),
+        ] {
+            let e = run(&[args], &[]).unwrap_err();
+            assert!(e.starts_with(want), "{args}: {e}");
+        }
     }
 }

@@ -47,6 +47,8 @@ pub enum StartError {
     Io(std::io::Error),
     /// The HTTP API's state directory cannot be read or written.
     State(String),
+    /// The webRTWorkspaces store cannot be read (or is corrupt).
+    WorkspacesStore(String),
 }
 
 impl fmt::Display for StartError {
@@ -57,6 +59,7 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Io(e) => write!(f, "{e}"),
             StartError::State(m) => write!(f, "state directory {m}"),
+            StartError::WorkspacesStore(m) => write!(f, "workspace store {m}"),
         }
     }
 }
@@ -231,6 +234,15 @@ impl Server {
             })?),
             None => None,
         };
+        // With a store, the dialect is built now so a store that does not load stops the start;
+        // without one it is built at its first handshake (net::app::sio).
+        let workspaces = match self.cfg.workspaces.storage_file {
+            Some(_) => Some(
+                crate::net::workspaces_store::build(&self.cfg)
+                    .map_err(StartError::WorkspacesStore)?,
+            ),
+            None => None,
+        };
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
             cores: (0..n).map(|_| CoreMetrics::default()).collect(),
@@ -240,6 +252,7 @@ impl Server {
             started: Instant::now(),
             ice: self.ice,
             api,
+            workspaces: std::sync::Mutex::new(workspaces),
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -341,5 +354,14 @@ impl Handle {
         if let Some(m) = self.maintenance {
             m.stop();
         }
+        // A dialect no core took: dropping it writes its store's last snapshot (the cores'
+        // tables did so as their threads ended).
+        drop(
+            self.shared
+                .workspaces
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
     }
 }

@@ -1,7 +1,9 @@
 //! The real npm clients against sigyard: `@localfirst/relay` 4.x, `@localfirst/relay-client`
 //! 3.x, `cevitxe-signal-client` 0.4.2, the original server-test scenarios over raw `ws`
 //! sockets, and the V2 signaling code of `@myetherwallet/mewconnect-web-client`
-//! (tests/npm/README.md). Needs Node.js and npm;
+//! (tests/npm/README.md), and `socket.io-client` 2.5.0 against the Socket.IO layer
+//! (polling, websocket, upgrade), webRTWorkspaces and MewConnect v1 (the web client's V1
+//! initiator). Needs Node.js and npm;
 //! the packages are installed from tests/npm/package-lock.json on first run.
 
 mod common;
@@ -12,9 +14,13 @@ use std::process::Command;
 fn real_npm_clients_work_against_sigyard() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
     // (Checked per package so a checkout that installed before a package was added updates.)
-    let installed = ["@localfirst/relay", "@myetherwallet/mewconnect-web-client"]
-        .iter()
-        .all(|p| dir.join("node_modules").join(p).is_dir());
+    let installed = [
+        "@localfirst/relay",
+        "@myetherwallet/mewconnect-web-client",
+        "socket.io-client",
+    ]
+    .iter()
+    .all(|p| dir.join("node_modules").join(p).is_dir());
     if !installed {
         // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
         // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
@@ -27,9 +33,23 @@ fn real_npm_clients_work_against_sigyard() {
     }
     let h = common::start(|b| b.threads(2));
     let url = format!("ws://{}", h.plain_addr().unwrap());
+    // Every `*.test.mjs`, and the Socket.IO dialect files in socketio/ (`*.sio.mjs`, which
+    // also run against the socket.io bridge, see tests/npm/README.md).
+    let mut files: Vec<String> = Vec::new();
+    for (sub, suffix) in [("", ".test.mjs"), ("socketio/", ".sio.mjs")] {
+        for e in std::fs::read_dir(dir.join(sub)).expect("tests/npm") {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            if name.ends_with(suffix) {
+                files.push(format!("{sub}{name}"));
+            }
+        }
+    }
+    files.sort();
     let out = Command::new("node")
         .arg("--test")
+        .args(&files)
         .env("SIGYARD_URL", &url)
+        .env("SIGYARD_WORKSPACES_CAPACITY", "5")
         .current_dir(&dir)
         .output()
         .expect("node runs");

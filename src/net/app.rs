@@ -21,6 +21,9 @@ use crate::proto::route::{self, Route};
 use crate::proto::time::Tick;
 use crate::proto::ws::DataKind;
 
+mod sio;
+pub(crate) use sio::{new_sessions, SioEnv};
+
 /// Every introduction socket lives on the core owning this key, so one table sees all peers.
 const INTRODUCTIONS_KEY: &str = "cevitxe/introductions";
 
@@ -40,6 +43,10 @@ pub(crate) enum Ident {
     PeerClient {
         server: Box<str>,
         id: Box<str>,
+    },
+    /// A Socket.IO WebSocket (its own session, or probing to upgrade a polling one).
+    Sio {
+        sid: String,
     },
 }
 
@@ -106,11 +113,15 @@ pub(crate) struct Dialects {
     pub pipes: PipeTable,
     pub mew: Pairs,
     pub peers: Peers,
+    /// Engine.IO / Socket.IO sessions owned by this core.
+    pub sio: crate::proto::eio::Sessions,
 }
 
 /// What the Host knows about the connection being driven, for dialect messages.
 pub(crate) struct ConnCtx<'a> {
     pub me: ConnRef,
+    /// The core's clock in milliseconds (what `now` is a wrapping view of).
+    pub now_ms: u64,
     pub ident: Option<&'a Ident>,
     pub peer: Option<ConnRef>,
     pub dialects: &'a mut Dialects,
@@ -131,6 +142,8 @@ pub(crate) struct Host<'a> {
     /// A MewConnect upgrade admitted by `route`, entered in the pair table once its 101 is
     /// written (`on_handshake`), with the time of the request.
     mew_pending: Option<(mewconnect::Params, Tick)>,
+    /// A Socket.IO upgrade admitted by `route`, started once its 101 is written.
+    sio_pending: Option<sio::SioPending>,
 }
 
 impl<'a> Host<'a> {
@@ -145,6 +158,7 @@ impl<'a> Host<'a> {
             ident: None,
             close_self: None,
             mew_pending: None,
+            sio_pending: None,
         }
     }
 
@@ -273,6 +287,7 @@ impl App for Host<'_> {
             return self.route_mew(now, head);
         }
         match route::route(&head.path, self.shared.cfg.echo) {
+            Route::SocketIo => self.route_sio(now, head),
             Route::Echo { key } => {
                 if head.upgrade.is_none() {
                     return Routed::Respond(upgrade_required());
@@ -359,6 +374,9 @@ impl App for Host<'_> {
     }
 
     fn on_request_body(&mut self, _now: Tick, head: &RequestHead, body: &[u8]) -> Response {
+        if sio::is_sio_path(&head.path) {
+            return self.sio_body(head, body);
+        }
         match &self.shared.api {
             Some(api) if api.claims(&head.path) => api.respond(head, body),
             _ => Response::text(404, "not found"),
@@ -371,6 +389,13 @@ impl App for Host<'_> {
             Handshake::Rejected { status, reason } => {
                 self.shared.cores[self.core].handshake_failed(status, reason)
             }
+        }
+        if let Some(p) = self.sio_pending.take() {
+            match outcome {
+                Handshake::Upgraded(Endpoint::SocketIo) => self.sio_upgraded(p),
+                _ => self.ident = None,
+            }
+            return;
         }
         let Some((p, now)) = self.mew_pending.take() else {
             return;
@@ -399,6 +424,10 @@ impl App for Host<'_> {
         payload: &[u8],
         out: &mut Outbox<'_>,
     ) {
+        if endpoint == Endpoint::SocketIo {
+            self.sio_message(kind, payload);
+            return;
+        }
         let Some(ctx) = self.conn.as_mut() else {
             return;
         };
@@ -432,6 +461,7 @@ impl App for Host<'_> {
                     self.close_self = Some((1008, why));
                 }
             }
+            Endpoint::SocketIo => {}
             Endpoint::Introduction => {
                 ctx.dialects
                     .intros

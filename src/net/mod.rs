@@ -12,6 +12,8 @@ pub mod pool;
 pub(crate) mod reactor;
 pub mod timer;
 pub mod tls;
+pub mod workspace_store;
+pub(crate) mod workspaces_store;
 
 use crate::config::Config;
 use crate::metrics::CoreMetrics;
@@ -35,6 +37,9 @@ pub(crate) struct Shared {
     pub ice: crate::ice::Ice,
     /// The HTTP API and its store (`--api`).
     pub api: Option<Arc<api::Api>>,
+    /// The webRTWorkspaces dialect when it has a store (built, and the store loaded, at start)
+    /// until the core owning all workspace sockets takes it at their first handshake.
+    pub workspaces: Mutex<Option<Box<dyn crate::proto::dialect::sio::Dialect + Send>>>,
 }
 
 /// Connections per client address, for `max-connections-per-ip`. Sharded so that accepts on

@@ -11,7 +11,7 @@
 //! `proto::conn`) or what a route means (`net::app`).
 
 use crate::metrics::{Class, Gauges, ShellCounters};
-use crate::net::app::{mew_options, ConnCtx, Dialects, Host, Ident};
+use crate::net::app::{mew_options, new_sessions, ConnCtx, Dialects, Host, Ident, SioEnv};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::{Pool, RxBuf, TxBuf};
 use crate::net::timer::{Entry, Timers};
@@ -214,6 +214,10 @@ impl Reactor {
         }
         let limits = &shared.cfg.limits;
         let pool = Pool::new(limits.buffer_size, limits.max_buffers_per_core);
+        let dialects = Dialects {
+            sio: new_sessions(&shared.cfg),
+            ..Dialects::default()
+        };
         Ok(Reactor {
             poll,
             inbox,
@@ -235,7 +239,7 @@ impl Reactor {
                 now_ms: 0,
                 accept_paused_until: None,
                 draining: None,
-                dialects: Dialects::default(),
+                dialects,
                 deliveries: Vec::new(),
             },
         })
@@ -280,6 +284,7 @@ impl Reactor {
                 self.drain_inbox();
             }
             self.expire_timers(&mut expired);
+            self.sio_tick();
             self.drive_dirty();
             self.retry_accept();
             let c = &self.core;
@@ -302,6 +307,9 @@ impl Reactor {
             return Some(Duration::ZERO);
         }
         let mut next = self.core.timers.next_expiry();
+        if let Some(s) = self.core.dialects.sio.next_deadline() {
+            next = Some(next.map_or(s, |n| n.min(s)));
+        }
         if let Some(p) = self.core.accept_paused_until {
             next = Some(next.map_or(p, |n| n.min(p)));
         }
@@ -694,7 +702,7 @@ impl Reactor {
         if matches!(before, Class::WebSocket(_)) && !matches!(after, Class::WebSocket(_)) {
             self.detach(key);
         }
-        self.flush_deliveries();
+        self.flush_deliveries(Some(key));
 
         let core = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
@@ -796,11 +804,12 @@ impl Reactor {
                     core.gauges.add(slot.class());
                     core.queue(key, slot);
                 }
-                self.flush_deliveries();
+                self.flush_deliveries(None);
                 return;
             }
             Some(Ident::Connection(seek)) => core.dialects.pipes.arrive(seek, me),
-            None => return,
+            // Entered in the session table when its upgrade was answered.
+            Some(Ident::Sio { .. }) | None => return,
         };
         let Arrival::Paired { peer, held } = arrival else {
             let hold = core.shared.cfg.limits.pipe_hold_timeout;
@@ -850,6 +859,12 @@ impl Reactor {
             Some(Ident::PeerServer(_) | Ident::PeerClient { .. }) => {
                 core.dialects.peers.leave(me, &mut core.deliveries)
             }
+            Some(Ident::Sio { sid }) => {
+                let mut env = SioEnv {
+                    shared: &core.shared,
+                };
+                core.dialects.sio.ws_closed(core.now_ms, sid, me, &mut env);
+            }
             None => {}
         }
         let Some(peer) = slot.peer() else { return };
@@ -866,7 +881,9 @@ impl Reactor {
     }
 
     /// Append the messages dialects produced for other connections to their send queues.
-    fn flush_deliveries(&mut self) {
+    /// `driven`: the slot whose drive (or removal) is under way, if any: its class gauge is
+    /// settled by that drive, not here.
+    fn flush_deliveries(&mut self, driven: Option<usize>) {
         let core = &mut self.core;
         let mut deliveries = std::mem::take(&mut core.deliveries);
         for Outgoing { to, kind, payload } in deliveries.drain(..) {
@@ -880,11 +897,52 @@ impl Reactor {
             core.queue(to.key as usize, t);
         }
         core.deliveries = deliveries; // keep the allocation
+        self.flush_sio(driven);
+    }
+
+    /// Deliver what the Socket.IO sessions queued for connections other than the one just
+    /// driven: held polls answered, frames on WebSockets, transports closed.
+    fn flush_sio(&mut self, driven: Option<usize>) {
+        let core = &mut self.core;
+        if !core.dialects.sio.wants_flush() {
+            return;
+        }
+        let shared = core.shared.clone();
+        let mut wire = SlabWire {
+            slots: &mut self.slots,
+            pool: &mut core.pool,
+            proto: &mut core.proto,
+            shell: &mut core.shell,
+            gauges: &mut core.gauges,
+            dirty: &mut core.dirty,
+            now: Tick(core.now_ms as u32),
+            core: core.id,
+            shared: &shared,
+            driven,
+        };
+        core.dialects.sio.flush(&mut wire);
+    }
+
+    /// The Socket.IO sessions' deadlines (heartbeats, upgrade probes, dialect timers).
+    fn sio_tick(&mut self) {
+        let core = &mut self.core;
+        if !core
+            .dialects
+            .sio
+            .next_deadline()
+            .is_some_and(|d| d <= core.now_ms)
+        {
+            return;
+        }
+        let shared = core.shared.clone();
+        let mut env = SioEnv { shared: &shared };
+        core.dialects.sio.tick(core.now_ms, &mut env);
+        self.flush_sio(None);
     }
 
     fn remove(&mut self, key: usize) {
         self.detach(key);
-        self.flush_deliveries(); // what leaving told the others
+        self.flush_deliveries(Some(key)); // what leaving told the others
         let mut slot = self.slots.remove(key);
         let core = &mut self.core;
         let _ = self.poll.registry().deregister(&mut slot.sock);
@@ -925,6 +983,84 @@ impl Reactor {
                 core.shared.conns_total.fetch_sub(1, Ordering::Relaxed);
                 core.shared.per_ip.remove(slot.ip_key);
             }
+        }
+    }
+}
+
+/// The reactor's side of [`crate::proto::eio::Wire`]: the slab, for connections other than
+/// the one being driven.
+struct SlabWire<'a> {
+    slots: &'a mut Slab<Slot>,
+    pool: &'a mut Pool,
+    proto: &'a mut Counters,
+    shell: &'a mut ShellCounters,
+    gauges: &'a mut Gauges,
+    dirty: &'a mut Vec<usize>,
+    now: Tick,
+    core: usize,
+    shared: &'a Shared,
+    /// The slot being driven (or removed): its gauge is that drive's to settle.
+    driven: Option<usize>,
+}
+
+impl crate::proto::eio::Wire for SlabWire<'_> {
+    fn poll_waiting(&self, r: ConnRef) -> bool {
+        self.slots
+            .get(r.key as usize)
+            .is_some_and(|s| s.gen == r.gen && s.conn.is_held())
+    }
+
+    fn answer_poll(&mut self, r: ConnRef, resp: crate::proto::conn::Response) {
+        let Some(slot) = live(self.slots, r) else {
+            return;
+        };
+        let before = slot.class();
+        let tx = &mut slot.tx.get_or_insert_with(|| self.pool.tx_force()).data;
+        slot.conn.answer_held(self.now, &resp, tx);
+        self.settle(r.key as usize, before);
+    }
+
+    fn ws_open(&self, r: ConnRef) -> bool {
+        self.slots
+            .get(r.key as usize)
+            .is_some_and(|s| s.gen == r.gen && s.conn.is_open() && !s.lingering)
+    }
+
+    fn ws_send(&mut self, r: ConnRef, text: &str) {
+        let Some(slot) = live(self.slots, r) else {
+            return;
+        };
+        Outbox::new(slot.tx_force(self.pool), self.proto).text(text);
+        let before = slot.class();
+        self.settle(r.key as usize, before);
+    }
+
+    fn ws_close(&mut self, r: ConnRef) {
+        let Some(slot) = live(self.slots, r) else {
+            return;
+        };
+        let before = slot.class();
+        let tx = &mut slot.tx.get_or_insert_with(|| self.pool.tx_force()).data;
+        let mut host = Host::new(self.core, self.shared, self.shell);
+        slot.conn.begin_close(self.now, 1000, "", tx, &mut host);
+        self.settle(r.key as usize, before);
+    }
+}
+
+impl SlabWire<'_> {
+    /// After a change made outside the slot's own drive: keep the class gauges right and
+    /// queue the slot so its output is written.
+    fn settle(&mut self, key: usize, before: Class) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        if self.driven != Some(key) {
+            self.gauges.remove(before);
+            self.gauges.add(slot.class());
+        }
+        if !slot.queued {
+            slot.queued = true;
+            self.dirty.push(key);
         }
     }
 }
@@ -1064,6 +1200,7 @@ fn pump_in(
         let now = core.tick();
         let ctx = ConnCtx {
             me,
+            now_ms: core.now_ms,
             ident: slot.dialect.as_deref().map(|d| &d.ident),
             peer: slot.dialect.as_deref().and_then(|d| d.peer),
             dialects: &mut core.dialects,

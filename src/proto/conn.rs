@@ -58,17 +58,20 @@ pub enum Endpoint {
     PeerServer,
     /// Peerolator `/client/:serverId`.
     PeerClient,
+    /// Engine.IO 3 WebSocket transport (`/socket.io/`, webRTWorkspaces and MewConnect v1).
+    SocketIo,
 }
 
 impl Endpoint {
     /// Every endpoint, in discriminant order (metrics index by `endpoint as usize`).
-    pub const ALL: [Endpoint; 6] = [
+    pub const ALL: [Endpoint; 7] = [
         Endpoint::Echo,
         Endpoint::Introduction,
         Endpoint::Connection,
         Endpoint::MewConnect,
         Endpoint::PeerServer,
         Endpoint::PeerClient,
+        Endpoint::SocketIo,
     ];
 
     /// Name used in logs and metrics labels.
@@ -80,6 +83,7 @@ impl Endpoint {
             Endpoint::MewConnect => "mewconnect",
             Endpoint::PeerServer => "peerolator_server",
             Endpoint::PeerClient => "peerolator_client",
+            Endpoint::SocketIo => "socketio",
         }
     }
 }
@@ -129,6 +133,10 @@ pub enum Routed {
     /// before any body byte is read, a chunked body as soon as its running total passes `max`.
     /// Then [`App::on_request_body`] decides the response.
     Body { max: usize },
+    /// Answer later (a long-poll): the App keeps the request and answers it with
+    /// [`Conn::answer_held`]. Nothing more is read as a request until then (the socket is
+    /// still watched for EOF); if no answer came by `until`, `fallback` is the answer.
+    Hold { until: Tick, fallback: Response },
 }
 
 /// Whether a handshake succeeded, for the App's metrics and logs.
@@ -241,6 +249,8 @@ enum State {
     /// Reading the body of a request the App routed with [`Routed::Body`] (its head and the
     /// bytes so far are in [`Conn::body`]); `phase_at` is when its head ended.
     ExpectBody,
+    /// A request the App answers later ([`Routed::Hold`]); `phase_at` is its deadline.
+    Held,
     /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`; `piped`
     /// means data frames are forwarded cut-through ([`Conn::handle_read_piped`]) instead of
     /// being reassembled into messages for the App.
@@ -278,6 +288,15 @@ pub struct Conn {
 enum Pending {
     Message(Vec<u8>),
     Body(BodyRead),
+    Held(HeldRequest),
+}
+
+/// A request waiting for the App's answer.
+struct HeldRequest {
+    keep_alive: bool,
+    /// A `HEAD` request: the answer goes without its body.
+    head_only: bool,
+    fallback: Response,
 }
 
 /// A request body in progress: the head it belongs to, the bytes so far, and how it ends.
@@ -314,7 +333,11 @@ impl Conn {
     /// our buffers.
     pub fn wants_read(&self, pending_out: usize, high_water: usize) -> bool {
         let state_reads = match self.state {
-            State::ExpectRequest { .. } | State::ExpectBody | State::Closing { .. } => true,
+            // A held request reads no input, but its socket is watched for the peer's EOF.
+            State::ExpectRequest { .. }
+            | State::ExpectBody
+            | State::Held
+            | State::Closing { .. } => true,
             State::Open { parked, .. } => !parked,
             State::Relocating { .. } | State::Closed => false,
         };
@@ -332,6 +355,31 @@ impl Conn {
             State::Open { endpoint, .. } | State::Closing { endpoint, .. } => Some(endpoint),
             _ => None,
         }
+    }
+
+    /// True while the connection is an open WebSocket (no close sent or received).
+    pub fn is_open(&self) -> bool {
+        matches!(self.state, State::Open { .. })
+    }
+
+    /// True while a request waits for [`Conn::answer_held`].
+    pub fn is_held(&self) -> bool {
+        self.state == State::Held
+    }
+
+    /// Answer the held request (see [`Routed::Hold`]); keep-alive permitting, the connection
+    /// then waits for its next request. Returns false (and writes nothing) if no request is
+    /// held.
+    pub fn answer_held(&mut self, now: Tick, resp: &Response, out: &mut Vec<u8>) -> bool {
+        if self.state != State::Held {
+            return false;
+        }
+        let Some(Pending::Held(h)) = self.partial.take().map(|p| *p) else {
+            self.state = State::Closed;
+            return false;
+        };
+        self.write_answer(now, h.head_only, resp, h.keep_alive, out);
+        true
     }
 
     /// True when the machine stopped after an upgrade, waiting for the shell to move it.
@@ -386,6 +434,7 @@ impl Conn {
                 Some(self.phase_at.after(t))
             }
             State::ExpectBody => Some(self.phase_at.after(limits.http_body_timeout)),
+            State::Held => Some(self.phase_at),
             State::Open { parked: true, .. } | State::Relocating { .. } | State::Closed => None,
             State::Open { .. } => {
                 let idle = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
@@ -427,7 +476,8 @@ impl Conn {
                 }
                 State::ExpectBody => pos += self.read_body(now, &input[pos..], out, app),
                 // Piped input goes through `handle_read_piped`.
-                State::Open { parked: true, .. }
+                State::Held
+                | State::Open { parked: true, .. }
                 | State::Open { piped: true, .. }
                 | State::Relocating { .. }
                 | State::Closed => {}
@@ -499,6 +549,13 @@ impl Conn {
                 self.state = State::Closed;
             }
             State::ExpectRequest { served: true } => self.state = State::Closed,
+            State::Held => {
+                if let Some(Pending::Held(h)) = self.partial.take().map(|p| *p) {
+                    self.write_answer(now, h.head_only, &h.fallback, h.keep_alive, out);
+                } else {
+                    self.state = State::Closed;
+                }
+            }
             State::ExpectBody => {
                 self.partial = None;
                 app.on_handshake(Handshake::Rejected {
@@ -553,7 +610,10 @@ impl Conn {
                 };
                 self.phase_at = now;
             }
-            State::ExpectRequest { .. } | State::Relocating { .. } | State::ExpectBody => {
+            State::ExpectRequest { .. }
+            | State::Relocating { .. }
+            | State::ExpectBody
+            | State::Held => {
                 self.partial = None;
                 self.state = State::Closed
             }
@@ -733,6 +793,7 @@ impl Conn {
         !matches!(
             self.state,
             State::Closed
+                | State::Held
                 | State::Relocating { .. }
                 | State::Open { parked: true, .. }
                 | State::Open { piped: true, .. }
@@ -804,6 +865,21 @@ impl Conn {
                 let keep_alive = head.keep_alive && !has_body && head.upgrade.is_none();
                 self.respond(now, &head, &resp, keep_alive, out);
                 if !keep_alive {
+                    return input.len();
+                }
+            }
+            Routed::Hold { until, fallback } => {
+                // A GET carrying a body is read no further: the connection ends after the
+                // answer.
+                let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
+                self.partial = Some(Box::new(Pending::Held(HeldRequest {
+                    keep_alive: head.keep_alive && !has_body && head.upgrade.is_none(),
+                    head_only: head.method == http::Method::Head,
+                    fallback,
+                })));
+                self.state = State::Held;
+                self.phase_at = until;
+                if has_body {
                     return input.len();
                 }
             }
@@ -882,13 +958,28 @@ impl Conn {
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) {
+        self.write_answer(
+            now,
+            head.method == http::Method::Head,
+            resp,
+            keep_alive,
+            out,
+        );
+    }
+
+    /// Write `resp` (without its body for a HEAD request), then wait for the next request or
+    /// close.
+    fn write_answer(
+        &mut self,
+        now: Tick,
+        head_only: bool,
+        resp: &Response,
+        keep_alive: bool,
+        out: &mut Vec<u8>,
+    ) {
         let headers: Vec<(&str, &str)> =
             resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let body: &[u8] = if head.method == http::Method::Head {
-            b""
-        } else {
-            &resp.body
-        };
+        let body: &[u8] = if head_only { b"" } else { &resp.body };
         http::write_response(
             resp.status,
             Some(resp.content_type),

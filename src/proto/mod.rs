@@ -12,6 +12,7 @@
 
 pub mod conn;
 pub mod dialect;
+pub mod eio;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -31,6 +31,8 @@ pub enum Route<'a> {
     Status,
     /// `GET /ice-servers`: the ICE list as JSON (only with `--ice-endpoint-token`).
     IceServers,
+    /// `/socket.io/`: Engine.IO 3 / Socket.IO 2 (webRTWorkspaces, MewConnect v1).
+    SocketIo,
     NotFound,
 }
 
@@ -42,6 +44,7 @@ pub fn route(path: &str, echo: bool) -> Route<'_> {
         "/healthz" => Route::Healthz,
         "/metrics" => Route::Metrics,
         "/ice-servers" => Route::IceServers,
+        "/socket.io/" | "/socket.io" => Route::SocketIo,
         "/echo" | "/echo/" if echo => Route::Echo { key: None },
         p if echo && p.starts_with("/echo/") => {
             let key = &p["/echo/".len()..];
@@ -120,6 +123,9 @@ mod tests {
         assert_eq!(route("/nope", true), Route::NotFound);
         assert_eq!(route("/ice-servers", false), Route::IceServers);
         assert_eq!(route("/ice-servers/x", false), Route::NotFound);
+        assert_eq!(route("/socket.io/", false), Route::SocketIo);
+        assert_eq!(route("/socket.io", false), Route::SocketIo);
+        assert_eq!(route("/socket.io/x", false), Route::NotFound);
         assert_eq!(
             route("/introduction/al%20ice", false),
             Route::Introduction {

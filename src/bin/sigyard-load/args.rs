@@ -37,6 +37,13 @@ SCENARIOS
                exchange (create_data_channel, create_offer with --size bytes, get_offer, two
                create_candidate, get_candidates, create_answer, get_answer); reports
                requests/s and per-request latency.
+    socketio   Socket.IO 2 / Engine.IO 3 (socket.io-client 2.x's wire): --connections
+               sessions opened (at most --concurrency in flight) on the test rooms dialect
+               (the server needs --echo), then for --duration every session loops: emit
+               42[\"echo\",<--size chars>] and await the echo. --transport websocket (one
+               WebSocket per session) or polling (a held GET and a POST connection per
+               session, keep-alive). Reports sessions/s, events/s and the emit-to-echo
+               latency. The URL path is ignored (/socket.io/). No --workers.
 
 OPTIONS (all scenarios)
     --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
@@ -81,6 +88,9 @@ OPTIONS (per scenario)
                its answer skipped (default: closed loop, every pair always in flight)
     httpapi:   --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES of offer (default 64)
+    socketio:  --connections N (default 100), --duration SECONDS (default 10),
+               --concurrency C sessions opening at once (default 16), --size CHARS
+               (default 64), --transport websocket|polling (default websocket)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -108,6 +118,8 @@ pub enum Scenario {
     /// MewConnect v2 pairings and offer/answer round trips (`mewconnect.rs`).
     MewConnect,
     HttpApi,
+    /// Socket.IO sessions emitting events (`socketio.rs`).
+    SocketIo,
 }
 
 impl Scenario {
@@ -119,6 +131,7 @@ impl Scenario {
             Scenario::Churn => "churn",
             Scenario::MewConnect => "mewconnect",
             Scenario::HttpApi => "httpapi",
+            Scenario::SocketIo => "socketio",
         }
     }
 }
@@ -163,6 +176,8 @@ pub struct Opts {
     pub worker: Option<(u32, u32)>,
     /// The arguments as given after the scenario (children get them again).
     pub raw: Vec<String>,
+    /// socketio: the polling transport instead of WebSocket (`--transport`).
+    pub polling: bool,
 }
 
 pub enum Parsed {
@@ -185,6 +200,13 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
         Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size", "--rate"],
         Scenario::HttpApi => &["--duration", "--concurrency", "--size"],
+        Scenario::SocketIo => &[
+            "--connections",
+            "--duration",
+            "--concurrency",
+            "--size",
+            "--transport",
+        ],
     }
 }
 
@@ -298,7 +320,10 @@ fn parse_url(v: &str) -> Result<Url, String> {
 
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if args.is_empty() {
-        return Err("missing scenario (idle, relay, handshake, churn or mewconnect)".into());
+        return Err(
+            "missing scenario (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
+                .into(),
+        );
     }
     if args
         .iter()
@@ -313,14 +338,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "churn" => Scenario::Churn,
         "mewconnect" => Scenario::MewConnect,
         "httpapi" => Scenario::HttpApi,
+        "socketio" => Scenario::SocketIo,
         s if s.starts_with('-') => {
             return Err(format!(
-                "{s}: a scenario must come first (idle, relay, handshake, churn or mewconnect)"
+                "{s}: a scenario must come first (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
             ))
         }
         s => {
             return Err(format!(
-                "unknown scenario '{s}' (idle, relay, handshake, churn or mewconnect)"
+                "unknown scenario '{s}' (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
             ))
         }
     };
@@ -352,6 +378,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         trust: Trust::Roots(crate::tls::SYSTEM_BUNDLE.into()),
         worker: None,
         raw: args[1..].to_vec(),
+        polling: false,
     };
     let mut seen_connections = false;
     let mut i = 1;
@@ -445,6 +472,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 }
             }
             "--duration" => o.duration = duration(flag, &v)?,
+            "--transport" => {
+                o.polling = match v.as_str() {
+                    "websocket" => false,
+                    "polling" => true,
+                    _ => return Err(format!("{flag}: expected websocket or polling, got '{v}'")),
+                }
+            }
             "--mode" => {
                 o.mode = match v.as_str() {
                     "echo" => Mode::Echo,
@@ -467,6 +501,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     if scenario == Scenario::Idle && !seen_connections {
         return Err("--connections: required for the idle scenario".into());
+    }
+    if scenario == Scenario::SocketIo && !seen_connections {
+        o.connections = 100;
     }
     if o.raw_tcp && !(scenario == Scenario::Relay && o.mode == Mode::Pipe) {
         return Err("--url: tcp:// (the raw TCP baseline) is for relay --mode pipe only".into());

@@ -383,8 +383,8 @@ impl Worker {
                     }
                 }
             }
-            // Runs its own loop (mewconnect.rs), never this engine.
-            Scenario::MewConnect => {}
+            // Run their own loops (mewconnect.rs, socketio.rs), never this engine.
+            Scenario::MewConnect | Scenario::SocketIo => {}
             // Runs in httpapi.rs, never through this engine.
             Scenario::HttpApi => {}
             Scenario::Handshake | Scenario::Churn => {

@@ -11,6 +11,7 @@ mod hist;
 mod httpapi;
 mod mewconnect;
 mod report;
+mod socketio;
 mod tls;
 mod ws;
 
@@ -81,6 +82,23 @@ fn main() -> ExitCode {
         }
     };
     let nofile = raise_nofile();
+    if opts.scenario == Scenario::SocketIo {
+        return match socketio::run(&opts) {
+            Ok(v) if opts.json => {
+                eprint!("{}", socketio::text(&v));
+                println!("{v}");
+                ExitCode::SUCCESS
+            }
+            Ok(v) => {
+                print!("{}", socketio::text(&v));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("sigyard-load: {e}");
+                ExitCode::from(1)
+            }
+        };
+    }
     if opts.scenario == Scenario::MewConnect {
         return match mewconnect::run(&opts) {
             Ok(v) if opts.json => {

@@ -31,6 +31,10 @@ impl App for TestApp {
                 park: false,
             },
             "/body" => Routed::Body { max: 64 },
+            "/hold" => Routed::Hold {
+                until: Tick(5000),
+                fallback: Response::text(200, "fallback"),
+            },
             _ => Routed::Respond(Response::text(404, "not found")),
         }
     }
@@ -823,5 +827,56 @@ fn relocating_connection_closes_on_shutdown() {
     t.conn
         .begin_close(t.now, 1001, "bye", &mut t.out, &mut t.app);
     assert!(t.conn.is_closed());
+    assert!(t.take_out().is_empty());
+}
+
+// ── held requests (long-polls) ─────────────────────────────────────────────────────────────
+
+#[test]
+fn held_request_is_answered_later_then_keep_alive_continues() {
+    let mut t = T::new();
+    t.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(t.take_out().is_empty(), "nothing written while held");
+    assert!(t.conn.is_held() && t.conn.wants_read(0, 1024));
+    // A pipelined request is not read while the first is held.
+    assert_eq!(t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"), 0);
+    assert_eq!(t.conn.poll_timeout(&t.limits), Some(Tick(5000)));
+    let now = t.now;
+    assert!(t
+        .conn
+        .answer_held(now, &Response::text(200, "later"), &mut t.out));
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.ends_with("later\n"),
+        "{out}"
+    );
+    assert!(!t.conn.is_held());
+    assert!(!t
+        .conn
+        .answer_held(now, &Response::text(200, "twice"), &mut t.out));
+    // The waiting request is served next.
+    assert!(t.send(b"") > 0);
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.contains("200") && out.ends_with("ok\n"), "{out}");
+}
+
+#[test]
+fn held_request_gets_its_fallback_at_the_deadline_and_eof_drops_it() {
+    let mut t = T::new();
+    t.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    t.advance(Duration::from_millis(4999));
+    assert!(t.take_out().is_empty());
+    t.advance(Duration::from_millis(1));
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(out.ends_with("fallback\n"), "{out}");
+    assert!(!t.conn.is_held() && !t.conn.is_closed());
+
+    let mut t = T::new();
+    t.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
+    t.conn.handle_eof(&mut t.app);
+    assert!(t.conn.is_closed() && !t.conn.is_held());
+    assert!(!t
+        .conn
+        .answer_held(Tick(1), &Response::text(200, "x"), &mut t.out));
     assert!(t.take_out().is_empty());
 }

@@ -9,10 +9,12 @@
 pub mod cevitxe;
 pub mod httpapi;
 pub mod mewconnect;
+pub mod mewv1;
 pub mod msgpack;
 pub mod peerolator;
 pub mod pipe;
 pub mod sio;
+pub mod workspaces;
 
 use crate::proto::ws::DataKind;
 

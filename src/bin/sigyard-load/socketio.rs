@@ -1,0 +1,696 @@
+//! The `socketio` scenario: Socket.IO 2 / Engine.IO 3 sessions emitting events.
+//!
+//! Setup: `--connections` sessions are opened with at most `--concurrency` in flight, on the
+//! server's test rooms dialect (handshake query `echo`, server started with `--echo`). A
+//! WebSocket session is one upgrade to `/socket.io/?EIO=3&transport=websocket&echo=1` and is
+//! open once its `welcome` event arrived (after the open packet and `40`). A polling session
+//! is a handshake GET (its payload carries the open packet, `40` and `welcome`) on the GET
+//! connection, plus a second keep-alive connection for POSTs, as the real client uses.
+//!
+//! Then, for `--duration`, every session loops: emit `42["echo","<--size chars>"]` and await
+//! the echo; latency runs from the emit to the echo. A polling session keeps one GET held (the
+//! echo releases it) and POSTs each emit. Every packet resets the server's heartbeat timer, so
+//! busy sessions need no ping; a session idle for 20 s pings (`2`).
+//!
+//! One mio event loop per thread (`--threads`), each owning its share of the sessions.
+
+use crate::args::Opts;
+use crate::hist::Histogram;
+use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
+use mio::net::TcpStream;
+use mio::{Events, Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const RUNNING: u8 = 1;
+const STOP: u8 = 2;
+/// An idle session pings this often (the server's default pingInterval is 25 s).
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+#[derive(Default)]
+struct Shared {
+    phase: AtomicU8,
+    opened: AtomicU64,
+    failed: AtomicU64,
+    events: AtomicU64,
+}
+
+/// One TCP connection of a session.
+struct Link {
+    sock: TcpStream,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    /// WebSocket: `Some(accept)` until the 101.
+    accept: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    Opening,
+    Open,
+    /// An emit is in flight.
+    Waiting,
+    Failed,
+}
+
+struct Session {
+    step: Step,
+    started: Instant,
+    sent_at: Instant,
+    last_tx: Instant,
+    /// Polling: the session id, once the handshake answered.
+    sid: Option<String>,
+    /// [0]: the WebSocket, or the polling GET connection; [1]: the polling POST connection.
+    links: [Option<Link>; 2],
+    /// Polling: a GET is outstanding on links[0].
+    get_out: bool,
+}
+
+struct Outcome {
+    open: Histogram,
+    rtt: Histogram,
+    errors: Vec<String>,
+}
+
+pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
+    if o.workers > 1 {
+        return Err("--workers: not supported by the socketio scenario".into());
+    }
+    let threads = (o.threads as u64).clamp(1, o.connections.max(1));
+    let shared = Arc::new(Shared::default());
+    let mut done = Vec::new();
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    let event = format!(r#"42["echo","{}"]"#, "x".repeat(o.size));
+    for t in 0..threads {
+        let n = o.connections / threads + u64::from(t < o.connections % threads);
+        let setup_done = Arc::new(AtomicBool::new(false));
+        done.push(setup_done.clone());
+        let w = Worker {
+            addr: o.addr,
+            host: o.host.clone(),
+            polling: o.polling,
+            timeout: o.timeout,
+            concurrency: (o.concurrency / threads).max(1),
+            event: event.clone(),
+            rng: Rng::new(0x0073_696f ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_u64)),
+            shared: shared.clone(),
+            setup_done,
+            sessions: (0..n).map(|_| None).collect(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("sio-{t}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        handles.push(h);
+    }
+    while !done.iter().all(|d| d.load(Relaxed)) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let setup_s = start.elapsed().as_secs_f64();
+    let opened = shared.opened.load(Relaxed);
+    if !o.quiet {
+        eprintln!(
+            "sigyard-load: {opened} sessions open in {setup_s:.2} s ({} failed); events for {:?}",
+            shared.failed.load(Relaxed),
+            o.duration
+        );
+    }
+    shared.phase.store(RUNNING, Relaxed);
+    let t0 = Instant::now();
+    std::thread::sleep(o.duration);
+    shared.phase.store(STOP, Relaxed);
+    let window_s = t0.elapsed().as_secs_f64();
+    let mut open = Histogram::new();
+    let mut rtt = Histogram::new();
+    let mut errors = std::collections::BTreeMap::<String, u64>::new();
+    for h in handles {
+        let out = h.join().map_err(|_| "a load thread panicked".to_string())?;
+        open.merge(&out.open);
+        rtt.merge(&out.rtt);
+        for e in out.errors {
+            *errors.entry(e).or_default() += 1;
+        }
+    }
+    if opened == 0 {
+        return Err(format!("no session could be opened: {errors:?}"));
+    }
+    let us = |h: &Histogram, q: f64| h.quantile(q) as f64 / 1000.0;
+    let lat = |h: &Histogram| {
+        serde_json::json!({
+            "count": h.count(),
+            "p50": us(h, 0.5), "p99": us(h, 0.99), "p999": us(h, 0.999),
+            "max": h.max() as f64 / 1000.0,
+        })
+    };
+    let events = shared.events.load(Relaxed);
+    Ok(serde_json::json!({
+        "scenario": "socketio",
+        "transport": if o.polling { "polling" } else { "websocket" },
+        "url": o.url,
+        "threads": threads,
+        "connections": o.connections,
+        "opened": opened,
+        "failed": shared.failed.load(Relaxed),
+        "setup_s": setup_s,
+        "sessions_per_s": opened as f64 / setup_s.max(1e-9),
+        "open_latency_us": lat(&open),
+        "window_s": window_s,
+        "events": events,
+        "events_per_s": events as f64 / window_s.max(1e-9),
+        "latency_us": lat(&rtt),
+        "errors": errors,
+    }))
+}
+
+/// The readable summary of `run`'s JSON.
+pub fn text(v: &serde_json::Value) -> String {
+    let l = |k: &str| {
+        let h = &v[k];
+        format!(
+            "p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs ({} samples)",
+            h["p50"].as_f64().unwrap_or(0.0),
+            h["p99"].as_f64().unwrap_or(0.0),
+            h["p999"].as_f64().unwrap_or(0.0),
+            h["max"].as_f64().unwrap_or(0.0),
+            h["count"]
+        )
+    };
+    format!(
+        "scenario socketio ({})  url {}  threads {}\n\
+         sessions: {} of {} open in {:.2} s, {} failed: {:.0} sessions/s\n\
+         session open latency (connect to the welcome event): {}\n\
+         events: {} echoed in {:.1} s = {:.0}/s at {} concurrent sessions\n\
+         emit-to-echo latency: {}\n\
+         errors: {}\n",
+        v["transport"].as_str().unwrap_or(""),
+        v["url"].as_str().unwrap_or(""),
+        v["threads"],
+        v["opened"],
+        v["connections"],
+        v["setup_s"].as_f64().unwrap_or(0.0),
+        v["failed"],
+        v["sessions_per_s"].as_f64().unwrap_or(0.0),
+        l("open_latency_us"),
+        v["events"],
+        v["window_s"].as_f64().unwrap_or(0.0),
+        v["events_per_s"].as_f64().unwrap_or(0.0),
+        v["opened"],
+        l("latency_us"),
+        v["errors"]
+    )
+}
+
+struct Worker {
+    addr: SocketAddr,
+    host: String,
+    polling: bool,
+    timeout: Duration,
+    concurrency: u64,
+    event: String,
+    rng: Rng,
+    shared: Arc<Shared>,
+    setup_done: Arc<AtomicBool>,
+    sessions: Vec<Option<Session>>,
+}
+
+/// The packets of a v3 text payload (lengths in UTF-16 units).
+fn payload_packets(body: &str) -> Option<Vec<&str>> {
+    let mut out = Vec::new();
+    let mut rest = body;
+    while !rest.is_empty() {
+        let (len, data) = rest.split_once(':')?;
+        let n: usize = len.parse().ok()?;
+        let (mut units, mut end) = (0, 0);
+        for c in data.chars() {
+            if units == n {
+                break;
+            }
+            units += c.len_utf16();
+            end += c.len_utf8();
+        }
+        if units != n {
+            return None;
+        }
+        out.push(&data[..end]);
+        rest = &data[end..];
+    }
+    Some(out)
+}
+
+/// One whole HTTP response: bytes used, status, body.
+type HttpResponse = (usize, u16, Vec<u8>);
+
+/// One whole HTTP response at the front of `buf`, if it has arrived.
+fn parse_response(buf: &[u8]) -> Result<Option<HttpResponse>, &'static str> {
+    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return if buf.len() > 16384 {
+            Err("response head too long")
+        } else {
+            Ok(None)
+        };
+    };
+    let head = std::str::from_utf8(&buf[..end]).map_err(|_| "response head not UTF-8")?;
+    let status: u16 = head
+        .get(9..12)
+        .and_then(|s| s.parse().ok())
+        .ok_or("bad status line")?;
+    let len = head
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .ok_or("response without Content-Length")?;
+    let total = end + 4 + len;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    Ok(Some((total, status, buf[end + 4..total].to_vec())))
+}
+
+impl Worker {
+    fn run(mut self) -> Outcome {
+        let mut out = Outcome {
+            open: Histogram::new(),
+            rtt: Histogram::new(),
+            errors: Vec::new(),
+        };
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                out.errors.push(format!("poll: {e}"));
+                self.setup_done.store(true, Relaxed);
+                return out;
+            }
+        };
+        let mut events = Events::with_capacity(1024);
+        let mut next = 0usize;
+        let mut in_flight = 0u64;
+        let mut running = false;
+        let mut last_sweep = Instant::now();
+        loop {
+            let phase = self.shared.phase.load(Relaxed);
+            if phase == STOP {
+                break;
+            }
+            while next < self.sessions.len() && in_flight < self.concurrency {
+                self.start(&poll, next, &mut out);
+                let failed = self.sessions[next]
+                    .as_ref()
+                    .is_some_and(|s| s.step == Step::Failed);
+                next += 1;
+                in_flight += u64::from(!failed);
+            }
+            if last_sweep.elapsed() > Duration::from_millis(100) {
+                last_sweep = Instant::now();
+                let now = Instant::now();
+                for i in 0..self.sessions.len() {
+                    let Some(s) = self.sessions[i].as_mut() else {
+                        continue;
+                    };
+                    if s.step == Step::Opening && now.duration_since(s.started) > self.timeout {
+                        fail(s, &poll, &self.shared, &mut out.errors, "open timed out");
+                        in_flight -= 1;
+                    } else if s.step == Step::Open && now.duration_since(s.last_tx) > PING_EVERY {
+                        self.send(i, "2");
+                        self.flush(&poll, i, &mut out);
+                    }
+                }
+            }
+            if next == self.sessions.len() && in_flight == 0 {
+                self.setup_done.store(true, Relaxed);
+            }
+            if phase == RUNNING && !running {
+                running = true;
+                for i in 0..self.sessions.len() {
+                    self.emit(i);
+                    self.flush(&poll, i, &mut out);
+                }
+            }
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(5)));
+            let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
+            for i in ready {
+                let before = self.sessions[i].as_ref().map(|s| s.step);
+                self.drive(&poll, i, &mut out);
+                let after = self.sessions[i].as_ref().map(|s| s.step);
+                if before == Some(Step::Opening) && after != Some(Step::Opening) {
+                    in_flight -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn link(&mut self, poll: &Poll, i: usize, which: usize) -> io::Result<Link> {
+        let mut sock = TcpStream::connect(self.addr)?;
+        let _ = sock.set_nodelay(true);
+        poll.registry().register(
+            &mut sock,
+            Token(i * 2 + which),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
+        Ok(Link {
+            sock,
+            rx: Vec::new(),
+            tx: Vec::new(),
+            accept: None,
+        })
+    }
+
+    fn start(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let now = Instant::now();
+        let mut s = Session {
+            step: Step::Opening,
+            started: now,
+            sent_at: now,
+            last_tx: now,
+            sid: None,
+            links: [None, None],
+            get_out: false,
+        };
+        match self.link(poll, i, 0) {
+            Ok(mut l) => {
+                if self.polling {
+                    l.tx = self.http_get("");
+                    s.get_out = true;
+                } else {
+                    let (req, accept) = ws::upgrade_request(
+                        &self.host,
+                        "/socket.io/?EIO=3&transport=websocket&echo=1",
+                        &mut self.rng,
+                    );
+                    l.tx = req;
+                    l.accept = Some(accept);
+                }
+                s.links[0] = Some(l);
+            }
+            Err(e) => fail(
+                &mut s,
+                poll,
+                &self.shared,
+                &mut out.errors,
+                &format!("connect: {e}"),
+            ),
+        }
+        self.sessions[i] = Some(s);
+        self.flush(poll, i, out);
+    }
+
+    fn http_get(&self, sid: &str) -> Vec<u8> {
+        let q = if sid.is_empty() {
+            String::new()
+        } else {
+            format!("&sid={sid}")
+        };
+        format!(
+            "GET /socket.io/?EIO=3&transport=polling&echo=1{q} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            self.host
+        )
+        .into_bytes()
+    }
+
+    /// Send one Engine.IO packet (text form) on the session's transport.
+    fn send(&mut self, i: usize, packet: &str) {
+        let polling = self.polling;
+        let host = self.host.clone();
+        let Some(s) = self.sessions[i].as_mut() else {
+            return;
+        };
+        s.last_tx = Instant::now();
+        if polling {
+            let (Some(sid), Some(l)) = (s.sid.as_deref(), s.links[1].as_mut()) else {
+                return;
+            };
+            let body = format!("{}:{packet}", packet.encode_utf16().count());
+            let head = format!(
+                "POST /socket.io/?EIO=3&transport=polling&echo=1&sid={sid} HTTP/1.1\r\nHost: {host}\r\n\
+                 Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+                body.len()
+            );
+            l.tx.extend_from_slice(head.as_bytes());
+            l.tx.extend_from_slice(body.as_bytes());
+        } else if let Some(l) = s.links[0].as_mut() {
+            ws::encode_frame(&mut l.tx, OP_TEXT, packet.as_bytes(), &mut self.rng);
+        }
+    }
+
+    fn emit(&mut self, i: usize) {
+        if !self.sessions[i]
+            .as_ref()
+            .is_some_and(|s| s.step == Step::Open)
+        {
+            return;
+        }
+        let event = std::mem::take(&mut self.event);
+        self.send(i, &event);
+        self.event = event;
+        if let Some(s) = self.sessions[i].as_mut() {
+            s.step = Step::Waiting;
+            s.sent_at = Instant::now();
+        }
+    }
+
+    fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let Some(s) = self.sessions[i].as_mut() else {
+            return;
+        };
+        for l in s.links.iter_mut().flatten() {
+            while !l.tx.is_empty() {
+                match l.sock.write(&l.tx) {
+                    Ok(n) => {
+                        l.tx.drain(..n);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        let msg = format!("write: {e}");
+                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn drive(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        self.flush(poll, i, out);
+        for which in [0, 1] {
+            loop {
+                let Some(s) = self.sessions[i].as_mut() else {
+                    return;
+                };
+                if s.step == Step::Failed {
+                    return;
+                }
+                let Some(l) = s.links[which].as_mut() else {
+                    break;
+                };
+                let mut buf = [0u8; 16384];
+                let n = match l.sock.read(&mut buf) {
+                    Ok(0) => {
+                        fail(
+                            s,
+                            poll,
+                            &self.shared,
+                            &mut out.errors,
+                            "closed by the server",
+                        );
+                        return;
+                    }
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        let msg = format!("read: {e}");
+                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                };
+                l.rx.extend_from_slice(&buf[..n]);
+                if self.polling {
+                    self.process_http(poll, i, which, out);
+                } else {
+                    self.process_ws(poll, i, out);
+                }
+            }
+        }
+        self.flush(poll, i, out);
+    }
+
+    /// A packet for session `i` (either transport).
+    fn on_packet(&mut self, poll: &Poll, i: usize, p: &str, out: &mut Outcome) {
+        let running = self.shared.phase.load(Relaxed) == RUNNING;
+        let Some(s) = self.sessions[i].as_mut() else {
+            return;
+        };
+        if s.step == Step::Opening && p.starts_with(r#"42["welcome""#) {
+            s.step = Step::Open;
+            out.open.record(s.started.elapsed().as_nanos() as u64);
+            self.shared.opened.fetch_add(1, Relaxed);
+            if running {
+                self.emit(i);
+            }
+        } else if s.step == Step::Waiting && p.starts_with(r#"42["echo""#) {
+            out.rtt.record(s.sent_at.elapsed().as_nanos() as u64);
+            self.shared.events.fetch_add(1, Relaxed);
+            s.step = Step::Open;
+            if running {
+                self.emit(i);
+            }
+        } else if p == "41" || p == "1" {
+            let why = "disconnected by the server";
+            fail(s, poll, &self.shared, &mut out.errors, why);
+        }
+    }
+
+    fn process_ws(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        loop {
+            let Some(s) = self.sessions[i].as_mut() else {
+                return;
+            };
+            let Some(l) = s.links[0].as_mut() else {
+                return;
+            };
+            if let Some(accept) = &l.accept {
+                match ws::parse_upgrade(&l.rx, accept) {
+                    Upgrade::Partial => return,
+                    Upgrade::Done(n) => {
+                        l.rx.drain(..n);
+                        l.accept = None;
+                        continue;
+                    }
+                    Upgrade::Status(code) => {
+                        let msg = format!("upgrade refused: HTTP {code}");
+                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                    Upgrade::Invalid(why) => {
+                        fail(s, poll, &self.shared, &mut out.errors, why);
+                        return;
+                    }
+                }
+            }
+            let frame = match ws::parse_frame(&l.rx) {
+                Ok(Some(f)) => f,
+                Ok(None) => return,
+                Err(why) => {
+                    fail(s, poll, &self.shared, &mut out.errors, why);
+                    return;
+                }
+            };
+            let payload = l.rx[frame.payload.clone()].to_vec();
+            l.rx.drain(..frame.payload.end);
+            match frame.opcode {
+                OP_PING => ws::encode_frame(&mut l.tx, OP_PONG, &payload, &mut self.rng),
+                OP_CLOSE => {
+                    fail(
+                        s,
+                        poll,
+                        &self.shared,
+                        &mut out.errors,
+                        "closed by the server",
+                    );
+                    return;
+                }
+                OP_TEXT => {
+                    let text = String::from_utf8_lossy(&payload).into_owned();
+                    self.on_packet(poll, i, &text, out);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn process_http(&mut self, poll: &Poll, i: usize, which: usize, out: &mut Outcome) {
+        loop {
+            let Some(s) = self.sessions[i].as_mut() else {
+                return;
+            };
+            let Some(l) = s.links[which].as_mut() else {
+                return;
+            };
+            let (used, status, body) = match parse_response(&l.rx) {
+                Ok(Some(r)) => r,
+                Ok(None) => return,
+                Err(why) => {
+                    fail(s, poll, &self.shared, &mut out.errors, why);
+                    return;
+                }
+            };
+            l.rx.drain(..used);
+            if status != 200 {
+                let what = if which == 0 { "GET" } else { "POST" };
+                let msg = format!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+                fail(s, poll, &self.shared, &mut out.errors, &msg);
+                return;
+            }
+            if which == 1 {
+                continue; // a POST's "ok"
+            }
+            s.get_out = false;
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let Some(packets) = payload_packets(&text) else {
+                fail(s, poll, &self.shared, &mut out.errors, "bad payload");
+                return;
+            };
+            if s.sid.is_none() {
+                let sid = packets
+                    .first()
+                    .and_then(|p| p.strip_prefix('0'))
+                    .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
+                    .and_then(|v| v["sid"].as_str().map(str::to_owned));
+                let Some(sid) = sid else {
+                    fail(s, poll, &self.shared, &mut out.errors, "no open packet");
+                    return;
+                };
+                s.sid = Some(sid);
+                match self.link(poll, i, 1) {
+                    Ok(l) => {
+                        if let Some(s) = self.sessions[i].as_mut() {
+                            s.links[1] = Some(l);
+                        }
+                    }
+                    Err(e) => {
+                        let s = self.sessions[i].as_mut().expect("live");
+                        let msg = format!("connect: {e}");
+                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        return;
+                    }
+                }
+            }
+            // Hold the next GET before anything is emitted, so the echo can release it.
+            let sid = self.sessions[i].as_ref().and_then(|s| s.sid.clone());
+            let get = sid.map(|sid| self.http_get(&sid));
+            if let (Some(s), Some(get)) = (self.sessions[i].as_mut(), get) {
+                if let Some(l) = s.links[0].as_mut() {
+                    l.tx.extend_from_slice(&get);
+                    s.get_out = true;
+                }
+            }
+            for p in packets {
+                self.on_packet(poll, i, p, out);
+            }
+        }
+    }
+}
+
+fn fail(s: &mut Session, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, why: &str) {
+    if s.step == Step::Failed {
+        return;
+    }
+    s.step = Step::Failed;
+    shared.failed.fetch_add(1, Relaxed);
+    errors.push(why.to_string());
+    for l in s.links.iter_mut() {
+        if let Some(mut link) = l.take() {
+            let _ = poll.registry().deregister(&mut link.sock);
+        }
+    }
+}

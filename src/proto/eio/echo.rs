@@ -1,0 +1,129 @@
+//! A small rooms dialect for exercising the Socket.IO layer (`--echo`, handshake query
+//! `echo`): it answers every shape of [`Action`] a real dialect uses.
+//!
+//! | C→S event | effect |
+//! |---|---|
+//! | (connect) | `welcome` `{sid, query}` to the socket |
+//! | `echo` args… | `echo` args… back to the socket |
+//! | `join` room | joins, then `joined` room to the socket |
+//! | `leave` room | leaves |
+//! | `to` room, args… | `msg` args… to the room except the sender |
+//! | `all` room, args… | `msg` args… to the room including the sender |
+//! | `direct` sid, args… | `msg` args… to that socket (`io.to(sid)`, its own room) |
+//! | `fail` | a Socket.IO error packet `"boom"` |
+//! | `bye` | server-side disconnect |
+//! | (disconnect) | `gone` sid to the room `watchers` |
+
+use crate::proto::dialect::sio::{Action, Dialect, Env, To};
+use serde_json::{json, Value};
+
+#[derive(Default)]
+pub struct Echo;
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_owned)
+}
+
+impl Dialect for Echo {
+    fn on_connect(
+        &mut self,
+        _now_ms: u64,
+        sid: &str,
+        query: &[(String, String)],
+        _env: &mut dyn Env,
+        out: &mut Vec<Action>,
+    ) {
+        let q: serde_json::Map<String, Value> = query
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        out.push(Action::Emit {
+            to: To::Socket(sid.into()),
+            event: "welcome".into(),
+            args: vec![json!({"sid": sid, "query": q})],
+        });
+    }
+
+    fn on_event(
+        &mut self,
+        _now_ms: u64,
+        sid: &str,
+        event: &str,
+        args: &[Value],
+        env: &mut dyn Env,
+        out: &mut Vec<Action>,
+    ) {
+        let me = || To::Socket(sid.into());
+        let rest = || args.iter().skip(1).cloned().collect::<Vec<_>>();
+        match event {
+            "echo" => out.push(Action::Emit {
+                to: me(),
+                event: "echo".into(),
+                args: args.to_vec(),
+            }),
+            "join" => {
+                if let Some(room) = text(args.first()) {
+                    out.push(Action::Join {
+                        sid: sid.into(),
+                        room: room.clone(),
+                    });
+                    out.push(Action::Emit {
+                        to: me(),
+                        event: "joined".into(),
+                        args: vec![Value::String(room)],
+                    });
+                }
+            }
+            "leave" => {
+                if let Some(room) = text(args.first()) {
+                    out.push(Action::Leave {
+                        sid: sid.into(),
+                        room,
+                    });
+                }
+            }
+            "to" | "all" | "direct" => {
+                if let Some(room) = text(args.first()) {
+                    let to = match event {
+                        "to" => To::RoomExcept {
+                            room,
+                            except: sid.into(),
+                        },
+                        "all" => To::Room(room),
+                        _ => To::Socket(room),
+                    };
+                    out.push(Action::Emit {
+                        to,
+                        event: "msg".into(),
+                        args: rest(),
+                    });
+                }
+            }
+            "ice" => out.push(Action::Emit {
+                to: me(),
+                event: "ice".into(),
+                args: vec![env.ice_servers(sid)],
+            }),
+            "fail" => out.push(Action::Error {
+                sid: sid.into(),
+                data: json!("boom"),
+            }),
+            "bye" => out.push(Action::Disconnect { sid: sid.into() }),
+            _ => {}
+        }
+    }
+
+    fn on_disconnect(
+        &mut self,
+        _now_ms: u64,
+        sid: &str,
+        _env: &mut dyn Env,
+        out: &mut Vec<Action>,
+    ) {
+        out.push(Action::Emit {
+            to: To::Room("watchers".into()),
+            event: "gone".into(),
+            args: vec![Value::String(sid.into())],
+        });
+    }
+}
