@@ -209,13 +209,6 @@ impl<'a> Host<'a> {
         }
     }
 
-    /// The ICE servers for `user` (a dialect's connection or attendee id), now: the provider's
-    /// cached token or the static list with freshly minted TURN credentials. Never blocks.
-    #[allow(dead_code)] // the MewConnect and webRTWorkspaces dialects call it
-    pub(crate) fn ice_list(&self, user: &str) -> crate::ice::IceList {
-        self.shared.ice.list(user, crate::ice::unix_now())
-    }
-
     /// A WebSocket upgrade on a MewConnect path (PROTOCOLS.md §1.3). Bad parameters are
     /// refused here with 500. Otherwise the request moves, unanswered, to the core owning its
     /// `connId`, where the pair table decides: 404 with the spec's text, or the 101 and the
