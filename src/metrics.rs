@@ -98,6 +98,8 @@ pub struct CoreMetrics {
     endpoints: [AtomicU64; Endpoint::ALL.len()],
     lag_us: AtomicU64,
     buffers: AtomicU64,
+    /// Engine.IO / Socket.IO sessions in the core's table (polling or WebSocket).
+    sio_sessions: AtomicU64,
     /// Handshake failures by (status, reason); rare, so a lock is fine.
     failures: Mutex<Vec<(u16, &'static str, u64)>>,
 }
@@ -110,6 +112,7 @@ impl Default for CoreMetrics {
             endpoints: std::array::from_fn(|_| AtomicU64::new(0)),
             lag_us: AtomicU64::new(0),
             buffers: AtomicU64::new(0),
+            sio_sessions: AtomicU64::new(0),
             failures: Mutex::new(Vec::new()),
         }
     }
@@ -160,6 +163,11 @@ impl CoreMetrics {
         self.buffers.store(buffers_in_use as u64, Relaxed);
     }
 
+    /// Publish the number of Socket.IO sessions on this core (called by the owning core only).
+    pub fn publish_sio_sessions(&self, n: usize) {
+        self.sio_sessions.store(n as u64, Relaxed);
+    }
+
     /// Count one handshake failure.
     pub fn handshake_failed(&self, status: u16, reason: &'static str) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,6 +211,12 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
         let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
     }
+    let _ = writeln!(o, "# HELP sigyard_socketio_sessions Engine.IO / Socket.IO sessions (polling or WebSocket)\n# TYPE sigyard_socketio_sessions gauge");
+    let _ = writeln!(
+        o,
+        "sigyard_socketio_sessions {}",
+        sum(&|c| c.sio_sessions.load(Relaxed))
+    );
     let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(
         o,

@@ -674,6 +674,7 @@ fn connection_gauges_stay_exact_through_session_ends() {
             ws_text(&mut ws);
         }
         assert_eq!(socketio(), 1.0);
+        assert_eq!(common::metric(addr, "sigyard_socketio_sessions"), 1.0);
         // Ended by the server in the drive that read this packet.
         ws.send(Message::text(ending)).unwrap();
         loop {
@@ -690,6 +691,11 @@ fn connection_gauges_stay_exact_through_session_ends() {
         }
         assert_eq!(socketio(), 0.0, "{ending}");
         assert_eq!(gauge("websocket"), 0.0, "{ending}");
+        assert_eq!(
+            common::metric(addr, "sigyard_socketio_sessions"),
+            0.0,
+            "{ending}"
+        );
     }
     common::stop(h);
 }

@@ -289,6 +289,7 @@ impl Reactor {
             self.retry_accept();
             let c = &self.core;
             c.shared.cores[c.id].publish(&c.proto, &c.shell, &c.gauges, c.pool.in_use());
+            c.shared.cores[c.id].publish_sio_sessions(c.dialects.sio.len());
             if let Some(deadline) = self.core.draining {
                 if self.slots.is_empty() || Instant::now() >= deadline {
                     debug!(
