@@ -25,7 +25,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 /// Largest provider response read (a token is about 1 KB).
-const MAX_RESPONSE: usize = 256 * 1024;
+pub const MAX_RESPONSE: usize = 256 * 1024;
 const FIRST_RETRY: Duration = Duration::from_secs(1);
 const MAX_RETRY: Duration = Duration::from_secs(60);
 
@@ -419,23 +419,16 @@ fn exchange(
     let mut chunk = [0u8; 4096];
     let mut reader = Response::default();
     loop {
-        if let Some(done) = reader.complete(&buf)? {
-            return Ok(done);
-        }
         arm(&stream.sock)?;
         let n = match stream.read(&mut chunk) {
             Ok(n) => n,
-            // A server that closes without close_notify: the framing below decides.
+            // A server that closes without close_notify: the framing decides.
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
             Err(e) => return Err(io_text(&e, timeout)),
         };
-        if n == 0 {
-            return reader.at_eof(&buf);
+        if let Some(done) = reader.feed(&mut buf, &chunk[..n])? {
+            return Ok(done);
         }
-        if buf.len() + n > MAX_RESPONSE {
-            return Err(format!("response larger than {MAX_RESPONSE} bytes"));
-        }
-        buf.extend_from_slice(&chunk[..n]);
     }
 }
 
@@ -453,8 +446,9 @@ fn io_text(e: &io::Error, timeout: Duration) -> String {
 }
 
 /// Incremental response framing: head, then a `Content-Length`, chunked or read-to-EOF body.
+/// Pure (no I/O): [`Response::feed`] takes each read as it arrives.
 #[derive(Default)]
-struct Response {
+pub struct Response {
     /// Once the head is parsed: status, head length, framing.
     head: Option<(u16, usize, Framing)>,
     chunked: Option<(ChunkedDecoder, Vec<u8>, usize)>,
@@ -468,6 +462,24 @@ enum Framing {
 }
 
 impl Response {
+    /// One read of the response: `read` is appended to `buf` (everything read so far), an
+    /// empty `read` is the end of the stream. `Some((status, body))` once the response is
+    /// whole; an error when it is malformed, cut short or over [`MAX_RESPONSE`] bytes.
+    pub fn feed(
+        &mut self,
+        buf: &mut Vec<u8>,
+        read: &[u8],
+    ) -> Result<Option<(u16, Vec<u8>)>, String> {
+        if read.is_empty() {
+            return self.at_eof(buf).map(Some);
+        }
+        if buf.len() + read.len() > MAX_RESPONSE {
+            return Err(format!("response larger than {MAX_RESPONSE} bytes"));
+        }
+        buf.extend_from_slice(read);
+        self.complete(buf)
+    }
+
     /// The response when `buf` holds all of it.
     fn complete(&mut self, buf: &[u8]) -> Result<Option<(u16, Vec<u8>)>, String> {
         if self.head.is_none() {
@@ -489,7 +501,12 @@ impl Response {
                 self.chunked = Some((ChunkedDecoder::new(MAX_RESPONSE as u64), Vec::new(), len));
                 Framing::Chunked
             } else if let Some(n) = value("content-length") {
-                Framing::Length(n.parse().map_err(|_| "bad Content-Length".to_string())?)
+                let n: usize = n.parse().map_err(|_| "bad Content-Length".to_string())?;
+                // Longer than a response may be: refused now (and `len + n` cannot overflow).
+                if n > MAX_RESPONSE.saturating_sub(len) {
+                    return Err(format!("response larger than {MAX_RESPONSE} bytes"));
+                }
+                Framing::Length(n)
             } else {
                 Framing::ToEof
             };
@@ -629,6 +646,12 @@ mod tests {
         assert_eq!(r.complete(cut).unwrap(), None);
         assert!(r.at_eof(cut).is_err());
         assert!(Response::default().complete(b"garbage\r\n\r\n").is_err());
+        // A length near usize::MAX once overflowed `head + length`.
+        let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nx";
+        assert_eq!(
+            Response::default().complete(huge),
+            Err(format!("response larger than {MAX_RESPONSE} bytes"))
+        );
     }
 
     #[test]

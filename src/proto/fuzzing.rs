@@ -18,14 +18,25 @@ use crate::proto::ws::{
 
 mod cevitxe_intro;
 mod conn_ops;
+mod httpapi;
+mod ice_provider;
+mod mewconnect;
 mod msgpack_decode;
+mod peerolator;
 mod pipe_table;
 
 pub use cevitxe_intro::{
     check_cevitxe_intro, decode_intro_ops, encode_intro_ops, Format, IntroMsg, IntroOp, Payload,
 };
 pub use conn_ops::{check_conn_ops, decode_ops, encode_ops, trace_conn_ops, Bytes, Op, Setup};
+pub use httpapi::{check_httpapi, decode_api_ops, encode_api_ops, ApiOp, ApiSetup};
+pub use ice_provider::{check_ice_provider, encode_ice_input};
+pub use mewconnect::{
+    check_mewconnect, decode_mew_ops, encode_mew_ops, offer_data as mewconnect_offer_data,
+    ActionMsg, MewMsg, MewOp, MewSetup,
+};
 pub use msgpack_decode::check_msgpack_decode;
+pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg, PeerOp};
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
 
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────

@@ -498,6 +498,41 @@ pub fn valid_signal_data(data: &str) -> bool {
     ) && de.end().is_ok()
 }
 
+/// [`valid_signal_data`] the slow way, through a parsed JSON tree: the reference the one-pass
+/// check is tested and fuzzed against (`mewconnect` fuzz target).
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub fn valid_signal_data_by_tree(data: &str) -> bool {
+    let Ok(Json::Object(d)) = serde_json::from_str::<Json>(data) else {
+        return false;
+    };
+    let Some(Json::Object(p)) = d.get("data") else {
+        return false;
+    };
+    let buffer = |name: &str, len: Option<usize>| match p.get(name) {
+        Some(Json::Object(b)) => {
+            matches!(b.get("type"), Some(Json::String(_)))
+                && matches!(b.get("data"), Some(Json::Array(a)) if len.map_or(true, |n| n == a.len()))
+        }
+        _ => false,
+    };
+    let conn_id = match d.get("connId") {
+        None | Some(Json::Null) => true,
+        Some(Json::String(s)) => s.encode_utf16().count() == 32,
+        Some(_) => false,
+    };
+    let options = matches!(
+        d.get("options"),
+        None | Some(Json::Null | Json::String(_) | Json::Object(_) | Json::Array(_))
+    );
+    buffer("iv", Some(16))
+        && buffer("ephemPublicKey", Some(65))
+        && buffer("ciphertext", None)
+        && buffer("mac", Some(32))
+        && conn_id
+        && options
+}
+
 /// The shape probes behind [`valid_signal_data`].
 mod shape {
     use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};

@@ -336,6 +336,7 @@ impl Table {
             return r;
         };
         let mut offset = LOG_MAGIC.len();
+        r.valid_len = offset;
         while !rest.is_empty() {
             let (payload, used) = match parse_record(rest) {
                 Ok(p) => p,
@@ -413,8 +414,9 @@ fn push_record(out: &mut Vec<u8>, kind: u8, id: &Id, body: &[u8]) {
     out.extend_from_slice(body);
 }
 
-/// One record from the start of `buf`: its payload and its total length.
-fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), &'static str> {
+/// One record from the start of `buf` (after the magic): its payload (kind, id, body), checked
+/// against its CRC and decoded, and its total length; or why it is not a whole valid record.
+pub fn parse_record(buf: &[u8]) -> Result<(&[u8], usize), &'static str> {
     if buf.len() < RECORD_HEADER {
         return Err("record header cut short");
     }
