@@ -10,6 +10,7 @@ mod engine;
 mod hist;
 mod httpapi;
 mod mewconnect;
+mod phases;
 mod report;
 mod socketio;
 mod tls;

@@ -16,6 +16,7 @@
 
 use crate::args::Opts;
 use crate::hist::Histogram;
+use crate::phases;
 use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -106,42 +107,33 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         handles.push(h);
     }
-    while !done.iter().all(|d| d.load(Relaxed)) {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let setup_s = start.elapsed().as_secs_f64();
-    let paired = shared.paired.load(Relaxed);
-    if !o.quiet {
-        eprintln!(
+    let run = phases::run_threads(
+        start,
+        &done,
+        &shared.phase,
+        o.duration,
+        handles,
+        |setup_s| {
+            if !o.quiet {
+                let paired = shared.paired.load(Relaxed);
+                eprintln!(
             "sigyard-load: {paired} pairs made in {setup_s:.2} s ({} failed); round trips for {:?}",
             shared.failed.load(Relaxed),
             o.duration
-        );
-    }
-    shared.phase.store(RUNNING, Relaxed);
-    let t0 = Instant::now();
-    std::thread::sleep(o.duration);
-    shared.phase.store(STOP, Relaxed);
-    let window_s = t0.elapsed().as_secs_f64();
+            );
+            }
+        },
+    )?;
+    let (setup_s, window_s) = (run.setup_s, run.window_s);
+    let paired = shared.paired.load(Relaxed);
     let mut pairing = Histogram::new();
     let mut rtt = Histogram::new();
-    let mut errors = std::collections::BTreeMap::<String, u64>::new();
-    for h in handles {
-        let out = h.join().map_err(|_| "a load thread panicked".to_string())?;
+    for out in &run.outcomes {
         pairing.merge(&out.pairing);
         rtt.merge(&out.rtt);
-        for e in out.errors {
-            *errors.entry(e).or_default() += 1;
-        }
     }
-    let us = |h: &Histogram, q: f64| h.quantile(q) as f64 / 1000.0;
-    let lat = |h: &Histogram| {
-        serde_json::json!({
-            "count": h.count(),
-            "p50": us(h, 0.5), "p99": us(h, 0.99), "p999": us(h, 0.999),
-            "max": h.max() as f64 / 1000.0,
-        })
-    };
+    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    let lat = phases::latency_json;
     let round_trips = shared.round_trips.load(Relaxed);
     Ok(serde_json::json!({
         "scenario": "mewconnect",
@@ -163,17 +155,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
 
 /// The readable summary of `run`'s JSON.
 pub fn text(v: &serde_json::Value) -> String {
-    let l = |k: &str| {
-        let h = &v[k];
-        format!(
-            "p50 {:.0} µs, p99 {:.0} µs, p99.9 {:.0} µs, max {:.0} µs ({} samples)",
-            h["p50"].as_f64().unwrap_or(0.0),
-            h["p99"].as_f64().unwrap_or(0.0),
-            h["p999"].as_f64().unwrap_or(0.0),
-            h["max"].as_f64().unwrap_or(0.0),
-            h["count"]
-        )
-    };
+    let l = |k: &str| phases::latency_text(&v[k]);
     format!(
         "scenario mewconnect  url {}  threads {}\n\
          pairs: {} of {} made in {:.2} s, {} failed: {:.0} pairings/s\n\
