@@ -5,7 +5,8 @@
 //! The conn_ops seeds are written by `write_conn_ops_seeds` (ignored; run it after changing
 //! [`seeds`] or the `Op` encoding): `cargo test --test fuzz_corpus -- --ignored`. The seeds of
 //! the dialect targets (`msgpack_decode`, `cevitxe_intro`, `pipe_table`, `mewconnect`,
-//! `peerolator`, `httpapi`, `ice_provider`) likewise come from [`dialect_seeds`], written by
+//! `peerolator`, `httpapi`, `ice_provider`, `eio_packets`, `eio_session`,
+//! `workspaces_tokens`) likewise come from [`dialect_seeds`], written by
 //! `write_dialect_seeds`.
 
 use std::fs;
@@ -13,6 +14,7 @@ use std::panic;
 use std::path::{Path, PathBuf};
 
 use sigyard::proto::dialect::msgpack::{self, Value as Mp};
+use sigyard::proto::dialect::workspaces::token::Keys;
 use sigyard::proto::fuzzing::{
     check_cevitxe_intro, check_conn_ops, check_http_upgrade, check_httpapi, check_ice_provider,
     check_mewconnect, check_msgpack_decode, check_peerolator, check_pipe_table, check_ws_decoder,
@@ -21,9 +23,12 @@ use sigyard::proto::fuzzing::{
     IntroMsg, IntroOp, MewMsg, MewOp, MewSetup, Op, Payload, PeerMsg, PeerOp, PipeOp, PipeSetup,
     Setup,
 };
+use sigyard::proto::fuzzing::{
+    check_eio_packets, check_eio_session, check_workspaces_tokens, encode_eio_ops, EioOp,
+};
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 11] = [
+const TARGETS: [&str; 14] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -35,6 +40,9 @@ const TARGETS: [&str; 11] = [
     "peerolator",
     "httpapi",
     "ice_provider",
+    "eio_packets",
+    "eio_session",
+    "workspaces_tokens",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -119,6 +127,21 @@ fn httpapi_corpus() {
 #[test]
 fn ice_provider_corpus() {
     replay("ice_provider", check_ice_provider);
+}
+
+#[test]
+fn eio_packets_corpus() {
+    replay("eio_packets", check_eio_packets);
+}
+
+#[test]
+fn eio_session_corpus() {
+    replay("eio_session", check_eio_session);
+}
+
+#[test]
+fn workspaces_tokens_corpus() {
+    replay("workspaces_tokens", check_workspaces_tokens);
 }
 
 #[test]
@@ -644,6 +667,9 @@ fn dialect_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     .chain(peerolator_seeds())
     .chain(httpapi_seeds())
     .chain(ice_provider_seeds())
+    .chain(eio_packets_seeds())
+    .chain(eio_session_seeds())
+    .chain(workspaces_tokens_seeds())
     .collect()
 }
 
@@ -1224,6 +1250,234 @@ fn ice_provider_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     ]
     .into_iter()
     .map(|(name, bytes)| ("ice_provider", name, bytes))
+    .collect()
+}
+
+fn eio_packets_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    [
+        ("payload_ascii", "1:22:406:3probe"),
+        ("payload_utf16", "18:42[\"m\",\"héllo 😀\"]1:6"),
+        ("payload_cut_in_surrogate_pair", "1:😀"),
+        ("payload_base64", "6:b4AQID1:51:b"),
+        ("payload_leading_zero", "01:202:40"),
+        (
+            "open",
+            r#"0{"sid":"AAaaaaaaaaaaaaaaaaaa","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":12000}"#,
+        ),
+        ("sio_event_nsp_ack", r#"2/chat,7["ev",{"a":[1,2.5,"x",null]}]"#),
+        ("sio_ack", r#"312[{"ok":true},-0.5e-3]"#),
+        ("sio_binary", r#"51-/x,["ev",{"_placeholder":true,"num":0}]"#),
+        ("sio_error_number", "4 5"),
+        ("sio_connect_nsp", "0/admin"),
+        ("lines", "42[\"m\",\"😀\"]\n2probe\n中文\n4𝄞\nb4\n1"),
+    ]
+    .into_iter()
+    .map(|(name, text)| ("eio_packets", name, text.as_bytes().to_vec()))
+    .collect()
+}
+
+fn eio_session_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    use EioOp::*;
+    // Menu items (`sigyard::proto::fuzzing::eio_menu`): 0 `2`, 1 `2probe`, 3 `5`, 6 echo,
+    // 7 join r, 10 all r, 13 bye, 18 join watchers, 19 echo (astral), 22 a long echo.
+    let post = |slot: u8, items: &[u8]| Post {
+        slot,
+        items: items.to_vec(),
+    };
+    let text = |slot: u8, item: u8| WsText { slot, item };
+    let seeds: Vec<(&'static str, Vec<EioOp>)> = vec![
+        (
+            "polling_echo",
+            vec![
+                HsPoll { slot: 0 },
+                Get { slot: 0 },
+                post(0, &[6, 6, 19]),
+                Get { slot: 0 },
+                Advance { ms: 900 },
+                post(0, &[0]),
+                Advance { ms: 800 },
+                Get { slot: 0 },
+            ],
+        ),
+        (
+            "upgrade",
+            vec![
+                HsPoll { slot: 0 },
+                HsPoll { slot: 1 },
+                post(1, &[7]),
+                post(0, &[7, 6]),
+                Get { slot: 0 },
+                Get { slot: 0 },
+                Attach { slot: 0 },
+                text(0, 1),
+                post(1, &[10]),
+                Get { slot: 0 },
+                post(0, &[6, 19]),
+                text(0, 3),
+                post(1, &[10]),
+                text(0, 6),
+                Get { slot: 0 },
+                Advance { ms: 500 },
+                text(0, 0),
+                Advance { ms: 1200 },
+            ],
+        ),
+        (
+            "probe_timeout",
+            vec![
+                HsPoll { slot: 2 },
+                Attach { slot: 2 },
+                text(2, 1),
+                post(2, &[6]),
+                Advance { ms: 400 },
+                post(2, &[6]),
+                Get { slot: 2 },
+                Attach { slot: 2 },
+                text(2, 0),
+                Get { slot: 2 },
+            ],
+        ),
+        (
+            "ws_handshake",
+            vec![
+                HsWs { slot: 1 },
+                text(1, 6),
+                text(1, 18),
+                HsPoll { slot: 0 },
+                post(0, &[6, 13, 6]),
+                Get { slot: 0 },
+                Get { slot: 0 },
+                WsBinary { slot: 1 },
+                WsClose { slot: 1 },
+            ],
+        ),
+        (
+            "full_taken_no_dialect",
+            vec![
+                HsPoll { slot: 0 },
+                HsPoll { slot: 1 },
+                HsWs { slot: 2 },
+                HsPoll { slot: 3 },
+                HsWs { slot: 3 },
+                HsPoll { slot: 0 },
+                HsPoll { slot: 0x81 },
+                post(0, &[5]),
+                HsPoll { slot: 0 },
+            ],
+        ),
+        (
+            "queue_overflow",
+            vec![
+                HsPoll { slot: 0 },
+                Get { slot: 0 },
+                DropPoll { slot: 0 },
+                post(0, &[22, 22, 22, 22]),
+                Get { slot: 0 },
+            ],
+        ),
+        (
+            "raw_and_bad",
+            vec![
+                HsPoll { slot: 0 },
+                PostRaw {
+                    slot: 0,
+                    bytes: "12:42[\"echo\",\"😀\"]1:2".as_bytes().to_vec(),
+                },
+                Get { slot: 0 },
+                PostRaw {
+                    slot: 0,
+                    bytes: "1:😀".as_bytes().to_vec(),
+                },
+                HsPoll { slot: 0 },
+                Attach { slot: 0 },
+                WsRaw {
+                    slot: 0,
+                    bytes: b"2probe".to_vec(),
+                },
+                WsRaw {
+                    slot: 0,
+                    bytes: b"5".to_vec(),
+                },
+                WsRaw {
+                    slot: 0,
+                    bytes: b"42[\"echo\",{\"k\":[1,2]}]".to_vec(),
+                },
+                WsRaw {
+                    slot: 0,
+                    bytes: b"\xff".to_vec(),
+                },
+            ],
+        ),
+        (
+            "attach_refused",
+            vec![
+                HsPoll { slot: 0 },
+                Attach { slot: 0x80 },
+                Attach { slot: 0x80 },
+                HsWs { slot: 1 },
+                Attach { slot: 0x81 },
+                Attach { slot: 0x83 },
+                WsBinary { slot: 0 },
+                Advance { ms: 2000 },
+            ],
+        ),
+    ];
+    seeds
+        .into_iter()
+        .map(|(name, ops)| ("eio_session", name, encode_eio_ops(&ops)))
+        .collect()
+}
+
+fn workspaces_tokens_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    // The checker's secret and salt (`proto::fuzzing::workspaces_tokens`).
+    let keys = Keys::new(b"fuzzing secret", "pepper");
+    let token = keys.sign(
+        &[("workspaceId", "w1"), ("attendeeId", "a1")],
+        1_600_000_000,
+    );
+    let with = |mode: u8, bytes: &[u8]| [&[mode][..], bytes].concat();
+    vec![
+        ("valid_token", with(0, token.as_bytes())),
+        ("binding", with(0, keys.binding("w1", "a1").as_bytes())),
+        (
+            "pin_hash",
+            with(
+                0,
+                b"$pbkdf2-sha256$1$c2FsdHNhbHRzYWx0c2FsdA$AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            ),
+        ),
+        ("four_parts", with(0, b"a.b.c.d")),
+        (
+            "signed_claims",
+            with(
+                1,
+                b"workspaceId\0w1\0attendeeId\0a1\0singningToken\0hs256:xx\x03",
+            ),
+        ),
+        ("signed_exp", with(1, b"exp\0x\0k\0v\x09")),
+        (
+            "signed_unicode_and_iat",
+            with(1, "名\0😀\"\\\n\0iat\0str\0名\0again\u{7f}".as_bytes()),
+        ),
+        (
+            "forged_exp_nbf",
+            with(
+                2,
+                b"{\"alg\":\"HS256\"}\xff{\"exp\":1700000001,\"nbf\":1699999999.5,\"a\":\"b\",\"iat\":1}",
+            ),
+        ),
+        (
+            "forged_expired",
+            with(2, b"{\"alg\":\"HS256\",\"typ\":\"JWT\"}\xff{\"exp\":1700000000}"),
+        ),
+        (
+            "forged_alg_none",
+            with(2, b"{\"alg\":\"none\",\"typ\":\"JWT\"}\xff{}"),
+        ),
+        ("forged_array_claims", with(2, b"[1,2]")),
+    ]
+    .into_iter()
+    .map(|(name, bytes)| ("workspaces_tokens", name, bytes))
     .collect()
 }
 

@@ -18,17 +18,22 @@ use crate::proto::ws::{
 
 mod cevitxe_intro;
 mod conn_ops;
+mod eio_packets;
+mod eio_session;
 mod httpapi;
 mod ice_provider;
 mod mewconnect;
 mod msgpack_decode;
 mod peerolator;
 mod pipe_table;
+mod workspaces_tokens;
 
 pub use cevitxe_intro::{
     check_cevitxe_intro, decode_intro_ops, encode_intro_ops, Format, IntroMsg, IntroOp, Payload,
 };
 pub use conn_ops::{check_conn_ops, decode_ops, encode_ops, trace_conn_ops, Bytes, Op, Setup};
+pub use eio_packets::check_eio_packets;
+pub use eio_session::{check_eio_session, decode_eio_ops, encode_eio_ops, menu as eio_menu, EioOp};
 pub use httpapi::{check_httpapi, decode_api_ops, encode_api_ops, ApiOp, ApiSetup};
 pub use ice_provider::{check_ice_provider, encode_ice_input};
 pub use mewconnect::{
@@ -38,6 +43,7 @@ pub use mewconnect::{
 pub use msgpack_decode::check_msgpack_decode;
 pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg, PeerOp};
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
+pub use workspaces_tokens::check_workspaces_tokens;
 
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
 

@@ -392,7 +392,7 @@ impl Sessions {
             packet::push_payload(&mut body, "6");
         }
         if ended {
-            self.sessions.remove(sid);
+            self.forget(sid);
         }
         payload_response(body, origin)
     }
@@ -576,7 +576,7 @@ impl Sessions {
             }
             Packet::Close => {
                 if s.closing {
-                    self.sessions.remove(sid);
+                    self.forget(sid);
                 } else {
                     self.end(now, sid, env);
                 }
@@ -766,20 +766,28 @@ impl Sessions {
         let kind = s.kind;
         let mut actions = std::mem::take(&mut self.actions);
         self.socket_gone(now, sid, env, &mut actions);
-        if let Some(s) = self.sessions.remove(sid) {
-            if let Some(h) = s.held {
-                self.direct
-                    .push(Direct::Release(h.conn, h.origin, "1:1".into()));
-            }
-            if let Some(p) = s.probe {
-                self.direct.push(Direct::CloseWs(p.conn));
-            }
-            if let Transport::WebSocket(c) = s.transport {
-                self.direct.push(Direct::CloseWs(c));
-            }
-        }
+        self.forget(sid);
         self.apply(now, kind, &mut actions, env);
         self.actions = actions;
+    }
+
+    /// Remove `sid` from the table (its dialect has heard of its end already): a held poll is
+    /// answered with a close packet, a probing WebSocket and the WebSocket transport are
+    /// closed, so no connection is left waiting on a session that is gone.
+    fn forget(&mut self, sid: &str) {
+        let Some(s) = self.sessions.remove(sid) else {
+            return;
+        };
+        if let Some(h) = s.held {
+            self.direct
+                .push(Direct::Release(h.conn, h.origin, "1:1".into()));
+        }
+        if let Some(p) = s.probe {
+            self.direct.push(Direct::CloseWs(p.conn));
+        }
+        if let Transport::WebSocket(c) = s.transport {
+            self.direct.push(Direct::CloseWs(c));
+        }
     }
 
     // ── time ───────────────────────────────────────────────────────────────────────────────
@@ -852,6 +860,17 @@ impl Sessions {
     /// answers, released and closed transports, and every session with queued packets whose
     /// transport can take them now.
     pub fn flush(&mut self, wire: &mut dyn Wire) {
+        // Answering a closing session's poll forgets the session, which may leave work for
+        // its other connections (a probe to close): a second round delivers it.
+        for _ in 0..2 {
+            if !self.wants_flush() {
+                break;
+            }
+            self.flush_once(wire);
+        }
+    }
+
+    fn flush_once(&mut self, wire: &mut dyn Wire) {
         for d in std::mem::take(&mut self.direct) {
             match d {
                 Direct::Ws(c, text) => {

@@ -624,3 +624,31 @@ fn payload_framing_round_trips_random_text_and_never_panics_on_garbage() {
         let _ = decode_sio(&body);
     }
 }
+
+#[test]
+fn a_closing_session_that_ends_closes_its_probe_and_answers_its_poll() {
+    let mut t = table();
+    let mut w = FakeWire::default();
+    polling(&mut t, A, 0);
+    // A probe attaches, then the dialect disconnects the socket (`bye`): A is closing.
+    w.open.insert(conn(5));
+    assert!(t.ws_attach(0, A, conn(5)));
+    post(&mut t, 10, A, &[r#"42["bye"]"#]);
+    // The GET that takes `41` and `1` ends the session, and with it the probe.
+    let PollGet::Answer(r) = t.poll_get(A, conn(1), None).unwrap() else {
+        panic!("the close is queued")
+    };
+    assert!(packets(&body(&r)).ends_with(&["41".to_string(), "1".to_string()]));
+    assert!(!t.contains(A));
+    t.flush(&mut w);
+    assert_eq!(w.closed, vec![conn(5)]);
+    assert!(!t.wants_flush());
+    // A closing session whose client closes with `1` answers its held poll.
+    polling(&mut t, B, 0);
+    assert!(matches!(t.poll_get(B, conn(2), None), Ok(PollGet::Hold)));
+    w.held.insert(conn(2));
+    post(&mut t, 20, B, &[r#"42["bye"]"#, "1"]);
+    assert!(!t.contains(B));
+    t.flush(&mut w);
+    assert_eq!(w.answers, vec![(conn(2), "1:1".to_string())]);
+}
