@@ -462,10 +462,7 @@ impl Workspaces {
         if let Err(text) = self.check_access(data, "attendee", true) {
             return alert(out, sid, text);
         }
-        let id = data["workspace"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = workspace_id(data);
         if self.workspaces.remove(&id).is_some() {
             self.changed();
         }
@@ -527,10 +524,7 @@ impl Workspaces {
         if let Err(text) = self.check_access(data, "attendee", false) {
             return alert(out, sid, text);
         }
-        let id = data["workspace"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = workspace_id(data);
         let Some(ws) = self.workspaces.get(&id) else {
             return destroyed(out, sid);
         };
@@ -565,10 +559,7 @@ impl Workspaces {
         if let Err(text) = self.check_access(data, "attendee", false) {
             return alert(out, sid, text);
         }
-        let id = data["workspace"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = workspace_id(data);
         let attendee = data["attendee"]["id"].as_str().unwrap_or_default();
         let Some(ws) = self.workspaces.get_mut(&id) else {
             return destroyed(out, sid);
@@ -590,10 +581,7 @@ impl Workspaces {
         if let Err(text) = self.check_access(data, "attendee", true) {
             return alert(out, sid, text);
         }
-        let id = data["workspace"]["id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
+        let id = workspace_id(data);
         let Some(ws) = self.workspaces.get(&id) else {
             return destroyed(out, sid);
         };
@@ -869,3 +857,11 @@ pub fn random_id() -> String {
 
 #[cfg(test)]
 mod tests;
+
+/// The `workspace.id` of an event's payload (empty when missing or not a string).
+fn workspace_id(data: &Value) -> String {
+    data["workspace"]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
