@@ -849,3 +849,22 @@ fn error_frame(to: ConnRef, message: &str, api_id: &str, request_id: &str) -> Ou
 
 #[cfg(test)]
 mod tests;
+
+/// An [`Env`] with a fixed ICE list and counting request ids (`req1`, `req2`, …), for the
+/// unit tests and the fuzz target.
+#[cfg(any(test, feature = "fuzzing"))]
+pub struct FixedEnv {
+    pub ice: Json,
+    pub ids: u32,
+}
+
+#[cfg(any(test, feature = "fuzzing"))]
+impl Env for FixedEnv {
+    fn ice_servers(&mut self, _conn_id: &str) -> Json {
+        self.ice.clone()
+    }
+    fn request_id(&mut self) -> String {
+        self.ids += 1;
+        format!("req{}", self.ids)
+    }
+}

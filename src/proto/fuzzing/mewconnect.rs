@@ -35,8 +35,8 @@ use serde_json::{json, Value as Json};
 
 use super::Bytes;
 use crate::proto::dialect::mewconnect::{
-    parse_params, valid_signal_data, valid_signal_data_by_tree, Due, Env, Options, Pairs, Params,
-    Refusal, Role,
+    parse_params, valid_signal_data, valid_signal_data_by_tree, Due, FixedEnv, Options, Pairs,
+    Params, Refusal, Role,
 };
 use crate::proto::dialect::{ConnRef, Kind, Outgoing};
 use crate::proto::time::Tick;
@@ -360,21 +360,6 @@ const ICE_LISTS: [&str; 4] = [
     r#""not a list""#,
 ];
 
-struct FuzzEnv {
-    ice: Json,
-    ids: u32,
-}
-
-impl Env for FuzzEnv {
-    fn ice_servers(&mut self, _conn_id: &str) -> Json {
-        self.ice.clone()
-    }
-    fn request_id(&mut self) -> String {
-        self.ids += 1;
-        format!("req{}", self.ids)
-    }
-}
-
 #[derive(Clone, Copy)]
 struct MemberModel {
     cid: usize,
@@ -599,7 +584,7 @@ pub fn check_mewconnect(data: &[u8]) {
         idle_timeout: [None, secs(1), secs(5), secs(30)][usize::from(setup.flags >> 1 & 3)],
         max_lifetime: [None, secs(3), secs(20), secs(60)][usize::from(setup.flags >> 3 & 3)],
     };
-    let mut env = FuzzEnv {
+    let mut env = FixedEnv {
         ice: serde_json::from_str(ICE_LISTS[usize::from(setup.flags >> 5 & 3)]).expect("JSON"),
         ids: 0,
     };

@@ -19,23 +19,8 @@ fn text(o: &Outgoing) -> Json {
     serde_json::from_slice(&o.payload).unwrap()
 }
 
-struct TestEnv {
-    ice: Json,
-    ids: u32,
-}
-
-impl Env for TestEnv {
-    fn ice_servers(&mut self, _conn_id: &str) -> Json {
-        self.ice.clone()
-    }
-    fn request_id(&mut self) -> String {
-        self.ids += 1;
-        format!("req{}", self.ids)
-    }
-}
-
-fn env() -> TestEnv {
-    TestEnv {
+fn env() -> FixedEnv {
+    FixedEnv {
         ice: json!([{"urls": "stun:stun.l.google.com:19302"},
                     {"url": "turn:t.example:3478", "username": "u", "credential": "p"}]),
         ids: 0,
