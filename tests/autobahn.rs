@@ -1,6 +1,6 @@
 //! The Autobahn WebSocket test cases (sections 1–11; 12/13 need permessage-deflate, which
-//! sigyard does not negotiate) against `/echo`, driven by PyPI `kosoku` (`.ci/run` installs
-//! it). Every case must end with behavior OK, NON-STRICT or INFORMATIONAL and a clean close.
+//! sigyard does not negotiate) against `/echo`, driven by PyPI `kosoku` (`./run-tests` installs
+//! it into `target/test-tools/venv`; `SIGYARD_TEST_SKIP=autobahn` leaves this test out). Every case must end with behavior OK, NON-STRICT or INFORMATIONAL and a clean close.
 //!
 //! kosoku speaks only ws://, so the TLS run puts a small ws→wss bridge
 //! (`tests/autobahn_tls_bridge.py`, Python's ssl module as the TLS client) in front of
@@ -12,16 +12,19 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-fn kosoku_available() {
-    let ok = Command::new("kosoku")
+fn kosoku() -> PathBuf {
+    let kosoku = python_tool("kosoku");
+    let ok = Command::new(&kosoku)
         .arg("--help")
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
     assert!(
         ok,
-        "kosoku not found: install it with `pip install kosoku==0.1.0` (.ci/run does)"
+        "kosoku not found: `./run-tests` installs it (into target/test-tools/venv), or \
+         `pip install kosoku==0.1.0`; SIGYARD_TEST_SKIP=autobahn leaves this test out"
     );
+    kosoku
 }
 
 fn server() -> sigyard::Handle {
@@ -38,9 +41,9 @@ fn server() -> sigyard::Handle {
 }
 
 /// Run the suite against `url`, write the reports under `out`, and return the failures.
-fn run_suite(url: &str, out: &Path) -> Vec<String> {
+fn run_suite(kosoku: &Path, url: &str, out: &Path) -> Vec<String> {
     let _ = std::fs::remove_dir_all(out);
-    let status = Command::new("kosoku")
+    let status = Command::new(kosoku)
         .args(["-x", "12.*", "-x", "13.*", "-p", "2", "-o"])
         .arg(out)
         .arg(url)
@@ -92,15 +95,23 @@ fn report_dir(name: &str) -> PathBuf {
 
 #[test]
 fn autobahn_plain_and_over_tls() {
-    kosoku_available();
+    if skipped("autobahn") {
+        return;
+    }
+    let kosoku = kosoku();
     let h = server();
     let plain = run_suite(
+        &kosoku,
         &format!("ws://{}/echo", h.plain_addr().unwrap()),
         &report_dir("plain"),
     );
 
     let mut bridge = TlsBridge::start(h.tls_addr().unwrap());
-    let tls = run_suite(&format!("ws://{}/echo", bridge.addr), &report_dir("tls"));
+    let tls = run_suite(
+        &kosoku,
+        &format!("ws://{}/echo", bridge.addr),
+        &report_dir("tls"),
+    );
     bridge.stop();
     stop(h);
     assert!(plain.is_empty(), "plain failures:\n{}", plain.join("\n"));

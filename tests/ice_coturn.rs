@@ -3,8 +3,8 @@
 //! (coturn's own `turnutils_uclient` allocates a relay and echoes a packet through it via
 //! `turnutils_peer`), and refuses expired ones and ones minted with a secret it does not know.
 //!
-//! Needs Debian's `coturn` package (`.ci/run` installs it). Without it the test fails, unless
-//! `SIGYARD_SKIP_COTURN=1` says to skip it.
+//! Needs Debian's `coturn` package (`./run-tests` installs it). Without it the test fails, unless
+//! `SIGYARD_TEST_SKIP=coturn` leaves it out.
 
 mod common;
 use common::*;
@@ -172,17 +172,15 @@ fn unix_now() -> u64 {
 
 #[test]
 fn coturn_accepts_minted_credentials_and_refuses_expired_or_foreign_ones() {
-    let tools = ["turnserver", "turnutils_uclient", "turnutils_peer"];
-    if !tools.iter().all(|t| have(t)) {
-        if std::env::var("SIGYARD_SKIP_COTURN").is_ok_and(|v| v == "1") {
-            eprintln!("SKIPPED: coturn is not installed and SIGYARD_SKIP_COTURN=1");
-            return;
-        }
-        panic!(
-            "coturn is not installed (need {tools:?}): `apt-get install coturn` (.ci/run does), \
-             or set SIGYARD_SKIP_COTURN=1 to skip this test"
-        );
+    if skipped("coturn") {
+        return;
     }
+    let tools = ["turnserver", "turnutils_uclient", "turnutils_peer"];
+    assert!(
+        tools.iter().all(|t| have(t)),
+        "coturn is not installed (need {tools:?}): `./run-tests` installs it, or \
+         `apt-get install coturn`; SIGYARD_TEST_SKIP=coturn leaves this test out"
+    );
     let dir = std::env::temp_dir().join(format!("sigyard-coturn-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let turn_port = free_port();

@@ -12,6 +12,9 @@ use std::process::Command;
 
 #[test]
 fn real_npm_clients_work_against_sigyard() {
+    if common::skipped("npm") {
+        return;
+    }
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
     // (Checked per package so a checkout that installed before a package was added updates.)
     let installed = [

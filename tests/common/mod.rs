@@ -140,3 +140,28 @@ impl Write for Chunker {
         self.inner.flush()
     }
 }
+
+/// Whether `SIGYARD_TEST_SKIP` (a comma-separated list, README "Test it") leaves `part` out;
+/// says so on stderr when it does.
+pub fn skipped(part: &str) -> bool {
+    let skip =
+        std::env::var("SIGYARD_TEST_SKIP").is_ok_and(|v| v.split(',').any(|p| p.trim() == part));
+    if skip {
+        eprintln!("SKIPPED: {part} is in SIGYARD_TEST_SKIP");
+    }
+    skip
+}
+
+/// A Python tool the tests run: from the virtual environment `./run-tests` provisions
+/// (`target/test-tools/venv`), else from `PATH`.
+pub fn python_tool(name: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target"));
+    let venv = target.join("test-tools/venv/bin").join(name);
+    if venv.is_file() {
+        venv
+    } else {
+        name.into()
+    }
+}
