@@ -1,5 +1,5 @@
 //! The `/connection` pipe in memory, no sockets: a stream of masked client frames goes through
-//! the connection machine's piped mode (`handle_read_piped`: parse, unmask in place, re-encode
+//! the connection machine's piped mode (`Conn::read` giving `Step::Forward`: parse, unmask in place, re-encode
 //! the header) and the forwarded header and payload are appended to a sink, as the shell does
 //! when the other end's socket is busy. Side by side, the same stream through message mode
 //! (reassembled, copied into an owned message, re-framed): what a relay that forwards whole
@@ -9,61 +9,32 @@
 //! from the frame count per iteration (printed once at start).
 
 use criterion::{criterion_group, criterion_main, BatchSize, BenchmarkId, Criterion, Throughput};
-use sigyard::config::Config;
-use sigyard::proto::conn::{App, Conn, Counters, Endpoint, Handshake, Outbox, PipeStep, Routed};
-use sigyard::proto::http::RequestHead;
+use sigyard::proto::conn::{Conn, Counters, Limits, Step};
 use sigyard::proto::time::Tick;
-use sigyard::proto::ws::{encode_frame, DataKind, OpCode};
-
-/// Collects whole messages as owned copies (the message-mode delivery path).
-struct Sink {
-    messages: Vec<(DataKind, Vec<u8>)>,
-}
-
-impl App for Sink {
-    fn route(&mut self, _now: Tick, _head: &RequestHead) -> Routed {
-        Routed::Upgrade {
-            endpoint: Endpoint::Connection,
-            park: false,
-        }
-    }
-    fn on_handshake(&mut self, _outcome: Handshake) {}
-    fn on_message(
-        &mut self,
-        _now: Tick,
-        _e: Endpoint,
-        kind: DataKind,
-        payload: &[u8],
-        _out: &mut Outbox<'_>,
-    ) {
-        self.messages.push((kind, payload.to_vec()));
-    }
-}
+use sigyard::proto::ws::{encode_frame, OpCode};
 
 const UPGRADE: &[u8] =
     b"GET /connection/a/b/k HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
-fn open_conn(piped: bool) -> (Conn, Sink) {
-    let limits = Config::default().limits;
+fn open_conn(piped: bool) -> Conn {
+    let limits = Limits::default();
     let mut conn = Conn::new(Tick(0), &limits);
-    let mut sink = Sink {
-        messages: Vec::new(),
-    };
     let mut req = UPGRADE.to_vec();
     let mut out = Vec::new();
-    conn.handle_read(
-        Tick(0),
-        &limits,
-        &mut req,
-        &mut out,
-        &mut Counters::default(),
-        &mut sink,
-    );
+    let mut counters = Counters::default();
+    let (step, _) = conn.read(Tick(0), &limits, &mut req, &mut out, &mut counters);
+    let Step::Request { head, .. } = step else {
+        panic!("an upgrade request")
+    };
+    let accept = conn
+        .check_upgrade(&head, &mut out, &mut counters)
+        .expect("a valid upgrade");
+    conn.upgrade(Tick(0), &limits, &accept, &mut out, &mut counters);
     if piped {
         assert!(conn.start_piping());
     }
-    (conn, sink)
+    conn
 }
 
 /// `count` masked binary frames of `size` bytes each.
@@ -90,14 +61,14 @@ fn stream(size: usize, count: usize) -> Vec<u8> {
 }
 
 fn bench_pipe(c: &mut Criterion) {
-    let limits = Config::default().limits;
+    let limits = Limits::default();
     let mut group = c.benchmark_group("pipe");
     for (size, count) in [(64usize, 4096usize), (1024, 1024), (64 << 10, 32)] {
         let input = stream(size, count);
         println!("pipe {size} B: {count} frames per iteration");
         group.throughput(Throughput::Bytes((size * count) as u64));
         group.bench_with_input(BenchmarkId::new("cut_through", size), &input, |b, input| {
-            let (mut conn, _) = open_conn(true);
+            let mut conn = open_conn(true);
             let mut counters = Counters::default();
             let mut own = Vec::new();
             let mut sink = Vec::with_capacity(input.len());
@@ -107,29 +78,20 @@ fn bench_pipe(c: &mut Criterion) {
                     sink.clear();
                     let mut pos = 0;
                     while pos < buf.len() {
-                        match conn.handle_read_piped(
-                            Tick(0),
-                            &mut buf[pos..],
-                            &mut own,
-                            &mut counters,
-                        ) {
-                            PipeStep::Forward {
-                                header,
-                                header_len,
-                                payload,
-                                consumed,
-                            } => {
-                                sink.extend_from_slice(&header[..header_len as usize]);
-                                sink.extend_from_slice(&buf[pos..][payload]);
-                                pos += consumed;
-                            }
-                            PipeStep::NeedMore { consumed } | PipeStep::Ended { consumed, .. } => {
-                                pos += consumed;
-                                if consumed == 0 {
-                                    break;
-                                }
-                            }
+                        let (step, used) =
+                            conn.read(Tick(0), &limits, &mut buf[pos..], &mut own, &mut counters);
+                        if let Step::Forward {
+                            header,
+                            header_len,
+                            payload,
+                        } = step
+                        {
+                            sink.extend_from_slice(&header[..header_len as usize]);
+                            sink.extend_from_slice(&buf[pos..][payload]);
+                        } else if used == 0 {
+                            break;
                         }
+                        pos += used;
                     }
                     std::hint::black_box(sink.len())
                 },
@@ -137,18 +99,28 @@ fn bench_pipe(c: &mut Criterion) {
             );
         });
         group.bench_with_input(BenchmarkId::new("reassemble", size), &input, |b, input| {
-            let (mut conn, mut app) = open_conn(false);
+            let mut conn = open_conn(false);
             let mut counters = Counters::default();
             let mut own = Vec::new();
+            let mut messages = Vec::with_capacity(count);
             let mut sink = Vec::with_capacity(input.len() + 16 * count);
             b.iter_batched_ref(
                 || input.clone(),
                 |buf| {
                     sink.clear();
-                    let used =
-                        conn.handle_read(Tick(0), &limits, buf, &mut own, &mut counters, &mut app);
-                    assert_eq!(used, buf.len());
-                    for (_, payload) in app.messages.drain(..) {
+                    let mut pos = 0;
+                    while pos < buf.len() {
+                        let (step, used) =
+                            conn.read(Tick(0), &limits, &mut buf[pos..], &mut own, &mut counters);
+                        if let Step::Message { kind, payload } = step {
+                            messages.push((kind, payload.to_vec()));
+                        } else if used == 0 {
+                            break;
+                        }
+                        pos += used;
+                    }
+                    assert_eq!(pos, buf.len());
+                    for (_, payload) in messages.drain(..) {
                         encode_frame(true, OpCode::Binary, &payload, &mut sink);
                     }
                     std::hint::black_box(sink.len())

@@ -17,23 +17,41 @@
 
 use serde_json::{json, Value};
 use sigyard::config::{parse, Parsed};
-use sigyard::net::workspace_store;
 use sigyard::proto::dialect::mewv1::{MewV1, MewV1Config};
-use sigyard::proto::dialect::sio::{Action, Dialect, Env, To};
-use sigyard::proto::dialect::workspaces::{Workspaces, WorkspacesConfig};
+use sigyard::proto::dialect::sio::{Action, SioCx, SioDialect, To};
+use sigyard::proto::dialect::workspaces::Workspaces;
+use sigyard::proto::dialect::{Cx, Env, IceServers, Locator, Random};
+use sigyard::registry::{workspace_store, workspaces_config};
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
 
 struct StaticIce;
 
 impl Env for StaticIce {
-    fn ice_servers(&mut self, _user: &str) -> Value {
+    fn ice_servers(&mut self, _user: &str) -> IceServers {
         let urls = (0..5).map(|i| match i {
             0 => "stun:stun.l.google.com:19302".to_string(),
             i => format!("stun:stun{i}.l.google.com:19302"),
         });
-        Value::Array(urls.map(|u| json!({"url": u, "urls": u})).collect())
+        IceServers {
+            servers: Value::Array(urls.map(|u| json!({"url": u, "urls": u})).collect()),
+            token: Value::Null,
+        }
     }
+}
+
+/// The OS CSPRNG (ids are capabilities).
+struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        sigyard::csprng::fill(buf);
+    }
+}
+
+fn unix_ms() -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| d.as_millis() as u64)
 }
 
 fn to_json(a: &Action) -> Value {
@@ -63,7 +81,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let (wcfg, warnings) = WorkspacesConfig::from_options(&cfg.workspaces);
+    let (wcfg, warnings) = workspaces_config(&cfg);
     for w in warnings {
         eprintln!("sio_dialects_stdio: {w}");
     }
@@ -83,7 +101,10 @@ fn main() {
         }
     });
     let mut stored = workspaces.generation();
-    let mut mew = MewV1::new(MewV1Config::from_options(&cfg.mew_v1));
+    let mut mew = MewV1::new(MewV1Config {
+        pair_ttl_ms: u64::try_from(cfg.mew_v1.pair_ttl.as_millis()).unwrap_or(u64::MAX),
+        max_pairs: cfg.mew_v1.max_pairs,
+    });
     let mut is_mew: HashMap<String, bool> = HashMap::new();
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout().lock();
@@ -96,7 +117,14 @@ fn main() {
         let now = msg["now"].as_u64().unwrap_or(0);
         let sid = msg["sid"].as_str().unwrap_or_default().to_string();
         let mut out = Vec::new();
-        let env = &mut StaticIce;
+        let cx: &mut SioCx<'_> = &mut Cx {
+            now,
+            unix_ms: unix_ms(),
+            here: Locator(0),
+            rand: &mut OsRandom,
+            env: &mut StaticIce,
+            out: &mut out,
+        };
         match msg["op"].as_str() {
             Some("connect") => {
                 let query: Vec<(String, String)> = msg["query"]
@@ -108,25 +136,25 @@ fn main() {
                 let m = query.iter().any(|(k, _)| k == "stage" || k == "connId");
                 is_mew.insert(sid.clone(), m);
                 match m {
-                    true => mew.on_connect(now, &sid, &query, env, &mut out),
-                    false => workspaces.on_connect(now, &sid, &query, env, &mut out),
+                    true => mew.on_connect(cx, &sid, &query),
+                    false => workspaces.on_connect(cx, &sid, &query),
                 }
             }
             Some("event") => {
                 let event = msg["event"].as_str().unwrap_or_default();
                 let args = msg["args"].as_array().cloned().unwrap_or_default();
                 match is_mew.get(&sid) {
-                    Some(true) => mew.on_event(now, &sid, event, &args, env, &mut out),
-                    Some(false) => workspaces.on_event(now, &sid, event, &args, env, &mut out),
+                    Some(true) => mew.on_event(cx, &sid, event, &args),
+                    Some(false) => workspaces.on_event(cx, &sid, event, &args),
                     None => {}
                 }
             }
             Some("disconnect") => match is_mew.remove(&sid) {
-                Some(true) => mew.on_disconnect(now, &sid, env, &mut out),
-                Some(false) => workspaces.on_disconnect(now, &sid, env, &mut out),
+                Some(true) => mew.on_disconnect(cx, &sid),
+                Some(false) => workspaces.on_disconnect(cx, &sid),
                 None => {}
             },
-            Some("tick") => mew.on_tick(now, env, &mut out),
+            Some("tick") => mew.on_timeout(cx),
             _ => {
                 eprintln!("sio_dialects_stdio: unknown op: {line}");
                 std::process::exit(2);
@@ -139,7 +167,7 @@ fn main() {
             }
         }
         let actions: Vec<Value> = out.iter().map(to_json).collect();
-        let reply = json!({"actions": actions, "deadline": mew.next_deadline()});
+        let reply = json!({"actions": actions, "deadline": mew.poll_timeout()});
         if writeln!(stdout, "{reply}")
             .and_then(|()| stdout.flush())
             .is_err()

@@ -20,6 +20,9 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::time::Duration;
 
+pub use crate::ice::IceConfig;
+pub use crate::secret::Secret;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Listener {
     pub addr: SocketAddr,
@@ -193,63 +196,6 @@ pub struct MewOptions {
     pub max_lifetime: Duration,
     /// Answer bad frames with API Gateway's error frames.
     pub error_frames: bool,
-}
-
-/// A secret value (TURN shared secret, provider auth token, bearer token): compared and
-/// cloned like a string, but never printed by `Debug`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Secret {
-        Secret(s.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// The ICE servers handed to clients (`crate::ice`): a static list, TURN REST credentials,
-/// an optional Twilio-compatible token provider, and the optional `GET /ice-servers`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceConfig {
-    /// `--ice-server`, validated `stun:`/`stuns:`/`turn:`/`turns:` URIs; empty = the default
-    /// Google STUN list.
-    pub servers: Vec<String>,
-    /// `--turn-secret`: the first mints credentials; the others are kept for rotation.
-    pub turn_secrets: Vec<Secret>,
-    pub turn_ttl: Duration,
-    pub turn_separator: char,
-    pub twilio_account_sid: Option<String>,
-    pub twilio_auth_token: Option<Secret>,
-    pub twilio_base_url: String,
-    pub twilio_ca_file: PathBuf,
-    pub twilio_timeout: Duration,
-    pub endpoint_token: Option<Secret>,
-}
-
-impl Default for IceConfig {
-    fn default() -> Self {
-        IceConfig {
-            servers: Vec::new(),
-            turn_secrets: Vec::new(),
-            turn_ttl: Duration::from_secs(86_400),
-            turn_separator: ':',
-            twilio_account_sid: None,
-            twilio_auth_token: None,
-            twilio_base_url: "https://api.twilio.com".into(),
-            twilio_ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
-            twilio_timeout: Duration::from_secs(5),
-            endpoint_token: None,
-        }
-    }
 }
 
 /// The Lambda-style HTTP signaling API and its channel store.
@@ -559,7 +505,9 @@ fn set_ice(c: &mut IceConfig, name: &str, v: &str) -> Result<(), String> {
         "turn-secret" => c.turn_secrets.push(secret("secret")?),
         "turn-ttl" => c.turn_ttl = parse_duration(v)?,
         "turn-separator" => c.turn_separator = parse_separator(v)?,
-        "twilio-account-sid" => c.twilio_account_sid = Some(secret("account SID")?.0),
+        "twilio-account-sid" => {
+            c.twilio_account_sid = Some(secret("account SID")?.expose().to_string())
+        }
         "twilio-auth-token" => c.twilio_auth_token = Some(secret("auth token")?),
         "twilio-base-url" => c.twilio_base_url = crate::ice::twilio::BaseUrl::parse(v)?.to_string(),
         "twilio-ca-file" => c.twilio_ca_file = parse_path(v)?,
@@ -894,6 +842,23 @@ impl Config {
     }
 }
 
+impl Limits {
+    /// The limits the connection machine enforces.
+    pub fn conn(&self) -> crate::proto::conn::Limits {
+        crate::proto::conn::Limits {
+            max_header_bytes: self.max_header_bytes,
+            max_headers: self.max_headers,
+            max_frame_size: self.max_frame_size,
+            max_message_size: self.max_message_size,
+            handshake_timeout: self.handshake_timeout,
+            idle_timeout: self.idle_timeout,
+            ping_interval: self.ping_interval,
+            http_keepalive_timeout: self.http_keepalive_timeout,
+            http_body_timeout: self.http_body_timeout,
+        }
+    }
+}
+
 impl Config {
     /// Worker threads to start: `threads`, or the number of available cores if it is 0.
     pub fn effective_threads(&self) -> usize {
@@ -1003,13 +968,8 @@ impl Config {
             );
         }
         let path = &self.api.path;
-        let path_ok = path == "*"
-            || (path.starts_with('/')
-                && !path.contains('?')
-                && matches!(
-                    crate::proto::route::route(path, self.echo),
-                    crate::proto::route::Route::NotFound | crate::proto::route::Route::Status
-                ));
+        // (That no other endpoint uses it is the registry's check, at start.)
+        let path_ok = path == "*" || (path.starts_with('/') && !path.contains('?'));
         ensure!(
             path_ok,
             "--api-path: {path:?} must be * or a path (starting with /) no other endpoint uses"
@@ -1084,11 +1044,11 @@ impl IceConfig {
         );
         if let Some(token) = &self.endpoint_token {
             ensure!(
-                token.0.chars().count() >= 16,
+                token.expose().chars().count() >= 16,
                 "--ice-endpoint-token: too short (at least 16 characters)"
             );
             ensure!(
-                token.0.bytes().all(|b| b.is_ascii_graphic()),
+                token.expose().bytes().all(|b| b.is_ascii_graphic()),
                 "--ice-endpoint-token: only visible ASCII characters (it travels in a header)"
             );
         }

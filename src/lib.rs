@@ -43,6 +43,8 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod proto;
+pub mod registry;
+pub mod secret;
 mod server;
 
 pub use config::Config;

@@ -6,7 +6,8 @@
 //! nothing contends. What this module does not do: decide what to count (the reactor and the
 //! protocol machine do) or serve HTTP (the reactor's App does).
 
-use crate::proto::conn::{Counters, Endpoint};
+use crate::proto::conn::Counters;
+use crate::registry::{DIALECTS, ROUTES};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -16,7 +17,8 @@ use std::sync::Mutex;
 pub enum Class {
     Handshake,
     Http,
-    WebSocket(Endpoint),
+    /// An open WebSocket of a route (its index in `registry::ROUTES`).
+    WebSocket(u8),
     Closing,
 }
 
@@ -43,7 +45,6 @@ pub struct ShellCounters {
     pub accept_pauses: u64,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub handshakes_ok: u64,
     pub handoffs_out: u64,
     pub handoffs_in: u64,
     pub slow_reader_disconnects: u64,
@@ -83,7 +84,7 @@ counter_table! {
     "sigyard_protocol_errors_total", "WebSocket protocol violations (connection failed with a close code)", proto.protocol_errors;
     "sigyard_idle_timeouts_total", "WebSockets closed for idleness", proto.idle_timeouts;
     "sigyard_handshake_timeouts_total", "connections that did not finish TLS + HTTP in time", proto.handshake_timeouts;
-    "sigyard_handshakes_total", "successful WebSocket upgrades", shell.handshakes_ok;
+    "sigyard_handshakes_total", "successful WebSocket upgrades", proto.upgrades;
     "sigyard_handoffs_out_total", "connections moved to the core owning their key", shell.handoffs_out;
     "sigyard_handoffs_in_total", "connections adopted from another core", shell.handoffs_in;
     "sigyard_slow_reader_disconnects_total", "connections dropped because their outbound buffer exceeded max-outbound-bytes", shell.slow_reader_disconnects;
@@ -95,11 +96,11 @@ counter_table! {
 pub struct CoreMetrics {
     counters: [AtomicU64; N_COUNTERS],
     states: [AtomicU64; 4],
-    endpoints: [AtomicU64; Endpoint::ALL.len()],
+    endpoints: [AtomicU64; ROUTES.len()],
     lag_us: AtomicU64,
     buffers: AtomicU64,
-    /// Engine.IO / Socket.IO sessions in the core's table (polling or WebSocket).
-    sio_sessions: AtomicU64,
+    /// Each dialect instance's gauge (see [`DIALECTS`]).
+    dialects: [AtomicU64; DIALECTS.len()],
     /// Handshake failures by (status, reason); rare, so a lock is fine.
     failures: Mutex<Vec<(u16, &'static str, u64)>>,
 }
@@ -112,7 +113,7 @@ impl Default for CoreMetrics {
             endpoints: std::array::from_fn(|_| AtomicU64::new(0)),
             lag_us: AtomicU64::new(0),
             buffers: AtomicU64::new(0),
-            sio_sessions: AtomicU64::new(0),
+            dialects: std::array::from_fn(|_| AtomicU64::new(0)),
             failures: Mutex::new(Vec::new()),
         }
     }
@@ -122,14 +123,14 @@ impl Default for CoreMetrics {
 #[derive(Debug, Default, Clone)]
 pub struct Gauges {
     pub states: [u64; 4],
-    pub endpoints: [u64; Endpoint::ALL.len()],
+    pub endpoints: [u64; ROUTES.len()],
 }
 
 impl Gauges {
     pub fn add(&mut self, c: Class) {
         self.states[c.state_index()] += 1;
         if let Class::WebSocket(e) = c {
-            self.endpoints[e as usize] += 1;
+            self.endpoints[usize::from(e)] += 1;
         }
     }
 
@@ -137,7 +138,7 @@ impl Gauges {
         let s = &mut self.states[c.state_index()];
         *s = s.saturating_sub(1);
         if let Class::WebSocket(e) = c {
-            let n = &mut self.endpoints[e as usize];
+            let n = &mut self.endpoints[usize::from(e)];
             *n = n.saturating_sub(1);
         }
     }
@@ -163,9 +164,12 @@ impl CoreMetrics {
         self.buffers.store(buffers_in_use as u64, Relaxed);
     }
 
-    /// Publish the number of Socket.IO sessions on this core (called by the owning core only).
-    pub fn publish_sio_sessions(&self, n: usize) {
-        self.sio_sessions.store(n as u64, Relaxed);
+    /// Publish the dialect instances' gauges, in [`DIALECTS`] order (called by the owning
+    /// core only).
+    pub fn publish_dialects(&self, gauges: impl Iterator<Item = u64>) {
+        for (slot, v) in self.dialects.iter().zip(gauges) {
+            slot.store(v, Relaxed);
+        }
     }
 
     /// Count one handshake failure.
@@ -198,12 +202,12 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         );
     }
     let _ = writeln!(o, "# HELP sigyard_websocket_connections open WebSocket connections by dialect\n# TYPE sigyard_websocket_connections gauge");
-    for e in Endpoint::ALL {
+    for (i, r) in ROUTES.iter().enumerate().filter(|(_, r)| r.websocket) {
         let _ = writeln!(
             o,
             "sigyard_websocket_connections{{dialect=\"{}\"}} {}",
-            e.name(),
-            sum(&|c| c.endpoints[e as usize].load(Relaxed))
+            r.label,
+            sum(&|c| c.endpoints[i].load(Relaxed))
         );
     }
     let _ = writeln!(o, "# HELP sigyard_core_connections open connections per reactor core\n# TYPE sigyard_core_connections gauge");
@@ -211,12 +215,12 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
         let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
     }
-    let _ = writeln!(o, "# HELP sigyard_socketio_sessions Engine.IO / Socket.IO sessions (polling or WebSocket)\n# TYPE sigyard_socketio_sessions gauge");
-    let _ = writeln!(
-        o,
-        "sigyard_socketio_sessions {}",
-        sum(&|c| c.sio_sessions.load(Relaxed))
-    );
+    for (i, (_, gauge)) in DIALECTS.iter().enumerate() {
+        if let Some((name, help)) = gauge {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
+            let _ = writeln!(o, "{name} {}", sum(&|c| c.dialects[i].load(Relaxed)));
+        }
+    }
     let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(
         o,
@@ -264,7 +268,7 @@ mod tests {
     fn render_sums_cores_and_lists_failures() {
         let cores = [CoreMetrics::default(), CoreMetrics::default()];
         let mut g = Gauges::default();
-        g.add(Class::WebSocket(Endpoint::Echo));
+        g.add(Class::WebSocket(0));
         let s = ShellCounters {
             bytes_in: 5,
             ..Default::default()

@@ -22,11 +22,12 @@
 use crate::config::{ApiConfig, Config, Limits, Listener as ListenSpec};
 use crate::info;
 use crate::metrics::CoreMetrics;
-use crate::net::api::{system_clock, Api, Clock, Maintenance};
 use crate::net::listener::bind_reuseport;
 use crate::net::mailbox::{CoreMsg, Mailbox};
 use crate::net::reactor::{Listener, Reactor, WAKER};
 use crate::net::{tls, IpTable, Shared};
+use crate::registry::api::{system_clock, Clock};
+use crate::registry::Registry;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -45,10 +46,9 @@ pub enum StartError {
         error: std::io::Error,
     },
     Io(std::io::Error),
-    /// The HTTP API's state directory cannot be read or written.
+    /// What a dialect keeps outside the process cannot be used: the HTTP API's state
+    /// directory, the webRTWorkspaces store file.
     State(String),
-    /// The webRTWorkspaces store cannot be read (or is corrupt).
-    WorkspacesStore(String),
 }
 
 impl fmt::Display for StartError {
@@ -58,8 +58,7 @@ impl fmt::Display for StartError {
             StartError::Tls(m) => write!(f, "TLS: {m}"),
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Io(e) => write!(f, "{e}"),
-            StartError::State(m) => write!(f, "state directory {m}"),
-            StartError::WorkspacesStore(m) => write!(f, "workspace store {m}"),
+            StartError::State(m) => write!(f, "{m}"),
         }
     }
 }
@@ -71,14 +70,14 @@ pub struct Server {
     cfg: Arc<Config>,
     tls: Option<Arc<rustls::ServerConfig>>,
     ice: crate::ice::Ice,
-    api_clock: Option<Clock>,
+    wall_clock: Option<Clock>,
 }
 
 /// Builder for embedding: start from the defaults and change what you need.
 pub struct Builder {
     cfg: Config,
     listen_set: bool,
-    api_clock: Option<Clock>,
+    wall_clock: Option<Clock>,
 }
 
 impl Builder {
@@ -115,7 +114,7 @@ impl Builder {
     }
 
     /// Adjust the ICE servers handed to clients (static list, TURN secrets, provider).
-    pub fn ice(mut self, f: impl FnOnce(&mut crate::config::IceConfig)) -> Self {
+    pub fn ice(mut self, f: impl FnOnce(&mut crate::ice::IceConfig)) -> Self {
         f(&mut self.cfg.ice);
         self
     }
@@ -138,16 +137,16 @@ impl Builder {
         self
     }
 
-    /// The wall clock of the HTTP API's channel store (milliseconds since the UNIX epoch),
-    /// instead of the system clock: for tests of expiry and for simulations.
-    pub fn api_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
-        self.api_clock = Some(Arc::new(clock));
+    /// The wall clock the dialects see (milliseconds since the UNIX epoch: channel expiry of
+    /// the HTTP API, token times), instead of the system clock: for tests and simulations.
+    pub fn wall_clock(mut self, clock: impl Fn() -> u64 + Send + Sync + 'static) -> Self {
+        self.wall_clock = Some(Arc::new(clock));
         self
     }
 
     pub fn build(self) -> Result<Server, StartError> {
         let mut server = Server::new(self.cfg)?;
-        server.api_clock = self.api_clock;
+        server.wall_clock = self.wall_clock;
         Ok(server)
     }
 
@@ -164,7 +163,7 @@ impl Server {
         Builder {
             cfg: Config::default(),
             listen_set: false,
-            api_clock: None,
+            wall_clock: None,
         }
     }
 
@@ -172,6 +171,7 @@ impl Server {
     pub fn new(cfg: Config) -> Result<Server, StartError> {
         cfg.validate()
             .map_err(|e| StartError::Config(e.to_string()))?;
+        Registry::check(&cfg).map_err(StartError::Config)?;
         let tls = match (&cfg.tls_cert, &cfg.tls_key) {
             (Some(c), Some(k)) => {
                 Some(tls::load_server_config(c, k).map_err(|e| StartError::Tls(e.to_string()))?)
@@ -183,7 +183,7 @@ impl Server {
             cfg: Arc::new(cfg),
             tls,
             ice,
-            api_clock: None,
+            wall_clock: None,
         })
     }
 
@@ -217,42 +217,22 @@ impl Server {
             inboxes.push(rx);
             polls.push(poll);
         }
-        let api = self.cfg.api.enabled.then(|| {
-            let clock = self.api_clock.clone().unwrap_or_else(system_clock);
-            Arc::new(Api::new(&self.cfg.api, self.cfg.echo, n, clock))
-        });
-        // Replays the state log before any listener serves a request.
-        let maintenance = match &api {
-            Some(api) => Some(Maintenance::start(api.clone(), &self.cfg.api).map_err(|e| {
-                let dir = self
-                    .cfg
-                    .api
-                    .state_dir
-                    .as_deref()
-                    .unwrap_or(std::path::Path::new(""));
-                StartError::State(format!("{}: {e}", dir.display()))
-            })?),
-            None => None,
-        };
-        // With a store, the dialect is built now so a store that does not load stops the start;
-        // without one it is built at its first handshake (net::app::sio).
-        let workspaces = match self.cfg.workspaces.storage_file {
-            Some(_) => Some(
-                crate::net::workspaces_store::build(&self.cfg)
-                    .map_err(StartError::WorkspacesStore)?,
-            ),
-            None => None,
-        };
+        let wall = self.wall_clock.clone().unwrap_or_else(system_clock);
+        // Replays the HTTP API's state log and loads the workspace store before any listener
+        // serves a request.
+        let registry =
+            Registry::start(self.cfg.clone(), n, wall.clone()).map_err(StartError::State)?;
         let shared = Arc::new(Shared {
             cfg: self.cfg.clone(),
+            limits: self.cfg.limits.conn(),
+            registry: Arc::new(registry),
             cores: (0..n).map(|_| CoreMetrics::default()).collect(),
             mailboxes,
             conns_total: AtomicUsize::new(0),
             per_ip: IpTable::new(self.cfg.limits.max_connections_per_ip),
             started: Instant::now(),
             ice: self.ice,
-            api,
-            workspaces: std::sync::Mutex::new(workspaces),
+            wall,
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -284,7 +264,6 @@ impl Server {
             addrs,
             shared,
             threads,
-            maintenance,
         })
     }
 }
@@ -294,7 +273,6 @@ pub struct Handle {
     addrs: Vec<(SocketAddr, bool)>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
-    maintenance: Option<Maintenance>,
 }
 
 impl Handle {
@@ -339,29 +317,16 @@ impl Handle {
 
     /// The Prometheus text the `/metrics` endpoint would serve now.
     pub fn metrics_text(&self) -> String {
-        crate::metrics::render(
-            &self.shared.cores,
-            self.shared.started.elapsed().as_secs_f64(),
-        )
+        crate::net::endpoints::metrics_text(&self.shared)
     }
 
-    /// Wait for every reactor thread to exit, then write and fsync the HTTP API's pending
-    /// state records (with `--state-dir`).
+    /// Wait for every reactor thread to exit, then end what the dialects keep outside the
+    /// process: the HTTP API's pending state records are written and fsynced (with
+    /// `--state-dir`), a workspace store no core took writes its last snapshot.
     pub fn join(self) {
         for t in self.threads {
             let _ = t.join();
         }
-        if let Some(m) = self.maintenance {
-            m.stop();
-        }
-        // A dialect no core took: dropping it writes its store's last snapshot (the cores'
-        // tables did so as their threads ended).
-        drop(
-            self.shared
-                .workspaces
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        self.shared.registry.stop();
     }
 }

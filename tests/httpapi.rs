@@ -396,7 +396,7 @@ fn malformed_and_oversized_bodies() {
 fn channels_expire_by_the_injected_clock() {
     let clock = Arc::new(AtomicU64::new(1_700_000_000_000));
     let c2 = clock.clone();
-    let h = start(move |b| b.api_clock(move || c2.load(Ordering::SeqCst)));
+    let h = start(move |b| b.wall_clock(move || c2.load(Ordering::SeqCst)));
     let mut c = Client::new(h.plain_addr().unwrap());
     let id = c.channel();
     let get = format!(r#"{{"method":"get_candidates","channel_id":"{id}"}}"#);

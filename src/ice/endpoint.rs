@@ -10,7 +10,7 @@
 //! * `400` when `user` is malformed.
 
 use super::Ice;
-use crate::proto::conn::Response;
+use crate::proto::http::Response;
 use crate::proto::http::{percent_decode, RequestHead};
 
 /// Longest `user` accepted (TURN usernames are limited to 513 bytes in all).

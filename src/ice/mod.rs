@@ -23,10 +23,48 @@ pub mod endpoint;
 pub mod turn_rest;
 pub mod twilio;
 
-use crate::config::{IceConfig, Secret};
+use crate::secret::Secret;
 use serde_json::{json, Map, Value};
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
+
+/// The ICE servers handed to clients (`crate::ice`): a static list, TURN REST credentials,
+/// an optional Twilio-compatible token provider, and the optional `GET /ice-servers`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceConfig {
+    /// `--ice-server`, validated `stun:`/`stuns:`/`turn:`/`turns:` URIs; empty = the default
+    /// Google STUN list.
+    pub servers: Vec<String>,
+    /// `--turn-secret`: the first mints credentials; the others are kept for rotation.
+    pub turn_secrets: Vec<Secret>,
+    pub turn_ttl: Duration,
+    pub turn_separator: char,
+    pub twilio_account_sid: Option<String>,
+    pub twilio_auth_token: Option<Secret>,
+    pub twilio_base_url: String,
+    pub twilio_ca_file: PathBuf,
+    pub twilio_timeout: Duration,
+    pub endpoint_token: Option<Secret>,
+}
+
+impl Default for IceConfig {
+    fn default() -> Self {
+        IceConfig {
+            servers: Vec::new(),
+            turn_secrets: Vec::new(),
+            turn_ttl: Duration::from_secs(86_400),
+            turn_separator: ':',
+            twilio_account_sid: None,
+            twilio_auth_token: None,
+            twilio_base_url: "https://api.twilio.com".into(),
+            twilio_ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            twilio_timeout: Duration::from_secs(5),
+            endpoint_token: None,
+        }
+    }
+}
 
 /// The list served when no `--ice-server` is configured (webRTWorkspaces' development list).
 pub const GOOGLE_STUN: [&str; 5] = [
@@ -398,6 +436,19 @@ impl Drop for Ice {
 }
 
 /// Seconds since the Unix epoch, from the system clock.
+/// The dialects' view of the ICE configuration (`proto::dialect::Env`).
+pub struct IceEnv<'a>(pub &'a Ice);
+
+impl crate::proto::dialect::Env for IceEnv<'_> {
+    fn ice_servers(&mut self, user: &str) -> crate::proto::dialect::IceServers {
+        let list = self.0.list(user, unix_now());
+        crate::proto::dialect::IceServers {
+            servers: list.servers_json(),
+            token: list.token_json(),
+        }
+    }
+}
+
 pub fn unix_now() -> u64 {
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
     now.map_or(0, |d| d.as_secs())

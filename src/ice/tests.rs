@@ -1,5 +1,4 @@
 use super::*;
-use crate::config::IceConfig;
 use std::time::Duration;
 
 fn cfg(servers: &[&str], secrets: &[&str]) -> IceConfig {

@@ -10,9 +10,10 @@
 //! `--twilio-timeout`: the connect, then the whole exchange after it. Name resolution uses the
 //! system resolver, bounded by its own timeouts (an IP address in the base URL needs none).
 
+use super::IceConfig;
 use super::IceServer;
-use crate::config::{IceConfig, Secret};
 use crate::proto::http::ChunkedDecoder;
+use crate::secret::Secret;
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};

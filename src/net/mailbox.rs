@@ -5,23 +5,25 @@
 //! the few bytes already read), and control messages (shutdown, a new TLS configuration) reach
 //! every core the same way.
 
-use crate::net::reactor::DialectSlot;
+use crate::net::slot::Placed;
 use crate::net::tls::TlsConn;
 use crate::proto::conn::Conn;
 use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A connection moving to the core that owns its key. It has flushed all output before leaving.
+/// A connection moving to the core that owns its request's placement, before the request is
+/// answered. It has flushed all output before leaving.
 pub struct Handoff {
     pub stream: std::net::TcpStream,
     pub tls: Option<Box<TlsConn>>,
     pub conn: Conn,
-    /// Plaintext already read but not yet consumed (frames that followed the upgrade request).
+    /// Plaintext already read but not yet consumed: the request it moves for, and whatever
+    /// followed it.
     pub leftover: Vec<u8>,
     pub ip_key: u64,
-    /// A dialect connection's identity (from its path).
-    pub dialect: Option<Box<DialectSlot>>,
+    /// Where the request was placed (it is not placed again).
+    pub placed: Placed,
 }
 
 pub enum CoreMsg {

@@ -1,22 +1,25 @@
 //! The shell: mio reactors, sockets, TLS, buffers, timers, threads and mailboxes.
 //!
-//! It makes every syscall and owns every buffer; protocol decisions live in [`crate::proto`].
-//! Reactors share only immutable data ([`Shared`]) and mailbox senders; each connection lives on
-//! exactly one core, and a key (a room, a peer) is owned by `route::owner(key, cores)`.
+//! It makes every syscall and owns every buffer; protocol decisions live in [`crate::proto`],
+//! and what each dialect means is reached only through the registry ([`crate::registry`]) and
+//! the dialect contract (`proto::dialect`). Reactors share only immutable data ([`Shared`]) and
+//! mailbox senders; each connection lives on exactly one core, and a placement key is owned by
+//! [`owner`] of its hash.
 
-pub(crate) mod api;
-pub(crate) mod app;
+pub(crate) mod endpoints;
+pub(crate) mod flow;
 pub mod listener;
 pub(crate) mod mailbox;
 pub mod pool;
 pub(crate) mod reactor;
+pub(crate) mod slot;
 pub mod timer;
 pub mod tls;
-pub mod workspace_store;
-pub(crate) mod workspaces_store;
 
 use crate::config::Config;
 use crate::metrics::CoreMetrics;
+use crate::proto::dialect::{Handle, Locator, Random};
+use crate::registry::Registry;
 use mailbox::Mailbox;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -25,9 +28,13 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-/// What every reactor may read: configuration, metrics blocks, mailboxes, global counts.
+/// What every reactor may read: configuration, the registry, metrics blocks, mailboxes, global
+/// counts.
 pub(crate) struct Shared {
     pub cfg: Arc<Config>,
+    /// The connection machine's limits, from `cfg`.
+    pub limits: crate::proto::conn::Limits,
+    pub registry: Arc<Registry>,
     pub cores: Vec<CoreMetrics>,
     pub mailboxes: Vec<Mailbox>,
     pub conns_total: AtomicUsize,
@@ -35,11 +42,57 @@ pub(crate) struct Shared {
     pub started: Instant,
     /// ICE servers for the dialects and `GET /ice-servers`; its provider runs on its own thread.
     pub ice: crate::ice::Ice,
-    /// The HTTP API and its store (`--api`).
-    pub api: Option<Arc<api::Api>>,
-    /// The webRTWorkspaces dialect when it has a store (built, and the store loaded, at start)
-    /// until the core owning all workspace sockets takes it at their first handshake.
-    pub workspaces: Mutex<Option<Box<dyn crate::proto::dialect::sio::Dialect + Send>>>,
+    /// The wall clock dialects see (milliseconds since the UNIX epoch).
+    pub wall: crate::registry::api::Clock,
+}
+
+/// The core that owns a placement key among `cores`: fixed for the life of the process.
+pub fn owner(key: &str, cores: usize) -> usize {
+    (crate::proto::hash::stable_hash(key.as_bytes()) % cores.max(1) as u64) as usize
+}
+
+// A handle packs (from the top) 16 bits of node (0 for now), 10 bits of core, 14 bits of
+// generation and 24 bits of slab key.
+const KEY_BITS: u32 = 24;
+const GEN_BITS: u32 = 14;
+
+/// The handle of slab slot `key` (of generation `gen`) on `core`.
+pub(crate) fn handle(core: usize, key: usize, gen: u32) -> Handle {
+    let gen = u64::from(gen) & ((1 << GEN_BITS) - 1);
+    Handle::from_raw(((core as u64) << (KEY_BITS + GEN_BITS)) | (gen << KEY_BITS) | key as u64)
+}
+
+/// What a handle names: core, slab key, and the generation bits it carries.
+pub(crate) fn resolve(h: Handle) -> (usize, usize, u32) {
+    let raw = h.raw();
+    let key = (raw & ((1 << KEY_BITS) - 1)) as usize;
+    let gen = ((raw >> KEY_BITS) & ((1 << GEN_BITS) - 1)) as u32;
+    let core = ((raw >> (KEY_BITS + GEN_BITS)) & 0x3ff) as usize;
+    (core, key, gen)
+}
+
+/// True when a slot of generation `gen` is the one `handle_gen` names.
+pub(crate) fn same_gen(gen: u32, handle_gen: u32) -> bool {
+    gen & ((1 << GEN_BITS) - 1) == handle_gen
+}
+
+/// The locator of `core` (what session ids carry).
+pub(crate) fn locator(core: usize) -> Locator {
+    Locator(core as u32)
+}
+
+/// The core a locator names, if it is one of ours.
+pub(crate) fn locator_core(l: Locator, cores: usize) -> Option<usize> {
+    (l.0 < cores as u32).then_some(l.0 as usize)
+}
+
+/// The dialects' randomness: the OS CSPRNG (their ids are capabilities).
+pub(crate) struct OsRandom;
+
+impl Random for OsRandom {
+    fn fill(&mut self, buf: &mut [u8]) {
+        crate::csprng::fill(buf);
+    }
 }
 
 /// Connections per client address, for `max-connections-per-ip`. Sharded so that accepts on

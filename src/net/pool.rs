@@ -63,6 +63,21 @@ impl RxBuf {
         self.len() == self.data.len()
     }
 
+    /// A buffer of exactly `bytes`, not from the pool: what a stalled connection keeps of a
+    /// partial read instead of a whole pooled buffer.
+    pub fn stash(bytes: &[u8]) -> Box<RxBuf> {
+        Box::new(RxBuf {
+            data: bytes.into(),
+            start: 0,
+            end: bytes.len(),
+        })
+    }
+
+    /// Bytes this buffer can hold.
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
     /// Take the unconsumed bytes out (for a connection moving to another core).
     pub fn take_bytes(&mut self) -> Vec<u8> {
         let v = self.data[self.start..self.end].to_vec();
@@ -130,6 +145,11 @@ impl Pool {
     }
 
     /// Buffers currently checked out.
+    /// The size of the pool's buffers.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
     pub fn in_use(&self) -> usize {
         self.out
     }
@@ -196,6 +216,9 @@ impl Pool {
     }
 
     pub fn put_rx(&mut self, mut b: Box<RxBuf>) {
+        if b.data.len() != self.size {
+            return; // a stash (`RxBuf::stash`): never the pool's
+        }
         self.out -= 1;
         b.start = 0;
         b.end = 0;

@@ -2,13 +2,11 @@
 //! framing, timers and the close handshake.
 //!
 //! ```text
-//!            request head (keep-alive: repeat)
-//!   ┌──────────────┐ ─────────────────────────────┐
-//!   │ExpectRequest │  plain response               │
-//!   └──────┬───────┘ ◄────────────────────────────┘
-//!          │ ▲ head routed to a body: read it (Content-Length or chunked), then respond
-//!          │ └──────────── ExpectBody (413 early, 408 on a slow body, 400 on bad chunks) ──►Closed
-//!          │ upgrade accepted (101 written)
+//!            request head ──► Step::Request ──► respond (keep-alive: the next request)
+//!   ┌──────────────┐           │  read_body ──► Step::Body ──► respond / hold
+//!   │ExpectRequest │ ◄─────────┤  hold ─────► (answer_held or the fallback)
+//!   └──────┬───────┘           │  relocate ─► the request stays unread; unpark on another core
+//!          │ upgrade (101 written)
 //!          ▼
 //!   ┌──────────────┐  our close sent / peer error   ┌─────────┐  peer's close or linger   ┌────────┐
 //!   │     Open     │ ─────────────────────────────► │ Closing │ ────────────────────────► │ Closed │
@@ -18,168 +16,75 @@
 //!
 //! # The driver contract
 //!
-//! The shell owns the socket, the buffers and the clock. It calls
-//! [`Conn::handle_read`] with the plaintext it has buffered (which the machine may unmask in
-//! place) and an outbound buffer to append to, [`Conn::handle_eof`] when the peer's write side
-//! ends, and [`Conn::handle_timeout`] once [`Conn::poll_timeout`] has passed. After every call
-//! it flushes the outbound buffer and recomputes its wishes from [`Conn::wants_read`] and
-//! [`Conn::is_closed`]: when the machine is closed and the outbound bytes are written, the shell
-//! closes the socket. What a request or a message *means* is not decided here: the machine
-//! asks the [`App`] the shell passes in (routing, dialect logic, metrics), so this file only
-//! knows the protocols, never the dialects.
+//! The shell owns the socket, the buffers and the clock; the machine never calls out. The shell
+//! calls [`Conn::read`] with the plaintext it has buffered (which the machine may unmask in
+//! place) and an outbound buffer to append to. `read` consumes input up to the next thing that
+//! needs a decision from outside and returns it as a [`Step`] with the number of bytes it used;
+//! the shell acts on the step and calls `read` again, until [`Step::Idle`]:
 //!
-//! What this module deliberately does not own: sockets, TLS, buffers' memory, real time, and
-//! anything that spans connections (rooms, pairs, cross-core delivery).
+//! * [`Step::Request`]: a request head, whose `len` bytes are not consumed yet. The shell
+//!   answers with exactly one of [`Conn::upgrade`] (after [`Conn::check_upgrade`]),
+//!   [`Conn::respond`], [`Conn::read_body`], [`Conn::hold`], and then drops the head's bytes
+//!   from its input; or with [`Conn::relocate`] (the request stays in the input for the core
+//!   it moves to, where [`Conn::unpark`] lets it be read again).
+//! * [`Step::Body`]: the body of a request answered with `read_body`; answered with `respond`
+//!   or `hold`.
+//! * [`Step::Message`]: a whole WebSocket message (pings and closes are answered inside).
+//! * [`Step::Forward`] / [`Step::Ended`]: a piped connection's data for its peer, and its end
+//!   (see [`Conn::start_piping`]).
+//!
+//! Other inputs: [`Conn::eof`], [`Conn::timeout`] once [`Conn::poll_timeout`] has passed,
+//! [`Conn::close`] (a server-initiated close), [`Conn::abort`], [`Conn::answer_held`]. After any
+//! of them the shell flushes the outbound buffer and reads the machine's state:
+//! [`Conn::wants_read`], [`Conn::is_closed`] (flush, then close the socket),
+//! [`Conn::attached`] (an open WebSocket or a held request: something a dialect holds).
+//!
+//! What this module deliberately does not own: sockets, TLS, buffers' memory, real time, what a
+//! request or a message means, and anything that spans connections.
 
-use crate::config::Limits;
-use crate::proto::http::{self, HttpLimits, RequestHead};
+use crate::proto::http::{self, HttpLimits, RequestHead, Response};
 use crate::proto::time::{earliest, Tick};
 use crate::proto::ws::{
     encode_close, encode_frame, encode_header, parse_close_payload, DataKind, Decoder,
     DecoderLimits, Item, OpCode, WsError,
 };
+use std::ops::Range;
 use std::time::Duration;
 
 /// How long we wait for the peer's close frame after sending ours before giving up.
 pub const CLOSE_LINGER: Duration = Duration::from_secs(3);
 
-/// Where an upgraded connection goes. A closed set: adding a dialect adds a variant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Endpoint {
-    /// `/echo`: every message comes back unchanged (conformance testing).
-    Echo,
-    /// cevitxe / relay `/introduction/:id`: discovery.
-    Introduction,
-    /// cevitxe / relay `/connection/:a/:b/:key`: a pipe between two peers.
-    Connection,
-    /// MewConnect v2 (an upgrade on a configured path with the `role` query).
-    MewConnect,
-    /// Peerolator `/server`.
-    PeerServer,
-    /// Peerolator `/client/:serverId`.
-    PeerClient,
-    /// Engine.IO 3 WebSocket transport (`/socket.io/`, webRTWorkspaces and MewConnect v1).
-    SocketIo,
+/// The protocol limits and timeouts a connection enforces.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_header_bytes: usize,
+    pub max_headers: usize,
+    pub max_frame_size: usize,
+    pub max_message_size: usize,
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub ping_interval: Duration,
+    pub http_keepalive_timeout: Duration,
+    pub http_body_timeout: Duration,
 }
 
-impl Endpoint {
-    /// Every endpoint, in discriminant order (metrics index by `endpoint as usize`).
-    pub const ALL: [Endpoint; 7] = [
-        Endpoint::Echo,
-        Endpoint::Introduction,
-        Endpoint::Connection,
-        Endpoint::MewConnect,
-        Endpoint::PeerServer,
-        Endpoint::PeerClient,
-        Endpoint::SocketIo,
-    ];
-
-    /// Name used in logs and metrics labels.
-    pub fn name(self) -> &'static str {
-        match self {
-            Endpoint::Echo => "echo",
-            Endpoint::Introduction => "cevitxe_introduction",
-            Endpoint::Connection => "cevitxe_connection",
-            Endpoint::MewConnect => "mewconnect",
-            Endpoint::PeerServer => "peerolator_server",
-            Endpoint::PeerClient => "peerolator_client",
-            Endpoint::SocketIo => "socketio",
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_header_bytes: 8 * 1024,
+            max_headers: 64,
+            max_frame_size: 256 * 1024,
+            max_message_size: 256 * 1024,
+            handshake_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(120),
+            ping_interval: Duration::from_secs(30),
+            http_keepalive_timeout: Duration::from_secs(30),
+            http_body_timeout: Duration::from_secs(10),
         }
     }
 }
 
-/// A plain HTTP response chosen by the [`App`].
-#[derive(Debug, Clone)]
-pub struct Response {
-    pub status: u16,
-    pub content_type: &'static str,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-impl Response {
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
-        Response {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body: body.into(),
-        }
-    }
-
-    /// A short `text/plain` answer.
-    pub fn text(status: u16, body: &str) -> Self {
-        Response::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
-    }
-}
-
-/// The App's decision about a request head.
-#[derive(Debug)]
-pub enum Routed {
-    /// Accept the WebSocket upgrade (if it is valid) on this endpoint. With `park`, the machine
-    /// stops right after writing the 101 response and waits for [`Conn::unpark`]: the shell
-    /// uses that to move the connection to another core before any frame is read.
-    Upgrade { endpoint: Endpoint, park: bool },
-    /// Answer with this response (keep-alive permitting, the connection stays open).
-    Respond(Response),
-    /// Do not answer here: the request belongs to another core (the App noted which). The
-    /// machine stops *before* consuming the request and reports itself parked; the shell moves
-    /// the connection with the unconsumed bytes, and after [`Conn::unpark`] the request is read
-    /// again from its first byte, on the core whose state decides the answer (e.g. whether an
-    /// upgrade is accepted or refused). An App must not relocate a request twice.
-    Relocate,
-    /// Read the request's body first (`Content-Length` or chunked; a request with neither has
-    /// an empty body), at most `max` bytes: a larger `Content-Length` is refused with 413
-    /// before any body byte is read, a chunked body as soon as its running total passes `max`.
-    /// Then [`App::on_request_body`] decides the response.
-    Body { max: usize },
-    /// Answer later (a long-poll): the App keeps the request and answers it with
-    /// [`Conn::answer_held`]. Nothing more is read as a request until then (the socket is
-    /// still watched for EOF); if no answer came by `until`, `fallback` is the answer.
-    Hold { until: Tick, fallback: Response },
-}
-
-/// Whether a handshake succeeded, for the App's metrics and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handshake {
-    Upgraded(Endpoint),
-    /// The request was answered with an error status; `reason` names the rule, e.g. `missing_key`.
-    Rejected {
-        status: u16,
-        reason: &'static str,
-    },
-}
-
-/// What the machine asks of its surroundings. The shell implements it per drive call.
-pub trait App {
-    /// Decide what a request is: an upgrade to an endpoint or a plain response.
-    fn route(&mut self, now: Tick, head: &RequestHead) -> Routed;
-    /// A handshake finished (either way).
-    fn on_handshake(&mut self, outcome: Handshake);
-    /// A complete WebSocket message arrived. Replies to the sender go through `out`.
-    fn on_message(
-        &mut self,
-        now: Tick,
-        endpoint: Endpoint,
-        kind: DataKind,
-        payload: &[u8],
-        out: &mut Outbox<'_>,
-    );
-    /// The whole body of a request routed with [`Routed::Body`] arrived: decide the response
-    /// (keep-alive permitting, the connection stays open for the next request).
-    fn on_request_body(&mut self, now: Tick, head: &RequestHead, body: &[u8]) -> Response {
-        let _ = (now, head, body);
-        Response::text(404, "not found")
-    }
-    /// The connection closed (after being open as a WebSocket): `code` is what was sent or
-    /// received, if any.
-    fn on_ws_close(&mut self, endpoint: Endpoint, code: Option<u16>) {
-        let _ = (endpoint, code);
-    }
-}
-
-/// Counters the machine updates for the shell's metrics (plain integers: the shell publishes
-/// them).
+/// Counters the machine updates for the shell's metrics (the shell publishes them).
 #[derive(Debug, Default, Clone)]
 pub struct Counters {
     pub frames_in: u64,
@@ -190,52 +95,35 @@ pub struct Counters {
     pub protocol_errors: u64,
     pub idle_timeouts: u64,
     pub handshake_timeouts: u64,
+    /// WebSocket upgrades answered with 101.
+    pub upgrades: u64,
+    /// Requests refused, by status and reason (`missing_key`, `timeout`, `not_found`, ...),
+    /// since the shell last drained them.
+    pub rejected: Vec<(u16, &'static str)>,
 }
 
-/// What [`Conn::handle_read_piped`] found.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PipeStep {
-    /// Nothing more to forward from this input; drop `consumed` bytes.
-    NeedMore { consumed: usize },
-    /// Send `header[..header_len]` (empty for a frame's later chunks) and then
-    /// `input[payload]` (unmasked in place) to the peer; drop `consumed` bytes.
+/// What [`Conn::read`] found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Step<'a> {
+    /// Nothing more to do with this input until more bytes come (or a decision is made).
+    Idle,
+    /// A request head, to be answered; its `len` bytes lead the input (the caller drops them
+    /// once it answered, or leaves them for another core).
+    Request { head: RequestHead, len: usize },
+    /// The whole body of a request answered with [`Conn::read_body`].
+    Body(RequestHead, Vec<u8>),
+    /// A whole WebSocket message.
+    Message { kind: DataKind, payload: &'a [u8] },
+    /// Piped: send `header[..header_len]` (empty for a frame's later chunks), then
+    /// `input[payload]` (unmasked in place), to the peer.
     Forward {
         header: [u8; 10],
         header_len: u8,
-        payload: std::ops::Range<usize>,
-        consumed: usize,
+        payload: Range<usize>,
     },
-    /// This side is done (its close was answered, or it broke the protocol): after what was
-    /// already forwarded, close the peer with `code`; drop `consumed` bytes.
-    Ended { code: u16, consumed: usize },
-}
-
-/// A handle for writing whole server frames onto one connection's outbound buffer.
-pub struct Outbox<'a> {
-    out: &'a mut Vec<u8>,
-    counters: &'a mut Counters,
-}
-
-impl<'a> Outbox<'a> {
-    pub fn new(out: &'a mut Vec<u8>, counters: &'a mut Counters) -> Self {
-        Outbox { out, counters }
-    }
-
-    /// Queue one unfragmented message.
-    pub fn send(&mut self, kind: DataKind, payload: &[u8]) {
-        encode_frame(true, kind.opcode(), payload, self.out);
-        self.counters.frames_out += 1;
-        self.counters.messages_out += 1;
-    }
-
-    pub fn text(&mut self, payload: &str) {
-        self.send(DataKind::Text, payload.as_bytes());
-    }
-
-    /// Bytes waiting to be written on this connection, including what was queued before.
-    pub fn pending(&self) -> usize {
-        self.out.len()
-    }
+    /// Piped: this side is done (its close was answered, or it broke the protocol): after what
+    /// was already forwarded, close the peer with `code`.
+    Ended { code: u16 },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -243,25 +131,25 @@ enum State {
     /// Waiting for (the rest of) a request head. `served` tells whether an earlier request on
     /// this connection was answered (then the keep-alive timeout applies, not the handshake one).
     ExpectRequest { served: bool },
-    /// The request in the input belongs to another core ([`Routed::Relocate`]): nothing is read
-    /// until the shell has moved the connection and called [`Conn::unpark`].
+    /// A head went out as [`Step::Request`]; waiting for the answer. `rest`: more bytes
+    /// followed the head when it was read.
+    AwaitAnswer { served: bool, rest: bool },
+    /// The request in the input belongs to another core: nothing is read until the shell has
+    /// moved the connection and called [`Conn::unpark`].
     Relocating { served: bool },
-    /// Reading the body of a request the App routed with [`Routed::Body`] (its head and the
-    /// bytes so far are in [`Conn::body`]); `phase_at` is when its head ended.
+    /// Reading the body of a request (its head and the bytes so far are in `partial`);
+    /// `phase_at` is when its head was answered.
     ExpectBody,
-    /// A request the App answers later ([`Routed::Hold`]); `phase_at` is its deadline.
+    /// The body went out as [`Step::Body`]; waiting for the answer.
+    AwaitBodyAnswer,
+    /// A request answered later ([`Conn::hold`]); `phase_at` is its deadline.
     Held,
-    /// Upgraded; frames flow. `parked` holds input until the shell calls `unpark`; `piped`
-    /// means data frames are forwarded cut-through ([`Conn::handle_read_piped`]) instead of
-    /// being reassembled into messages for the App.
-    Open {
-        endpoint: Endpoint,
-        parked: bool,
-        piped: bool,
-    },
+    /// Upgraded; frames flow. `piped`: data frames are forwarded cut-through instead of being
+    /// reassembled into messages.
+    Open { piped: bool },
     /// We sent a close frame and wait for the peer's. `desynced`: the stream broke a framing
     /// rule, so its bytes are discarded instead of decoded.
-    Closing { endpoint: Endpoint, desynced: bool },
+    Closing { desynced: bool },
     /// Nothing more will be read or produced; the shell flushes and closes.
     Closed,
 }
@@ -275,23 +163,24 @@ pub struct Conn {
     phase_at: Tick,
     /// Last time any byte arrived.
     last_rx: Tick,
-    /// Reassembly of a message that did not arrive in one piece (Open), or the request whose
-    /// body is being read (ExpectBody); dropped when it completes. One pointer in every idle
-    /// Conn.
+    /// What a connection holds between reads, boxed: one pointer in every idle connection.
     partial: Option<Box<Pending>>,
     /// Switch to piped mode at the next message boundary.
     pipe_pending: bool,
 }
 
-/// What a connection holds between reads, boxed (see [`Conn::partial`]).
+/// See [`Conn::partial`].
 #[allow(clippy::large_enum_variant)] // always behind the Box in `Conn::partial`
 enum Pending {
+    /// A message being reassembled.
     Message(Vec<u8>),
+    /// A message handed out by the last [`Step::Message`]; dropped at the next read.
+    Delivered(Vec<u8>),
     Body(BodyRead),
     Held(HeldRequest),
 }
 
-/// A request waiting for the App's answer.
+/// A request waiting for its answer.
 struct HeldRequest {
     keep_alive: bool,
     /// A `HEAD` request: the answer goes without its body.
@@ -310,6 +199,12 @@ enum BodyFraming {
     /// `Content-Length`: this many bytes still to come.
     Length(u64),
     Chunked(http::ChunkedDecoder),
+}
+
+/// A request with a body that is not read: answering it ends the connection (its body would
+/// be read as the next request).
+fn has_body(head: &RequestHead) -> bool {
+    head.chunked || head.content_length.is_some_and(|n| n > 0)
 }
 
 impl Conn {
@@ -337,9 +232,12 @@ impl Conn {
             State::ExpectRequest { .. }
             | State::ExpectBody
             | State::Held
+            | State::Open { .. }
             | State::Closing { .. } => true,
-            State::Open { parked, .. } => !parked,
-            State::Relocating { .. } | State::Closed => false,
+            State::AwaitAnswer { .. }
+            | State::AwaitBodyAnswer
+            | State::Relocating { .. }
+            | State::Closed => false,
         };
         state_reads && pending_out < high_water
     }
@@ -350,11 +248,8 @@ impl Conn {
     }
 
     /// True while the connection is an upgraded WebSocket (open or closing).
-    pub fn endpoint(&self) -> Option<Endpoint> {
-        match self.state {
-            State::Open { endpoint, .. } | State::Closing { endpoint, .. } => Some(endpoint),
-            _ => None,
-        }
+    pub fn is_websocket(&self) -> bool {
+        matches!(self.state, State::Open { .. } | State::Closing { .. })
     }
 
     /// True while the connection is an open WebSocket (no close sent or received).
@@ -367,62 +262,27 @@ impl Conn {
         self.state == State::Held
     }
 
-    /// Answer the held request (see [`Routed::Hold`]); keep-alive permitting, the connection
-    /// then waits for its next request. Returns false (and writes nothing) if no request is
-    /// held.
-    pub fn answer_held(&mut self, now: Tick, resp: &Response, out: &mut Vec<u8>) -> bool {
-        if self.state != State::Held {
-            return false;
-        }
-        let Some(Pending::Held(h)) = self.partial.take().map(|p| *p) else {
-            self.state = State::Closed;
-            return false;
-        };
-        self.write_answer(now, h.head_only, resp, h.keep_alive, out);
-        true
+    /// True while a dialect holds this connection: an open WebSocket or a held request.
+    pub fn attached(&self) -> bool {
+        matches!(self.state, State::Open { .. } | State::Held)
     }
 
-    /// True when the machine stopped after an upgrade, waiting for the shell to move it.
+    /// True when the machine stopped for a move to another core ([`Conn::relocate`]).
     pub fn is_parked(&self) -> bool {
-        matches!(
-            self.state,
-            State::Open { parked: true, .. } | State::Relocating { .. }
-        )
+        matches!(self.state, State::Relocating { .. })
     }
 
     /// True while no request has been completed yet (TLS or HTTP handshake phase).
     pub fn is_handshaking(&self) -> bool {
         matches!(
             self.state,
-            State::ExpectRequest { served: false } | State::Relocating { served: false }
+            State::ExpectRequest { served: false }
+                | State::AwaitAnswer { served: false, .. }
+                | State::Relocating { served: false }
         )
     }
 
-    /// Resume input after a park (on the new core).
-    pub fn unpark(&mut self, now: Tick) {
-        if let State::Relocating { served } = self.state {
-            // Each core counts time from its own epoch: the handshake clock restarts here
-            // (once: a request is relocated at most once).
-            self.state = State::ExpectRequest { served };
-            self.last_rx = now;
-            self.phase_at = now;
-            return;
-        }
-        if let State::Open {
-            endpoint, piped, ..
-        } = self.state
-        {
-            self.state = State::Open {
-                endpoint,
-                parked: false,
-                piped,
-            };
-            self.last_rx = now;
-            self.phase_at = now;
-        }
-    }
-
-    /// The next instant at which [`Conn::handle_timeout`] has something to do.
+    /// The next instant at which [`Conn::timeout`] has something to do.
     pub fn poll_timeout(&self, limits: &Limits) -> Option<Tick> {
         match self.state {
             State::ExpectRequest { served } => {
@@ -435,7 +295,10 @@ impl Conn {
             }
             State::ExpectBody => Some(self.phase_at.after(limits.http_body_timeout)),
             State::Held => Some(self.phase_at),
-            State::Open { parked: true, .. } | State::Relocating { .. } | State::Closed => None,
+            State::AwaitAnswer { .. }
+            | State::AwaitBodyAnswer
+            | State::Relocating { .. }
+            | State::Closed => None,
             State::Open { .. } => {
                 let idle = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
                 let ping = nonzero(limits.ping_interval).map(|d| {
@@ -453,77 +316,251 @@ impl Conn {
         }
     }
 
-    // ── inputs ─────────────────────────────────────────────────────────────────────────────
+    // ── reading ────────────────────────────────────────────────────────────────────────────
 
-    /// Consume plaintext from `input` (which may be unmasked in place) and append any output to
-    /// `out`. Returns how many bytes of `input` were consumed; the rest must be offered again
-    /// with more bytes behind it.
-    pub fn handle_read<A: App>(
+    /// Consume plaintext from `input` (which may be unmasked in place) up to the next
+    /// [`Step`], appending what the machine answers by itself (pongs, close replies, error
+    /// responses) to `out`. Returns the step and how many bytes of `input` were consumed;
+    /// the rest must be offered again, with more bytes behind it.
+    pub fn read<'a>(
+        &'a mut self,
+        now: Tick,
+        limits: &Limits,
+        input: &'a mut [u8],
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) -> (Step<'a>, usize) {
+        if matches!(self.partial.as_deref(), Some(Pending::Delivered(_))) {
+            self.partial = None;
+        }
+        if !input.is_empty() {
+            self.last_rx = now;
+        }
+        match self.state {
+            State::ExpectRequest { served } => self.read_head(limits, served, input, out, counters),
+            State::ExpectBody => self.take_body(input, out, counters),
+            State::Open { piped: false } | State::Closing { desynced: false } => {
+                self.read_frames(now, input, out, counters)
+            }
+            State::Open { piped: true } => self.read_piped(now, input, out, counters),
+            // The stream is broken or over: discard until the peer goes.
+            State::Closing { desynced: true } | State::Closed => (Step::Idle, input.len()),
+            State::AwaitAnswer { .. }
+            | State::AwaitBodyAnswer
+            | State::Relocating { .. }
+            | State::Held => (Step::Idle, 0),
+        }
+    }
+
+    fn read_head(
+        &mut self,
+        limits: &Limits,
+        served: bool,
+        input: &[u8],
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) -> (Step<'static>, usize) {
+        let hl = HttpLimits {
+            max_header_bytes: limits.max_header_bytes,
+            max_headers: limits.max_headers,
+        };
+        match http::parse_request(input, &hl) {
+            Ok(Some((head, used))) => {
+                self.state = State::AwaitAnswer {
+                    served,
+                    rest: used < input.len(),
+                };
+                (Step::Request { head, len: used }, 0)
+            }
+            Ok(None) => (Step::Idle, 0),
+            Err(e) => {
+                self.refuse(e.status(), e.reason(), counters, out, |out| {
+                    e.write_response(out)
+                });
+                (Step::Idle, input.len())
+            }
+        }
+    }
+
+    // ── answering a request ────────────────────────────────────────────────────────────────
+
+    /// Whether an earlier request on this connection was served.
+    fn served_before(&self) -> bool {
+        match self.state {
+            State::AwaitAnswer { served, .. } => served,
+            _ => true,
+        }
+    }
+
+    /// Before anyone accepts the upgrade `head`: check its WebSocket headers. When they fail,
+    /// the error answer is written, the connection closes, and `None` is returned.
+    pub fn check_upgrade(
+        &mut self,
+        head: &RequestHead,
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) -> Option<[u8; 28]> {
+        match http::validate_upgrade(head) {
+            Ok(accept) => Some(accept),
+            Err(e) => {
+                self.refuse(e.status(), e.reason(), counters, out, |out| {
+                    e.write_response(out)
+                });
+                None
+            }
+        }
+    }
+
+    /// Accept the upgrade (`accept` from [`Conn::check_upgrade`]): the 101 is written and
+    /// frames flow.
+    pub fn upgrade(
         &mut self,
         now: Tick,
         limits: &Limits,
-        input: &mut [u8],
+        accept: &[u8; 28],
         out: &mut Vec<u8>,
         counters: &mut Counters,
-        app: &mut A,
-    ) -> usize {
-        let mut pos = 0;
-        loop {
-            let before = pos;
-            match self.state {
-                State::ExpectRequest { .. } => {
-                    pos += self.read_request(now, limits, &input[pos..], out, app)
-                }
-                State::ExpectBody => pos += self.read_body(now, &input[pos..], out, app),
-                // Piped input goes through `handle_read_piped`.
-                State::Held
-                | State::Open { parked: true, .. }
-                | State::Open { piped: true, .. }
-                | State::Relocating { .. }
-                | State::Closed => {}
-                State::Open { endpoint, .. } => {
-                    pos += self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
-                }
-                State::Closing { endpoint, desynced } => {
-                    if desynced {
-                        pos = input.len(); // the stream is broken: discard until the peer goes
-                    } else {
-                        pos +=
-                            self.read_frames(now, endpoint, &mut input[pos..], out, counters, app)
-                    }
-                }
-            }
-            // Continue only when the state moved on and left input behind (pipelined
-            // requests, or frames that arrived with the upgrade request).
-            if pos == before || pos >= input.len() || !self.state_continues() {
-                break;
-            }
-        }
-        if pos > 0 {
-            self.last_rx = now;
-        }
-        pos
+    ) {
+        http::write_switching_protocols(accept, out);
+        counters.upgrades += 1;
+        self.decoder = Decoder::new(decoder_limits(limits));
+        self.state = State::Open { piped: false };
+        self.phase_at = now;
     }
 
-    /// The peer will send no more bytes.
-    pub fn handle_eof<A: App>(&mut self, app: &mut A) {
-        // From Closing, the App already heard of the close when our close frame went out.
-        if let State::Open { endpoint, .. } = self.state {
-            app.on_ws_close(endpoint, None);
+    /// Answer with `resp`; keep-alive permitting, wait for the next request.
+    pub fn respond(
+        &mut self,
+        now: Tick,
+        head: &RequestHead,
+        resp: &Response,
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) {
+        let body_read = self.state == State::AwaitBodyAnswer;
+        if head.upgrade.is_some() && resp.status >= 400 {
+            let reason = match resp.status {
+                404 => "not_found",
+                405 => "method_not_allowed",
+                _ => "refused",
+            };
+            counters.rejected.push((resp.status, reason));
         }
-        // A body cut short by EOF is dropped unanswered: the request never completed.
+        // A body we do not read would desynchronise the next request, and a client refused a
+        // WebSocket has no use for the connection: close after either.
+        let keep_alive =
+            head.keep_alive && (body_read || !has_body(head)) && head.upgrade.is_none();
+        self.write_answer(
+            now,
+            head.method == http::Method::Head,
+            resp,
+            keep_alive,
+            out,
+        );
+    }
+
+    /// Read the request's body (at most `max` bytes: a larger `Content-Length` is refused
+    /// with 413 before any body byte is read, a chunked body as soon as its running total
+    /// passes `max`); it comes back as [`Step::Body`].
+    pub fn read_body(
+        &mut self,
+        now: Tick,
+        head: RequestHead,
+        max: usize,
+        out: &mut Vec<u8>,
+        counters: &mut Counters,
+    ) {
+        // `100 Continue` only while the client may be waiting for it (no body byte yet).
+        let body_started = matches!(self.state, State::AwaitAnswer { rest: true, .. });
+        let framing = match head.content_length {
+            _ if head.chunked => BodyFraming::Chunked(http::ChunkedDecoder::new(max as u64)),
+            Some(n) if n > max as u64 => {
+                // Refused from the head alone: none of the body is read.
+                let e = http::HttpError::BodyTooLarge;
+                self.refuse(e.status(), "body_too_large", counters, out, |out| {
+                    e.write_response(out)
+                });
+                return;
+            }
+            Some(n) => BodyFraming::Length(n),
+            None => BodyFraming::Length(0),
+        };
+        if head.expect_continue && !body_started && !matches!(framing, BodyFraming::Length(0)) {
+            http::write_continue(out);
+        }
+        self.partial = Some(Box::new(Pending::Body(BodyRead {
+            head,
+            data: Vec::new(),
+            framing,
+        })));
+        self.state = State::ExpectBody;
+        self.phase_at = now;
+    }
+
+    /// Answer later, with [`Conn::answer_held`]; if nothing came by `until`, `fallback` is the
+    /// answer. Nothing more is read as a request until then (the socket is still watched for
+    /// EOF).
+    pub fn hold(&mut self, head: &RequestHead, until: Tick, fallback: Response) {
+        let body_read = self.state == State::AwaitBodyAnswer;
+        // A GET carrying a body is read no further: the connection ends after the answer.
+        let ends = !body_read && has_body(head);
+        self.partial = Some(Box::new(Pending::Held(HeldRequest {
+            keep_alive: head.keep_alive && !ends && head.upgrade.is_none(),
+            head_only: head.method == http::Method::Head,
+            fallback,
+        })));
+        self.state = State::Held;
+        self.phase_at = until;
+    }
+
+    /// The request belongs to another core: it stays in the input, unread, and the machine
+    /// stops until [`Conn::unpark`] on the core it moves to. A request is relocated at most
+    /// once.
+    pub fn relocate(&mut self) {
+        let served = self.served_before();
+        self.state = State::Relocating { served };
+    }
+
+    /// Resume after a move (on the new core): the request is read again from its first byte.
+    pub fn unpark(&mut self, now: Tick) {
+        if let State::Relocating { served } = self.state {
+            // Each core counts time from its own epoch: the handshake clock restarts here
+            // (once: a request is relocated at most once).
+            self.state = State::ExpectRequest { served };
+            self.last_rx = now;
+            self.phase_at = now;
+        }
+    }
+
+    /// Answer the held request; keep-alive permitting, the connection then waits for its next
+    /// request. Returns false (and writes nothing) if no request is held.
+    pub fn answer_held(&mut self, now: Tick, resp: &Response, out: &mut Vec<u8>) -> bool {
+        if self.state != State::Held {
+            return false;
+        }
+        let Some(Pending::Held(h)) = self.partial.take().map(|p| *p) else {
+            self.state = State::Closed;
+            return false;
+        };
+        self.write_answer(now, h.head_only, resp, h.keep_alive, out);
+        true
+    }
+
+    // ── other inputs ───────────────────────────────────────────────────────────────────────
+
+    /// The peer will send no more bytes. (A body cut short is dropped unanswered.)
+    pub fn eof(&mut self) {
         self.partial = None;
         self.state = State::Closed;
     }
 
     /// Act on whatever deadline has passed at `now`.
-    pub fn handle_timeout<A: App>(
+    pub fn timeout(
         &mut self,
         now: Tick,
         limits: &Limits,
         out: &mut Vec<u8>,
         counters: &mut Counters,
-        app: &mut A,
     ) {
         let Some(deadline) = self.poll_timeout(limits) else {
             return;
@@ -534,10 +571,7 @@ impl Conn {
         match self.state {
             State::ExpectRequest { served: false } => {
                 counters.handshake_timeouts += 1;
-                app.on_handshake(Handshake::Rejected {
-                    status: 408,
-                    reason: "timeout",
-                });
+                counters.rejected.push((408, "timeout"));
                 http::write_response(
                     408,
                     Some("text/plain"),
@@ -558,10 +592,7 @@ impl Conn {
             }
             State::ExpectBody => {
                 self.partial = None;
-                app.on_handshake(Handshake::Rejected {
-                    status: 408,
-                    reason: "body_timeout",
-                });
+                counters.rejected.push((408, "body_timeout"));
                 http::write_response(
                     408,
                     Some("text/plain"),
@@ -572,12 +603,12 @@ impl Conn {
                 );
                 self.state = State::Closed;
             }
-            State::Open { endpoint, .. } => {
+            State::Open { .. } => {
                 let idle_at = nonzero(limits.idle_timeout).map(|d| self.last_rx.after(d));
                 if idle_at.is_some_and(|t| now.reached(t)) {
                     counters.idle_timeouts += 1;
                     self.send_close(out, 1001, "idle timeout");
-                    app.on_ws_close(endpoint, Some(1001));
+                    self.partial = None;
                     self.state = State::Closed;
                 } else {
                     encode_frame(true, OpCode::Ping, b"", out);
@@ -587,83 +618,65 @@ impl Conn {
                 }
             }
             State::Closing { .. } => self.state = State::Closed,
-            State::Relocating { .. } | State::Closed => {}
+            State::AwaitAnswer { .. }
+            | State::AwaitBodyAnswer
+            | State::Relocating { .. }
+            | State::Closed => {}
         }
     }
 
-    /// Start a server-initiated close (shutdown, policy). Idempotent.
-    pub fn begin_close<A: App>(
-        &mut self,
-        now: Tick,
-        code: u16,
-        reason: &str,
-        out: &mut Vec<u8>,
-        app: &mut A,
-    ) {
+    /// Start a server-initiated close (shutdown, policy): a WebSocket gets a close frame and
+    /// waits for the peer's; anything else just ends. Idempotent.
+    pub fn close(&mut self, now: Tick, code: u16, reason: &str, out: &mut Vec<u8>) {
         match self.state {
-            State::Open { endpoint, .. } => {
+            State::Open { .. } => {
                 self.send_close(out, code, reason);
-                app.on_ws_close(endpoint, Some(code));
-                self.state = State::Closing {
-                    endpoint,
-                    desynced: false,
-                };
+                self.partial = None;
+                self.state = State::Closing { desynced: false };
                 self.phase_at = now;
             }
-            State::ExpectRequest { .. }
-            | State::Relocating { .. }
-            | State::ExpectBody
-            | State::Held => {
+            State::Closing { .. } | State::Closed => {}
+            _ => {
                 self.partial = None;
                 self.state = State::Closed
             }
-            State::Closing { .. } | State::Closed => {}
         }
     }
 
     /// Drop the connection without ceremony (a slow reader, a broken socket).
-    pub fn abort<A: App>(&mut self, app: &mut A) {
-        if let State::Open { endpoint, .. } = self.state {
-            app.on_ws_close(endpoint, Some(1006));
-        }
+    pub fn abort(&mut self) {
         self.partial = None;
         self.state = State::Closed;
     }
 
-    // ── cut-through forwarding (the `/connection` pipe) ───────────────────────────────────
+    // ── cut-through forwarding (the pipe) ──────────────────────────────────────────────────
 
     /// Switch to cut-through forwarding, at a message boundary. If a message is half read
-    /// (its start is being reassembled for the App), the switch happens by itself right after
-    /// that message completes: reading stops there and the rest of the input is left for
-    /// [`Conn::handle_read_piped`]. Returns whether the connection is piped now.
+    /// (its start is being reassembled), the switch happens by itself right after that message
+    /// completes (it still comes out whole as a [`Step::Message`]). Returns whether the
+    /// connection is piped now.
     pub fn start_piping(&mut self) -> bool {
         match self.state {
-            State::Open { piped: false, .. } => {
+            State::Open { piped: false } => {
                 self.pipe_pending = true;
-                if !self.decoder.in_message() && self.partial.is_none() {
+                if !self.decoder.in_message() && !self.reassembling() {
                     self.switch_to_pipe_if_pending();
                 }
                 self.is_piped()
             }
-            State::Open { piped: true, .. } => true,
+            State::Open { piped: true } => true,
             _ => false,
         }
     }
 
+    fn reassembling(&self) -> bool {
+        matches!(self.partial.as_deref(), Some(Pending::Message(_)))
+    }
+
     fn switch_to_pipe_if_pending(&mut self) -> bool {
-        if let (
-            true,
-            State::Open {
-                endpoint, parked, ..
-            },
-        ) = (self.pipe_pending, self.state)
-        {
+        if self.pipe_pending && matches!(self.state, State::Open { .. }) {
             self.pipe_pending = false;
-            self.state = State::Open {
-                endpoint,
-                parked,
-                piped: true,
-            };
+            self.state = State::Open { piped: true };
             return true;
         }
         false
@@ -671,7 +684,7 @@ impl Conn {
 
     /// True while data frames are forwarded cut-through.
     pub fn is_piped(&self) -> bool {
-        matches!(self.state, State::Open { piped: true, .. })
+        matches!(self.state, State::Open { piped: true })
     }
 
     /// True while the frame being read is only partly through. For a piped connection that
@@ -683,23 +696,14 @@ impl Conn {
 
     /// Decode piped input up to the next thing the shell must act on. Control frames are
     /// answered here (a pong, or the reply to a close) into `out`, this connection's own send
-    /// queue; data goes to the peer through [`PipeStep::Forward`], chunk by chunk, without
-    /// reassembly.
-    pub fn handle_read_piped(
+    /// queue; data goes to the peer through [`Step::Forward`], chunk by chunk.
+    fn read_piped(
         &mut self,
         now: Tick,
         input: &mut [u8],
         out: &mut Vec<u8>,
         counters: &mut Counters,
-    ) -> PipeStep {
-        let State::Open {
-            endpoint,
-            piped: true,
-            ..
-        } = self.state
-        else {
-            return PipeStep::NeedMore { consumed: 0 };
-        };
+    ) -> (Step<'static>, usize) {
         let mut pos = 0;
         while pos <= input.len() {
             let (item, used) = match self.decoder.decode(&mut input[pos..]) {
@@ -707,24 +711,15 @@ impl Conn {
                 Err(e) => {
                     counters.protocol_errors += 1;
                     self.send_close(out, e.close_code(), &e.to_string());
-                    self.state = State::Closing {
-                        endpoint,
-                        desynced: true,
-                    };
+                    self.state = State::Closing { desynced: true };
                     self.phase_at = now;
-                    return PipeStep::Ended {
-                        code: 1001,
-                        consumed: input.len(),
-                    };
+                    return (Step::Ended { code: 1001 }, input.len());
                 }
             };
             let base = pos;
             pos += used;
-            if pos > 0 {
-                self.last_rx = now;
-            }
             match item {
-                Item::NeedMore => return PipeStep::NeedMore { consumed: pos },
+                Item::NeedMore => return (Step::Idle, pos),
                 Item::Data {
                     range,
                     kind,
@@ -750,12 +745,12 @@ impl Conn {
                         counters.frames_in += 1;
                         counters.frames_out += 1;
                     }
-                    return PipeStep::Forward {
+                    let step = Step::Forward {
                         header,
                         header_len: header_len as u8,
                         payload: base + range.start..base + range.end,
-                        consumed: pos,
                     };
+                    return (step, pos);
                 }
                 Item::Control { opcode, range } => {
                     counters.frames_in += 1;
@@ -769,160 +764,25 @@ impl Conn {
                             let code = parse_close_payload(payload).ok().flatten().map(|(c, _)| c);
                             self.send_close(out, code.unwrap_or(1000), "");
                             self.state = State::Closed;
-                            return PipeStep::Ended {
-                                code: code.unwrap_or(1000),
-                                consumed: input.len(),
-                            };
+                            return (
+                                Step::Ended {
+                                    code: code.unwrap_or(1000),
+                                },
+                                input.len(),
+                            );
                         }
                         _ => {}
                     }
                     if pos == input.len() {
-                        return PipeStep::NeedMore { consumed: pos };
+                        return (Step::Idle, pos);
                     }
                 }
             }
         }
-        PipeStep::NeedMore {
-            consumed: pos.min(input.len()),
-        }
+        (Step::Idle, pos.min(input.len()))
     }
 
     // ── internals ──────────────────────────────────────────────────────────────────────────
-
-    fn state_continues(&self) -> bool {
-        !matches!(
-            self.state,
-            State::Closed
-                | State::Held
-                | State::Relocating { .. }
-                | State::Open { parked: true, .. }
-                | State::Open { piped: true, .. }
-        )
-    }
-
-    fn read_request<A: App>(
-        &mut self,
-        now: Tick,
-        limits: &Limits,
-        input: &[u8],
-        out: &mut Vec<u8>,
-        app: &mut A,
-    ) -> usize {
-        let hl = HttpLimits {
-            max_header_bytes: limits.max_header_bytes,
-            max_headers: limits.max_headers,
-        };
-        let (head, used) = match http::parse_request(input, &hl) {
-            Ok(Some(parsed)) => parsed,
-            Ok(None) => return 0,
-            Err(e) => {
-                self.refuse(e.status(), e.reason(), out, app, |out| {
-                    e.write_response(out)
-                });
-                return input.len();
-            }
-        };
-        match app.route(now, &head) {
-            Routed::Relocate => {
-                let served = matches!(self.state, State::ExpectRequest { served: true });
-                self.state = State::Relocating { served };
-                return 0; // the request stays in the input, for the core it moves to
-            }
-            Routed::Upgrade { endpoint, park } => match http::validate_upgrade(&head) {
-                Ok(accept) => {
-                    http::write_switching_protocols(&accept, out);
-                    app.on_handshake(Handshake::Upgraded(endpoint));
-                    self.decoder = Decoder::new(decoder_limits(limits));
-                    self.state = State::Open {
-                        endpoint,
-                        parked: park,
-                        piped: false,
-                    };
-                    self.phase_at = now;
-                }
-                Err(e) => {
-                    self.refuse(e.status(), e.reason(), out, app, |out| {
-                        e.write_response(out)
-                    });
-                    return input.len();
-                }
-            },
-            Routed::Respond(resp) => {
-                if head.upgrade.is_some() && resp.status >= 400 {
-                    let reason = match resp.status {
-                        404 => "not_found",
-                        405 => "method_not_allowed",
-                        _ => "refused",
-                    };
-                    app.on_handshake(Handshake::Rejected {
-                        status: resp.status,
-                        reason,
-                    });
-                }
-                // A body we do not read would desynchronise the next request, and a client
-                // refused a WebSocket has no use for the connection: close after either.
-                let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
-                let keep_alive = head.keep_alive && !has_body && head.upgrade.is_none();
-                self.respond(now, &head, &resp, keep_alive, out);
-                if !keep_alive {
-                    return input.len();
-                }
-            }
-            Routed::Hold { until, fallback } => {
-                // A GET carrying a body is read no further: the connection ends after the
-                // answer.
-                let has_body = head.chunked || head.content_length.is_some_and(|n| n > 0);
-                self.partial = Some(Box::new(Pending::Held(HeldRequest {
-                    keep_alive: head.keep_alive && !has_body && head.upgrade.is_none(),
-                    head_only: head.method == http::Method::Head,
-                    fallback,
-                })));
-                self.state = State::Held;
-                self.phase_at = until;
-                if has_body {
-                    return input.len();
-                }
-            }
-            Routed::Body { max } => {
-                let framing = match head.content_length {
-                    _ if head.chunked => {
-                        BodyFraming::Chunked(http::ChunkedDecoder::new(max as u64))
-                    }
-                    Some(n) if n > max as u64 => {
-                        // Refused from the head alone: none of the body is read.
-                        let e = http::HttpError::BodyTooLarge;
-                        self.refuse(e.status(), "body_too_large", out, app, |out| {
-                            e.write_response(out)
-                        });
-                        return input.len();
-                    }
-                    Some(n) => BodyFraming::Length(n),
-                    None => BodyFraming::Length(0),
-                };
-                if head.expect_continue
-                    && used == input.len()
-                    && !matches!(framing, BodyFraming::Length(0))
-                {
-                    http::write_continue(out);
-                }
-                self.partial = Some(Box::new(Pending::Body(BodyRead {
-                    head,
-                    data: Vec::new(),
-                    framing,
-                })));
-                self.state = State::ExpectBody;
-                self.phase_at = now;
-                // An empty body is complete at once (no further input may ever come).
-                if let Some(BodyFraming::Length(0)) = self.body_mut().map(|b| &b.framing) {
-                    self.finish_body(now, out, app);
-                    if self.state == State::Closed {
-                        return input.len();
-                    }
-                }
-            }
-        }
-        used
-    }
 
     fn body_mut(&mut self) -> Option<&mut BodyRead> {
         match self.partial.as_deref_mut() {
@@ -931,40 +791,15 @@ impl Conn {
         }
     }
 
-    fn take_body(&mut self) -> Option<BodyRead> {
-        match self.partial.take().map(|p| *p) {
-            Some(Pending::Body(b)) => Some(b),
-            _ => None,
-        }
-    }
-
     /// The reassembly buffer of the message being read (created empty if there is none).
     fn message_buf(&mut self) -> &mut Vec<u8> {
-        if !matches!(self.partial.as_deref(), Some(Pending::Message(_))) {
+        if !self.reassembling() {
             self.partial = Some(Box::new(Pending::Message(Vec::new())));
         }
         match self.partial.as_deref_mut() {
             Some(Pending::Message(v)) => v,
             _ => unreachable!("set to a message just above"),
         }
-    }
-
-    /// Write `resp` to the request `head`, then wait for the next request or close.
-    fn respond(
-        &mut self,
-        now: Tick,
-        head: &RequestHead,
-        resp: &Response,
-        keep_alive: bool,
-        out: &mut Vec<u8>,
-    ) {
-        self.write_answer(
-            now,
-            head.method == http::Method::Head,
-            resp,
-            keep_alive,
-            out,
-        );
     }
 
     /// Write `resp` (without its body for a HEAD request), then wait for the next request or
@@ -977,17 +812,8 @@ impl Conn {
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) {
-        let headers: Vec<(&str, &str)> =
-            resp.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
-        let body: &[u8] = if head_only { b"" } else { &resp.body };
-        http::write_response(
-            resp.status,
-            Some(resp.content_type),
-            &headers,
-            body,
-            keep_alive,
-            out,
-        );
+        resp.write(head_only, keep_alive, out);
+        self.partial = None;
         self.state = if keep_alive {
             State::ExpectRequest { served: true }
         } else {
@@ -996,18 +822,17 @@ impl Conn {
         self.phase_at = now;
     }
 
-    /// Take body bytes from `input`; once the body is whole, answer it. Returns the bytes used.
-    fn read_body<A: App>(
+    /// Take body bytes from `input`; once the body is whole, hand it out.
+    fn take_body(
         &mut self,
-        now: Tick,
         input: &[u8],
         out: &mut Vec<u8>,
-        app: &mut A,
-    ) -> usize {
+        counters: &mut Counters,
+    ) -> (Step<'static>, usize) {
         let Some(b) = self.body_mut() else {
             // Unreachable by construction (ExpectBody always has a body); fail closed.
             self.state = State::Closed;
-            return input.len();
+            return (Step::Idle, input.len());
         };
         let used = match &mut b.framing {
             BodyFraming::Length(remaining) => {
@@ -1016,75 +841,71 @@ impl Conn {
                 b.data.extend_from_slice(&input[..take]);
                 *remaining -= take as u64;
                 if *remaining > 0 {
-                    return take; // the rest of the body is still to come
+                    return (Step::Idle, take); // the rest of the body is still to come
                 }
                 take
             }
             BodyFraming::Chunked(dec) => match dec.feed(input, &mut b.data) {
                 Ok(Some(n)) => n,
-                Ok(None) => return input.len(),
+                Ok(None) => return (Step::Idle, input.len()),
                 Err(e) => {
-                    self.partial = None;
                     let reason = match e {
                         http::HttpError::BodyTooLarge => "body_too_large",
                         _ => "bad_chunked_body",
                     };
-                    self.refuse(e.status(), reason, out, app, |out| e.write_response(out));
-                    return input.len();
+                    self.refuse(e.status(), reason, counters, out, |out| {
+                        e.write_response(out)
+                    });
+                    return (Step::Idle, input.len());
                 }
             },
         };
-        self.finish_body(now, out, app);
-        if self.state == State::Closed {
-            return input.len();
-        }
-        used
+        (self.body_done(), used)
     }
 
-    /// The body is whole: ask the App for the response and write it.
-    fn finish_body<A: App>(&mut self, now: Tick, out: &mut Vec<u8>, app: &mut A) {
-        let Some(b) = self.take_body() else {
-            self.state = State::Closed;
-            return;
-        };
-        let resp = app.on_request_body(now, &b.head, &b.data);
-        let keep_alive = b.head.keep_alive && b.head.upgrade.is_none();
-        self.respond(now, &b.head, &resp, keep_alive, out);
+    fn body_done(&mut self) -> Step<'static> {
+        match self.partial.take().map(|p| *p) {
+            Some(Pending::Body(b)) => {
+                self.state = State::AwaitBodyAnswer;
+                Step::Body(b.head, b.data)
+            }
+            _ => {
+                self.state = State::Closed;
+                Step::Idle
+            }
+        }
     }
 
     /// Answer a request we will not serve with an error response, and close after it.
-    fn refuse<A: App>(
+    fn refuse(
         &mut self,
         status: u16,
         reason: &'static str,
+        counters: &mut Counters,
         out: &mut Vec<u8>,
-        app: &mut A,
         write: impl FnOnce(&mut Vec<u8>),
     ) {
-        app.on_handshake(Handshake::Rejected { status, reason });
+        counters.rejected.push((status, reason));
         write(out);
         self.partial = None;
         self.state = State::Closed;
     }
 
-    #[allow(clippy::too_many_arguments)] // the machine's inputs, passed explicitly rather than stored
-    fn read_frames<A: App>(
-        &mut self,
+    fn read_frames<'a>(
+        &'a mut self,
         now: Tick,
-        endpoint: Endpoint,
-        input: &mut [u8],
+        input: &'a mut [u8],
         out: &mut Vec<u8>,
         counters: &mut Counters,
-        app: &mut A,
-    ) -> usize {
+    ) -> (Step<'a>, usize) {
         let closing = matches!(self.state, State::Closing { .. });
         let mut pos = 0;
         while pos < input.len() {
             let (item, used) = match self.decoder.decode(&mut input[pos..]) {
                 Ok(step) => step,
                 Err(e) => {
-                    self.fail(now, endpoint, &e, out, counters, app);
-                    return input.len();
+                    self.fail(now, &e, out, counters);
+                    return (Step::Idle, input.len());
                 }
             };
             let base = pos;
@@ -1105,32 +926,32 @@ impl Conn {
                     if closing {
                         continue; // after our close, data is read and dropped
                     }
-                    let chunk = &input[base + range.start..base + range.end];
-                    if message_start && message_end && self.partial.is_none() {
+                    let chunk = base + range.start..base + range.end;
+                    if message_start && message_end && !self.reassembling() {
                         counters.messages_in += 1;
-                        app.on_message(now, endpoint, kind, chunk, &mut Outbox::new(out, counters));
-                        if self.switch_to_pipe_if_pending() {
-                            return pos;
-                        }
-                        continue;
-                    }
-                    self.message_buf().extend_from_slice(chunk);
-                    if message_end {
-                        let whole = match self.partial.take().map(|p| *p) {
-                            Some(Pending::Message(v)) => v,
-                            _ => Vec::new(),
-                        };
-                        counters.messages_in += 1;
-                        app.on_message(
-                            now,
-                            endpoint,
-                            kind,
-                            &whole,
-                            &mut Outbox::new(out, counters),
+                        self.switch_to_pipe_if_pending();
+                        return (
+                            Step::Message {
+                                kind,
+                                payload: &input[chunk],
+                            },
+                            pos,
                         );
-                        if self.switch_to_pipe_if_pending() {
-                            return pos;
+                    }
+                    self.message_buf().extend_from_slice(&input[chunk]);
+                    if message_end {
+                        counters.messages_in += 1;
+                        self.switch_to_pipe_if_pending();
+                        if let Some(p) = self.partial.as_deref_mut() {
+                            if let Pending::Message(v) = p {
+                                *p = Pending::Delivered(std::mem::take(v));
+                            }
                         }
+                        let payload = match self.partial.as_deref() {
+                            Some(Pending::Delivered(v)) => &v[..],
+                            _ => &[][..],
+                        };
+                        return (Step::Message { kind, payload }, pos);
                     }
                 }
                 Item::Control { opcode, range } => {
@@ -1143,45 +964,33 @@ impl Conn {
                         }
                         OpCode::Close => {
                             // The decoder validated the payload; parse it again for the code.
-                            let code = parse_close_payload(payload).ok().flatten().map(|(c, _)| c);
                             if !closing {
                                 // Answer with the peer's code (or a plain 1000 if it gave none).
+                                let code =
+                                    parse_close_payload(payload).ok().flatten().map(|(c, _)| c);
                                 self.send_close(out, code.unwrap_or(1000), "");
-                                app.on_ws_close(endpoint, code);
                             }
                             self.partial = None;
                             self.state = State::Closed;
-                            return input.len();
+                            return (Step::Idle, input.len());
                         }
                         _ => {} // pongs (and pings while closing) need no answer
                     }
                 }
             }
         }
-        pos
+        (Step::Idle, pos)
     }
 
-    fn fail<A: App>(
-        &mut self,
-        now: Tick,
-        endpoint: Endpoint,
-        e: &WsError,
-        out: &mut Vec<u8>,
-        counters: &mut Counters,
-        app: &mut A,
-    ) {
+    fn fail(&mut self, now: Tick, e: &WsError, out: &mut Vec<u8>, counters: &mut Counters) {
         counters.protocol_errors += 1;
         self.partial = None;
         if matches!(self.state, State::Open { .. }) {
             self.send_close(out, e.close_code(), &e.to_string());
-            app.on_ws_close(endpoint, Some(e.close_code()));
         }
         // The byte stream can no longer be trusted: wait for the peer to hang up, reading
         // nothing into frames.
-        self.state = State::Closing {
-            endpoint,
-            desynced: true,
-        };
+        self.state = State::Closing { desynced: true };
         self.phase_at = now;
     }
 
@@ -1202,6 +1011,9 @@ fn decoder_limits(limits: &Limits) -> DecoderLimits {
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
 }
+
+#[cfg(any(test, feature = "fuzzing"))]
+pub mod driver;
 
 #[cfg(test)]
 mod tests;

@@ -3,12 +3,14 @@
 //! Nothing here touches a socket, a clock, a thread or a random number generator; everything
 //! can be driven by tests in virtual time and fuzzed on `&[u8]`.
 //!
-//! # The driver contract
+//! Two contracts, each described once:
 //!
-//! Inputs are `handle_*(now, …)` calls; outputs are appended to a caller-owned buffer or asked
-//! of the caller through a small trait ([`conn::App`]); `poll_timeout()` says when to call
-//! `handle_timeout`; `wants_read()` / `is_closed()` say what the shell should do with the
-//! socket. Mutate once, then look at the outputs: never the other way round.
+//! * the connection machine ([`conn`]): bytes in, [`conn::Step`]s out, answers as method calls;
+//! * the dialects ([`dialect`]): events in with the time and randomness, outputs queued.
+//!
+//! In both, `poll_timeout()` says when to call the timeout input, and the caller mutates
+//! once, then looks at the outputs: never the other way round. Nothing here imports the
+//! shell (`net`) or the configuration.
 
 pub mod conn;
 pub mod dialect;
@@ -16,7 +18,7 @@ pub mod eio;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod hash;
 pub mod http;
-pub mod route;
 pub mod time;
 pub mod ws;

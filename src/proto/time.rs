@@ -33,6 +33,18 @@ impl Tick {
         d.max(0) as u32
     }
 
+    /// The tick of `ms` milliseconds on a `u64` clock (its low 32 bits).
+    pub fn from_ms(ms: u64) -> Tick {
+        Tick(ms as u32)
+    }
+
+    /// This tick on a `u64` millisecond clock that reads `now` (the tick is within about 24
+    /// days of it, before or after).
+    pub fn to_ms(self, now: u64) -> u64 {
+        let delta = self.0.wrapping_sub(now as u32) as i32;
+        now.saturating_add_signed(i64::from(delta))
+    }
+
     /// The earlier of two deadlines.
     pub fn min(self, other: Tick) -> Tick {
         if self.reached(other) {

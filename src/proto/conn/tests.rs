@@ -1,65 +1,52 @@
 //! State-by-state tests of the connection machine, in virtual time.
 
+use super::driver::{self, Decide, Decision, Event, Outbox};
 use super::*;
-use crate::config::Config;
 use crate::proto::ws::FrameHeader;
 
 // ── fixture ────────────────────────────────────────────────────────────────────────────────
 
+/// The decisions (through `driver`, as the shell takes them) and what was observed.
 #[derive(Default)]
 struct TestApp {
-    park: bool,
     /// Answer `/elsewhere` with `Relocate` while set.
     relocate: bool,
-    handshakes: Vec<Handshake>,
+    handshakes: Vec<Event>,
     messages: Vec<(DataKind, Vec<u8>)>,
     closes: Vec<Option<u16>>,
     bodies: Vec<Vec<u8>>,
 }
 
-impl App for TestApp {
-    fn route(&mut self, _now: Tick, head: &RequestHead) -> Routed {
+impl Decide for TestApp {
+    fn route(&mut self, _now: Tick, head: &RequestHead) -> Decision {
         match head.path.as_str() {
-            "/echo" => Routed::Upgrade {
-                endpoint: Endpoint::Echo,
-                park: self.park,
-            },
-            "/healthz" => Routed::Respond(Response::text(200, "ok")),
-            "/elsewhere" if self.relocate => Routed::Relocate,
-            "/elsewhere" => Routed::Upgrade {
-                endpoint: Endpoint::Echo,
-                park: false,
-            },
-            "/body" => Routed::Body { max: 64 },
-            "/hold" => Routed::Hold {
+            "/echo" => Decision::Upgrade,
+            "/healthz" => Decision::Respond(Response::text(200, "ok")),
+            "/elsewhere" if self.relocate => Decision::Relocate,
+            "/elsewhere" => Decision::Upgrade,
+            "/body" => Decision::Body { max: 64 },
+            "/hold" => Decision::Hold {
                 until: Tick(5000),
                 fallback: Response::text(200, "fallback"),
             },
-            _ => Routed::Respond(Response::text(404, "not found")),
+            _ => Decision::Respond(Response::text(404, "not found")),
         }
     }
-    fn on_request_body(&mut self, _now: Tick, head: &RequestHead, body: &[u8]) -> Response {
+    fn body(&mut self, _now: Tick, head: &RequestHead, body: &[u8]) -> Response {
         self.bodies.push(body.to_vec());
         let mut b = format!("{} ", head.path).into_bytes();
         b.extend_from_slice(body);
         Response::new(200, "text/plain", b)
     }
-    fn on_handshake(&mut self, outcome: Handshake) {
-        self.handshakes.push(outcome);
-    }
-    fn on_message(
-        &mut self,
-        _now: Tick,
-        _e: Endpoint,
-        kind: DataKind,
-        payload: &[u8],
-        out: &mut Outbox<'_>,
-    ) {
+    fn message(&mut self, _now: Tick, kind: DataKind, payload: &[u8], out: &mut Outbox<'_>) {
         self.messages.push((kind, payload.to_vec()));
         out.send(kind, payload);
     }
-    fn on_ws_close(&mut self, _e: Endpoint, code: Option<u16>) {
-        self.closes.push(code);
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Closed(code) => self.closes.push(code),
+            e => self.handshakes.push(e),
+        }
     }
 }
 
@@ -75,7 +62,7 @@ struct T {
 
 impl T {
     fn new() -> T {
-        let limits = Config::default().limits;
+        let limits = Limits::default();
         T {
             conn: Conn::new(Tick(0), &limits),
             limits,
@@ -98,7 +85,8 @@ impl T {
     /// Deliver bytes as the shell would: anything not consumed stays for the next call.
     fn send(&mut self, bytes: &[u8]) -> usize {
         self.inbuf.extend_from_slice(bytes);
-        let used = self.conn.handle_read(
+        let used = driver::read(
+            &mut self.conn,
             self.now,
             &self.limits,
             &mut self.inbuf,
@@ -112,11 +100,28 @@ impl T {
 
     fn advance(&mut self, d: Duration) {
         self.now = self.now.after(d);
-        self.conn.handle_timeout(
+        driver::timeout(
+            &mut self.conn,
             self.now,
             &self.limits,
             &mut self.out,
             &mut self.counters,
+            &mut self.app,
+        );
+    }
+
+    fn eof(&mut self) {
+        driver::eof(&mut self.conn, &self.counters, &mut self.app);
+    }
+
+    fn begin_close(&mut self, code: u16, reason: &str) {
+        driver::close(
+            &mut self.conn,
+            self.now,
+            code,
+            reason,
+            &mut self.out,
+            &self.counters,
             &mut self.app,
         );
     }
@@ -226,7 +231,7 @@ fn expect_request_invalid_upgrade_is_rejected_and_closed() {
     assert!(t.conn.is_closed());
     assert!(matches!(
         t.app.handshakes[..],
-        [Handshake::Rejected { status: 400, .. }]
+        [Event::Rejected { status: 400, .. }]
     ));
 }
 
@@ -440,7 +445,7 @@ fn expect_body_connection_close_closes_after_the_answer() {
 fn expect_body_eof_midway_closes_unanswered() {
     let mut t = T::new();
     t.send(b"POST /body HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");
-    t.conn.handle_eof(&mut t.app);
+    t.eof();
     assert!(t.conn.is_closed() && t.out.is_empty() && t.app.bodies.is_empty());
 }
 
@@ -587,22 +592,6 @@ fn open_traffic_postpones_ping() {
 }
 
 #[test]
-fn open_parked_reads_nothing_until_unparked() {
-    let mut t = T::new();
-    t.app.park = true;
-    let mut bytes = upgrade("/echo");
-    let head_len = bytes.len();
-    bytes.extend(cframe(true, OpCode::Text, b"later"));
-    assert_eq!(t.send(&bytes), head_len, "stops right after the head");
-    assert!(t.conn.is_parked() && !t.conn.wants_read(0, 1 << 20));
-    assert_eq!(t.conn.poll_timeout(&t.limits), None);
-    t.take_out();
-    t.conn.unpark(t.now);
-    t.send(b"");
-    assert_eq!(t.frames(), vec![(OpCode::Text, b"later".to_vec())]);
-}
-
-#[test]
 fn open_back_pressure_above_high_water() {
     let t = T::open();
     assert!(t.conn.wants_read(100, 101));
@@ -614,8 +603,7 @@ fn open_back_pressure_above_high_water() {
 #[test]
 fn closing_begin_close_sends_1001_drops_data_and_ends_on_peer_close() {
     let mut t = T::open();
-    t.conn
-        .begin_close(t.now, 1001, "server shutting down", &mut t.out, &mut t.app);
+    t.begin_close(1001, "server shutting down");
     let f = t.frames();
     assert_eq!(f[0].0, OpCode::Close);
     assert_eq!(&f[0].1[2..], b"server shutting down");
@@ -629,7 +617,7 @@ fn closing_begin_close_sends_1001_drops_data_and_ends_on_peer_close() {
 #[test]
 fn closing_linger_expires() {
     let mut t = T::open();
-    t.conn.begin_close(t.now, 1001, "", &mut t.out, &mut t.app);
+    t.begin_close(1001, "");
     t.advance(CLOSE_LINGER - Duration::from_millis(1));
     assert!(!t.conn.is_closed());
     t.advance(Duration::from_millis(1));
@@ -639,7 +627,7 @@ fn closing_linger_expires() {
 #[test]
 fn eof_closes_from_any_state() {
     let mut t = T::open();
-    t.conn.handle_eof(&mut t.app);
+    t.eof();
     assert!(t.conn.is_closed() && !t.conn.wants_read(0, 1));
     assert_eq!(t.app.closes, vec![None]);
 }
@@ -660,29 +648,30 @@ impl T {
         self.inbuf.extend_from_slice(bytes);
         let mut fwd = Vec::new();
         loop {
-            match self.conn.handle_read_piped(
+            let (step, used) = self.conn.read(
                 self.now,
+                &self.limits,
                 &mut self.inbuf,
                 &mut self.out,
                 &mut self.counters,
-            ) {
-                PipeStep::NeedMore { consumed } => {
-                    self.inbuf.drain(..consumed);
-                    return (fwd, None);
-                }
-                PipeStep::Forward {
+            );
+            match step {
+                Step::Forward {
                     header,
                     header_len,
                     payload,
-                    consumed,
                 } => {
                     fwd.extend_from_slice(&header[..header_len as usize]);
                     fwd.extend_from_slice(&self.inbuf[payload]);
-                    self.inbuf.drain(..consumed);
+                    self.inbuf.drain(..used);
                 }
-                PipeStep::Ended { code, consumed } => {
-                    self.inbuf.drain(..consumed);
+                Step::Ended { code } => {
+                    self.inbuf.drain(..used);
                     return (fwd, Some(code));
+                }
+                _ => {
+                    self.inbuf.drain(..used);
+                    return (fwd, None);
                 }
             }
         }
@@ -800,7 +789,7 @@ fn relocate_consumes_nothing_and_parks_until_read_again() {
     assert!(t.conn.is_parked() && t.conn.is_handshaking());
     assert!(!t.conn.wants_read(0, 1 << 20));
     assert_eq!(t.conn.poll_timeout(&t.limits), None);
-    assert_eq!(t.conn.endpoint(), None);
+    assert!(!t.conn.is_websocket());
     // Nothing more is read while relocating.
     assert_eq!(t.send(b""), 0);
     // On the new core: unparked, the same bytes are read from the start and answered there.
@@ -824,8 +813,7 @@ fn relocating_connection_closes_on_shutdown() {
     let mut t = T::new();
     t.app.relocate = true;
     t.send(&upgrade("/elsewhere"));
-    t.conn
-        .begin_close(t.now, 1001, "bye", &mut t.out, &mut t.app);
+    t.begin_close(1001, "bye");
     assert!(t.conn.is_closed());
     assert!(t.take_out().is_empty());
 }
@@ -873,7 +861,7 @@ fn held_request_gets_its_fallback_at_the_deadline_and_eof_drops_it() {
 
     let mut t = T::new();
     t.send(b"GET /hold HTTP/1.1\r\nHost: x\r\n\r\n");
-    t.conn.handle_eof(&mut t.app);
+    t.eof();
     assert!(t.conn.is_closed() && !t.conn.is_held());
     assert!(!t
         .conn

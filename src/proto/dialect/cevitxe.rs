@@ -1,6 +1,6 @@
 //! The introduction (discovery) side of the cevitxe / @localfirst/relay dialect
 //! (`/introduction/:id`, PROTOCOLS.md §2.1–2.3, §2.6), as a pure table: sockets are
-//! [`ConnRef`]s, input is whole WebSocket messages, output is [`Outgoing`] messages.
+//! [`Handle`]s, input is whole WebSocket messages, output is [`Outgoing`] messages.
 //!
 //! Owns: which socket speaks for each peer id, each id's keys (document ids), the index
 //! key → peers, per-socket wire-format detection, and the introduction messages.
@@ -75,7 +75,8 @@ use serde::Serialize;
 use serde_json::{Map as JsonMap, Value as Json};
 
 use super::msgpack;
-use super::{ConnRef, Kind, Outgoing};
+use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement, Random};
+use crate::proto::http::{percent_decode, RequestHead, Response};
 
 /// Most keys one id can hold; further new keys are ignored.
 pub const MAX_KEYS_PER_PEER: usize = 1024;
@@ -105,7 +106,7 @@ struct Socket {
 struct Peer {
     id: Box<str>,
     /// The socket that currently speaks for `id`.
-    conn: ConnRef,
+    conn: Handle,
     /// Assigned when the id was first registered; orders introductions.
     seq: u64,
     /// The format to write to `conn` in.
@@ -134,7 +135,7 @@ enum Intent<'a> {
 /// The introduction (discovery) table of one core: peers by id, their keys (document ids), and
 /// which socket currently speaks for each id.
 pub struct Introductions {
-    sockets: HashMap<ConnRef, Socket>,
+    sockets: HashMap<Handle, Socket>,
     by_id: HashMap<Box<str>, u32>,
     peers: Vec<Option<Peer>>,
     free_peers: Vec<u32>,
@@ -170,7 +171,7 @@ impl Introductions {
     /// A socket upgraded on `/introduction/:id` (id already percent-decoded). Replaces the
     /// mapping for `id`; the id's keys are kept (shared with the previous socket), per the
     /// spec's RECOMMEND for duplicate ids.
-    pub fn open(&mut self, id: &str, conn: ConnRef) {
+    pub fn open(&mut self, id: &str, conn: Handle) {
         if self.sockets.contains_key(&conn) {
             // The caller reused a live reference: treat it as closed first.
             self.close(conn);
@@ -215,7 +216,7 @@ impl Introductions {
 
     /// A whole WebSocket message from `conn`. Appends what must be sent to `out`. Invalid input
     /// is ignored (never panics, never closes).
-    pub fn message(&mut self, conn: ConnRef, kind: Kind, payload: &[u8], out: &mut Vec<Outgoing>) {
+    pub fn message(&mut self, conn: Handle, kind: Kind, payload: &[u8], out: &mut Vec<Outgoing>) {
         if !self.sockets.contains_key(&conn) {
             return;
         }
@@ -242,7 +243,7 @@ impl Introductions {
 
     /// `conn` closed. Deletes the peer's entry and keys only if `conn` is the currently
     /// registered socket for its id.
-    pub fn close(&mut self, conn: ConnRef) {
+    pub fn close(&mut self, conn: Handle) {
         let Some(sock) = self.sockets.remove(&conn) else {
             return;
         };
@@ -274,7 +275,7 @@ impl Introductions {
     /// Records the format decision, updates keys, emits introductions.
     fn apply(
         &mut self,
-        conn: ConnRef,
+        conn: Handle,
         format: Option<Format>,
         intent: Intent<'_>,
         out: &mut Vec<Outgoing>,
@@ -568,7 +569,7 @@ struct IntroductionB<'a> {
 /// Appends an introduction of `other` (sharing `common`) for `to`, in `format`.
 fn push_introduction(
     out: &mut Vec<Outgoing>,
-    to: ConnRef,
+    to: Handle,
     format: Format,
     other: &str,
     common: &[&str],
@@ -612,6 +613,68 @@ fn push_introduction(
         }
     };
     out.push(Outgoing { to, kind, payload });
+}
+
+// ── the dialect ───────────────────────────────────────────────────────────────────────────
+
+/// Every introduction socket is placed by this key, so one table sees every peer.
+pub const PLACEMENT_KEY: &str = "cevitxe/introductions";
+
+/// The id of an `/introduction/:id` path, percent-decoded (`None` for any other path).
+pub fn path_id(path: &str) -> Option<String> {
+    let id = path.strip_prefix("/introduction/")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    percent_decode(id)
+}
+
+/// `/introduction/:id` as a dialect over one [`Introductions`] table.
+#[derive(Default)]
+pub struct IntroductionDialect {
+    table: Introductions,
+    out: Vec<Outgoing>,
+}
+
+impl Dialect for IntroductionDialect {
+    fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+        if req.upgrade.is_none() {
+            return Placement::Answer(upgrade_required());
+        }
+        match path_id(&req.path) {
+            Some(_) => Placement::Key(PLACEMENT_KEY.into()),
+            None => Placement::Answer(Response::text(404, "not found")),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        conn: Handle,
+        _key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        match path_id(&req.path) {
+            Some(id) => {
+                self.table.open(&id, conn);
+                Answer::Upgrade
+            }
+            None => Answer::Respond(Response::text(404, "not found")),
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+        self.table.message(conn, kind, payload, &mut self.out);
+        cx.send_all(self.out.drain(..));
+    }
+
+    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
+        self.table.close(conn);
+    }
+
+    fn gauge(&self) -> u64 {
+        self.table.peers() as u64
+    }
 }
 
 #[cfg(test)]

@@ -15,12 +15,38 @@
 //! text; a non-string channel id is `channel_id not found`; a `null` parameter is present.
 //! Limits (channels, bytes, candidates per channel) answer with the original's failure texts:
 //! `try again!` for a new channel, `fail to create <offer|answer|candidate>` for a write.
+//!
+//! [`HttpApi`] is the dialect: a `POST` is placed where it was read (every instance sees the
+//! one store through [`Channels`]), its body is read, and [`handle`] answers it; CORS and the
+//! preflight are answered here too.
 
 pub mod json;
 pub mod store;
 
+use super::{uuid_v4, Answer, Cx, Dialect, Handle, Placement, Random};
+use crate::proto::http::{Method, RequestHead, Response};
+
 use json::Value;
-use store::{parse_id, Table, WriteError};
+use store::{parse_id, Channel, Id, WriteError, WriteResult};
+
+/// The channel store as the API sees it (the single-threaded [`store::Table`], or the server's
+/// table shared by its reactors).
+pub trait Channels {
+    /// Create channel `id`, living from `now` for the store's TTL.
+    fn create(&self, id: Id, now: u64) -> Result<(), WriteError>;
+    /// Run `f` on live channel `id`; false if there is none.
+    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool;
+    /// Store `value` as the offer (replacing any), charging `cost` bytes.
+    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult;
+    /// Store `value` as the answer, unless there is one.
+    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult;
+    /// Append `value` to the candidates unless an equal one is there (still `Ok`).
+    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult;
+    /// A method call was answered (200 when `ok`, else an error): for the store's metrics.
+    fn answered(&self, ok: bool) {
+        let _ = ok;
+    }
+}
 
 /// The error for a body that is not a JSON object with a `method` key.
 pub const NOT_RPC: &str = "Not a valid rpc. HTTP post body must be a json object with method key";
@@ -67,7 +93,12 @@ fn error(msg: &str) -> Reply {
 
 /// Answer one request `body` at `now` (milliseconds since the UNIX epoch). `new_id` makes a
 /// channel id (a random UUIDv4 in the server).
-pub fn handle(table: &Table, now: u64, body: &[u8], new_id: &mut dyn FnMut() -> String) -> Reply {
+pub fn handle(
+    table: &dyn Channels,
+    now: u64,
+    body: &[u8],
+    new_id: &mut dyn FnMut() -> String,
+) -> Reply {
     let req = match Value::parse(body) {
         Some(v @ Value::Object(_)) => v,
         _ => return error(NOT_RPC),
@@ -137,19 +168,20 @@ pub fn handle(table: &Table, now: u64, body: &[u8], new_id: &mut dyn FnMut() -> 
                 "get_offer" => ("offer", "offer not found"),
                 _ => ("answer", "answer not found"),
             };
-            let found = table.read(&key, now, |c| {
+            let mut found = None;
+            let exists = table.read_with(&key, now, &mut |c| {
                 let v = if name == "offer" { &c.offer } else { &c.answer };
-                v.as_ref().map(|v| {
+                found = v.as_ref().map(|v| {
                     let mut out = format!("{{\"{name}\": ");
                     v.write_py(&mut out);
                     out.push('}');
                     out
                 })
             });
-            match found {
-                None => error("channel_id not found"),
-                Some(None) => error(missing),
-                Some(Some(out)) => Reply::Json(out),
+            match (exists, found) {
+                (false, _) => error("channel_id not found"),
+                (true, None) => error(missing),
+                (true, Some(out)) => Reply::Json(out),
             }
         }
         "get_candidates" => {
@@ -157,20 +189,19 @@ pub fn handle(table: &Table, now: u64, body: &[u8], new_id: &mut dyn FnMut() -> 
                 Ok(k) => k,
                 Err(r) => return r,
             };
-            let found = table.read(&key, now, |c| {
-                let mut out = String::from("{\"items\": [");
+            let mut out = String::from("{\"items\": [");
+            let exists = table.read_with(&key, now, &mut |c| {
                 for (i, v) in c.candidates.iter().enumerate() {
                     if i > 0 {
                         out.push_str(", ");
                     }
                     v.write_py(&mut out);
                 }
-                out.push_str("]}");
-                out
             });
-            match found {
-                None => error("channel_id not found"),
-                Some(out) => Reply::Json(out),
+            out.push_str("]}");
+            match exists {
+                false => error("channel_id not found"),
+                true => Reply::Json(out),
             }
         }
         "echo" => Reply::Json(req.to_py_json()),
@@ -202,6 +233,128 @@ fn params(req: &Value, name: &str) -> Result<(store::Id, Value), Reply> {
     };
     let key = channel(req)?;
     Ok((key, value.clone()))
+}
+
+// ── the dialect ───────────────────────────────────────────────────────────────────────────
+
+/// Which cross-origin requests the API answers with CORS headers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    /// `*`.
+    Any,
+    /// No CORS headers.
+    Off,
+    /// These origins (a listed request `Origin` is echoed).
+    Origins(Vec<String>),
+}
+
+impl Cors {
+    /// `*`, `none`, or comma-separated origins.
+    pub fn parse(s: &str) -> Cors {
+        match s.trim() {
+            "*" => Cors::Any,
+            "none" => Cors::Off,
+            list => Cors::Origins(
+                list.split(',')
+                    .map(|o| o.trim().to_string())
+                    .filter(|o| !o.is_empty())
+                    .collect(),
+            ),
+        }
+    }
+}
+
+/// The HTTP API as a dialect. `store` is the channel table every instance shares.
+pub struct HttpApi {
+    store: Box<dyn Channels + Send>,
+    cors: Cors,
+    max_body: usize,
+}
+
+impl HttpApi {
+    pub fn new(store: Box<dyn Channels + Send>, cors: Cors, max_body: usize) -> Self {
+        HttpApi {
+            store,
+            cors,
+            max_body,
+        }
+    }
+
+    fn cors_headers(&self, head: &RequestHead, r: &mut Response) {
+        let origin = match &self.cors {
+            Cors::Any => Some("*".to_string()),
+            Cors::Off => None,
+            Cors::Origins(list) => head
+                .origin
+                .as_ref()
+                .filter(|o| list.iter().any(|l| l == *o))
+                .cloned(),
+        };
+        if let Some(origin) = origin {
+            r.headers.push(("Access-Control-Allow-Origin", origin));
+        }
+        if let Cors::Origins(_) = self.cors {
+            r.headers.push(("Vary", "Origin".to_string()));
+        }
+    }
+
+    /// `OPTIONS`: 204 with the CORS preflight answer (POST, any request header but
+    /// credentials).
+    fn preflight(&self, head: &RequestHead) -> Response {
+        let mut r = Response::new(204, "text/plain", Vec::new());
+        r.headers.push(("Allow", "POST, OPTIONS".to_string()));
+        self.cors_headers(head, &mut r);
+        if self.cors != Cors::Off {
+            r.headers
+                .push(("Access-Control-Allow-Methods", "POST, OPTIONS".to_string()));
+            r.headers.push((
+                "Access-Control-Allow-Headers",
+                "*, Authorization, Content-Type".to_string(),
+            ));
+            r.headers
+                .push(("Access-Control-Max-Age", "86400".to_string()));
+        }
+        r
+    }
+}
+
+impl Dialect for HttpApi {
+    fn place(&self, _req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+        Placement::Here
+    }
+
+    fn on_request(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _conn: Handle,
+        _key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        match req.method {
+            Method::Post => Answer::ReadBody { max: self.max_body },
+            Method::Options => Answer::Respond(self.preflight(req)),
+            _ => {
+                let mut r = Response::new(400, "text/plain", ONLY_POST);
+                self.cors_headers(req, &mut r);
+                Answer::Respond(r)
+            }
+        }
+    }
+
+    fn on_body(
+        &mut self,
+        cx: &mut Cx<'_>,
+        _conn: Handle,
+        req: &RequestHead,
+        body: &[u8],
+    ) -> Answer {
+        let rand = &mut *cx.rand;
+        let reply = handle(&*self.store, cx.unix_ms, body, &mut || uuid_v4(rand));
+        self.store.answered(reply.status() == 200);
+        let mut r = Response::new(reply.status(), reply.content_type(), reply.into_body());
+        self.cors_headers(req, &mut r);
+        Answer::Respond(r)
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! MewConnect v2 pairing (PROTOCOLS.md §1.1–§1.9, with the §1.12 recommendations), as a pure
-//! table: sockets are [`ConnRef`]s, input is whole WebSocket messages, output is
+//! table: sockets are [`Handle`]s, input is whole WebSocket messages, output is
 //! [`Outgoing`] messages.
 //!
 //! Owns: the upgrade query (`role`, `connId`, `signed`) and its validation, the pair table
@@ -30,8 +30,9 @@
 //! exist, if only a receiver remains, or if its `signed` differs from the initiator's (exact,
 //! case-sensitive string comparison: the server cannot verify the signature, §1.9).
 
-use super::{ConnRef, Kind, Outgoing};
-use crate::proto::http::percent_decode;
+use super::{upgrade_required, Random};
+use super::{Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Outgoing, Placement};
+use crate::proto::http::{percent_decode, RequestHead, Response};
 use crate::proto::time::Tick;
 use serde_json::value::RawValue;
 use serde_json::{json, Map as JsonMap, Value as Json};
@@ -209,8 +210,8 @@ struct Member {
 }
 
 struct Pair {
-    initiator: Option<ConnRef>,
-    receiver: Option<ConnRef>,
+    initiator: Option<Handle>,
+    receiver: Option<Handle>,
     /// The initiator's `signed`.
     signed: Box<str>,
 }
@@ -219,7 +220,7 @@ struct Pair {
 #[derive(Default)]
 pub struct Pairs {
     pairs: HashMap<Box<str>, Pair>,
-    members: HashMap<ConnRef, Member>,
+    members: HashMap<Handle, Member>,
 }
 
 impl Pairs {
@@ -250,7 +251,7 @@ impl Pairs {
     pub fn admit(
         &mut self,
         p: Params,
-        conn: ConnRef,
+        conn: Handle,
         api_id: Box<str>,
         now: Tick,
         out: &mut Vec<Outgoing>,
@@ -317,7 +318,7 @@ impl Pairs {
     }
 
     /// `conn` closed: remove it, and tell the other member of its pair.
-    pub fn leave(&mut self, conn: ConnRef, out: &mut Vec<Outgoing>) {
+    pub fn leave(&mut self, conn: Handle, out: &mut Vec<Outgoing>) {
         let Some(m) = self.members.remove(&conn) else {
             return;
         };
@@ -361,7 +362,7 @@ impl Pairs {
     }
 
     /// The idle and lifetime deadlines of `conn` at `now`.
-    pub fn due(&self, conn: ConnRef, now: Tick, opts: &Options) -> Due {
+    pub fn due(&self, conn: Handle, now: Tick, opts: &Options) -> Due {
         let Some(m) = self.members.get(&conn) else {
             return Due::Never;
         };
@@ -384,7 +385,7 @@ impl Pairs {
     #[allow(clippy::too_many_arguments)] // the message and its context, passed explicitly
     pub fn message(
         &mut self,
-        conn: ConnRef,
+        conn: Handle,
         now: Tick,
         kind: Kind,
         payload: &[u8],
@@ -821,7 +822,7 @@ pub fn static_turn_token(servers: &Json) -> Json {
 }
 
 /// `{"signal":…,"data":<data, JSON text>,"message":…}`.
-fn signal(to: ConnRef, name: &str, data: &str, message: &str) -> Outgoing {
+fn signal(to: Handle, name: &str, data: &str, message: &str) -> Outgoing {
     let mut s = String::with_capacity(40 + name.len() + data.len() + message.len());
     s.push_str("{\"signal\":");
     s.push_str(&Json::from(name).to_string());
@@ -838,12 +839,161 @@ fn signal(to: ConnRef, name: &str, data: &str, message: &str) -> Outgoing {
 }
 
 /// API Gateway's error frame (§1.7).
-fn error_frame(to: ConnRef, message: &str, api_id: &str, request_id: &str) -> Outgoing {
+fn error_frame(to: Handle, message: &str, api_id: &str, request_id: &str) -> Outgoing {
     let v = json!({ "message": message, "connectionId": api_id, "requestId": request_id });
     Outgoing {
         to,
         kind: Kind::Text,
         payload: v.to_string().into_bytes(),
+    }
+}
+
+// ── the dialect ───────────────────────────────────────────────────────────────────────────
+
+/// The key both members of a pair are placed by.
+pub fn placement_key(conn_id: &str) -> String {
+    format!("mew/{conn_id}")
+}
+
+/// An API Gateway style id (16 base64 characters), as the original's `connectionId` and
+/// `requestId`.
+fn api_gateway_id(rand: &mut dyn Random) -> String {
+    use base64::Engine;
+    let mut b = [0u8; 11];
+    rand.fill(&mut b);
+    base64::engine::general_purpose::STANDARD.encode(b)
+}
+
+/// What the table asks of its surroundings, answered from a call's [`Cx`].
+struct CxEnv<'a, 'b> {
+    cx: &'a mut Cx<'b>,
+    /// The list of the `tryturn` being answered, for its `turntoken`.
+    ice: Option<IceServers>,
+}
+
+impl Env for CxEnv<'_, '_> {
+    fn ice_servers(&mut self, conn_id: &str) -> Json {
+        let ice = self.cx.env.ice_servers(conn_id);
+        let servers = ice.servers.clone();
+        self.ice = Some(ice);
+        servers
+    }
+    fn turn_token(&mut self, servers: &Json) -> Json {
+        match &self.ice {
+            Some(ice) if !ice.token.is_null() => ice.token.clone(),
+            _ => static_turn_token(servers),
+        }
+    }
+    fn request_id(&mut self) -> String {
+        api_gateway_id(self.cx.rand)
+    }
+}
+
+/// MewConnect v2 as a dialect: upgrades on its paths (the registry routes them here) are
+/// placed by `mew/<connId>` and decided against the pair table there.
+pub struct MewConnect {
+    pairs: Pairs,
+    opts: Options,
+    /// Members' idle and lifetime deadlines (revalidated with [`Pairs::due`] when they pop).
+    deadlines: Deadlines<Handle>,
+    out: Vec<Outgoing>,
+}
+
+impl MewConnect {
+    pub fn new(opts: Options) -> Self {
+        MewConnect {
+            pairs: Pairs::new(),
+            opts,
+            deadlines: Deadlines::default(),
+            out: Vec::new(),
+        }
+    }
+
+    fn schedule(&mut self, conn: Handle, now: u64) {
+        if let Due::At(t) = self.pairs.due(conn, Tick::from_ms(now), &self.opts) {
+            self.deadlines.push(t.to_ms(now), conn);
+        }
+    }
+}
+
+impl Dialect for MewConnect {
+    fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+        if req.upgrade.is_none() {
+            return Placement::Answer(upgrade_required());
+        }
+        match parse_params(req.query.as_deref()) {
+            Ok(p) => Placement::Key(placement_key(&p.conn_id).into()),
+            Err(e) => Placement::Answer(Response::new(
+                PARAM_STATUS,
+                "text/plain; charset=utf-8",
+                e.text(),
+            )),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        conn: Handle,
+        _key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        let refuse = |status, text: &str| {
+            Answer::Respond(Response::new(
+                status,
+                "text/plain; charset=utf-8",
+                text.to_owned(),
+            ))
+        };
+        let p = match parse_params(req.query.as_deref()) {
+            Ok(p) => p,
+            Err(e) => return refuse(PARAM_STATUS, e.text()),
+        };
+        let api_id = api_gateway_id(cx.rand);
+        match self
+            .pairs
+            .admit(p, conn, api_id.into(), Tick::from_ms(cx.now), &mut self.out)
+        {
+            Ok(()) => {
+                cx.send_all(self.out.drain(..));
+                self.schedule(conn, cx.now);
+                Answer::Upgrade
+            }
+            Err(r) => refuse(REFUSAL_STATUS, r.text()),
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+        let now = Tick::from_ms(cx.now);
+        let mut out = std::mem::take(&mut self.out);
+        let mut env = CxEnv { cx, ice: None };
+        self.pairs
+            .message(conn, now, kind, payload, &self.opts, &mut env, &mut out);
+        cx.send_all(out.drain(..));
+        self.out = out;
+    }
+
+    fn on_close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
+        self.pairs.leave(conn, &mut self.out);
+        cx.send_all(self.out.drain(..));
+    }
+
+    fn on_timeout(&mut self, cx: &mut Cx<'_>) {
+        while let Some((_, conn)) = self.deadlines.pop_due(cx.now) {
+            match self.pairs.due(conn, Tick::from_ms(cx.now), &self.opts) {
+                Due::Close(reason) => cx.close(conn, 1001, reason),
+                Due::At(t) => self.deadlines.push(t.to_ms(cx.now), conn),
+                Due::Never => {}
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        self.deadlines.next()
+    }
+
+    fn gauge(&self) -> u64 {
+        self.pairs.len() as u64
     }
 }
 

@@ -1,5 +1,5 @@
 //! MewConnect v1 pairing (PROTOCOLS.md §1.10, with the §1.12 recommendations) as a pure
-//! [`Dialect`] on the Socket.IO layer.
+//! [`SioDialect`] on the Socket.IO layer.
 //!
 //! Owns: the handshake query (`stage`, `connId`, `signed`, `message`), the pair table keyed
 //! by `connId` (the original's Redis hash: initiator socket, message, initial `signed`,
@@ -7,7 +7,8 @@
 //! the events of §1.10 and the lenient validation RECOMMENDed there.
 //!
 //! Does not own: sockets and rooms (the layer applies the [`Action`]s; the room of a pair is
-//! named by its `connId`), the ICE servers handed out in `turnToken` ([`Env::ice_servers`]).
+//! named by its `connId`), the ICE servers handed out in `turnToken` (asked of the call's
+//! environment).
 //!
 //! # Flow
 //!
@@ -34,7 +35,7 @@
 //! and an unknown event, answers `44"invalid signal or paramaters"` (sic) where the original
 //! would; no event the real clients send gets it.
 
-use super::sio::{Action, Dialect, Env, To};
+use super::sio::{Action, SioCx, SioDialect, To};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -63,14 +64,12 @@ impl Default for MewV1Config {
     }
 }
 
-impl MewV1Config {
-    /// The configuration from the `mew-v1-*` options.
-    pub fn from_options(o: &crate::config::MewV1Options) -> MewV1Config {
-        MewV1Config {
-            pair_ttl_ms: u64::try_from(o.pair_ttl.as_millis()).unwrap_or(u64::MAX),
-            max_pairs: o.max_pairs,
-        }
-    }
+/// The key a handshake's sessions are placed by, when it is MewConnect v1's (query `stage`):
+/// both sides of a pair meet on one instance.
+pub fn claims(query: &[(String, String)]) -> Option<String> {
+    let q = Query(query);
+    q.get("stage")?;
+    Some(format!("mewv1/{}", q.get("connId").unwrap_or_default()))
 }
 
 /// A socket with a valid handshake: the pair it belongs to.
@@ -222,15 +221,9 @@ impl MewV1 {
     }
 }
 
-impl Dialect for MewV1 {
-    fn on_connect(
-        &mut self,
-        now_ms: u64,
-        sid: &str,
-        query: &[(String, String)],
-        _env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+impl SioDialect for MewV1 {
+    fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]) {
+        let (now_ms, out) = (cx.now, &mut *cx.out);
         let q = Query(query);
         let conn_id = q
             .get("connId")
@@ -242,15 +235,9 @@ impl Dialect for MewV1 {
         }
     }
 
-    fn on_event(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        event: &str,
-        args: &[Value],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+        let env = &mut *cx.env;
+        let out = &mut *cx.out;
         let Some(own) = self.sockets.get(sid).map(|s| s.conn_id.clone()) else {
             return;
         };
@@ -313,24 +300,19 @@ impl Dialect for MewV1 {
                 if let Some(p) = self.pairs.get_mut(&own) {
                     p.require_turn = true;
                     p.try_turn_count = p.try_turn_count.saturating_add(1);
-                    let servers = env.ice_servers(&own);
+                    let servers = env.ice_servers(&own).servers;
                     emit(out, room, "turnToken", vec![json!({ "data": servers })]);
                 }
             }
         }
     }
 
-    fn on_disconnect(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        _env: &mut dyn Env,
-        _out: &mut Vec<Action>,
-    ) {
+    fn on_disconnect(&mut self, _cx: &mut SioCx<'_>, sid: &str) {
         self.sockets.remove(sid);
     }
 
-    fn on_tick(&mut self, now_ms: u64, _env: &mut dyn Env, _out: &mut Vec<Action>) {
+    fn on_timeout(&mut self, cx: &mut SioCx<'_>) {
+        let now_ms = cx.now;
         while let Some((&key, _)) = self.expiry.first_key_value() {
             if key.0 > now_ms {
                 break;
@@ -341,7 +323,7 @@ impl Dialect for MewV1 {
         }
     }
 
-    fn next_deadline(&self) -> Option<u64> {
+    fn poll_timeout(&self) -> Option<u64> {
         self.expiry.first_key_value().map(|(k, _)| k.0)
     }
 }

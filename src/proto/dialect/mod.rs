@@ -1,12 +1,68 @@
-//! Signaling dialects: each is a small sans-I/O machine over whole messages, plus the tables it
-//! keeps per core. The shell routes a message to the dialect of the endpoint it arrived on and
-//! delivers what the dialect returns.
+//! The dialect contract: how every signaling dialect talks to the shell. This is the one
+//! description of it; the dialect modules only say what their events mean.
 //!
-//! Dialects never touch sockets or buffers of other connections: they name connections by
-//! [`ConnRef`] and return [`Outgoing`] messages, which the shell appends to those connections'
-//! send queues.
+//! A dialect is a sans-I/O state machine. It is handed events and answers only by queuing
+//! outputs, which the shell drains after each event. It never touches a socket, a clock, a
+//! thread, a lock or the OS random source: time and randomness come in the [`Cx`] of each
+//! call, and the shell decides where everything lives.
+//!
+//! # Life of a request
+//!
+//! ```text
+//!  request head ─► Dialect::place  (on the core that read it; no table state)
+//!                     │ Answer(resp) ─► answered there
+//!                     │ Key(k) / At(loc) / Here
+//!                     ▼
+//!                 the shell moves the connection to the instance that owns the placement
+//!                     ▼
+//!                 Dialect::on_request ─► Answer
+//!                     Upgrade ────────► 101 written, then the outputs of the call;
+//!                     │                 frames arrive as on_message, the end as on_close
+//!                     Respond(resp) ──► answered (keep-alive permitting, the next request)
+//!                     ReadBody{max} ──► the body is read, then Dialect::on_body ─► Answer
+//!                     Hold{..} ───────► answered later by Output::Respond (or the fallback)
+//! ```
+//!
+//! # Events
+//!
+//! * [`Dialect::place`]: which instance a request belongs to ([`Placement`]). Called on the core
+//!   that read the request, before any state is consulted, so it may only look at the request
+//!   (and may mint ids with `rand`). A connection is placed once: after a move it is not placed
+//!   again, and the key it was placed by is handed to `on_request`.
+//! * [`Dialect::on_request`]: a request placed on this instance. For an upgrade the shell has
+//!   already checked the WebSocket headers, so [`Answer::Upgrade`] always writes the 101, and
+//!   the dialect may enter the connection in its tables right there.
+//! * [`Dialect::on_body`]: the body of a request answered [`Answer::ReadBody`].
+//! * [`Dialect::on_message`]: a whole WebSocket message (text or binary, reassembled).
+//! * [`Dialect::on_close`]: a connection the dialect holds stopped being reachable: an open
+//!   WebSocket that closed (either side's close, an error, EOF, a slow reader dropped, the
+//!   server shutting down) or a held request that went away or got its fallback. Called once,
+//!   never for a connection that was answered with a plain response.
+//! * [`Dialect::on_timeout`]: the deadline the dialect gave in [`Dialect::poll_timeout`] passed.
+//!
+//! # Outputs ([`Output`], queued through [`Cx`])
+//!
+//! * `Send`: a whole message to a connection. `Close`: a close frame with a code and reason.
+//!   `Respond`: the answer to a held request. `Pipe`: join two open WebSockets cut-through
+//!   (data frames flow between them without reassembly; control frames and teardown are the
+//!   shell's).
+//! * Outputs of one call are applied in order, after the call's own answer is written (so a
+//!   `Send` to a connection just upgraded follows its 101).
+//! * An output naming a connection that is gone, closing, or (for `Respond`) not waiting is
+//!   dropped: a dialect never needs to ask whether its peer is still there, it hears `on_close`.
+//!
+//! # Connections and placement
+//!
+//! Connections are named by [`Handle`]s, opaque values the shell resolves to wherever the
+//! connection lives; dialects store and compare them, nothing more. A key ([`Placement::Key`])
+//! names the instance that owns it: every request placed by one key meets the same instance,
+//! which is how two peers of one pair or room find each other. Where that instance runs (which
+//! core, some day which machine) is the shell's decision alone. A dialect that mints ids which
+//! later requests carry (a session id) writes [`Cx::here`] into them and places those requests
+//! with [`Placement::At`].
 
 pub mod cevitxe;
+pub mod echo;
 pub mod httpapi;
 pub mod mewconnect;
 pub mod mewv1;
@@ -16,22 +72,410 @@ pub mod pipe;
 pub mod sio;
 pub mod workspaces;
 
+use crate::proto::http::{RequestHead, Response};
 use crate::proto::ws::DataKind;
+use std::borrow::Cow;
+use std::ops::Range;
 
 /// Message kind on the wire.
 pub type Kind = DataKind;
 
-/// A connection on this core: slab key plus generation (stale references are detected).
+/// A connection, as dialects name it. Opaque: the shell packs into it where the connection
+/// lives and which incarnation of its slot it is, so a handle of a connection that is gone
+/// never reaches a newer one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ConnRef {
-    pub key: u32,
-    pub gen: u32,
+pub struct Handle(u64);
+
+impl Handle {
+    /// Only the shell (and tests) make handles.
+    pub const fn from_raw(raw: u64) -> Handle {
+        Handle(raw)
+    }
+
+    pub const fn raw(self) -> u64 {
+        self.0
+    }
+
+    /// A handle made of two numbers, for tests and fuzzing.
+    pub const fn of(key: u32, gen: u32) -> Handle {
+        Handle(((gen as u64) << 32) | key as u64)
+    }
 }
 
-/// A message for a connection on this core.
+/// A message for a connection, as the dialects' tables produce them (their dialect hands them
+/// to [`Cx::send`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outgoing {
-    pub to: ConnRef,
+    pub to: Handle,
     pub kind: Kind,
     pub payload: Vec<u8>,
 }
+
+/// Where a dialect instance runs, opaque (see [`Placement::At`]). 24 bits are enough to write
+/// into an id; the shell decides what they mean.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Locator(pub u32);
+
+impl Locator {
+    /// The bits a locator may use.
+    pub const BITS: u32 = 24;
+}
+
+/// Which instance a request belongs to.
+#[derive(Debug)]
+pub enum Placement {
+    /// Any instance will do: the one on the core that read it.
+    Here,
+    /// The instance that owns this key.
+    Key(Box<str>),
+    /// The instance at this location (one the dialect wrote into an id it minted). A location
+    /// the shell does not know is treated as [`Placement::Here`].
+    At(Locator),
+    /// Answer at once, wherever the request is (bad parameters, a wrong method, ...).
+    Answer(Response),
+}
+
+/// The dialect's decision about a request placed on it.
+#[derive(Debug)]
+pub enum Answer {
+    /// Accept the WebSocket upgrade (the shell checked its headers: the 101 is written).
+    Upgrade,
+    /// Answer with this response: a plain request, or an upgrade refused.
+    Respond(Response),
+    /// Read the request's body first (at most `max` bytes: a larger `Content-Length` gets 413
+    /// before any body byte is read), then [`Dialect::on_body`] decides.
+    ReadBody { max: usize },
+    /// Answer later with [`Output::Respond`]; at `until_ms` (the instance's clock) without an
+    /// answer, `fallback` is sent and the dialect hears `on_close`.
+    Hold { until_ms: u64, fallback: Response },
+}
+
+/// What a dialect asks of the shell.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// One unfragmented message; the payload is `bytes[range]` of the [`Outputs`] it is in.
+    Send {
+        to: Handle,
+        kind: Kind,
+        payload: Range<usize>,
+    },
+    /// Close the WebSocket with this code and reason (at most 123 bytes).
+    Close {
+        conn: Handle,
+        code: u16,
+        reason: Cow<'static, str>,
+    },
+    /// The answer to a held request.
+    Respond { conn: Handle, response: Response },
+    /// Join two open WebSockets cut-through, each receiving the other's data frames.
+    Pipe { a: Handle, b: Handle },
+}
+
+/// A queue of outputs with the bytes of their messages in one buffer (no allocation per
+/// message once warm). The shell drains it after every call.
+#[derive(Debug, Default)]
+pub struct Outputs {
+    list: Vec<Output>,
+    bytes: Vec<u8>,
+}
+
+impl Outputs {
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.list.len()
+    }
+
+    /// The outputs in order, with the payload bytes they refer to.
+    pub fn iter(&self) -> impl Iterator<Item = (&Output, &[u8])> {
+        self.list.iter().map(|o| match o {
+            Output::Send { payload, .. } => (o, &self.bytes[payload.clone()]),
+            _ => (o, &[][..]),
+        })
+    }
+
+    /// Move everything out, leaving the buffers' capacity behind.
+    pub fn drain(&mut self) -> (std::vec::Drain<'_, Output>, &[u8]) {
+        let bytes = &self.bytes[..];
+        (self.list.drain(..), bytes)
+    }
+
+    pub fn clear(&mut self) {
+        self.list.clear();
+        self.bytes.clear();
+    }
+
+    fn push_send(&mut self, to: Handle, kind: Kind, write: impl FnOnce(&mut Vec<u8>)) {
+        let start = self.bytes.len();
+        write(&mut self.bytes);
+        self.list.push(Output::Send {
+            to,
+            kind,
+            payload: start..self.bytes.len(),
+        });
+    }
+}
+
+/// Randomness, passed in: the shell's is the OS CSPRNG (ids are capabilities); tests pass a
+/// seeded one.
+pub trait Random {
+    fn fill(&mut self, buf: &mut [u8]);
+}
+
+/// A small deterministic generator (splitmix64) for tests and fuzzing. Not for ids a real
+/// server hands out.
+#[derive(Debug, Clone)]
+pub struct Seeded(pub u64);
+
+impl Random for Seeded {
+    fn fill(&mut self, buf: &mut [u8]) {
+        for chunk in buf.chunks_mut(8) {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^= z >> 31;
+            chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+        }
+    }
+}
+
+/// ICE servers for one user, as the dialects hand them out.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IceServers {
+    /// A JSON array of RTCIceServer objects, each with both `url` and `urls`.
+    pub servers: serde_json::Value,
+    /// MewConnect's `turntoken` object for the same list (PROTOCOLS.md §1.8).
+    pub token: serde_json::Value,
+}
+
+/// What a dialect may ask of its surroundings besides time and randomness.
+pub trait Env {
+    /// The ICE servers for `user` (a connection or attendee id: TURN REST usernames carry it).
+    fn ice_servers(&mut self, user: &str) -> IceServers;
+}
+
+/// An environment without ICE configuration (the default Google STUN list's shape is not
+/// assumed: an empty list), for tests.
+#[derive(Debug, Default)]
+pub struct NoEnv;
+
+impl Env for NoEnv {
+    fn ice_servers(&mut self, _user: &str) -> IceServers {
+        IceServers {
+            servers: serde_json::Value::Array(Vec::new()),
+            token: serde_json::Value::Null,
+        }
+    }
+}
+
+/// The context of one call: the time, randomness, the environment, and where outputs go.
+/// `O` is the kind of output: [`Outputs`] for dialects, `Vec<sio::Action>` for the Socket.IO
+/// dialects on the Engine.IO layer.
+pub struct Cx<'a, O = Outputs> {
+    /// Milliseconds on the instance's monotonic clock (deadlines).
+    pub now: u64,
+    /// Milliseconds since the UNIX epoch (token lifetimes, TTLs, timestamps clients see).
+    pub unix_ms: u64,
+    /// Where this instance runs.
+    pub here: Locator,
+    pub rand: &'a mut dyn Random,
+    pub env: &'a mut dyn Env,
+    pub out: &'a mut O,
+}
+
+impl<O> Cx<'_, O> {
+    /// `N` random bytes.
+    pub fn random<const N: usize>(&mut self) -> [u8; N] {
+        let mut b = [0u8; N];
+        self.rand.fill(&mut b);
+        b
+    }
+
+    /// `N` random bytes as `2N` lowercase hex digits.
+    pub fn hex_id<const N: usize>(&mut self) -> String {
+        hex(&self.random::<N>())
+    }
+
+    /// The same context with another output queue (a layer handing calls on to its dialects).
+    pub fn with_out<'b, P>(&'b mut self, out: &'b mut P) -> Cx<'b, P> {
+        Cx {
+            now: self.now,
+            unix_ms: self.unix_ms,
+            here: self.here,
+            rand: &mut *self.rand,
+            env: &mut *self.env,
+            out,
+        }
+    }
+}
+
+impl Cx<'_, Outputs> {
+    /// Queue one message.
+    pub fn send(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+        self.out
+            .push_send(to, kind, |b| b.extend_from_slice(payload));
+    }
+
+    /// Queue one text message.
+    pub fn text(&mut self, to: Handle, payload: &str) {
+        self.send(to, Kind::Text, payload.as_bytes());
+    }
+
+    /// Queue messages a table produced, in order.
+    pub fn send_all(&mut self, msgs: impl IntoIterator<Item = Outgoing>) {
+        for m in msgs {
+            self.send(m.to, m.kind, &m.payload);
+        }
+    }
+
+    /// Queue one message written in place by `write`.
+    pub fn send_with(&mut self, to: Handle, kind: Kind, write: impl FnOnce(&mut Vec<u8>)) {
+        self.out.push_send(to, kind, write);
+    }
+
+    pub fn close(&mut self, conn: Handle, code: u16, reason: impl Into<Cow<'static, str>>) {
+        self.out.list.push(Output::Close {
+            conn,
+            code,
+            reason: reason.into(),
+        });
+    }
+
+    pub fn respond(&mut self, conn: Handle, response: Response) {
+        self.out.list.push(Output::Respond { conn, response });
+    }
+
+    pub fn pipe(&mut self, a: Handle, b: Handle) {
+        self.out.list.push(Output::Pipe { a, b });
+    }
+}
+
+/// Lowercase hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(2 * bytes.len());
+    for x in bytes {
+        s.push(char::from(HEX[usize::from(x >> 4)]));
+        s.push(char::from(HEX[usize::from(x & 15)]));
+    }
+    s
+}
+
+/// A random version 4 UUID (RFC 9562) in its 36-character lowercase form.
+pub fn uuid_v4(rand: &mut dyn Random) -> String {
+    let mut b = [0u8; 16];
+    rand.fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // variant 10
+    let h = hex(&b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
+}
+
+/// A signaling dialect. Every method but `place` and `on_request` has a default that ignores
+/// the event, so a dialect implements only what it uses.
+pub trait Dialect {
+    /// Which instance `req` belongs to (see the module docs).
+    fn place(&self, req: &RequestHead, rand: &mut dyn Random) -> Placement;
+
+    /// A request placed on this instance; `key` is the key it was placed by, if any.
+    fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        conn: Handle,
+        key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer;
+
+    /// The body of a request answered with [`Answer::ReadBody`].
+    fn on_body(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &RequestHead, body: &[u8]) -> Answer {
+        let _ = (cx, conn, req, body);
+        Answer::Respond(Response::text(404, "not found"))
+    }
+
+    /// A whole message from the open WebSocket `conn`.
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+        let _ = (cx, conn, kind, payload);
+    }
+
+    /// `conn` (an open WebSocket or a held request of this dialect) is gone.
+    fn on_close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
+        let _ = (cx, conn);
+    }
+
+    /// The deadline from [`Dialect::poll_timeout`] passed.
+    fn on_timeout(&mut self, cx: &mut Cx<'_>) {
+        let _ = cx;
+    }
+
+    /// When `on_timeout` has something to do next (the instance's clock), if ever.
+    fn poll_timeout(&self) -> Option<u64> {
+        None
+    }
+
+    /// A number this dialect reports as its gauge (sessions, members), if it has one.
+    fn gauge(&self) -> u64 {
+        0
+    }
+}
+
+/// `426 Upgrade Required` for a plain request to a WebSocket-only path.
+pub fn upgrade_required() -> Response {
+    let mut r = Response::text(426, "this endpoint speaks WebSocket only");
+    r.headers.push(("Upgrade", "websocket".into()));
+    r
+}
+
+/// A min-heap of `(deadline, item)` with lazy revalidation: entries are never removed early;
+/// the owner checks, when one pops, whether it still applies. The dialects' timers.
+#[derive(Debug)]
+pub struct Deadlines<T: Ord> {
+    heap: std::collections::BinaryHeap<std::cmp::Reverse<(u64, T)>>,
+}
+
+impl<T: Ord> Default for Deadlines<T> {
+    fn default() -> Self {
+        Deadlines {
+            heap: std::collections::BinaryHeap::new(),
+        }
+    }
+}
+
+impl<T: Ord> Deadlines<T> {
+    pub fn push(&mut self, at: u64, item: T) {
+        self.heap.push(std::cmp::Reverse((at, item)));
+    }
+
+    /// The earliest deadline.
+    pub fn next(&self) -> Option<u64> {
+        self.heap.peek().map(|std::cmp::Reverse((at, _))| *at)
+    }
+
+    /// The next entry due at `now`, if any.
+    pub fn pop_due(&mut self, now: u64) -> Option<(u64, T)> {
+        if self.next()? > now {
+            return None;
+        }
+        self.heap.pop().map(|std::cmp::Reverse(e)| e)
+    }
+
+    pub fn len(&self) -> usize {
+        self.heap.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.heap.is_empty()
+    }
+}
+
+#[cfg(test)]
+pub mod testing;

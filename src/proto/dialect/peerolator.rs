@@ -1,4 +1,4 @@
-//! Peerolator (PROTOCOLS.md §4), as a pure table: sockets are [`ConnRef`]s, input is whole
+//! Peerolator (PROTOCOLS.md §4), as a pure table: sockets are [`Handle`]s, input is whole
 //! WebSocket messages, output is [`Outgoing`] messages.
 //!
 //! Owns: server peers (`/server`) and the clients attached to each (`/client/:serverId`), the
@@ -28,7 +28,9 @@
 //!   meaning; the original sent each client its own id) and stays connected; its later valid
 //!   messages are dropped. New clients for that id are refused.
 
-use super::{ConnRef, Kind, Outgoing};
+use super::Random;
+use super::{hex, upgrade_required, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement};
+use crate::proto::http::{percent_decode, RequestHead, Response};
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
 use std::collections::HashMap;
@@ -62,8 +64,8 @@ pub enum Verdict {
 }
 
 struct Server {
-    conn: ConnRef,
-    clients: HashMap<Box<str>, ConnRef>,
+    conn: Handle,
+    clients: HashMap<Box<str>, Handle>,
 }
 
 enum Member {
@@ -75,7 +77,7 @@ enum Member {
 #[derive(Default)]
 pub struct Peers {
     servers: HashMap<Box<str>, Server>,
-    members: HashMap<ConnRef, Member>,
+    members: HashMap<Handle, Member>,
 }
 
 impl Peers {
@@ -87,7 +89,7 @@ impl Peers {
     pub fn open_server(
         &mut self,
         id: &str,
-        conn: ConnRef,
+        conn: Handle,
         server_info: Option<&str>,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), OpenError> {
@@ -115,7 +117,7 @@ impl Peers {
         &mut self,
         server_id: &str,
         id: &str,
-        conn: ConnRef,
+        conn: Handle,
         server_info: Option<&str>,
         out: &mut Vec<Outgoing>,
     ) -> Result<(), OpenError> {
@@ -141,7 +143,7 @@ impl Peers {
     }
 
     /// `conn` closed: PEER_GONE to whoever should know.
-    pub fn leave(&mut self, conn: ConnRef, out: &mut Vec<Outgoing>) {
+    pub fn leave(&mut self, conn: Handle, out: &mut Vec<Outgoing>) {
         match self.members.remove(&conn) {
             Some(Member::Client { id, server }) => {
                 let Some(s) = self.servers.get_mut(&server) else {
@@ -181,7 +183,7 @@ impl Peers {
     /// One message from `conn`.
     pub fn message(
         &mut self,
-        conn: ConnRef,
+        conn: Handle,
         kind: Kind,
         payload: &[u8],
         out: &mut Vec<Outgoing>,
@@ -260,7 +262,7 @@ fn parse(kind: Kind, payload: &[u8]) -> Result<Message<'_>, &'static str> {
 }
 
 /// `{"from":…,"to":…,"type":…,"message":…}` with `message` as JSON text.
-fn frame(to_conn: ConnRef, from: &str, to: &str, kind: &str, message: &str) -> Outgoing {
+fn frame(to_conn: Handle, from: &str, to: &str, kind: &str, message: &str) -> Outgoing {
     let mut s = String::with_capacity(48 + from.len() + to.len() + kind.len() + message.len());
     s.push_str("{\"from\":");
     s.push_str(&Json::from(from).to_string());
@@ -278,23 +280,134 @@ fn frame(to_conn: ConnRef, from: &str, to: &str, kind: &str, message: &str) -> O
     }
 }
 
-fn relayed(to_conn: ConnRef, from: &str, m: &Message<'_>) -> Outgoing {
+fn relayed(to_conn: Handle, from: &str, m: &Message<'_>) -> Outgoing {
     frame(to_conn, from, &m.to, &m.kind, m.message.get())
 }
 
 /// A relay message about the peer `about`, to the peer `to` (whose id is `to_id`).
-fn relay_message(to: ConnRef, to_id: &str, kind: &str, about: &str) -> Outgoing {
+fn relay_message(to: Handle, to_id: &str, kind: &str, about: &str) -> Outgoing {
     let message = serde_json::json!({ "id": about }).to_string();
     frame(to, "0", to_id, kind, &message)
 }
 
-fn hello(to: ConnRef, id: &str, server_info: Option<&str>) -> Outgoing {
+fn hello(to: Handle, id: &str, server_info: Option<&str>) -> Outgoing {
     let mut m = serde_json::Map::new();
     m.insert("id".into(), Json::from(id));
     if let Some(info) = server_info {
         m.insert("serverInfo".into(), Json::from(info));
     }
     frame(to, "0", id, "HELLO", &Json::Object(m).to_string())
+}
+
+// ── the dialect ───────────────────────────────────────────────────────────────────────────
+
+/// A server and all its clients are placed by this key.
+pub fn placement_key(server_id: &str) -> String {
+    format!("peer/{server_id}")
+}
+
+/// Which side a Peerolator path is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerPath {
+    /// `/server` (exact).
+    Server,
+    /// `/client/:serverId` (decoded).
+    Client(String),
+}
+
+/// The Peerolator path of `path`, if it is one.
+pub fn parse_path(path: &str) -> Option<PeerPath> {
+    if path == "/server" {
+        return Some(PeerPath::Server);
+    }
+    let id = path.strip_prefix("/client/")?;
+    if id.is_empty() || id.contains('/') {
+        return None;
+    }
+    percent_decode(id).map(PeerPath::Client)
+}
+
+/// Peerolator as a dialect. Ids (32 lowercase hex digits) are minted from the call's
+/// randomness: a server's when it is placed (its key carries it), a client's when it opens.
+pub struct Peerolator {
+    peers: Peers,
+    /// `serverInfo` sent in every HELLO, if configured.
+    server_info: Option<String>,
+    out: Vec<Outgoing>,
+}
+
+impl Peerolator {
+    pub fn new(server_info: Option<String>) -> Self {
+        Peerolator {
+            peers: Peers::new(),
+            server_info,
+            out: Vec::new(),
+        }
+    }
+}
+
+impl Dialect for Peerolator {
+    fn place(&self, req: &RequestHead, rand: &mut dyn Random) -> Placement {
+        if req.upgrade.is_none() {
+            return Placement::Answer(upgrade_required());
+        }
+        match parse_path(&req.path) {
+            Some(PeerPath::Server) => {
+                let mut id = [0u8; 16];
+                rand.fill(&mut id);
+                Placement::Key(placement_key(&hex(&id)).into())
+            }
+            Some(PeerPath::Client(server)) => Placement::Key(placement_key(&server).into()),
+            None => Placement::Answer(Response::text(404, "not found")),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        conn: Handle,
+        key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        let info = self.server_info.as_deref();
+        let opened = match parse_path(&req.path) {
+            Some(PeerPath::Server) => match key.and_then(|k| k.strip_prefix("peer/")) {
+                Some(id) => self.peers.open_server(id, conn, info, &mut self.out),
+                None => return Answer::Respond(Response::text(500, "server id missing")),
+            },
+            Some(PeerPath::Client(server)) => {
+                let id = cx.hex_id::<16>();
+                self.peers
+                    .open_client(&server, &id, conn, info, &mut self.out)
+            }
+            None => return Answer::Respond(Response::text(404, "not found")),
+        };
+        cx.send_all(self.out.drain(..));
+        if let Err(e) = opened {
+            // The original completes the upgrade, then ends the session.
+            cx.close(conn, 1008, e.reason());
+        }
+        Answer::Upgrade
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+        if let Verdict::Close(why) = self.peers.message(conn, kind, payload, &mut self.out) {
+            // Gone from the relay now (its peers hear PEER_GONE at once), not when the
+            // close handshake ends.
+            self.peers.leave(conn, &mut self.out);
+            cx.close(conn, 1008, why);
+        }
+        cx.send_all(self.out.drain(..));
+    }
+
+    fn on_close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
+        self.peers.leave(conn, &mut self.out);
+        cx.send_all(self.out.drain(..));
+    }
+
+    fn gauge(&self) -> u64 {
+        self.peers.len() as u64
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,14 @@
 //! in bytes and count; past either bound the waiting socket is told to close.
 //!
 //! What this module does not do: move bytes between paired sockets (the shell's cut-through
-//! pipe does, with `proto::conn`'s piped mode), or decide where sockets live (every socket of a
-//! pair is placed on the core owning the unordered pair, so one table per core suffices).
+//! pipe does, with `proto::conn`'s piped mode, once the dialect asks for [`Output::Pipe`]), or
+//! decide where sockets live (every socket of a pair is placed by the key of the unordered
+//! pair, so both meet in one table).
+//!
+//! [`Output::Pipe`]: super::Output::Pipe
 
-use super::{ConnRef, Kind};
+use super::{upgrade_required, Answer, Cx, Deadlines, Dialect, Handle, Kind, Placement, Random};
+use crate::proto::http::{percent_decode, RequestHead, Response};
 use std::collections::HashMap;
 
 /// What a `/connection` socket seeks: its own id, the peer's id, the document key
@@ -58,7 +62,7 @@ pub struct HoldLimits {
 }
 
 struct Waiting {
-    conn: ConnRef,
+    conn: Handle,
     held: Vec<(Kind, Vec<u8>)>,
     bytes: usize,
 }
@@ -69,12 +73,12 @@ pub enum Arrival {
     /// Paired with `peer`, which was waiting; `held` are the messages it sent meanwhile, to be
     /// delivered to the newcomer before anything else.
     Paired {
-        peer: ConnRef,
+        peer: Handle,
         held: Vec<(Kind, Vec<u8>)>,
     },
     /// Now waiting. If another socket was already waiting with the same seek, it is replaced
     /// (and returned): it stays open but will never be paired.
-    Waiting { replaced: Option<ConnRef> },
+    Waiting { replaced: Option<Handle> },
 }
 
 /// Why a held message was refused.
@@ -98,7 +102,7 @@ impl PipeTable {
     }
 
     /// A socket upgraded on `/connection/…` (on the core owning its pair).
-    pub fn arrive(&mut self, seek: &Seek, conn: ConnRef) -> Arrival {
+    pub fn arrive(&mut self, seek: &Seek, conn: Handle) -> Arrival {
         if let Some(w) = self.waiting.remove(&seek.reciprocal()) {
             return Arrival::Paired {
                 peer: w.conn,
@@ -122,7 +126,7 @@ impl PipeTable {
     pub fn hold(
         &mut self,
         seek: &Seek,
-        conn: ConnRef,
+        conn: Handle,
         kind: Kind,
         payload: &[u8],
         limits: HoldLimits,
@@ -144,7 +148,7 @@ impl PipeTable {
 
     /// A socket closed: forget its waiting entry, but only if it is still the registered one
     /// (a replaced socket's close must not remove its replacement).
-    pub fn leave(&mut self, seek: &Seek, conn: ConnRef) {
+    pub fn leave(&mut self, seek: &Seek, conn: Handle) {
         if self.waiting.get(seek).is_some_and(|w| w.conn == conn) {
             self.waiting.remove(seek);
         }
@@ -153,6 +157,163 @@ impl PipeTable {
     /// Sockets waiting for their peer.
     pub fn waiting(&self) -> usize {
         self.waiting.len()
+    }
+}
+
+// ── the dialect ───────────────────────────────────────────────────────────────────────────
+
+/// What a `/connection/…` (or `/connect/…`) path asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PipePath {
+    /// `/connection/:local/:remote/:key`, decoded.
+    Seek(Seek),
+    /// `/connection/:id` with one segment (the form in the original README): it can never be
+    /// paired. The original completes the upgrade and closes; so does sigyard.
+    Unpairable,
+}
+
+/// The pipe path of `path`, if it is one.
+pub fn parse_path(path: &str) -> Option<PipePath> {
+    let rest = path
+        .strip_prefix("/connection/")
+        .or_else(|| path.strip_prefix("/connect/"))?;
+    let segs: Vec<&str> = rest.split('/').collect();
+    match segs[..] {
+        [a, b, key] if !a.is_empty() && !b.is_empty() => Some(PipePath::Seek(Seek {
+            local: percent_decode(a)?.into(),
+            remote: percent_decode(b)?.into(),
+            key: percent_decode(key)?.into(),
+        })),
+        [_] => Some(PipePath::Unpairable),
+        _ => None,
+    }
+}
+
+/// The pipe's options.
+#[derive(Clone, Copy, Debug)]
+pub struct PipeOptions {
+    pub hold: HoldLimits,
+    /// How long a socket may wait for its peer (`None`: no limit); past it, close 1008.
+    pub hold_timeout_ms: Option<u64>,
+}
+
+/// `/connection/:local/:remote/:key` as a dialect: a holding table until the peer arrives,
+/// then a cut-through pipe ([`super::Output::Pipe`]) that the shell runs.
+pub struct PipeDialect {
+    table: PipeTable,
+    opts: PipeOptions,
+    /// Sockets waiting for their peer (or replaced while waiting), with what they seek and
+    /// since when.
+    waiting: HashMap<Handle, (Seek, u64)>,
+    deadlines: Deadlines<Handle>,
+}
+
+impl PipeDialect {
+    pub fn new(opts: PipeOptions) -> Self {
+        PipeDialect {
+            table: PipeTable::new(),
+            opts,
+            waiting: HashMap::new(),
+            deadlines: Deadlines::default(),
+        }
+    }
+}
+
+impl Dialect for PipeDialect {
+    fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+        if req.upgrade.is_none() {
+            return Placement::Answer(upgrade_required());
+        }
+        match parse_path(&req.path) {
+            Some(PipePath::Seek(seek)) => Placement::Key(seek.pair_key().into()),
+            Some(PipePath::Unpairable) => Placement::Here,
+            None => Placement::Answer(Response::text(404, "not found")),
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        cx: &mut Cx<'_>,
+        conn: Handle,
+        _key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        let seek = match parse_path(&req.path) {
+            Some(PipePath::Seek(seek)) => seek,
+            Some(PipePath::Unpairable) => {
+                cx.close(
+                    conn,
+                    1008,
+                    "cannot pair: use /connection/:local/:remote/:key",
+                );
+                return Answer::Upgrade;
+            }
+            None => return Answer::Respond(Response::text(404, "not found")),
+        };
+        match self.table.arrive(&seek, conn) {
+            Arrival::Paired { peer, held } => {
+                self.waiting.remove(&peer);
+                // The waiting side's messages go first, in order and with their types.
+                for (kind, payload) in &held {
+                    cx.send(conn, *kind, payload);
+                }
+                cx.pipe(conn, peer);
+            }
+            Arrival::Waiting { .. } => {
+                self.waiting.insert(conn, (seek, cx.now));
+                if let Some(t) = self.opts.hold_timeout_ms {
+                    self.deadlines.push(cx.now + t, conn);
+                }
+            }
+        }
+        Answer::Upgrade
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+        // Messages of paired sockets never come here: the shell pipes them.
+        let Some((seek, _)) = self.waiting.get(&conn) else {
+            return;
+        };
+        match self.table.hold(seek, conn, kind, payload, self.opts.hold) {
+            Ok(()) => {}
+            Err(HoldError::Full { .. }) => cx.close(
+                conn,
+                1008,
+                "peer did not connect: pipe holding limit reached",
+            ),
+            // A socket replaced by a newer one for the same seek: nobody will read it.
+            Err(HoldError::NotWaiting) => {}
+        }
+    }
+
+    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
+        if let Some((seek, _)) = self.waiting.remove(&conn) {
+            self.table.leave(&seek, conn);
+        }
+    }
+
+    fn on_timeout(&mut self, cx: &mut Cx<'_>) {
+        let Some(limit) = self.opts.hold_timeout_ms else {
+            return;
+        };
+        while let Some((_, conn)) = self.deadlines.pop_due(cx.now) {
+            // Still waiting, and since long enough (not a later socket on a reused handle).
+            if self
+                .waiting
+                .get(&conn)
+                .is_some_and(|&(_, since)| since + limit <= cx.now)
+            {
+                cx.close(conn, 1008, "peer did not connect in time");
+            }
+        }
+    }
+
+    fn poll_timeout(&self) -> Option<u64> {
+        self.deadlines.next()
+    }
+
+    fn gauge(&self) -> u64 {
+        self.table.waiting() as u64
     }
 }
 
@@ -167,9 +328,9 @@ mod tests {
             key: k.into(),
         }
     }
-    const A: ConnRef = ConnRef { key: 1, gen: 1 };
-    const B: ConnRef = ConnRef { key: 2, gen: 1 };
-    const C: ConnRef = ConnRef { key: 3, gen: 1 };
+    const A: Handle = Handle::of(1, 1);
+    const B: Handle = Handle::of(2, 1);
+    const C: Handle = Handle::of(3, 1);
     const LIM: HoldLimits = HoldLimits {
         max_bytes: 10,
         max_messages: 3,

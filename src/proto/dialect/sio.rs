@@ -1,11 +1,16 @@
-//! The contract between the Engine.IO 3 / Socket.IO 2 layer and the dialects that run on it
-//! (webRTWorkspaces, MewConnect v1).
-//!
-//! The layer owns sessions, transports (long-polling and WebSocket), heartbeats, packet
-//! framing and rooms. A dialect sees sockets by id, receives their events, and answers with
-//! [`Action`]s; it never sees a transport. Every socket is in the room named after its own id.
+//! The Socket.IO dialects (webRTWorkspaces, MewConnect v1) run on the Engine.IO 3 / Socket.IO 2
+//! layer (`proto::eio`), which is itself a [`super::Dialect`]. They follow the same contract
+//! one level up: a Socket.IO dialect is handed events (a socket connected with its handshake
+//! query, an event with its arguments, a socket gone, a deadline), with the time and the
+//! randomness in its [`SioCx`], and answers only by queuing [`Action`]s, which the layer
+//! carries out in order. It never sees a transport, a connection or a session's packets; every
+//! socket is in the room named after its own id.
 
+use super::Cx;
 use serde_json::Value;
+
+/// A Socket.IO dialect's context: the contract's [`Cx`] with [`Action`]s as outputs.
+pub type SioCx<'a> = Cx<'a, Vec<Action>>;
 
 /// Where an emit goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,44 +51,41 @@ pub enum Action {
     },
 }
 
-/// What a dialect may ask of its surroundings while handling an event.
-pub trait Env {
-    /// The ICE servers for `user` (an attendee or connection id): a JSON array of entries
-    /// that carry both `url` and `urls`.
-    fn ice_servers(&mut self, user: &str) -> Value;
-}
-
-/// A dialect on the Socket.IO layer. `now_ms` is milliseconds on the layer's clock
-/// (monotonic for deadlines; a dialect that needs wall time, e.g. for JWT `iat`/`exp`, gets it
-/// from its own injectable clock).
-pub trait Dialect {
+/// A dialect on the Socket.IO layer. `cx.now` is the layer's clock (deadlines); `cx.unix_ms`
+/// the wall clock (token lifetimes, timestamps).
+pub trait SioDialect {
     /// A socket connected to the default namespace; `query` is the handshake's query string
     /// (percent-decoded pairs, in order).
-    fn on_connect(
-        &mut self,
-        now_ms: u64,
-        sid: &str,
-        query: &[(String, String)],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    );
+    fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]);
     /// `42["event", args...]` from a socket.
-    fn on_event(
-        &mut self,
-        now_ms: u64,
-        sid: &str,
-        event: &str,
-        args: &[Value],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    );
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]);
     /// The socket is gone (client disconnect, transport close, ping timeout, or after an
     /// [`Action::Disconnect`]). It has already left all rooms.
-    fn on_disconnect(&mut self, now_ms: u64, sid: &str, env: &mut dyn Env, out: &mut Vec<Action>);
-    /// Time passed: expire what is due (e.g. MewConnect v1's 120 s pairs).
-    fn on_tick(&mut self, _now_ms: u64, _env: &mut dyn Env, _out: &mut Vec<Action>) {}
-    /// The next `now_ms` at which `on_tick` has something to do.
-    fn next_deadline(&self) -> Option<u64> {
+    fn on_disconnect(&mut self, cx: &mut SioCx<'_>, sid: &str);
+    /// The deadline from [`SioDialect::poll_timeout`] passed (e.g. MewConnect v1's 120 s
+    /// pairs).
+    fn on_timeout(&mut self, cx: &mut SioCx<'_>) {
+        let _ = cx;
+    }
+    /// When `on_timeout` has something to do next (`cx.now`'s clock), if ever.
+    fn poll_timeout(&self) -> Option<u64> {
         None
     }
+}
+
+/// The Socket.IO dialects a layer serves, numbered `0..count()`. The registry provides them;
+/// the layer knows them only through this.
+pub trait Apps {
+    fn count(&self) -> usize;
+    /// Which dialect a handshake speaks (from its query), and the key its sessions are placed
+    /// by; `None`: no dialect takes it.
+    fn pick(&self, query: &[(String, String)]) -> Option<(usize, String)>;
+    /// The dialect's Engine.IO `pingTimeout`, in milliseconds.
+    fn ping_timeout_ms(&self, app: usize) -> u64;
+    /// The dialect, built on first use; `None` when it cannot be served.
+    fn get(&mut self, app: usize) -> Option<&mut dyn SioDialect>;
+    /// The dialect if it is built already.
+    fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect>;
+    /// The dialect's [`SioDialect::poll_timeout`] (none if it is not built).
+    fn poll_timeout(&self, app: usize) -> Option<u64>;
 }

@@ -26,7 +26,8 @@
 
 pub mod token;
 
-use super::sio::{Action, Dialect, Env, To};
+use super::sio::{Action, SioCx, SioDialect, To};
+use super::Random;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use token::{BindingError, Keys};
@@ -82,46 +83,6 @@ impl WorkspacesConfig {
         }
     }
 }
-
-impl WorkspacesConfig {
-    /// The configuration from the `workspaces-*` options. A missing secret or pepper is
-    /// replaced by 32 random bytes; the returned warnings say so (log them at start).
-    pub fn from_options(o: &crate::config::WorkspacesOptions) -> (WorkspacesConfig, Vec<String>) {
-        let mut warnings = Vec::new();
-        let mut secret_or_random = |s: &Option<crate::config::Secret>, what: &str| match s {
-            Some(s) => s.expose().to_string(),
-            None => {
-                let mut why = "tokens stop working when the process ends".to_string();
-                if let Some(f) = &o.storage_file {
-                    why = format!(
-                        "workspaces kept in {} cannot be opened after a restart",
-                        f.display()
-                    );
-                }
-                warnings.push(format!(
-                    "{what} is not set: using a random one for this process; {why}"
-                ));
-                crate::csprng::hex_id::<32>()
-            }
-        };
-        let secret = secret_or_random(&o.secret, "workspaces-secret (MAGICK_TOKEN)");
-        let salt = secret_or_random(&o.salt, "workspaces-salt (SALT_STRING)");
-        let cfg = WorkspacesConfig {
-            secret: secret.into_bytes(),
-            salt,
-            capacity: o.capacity,
-            disconnect_on_full: o.disconnect_on_full,
-            untitled_workspace: o.untitled_name.clone(),
-            anonymous_attendee: o.anonymous_name.clone(),
-            pin_iterations: u32::try_from(o.pin_iterations).unwrap_or(token::MAX_PIN_ITERATIONS),
-            max_workspaces: o.max_workspaces,
-        };
-        (cfg, warnings)
-    }
-}
-
-/// Wall-clock milliseconds since the Unix epoch (injectable for tests).
-pub type Clock = Box<dyn Fn() -> u64 + Send>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Attendee {
@@ -266,7 +227,8 @@ impl Workspace {
 pub struct Workspaces {
     cfg: WorkspacesConfig,
     keys: Keys,
-    clock: Clock,
+    /// Wall-clock milliseconds of the call being handled (from its context).
+    now_ms: u64,
     workspaces: HashMap<String, Workspace>,
     /// Sockets currently connected to this dialect.
     connected: HashSet<String>,
@@ -275,14 +237,10 @@ pub struct Workspaces {
 
 impl Workspaces {
     pub fn new(cfg: WorkspacesConfig) -> Workspaces {
-        Workspaces::with_clock(cfg, Box::new(system_ms))
-    }
-
-    pub fn with_clock(cfg: WorkspacesConfig, clock: Clock) -> Workspaces {
         Workspaces {
             keys: Keys::new(&cfg.secret, &cfg.salt),
             cfg,
-            clock,
+            now_ms: 0,
             workspaces: HashMap::new(),
             connected: HashSet::new(),
             generation: 0,
@@ -342,7 +300,7 @@ impl Workspaces {
     }
 
     fn now_s(&self) -> u64 {
-        (self.clock)() / 1000
+        self.now_ms / 1000
     }
 
     fn access_token(&self, ws: &str, attendee: &str, owner: &str) -> String {
@@ -389,9 +347,9 @@ impl Workspaces {
     }
 
     /// Builds an attendee from a payload (§5.4 id rules, defaults of §5.3).
-    fn attendee(&self, a: &Value) -> Attendee {
+    fn attendee(&self, a: &Value, rand: &mut dyn Random) -> Attendee {
         Attendee {
-            id: supplied_id(a).unwrap_or_else(random_id),
+            id: supplied_id(a).unwrap_or_else(|| random_id(rand)),
             name: non_empty(a, "name").unwrap_or_else(|| self.cfg.anonymous_attendee.clone()),
             avatar: non_empty(a, "avatar").unwrap_or_default(),
         }
@@ -412,24 +370,28 @@ impl Workspaces {
         }
     }
 
-    fn on_create(&mut self, sid: &str, data: &Value, out: &mut Vec<Action>) {
+    fn on_create(&mut self, sid: &str, data: &Value, rand: &mut dyn Random, out: &mut Vec<Action>) {
         if self.workspaces.len() >= self.cfg.max_workspaces {
             alert(out, sid, ALERT_TOO_MANY);
             return;
         }
         let w = &data["workspace"];
-        let owner = self.attendee(&data["attendee"]);
+        let owner = self.attendee(&data["attendee"], rand);
         let id = match supplied_id(w) {
             Some(id) if !self.workspaces.contains_key(&id) => id,
             _ => loop {
-                let id = random_id();
+                let id = random_id(rand);
                 if !self.workspaces.contains_key(&id) {
                     break id;
                 }
             },
         };
         let pin = non_empty(w, "pin").unwrap_or_default();
-        let hash = token::pin_hash(&self.keys.signing_input(&id, &pin), self.cfg.pin_iterations);
+        let hash = token::pin_hash(
+            &self.keys.signing_input(&id, &pin),
+            self.cfg.pin_iterations,
+            rand,
+        );
         let ws = Workspace {
             token: self
                 .keys
@@ -437,7 +399,7 @@ impl Workspaces {
             name: non_empty(w, "name").unwrap_or_else(|| self.cfg.untitled_workspace.clone()),
             avatar: non_empty(w, "avatar").unwrap_or_default(),
             owner: owner.id.clone(),
-            created: Value::from((self.clock)()),
+            created: Value::from(self.now_ms),
             attendees: BTreeMap::from([(owner.id.clone(), owner.clone())]),
             socket_map: BTreeMap::from([(owner.id.clone(), sid.to_string())]),
             call: None,
@@ -474,7 +436,7 @@ impl Workspaces {
         });
     }
 
-    fn on_attend(&mut self, sid: &str, data: &Value, out: &mut Vec<Action>) {
+    fn on_attend(&mut self, sid: &str, data: &Value, rand: &mut dyn Random, out: &mut Vec<Action>) {
         let w = &data["workspace"];
         let Some(tok) = w["token"].as_str().filter(|t| !t.is_empty()) else {
             return alert(out, sid, ALERT_TOKEN_ATTEND);
@@ -491,9 +453,9 @@ impl Workspaces {
         let Some(ws) = self.workspaces.get(&id) else {
             return destroyed(out, sid);
         };
-        let mut attendee = self.attendee(&data["attendee"]);
+        let mut attendee = self.attendee(&data["attendee"], rand);
         if attendee.id == ws.owner {
-            attendee.id = random_id();
+            attendee.id = random_id(rand);
         }
         if ws.attendees.len() >= self.cfg.capacity {
             return self.full(sid, out);
@@ -520,7 +482,13 @@ impl Workspaces {
         self.changed();
     }
 
-    fn on_reattend(&mut self, sid: &str, data: &Value, out: &mut Vec<Action>) {
+    fn on_reattend(
+        &mut self,
+        sid: &str,
+        data: &Value,
+        rand: &mut dyn Random,
+        out: &mut Vec<Action>,
+    ) {
         if let Err(text) = self.check_access(data, "attendee", false) {
             return alert(out, sid, text);
         }
@@ -528,7 +496,7 @@ impl Workspaces {
         let Some(ws) = self.workspaces.get(&id) else {
             return destroyed(out, sid);
         };
-        let attendee = self.attendee(&data["attendee"]);
+        let attendee = self.attendee(&data["attendee"], rand);
         if !ws.attendees.contains_key(&attendee.id) && ws.attendees.len() >= self.cfg.capacity {
             return self.full(sid, out);
         }
@@ -708,47 +676,33 @@ impl Workspaces {
     }
 }
 
-/// Milliseconds since the Unix epoch from the system clock.
-pub fn system_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The key its sessions are placed by: every webRTWorkspaces socket meets on one instance (a
+/// handshake that is no other dialect's is this one's).
+pub fn claims(_query: &[(String, String)]) -> Option<String> {
+    Some("sio/workspaces".to_string())
 }
 
-impl Dialect for Workspaces {
-    fn on_connect(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        _query: &[(String, String)],
-        _env: &mut dyn Env,
-        _out: &mut Vec<Action>,
-    ) {
+impl SioDialect for Workspaces {
+    fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, _query: &[(String, String)]) {
+        self.now_ms = cx.unix_ms;
         self.connected.insert(sid.to_string());
     }
 
-    fn on_event(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        event: &str,
-        args: &[Value],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+        self.now_ms = cx.unix_ms;
         let data = args.first().unwrap_or(&Value::Null);
+        let (rand, out) = (&mut *cx.rand, &mut *cx.out);
         match event {
             "iceservers" => emit(
                 out,
                 To::Socket(sid.into()),
                 "iceservers",
-                env.ice_servers(sid),
+                cx.env.ice_servers(sid).servers,
             ),
-            "create" => self.on_create(sid, data, out),
+            "create" => self.on_create(sid, data, rand, out),
             "destroy" => self.on_destroy(sid, data, out),
-            "attend" => self.on_attend(sid, data, out),
-            "re-attend" => self.on_reattend(sid, data, out),
+            "attend" => self.on_attend(sid, data, rand, out),
+            "re-attend" => self.on_reattend(sid, data, rand, out),
             "leave" => self.on_leave(sid, data, out),
             "kick" => self.on_kick(sid, data, out),
             "ring" | "answer" | "busy" | "hangup" | "icecandidate" | "negotiation"
@@ -758,13 +712,8 @@ impl Dialect for Workspaces {
         }
     }
 
-    fn on_disconnect(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        _env: &mut dyn Env,
-        _out: &mut Vec<Action>,
-    ) {
+    fn on_disconnect(&mut self, cx: &mut SioCx<'_>, sid: &str) {
+        self.now_ms = cx.unix_ms;
         self.connected.remove(sid);
     }
 }
@@ -837,14 +786,14 @@ fn underscore_id(o: &Value) -> Option<&str> {
     o["id"].as_str().filter(|s| s.starts_with('_'))
 }
 
-/// `"_"` + [`ID_LEN`] random alphanumerics from the CSPRNG.
-pub fn random_id() -> String {
+/// `"_"` + [`ID_LEN`] random alphanumerics.
+pub fn random_id(rand: &mut dyn Random) -> String {
     const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
     let mut id = String::with_capacity(ID_LEN + 1);
     id.push('_');
     while id.len() < ID_LEN + 1 {
         let mut buf = [0u8; 16];
-        crate::csprng::fill(&mut buf);
+        rand.fill(&mut buf);
         // 248 = 4 * 62: rejecting larger bytes keeps every character equally likely.
         for b in buf.into_iter().filter(|&b| b < 248) {
             if id.len() < ID_LEN + 1 {

@@ -14,25 +14,24 @@
 //! | `bye` | server-side disconnect |
 //! | (disconnect) | `gone` sid to the room `watchers` |
 
-use crate::proto::dialect::sio::{Action, Dialect, Env, To};
+use crate::proto::dialect::sio::{Action, SioCx, SioDialect, To};
 use serde_json::{json, Value};
 
 #[derive(Default)]
 pub struct Echo;
 
+/// The key its sessions are placed by, for a handshake that asks for it (query `echo`).
+pub fn claims(query: &[(String, String)]) -> Option<String> {
+    super::query_get(query, "echo").map(|_| "sio/echo".to_string())
+}
+
 fn text(v: Option<&Value>) -> Option<String> {
     v.and_then(Value::as_str).map(str::to_owned)
 }
 
-impl Dialect for Echo {
-    fn on_connect(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        query: &[(String, String)],
-        _env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+impl SioDialect for Echo {
+    fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]) {
+        let out = &mut *cx.out;
         let q: serde_json::Map<String, Value> = query
             .iter()
             .map(|(k, v)| (k.clone(), Value::String(v.clone())))
@@ -44,15 +43,9 @@ impl Dialect for Echo {
         });
     }
 
-    fn on_event(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        event: &str,
-        args: &[Value],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+        let ice = (event == "ice").then(|| cx.env.ice_servers(sid).servers);
+        let out = &mut *cx.out;
         let me = || To::Socket(sid.into());
         let rest = || args.iter().skip(1).cloned().collect::<Vec<_>>();
         match event {
@@ -102,7 +95,7 @@ impl Dialect for Echo {
             "ice" => out.push(Action::Emit {
                 to: me(),
                 event: "ice".into(),
-                args: vec![env.ice_servers(sid)],
+                args: vec![ice.unwrap_or_default()],
             }),
             "fail" => out.push(Action::Error {
                 sid: sid.into(),
@@ -113,14 +106,8 @@ impl Dialect for Echo {
         }
     }
 
-    fn on_disconnect(
-        &mut self,
-        _now_ms: u64,
-        sid: &str,
-        _env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
-        out.push(Action::Emit {
+    fn on_disconnect(&mut self, cx: &mut SioCx<'_>, sid: &str) {
+        cx.out.push(Action::Emit {
             to: To::Room("watchers".into()),
             event: "gone".into(),
             args: vec![Value::String(sid.into())],

@@ -1,8 +1,7 @@
-//! The per-core table of Engine.IO 3 sessions and Socket.IO 2 sockets: transports (held
+//! The table of Engine.IO 3 sessions and Socket.IO 2 sockets of one instance: transports (held
 //! polls, WebSocket, the upgrade probe), outgoing queues, heartbeats, rooms, and the dialects
-//! that give events their meaning. Pure: connections are [`ConnRef`]s, time is `now_ms`, and
-//! what must reach a connection other than the one being served is handed to the shell through
-//! [`Wire`] in [`Sessions::flush`].
+//! that give events their meaning. Pure: connections are [`Handle`]s, time is `cx.now`, and
+//! what must reach a connection is queued as the contract's outputs ([`Sessions::flush`]).
 //!
 //! ```text
 //!  handshake ──► Polling ──(ws attaches: probe)──► Probing ──`5` on the ws──► WebSocket
@@ -18,42 +17,23 @@
 //! GET. During the probe, that GET is answered at once (with a `6` noop when nothing is
 //! queued) so the client can pause polling; the queue keeps filling until the client's `5`,
 //! and is then flushed on the WebSocket: nothing is lost or sent twice.
+//!
+//! The table knows which connection is which session's ([`Sessions::conn_gone`] is told when
+//! one goes): a held poll whose request went away is forgotten and its packets wait for the
+//! next GET; a WebSocket transport that closes ends its session.
 
 use super::packet::{self, decode_packet, decode_payload, decode_sio, EioError, Packet, SioPacket};
-use crate::proto::conn::Response;
-use crate::proto::dialect::sio::{Action, Dialect, Env, To};
-use crate::proto::dialect::ConnRef;
+use crate::proto::dialect::sio::{Action, Apps, SioDialect, To};
+use crate::proto::dialect::{Cx, Handle};
+use crate::proto::http::Response;
 use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
-
-/// Which dialect a session speaks (chosen from the handshake query).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    Workspaces = 0,
-    MewV1 = 1,
-    /// A tiny rooms/echo dialect for testing the layer (`--echo`).
-    Echo = 2,
-}
-
-impl Kind {
-    pub const ALL: [Kind; 3] = [Kind::Workspaces, Kind::MewV1, Kind::Echo];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Kind::Workspaces => "workspaces",
-            Kind::MewV1 => "mewconnect_v1",
-            Kind::Echo => "echo",
-        }
-    }
-}
 
 /// Timing and bounds of the layer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Options {
     pub ping_interval_ms: u64,
-    /// Per [`Kind`] (indexed by `kind as usize`).
-    pub ping_timeout_ms: [u64; 3],
     /// How long a WebSocket may take from attaching to a polling session to its `5`.
     pub upgrade_timeout_ms: u64,
     /// Bytes queued for one session before it is dropped as a reader that does not read.
@@ -66,31 +46,11 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             ping_interval_ms: 25_000,
-            ping_timeout_ms: [12_000, 5_000, 5_000],
             upgrade_timeout_ms: 10_000,
             max_queued_bytes: 1 << 20,
             max_sessions: 100_000,
         }
     }
-}
-
-impl Options {
-    pub fn ping_timeout(&self, kind: Kind) -> u64 {
-        self.ping_timeout_ms[kind as usize]
-    }
-}
-
-/// What the layer asks of the shell when it delivers to connections it is not serving.
-pub trait Wire {
-    /// `r` is a poll GET still waiting for its answer.
-    fn poll_waiting(&self, r: ConnRef) -> bool;
-    /// Answer the held poll `r` (which [`Wire::poll_waiting`] just confirmed).
-    fn answer_poll(&mut self, r: ConnRef, resp: Response);
-    /// `r` is an open WebSocket.
-    fn ws_open(&self, r: ConnRef) -> bool;
-    fn ws_send(&mut self, r: ConnRef, text: &str);
-    /// Close the WebSocket `r` (normal closure).
-    fn ws_close(&mut self, r: ConnRef);
 }
 
 /// Why a handshake was not accepted.
@@ -109,30 +69,30 @@ pub enum Refused {
 pub enum PollGet {
     /// Answer now with this response.
     Answer(Response),
-    /// Nothing to send: hold the request; the layer answers it through [`Wire`].
+    /// Nothing to send: hold the request; the table answers it in a later flush.
     Hold,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Transport {
     Polling,
-    WebSocket(ConnRef),
+    WebSocket(Handle),
 }
 
 #[derive(Debug)]
 struct Held {
-    conn: ConnRef,
+    conn: Handle,
     origin: Option<String>,
 }
 
 #[derive(Debug)]
 struct Probe {
-    conn: ConnRef,
+    conn: Handle,
     deadline: u64,
 }
 
 struct Session {
-    kind: Kind,
+    app: usize,
     transport: Transport,
     queue: VecDeque<String>,
     queued_bytes: usize,
@@ -158,26 +118,24 @@ impl Session {
     }
 }
 
-/// One dialect and its rooms.
-struct Hub {
-    dialect: Box<dyn Dialect + Send>,
-    rooms: HashMap<String, BTreeSet<Box<str>>>,
-}
-
-/// Work for [`Sessions::flush`] on connections other than the one being served.
+/// Work for [`Sessions::flush`] on connections other than a session's current transport.
 enum Direct {
     /// A frame on a WebSocket that is not (yet) its session's transport (`3probe`).
-    Ws(ConnRef, String),
-    CloseWs(ConnRef),
+    Ws(Handle, String),
+    CloseWs(Handle),
     /// Answer a poll that no session holds any more (replaced, upgraded, ended).
-    Release(ConnRef, Option<String>, String),
+    Release(Handle, Option<String>, String),
 }
 
-/// The table of one core.
-pub struct Sessions {
+/// The table of one instance. `A` is the set of Socket.IO dialects it serves.
+pub struct Sessions<A: Apps> {
     opts: Options,
+    apps: A,
     sessions: HashMap<Box<str>, Session>,
-    hubs: [Option<Hub>; 3],
+    /// Rooms per dialect.
+    rooms: Vec<HashMap<String, BTreeSet<Box<str>>>>,
+    /// Which session each held poll and each WebSocket (transport or probe) belongs to.
+    conns: HashMap<Handle, Box<str>>,
     timers: BinaryHeap<Reverse<(u64, Box<str>)>>,
     dirty: Vec<Box<str>>,
     direct: Vec<Direct>,
@@ -217,18 +175,15 @@ fn payload_response(body: String, origin: Option<&str>) -> Response {
     http_response(200, "text/plain; charset=UTF-8", body, origin)
 }
 
-impl Default for Sessions {
-    fn default() -> Self {
-        Sessions::new(Options::default())
-    }
-}
-
-impl Sessions {
-    pub fn new(opts: Options) -> Self {
+impl<A: Apps> Sessions<A> {
+    pub fn new(opts: Options, apps: A) -> Self {
+        let n = apps.count();
         Sessions {
             opts,
+            apps,
             sessions: HashMap::new(),
-            hubs: [None, None, None],
+            rooms: (0..n).map(|_| HashMap::new()).collect(),
+            conns: HashMap::new(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             direct: Vec::new(),
@@ -240,16 +195,12 @@ impl Sessions {
         &self.opts
     }
 
-    /// True once a dialect for `kind` is installed on this core.
-    pub fn has_dialect(&self, kind: Kind) -> bool {
-        self.hubs[kind as usize].is_some()
+    pub fn apps(&self) -> &A {
+        &self.apps
     }
 
-    pub fn install(&mut self, kind: Kind, dialect: Box<dyn Dialect + Send>) {
-        self.hubs[kind as usize] = Some(Hub {
-            dialect,
-            rooms: HashMap::new(),
-        });
+    pub fn apps_mut(&mut self) -> &mut A {
+        &mut self.apps
     }
 
     pub fn len(&self) -> usize {
@@ -264,45 +215,60 @@ impl Sessions {
         self.sessions.contains_key(sid)
     }
 
-    /// The members of `room` of `kind`'s dialect (for tests and metrics).
-    pub fn room(&self, kind: Kind, room: &str) -> Vec<String> {
-        self.hubs[kind as usize]
-            .as_ref()
-            .and_then(|h| h.rooms.get(room))
+    /// The session `conn` serves (a held poll or a WebSocket), if any.
+    pub fn session_of(&self, conn: Handle) -> Option<&str> {
+        self.conns.get(&conn).map(|s| &**s)
+    }
+
+    /// The members of `room` of dialect `app` (for tests and metrics).
+    pub fn room(&self, app: usize, room: &str) -> Vec<String> {
+        self.rooms
+            .get(app)
+            .and_then(|r| r.get(room))
             .map(|s| s.iter().map(|x| x.to_string()).collect())
             .unwrap_or_default()
+    }
+
+    fn ping_timeout(&self, app: usize) -> u64 {
+        self.apps.ping_timeout_ms(app)
+    }
+
+    /// Run `f` on dialect `app` with a context whose outputs are the table's action scratch,
+    /// then apply the actions.
+    fn call_app(
+        &mut self,
+        cx: &mut Cx<'_>,
+        app: usize,
+        f: impl FnOnce(&mut dyn SioDialect, &mut Cx<'_, Vec<Action>>),
+    ) {
+        let mut actions = std::mem::take(&mut self.actions);
+        if let Some(d) = self.apps.built(app) {
+            f(d, &mut cx.with_out(&mut actions));
+        }
+        self.apply(cx, app, &mut actions);
+        self.actions = actions;
     }
 
     // ── handshakes ─────────────────────────────────────────────────────────────────────────
 
     fn create(
         &mut self,
-        now: u64,
+        cx: &mut Cx<'_>,
         sid: &str,
-        kind: Kind,
+        app: usize,
         transport: Transport,
         query: &[(String, String)],
-        env: &mut dyn Env,
     ) -> Result<(), Refused> {
-        if !self.has_dialect(kind) {
-            return Err(Refused::NoDialect);
-        }
-        if self.sessions.len() >= self.opts.max_sessions {
-            return Err(Refused::Full);
-        }
+        self.can_create(app)?;
         if self.sessions.contains_key(sid) {
             return Err(Refused::Taken);
         }
         let websocket = matches!(transport, Transport::WebSocket(_));
-        let open = packet::open_packet(
-            sid,
-            !websocket,
-            self.opts.ping_interval_ms,
-            self.opts.ping_timeout(kind),
-        );
-        let deadline = now + self.opts.ping_interval_ms + self.opts.ping_timeout(kind);
+        let timeout = self.ping_timeout(app);
+        let open = packet::open_packet(sid, !websocket, self.opts.ping_interval_ms, timeout);
+        let deadline = cx.now + self.opts.ping_interval_ms + timeout;
         let mut s = Session {
-            kind,
+            app,
             transport,
             queue: VecDeque::new(),
             queued_bytes: 0,
@@ -317,22 +283,21 @@ impl Sessions {
         s.queue.push_back(open);
         s.queue.push_back(packet::CONNECT.to_owned());
         self.sessions.insert(sid.into(), s);
+        if let Transport::WebSocket(c) = transport {
+            self.conns.insert(c, sid.into());
+        }
         self.timers.push(Reverse((deadline, sid.into())));
         // Every socket is in the room of its own id.
-        self.join(kind, sid, sid);
-        let mut actions = std::mem::take(&mut self.actions);
-        if let Some(h) = self.hubs[kind as usize].as_mut() {
-            h.dialect.on_connect(now, sid, query, env, &mut actions);
-        }
-        self.apply(now, kind, &mut actions, env);
-        self.actions = actions;
+        self.join(app, sid, sid);
+        self.call_app(cx, app, |d, acx| d.on_connect(acx, sid, query));
         self.mark(sid);
         Ok(())
     }
 
-    /// Whether a handshake of `kind` would be accepted now (checked before a WebSocket's 101).
-    pub fn can_create(&self, kind: Kind) -> Result<(), Refused> {
-        if !self.has_dialect(kind) {
+    /// Whether a handshake of dialect `app` would be accepted now (builds the dialect on first
+    /// use).
+    pub fn can_create(&mut self, app: usize) -> Result<(), Refused> {
+        if app >= self.apps.count() || self.apps.get(app).is_none() {
             return Err(Refused::NoDialect);
         }
         if self.sessions.len() >= self.opts.max_sessions {
@@ -345,29 +310,27 @@ impl Sessions {
     /// whatever the dialect sent on connect) is the answer.
     pub fn handshake_polling(
         &mut self,
-        now: u64,
+        cx: &mut Cx<'_>,
         sid: &str,
-        kind: Kind,
+        app: usize,
         query: &[(String, String)],
         origin: Option<&str>,
-        env: &mut dyn Env,
     ) -> Result<Response, Refused> {
-        self.create(now, sid, kind, Transport::Polling, query, env)?;
+        self.create(cx, sid, app, Transport::Polling, query)?;
         Ok(self.drain_answer(sid, origin))
     }
 
-    /// A WebSocket handshake (no sid): the session's packets go out on `conn` at the next
-    /// [`Sessions::flush`].
+    /// A WebSocket handshake (no sid) on `conn`, whose 101 is being written: the session's
+    /// packets go out on it at the next [`Sessions::flush`].
     pub fn handshake_ws(
         &mut self,
-        now: u64,
+        cx: &mut Cx<'_>,
         sid: &str,
-        kind: Kind,
+        app: usize,
         query: &[(String, String)],
-        conn: ConnRef,
-        env: &mut dyn Env,
+        conn: Handle,
     ) -> Result<(), Refused> {
-        let r = self.create(now, sid, kind, Transport::WebSocket(conn), query, env);
+        let r = self.create(cx, sid, app, Transport::WebSocket(conn), query);
         if r.is_err() {
             self.direct.push(Direct::CloseWs(conn));
         }
@@ -397,18 +360,25 @@ impl Sessions {
         payload_response(body, origin)
     }
 
+    /// The held poll of `sid`, taken (it is answered or released by the caller).
+    fn take_held(&mut self, sid: &str) -> Option<Held> {
+        let h = self.sessions.get_mut(sid)?.held.take()?;
+        self.conns.remove(&h.conn);
+        Some(h)
+    }
+
     /// A poll GET of `sid` on `conn`.
     pub fn poll_get(
         &mut self,
         sid: &str,
-        conn: ConnRef,
+        conn: Handle,
         origin: Option<&str>,
     ) -> Result<PollGet, EioError> {
-        let s = self.sessions.get_mut(sid).ok_or(EioError::UnknownSid)?;
+        let s = self.sessions.get(sid).ok_or(EioError::UnknownSid)?;
         if s.transport != Transport::Polling {
             return Err(EioError::BadRequest);
         }
-        if let Some(old) = s.held.take() {
+        if let Some(old) = self.take_held(sid) {
             // A second GET while one is held: the first is answered with a noop (a client
             // that gave up on it is not hurt, and nothing queued is lost).
             self.direct
@@ -422,18 +392,13 @@ impl Sessions {
             conn,
             origin: origin.map(str::to_owned),
         });
+        self.conns.insert(conn, sid.into());
         Ok(PollGet::Hold)
     }
 
     /// A poll POST of `sid` carrying a v3 payload. A body that does not decode ends the
     /// session (as engine.io does on a parser error) and is answered with `Bad request`.
-    pub fn poll_post(
-        &mut self,
-        now: u64,
-        sid: &str,
-        body: &[u8],
-        env: &mut dyn Env,
-    ) -> Result<(), EioError> {
+    pub fn poll_post(&mut self, cx: &mut Cx<'_>, sid: &str, body: &[u8]) -> Result<(), EioError> {
         let s = self.sessions.get(sid).ok_or(EioError::UnknownSid)?;
         if s.transport != Transport::Polling {
             return Err(EioError::BadRequest);
@@ -449,14 +414,14 @@ impl Sessions {
                     .ok()
             });
         let Some(packets) = decoded else {
-            self.end(now, sid, env);
+            self.end(cx, sid);
             return Err(EioError::BadRequest);
         };
         for p in packets {
             if !self.sessions.contains_key(sid) {
                 break;
             }
-            self.on_packet(now, sid, p, env);
+            self.on_packet(cx, sid, p);
         }
         Ok(())
     }
@@ -472,9 +437,9 @@ impl Sessions {
         Ok(())
     }
 
-    /// A WebSocket `conn` attached to the polling session `sid` (its 101 is written): it
+    /// A WebSocket `conn` attached to the polling session `sid` (its 101 is being written): it
     /// probes, then upgrades with `5`.
-    pub fn ws_attach(&mut self, now: u64, sid: &str, conn: ConnRef) -> bool {
+    pub fn ws_attach(&mut self, now: u64, sid: &str, conn: Handle) -> bool {
         if self.can_upgrade(sid).is_err() {
             self.direct.push(Direct::CloseWs(conn));
             return false;
@@ -484,15 +449,28 @@ impl Sessions {
             return false;
         };
         s.probe = Some(Probe { conn, deadline });
-        if s.timer_at.is_none_or_later(deadline) {
+        if s.timer_at.map_or(true, |cur| cur > deadline) {
             s.timer_at = Some(deadline);
             self.timers.push(Reverse((deadline, sid.into())));
         }
+        self.conns.insert(conn, sid.into());
         true
     }
 
+    /// A message on the WebSocket `conn`.
+    pub fn ws_message(&mut self, cx: &mut Cx<'_>, conn: Handle, text: Option<&str>) {
+        let Some(sid) = self.conns.get(&conn).cloned() else {
+            self.direct.push(Direct::CloseWs(conn));
+            return;
+        };
+        match text {
+            Some(t) => self.ws_text(cx, &sid, conn, t),
+            None => self.ws_binary(cx.now, &sid, conn),
+        }
+    }
+
     /// A text message on the WebSocket `conn` of `sid`.
-    pub fn ws_text(&mut self, now: u64, sid: &str, conn: ConnRef, text: &str, env: &mut dyn Env) {
+    fn ws_text(&mut self, cx: &mut Cx<'_>, sid: &str, conn: Handle, text: &str) {
         let Some(s) = self.sessions.get_mut(sid) else {
             self.direct.push(Direct::CloseWs(conn));
             return;
@@ -508,7 +486,7 @@ impl Sessions {
                 Ok(Packet::Upgrade) => {
                     s.probe = None;
                     s.transport = Transport::WebSocket(conn);
-                    if let Some(h) = s.held.take() {
+                    if let Some(h) = self.take_held(sid) {
                         self.direct
                             .push(Direct::Release(h.conn, h.origin, "1:6".into()));
                     }
@@ -517,6 +495,7 @@ impl Sessions {
                 // Anything else on a probing transport: it is not an upgrade; drop it.
                 _ => {
                     s.probe = None;
+                    self.conns.remove(&conn);
                     self.direct.push(Direct::CloseWs(conn));
                 }
             }
@@ -527,49 +506,59 @@ impl Sessions {
             return;
         }
         match decode_packet(text) {
-            Ok(p) => self.on_packet(now, sid, p, env),
-            Err(_) => self.end(now, sid, env),
+            Ok(p) => self.on_packet(cx, sid, p),
+            Err(_) => self.end(cx, sid),
         }
     }
 
     /// A binary message on a WebSocket: binary Socket.IO packets are not supported; it counts
     /// as traffic (for the heartbeat) and is otherwise dropped.
-    pub fn ws_binary(&mut self, now: u64, sid: &str, conn: ConnRef) {
+    fn ws_binary(&mut self, now: u64, sid: &str, conn: Handle) {
+        let interval = self.opts.ping_interval_ms;
         if let Some(s) = self.sessions.get_mut(sid) {
             if s.transport == Transport::WebSocket(conn) {
-                s.ping_deadline = now + self.opts.ping_interval_ms + self.opts.ping_timeout(s.kind);
+                s.ping_deadline = now + interval + self.apps.ping_timeout_ms(s.app);
             }
         }
     }
 
-    /// The WebSocket `conn` of `sid` closed: a failed probe leaves the session polling; the
-    /// close of its transport ends the session.
-    pub fn ws_closed(&mut self, now: u64, sid: &str, conn: ConnRef, env: &mut dyn Env) {
-        let Some(s) = self.sessions.get_mut(sid) else {
+    /// `conn` is gone (a WebSocket closed, or a held poll's request went away or got its
+    /// fallback): a failed probe leaves the session polling; the close of its transport ends
+    /// the session; a gone poll leaves the queue for the next GET.
+    pub fn conn_gone(&mut self, cx: &mut Cx<'_>, conn: Handle) {
+        let Some(sid) = self.conns.remove(&conn) else {
             return;
         };
+        let Some(s) = self.sessions.get_mut(&sid) else {
+            return;
+        };
+        if s.held.as_ref().is_some_and(|h| h.conn == conn) {
+            s.held = None;
+            return;
+        }
         if s.probe.as_ref().is_some_and(|p| p.conn == conn) {
             s.probe = None;
             return;
         }
         if s.transport == Transport::WebSocket(conn) {
             if s.closing {
-                self.sessions.remove(sid);
+                self.sessions.remove(&sid);
             } else {
-                self.end(now, sid, env);
+                self.end(cx, &sid);
             }
         }
     }
 
     // ── packets ────────────────────────────────────────────────────────────────────────────
 
-    fn on_packet(&mut self, now: u64, sid: &str, p: Packet, env: &mut dyn Env) {
+    fn on_packet(&mut self, cx: &mut Cx<'_>, sid: &str, p: Packet) {
+        let interval = self.opts.ping_interval_ms;
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         // Any packet proves the client alive (engine.io resets its timer on each).
-        s.ping_deadline = now + self.opts.ping_interval_ms + self.opts.ping_timeout(s.kind);
-        let kind = s.kind;
+        s.ping_deadline = cx.now + interval + self.apps.ping_timeout_ms(s.app);
+        let app = s.app;
         match p {
             Packet::Ping(data) => {
                 self.push(sid, format!("3{data}"));
@@ -578,7 +567,7 @@ impl Sessions {
                 if s.closing {
                     self.forget(sid);
                 } else {
-                    self.end(now, sid, env);
+                    self.end(cx, sid);
                 }
             }
             Packet::Message(m) if !s.closing => match decode_sio(&m) {
@@ -587,19 +576,14 @@ impl Sessions {
                     let Value::String(event) = a.remove(0) else {
                         return;
                     };
-                    let mut actions = std::mem::take(&mut self.actions);
-                    if let Some(h) = self.hubs[kind as usize].as_mut() {
-                        h.dialect.on_event(now, sid, &event, &a, env, &mut actions);
-                    }
-                    self.apply(now, kind, &mut actions, env);
-                    self.actions = actions;
+                    self.call_app(cx, app, |d, acx| d.on_event(acx, sid, &event, &a));
                 }
-                Some(SioPacket::Disconnect { nsp }) if nsp == "/" => self.end(now, sid, env),
+                Some(SioPacket::Disconnect { nsp }) if nsp == "/" => self.end(cx, sid),
                 Some(SioPacket::Connect { nsp }) if nsp != "/" => {
                     self.push(sid, format!("44{nsp},\"Invalid namespace\""));
                 }
                 Some(_) => {} // acks, errors, other namespaces, binary: nothing to do
-                None => self.end(now, sid, env),
+                None => self.end(cx, sid),
             },
             _ => {}
         }
@@ -630,39 +614,36 @@ impl Sessions {
         }
     }
 
-    fn join(&mut self, kind: Kind, sid: &str, room: &str) {
+    fn join(&mut self, app: usize, sid: &str, room: &str) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
-        if s.closing || s.kind != kind || s.rooms.iter().any(|r| r == room) {
+        if s.closing || s.app != app || s.rooms.iter().any(|r| r == room) {
             return;
         }
         s.rooms.push(room.to_owned());
-        if let Some(h) = self.hubs[kind as usize].as_mut() {
-            h.rooms
-                .entry(room.to_owned())
-                .or_default()
-                .insert(sid.into());
+        if let Some(rooms) = self.rooms.get_mut(app) {
+            rooms.entry(room.to_owned()).or_default().insert(sid.into());
         }
     }
 
-    fn leave(&mut self, kind: Kind, sid: &str, room: &str) {
+    fn leave(&mut self, app: usize, sid: &str, room: &str) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         s.rooms.retain(|r| r != room);
-        if let Some(h) = self.hubs[kind as usize].as_mut() {
-            if let Some(members) = h.rooms.get_mut(room) {
+        if let Some(rooms) = self.rooms.get_mut(app) {
+            if let Some(members) = rooms.get_mut(room) {
                 members.remove(sid);
                 if members.is_empty() {
-                    h.rooms.remove(room);
+                    rooms.remove(room);
                 }
             }
         }
     }
 
     /// Apply a dialect's actions in order (and those its disconnect handlers add).
-    fn apply(&mut self, now: u64, kind: Kind, actions: &mut Vec<Action>, env: &mut dyn Env) {
+    fn apply(&mut self, cx: &mut Cx<'_>, app: usize, actions: &mut Vec<Action>) {
         let mut i = 0;
         let mut overfull: Vec<Box<str>> = Vec::new();
         while i < actions.len() {
@@ -677,9 +658,10 @@ impl Sessions {
                     let p = packet::event_packet(&event, &args);
                     let targets: Vec<Box<str>> = match &to {
                         To::Socket(sid) => vec![sid.as_str().into()],
-                        To::Room(room) | To::RoomExcept { room, .. } => self.hubs[kind as usize]
-                            .as_ref()
-                            .and_then(|h| h.rooms.get(room))
+                        To::Room(room) | To::RoomExcept { room, .. } => self
+                            .rooms
+                            .get(app)
+                            .and_then(|r| r.get(room))
                             .map(|m| m.iter().cloned().collect())
                             .unwrap_or_default(),
                     };
@@ -687,7 +669,7 @@ impl Sessions {
                         if matches!(&to, To::RoomExcept { except, .. } if **except == *t) {
                             continue;
                         }
-                        if self.sessions.get(&*t).is_some_and(|s| s.kind == kind)
+                        if self.sessions.get(&*t).is_some_and(|s| s.app == app)
                             && !self.push(&t, p.clone())
                         {
                             overfull.push(t);
@@ -698,22 +680,22 @@ impl Sessions {
                     if self
                         .sessions
                         .get(sid.as_str())
-                        .is_some_and(|s| s.kind == kind)
+                        .is_some_and(|s| s.app == app)
                         && !self.push(&sid, packet::error_packet(&data))
                     {
                         overfull.push(sid.into());
                     }
                 }
-                Action::Join { sid, room } => self.join(kind, &sid, &room),
-                Action::Leave { sid, room } => self.leave(kind, &sid, &room),
+                Action::Join { sid, room } => self.join(app, &sid, &room),
+                Action::Leave { sid, room } => self.leave(app, &sid, &room),
                 Action::Disconnect { sid } => {
                     if self
                         .sessions
                         .get(sid.as_str())
-                        .is_some_and(|s| s.kind == kind && !s.closing)
+                        .is_some_and(|s| s.app == app && !s.closing)
                     {
                         self.push(&sid, packet::DISCONNECT.to_owned());
-                        self.socket_gone(now, &sid, env, actions);
+                        self.socket_gone(cx, &sid, actions);
                     }
                 }
             }
@@ -721,20 +703,20 @@ impl Sessions {
         }
         actions.clear();
         for sid in overfull {
-            self.end(now, &sid, env);
+            self.end(cx, &sid);
         }
     }
 
     /// The socket `sid` is gone: it leaves every room, its dialect hears of it (its actions
     /// are appended to `actions`), and the session turns `closing`.
-    fn socket_gone(&mut self, now: u64, sid: &str, env: &mut dyn Env, actions: &mut Vec<Action>) {
+    fn socket_gone(&mut self, cx: &mut Cx<'_>, sid: &str, actions: &mut Vec<Action>) {
         let Some(s) = self.sessions.get_mut(sid) else {
             return;
         };
         if s.closing {
             return;
         }
-        let kind = s.kind;
+        let app = s.app;
         let rooms = std::mem::take(&mut s.rooms);
         if s.transport == Transport::Polling {
             // Polling clients are told with a close packet after what is queued.
@@ -742,32 +724,32 @@ impl Sessions {
         }
         s.closing = true;
         self.mark(sid);
-        for r in rooms {
-            if let Some(h) = self.hubs[kind as usize].as_mut() {
-                if let Some(m) = h.rooms.get_mut(&r) {
+        if let Some(all) = self.rooms.get_mut(app) {
+            for r in rooms {
+                if let Some(m) = all.get_mut(&r) {
                     m.remove(sid);
                     if m.is_empty() {
-                        h.rooms.remove(&r);
+                        all.remove(&r);
                     }
                 }
             }
         }
-        if let Some(h) = self.hubs[kind as usize].as_mut() {
-            h.dialect.on_disconnect(now, sid, env, actions);
+        if let Some(d) = self.apps.built(app) {
+            d.on_disconnect(&mut cx.with_out(actions), sid);
         }
     }
 
     /// End `sid` now (client close, transport close, timeout, protocol error): the dialect
     /// hears of it, its transports are closed, and the session is forgotten.
-    pub fn end(&mut self, now: u64, sid: &str, env: &mut dyn Env) {
+    pub fn end(&mut self, cx: &mut Cx<'_>, sid: &str) {
         let Some(s) = self.sessions.get(sid) else {
             return;
         };
-        let kind = s.kind;
+        let app = s.app;
         let mut actions = std::mem::take(&mut self.actions);
-        self.socket_gone(now, sid, env, &mut actions);
+        self.socket_gone(cx, sid, &mut actions);
         self.forget(sid);
-        self.apply(now, kind, &mut actions, env);
+        self.apply(cx, app, &mut actions);
         self.actions = actions;
     }
 
@@ -779,24 +761,27 @@ impl Sessions {
             return;
         };
         if let Some(h) = s.held {
+            self.conns.remove(&h.conn);
             self.direct
                 .push(Direct::Release(h.conn, h.origin, "1:1".into()));
         }
         if let Some(p) = s.probe {
+            self.conns.remove(&p.conn);
             self.direct.push(Direct::CloseWs(p.conn));
         }
         if let Transport::WebSocket(c) = s.transport {
+            self.conns.remove(&c);
             self.direct.push(Direct::CloseWs(c));
         }
     }
 
     // ── time ───────────────────────────────────────────────────────────────────────────────
 
-    /// The next `now_ms` at which [`Sessions::tick`] has something to do.
+    /// The next `cx.now` at which [`Sessions::tick`] has something to do.
     pub fn next_deadline(&self) -> Option<u64> {
         let mut next = self.timers.peek().map(|Reverse((t, _))| *t);
-        for h in self.hubs.iter().flatten() {
-            if let Some(d) = h.dialect.next_deadline() {
+        for app in 0..self.apps.count() {
+            if let Some(d) = self.apps.poll_timeout(app) {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         }
@@ -805,7 +790,8 @@ impl Sessions {
 
     /// Expire what is due: sessions without a packet for pingInterval + pingTimeout, probes
     /// that did not upgrade in time, and the dialects' own deadlines.
-    pub fn tick(&mut self, now: u64, env: &mut dyn Env) {
+    pub fn tick(&mut self, cx: &mut Cx<'_>) {
+        let now = cx.now;
         while let Some(Reverse((at, _))) = self.timers.peek() {
             if *at > now {
                 break;
@@ -821,30 +807,25 @@ impl Sessions {
             }
             s.timer_at = None;
             if s.ping_deadline <= now {
-                self.end(now, &sid, env);
+                self.end(cx, &sid);
                 continue;
             }
             if s.probe.as_ref().is_some_and(|p| p.deadline <= now) {
                 if let Some(p) = s.probe.take() {
+                    self.conns.remove(&p.conn);
                     self.direct.push(Direct::CloseWs(p.conn));
                 }
             }
+            let Some(s) = self.sessions.get_mut(&sid) else {
+                continue;
+            };
             let due = s.next_due();
             s.timer_at = Some(due);
             self.timers.push(Reverse((due, sid)));
         }
-        for kind in Kind::ALL {
-            let due = self.hubs[kind as usize]
-                .as_ref()
-                .and_then(|h| h.dialect.next_deadline())
-                .is_some_and(|d| d <= now);
-            if due {
-                let mut actions = std::mem::take(&mut self.actions);
-                if let Some(h) = self.hubs[kind as usize].as_mut() {
-                    h.dialect.on_tick(now, env, &mut actions);
-                }
-                self.apply(now, kind, &mut actions, env);
-                self.actions = actions;
+        for app in 0..self.apps.count() {
+            if self.apps.poll_timeout(app).is_some_and(|d| d <= now) {
+                self.call_app(cx, app, |d, acx| d.on_timeout(acx));
             }
         }
     }
@@ -856,37 +837,26 @@ impl Sessions {
         !self.dirty.is_empty() || !self.direct.is_empty()
     }
 
-    /// Deliver what is queued for connections other than the one being served: probe
-    /// answers, released and closed transports, and every session with queued packets whose
-    /// transport can take them now.
-    pub fn flush(&mut self, wire: &mut dyn Wire) {
+    /// Queue as outputs what is due to connections: probe answers, released and closed
+    /// transports, and every session with queued packets whose transport can take them now.
+    pub fn flush(&mut self, cx: &mut Cx<'_>) {
         // Answering a closing session's poll forgets the session, which may leave work for
         // its other connections (a probe to close): a second round delivers it.
         for _ in 0..2 {
             if !self.wants_flush() {
                 break;
             }
-            self.flush_once(wire);
+            self.flush_once(cx);
         }
     }
 
-    fn flush_once(&mut self, wire: &mut dyn Wire) {
+    fn flush_once(&mut self, cx: &mut Cx<'_>) {
         for d in std::mem::take(&mut self.direct) {
             match d {
-                Direct::Ws(c, text) => {
-                    if wire.ws_open(c) {
-                        wire.ws_send(c, &text)
-                    }
-                }
-                Direct::CloseWs(c) => {
-                    if wire.ws_open(c) {
-                        wire.ws_close(c)
-                    }
-                }
+                Direct::Ws(c, text) => cx.text(c, &text),
+                Direct::CloseWs(c) => cx.close(c, 1000, ""),
                 Direct::Release(c, origin, body) => {
-                    if wire.poll_waiting(c) {
-                        wire.answer_poll(c, payload_response(body, origin.as_deref()));
-                    }
+                    cx.respond(c, payload_response(body, origin.as_deref()))
                 }
             }
         }
@@ -897,44 +867,27 @@ impl Sessions {
             s.in_dirty = false;
             match s.transport {
                 Transport::WebSocket(c) => {
-                    if !wire.ws_open(c) {
-                        continue; // its close is on its way to `ws_closed`
-                    }
                     for p in s.queue.drain(..) {
-                        wire.ws_send(c, &p);
+                        cx.text(c, &p);
                     }
                     s.queued_bytes = 0;
                     if s.closing {
-                        wire.ws_close(c);
+                        cx.close(c, 1000, "");
+                        self.conns.remove(&c);
                         self.sessions.remove(&sid);
                     }
                 }
                 Transport::Polling => {
-                    let Some(h) = s.held.take() else { continue };
-                    if !wire.poll_waiting(h.conn) {
-                        continue; // that request is gone; the queue waits for the next GET
+                    if s.held.is_none() || (s.queue.is_empty() && s.probe.is_none() && !s.closing) {
+                        continue; // no request waiting, or nothing for it yet
                     }
-                    if s.queue.is_empty() && s.probe.is_none() && !s.closing {
-                        s.held = Some(h);
+                    let Some(h) = self.take_held(&sid) else {
                         continue;
-                    }
+                    };
                     let resp = self.drain_answer(&sid, h.origin.as_deref());
-                    wire.answer_poll(h.conn, resp);
+                    cx.respond(h.conn, resp);
                 }
             }
-        }
-    }
-}
-
-trait LaterThan {
-    fn is_none_or_later(&self, t: u64) -> bool;
-}
-
-impl LaterThan for Option<u64> {
-    fn is_none_or_later(&self, t: u64) -> bool {
-        match self {
-            None => true,
-            Some(cur) => *cur > t,
         }
     }
 }

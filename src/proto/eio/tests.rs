@@ -1,8 +1,8 @@
 use super::packet::*;
 use super::*;
-use crate::proto::conn::Response;
-use crate::proto::dialect::sio::Env;
-use crate::proto::dialect::ConnRef;
+use crate::proto::dialect::sio::{Apps, SioDialect};
+use crate::proto::dialect::{Handle, NoEnv, Output, Outputs, Seeded};
+use crate::proto::http::Response;
 use serde_json::json;
 use std::collections::HashSet;
 
@@ -164,14 +164,14 @@ fn open_packet_and_error_bodies() {
 }
 
 #[test]
-fn session_ids_name_their_core() {
-    for core in [0, 1, 7, 63, 64, 4095] {
-        let sid = mint_sid(core, &[0xAB; 18]);
+fn session_ids_carry_their_locator() {
+    for loc in [0, 1, 7, 63, 64, 4095, (1 << 24) - 1] {
+        let sid = mint_sid(Locator(loc), &[0xAB; 16]);
         assert_eq!(sid.len(), 20);
-        assert_eq!(sid_core(&sid), Some(core));
+        assert_eq!(sid_locator(&sid), Some(Locator(loc)));
     }
-    assert_eq!(sid_core("short"), None);
-    assert_eq!(sid_core("AA!AAAAAAAAAAAAAAAAA"), None);
+    assert_eq!(sid_locator("short"), None);
+    assert_eq!(sid_locator("AA!AAAAAAAAAAAAAAAAA"), None);
 }
 
 #[test]
@@ -197,69 +197,175 @@ fn requests_and_handshake_kinds() {
     assert_eq!(query_get(&q, "connId"), Some("ab c"));
     assert_eq!(query_get(&q, "x"), Some("a b"));
     assert_eq!(query_get(&q, "bad"), None);
-    assert_eq!(
-        handshake_kind(&q, false),
-        (Kind::MewV1, "mewv1/ab c".into())
-    );
+    // Which dialect a handshake speaks is each dialect's claim (the registry asks them in
+    // order: MewConnect v1, the test dialect when enabled, webRTWorkspaces).
+    use crate::proto::dialect::{mewv1, workspaces};
+    assert_eq!(mewv1::claims(&q), Some("mewv1/ab c".into()));
     let echo = parse_query(Some("echo=1"));
-    assert_eq!(handshake_kind(&echo, true).0, Kind::Echo);
-    assert_eq!(handshake_kind(&echo, false).0, Kind::Workspaces);
-    assert_eq!(handshake_kind(&[], true).0, Kind::Workspaces);
+    assert_eq!(mewv1::claims(&echo), None);
+    assert_eq!(echo::claims(&echo), Some("sio/echo".into()));
+    assert_eq!(echo::claims(&[]), None);
+    assert_eq!(workspaces::claims(&[]), Some("sio/workspaces".into()));
 }
 
 // ── sessions ───────────────────────────────────────────────────────────────────────────────
 
-struct NoIce;
-impl Env for NoIce {
-    fn ice_servers(&mut self, _user: &str) -> serde_json::Value {
-        json!([{"url": "stun:x", "urls": "stun:x"}])
+/// The dialects of the test table: 0 is not served, 1 is the test rooms dialect.
+const UNSERVED: usize = 0;
+const ECHO: usize = 1;
+
+struct EchoApps(echo::Echo);
+
+impl Apps for EchoApps {
+    fn count(&self) -> usize {
+        2
+    }
+    fn pick(&self, _query: &[(String, String)]) -> Option<(usize, String)> {
+        Some((ECHO, "sio/echo".into()))
+    }
+    fn ping_timeout_ms(&self, _app: usize) -> u64 {
+        500
+    }
+    fn get(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
+        self.built(app)
+    }
+    fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
+        (app == ECHO).then_some(&mut self.0 as &mut dyn SioDialect)
+    }
+    fn poll_timeout(&self, _app: usize) -> Option<u64> {
+        None
     }
 }
 
+/// What the shell would do with the table's outputs: held polls and open WebSockets.
 #[derive(Default)]
 struct FakeWire {
-    held: HashSet<ConnRef>,
-    open: HashSet<ConnRef>,
-    answers: Vec<(ConnRef, String)>,
-    sent: Vec<(ConnRef, String)>,
-    closed: Vec<ConnRef>,
+    held: HashSet<Handle>,
+    open: HashSet<Handle>,
+    answers: Vec<(Handle, String)>,
+    sent: Vec<(Handle, String)>,
+    closed: Vec<Handle>,
 }
 
-impl Wire for FakeWire {
-    fn poll_waiting(&self, r: ConnRef) -> bool {
-        self.held.contains(&r)
+/// The table with a context of its own: calls take the time, as the contract's `Cx` does.
+struct T {
+    s: Sessions<EchoApps>,
+    out: Outputs,
+    rand: Seeded,
+}
+
+impl T {
+    fn cx<R>(&mut self, now: u64, f: impl FnOnce(&mut Sessions<EchoApps>, &mut Cx<'_>) -> R) -> R {
+        let mut env = NoEnv;
+        let mut cx = Cx {
+            now,
+            unix_ms: 0,
+            here: Locator(0),
+            rand: &mut self.rand,
+            env: &mut env,
+            out: &mut self.out,
+        };
+        f(&mut self.s, &mut cx)
     }
-    fn answer_poll(&mut self, r: ConnRef, resp: Response) {
-        assert!(self.held.remove(&r), "answered a poll that was not waiting");
-        self.answers
-            .push((r, String::from_utf8(resp.body).unwrap()));
+    fn handshake_polling(
+        &mut self,
+        now: u64,
+        sid: &str,
+        app: usize,
+        origin: Option<&str>,
+    ) -> Result<Response, Refused> {
+        self.cx(now, |s, cx| s.handshake_polling(cx, sid, app, &[], origin))
     }
-    fn ws_open(&self, r: ConnRef) -> bool {
-        self.open.contains(&r)
+    fn handshake_ws(
+        &mut self,
+        now: u64,
+        sid: &str,
+        app: usize,
+        conn: Handle,
+    ) -> Result<(), Refused> {
+        self.cx(now, |s, cx| s.handshake_ws(cx, sid, app, &[], conn))
     }
-    fn ws_send(&mut self, r: ConnRef, text: &str) {
-        self.sent.push((r, text.to_owned()));
+    fn poll_get(
+        &mut self,
+        sid: &str,
+        conn: Handle,
+        origin: Option<&str>,
+    ) -> Result<PollGet, EioError> {
+        self.s.poll_get(sid, conn, origin)
     }
-    fn ws_close(&mut self, r: ConnRef) {
-        self.open.remove(&r);
-        self.closed.push(r);
+    fn poll_post(&mut self, now: u64, sid: &str, body: &[u8]) -> Result<(), EioError> {
+        self.cx(now, |s, cx| s.poll_post(cx, sid, body))
+    }
+    fn ws_attach(&mut self, now: u64, sid: &str, conn: Handle) -> bool {
+        self.s.ws_attach(now, sid, conn)
+    }
+    fn ws_text(&mut self, now: u64, conn: Handle, text: &str) {
+        self.cx(now, |s, cx| s.ws_message(cx, conn, Some(text)));
+    }
+    /// The shell reports that `conn` is gone.
+    fn gone(&mut self, now: u64, conn: Handle) {
+        self.cx(now, |s, cx| s.conn_gone(cx, conn));
+    }
+    fn tick(&mut self, now: u64) {
+        self.cx(now, |s, cx| s.tick(cx));
+    }
+    /// Flush and apply the outputs as the shell does.
+    fn flush(&mut self, w: &mut FakeWire) {
+        self.cx(0, |s, cx| s.flush(cx));
+        for (o, bytes) in self.out.iter() {
+            match o {
+                Output::Respond { conn, response } => {
+                    assert!(w.held.remove(conn), "answered a poll that was not waiting");
+                    w.answers
+                        .push((*conn, String::from_utf8(response.body.clone()).unwrap()));
+                }
+                Output::Send { to, .. } => w
+                    .sent
+                    .push((*to, String::from_utf8(bytes.to_vec()).unwrap())),
+                Output::Close { conn, .. } => {
+                    w.open.remove(conn);
+                    w.closed.push(*conn);
+                }
+                Output::Pipe { .. } => panic!("the layer never pipes"),
+            }
+        }
+        self.out.clear();
+    }
+    fn contains(&self, sid: &str) -> bool {
+        self.s.contains(sid)
+    }
+    fn can_create(&mut self, app: usize) -> Result<(), Refused> {
+        self.s.can_create(app)
+    }
+    fn can_upgrade(&self, sid: &str) -> Result<(), EioError> {
+        self.s.can_upgrade(sid)
+    }
+    fn next_deadline(&self) -> Option<u64> {
+        self.s.next_deadline()
+    }
+    fn wants_flush(&self) -> bool {
+        self.s.wants_flush()
     }
 }
 
-fn conn(key: u32) -> ConnRef {
-    ConnRef { key, gen: 1 }
+fn conn(key: u32) -> Handle {
+    Handle::of(key, 1)
 }
 
-fn table() -> Sessions {
-    let mut t = Sessions::new(Options {
-        ping_interval_ms: 1000,
-        ping_timeout_ms: [500, 500, 500],
-        upgrade_timeout_ms: 300,
-        max_queued_bytes: 4096,
-        max_sessions: 3,
-    });
-    t.install(Kind::Echo, Box::new(echo::Echo));
-    t
+fn table() -> T {
+    T {
+        s: Sessions::new(
+            Options {
+                ping_interval_ms: 1000,
+                upgrade_timeout_ms: 300,
+                max_queued_bytes: 4096,
+                max_sessions: 3,
+            },
+            EchoApps(echo::Echo),
+        ),
+        out: Outputs::default(),
+        rand: Seeded(1),
+    }
 }
 
 fn body(r: &Response) -> String {
@@ -275,9 +381,9 @@ fn packets(payload: &str) -> Vec<String> {
 }
 
 /// A polling session `sid` created at `now`, its handshake payload read.
-fn polling(t: &mut Sessions, sid: &str, now: u64) -> Vec<String> {
+fn polling(t: &mut T, sid: &str, now: u64) -> Vec<String> {
     let r = t
-        .handshake_polling(now, sid, Kind::Echo, &[], Some("http://o"), &mut NoIce)
+        .handshake_polling(now, sid, ECHO, Some("http://o"))
         .expect("created");
     assert_eq!(r.status, 200);
     assert!(r
@@ -289,10 +395,9 @@ fn polling(t: &mut Sessions, sid: &str, now: u64) -> Vec<String> {
     packets(&body(&r))
 }
 
-fn post(t: &mut Sessions, now: u64, sid: &str, packets: &[&str]) {
+fn post(t: &mut T, now: u64, sid: &str, packets: &[&str]) {
     let payload = encode_payload(packets.iter().copied());
-    t.poll_post(now, sid, payload.as_bytes(), &mut NoIce)
-        .unwrap();
+    t.poll_post(now, sid, payload.as_bytes()).unwrap();
 }
 
 const A: &str = "AAaaaaaaaaaaaaaaaaaa";
@@ -309,8 +414,7 @@ fn polling_handshake_sends_open_then_connect() {
     assert_eq!(p.len(), 3);
     // A sid already in use is refused; an unknown one is unknown.
     assert_eq!(
-        t.handshake_polling(0, A, Kind::Echo, &[], None, &mut NoIce)
-            .err(),
+        t.handshake_polling(0, A, ECHO, None).err(),
         Some(Refused::Taken)
     );
     assert!(matches!(
@@ -319,16 +423,15 @@ fn polling_handshake_sends_open_then_connect() {
     ));
     // No dialect installed for the kind: refused.
     assert_eq!(
-        t.handshake_polling(0, B, Kind::Workspaces, &[], None, &mut NoIce)
-            .err(),
+        t.handshake_polling(0, B, UNSERVED, None).err(),
         Some(Refused::NoDialect)
     );
     // The table is bounded (3 here).
     polling(&mut t, B, 0);
     polling(&mut t, "AAcccccccccccccccccc", 0);
-    assert_eq!(t.can_create(Kind::Echo), Err(Refused::Full));
+    assert_eq!(t.can_create(ECHO), Err(Refused::Full));
     assert_eq!(
-        t.handshake_polling(0, "AAdddddddddddddddddd", Kind::Echo, &[], None, &mut NoIce)
+        t.handshake_polling(0, "AAdddddddddddddddddd", ECHO, None)
             .err(),
         Some(Refused::Full)
     );
@@ -392,9 +495,9 @@ fn session_without_packets_times_out_and_its_poll_is_closed() {
     // B keeps pinging; A is silent.
     post(&mut t, 900, B, &["2"]);
     assert_eq!(t.next_deadline(), Some(1500));
-    t.tick(1499, &mut NoIce);
+    t.tick(1499);
     assert!(t.contains(A));
-    t.tick(1500, &mut NoIce);
+    t.tick(1500);
     assert!(
         !t.contains(A),
         "pingInterval + pingTimeout without a packet"
@@ -408,9 +511,9 @@ fn session_without_packets_times_out_and_its_poll_is_closed() {
     let pb = packets(&body(&r));
     assert!(pb.contains(&format!(r#"42["gone","{A}"]"#)), "{pb:?}");
     // B's own deadline moved with its ping.
-    t.tick(1900, &mut NoIce);
+    t.tick(1900);
     assert!(t.contains(B));
-    t.tick(2400, &mut NoIce);
+    t.tick(2400);
     assert!(!t.contains(B));
 }
 
@@ -434,7 +537,7 @@ fn upgrade_loses_and_duplicates_nothing() {
         "one probe at a time"
     );
     w.open.insert(ws);
-    t.ws_text(6, A, ws, "2probe", &mut NoIce);
+    t.ws_text(6, ws, "2probe");
     t.flush(&mut w);
     assert_eq!(w.sent, vec![(ws, "3probe".to_string())]);
     // The held poll is released with a noop so the client can pause.
@@ -451,7 +554,7 @@ fn upgrade_loses_and_duplicates_nothing() {
     post(&mut t, 8, B, &[r#"42["to","r","three"]"#]);
     t.flush(&mut w);
     assert_eq!(w.sent.len(), 1, "not on the probing WebSocket yet");
-    t.ws_text(9, A, ws, "5", &mut NoIce);
+    t.ws_text(9, ws, "5");
     t.flush(&mut w);
     assert_eq!(
         w.sent[1..],
@@ -465,7 +568,7 @@ fn upgrade_loses_and_duplicates_nothing() {
         t.poll_get(A, conn(4), None),
         Err(EioError::BadRequest)
     ));
-    t.ws_text(10, A, ws, "2", &mut NoIce);
+    t.ws_text(10, ws, "2");
     post(&mut t, 10, B, &[r#"42["to","r","four"]"#]);
     t.flush(&mut w);
     assert_eq!(
@@ -476,7 +579,7 @@ fn upgrade_loses_and_duplicates_nothing() {
         ]
     );
     // Its close ends the session.
-    t.ws_closed(11, A, ws, &mut NoIce);
+    t.gone(11, ws);
     assert!(!t.contains(A));
 }
 
@@ -488,7 +591,7 @@ fn failed_or_slow_probe_leaves_the_session_polling() {
     let ws = conn(10);
     w.open.insert(ws);
     assert!(t.ws_attach(0, A, ws));
-    t.ws_text(1, A, ws, "4junk", &mut NoIce);
+    t.ws_text(1, ws, "4junk");
     t.flush(&mut w);
     assert_eq!(w.closed, vec![ws]);
     assert!(t.contains(A) && t.can_upgrade(A).is_ok());
@@ -496,18 +599,18 @@ fn failed_or_slow_probe_leaves_the_session_polling() {
     let ws2 = conn(11);
     w.open.insert(ws2);
     assert!(t.ws_attach(100, A, ws2));
-    t.ws_text(101, A, ws2, "2probe", &mut NoIce);
-    t.tick(399, &mut NoIce);
+    t.ws_text(101, ws2, "2probe");
+    t.tick(399);
     t.flush(&mut w);
     assert!(!w.closed.contains(&ws2));
-    t.tick(400, &mut NoIce);
+    t.tick(400);
     t.flush(&mut w);
     assert!(w.closed.contains(&ws2));
     assert!(t.contains(A) && t.can_upgrade(A).is_ok());
     // A probe's own close also leaves it polling.
     let ws3 = conn(12);
     assert!(t.ws_attach(500, A, ws3));
-    t.ws_closed(501, A, ws3, &mut NoIce);
+    t.gone(501, ws3);
     assert!(t.contains(A) && t.can_upgrade(A).is_ok());
 }
 
@@ -517,15 +620,13 @@ fn websocket_session_and_server_disconnect() {
     let mut w = FakeWire::default();
     let ws = conn(20);
     w.open.insert(ws);
-    assert!(t
-        .handshake_ws(0, A, Kind::Echo, &[], ws, &mut NoIce)
-        .is_ok());
+    assert!(t.handshake_ws(0, A, ECHO, ws).is_ok());
     t.flush(&mut w);
     assert!(w.sent[0].1.starts_with("0{") && w.sent[0].1.contains(r#""upgrades":[]"#));
     assert_eq!(w.sent[1].1, "40");
     assert!(w.sent[2].1.starts_with(r#"42["welcome""#));
-    t.ws_text(1, A, ws, r#"42["fail"]"#, &mut NoIce);
-    t.ws_text(1, A, ws, r#"42["bye"]"#, &mut NoIce);
+    t.ws_text(1, ws, r#"42["fail"]"#);
+    t.ws_text(1, ws, r#"42["bye"]"#);
     t.flush(&mut w);
     assert_eq!(w.sent[3].1, r#"44"boom""#);
     assert_eq!(w.sent[4].1, "41");
@@ -553,10 +654,7 @@ fn polling_server_disconnect_and_client_close() {
 fn bad_post_ends_the_session_and_overfull_queues_are_dropped() {
     let mut t = table();
     polling(&mut t, A, 0);
-    assert_eq!(
-        t.poll_post(1, A, b"5:abc", &mut NoIce),
-        Err(EioError::BadRequest)
-    );
+    assert_eq!(t.poll_post(1, A, b"5:abc"), Err(EioError::BadRequest));
     assert!(!t.contains(A));
     polling(&mut t, A, 0);
     let big = "x".repeat(1000);
@@ -582,6 +680,7 @@ fn second_get_releases_the_first() {
     assert_eq!(w.answers, vec![(conn(1), "1:6".to_string())]);
     // A held poll whose connection went away is forgotten; the queue waits for the next GET.
     w.held.remove(&conn(2));
+    t.gone(1, conn(2));
     post(&mut t, 1, A, &[r#"42["echo",1]"#]);
     t.flush(&mut w);
     assert_eq!(w.answers.len(), 1);

@@ -2,7 +2,7 @@
 //! applied to one [`Introductions`] table (the cevitxe / @localfirst/relay introduction
 //! dialect), checked against a model of it.
 //!
-//! Sockets come from a set of six [`ConnRef`]s (three keys × two generations), ids from a set
+//! Sockets come from a set of six [`Handle`]s (three keys × two generations), ids from a set
 //! of four, document keys from a set of four (one longer than `MAX_KEY_LEN`) plus a non-string
 //! element. A message is either raw bytes (text or binary) or a structured message
 //! ([`IntroMsg`]: format A, B or C; type Join, Leave, Heartbeat, `❤️`, another or none; join
@@ -37,12 +37,12 @@ use serde_json::{json, Map as JsonMap, Value as Json};
 use super::conn_ops::Bytes;
 use crate::proto::dialect::cevitxe::{Introductions, MAX_KEYS_PER_PEER, MAX_KEY_LEN};
 use crate::proto::dialect::msgpack::{self, Value as Mp};
-use crate::proto::dialect::{ConnRef, Kind, Outgoing};
+use crate::proto::dialect::{Handle, Kind, Outgoing};
 
 /// Ops beyond this are ignored, to bound the time of one run.
 const MAX_OPS: usize = 512;
 const IDS: [&str; 4] = ["a", "b", "c", "42"];
-/// Socket `n` is `ConnRef { key: n % 3, gen: n / 3 }`.
+/// Socket `n` is `Handle::of(n % 3, n / 3)`.
 const CONNS: u8 = 6;
 /// Key indices 0..=3 name [`key`]s; 4 is a non-string element (the number 7).
 const KEY_CHOICES: u8 = 5;
@@ -61,11 +61,8 @@ fn key(i: u8) -> String {
     }
 }
 
-fn conn_ref(n: u8) -> ConnRef {
-    ConnRef {
-        key: u32::from(n % 3),
-        gen: u32::from(n / 3),
-    }
+fn conn_ref(n: u8) -> Handle {
+    Handle::of(u32::from(n % 3), u32::from(n / 3))
 }
 
 /// A wire format of the dialect (see `proto/dialect/cevitxe.rs`).
@@ -277,7 +274,7 @@ fn read_msg(m: &IntroMsg) -> (Option<Format>, Option<Update>) {
 /// An introduction as sent: recipient, format, the id introduced, the keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Intro {
-    to: ConnRef,
+    to: Handle,
     format: Format,
     id: String,
     keys: Vec<String>,
@@ -343,7 +340,7 @@ struct Sock {
 }
 
 struct Peer {
-    conn: ConnRef,
+    conn: Handle,
     seq: u64,
     format: Format,
     keys: Vec<String>,
@@ -351,13 +348,13 @@ struct Peer {
 
 #[derive(Default)]
 struct Model {
-    sockets: HashMap<ConnRef, Sock>,
+    sockets: HashMap<Handle, Sock>,
     peers: HashMap<usize, Peer>,
     next_seq: u64,
 }
 
 impl Model {
-    fn open(&mut self, id: usize, conn: ConnRef) {
+    fn open(&mut self, id: usize, conn: Handle) {
         self.close(conn);
         self.sockets.insert(conn, Sock { id, format: None });
         if let Some(p) = self.peers.get_mut(&id) {
@@ -376,7 +373,7 @@ impl Model {
         self.next_seq += 1;
     }
 
-    fn close(&mut self, conn: ConnRef) {
+    fn close(&mut self, conn: Handle) {
         if let Some(s) = self.sockets.remove(&conn) {
             if self.peers.get(&s.id).is_some_and(|p| p.conn == conn) {
                 self.peers.remove(&s.id);
@@ -385,13 +382,13 @@ impl Model {
     }
 
     /// The sender's id, if `conn` is open and its id registered.
-    fn sender(&self, conn: ConnRef) -> Option<usize> {
+    fn sender(&self, conn: Handle) -> Option<usize> {
         let id = self.sockets.get(&conn)?.id;
         self.peers.contains_key(&id).then_some(id)
     }
 
     /// Applies a structured message; returns the introductions it must produce.
-    fn message(&mut self, conn: ConnRef, m: &IntroMsg) -> Vec<Intro> {
+    fn message(&mut self, conn: Handle, m: &IntroMsg) -> Vec<Intro> {
         let Some(sock) = self.sockets.get_mut(&conn) else {
             return Vec::new();
         };

@@ -2,20 +2,22 @@
 //! through a model of the shell (socket, read buffer, outbound buffer, clock), with small
 //! limits so that every size rule is reachable.
 //!
-//! The model does what `net::reactor` does: it keeps unconsumed input and drops consumed bytes,
-//! offers input only while `wants_read` says so (bytes wait in the read buffer or the "socket"
-//! meanwhile), reads at most a read buffer's worth, reports EOF only once it has read
-//! everything, calls `handle_timeout` once `poll_timeout` has passed, and aborts a connection
-//! whose peer does not read its output. Checked after every call and every op:
+//! The model does what `net::reactor` does (through `proto::conn::driver`): it keeps
+//! unconsumed input and drops consumed bytes, offers input only while `wants_read` says so
+//! (bytes wait in the read buffer or the "socket" meanwhile), reads at most a read buffer's
+//! worth, reports EOF only once it has read everything, calls `timeout` once `poll_timeout` has
+//! passed, and aborts a connection whose peer does not read its output. A request for
+//! `/echo/park` is relocated once (left unread until [`Op::Unpark`]), as the shell does with a
+//! request another core owns. Checked after every call and every op:
 //!
-//! * `handle_read` consumes at most its input, and never stalls on a full read buffer;
+//! * reading consumes at most its input, and never stalls on a full read buffer;
 //! * `is_closed` is final: no more output, no wish to read, no deadline;
 //! * everything written parses as HTTP/1.1 response heads (with their bodies) and, after a
 //!   `101`, as whole, unmasked, valid server frames; nothing follows a `Connection: close`
 //!   response or a close frame; data frames are exactly the messages the App echoed;
-//! * the App hears of a WebSocket close at most once and only after an upgrade, and gets
+//! * the harness hears of a WebSocket close at most once and only after an upgrade, and gets
 //!   messages only in between, within the size limit, text as UTF-8;
-//! * no busy loop: a deadline is never still due right after `handle_timeout`, and delivering
+//! * no busy loop: a deadline is never still due right after `timeout`, and delivering
 //!   the bytes of one op takes a bounded number of calls.
 //!
 //! The input is decoded with `arbitrary`: a [`Setup`], then [`Op`]s until the bytes run out.
@@ -25,9 +27,9 @@ use std::time::Duration;
 
 use arbitrary::{Arbitrary, Unstructured};
 
-use crate::config::{Config, Limits};
-use crate::proto::conn::{App, Conn, Counters, Endpoint, Handshake, Outbox, Response, Routed};
-use crate::proto::http::RequestHead;
+use crate::proto::conn::driver::{self, Decide, Decision, Event, Outbox};
+use crate::proto::conn::{Conn, Counters, Limits};
+use crate::proto::http::{RequestHead, Response};
 use crate::proto::time::Tick;
 use crate::proto::ws::{is_valid_close_code, parse_close_payload, DataKind, FrameHeader, OpCode};
 
@@ -108,7 +110,8 @@ pub enum Op {
     /// The peer sends a masked close frame: no payload for code 0, a code from a list of valid
     /// ones below 0x8000, else the raw code; then the reason (at most 123 bytes).
     Close { code: u16, reason: Bytes },
-    /// The peer sends a valid upgrade request for `/echo` (or `/echo/park`, which parks).
+    /// The peer sends a valid upgrade request for `/echo` (or `/echo/park`, which is relocated
+    /// once before it is answered).
     Upgrade { park: bool },
     /// The peer sends one of [`REQUESTS`].
     Request(u8),
@@ -246,50 +249,40 @@ fn run(data: &[u8], mut trace: Option<&mut String>) {
 
 // ── the App ────────────────────────────────────────────────────────────────────────────────
 
-/// `/echo` upgrades (`/echo/park` parks after the 101), `/healthz` answers 200, `/body`
-/// reads a body of at most 64 bytes and answers it back, anything else 404. Messages are echoed; every callback checks it comes in order.
+/// `/echo` upgrades (`/echo/park` is relocated first, once), `/healthz` answers 200, `/body`
+/// reads a body of at most 64 bytes and answers it back, anything else 404. Messages are
+/// echoed; every decision checks it comes in order.
 #[derive(Default)]
 struct FuzzApp {
     upgraded: bool,
     ws_closed: bool,
+    /// The `/echo/park` request in the input was relocated (it is answered when read again).
+    relocated: bool,
     echoed: Vec<(DataKind, Vec<u8>)>,
 }
 
-impl App for FuzzApp {
-    fn route(&mut self, _now: Tick, head: &RequestHead) -> Routed {
+impl Decide for FuzzApp {
+    fn route(&mut self, _now: Tick, head: &RequestHead) -> Decision {
         assert!(!self.upgraded, "a request routed after the upgrade");
         match head.path.as_str() {
-            "/echo" | "/echo/park" => Routed::Upgrade {
-                endpoint: Endpoint::Echo,
-                park: head.path == "/echo/park",
-            },
-            "/healthz" => Routed::Respond(Response::text(200, "ok")),
-            "/body" => Routed::Body { max: 64 },
-            _ => Routed::Respond(Response::text(404, "not found")),
+            "/echo/park" if !self.relocated => {
+                self.relocated = true;
+                Decision::Relocate
+            }
+            "/echo" | "/echo/park" => Decision::Upgrade,
+            "/healthz" => Decision::Respond(Response::text(200, "ok")),
+            "/body" => Decision::Body { max: 64 },
+            _ => Decision::Respond(Response::text(404, "not found")),
         }
     }
 
-    fn on_request_body(&mut self, _now: Tick, _head: &RequestHead, body: &[u8]) -> Response {
+    fn body(&mut self, _now: Tick, _head: &RequestHead, body: &[u8]) -> Response {
         assert!(!self.upgraded, "a request body after the upgrade");
         assert!(body.len() <= 64, "a body over the limit");
         Response::new(200, "application/octet-stream", body.to_vec())
     }
 
-    fn on_handshake(&mut self, outcome: Handshake) {
-        assert!(!self.upgraded, "a handshake after the upgrade");
-        if let Handshake::Upgraded(_) = outcome {
-            self.upgraded = true;
-        }
-    }
-
-    fn on_message(
-        &mut self,
-        _now: Tick,
-        _endpoint: Endpoint,
-        kind: DataKind,
-        payload: &[u8],
-        out: &mut Outbox<'_>,
-    ) {
+    fn message(&mut self, _now: Tick, kind: DataKind, payload: &[u8], out: &mut Outbox<'_>) {
         assert!(
             self.upgraded && !self.ws_closed,
             "a message outside the open phase"
@@ -305,10 +298,19 @@ impl App for FuzzApp {
         self.echoed.push((kind, payload.to_vec()));
     }
 
-    fn on_ws_close(&mut self, _endpoint: Endpoint, _code: Option<u16>) {
-        assert!(self.upgraded, "on_ws_close without an upgrade");
-        assert!(!self.ws_closed, "on_ws_close called twice");
-        self.ws_closed = true;
+    fn event(&mut self, e: Event) {
+        match e {
+            Event::Upgraded => {
+                assert!(!self.upgraded, "a handshake after the upgrade");
+                self.upgraded = true;
+            }
+            Event::Rejected { .. } => assert!(!self.upgraded, "a handshake after the upgrade"),
+            Event::Closed(_) => {
+                assert!(self.upgraded, "a WebSocket close without an upgrade");
+                assert!(!self.ws_closed, "a WebSocket close reported twice");
+                self.ws_closed = true;
+            }
+        }
     }
 }
 
@@ -465,17 +467,17 @@ struct Harness {
 impl Harness {
     fn new(setup: Setup) -> Harness {
         let secs = Duration::from_secs;
-        let mut limits = Config::default().limits;
-        limits.max_header_bytes = 1024;
-        limits.max_headers = 16;
-        limits.max_frame_size = MAX_FRAME;
-        limits.max_message_size = MAX_MESSAGE;
-        limits.max_outbound_bytes = MAX_OUTBOUND;
-        limits.buffer_size = RX_CAP;
-        limits.handshake_timeout = secs(2);
-        limits.http_keepalive_timeout = secs(3);
-        limits.ping_interval = secs(if setup.timers & 1 != 0 { 5 } else { 0 });
-        limits.idle_timeout = secs(if setup.timers & 2 != 0 { 12 } else { 0 });
+        let limits = Limits {
+            max_header_bytes: 1024,
+            max_headers: 16,
+            max_frame_size: MAX_FRAME,
+            max_message_size: MAX_MESSAGE,
+            handshake_timeout: secs(2),
+            http_keepalive_timeout: secs(3),
+            ping_interval: secs(if setup.timers & 1 != 0 { 5 } else { 0 }),
+            idle_timeout: secs(if setup.timers & 2 != 0 { 12 } else { 0 }),
+            ..Limits::default()
+        };
         let now = Tick(setup.start);
         Harness {
             conn: Conn::new(now, &limits),
@@ -578,8 +580,15 @@ impl Harness {
             Op::BeginClose(i) => {
                 let code = CLOSE_CODES[usize::from(*i) % CLOSE_CODES.len()];
                 let before = self.tx.len();
-                self.conn
-                    .begin_close(self.now, code, "fuzz", &mut self.tx, &mut self.app);
+                driver::close(
+                    &mut self.conn,
+                    self.now,
+                    code,
+                    "fuzz",
+                    &mut self.tx,
+                    &self.counters,
+                    &mut self.app,
+                );
                 self.record(before);
             }
             Op::Unpark => {
@@ -588,12 +597,12 @@ impl Harness {
                     self.conn.unpark(self.now);
                 }
             }
-            Op::Abort => self.conn.abort(&mut self.app),
+            Op::Abort => driver::abort(&mut self.conn, &self.counters, &mut self.app),
         }
         self.pump();
         // The shell's slow-reader rule.
-        if self.tx.len() > self.limits.max_outbound_bytes {
-            self.conn.abort(&mut self.app);
+        if self.tx.len() > MAX_OUTBOUND {
+            driver::abort(&mut self.conn, &self.counters, &mut self.app);
         }
     }
 
@@ -610,7 +619,7 @@ impl Harness {
         }
     }
 
-    /// Call `handle_timeout` if the deadline has passed.
+    /// Call `timeout` if the deadline has passed.
     fn timeout(&mut self) {
         let Some(deadline) = self.conn.poll_timeout(&self.limits) else {
             return;
@@ -619,7 +628,8 @@ impl Harness {
             return;
         }
         let before = self.tx.len();
-        self.conn.handle_timeout(
+        driver::timeout(
+            &mut self.conn,
             self.now,
             &self.limits,
             &mut self.tx,
@@ -630,7 +640,7 @@ impl Harness {
         if let Some(next) = self.conn.poll_timeout(&self.limits) {
             assert!(
                 !self.now.reached(next),
-                "a deadline still due right after handle_timeout: the shell would spin"
+                "a deadline still due right after timeout: the shell would spin"
             );
         }
     }
@@ -642,7 +652,8 @@ impl Harness {
         }
         let len = self.rx.len();
         let before = self.tx.len();
-        let used = self.conn.handle_read(
+        let used = driver::read(
+            &mut self.conn,
             self.now,
             &self.limits,
             &mut self.rx,
@@ -678,7 +689,7 @@ impl Harness {
                     progress = true;
                 } else if self.wire.is_empty() && self.peer_eof && !self.eof_delivered {
                     self.eof_delivered = true;
-                    self.conn.handle_eof(&mut self.app);
+                    driver::eof(&mut self.conn, &self.counters, &mut self.app);
                     progress = true;
                 }
             }
@@ -705,7 +716,7 @@ impl Harness {
             assert!(self.conn.is_closed(), "is_closed went back to false");
             assert!(!self.conn.wants_read(0, usize::MAX));
             assert_eq!(self.conn.poll_timeout(&self.limits), None);
-            assert_eq!(self.conn.endpoint(), None);
+            assert!(!self.conn.is_websocket());
         }
     }
 }

@@ -4,9 +4,10 @@
 //!
 //! Four session ids (slots) and small limits: 3 sessions, 2 KiB queued per session,
 //! pingInterval 1 s, pingTimeout 0.5 s, upgrade timeout 0.3 s. Connections are fresh
-//! [`ConnRef`]s. After every op the table is flushed through a [`Wire`] that keeps which GETs
-//! are held and which WebSockets are open; a WebSocket the table closes is reported back with
-//! `ws_closed`, as the shell's detach does, until the table has nothing left to flush.
+//! [`Handle`]s. After every op the table is flushed and its outputs applied to a model of the
+//! shell that keeps which GETs are held and which WebSockets are open; a WebSocket the table
+//! closes, a client's close and a GET the client gives up on are reported back with
+//! `conn_gone`, as the shell's `on_close` does, until the table has nothing left to flush.
 //!
 //! The dialect is [`Echo`] behind a recorder that notes, per session, every `echo` reply it
 //! queues (the exact packet text). Checked:
@@ -14,7 +15,7 @@
 //! * nothing panics; handshakes are accepted or refused (`NoDialect`, `Full`, `Taken`) as the
 //!   model says; `poll_get` / `poll_post` know exactly the sessions that exist; a WebSocket may
 //!   attach exactly when `can_upgrade` says so;
-//! * a held poll is answered at most once, and only while it waits (the wire panics
+//! * a held poll is answered at most once, and only while it waits (the model panics
 //!   otherwise); every answer is a 200 v3 payload whose packets decode; nothing is sent on a
 //!   closed WebSocket; a probing WebSocket gets nothing but `3probe` until its client sent `5`;
 //! * the `echo` replies a session receives (by poll answers and WebSocket frames, across the
@@ -28,19 +29,24 @@
 //!   hold only live sessions; once every deadline has passed, the table, its rooms, the held
 //!   polls and the open WebSockets are all empty.
 
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex};
+use std::rc::Rc;
 
 use serde_json::Value;
 
-use crate::proto::conn::Response;
-use crate::proto::dialect::sio::{Action, Dialect, Env};
-use crate::proto::dialect::ConnRef;
+use crate::proto::dialect::sio::{Apps, SioCx, SioDialect};
+use crate::proto::dialect::{Cx, Handle, Locator, NoEnv, Output, Outputs, Seeded};
 use crate::proto::eio::echo::Echo;
 use crate::proto::eio::packet::{
     decode_packet, decode_payload, encode_payload, event_packet, EioError,
 };
-use crate::proto::eio::{Kind, Options, PollGet, Refused, Sessions, Wire};
+use crate::proto::eio::{Options, PollGet, Refused, Sessions};
+use crate::proto::http::Response;
+
+/// The dialect numbers of the table: 0 is not served, 1 is the recorder.
+const UNSERVED: usize = 0;
+const ECHO: usize = 1;
 
 const SIDS: [&str; 4] = [
     "AAaaaaaaaaaaaaaaaaaa",
@@ -235,14 +241,31 @@ pub fn menu(b: u8, n: u64) -> String {
     }
 }
 
-struct NoIce;
-impl Env for NoIce {
-    fn ice_servers(&mut self, _user: &str) -> Value {
-        serde_json::json!([])
+type Log = Rc<RefCell<Vec<(String, String)>>>;
+
+/// The table's dialects: none for 0, the recorder for 1.
+struct FuzzApps(Recorder);
+
+impl Apps for FuzzApps {
+    fn count(&self) -> usize {
+        2
+    }
+    fn pick(&self, _query: &[(String, String)]) -> Option<(usize, String)> {
+        Some((ECHO, "sio/echo".into()))
+    }
+    fn ping_timeout_ms(&self, _app: usize) -> u64 {
+        TIMEOUT
+    }
+    fn get(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
+        self.built(app)
+    }
+    fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
+        (app == ECHO).then_some(&mut self.0 as &mut dyn SioDialect)
+    }
+    fn poll_timeout(&self, _app: usize) -> Option<u64> {
+        None
     }
 }
-
-type Log = Arc<Mutex<Vec<(String, String)>>>;
 
 /// [`Echo`], noting the packet of every `echo` reply it asks for.
 struct Recorder {
@@ -250,75 +273,30 @@ struct Recorder {
     log: Log,
 }
 
-impl Dialect for Recorder {
-    fn on_connect(
-        &mut self,
-        now_ms: u64,
-        sid: &str,
-        query: &[(String, String)],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
-        self.inner.on_connect(now_ms, sid, query, env, out);
+impl SioDialect for Recorder {
+    fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]) {
+        self.inner.on_connect(cx, sid, query);
     }
 
-    fn on_event(
-        &mut self,
-        now_ms: u64,
-        sid: &str,
-        event: &str,
-        args: &[Value],
-        env: &mut dyn Env,
-        out: &mut Vec<Action>,
-    ) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
         if event == "echo" {
-            let mut log = self.log.lock().unwrap_or_else(|e| e.into_inner());
-            log.push((sid.to_owned(), event_packet("echo", args)));
+            self.log
+                .borrow_mut()
+                .push((sid.to_owned(), event_packet("echo", args)));
         }
-        self.inner.on_event(now_ms, sid, event, args, env, out);
+        self.inner.on_event(cx, sid, event, args);
     }
 
-    fn on_disconnect(&mut self, now_ms: u64, sid: &str, env: &mut dyn Env, out: &mut Vec<Action>) {
-        self.inner.on_disconnect(now_ms, sid, env, out);
+    fn on_disconnect(&mut self, cx: &mut SioCx<'_>, sid: &str) {
+        self.inner.on_disconnect(cx, sid);
     }
-}
-
-enum Ev {
-    Answer(ConnRef, Response),
-    Send(ConnRef, String),
-    Close(ConnRef),
 }
 
 /// The shell's side: held GETs and open WebSockets.
 #[derive(Default)]
 struct FakeWire {
-    held: HashSet<ConnRef>,
-    open: HashSet<ConnRef>,
-    events: Vec<Ev>,
-}
-
-impl Wire for FakeWire {
-    fn poll_waiting(&self, r: ConnRef) -> bool {
-        self.held.contains(&r)
-    }
-    fn answer_poll(&mut self, r: ConnRef, resp: Response) {
-        assert!(
-            self.held.remove(&r),
-            "answered a poll that is not waiting (twice, or never held): {r:?}"
-        );
-        self.events.push(Ev::Answer(r, resp));
-    }
-    fn ws_open(&self, r: ConnRef) -> bool {
-        self.open.contains(&r)
-    }
-    fn ws_send(&mut self, r: ConnRef, text: &str) {
-        assert!(self.open.contains(&r), "a frame on a closed WebSocket");
-        self.events.push(Ev::Send(r, text.to_owned()));
-    }
-    fn ws_close(&mut self, r: ConnRef) {
-        assert!(self.open.remove(&r), "closed a WebSocket that was not open");
-        self.events.push(Ev::Close(r));
-    }
+    held: HashSet<Handle>,
+    open: HashSet<Handle>,
 }
 
 #[derive(Clone, Copy)]
@@ -343,19 +321,21 @@ struct Slot {
     gen: u32,
     /// The last op that named this sid (an over-estimate of the client's last packet).
     last_seen: u64,
-    ws: Option<ConnRef>,
-    poll: Option<ConnRef>,
+    ws: Option<Handle>,
+    poll: Option<Handle>,
 }
 
 struct Harness {
-    t: Sessions,
+    t: Sessions<FuzzApps>,
     w: FakeWire,
+    out: Outputs,
+    rand: Seeded,
     log: Log,
     now: u64,
     next_conn: u32,
     counter: u64,
     slots: [Slot; 4],
-    owners: HashMap<ConnRef, Owner>,
+    owners: HashMap<Handle, Owner>,
     /// Per (slot, generation): the `echo` replies queued, and how many arrived.
     recorded: HashMap<(usize, u32), Vec<String>>,
     delivered: HashMap<(usize, u32), usize>,
@@ -363,17 +343,15 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
-        let mut t = Sessions::new(Options {
-            ping_interval_ms: INTERVAL,
-            ping_timeout_ms: [TIMEOUT; 3],
-            upgrade_timeout_ms: UPGRADE,
-            max_queued_bytes: MAX_QUEUED,
-            max_sessions: MAX_SESSIONS,
-        });
         let log = Log::default();
-        t.install(
-            Kind::Echo,
-            Box::new(Recorder {
+        let t = Sessions::new(
+            Options {
+                ping_interval_ms: INTERVAL,
+                upgrade_timeout_ms: UPGRADE,
+                max_queued_bytes: MAX_QUEUED,
+                max_sessions: MAX_SESSIONS,
+            },
+            FuzzApps(Recorder {
                 inner: Echo,
                 log: log.clone(),
             }),
@@ -381,6 +359,8 @@ impl Harness {
         Harness {
             t,
             w: FakeWire::default(),
+            out: Outputs::default(),
+            rand: Seeded(7),
             log,
             now: 1_000,
             next_conn: 0,
@@ -392,12 +372,23 @@ impl Harness {
         }
     }
 
-    fn conn(&mut self) -> ConnRef {
+    fn conn(&mut self) -> Handle {
         self.next_conn += 1;
-        ConnRef {
-            key: self.next_conn,
-            gen: 1,
-        }
+        Handle::of(self.next_conn, 1)
+    }
+
+    /// Run `f` on the table with a context at the model's time.
+    fn with_cx<R>(&mut self, f: impl FnOnce(&mut Sessions<FuzzApps>, &mut Cx<'_>) -> R) -> R {
+        let mut env = NoEnv;
+        let mut cx = Cx {
+            now: self.now,
+            unix_ms: 0,
+            here: Locator(0),
+            rand: &mut self.rand,
+            env: &mut env,
+            out: &mut self.out,
+        };
+        f(&mut self.t, &mut cx)
     }
 
     fn slot_of(sid: &str) -> usize {
@@ -406,7 +397,7 @@ impl Harness {
 
     /// Move what the recorder saw into `recorded`, under each session's current generation.
     fn take_log(&mut self) {
-        let log = std::mem::take(&mut *self.log.lock().unwrap_or_else(|e| e.into_inner()));
+        let log = std::mem::take(&mut *self.log.borrow_mut());
         for (sid, packet) in log {
             let slot = Self::slot_of(&sid);
             let gen = self.slots[slot].gen;
@@ -444,39 +435,58 @@ impl Harness {
     fn settle(&mut self) {
         self.take_log();
         for _ in 0..16 {
-            self.t.flush(&mut self.w);
+            self.with_cx(|t, cx| t.flush(cx));
             assert!(!self.t.wants_flush(), "work left after a flush");
-            let events = std::mem::take(&mut self.w.events);
+            let events: Vec<(Output, Vec<u8>)> = self
+                .out
+                .iter()
+                .map(|(o, b)| (o.clone(), b.to_vec()))
+                .collect();
+            self.out.clear();
             if events.is_empty() && !self.t.wants_flush() {
                 break;
             }
             for ev in events {
                 match ev {
-                    Ev::Answer(c, resp) => match self.owners.get(&c) {
-                        Some(&Owner::Poll { slot, gen }) => self.answer(slot, gen, &resp),
-                        _ => panic!("an answer to {c:?}, which is no GET"),
-                    },
-                    Ev::Send(c, text) => match self.owners.get(&c).copied() {
-                        Some(Owner::Ws {
-                            slot,
-                            gen,
-                            attached_at,
-                            upgraded,
-                        }) => {
-                            if attached_at.is_some() && !upgraded {
-                                assert_eq!(text, "3probe", "on a probing WebSocket");
-                            } else {
-                                self.deliver(slot, gen, &text);
-                            }
+                    (Output::Respond { conn: c, response }, _) => {
+                        assert!(
+                            self.w.held.remove(&c),
+                            "answered a poll that is not waiting (twice, or never held): {c:?}"
+                        );
+                        match self.owners.get(&c) {
+                            Some(&Owner::Poll { slot, gen }) => self.answer(slot, gen, &response),
+                            _ => panic!("an answer to {c:?}, which is no GET"),
                         }
-                        _ => panic!("a frame to {c:?}, which is no WebSocket"),
-                    },
-                    Ev::Close(c) => match self.owners.get(&c) {
-                        Some(&Owner::Ws { slot, .. }) => {
-                            self.t.ws_closed(self.now, SIDS[slot], c, &mut NoIce);
+                    }
+                    (Output::Send { to: c, .. }, bytes) => {
+                        assert!(self.w.open.contains(&c), "a frame on a closed WebSocket");
+                        let text = String::from_utf8(bytes).expect("text frames");
+                        match self.owners.get(&c).copied() {
+                            Some(Owner::Ws {
+                                slot,
+                                gen,
+                                attached_at,
+                                upgraded,
+                            }) => {
+                                if attached_at.is_some() && !upgraded {
+                                    assert_eq!(text, "3probe", "on a probing WebSocket");
+                                } else {
+                                    self.deliver(slot, gen, &text);
+                                }
+                            }
+                            _ => panic!("a frame to {c:?}, which is no WebSocket"),
+                        }
+                    }
+                    (Output::Close { conn: c, .. }, _) => match self.owners.get(&c) {
+                        // The shell closes what is open and tells the table it is gone.
+                        Some(&Owner::Ws { .. }) => {
+                            if self.w.open.remove(&c) {
+                                self.with_cx(|t, cx| t.conn_gone(cx, c));
+                            }
                         }
                         _ => panic!("closed {c:?}, which is no WebSocket"),
                     },
+                    (Output::Pipe { .. }, _) => panic!("the layer never pipes"),
                 }
             }
             self.take_log();
@@ -516,7 +526,7 @@ impl Harness {
             }
         }
         for room in ["r", "watchers"].into_iter().chain(SIDS) {
-            for m in self.t.room(Kind::Echo, room) {
+            for m in self.t.room(ECHO, room) {
                 assert!(self.t.contains(&m), "{m} in room {room} has no session");
             }
         }
@@ -527,14 +537,10 @@ impl Harness {
     }
 
     fn handshake(&mut self, slot: u8, websocket: bool) {
-        let kind = if slot & 0x80 != 0 {
-            Kind::Workspaces
-        } else {
-            Kind::Echo
-        };
+        let kind = if slot & 0x80 != 0 { UNSERVED } else { ECHO };
         let slot = usize::from(slot % 4);
         let sid = SIDS[slot];
-        let want = if kind != Kind::Echo {
+        let want = if kind != ECHO {
             Err(Refused::NoDialect)
         } else if self.t.len() >= MAX_SESSIONS {
             Err(Refused::Full)
@@ -551,9 +557,7 @@ impl Harness {
             }
             let conn = self.conn();
             self.w.open.insert(conn);
-            let r = self
-                .t
-                .handshake_ws(self.now, sid, kind, &query, conn, &mut NoIce);
+            let r = self.with_cx(|t, cx| t.handshake_ws(cx, sid, kind, &query, conn));
             assert_eq!(r, want);
             let gen = self.slots[slot].gen + u32::from(r.is_ok());
             self.owners.insert(
@@ -574,9 +578,7 @@ impl Harness {
                 };
             }
         } else {
-            let r = self
-                .t
-                .handshake_polling(self.now, sid, kind, &query, None, &mut NoIce);
+            let r = self.with_cx(|t, cx| t.handshake_polling(cx, sid, kind, &query, None));
             assert_eq!(r.as_ref().map(|_| ()).map_err(|e| *e), want);
             if let Ok(resp) = r {
                 let gen = self.slots[slot].gen + 1;
@@ -671,7 +673,7 @@ impl Harness {
                 let slot = usize::from(slot % 4);
                 if let Some(c) = self.slots[slot].ws.filter(|c| self.w.open.contains(c)) {
                     self.touch(slot);
-                    self.t.ws_binary(self.now, SIDS[slot], c);
+                    self.with_cx(|t, cx| t.ws_message(cx, c, None));
                 }
             }
             EioOp::WsClose { slot } => {
@@ -679,13 +681,15 @@ impl Harness {
                 if let Some(c) = self.slots[slot].ws.filter(|c| self.w.open.contains(c)) {
                     self.touch(slot);
                     self.w.open.remove(&c);
-                    self.t.ws_closed(self.now, SIDS[slot], c, &mut NoIce);
+                    self.with_cx(|t, cx| t.conn_gone(cx, c));
                 }
             }
             EioOp::Advance { ms } => self.advance(u64::from(*ms)),
             EioOp::DropPoll { slot } => {
                 if let Some(c) = self.slots[usize::from(slot % 4)].poll.take() {
-                    self.w.held.remove(&c);
+                    if self.w.held.remove(&c) {
+                        self.with_cx(|t, cx| t.conn_gone(cx, c));
+                    }
                 }
             }
         }
@@ -696,7 +700,7 @@ impl Harness {
         let sid = SIDS[slot];
         self.touch(slot);
         let existed = self.t.contains(sid);
-        if let Err(e) = self.t.poll_post(self.now, sid, body, &mut NoIce) {
+        if let Err(e) = self.with_cx(|t, cx| t.poll_post(cx, sid, body)) {
             assert!(
                 (e == EioError::UnknownSid) != existed,
                 "{e:?} for a session that exists: {existed}"
@@ -715,12 +719,12 @@ impl Harness {
                 *upgraded = true;
             }
         }
-        self.t.ws_text(self.now, SIDS[slot], c, text, &mut NoIce);
+        self.with_cx(|t, cx| t.ws_message(cx, c, Some(text)));
     }
 
     fn advance(&mut self, ms: u64) {
         self.now += ms;
-        self.t.tick(self.now, &mut NoIce);
+        self.with_cx(|t, cx| t.tick(cx));
         self.settle();
         if let Some(d) = self.t.next_deadline() {
             assert!(d > self.now, "deadline {d} still due at {}", self.now);
@@ -765,12 +769,12 @@ impl Harness {
             }
         }
         self.now += 1_000_000;
-        self.t.tick(self.now, &mut NoIce);
+        self.with_cx(|t, cx| t.tick(cx));
         self.settle();
         assert_eq!(self.t.len(), 0, "sessions outlive every deadline");
         assert_eq!(self.t.next_deadline(), None);
         for room in ["r", "watchers"].into_iter().chain(SIDS) {
-            assert!(self.t.room(Kind::Echo, room).is_empty(), "room {room} kept");
+            assert!(self.t.room(ECHO, room).is_empty(), "room {room} kept");
         }
         assert!(self.w.held.is_empty(), "held polls never answered");
         assert!(self.w.open.is_empty(), "WebSockets never closed");

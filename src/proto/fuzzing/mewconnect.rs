@@ -1,7 +1,7 @@
 //! The `mewconnect` fuzz target: upgrade queries, the §1.4 payload check, and one MewConnect v2
 //! [`Pairs`] table driven by [`MewOp`]s against a model of it.
 //!
-//! Every admission is a fresh socket (the shell never reuses a live [`ConnRef`]); sockets are
+//! Every admission is a fresh socket (the shell never reuses a live [`Handle`]); sockets are
 //! numbered in order of admission attempts, refused ones included, and later ops name one by
 //! that number modulo the count. `connId`s come from a set of three and `signed` values from
 //! a set of two that differ only in case. Checked:
@@ -38,7 +38,7 @@ use crate::proto::dialect::mewconnect::{
     parse_params, valid_signal_data, valid_signal_data_by_tree, Due, FixedEnv, Options, Pairs,
     Params, Refusal, Role,
 };
-use crate::proto::dialect::{ConnRef, Kind, Outgoing};
+use crate::proto::dialect::{Handle, Kind, Outgoing};
 use crate::proto::time::Tick;
 
 /// Ops beyond this are ignored, to bound the time of one run.
@@ -369,14 +369,14 @@ struct MemberModel {
 }
 
 struct PairModel {
-    initiator: Option<ConnRef>,
-    receiver: Option<ConnRef>,
+    initiator: Option<Handle>,
+    receiver: Option<Handle>,
     signed: usize,
 }
 
 #[derive(Default)]
 struct Model {
-    members: HashMap<ConnRef, MemberModel>,
+    members: HashMap<Handle, MemberModel>,
     pairs: HashMap<usize, PairModel>,
 }
 
@@ -398,13 +398,13 @@ impl Model {
     }
 
     /// The pair's (initiator, receiver) of member `m`.
-    fn ends(&self, m: &MemberModel) -> (Option<ConnRef>, Option<ConnRef>) {
+    fn ends(&self, m: &MemberModel) -> (Option<Handle>, Option<Handle>) {
         let p = &self.pairs[&m.cid];
         (p.initiator, p.receiver)
     }
 
     /// `conn` leaves: the expected (recipient, signal) outputs.
-    fn leave(&mut self, conn: ConnRef) -> Vec<(ConnRef, String)> {
+    fn leave(&mut self, conn: Handle) -> Vec<(Handle, String)> {
         let Some(m) = self.members.remove(&conn) else {
             return Vec::new();
         };
@@ -452,7 +452,7 @@ fn classify(o: &Outgoing) -> (String, Json) {
 fn check_message_output(
     model: &Model,
     opts: &Options,
-    sender: ConnRef,
+    sender: Handle,
     out: &[Outgoing],
     sent: &[u8],
 ) {
@@ -513,9 +513,9 @@ fn check_message_output(
 fn expected_action(
     model: &Model,
     opts: &Options,
-    sender: ConnRef,
+    sender: Handle,
     a: &ActionMsg,
-) -> Vec<(ConnRef, String)> {
+) -> Vec<(Handle, String)> {
     let Some(m) = model.members.get(&sender) else {
         return Vec::new();
     };
@@ -549,7 +549,7 @@ fn expected_action(
     }
 }
 
-fn names(out: &[Outgoing]) -> Vec<(ConnRef, String)> {
+fn names(out: &[Outgoing]) -> Vec<(Handle, String)> {
     out.iter().map(|o| (o.to, classify(o).0)).collect()
 }
 
@@ -592,8 +592,8 @@ pub fn check_mewconnect(data: &[u8]) {
     let mut now = Tick(setup.start);
     let mut table = Pairs::new();
     let mut model = Model::default();
-    let mut socks: Vec<ConnRef> = Vec::new();
-    let pick = |socks: &[ConnRef], i: u8| -> Option<ConnRef> {
+    let mut socks: Vec<Handle> = Vec::new();
+    let pick = |socks: &[Handle], i: u8| -> Option<Handle> {
         (!socks.is_empty()).then(|| socks[usize::from(i) % socks.len()])
     };
     for (n, op) in ops.iter().enumerate() {
@@ -614,16 +614,13 @@ pub fn check_mewconnect(data: &[u8]) {
                     conn_id: CONN_IDS[cid].into(),
                     signed: SIGNED[sg].into(),
                 };
-                let conn = ConnRef {
-                    key: socks.len() as u32,
-                    gen: 1,
-                };
+                let conn = Handle::of(socks.len() as u32, 1);
                 socks.push(conn);
                 let want = model.decide(receiver, cid, sg);
                 assert_eq!(table.check(&p), want, "check of op #{n}");
                 let got = table.admit(p, conn, format!("api{n}").into(), now, &mut out);
                 assert_eq!(got, want, "admit of op #{n}");
-                let expect: Vec<(ConnRef, String)> = match (want, receiver) {
+                let expect: Vec<(Handle, String)> = match (want, receiver) {
                     (Err(_), _) => Vec::new(),
                     (Ok(()), false) => {
                         model.pairs.insert(
@@ -700,7 +697,7 @@ pub fn check_mewconnect(data: &[u8]) {
             }
             MewOp::Advance { ms } => {
                 now = Tick(now.0.wrapping_add(u32::from(*ms)));
-                let mut live: Vec<ConnRef> = model.members.keys().copied().collect();
+                let mut live: Vec<Handle> = model.members.keys().copied().collect();
                 live.sort();
                 for conn in live {
                     let m = model.members[&conn];

@@ -37,7 +37,7 @@ use serde_json::Value as Json;
 
 use super::Bytes;
 use crate::proto::dialect::peerolator::{OpenError, Peers, Verdict};
-use crate::proto::dialect::{ConnRef, Kind, Outgoing};
+use crate::proto::dialect::{Handle, Kind, Outgoing};
 
 /// Ops beyond this are ignored, to bound the time of one run.
 const MAX_OPS: usize = 512;
@@ -194,13 +194,13 @@ impl Role {
 #[derive(Default)]
 struct Model {
     /// Live servers: id → (socket, clients by id).
-    servers: HashMap<String, (ConnRef, BTreeMap<String, ConnRef>)>,
-    members: HashMap<ConnRef, Role>,
+    servers: HashMap<String, (Handle, BTreeMap<String, Handle>)>,
+    members: HashMap<Handle, Role>,
 }
 
 impl Model {
     /// `conn` closed: the expected (recipient, to, type, message id) outputs, sorted.
-    fn leave(&mut self, conn: ConnRef) -> Vec<(ConnRef, String, String, String)> {
+    fn leave(&mut self, conn: Handle) -> Vec<(Handle, String, String, String)> {
         let mut out = Vec::new();
         match self.members.remove(&conn) {
             Some(Role::Client { id, server }) => {
@@ -223,7 +223,7 @@ impl Model {
 }
 
 /// A relay message read back: (recipient, to, type, message.id), checking its shape.
-fn relay_view(o: &Outgoing) -> (ConnRef, String, String, String) {
+fn relay_view(o: &Outgoing) -> (Handle, String, String, String) {
     let v = read(o);
     assert_eq!(v["from"], "0", "a relay message from the relay: {v}");
     let id = v["message"]["id"].as_str().expect("message.id").to_owned();
@@ -275,8 +275,8 @@ struct Shaped {
 fn shaped(
     msg: &PeerMsg,
     sender: Option<&Role>,
-    socks: &[ConnRef],
-    ids: &HashMap<ConnRef, String>,
+    socks: &[Handle],
+    ids: &HashMap<Handle, String>,
 ) -> Option<Shaped> {
     let &PeerMsg::Shaped {
         to,
@@ -358,15 +358,15 @@ pub fn check_peerolator(data: &[u8]) {
     let info = (setup & 1 == 1).then_some(SERVER_INFO);
     let mut table = Peers::new();
     let mut model = Model::default();
-    let mut socks: Vec<ConnRef> = Vec::new();
+    let mut socks: Vec<Handle> = Vec::new();
     // The id each socket was opened with (refused ones too).
-    let mut ids: HashMap<ConnRef, String> = HashMap::new();
+    let mut ids: HashMap<Handle, String> = HashMap::new();
     // The ids of the servers opened so far, in order.
     let mut server_ids: Vec<String> = Vec::new();
-    let pick = |socks: &[ConnRef], i: u8| -> Option<ConnRef> {
+    let pick = |socks: &[Handle], i: u8| -> Option<Handle> {
         (!socks.is_empty()).then(|| socks[usize::from(i) % socks.len()])
     };
-    let hello = |o: &Outgoing, conn: ConnRef, id: &str| {
+    let hello = |o: &Outgoing, conn: Handle, id: &str| {
         assert_eq!(o.to, conn, "HELLO to the new peer");
         let v = read(o);
         assert_eq!(
@@ -390,10 +390,7 @@ pub fn check_peerolator(data: &[u8]) {
                         server_ids[server_ids.len() - 1].clone()
                     }
                 };
-                let conn = ConnRef {
-                    key: socks.len() as u32,
-                    gen: 1,
-                };
+                let conn = Handle::of(socks.len() as u32, 1);
                 socks.push(conn);
                 ids.insert(conn, id.clone());
                 let got = table.open_server(&id, conn, info, &mut out);
@@ -415,10 +412,7 @@ pub fn check_peerolator(data: &[u8]) {
                     server_ids[usize::from(server % 4) % server_ids.len()].clone()
                 };
                 let id = client_id(socks.len());
-                let conn = ConnRef {
-                    key: socks.len() as u32,
-                    gen: 1,
-                };
+                let conn = Handle::of(socks.len() as u32, 1);
                 socks.push(conn);
                 ids.insert(conn, id.clone());
                 let got = table.open_client(&sid, &id, conn, info, &mut out);
@@ -467,7 +461,7 @@ pub fn check_peerolator(data: &[u8]) {
                     assert_eq!(verdict, Verdict::Close("binary messages are not accepted"));
                 }
                 // Where a relayed message may go, and the expected verdict of a shaped one.
-                let (allowed, expect): (Vec<ConnRef>, Option<(Verdict, Option<ConnRef>)>) =
+                let (allowed, expect): (Vec<Handle>, Option<(Verdict, Option<Handle>)>) =
                     match &role {
                         Role::Server { id } => {
                             let clients = &model.servers[id].1;

@@ -2,7 +2,7 @@
 //! ([`PipeOp`]) applied to one [`PipeTable`] (the `/connection/:a/:b/:key` holding table),
 //! checked against a model of it.
 //!
-//! Every arrival is a fresh socket (like the shell, which never reuses a live [`ConnRef`]);
+//! Every arrival is a fresh socket (like the shell, which never reuses a live [`Handle`]);
 //! ids come from a set of three (so `a/a` self-pairs happen too) and keys from a set of two,
 //! and the hold limits are small. Checked after every op:
 //!
@@ -22,7 +22,7 @@ use std::collections::{HashMap, HashSet};
 use arbitrary::{Arbitrary, Unstructured};
 
 use crate::proto::dialect::pipe::{Arrival, HoldError, HoldLimits, PipeTable, Seek};
-use crate::proto::dialect::{ConnRef, Kind};
+use crate::proto::dialect::{Handle, Kind};
 
 /// Ops beyond this are ignored, to bound the time of one run.
 const MAX_OPS: usize = 1024;
@@ -109,7 +109,7 @@ pub fn encode_pipe_ops(setup: PipeSetup, ops: &[PipeOp]) -> Vec<u8> {
 }
 
 struct Held {
-    conn: ConnRef,
+    conn: Handle,
     msgs: Vec<(Kind, Vec<u8>)>,
     bytes: usize,
 }
@@ -124,8 +124,8 @@ pub fn check_pipe_table(data: &[u8]) {
     };
     let mut table = PipeTable::new();
     let mut model: HashMap<Seek, Held> = HashMap::new();
-    let mut conns: Vec<(ConnRef, Seek)> = Vec::new();
-    let mut paired: HashSet<ConnRef> = HashSet::new();
+    let mut conns: Vec<(Handle, Seek)> = Vec::new();
+    let mut paired: HashSet<Handle> = HashSet::new();
     for (n, op) in ops.iter().enumerate() {
         match *op {
             PipeOp::Arrive { local, remote, key } => {
@@ -134,10 +134,7 @@ pub fn check_pipe_table(data: &[u8]) {
                     remote: IDS[usize::from(remote)].into(),
                     key: KEYS[usize::from(key)].into(),
                 };
-                let conn = ConnRef {
-                    key: conns.len() as u32,
-                    gen: 1,
-                };
+                let conn = Handle::of(conns.len() as u32, 1);
                 let got = table.arrive(&seek, conn);
                 let want = match model.remove(&seek.reciprocal()) {
                     Some(w) => Arrival::Paired {
@@ -209,7 +206,7 @@ pub fn check_pipe_table(data: &[u8]) {
     }
 }
 
-fn pick(conns: &[(ConnRef, Seek)], i: u8) -> Option<(ConnRef, &Seek)> {
+fn pick(conns: &[(Handle, Seek)], i: u8) -> Option<(Handle, &Seek)> {
     if conns.is_empty() {
         return None;
     }

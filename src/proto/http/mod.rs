@@ -809,6 +809,46 @@ pub fn write_switching_protocols(accept: &[u8; 28], out: &mut Vec<u8>) {
 // Responses
 // ---------------------------------------------------------------------------
 
+/// A plain HTTP response, as endpoints and dialects decide it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Response {
+            status,
+            content_type,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// A short `text/plain` answer.
+    pub fn text(status: u16, body: &str) -> Self {
+        Response::new(status, "text/plain; charset=utf-8", format!("{body}\n"))
+    }
+
+    /// Append it to `out` (without its body when `head_only`, for a `HEAD` request).
+    pub fn write(&self, head_only: bool, keep_alive: bool, out: &mut Vec<u8>) {
+        let headers: Vec<(&str, &str)> =
+            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let body: &[u8] = if head_only { b"" } else { &self.body };
+        write_response(
+            self.status,
+            Some(self.content_type),
+            &headers,
+            body,
+            keep_alive,
+            out,
+        );
+    }
+}
+
 /// Append the interim `100 Continue` response to `out` (for a head with
 /// [`RequestHead::expect_continue`]).
 pub fn write_continue(out: &mut Vec<u8>) {

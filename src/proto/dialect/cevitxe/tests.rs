@@ -5,17 +5,17 @@
 use super::*;
 use crate::proto::dialect::msgpack::Value as Mp;
 
-fn c(n: u32) -> ConnRef {
-    ConnRef { key: n, gen: 0 }
+fn c(n: u32) -> Handle {
+    Handle::of(n, 0)
 }
 
-fn text(t: &mut Introductions, conn: ConnRef, s: &str) -> Vec<Outgoing> {
+fn text(t: &mut Introductions, conn: Handle, s: &str) -> Vec<Outgoing> {
     let mut out = Vec::new();
     t.message(conn, Kind::Text, s.as_bytes(), &mut out);
     out
 }
 
-fn binary(t: &mut Introductions, conn: ConnRef, v: &Mp<'_>) -> Vec<Outgoing> {
+fn binary(t: &mut Introductions, conn: Handle, v: &Mp<'_>) -> Vec<Outgoing> {
     let mut bytes = Vec::new();
     msgpack::encode(v, &mut bytes);
     let mut out = Vec::new();
@@ -34,7 +34,7 @@ fn mp_msg<'a>(ty: &'a str, ids: &[&'a str]) -> Mp<'a> {
     ])
 }
 
-fn txt(to: ConnRef, s: &str) -> Outgoing {
+fn txt(to: Handle, s: &str) -> Outgoing {
     Outgoing {
         to,
         kind: Kind::Text,
@@ -42,7 +42,7 @@ fn txt(to: ConnRef, s: &str) -> Outgoing {
     }
 }
 
-fn intro_a(to: ConnRef, id: &str, keys: &[&str]) -> Outgoing {
+fn intro_a(to: Handle, id: &str, keys: &[&str]) -> Outgoing {
     let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
     txt(
         to,
@@ -53,7 +53,7 @@ fn intro_a(to: ConnRef, id: &str, keys: &[&str]) -> Outgoing {
     )
 }
 
-fn intro_b(to: ConnRef, id: &str, keys: &[&str]) -> Outgoing {
+fn intro_b(to: Handle, id: &str, keys: &[&str]) -> Outgoing {
     let keys: Vec<String> = keys.iter().map(|k| format!("\"{k}\"")).collect();
     txt(
         to,
@@ -65,7 +65,7 @@ fn intro_b(to: ConnRef, id: &str, keys: &[&str]) -> Outgoing {
 }
 
 /// The binary introduction, built independently of the encoder under test.
-fn intro_c(to: ConnRef, id: &str, keys: &[&str]) -> Outgoing {
+fn intro_c(to: Handle, id: &str, keys: &[&str]) -> Outgoing {
     fn s(out: &mut Vec<u8>, v: &str) {
         assert!(v.len() < 32, "test helper handles fixstr only");
         out.push(0xa0 | v.len() as u8);
@@ -181,12 +181,18 @@ fn n_way_five_peers_make_twenty_introductions() {
         assert_eq!(v["type"], "Introduction");
         assert_eq!(v["keys"], serde_json::json!(["test-key"]));
         let about = v["id"].as_str().expect("id").to_string();
-        assert_ne!(about, format!("peer-{}-1", names[o.to.key as usize]));
-        assert!(pairs.insert((o.to.key, about)), "each ordered pair once");
+        assert_ne!(
+            about,
+            format!("peer-{}-1", names[o.to.raw() as u32 as usize])
+        );
+        assert!(
+            pairs.insert((o.to.raw() as u32, about)),
+            "each ordered pair once"
+        );
     }
     assert_eq!(pairs.len(), 20);
     for i in 0..5 {
-        assert_eq!(all.iter().filter(|o| o.to.key == i).count(), 4);
+        assert_eq!(all.iter().filter(|o| o.to.raw() as u32 == i).count(), 4);
     }
 }
 
@@ -596,7 +602,7 @@ fn messages_for_unknown_sockets_are_ignored() {
     text(&mut t, c(1), &join_a(&["k"]));
     assert!(text(&mut t, c(9), &join_a(&["k"])).is_empty());
     // A stale generation of a known slot key is a different socket.
-    let stale = ConnRef { key: 1, gen: 7 };
+    let stale = Handle::of(1, 7);
     assert!(text(&mut t, stale, &join_a(&["k"])).is_empty());
     t.close(stale);
     t.close(c(9));

@@ -1,40 +1,40 @@
 //! The channel store of the HTTP API: channels keyed by their UUID, each with an offer, an
 //! answer and one list of candidates, living exactly `ttl` from creation.
 //!
-//! # Ownership across reactors
+//! # Shards and the budget
 //!
-//! The store is split into independent shards (a power of two, at least four per reactor
-//! core), each behind its own mutex; a channel lives in the shard its id hashes to. A request
-//! locks one shard for the few microseconds its method takes, so requests on different cores
-//! meet on a lock only when they touch the same shard, and no lock spans the whole store. The
-//! only process-wide state is two atomic counters (channels, bytes) for the limits.
+//! The store is made of [`Shard`]s; a channel lives in the shard its id hashes to
+//! ([`shard_index`]). A shard is plain single-threaded data: whoever owns it serializes the
+//! calls. The limits on the whole store (channels, bytes) are kept by a [`Budget`] the shards
+//! share. [`Table`] is the single-threaded store (tests, fuzzing, one-thread embedders); the
+//! server's store keeps each shard behind its own lock and the budget in atomic counters
+//! (`crate::api::SharedTable`), so a request on any reactor locks one shard for the few
+//! microseconds its method takes.
 //!
 //! # Expiry
 //!
-//! Each shard keeps a min-heap of `(expiry, id)`. Whenever a shard is locked, the entries whose
+//! Each shard keeps a min-heap of `(expiry, id)`. Whenever a shard is used, the entries whose
 //! time has come are popped and their channels removed: the cost is proportional to what
 //! expires, never a scan. A lookup also treats a channel at or past its expiry as gone, so
-//! expiry is exact to the millisecond whether or not a sweep ran. [`Table::sweep`] does the
-//! same for every shard and is called periodically, so idle shards free their memory too.
+//! expiry is exact to the millisecond whether or not a sweep ran.
 //!
 //! # Durability records
 //!
-//! With logging on, every mutation appends a record to its shard's pending buffer, under the
-//! same lock, so a channel's records are in mutation order. The shell drains the buffers into
-//! its append-only file ([`Table::take_log`]), replays a file at start ([`Table::replay`]) and
-//! rewrites it from the live channels ([`Table::snapshot`]). A record is
-//! `len: u32 LE, crc32(payload): u32 LE, payload`, payload = `kind: u8, id: [u8; 16]` then
-//! `expiry_ms: u64 LE` (create) or the value's JSON text (offer, answer, candidate). The file
-//! starts with [`LOG_MAGIC`].
+//! With logging on, every mutation appends a record to its shard's pending buffer, in
+//! mutation order. The shell drains the buffers into its append-only file
+//! ([`Shard::take_log`]), replays a file at start ([`replay`]) and rewrites it from the live
+//! channels ([`Shard::snapshot`]). A record is `len: u32 LE, crc32(payload): u32 LE, payload`,
+//! payload = `kind: u8, id: [u8; 16]` then `expiry_ms: u64 LE` (create) or the value's JSON
+//! text (offer, answer, candidate). The file starts with [`LOG_MAGIC`].
 //!
 //! Time is a parameter (`now`, milliseconds since the UNIX epoch): nothing here reads a clock.
 //! Ids are given by the caller.
 
 use super::json::Value;
+use super::Channels;
+use std::cell::{Cell, RefCell};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
 
 /// The first bytes of a log file (format version 1).
 pub const LOG_MAGIC: &[u8; 8] = b"SGYAPI01";
@@ -81,12 +81,60 @@ pub enum WriteError {
     Exists,
 }
 
-#[derive(Default)]
-struct Shard {
-    map: HashMap<Id, Channel>,
-    expiry: BinaryHeap<Reverse<(u64, Id)>>,
-    /// Pending log records; `None` when logging is off.
-    log: Option<Vec<u8>>,
+/// The limits on the whole store, shared by its shards. `force` skips the limit (replaying
+/// records that were within it when written) but still counts.
+pub trait Budget {
+    /// Count one more channel, unless the limit is reached.
+    fn add_channel(&self, force: bool) -> bool;
+    /// A channel went, with the bytes charged to it.
+    fn remove_channel(&self, charged: usize);
+    /// Charge `bytes`, unless the limit would be passed.
+    fn charge(&self, bytes: usize, force: bool) -> bool;
+    /// Live channels (including expired ones not yet swept).
+    fn channels(&self) -> usize;
+}
+
+/// A [`Budget`] for one thread.
+#[derive(Debug)]
+pub struct LocalBudget {
+    limits: StoreLimits,
+    channels: Cell<usize>,
+    bytes: Cell<usize>,
+}
+
+impl LocalBudget {
+    pub fn new(limits: StoreLimits) -> Self {
+        LocalBudget {
+            limits,
+            channels: Cell::new(0),
+            bytes: Cell::new(0),
+        }
+    }
+}
+
+impl Budget for LocalBudget {
+    fn add_channel(&self, force: bool) -> bool {
+        if !force && self.channels.get() >= self.limits.max_channels {
+            return false;
+        }
+        self.channels.set(self.channels.get() + 1);
+        true
+    }
+    fn remove_channel(&self, charged: usize) {
+        self.channels.set(self.channels.get().saturating_sub(1));
+        self.bytes.set(self.bytes.get().saturating_sub(charged));
+    }
+    fn charge(&self, bytes: usize, force: bool) -> bool {
+        let total = self.bytes.get().saturating_add(bytes);
+        if !force && total > self.limits.max_bytes {
+            return false;
+        }
+        self.bytes.set(total);
+        true
+    }
+    fn channels(&self) -> usize {
+        self.channels.get()
+    }
 }
 
 /// Record kinds.
@@ -95,128 +143,65 @@ const OFFER: u8 = 2;
 const ANSWER: u8 = 3;
 const CANDIDATE: u8 = 4;
 
-/// The sharded channel table.
-pub struct Table {
-    shards: Box<[Mutex<Shard>]>,
-    limits: StoreLimits,
-    channels: AtomicUsize,
-    bytes: AtomicUsize,
-}
-
-impl std::fmt::Debug for Table {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Table")
-            .field("shards", &self.shards.len())
-            .field("channels", &self.len())
-            .finish()
-    }
-}
-
 /// Shards for `cores` reactor threads: a power of two, at least four per core.
 pub fn shards_for(cores: usize) -> usize {
     (4 * cores.max(1)).next_power_of_two()
 }
 
-impl Table {
-    /// An empty table with `shards` shards (rounded up to a power of two); `logging` turns on
-    /// the durability records.
-    pub fn new(limits: StoreLimits, shards: usize, logging: bool) -> Table {
-        let n = shards.max(1).next_power_of_two();
-        let shards = (0..n)
-            .map(|_| {
-                Mutex::new(Shard {
-                    log: logging.then(Vec::new),
-                    ..Shard::default()
-                })
-            })
-            .collect();
-        Table {
-            shards,
-            limits,
-            channels: AtomicUsize::new(0),
-            bytes: AtomicUsize::new(0),
+/// The shard of `id` among `shards` (a power of two).
+pub fn shard_index(id: &Id, shards: usize) -> usize {
+    (crate::proto::hash::stable_hash(id) as usize) & (shards - 1)
+}
+
+/// One shard: its channels, their expiry heap, and its pending log records.
+#[derive(Default)]
+pub struct Shard {
+    map: HashMap<Id, Channel>,
+    expiry: BinaryHeap<Reverse<(u64, Id)>>,
+    /// Pending log records; `None` when logging is off.
+    log: Option<Vec<u8>>,
+}
+
+impl Shard {
+    pub fn new(logging: bool) -> Shard {
+        Shard {
+            log: logging.then(Vec::new),
+            ..Shard::default()
         }
     }
 
-    pub fn limits(&self) -> &StoreLimits {
-        &self.limits
-    }
-
-    /// Live channels (including expired ones not yet swept).
-    pub fn len(&self) -> usize {
-        self.channels.load(Ordering::Relaxed)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Number of shards.
-    pub fn shard_count(&self) -> usize {
-        self.shards.len()
-    }
-
-    fn shard_of(&self, id: &Id) -> usize {
-        (crate::proto::route::stable_hash(id) as usize) & (self.shards.len() - 1)
-    }
-
-    /// Lock shard `i` and drop what has expired by `now`.
-    fn lock(&self, i: usize, now: u64) -> MutexGuard<'_, Shard> {
-        // A panic while a shard was locked cannot leave it inconsistent in a way that matters
-        // more than losing the store; keep serving.
-        let mut s = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-        self.expire(&mut s, now);
-        s
-    }
-
-    fn expire(&self, s: &mut Shard, now: u64) {
-        while let Some(Reverse((at, id))) = s.expiry.peek().copied() {
+    /// Drop what has expired by `now`.
+    pub fn expire(&mut self, now: u64, b: &dyn Budget) {
+        while let Some(Reverse((at, id))) = self.expiry.peek().copied() {
             if at > now {
                 break;
             }
-            s.expiry.pop();
-            if s.map.get(&id).is_some_and(|c| c.expires == at) {
-                if let Some(c) = s.map.remove(&id) {
-                    self.channels.fetch_sub(1, Ordering::Relaxed);
-                    self.bytes.fetch_sub(c.charged, Ordering::Relaxed);
+            self.expiry.pop();
+            if self.map.get(&id).is_some_and(|c| c.expires == at) {
+                if let Some(c) = self.map.remove(&id) {
+                    b.remove_channel(c.charged);
                 }
             }
         }
     }
 
-    /// Drop every expired channel in every shard (for a periodic sweep).
-    pub fn sweep(&self, now: u64) {
-        for i in 0..self.shards.len() {
-            drop(self.lock(i, now));
-        }
-    }
-
-    fn charge(&self, n: usize) -> bool {
-        let before = self.bytes.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > self.limits.max_bytes {
-            self.bytes.fetch_sub(n, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-
-    /// Create channel `id`, living until `now + ttl`.
-    pub fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
-        let expires = now.saturating_add(self.limits.ttl_ms);
-        self.insert(id, expires, now, true)
-    }
-
-    fn insert(&self, id: Id, expires: u64, now: u64, check: bool) -> Result<(), WriteError> {
-        let mut s = self.lock(self.shard_of(&id), now);
-        if s.map.contains_key(&id) {
+    /// Create channel `id`, living until `expires` (`force`: without the channel limit).
+    pub fn insert(
+        &mut self,
+        id: Id,
+        expires: u64,
+        now: u64,
+        force: bool,
+        b: &dyn Budget,
+    ) -> Result<(), WriteError> {
+        self.expire(now, b);
+        if self.map.contains_key(&id) {
             return Err(WriteError::Exists);
         }
-        let before = self.channels.fetch_add(1, Ordering::Relaxed);
-        if check && before >= self.limits.max_channels {
-            self.channels.fetch_sub(1, Ordering::Relaxed);
+        if !b.add_channel(force) {
             return Err(WriteError::Full);
         }
-        s.map.insert(
+        self.map.insert(
             id,
             Channel {
                 expires,
@@ -226,64 +211,50 @@ impl Table {
                 charged: 0,
             },
         );
-        s.expiry.push(Reverse((expires, id)));
-        if let Some(log) = s.log.as_mut() {
+        self.expiry.push(Reverse((expires, id)));
+        if let Some(log) = self.log.as_mut() {
             push_record(log, CREATE, &id, &expires.to_le_bytes());
         }
         Ok(())
     }
 
-    /// Run `f` on live channel `id` (read-only); `None` if there is none.
-    pub fn read<R>(&self, id: &Id, now: u64, f: impl FnOnce(&Channel) -> R) -> Option<R> {
-        let s = self.lock(self.shard_of(id), now);
-        s.map.get(id).filter(|c| c.expires > now).map(f)
+    /// Live channel `id`, if there is one.
+    pub fn read(&mut self, id: &Id, now: u64, b: &dyn Budget) -> Option<&Channel> {
+        self.expire(now, b);
+        self.map.get(id).filter(|c| c.expires > now)
     }
 
-    /// Store `value` as the channel's offer (replacing any), charging `cost` bytes.
-    pub fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.write(id, now, cost, OFFER, value, true)
-    }
-
-    /// Store `value` as the channel's answer, unless it has one.
-    pub fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.write(id, now, cost, ANSWER, value, true)
-    }
-
-    /// Append `value` to the channel's candidates unless an equal one is there (still `Ok`).
-    pub fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.write(id, now, cost, CANDIDATE, value, true)
-    }
-
+    /// Apply a write of `kind` (offer, answer, candidate), charging `cost` bytes (`force`:
+    /// without the limits).
+    #[allow(clippy::too_many_arguments)] // the write and its context, passed explicitly
     fn write(
-        &self,
+        &mut self,
         id: &Id,
         now: u64,
         cost: usize,
         kind: u8,
         value: Value,
-        check: bool,
+        force: bool,
+        limits: &StoreLimits,
+        b: &dyn Budget,
     ) -> WriteResult {
-        let mut guard = self.lock(self.shard_of(id), now);
-        let s = &mut *guard;
-        let Some(c) = s.map.get_mut(id).filter(|c| c.expires > now) else {
+        self.expire(now, b);
+        let Some(c) = self.map.get_mut(id).filter(|c| c.expires > now) else {
             return Err(WriteError::NotFound);
         };
         match kind {
             ANSWER if c.answer.is_some() => return Err(WriteError::AnswerExists),
             CANDIDATE if c.candidates.contains(&value) => return Ok(()),
-            CANDIDATE if check && c.candidates.len() >= self.limits.max_candidates => {
+            CANDIDATE if !force && c.candidates.len() >= limits.max_candidates => {
                 return Err(WriteError::Full)
             }
             _ => {}
         }
-        if check && !self.charge(cost) {
+        if !b.charge(cost, force) {
             return Err(WriteError::Full);
         }
-        if !check {
-            self.bytes.fetch_add(cost, Ordering::Relaxed);
-        }
         c.charged += cost;
-        if let Some(log) = s.log.as_mut() {
+        if let Some(log) = self.log.as_mut() {
             push_record(log, kind, id, value.to_py_json().as_bytes());
         }
         match kind {
@@ -294,23 +265,41 @@ impl Table {
         Ok(())
     }
 
-    /// Take shard `i`'s pending log records (empty when logging is off).
-    pub fn take_log(&self, i: usize) -> Vec<u8> {
-        let mut s = self.shards[i].lock().unwrap_or_else(|p| p.into_inner());
-        match s.log.as_mut() {
+    /// Store `value` as the channel's offer (replacing any).
+    pub fn set_offer(&mut self, w: Write<'_>, value: Value) -> WriteResult {
+        self.write(w.id, w.now, w.cost, OFFER, value, false, w.limits, w.budget)
+    }
+
+    /// Store `value` as the channel's answer, unless it has one.
+    pub fn set_answer(&mut self, w: Write<'_>, value: Value) -> WriteResult {
+        self.write(
+            w.id, w.now, w.cost, ANSWER, value, false, w.limits, w.budget,
+        )
+    }
+
+    /// Append `value` to the channel's candidates unless an equal one is there (still `Ok`).
+    pub fn add_candidate(&mut self, w: Write<'_>, value: Value) -> WriteResult {
+        self.write(
+            w.id, w.now, w.cost, CANDIDATE, value, false, w.limits, w.budget,
+        )
+    }
+
+    /// Take the pending log records (empty when logging is off).
+    pub fn take_log(&mut self) -> Vec<u8> {
+        match self.log.as_mut() {
             Some(log) => std::mem::take(log),
             None => Vec::new(),
         }
     }
 
-    /// Records that recreate shard `i`'s live channels, appended to `out`; the shard's pending
-    /// records are dropped (the snapshot includes their effect). For compaction.
-    pub fn snapshot(&self, i: usize, now: u64, out: &mut Vec<u8>) {
-        let mut s = self.lock(i, now);
-        if let Some(log) = s.log.as_mut() {
+    /// Records that recreate the live channels, appended to `out`; the pending records are
+    /// dropped (the snapshot includes their effect). For compaction.
+    pub fn snapshot(&mut self, now: u64, out: &mut Vec<u8>, b: &dyn Budget) {
+        self.expire(now, b);
+        if let Some(log) = self.log.as_mut() {
             log.clear();
         }
-        for (id, c) in s.map.iter().filter(|(_, c)| c.expires > now) {
+        for (id, c) in self.map.iter().filter(|(_, c)| c.expires > now) {
             push_record(out, CREATE, id, &c.expires.to_le_bytes());
             if let Some(v) = &c.offer {
                 push_record(out, OFFER, id, v.to_py_json().as_bytes());
@@ -324,59 +313,194 @@ impl Table {
         }
     }
 
-    /// Apply the records of a log file (magic included) at `now`: expired channels are
-    /// skipped, and so are records for channels that do not exist. Replay stops at the first
-    /// record that is cut short, fails its CRC or does not decode; the report says where.
-    /// Records are applied without the limits (they were within them when written); nothing
-    /// is logged.
-    pub fn replay(&self, file: &[u8], now: u64) -> Replay {
-        let mut r = Replay::default();
-        let Some(mut rest) = file.strip_prefix(LOG_MAGIC.as_slice()) else {
-            r.stopped = Some((0, "not a sigyard API log (bad magic)"));
-            return r;
-        };
-        let mut offset = LOG_MAGIC.len();
-        r.valid_len = offset;
-        while !rest.is_empty() {
-            let (payload, used) = match parse_record(rest) {
-                Ok(p) => p,
-                Err(why) => {
-                    r.stopped = Some((offset, why));
-                    break;
-                }
-            };
-            r.records += 1;
-            r.valid_len = offset + used;
-            self.apply(payload, now, &mut r);
-            rest = &rest[used..];
-            offset += used;
-        }
-        if r.stopped.is_none() {
-            r.valid_len = file.len();
-        }
-        r
-    }
-
-    fn apply(&self, payload: &[u8], now: u64, r: &mut Replay) {
-        let (kind, id, body) = (payload[0], &payload[1..17], &payload[17..]);
-        let mut key = [0u8; 16];
-        key.copy_from_slice(id);
+    /// Apply one replayed record (checked by [`parse_record`]) without the limits and without
+    /// logging it again.
+    pub fn apply(&mut self, payload: &[u8], now: u64, r: &mut Replay, b: &dyn Budget) {
+        let (kind, body) = (payload[0], &payload[17..]);
+        let id = record_id(payload);
+        let log = self.log.take();
         if kind == CREATE {
             let mut e = [0u8; 8];
             e.copy_from_slice(body);
             let expires = u64::from_le_bytes(e);
             if expires <= now {
                 r.expired += 1;
-            } else if self.insert(key, expires, now, false).is_ok() {
+            } else if self.insert(id, expires, now, true, b).is_ok() {
                 r.channels += 1;
             }
-            return;
+        } else if let Some(value) = Value::parse(body) {
+            let limits = StoreLimits {
+                ttl_ms: 0,
+                max_channels: usize::MAX,
+                max_candidates: usize::MAX,
+                max_bytes: usize::MAX,
+            };
+            let _ = self.write(&id, now, body.len(), kind, value, true, &limits, b);
         }
-        // Decoded and checked by `parse_record`.
-        let Some(value) = Value::parse(body) else {
-            return;
+        self.log = log;
+    }
+}
+
+/// A write's target and context.
+#[derive(Clone, Copy)]
+pub struct Write<'a> {
+    pub id: &'a Id,
+    pub now: u64,
+    /// Bytes to charge (the request's size).
+    pub cost: usize,
+    pub limits: &'a StoreLimits,
+    pub budget: &'a dyn Budget,
+}
+
+/// The channel id of a record's payload.
+pub fn record_id(payload: &[u8]) -> Id {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&payload[1..17]);
+    id
+}
+
+/// Read the records of a log file (magic included), handing each valid one to `apply` in
+/// order. Stops at the first record that is cut short, fails its CRC or does not decode; the
+/// report says where.
+pub fn replay(file: &[u8], mut apply: impl FnMut(&[u8], &mut Replay)) -> Replay {
+    let mut r = Replay::default();
+    let Some(mut rest) = file.strip_prefix(LOG_MAGIC.as_slice()) else {
+        r.stopped = Some((0, "not a sigyard API log (bad magic)"));
+        return r;
+    };
+    let mut offset = LOG_MAGIC.len();
+    r.valid_len = offset;
+    while !rest.is_empty() {
+        let (payload, used) = match parse_record(rest) {
+            Ok(p) => p,
+            Err(why) => {
+                r.stopped = Some((offset, why));
+                break;
+            }
         };
-        let _ = self.write(&key, now, body.len(), kind, value, false);
+        r.records += 1;
+        r.valid_len = offset + used;
+        apply(payload, &mut r);
+        rest = &rest[used..];
+        offset += used;
+    }
+    if r.stopped.is_none() {
+        r.valid_len = file.len();
+    }
+    r
+}
+
+/// The single-threaded store: shards in cells, the budget in plain counters.
+pub struct Table {
+    shards: Box<[RefCell<Shard>]>,
+    limits: StoreLimits,
+    budget: LocalBudget,
+}
+
+impl std::fmt::Debug for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Table")
+            .field("shards", &self.shards.len())
+            .field("channels", &self.len())
+            .finish()
+    }
+}
+
+impl Table {
+    /// An empty table with `shards` shards (rounded up to a power of two); `logging` turns on
+    /// the durability records.
+    pub fn new(limits: StoreLimits, shards: usize, logging: bool) -> Table {
+        let n = shards.max(1).next_power_of_two();
+        Table {
+            shards: (0..n).map(|_| RefCell::new(Shard::new(logging))).collect(),
+            limits,
+            budget: LocalBudget::new(limits),
+        }
+    }
+
+    pub fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+
+    /// Live channels (including expired ones not yet swept).
+    pub fn len(&self) -> usize {
+        self.budget.channels()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn shard(&self, id: &Id) -> std::cell::RefMut<'_, Shard> {
+        self.shards[shard_index(id, self.shards.len())].borrow_mut()
+    }
+
+    /// Drop every expired channel in every shard.
+    pub fn sweep(&self, now: u64) {
+        for s in self.shards.iter() {
+            s.borrow_mut().expire(now, &self.budget);
+        }
+    }
+
+    /// Run `f` on live channel `id` (read-only); `None` if there is none.
+    pub fn read<R>(&self, id: &Id, now: u64, f: impl FnOnce(&Channel) -> R) -> Option<R> {
+        self.shard(id).read(id, now, &self.budget).map(f)
+    }
+
+    fn write_ctx<'a>(&'a self, id: &'a Id, now: u64, cost: usize) -> Write<'a> {
+        Write {
+            id,
+            now,
+            cost,
+            limits: &self.limits,
+            budget: &self.budget,
+        }
+    }
+
+    /// Take shard `i`'s pending log records (empty when logging is off).
+    pub fn take_log(&self, i: usize) -> Vec<u8> {
+        self.shards[i].borrow_mut().take_log()
+    }
+
+    /// Records that recreate shard `i`'s live channels, appended to `out`.
+    pub fn snapshot(&self, i: usize, now: u64, out: &mut Vec<u8>) {
+        self.shards[i].borrow_mut().snapshot(now, out, &self.budget);
+    }
+
+    /// Apply the records of a log file at `now` (see [`replay`]): expired channels are
+    /// skipped, and so are records for channels that do not exist.
+    pub fn replay(&self, file: &[u8], now: u64) -> Replay {
+        replay(file, |payload, r| {
+            self.shard(&record_id(payload))
+                .apply(payload, now, r, &self.budget)
+        })
+    }
+}
+
+impl Channels for Table {
+    fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
+        let expires = now.saturating_add(self.limits.ttl_ms);
+        self.shard(&id)
+            .insert(id, expires, now, false, &self.budget)
+    }
+    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
+        self.read(id, now, f).is_some()
+    }
+    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .set_offer(self.write_ctx(id, now, cost), value)
+    }
+    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .set_answer(self.write_ctx(id, now, cost), value)
+    }
+    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .add_candidate(self.write_ctx(id, now, cost), value)
     }
 }
 

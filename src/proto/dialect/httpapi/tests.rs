@@ -1,5 +1,6 @@
 //! Every method and every error of the HTTP API, in virtual time.
 
+use super::store::Table;
 use super::*;
 use store::StoreLimits;
 

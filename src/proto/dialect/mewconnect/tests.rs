@@ -3,8 +3,8 @@ use super::*;
 const CID: &str = "04a7c3b2d1e0f9a8b7c6d5e4f3a2b1c0";
 const SIGNED: &str = "1b93f0aa";
 
-fn r(key: u32) -> ConnRef {
-    ConnRef { key, gen: 1 }
+fn r(key: u32) -> Handle {
+    Handle::of(key, 1)
 }
 
 fn params(role: Role, conn_id: &str, signed: &str) -> Params {

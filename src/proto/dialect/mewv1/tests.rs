@@ -3,12 +3,19 @@ use super::*;
 const CONN: &str = "0123456789abcdef0123456789abcdef";
 const SIGNED: &str = "1b2c3d";
 
+use crate::proto::dialect::testing::SioHarness;
+use crate::proto::dialect::{Env, IceServers};
+
+/// Records whom ICE servers were asked for.
 struct Ice(Vec<String>);
 
 impl Env for Ice {
-    fn ice_servers(&mut self, user: &str) -> Value {
+    fn ice_servers(&mut self, user: &str) -> IceServers {
         self.0.push(user.to_string());
-        json!([{"url": "stun:s", "urls": "stun:s"}])
+        IceServers {
+            servers: json!([{"url": "stun:s", "urls": "stun:s"}]),
+            token: Value::Null,
+        }
     }
 }
 
@@ -34,26 +41,26 @@ fn receiver_query() -> Vec<(String, String)> {
 
 struct T {
     d: MewV1,
-    env: Ice,
+    h: SioHarness<Ice>,
 }
 
 impl T {
     fn new() -> T {
         T {
             d: MewV1::new(MewV1Config::default()),
-            env: Ice(Vec::new()),
+            h: SioHarness::new(Ice(Vec::new())),
         }
     }
     fn connect(&mut self, now: u64, sid: &str, query: &[(String, String)]) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.d.on_connect(now, sid, query, &mut self.env, &mut out);
-        out
+        self.h.now = now;
+        self.h.connect(&mut self.d, sid, query)
     }
     fn event(&mut self, sid: &str, event: &str, args: Vec<Value>) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.d
-            .on_event(0, sid, event, &args, &mut self.env, &mut out);
-        out
+        self.h.now = 0;
+        self.h.event(&mut self.d, sid, event, &args)
+    }
+    fn tick(&mut self, now: u64) -> Vec<Action> {
+        self.h.timeout(&mut self.d, now)
     }
     fn paired() -> T {
         let mut t = T::new();
@@ -327,7 +334,7 @@ fn try_turn_tells_the_room_and_hands_out_the_ice_servers() {
             ),
         ]
     );
-    assert_eq!(t.env.0, vec![CONN.to_string()]);
+    assert_eq!(t.h.env.0, vec![CONN.to_string()]);
     t.event("R", "tryTurn", vec![json!({"connId": CONN})]);
     assert_eq!(t.d.turn_state(CONN), Some((true, 2)));
 }
@@ -335,13 +342,13 @@ fn try_turn_tells_the_room_and_hands_out_the_ice_servers() {
 #[test]
 fn try_turn_after_the_entry_is_gone_only_announces() {
     let mut t = T::paired();
-    t.d.on_tick(120_000, &mut t.env, &mut Vec::new());
+    t.tick(120_000);
     let out = t.event("I", "tryTurn", vec![json!({"connId": CONN})]);
     assert_eq!(
         out,
         vec![emit_(room(), "attemptingTurn", vec![json!({"data": null})])]
     );
-    assert!(t.env.0.is_empty());
+    assert!(t.h.env.0.is_empty());
 }
 
 #[test]
@@ -357,7 +364,7 @@ fn rtc_connected_ends_the_pair_whatever_its_argument() {
             }]
         );
         assert_eq!(t.d.pairs(), 0);
-        assert_eq!(t.d.next_deadline(), None);
+        assert_eq!(t.d.poll_timeout(), None);
         // The other side's rtcConnected is harmless.
         assert_eq!(t.event("R", "rtcConnected", vec![]).len(), 1);
         // A receiver arriving now finds nothing.
@@ -380,14 +387,13 @@ fn rtc_connected_from_a_non_member_keeps_the_pair() {
 fn pairs_expire_120_seconds_after_the_initiator_connected() {
     let mut t = T::new();
     t.connect(1_000, "I", &initiator_query());
-    assert_eq!(t.d.next_deadline(), Some(121_000));
-    let mut out = Vec::new();
-    t.d.on_tick(120_999, &mut t.env, &mut out);
+    assert_eq!(t.d.poll_timeout(), Some(121_000));
+    let mut out = t.tick(120_999);
     assert_eq!(t.d.pairs(), 1);
-    t.d.on_tick(121_000, &mut t.env, &mut out);
+    out.extend(t.tick(121_000));
     assert!(out.is_empty(), "expiry sends nothing");
     assert_eq!(t.d.pairs(), 0);
-    assert_eq!(t.d.next_deadline(), None);
+    assert_eq!(t.d.poll_timeout(), None);
     assert_eq!(
         t.connect(121_001, "R", &receiver_query()),
         vec![emit_(to("R"), "InvalidConnection", vec![])]
@@ -406,8 +412,8 @@ fn a_new_initiator_overwrites_the_entry_and_rearms_the_expiry() {
     ]);
     t.connect(60_000, "I2", &other);
     assert_eq!(t.d.pairs(), 1);
-    assert_eq!(t.d.next_deadline(), Some(180_000));
-    t.d.on_tick(120_000, &mut t.env, &mut Vec::new());
+    assert_eq!(t.d.poll_timeout(), Some(180_000));
+    t.tick(120_000);
     assert_eq!(
         t.d.pairs(),
         1,
@@ -435,7 +441,7 @@ fn the_pair_table_is_bounded() {
             pair_ttl_ms: 1000,
             max_pairs: 1,
         }),
-        env: Ice(Vec::new()),
+        h: SioHarness::new(Ice(Vec::new())),
     };
     t.connect(0, "I", &initiator_query());
     let other = q(&[("stage", "initiator"), ("connId", "ab")]);
@@ -450,7 +456,7 @@ fn the_pair_table_is_bounded() {
 #[test]
 fn disconnect_forgets_the_socket_but_keeps_the_entry_until_expiry() {
     let mut t = T::paired();
-    t.d.on_disconnect(0, "I", &mut t.env, &mut Vec::new());
+    t.h.disconnect(&mut t.d, "I");
     assert_eq!(t.d.pairs(), 1);
     assert_eq!(
         t.event("I", "offerSignal", vec![json!({"connId": CONN})]),
@@ -466,11 +472,4 @@ fn handshake_without_message_sends_an_empty_object() {
         t.connect(0, "R", &receiver_query()),
         vec![emit_(to("R"), "handshake", vec![json!({})])]
     );
-}
-
-#[test]
-fn config_from_options() {
-    let c = MewV1Config::from_options(&crate::config::Config::default().mew_v1);
-    assert_eq!(c.pair_ttl_ms, 120_000);
-    assert_eq!(c.max_pairs, 100_000);
 }

@@ -5,8 +5,8 @@ const S: &str = "6f1c0000000000000000000000000000";
 const C1: &str = "a90b0000000000000000000000000011";
 const C2: &str = "a90b0000000000000000000000000022";
 
-fn r(key: u32) -> ConnRef {
-    ConnRef { key, gen: 7 }
+fn r(key: u32) -> Handle {
+    Handle::of(key, 7)
 }
 
 fn s(o: &Outgoing) -> &str {

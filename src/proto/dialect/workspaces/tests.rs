@@ -4,12 +4,12 @@ use base64::Engine;
 
 const NOW_MS: u64 = 1_621_789_642_123;
 
-struct Ice;
+use crate::proto::dialect::testing::{SioHarness, StaticIce};
+use crate::proto::dialect::Seeded;
 
-impl Env for Ice {
-    fn ice_servers(&mut self, _user: &str) -> Value {
-        json!([{"url": "stun:stun.l.google.com:19302", "urls": "stun:stun.l.google.com:19302"}])
-    }
+/// The ICE list the tests' environment hands out.
+fn ice() -> Value {
+    json!([{"url": "stun:stun.l.google.com:19302", "urls": "stun:stun.l.google.com:19302"}])
 }
 
 fn cfg() -> WorkspacesConfig {
@@ -22,6 +22,7 @@ fn cfg() -> WorkspacesConfig {
 
 struct T {
     d: Workspaces,
+    h: SioHarness<StaticIce>,
 }
 
 /// What `create` / `attend` hand a client.
@@ -39,22 +40,22 @@ impl T {
         T::with(cfg())
     }
     fn with(cfg: WorkspacesConfig) -> T {
-        let mut d = Workspaces::with_clock(cfg, Box::new(|| NOW_MS));
+        let mut d = Workspaces::new(cfg);
+        let mut h = SioHarness::new(StaticIce(ice()));
+        h.unix_ms = NOW_MS;
         for sid in ["A", "B", "C", "D", "E"] {
-            d.on_connect(0, sid, &[], &mut Ice, &mut Vec::new());
+            h.connect(&mut d, sid, &[]);
         }
-        T { d }
+        T { d, h }
     }
     fn ev(&mut self, sid: &str, event: &str, data: Value) -> Vec<Action> {
-        let mut out = Vec::new();
-        self.d.on_event(0, sid, event, &[data], &mut Ice, &mut out);
-        out
+        self.h.event(&mut self.d, sid, event, &[data])
     }
     fn connect(&mut self, sid: &str) {
-        self.d.on_connect(0, sid, &[], &mut Ice, &mut Vec::new());
+        self.h.connect(&mut self.d, sid, &[]);
     }
     fn disconnect(&mut self, sid: &str) {
-        self.d.on_disconnect(0, sid, &mut Ice, &mut Vec::new());
+        self.h.disconnect(&mut self.d, sid);
     }
     /// `A` creates a workspace with PIN `1234`.
     fn created(&mut self) -> Member {
@@ -255,8 +256,9 @@ fn bindings_and_pin_hashes_refuse_other_inputs() {
         keys.check_binding("_w", "_a", "hs256:***"),
         Err(BindingError::Malformed)
     );
-    let h1 = token::pin_hash("_w:1234:s", 1000);
-    let h2 = token::pin_hash("_w:1234:s", 1000);
+    let mut rand = Seeded(9);
+    let h1 = token::pin_hash("_w:1234:s", 1000, &mut rand);
+    let h2 = token::pin_hash("_w:1234:s", 1000, &mut rand);
     assert_ne!(h1, h2, "salted");
     assert!(h1.starts_with("$pbkdf2-sha256$1000$"));
     assert!(token::pin_verify("_w:1234:s", &h1) && token::pin_verify("_w:1234:s", &h2));
@@ -277,11 +279,12 @@ fn bindings_and_pin_hashes_refuse_other_inputs() {
 
 #[test]
 fn random_ids_are_underscore_and_ten_alphanumerics() {
-    let a = random_id();
+    let mut rand = Seeded(3);
+    let a = random_id(&mut rand);
     assert_eq!(a.len(), 11);
     assert!(a.starts_with('_'));
     assert!(a[1..].bytes().all(|b| b.is_ascii_alphanumeric()));
-    assert_ne!(a, random_id());
+    assert_ne!(a, random_id(&mut rand));
 }
 
 // ---- events ----
@@ -290,10 +293,7 @@ fn random_ids_are_underscore_and_ten_alphanumerics() {
 fn iceservers_replies_with_the_list() {
     let mut t = T::new();
     let out = t.ev("A", "iceservers", json!({}));
-    assert_eq!(
-        out,
-        vec![emit_(to("A"), "iceservers", Ice.ice_servers("A"))]
-    );
+    assert_eq!(out, vec![emit_(to("A"), "iceservers", ice())]);
     assert_eq!(t.d.generation(), 0);
 }
 
@@ -363,8 +363,7 @@ fn create_without_payload_gets_the_defaults() {
         assert_eq!(r["nonce"], "");
     }
     // No payload at all.
-    let mut out = Vec::new();
-    t.d.on_event(0, "A", "create", &[], &mut Ice, &mut out);
+    let out = t.h.event(&mut t.d, "A", "create", &[]);
     assert_eq!(
         payload(&out[0], "created")["workspace"]["name"],
         "Anonumous Workspace"
@@ -1192,31 +1191,4 @@ fn generation_moves_only_on_changes() {
     assert_eq!(t.d.generation(), g + 1);
     t.ev("A", "hangup", owner.with(json!({})));
     assert_eq!(t.d.generation(), g + 2);
-}
-
-#[test]
-fn config_from_options_fills_missing_secrets_and_warns() {
-    let mut o = crate::config::Config::default().workspaces;
-    let (a, warnings) = WorkspacesConfig::from_options(&o);
-    assert_eq!(warnings.len(), 2);
-    assert!(warnings[0].contains("MAGICK_TOKEN") && warnings[1].contains("SALT_STRING"));
-    assert_eq!(a.secret.len(), 64);
-    let (b, _) = WorkspacesConfig::from_options(&o);
-    assert_ne!(a.secret, b.secret);
-    assert_ne!(a.salt, b.salt);
-    assert_eq!(
-        (a.capacity, a.pin_iterations, a.max_workspaces),
-        (5, 100_000, 100_000)
-    );
-    assert_eq!(a.untitled_workspace, "Anonumous Workspace");
-    o.storage_file = Some("/var/lib/ws.json".into());
-    o.salt = Some(crate::config::Secret::new("pepper"));
-    let (c, warnings) = WorkspacesConfig::from_options(&o);
-    assert_eq!(warnings.len(), 1);
-    assert!(warnings[0].contains("/var/lib/ws.json"), "{warnings:?}");
-    assert_eq!(c.salt, "pepper");
-    o.secret = Some(crate::config::Secret::new("magick"));
-    let (d, warnings) = WorkspacesConfig::from_options(&o);
-    assert!(warnings.is_empty());
-    assert_eq!(d.secret, b"magick");
 }

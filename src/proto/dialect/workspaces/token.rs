@@ -14,6 +14,8 @@ use ring::{hmac, pbkdf2};
 use serde_json::{Map, Value};
 use std::num::NonZeroU32;
 
+use crate::proto::dialect::Random;
+
 /// The JWT header, exactly as `jsonwebtoken` writes it.
 const HEADER: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
 /// Prefix of an access-token binding (`singningToken` of an access token).
@@ -141,11 +143,11 @@ impl Keys {
 
 /// A fresh PIN hash of `input` (a signing input) with a random salt:
 /// `$pbkdf2-sha256$<iterations>$<salt>$<hash>` (base64url).
-pub fn pin_hash(input: &str, iterations: u32) -> String {
+pub fn pin_hash(input: &str, iterations: u32, rand: &mut dyn Random) -> String {
     let iterations =
         NonZeroU32::new(iterations.clamp(1, MAX_PIN_ITERATIONS)).unwrap_or(NonZeroU32::MIN);
     let mut salt = [0u8; PIN_SALT_LEN];
-    crate::csprng::fill(&mut salt);
+    rand.fill(&mut salt);
     let mut hash = [0u8; PIN_HASH_LEN];
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,

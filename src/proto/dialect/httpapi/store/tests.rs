@@ -62,7 +62,7 @@ fn sweep_pops_only_what_expired_without_touching_the_rest() {
     assert!(t.read(&id(5), 1500, |_| ()).is_none());
     t.sweep(10_000);
     assert!(t.is_empty());
-    assert_eq!(t.bytes.load(Ordering::Relaxed), 0);
+    assert_eq!(t.budget.bytes.get(), 0);
 }
 
 #[test]

@@ -311,16 +311,11 @@ mod tests {
 #[cfg(test)]
 mod restart_tests {
     use super::*;
-    use crate::proto::dialect::sio::{Action, Dialect, Env};
+    use crate::proto::dialect::sio::Action;
+    use crate::proto::dialect::testing::SioHarness;
     use crate::proto::dialect::workspaces::{Workspaces, WorkspacesConfig};
+    use crate::proto::dialect::NoEnv;
     use serde_json::json;
-
-    struct NoIce;
-    impl Env for NoIce {
-        fn ice_servers(&mut self, _: &str) -> Value {
-            json!([])
-        }
-    }
 
     fn emitted(out: &[Action], event: &str) -> Value {
         out.iter()
@@ -346,13 +341,13 @@ mod restart_tests {
         fs::create_dir_all(&d).unwrap();
         let path = d.join("workspaces.json");
 
+        let mut h = SioHarness::new(NoEnv);
         let mut before = table();
         assert_eq!(load(&path), Ok(None));
-        let mut out = Vec::new();
-        before.on_connect(0, "s1", &[], &mut NoIce, &mut out);
+        h.connect(&mut before, "s1", &[]);
         let create =
             json!({"workspace": {"name": "Kept", "pin": "4321"}, "attendee": {"name": "Ann"}});
-        before.on_event(0, "s1", "create", &[create], &mut NoIce, &mut out);
+        let out = h.event(&mut before, "s1", "create", &[create]);
         let created = emitted(&out, "created");
         let writer = Writer::spawn(path.clone()).unwrap();
         writer.submit(before.generation(), before.snapshot());
@@ -363,18 +358,16 @@ mod restart_tests {
         let mut after = table();
         let loaded = load(&path).unwrap().expect("the file exists");
         assert_eq!(after.restore(loaded), Ok(1));
-        let mut out = Vec::new();
-        after.on_connect(0, "s2", &[], &mut NoIce, &mut out);
+        h.connect(&mut after, "s2", &[]);
         let attend = json!({"workspace": {"token": created["workspace"]["token"], "pin": "4321"}, "attendee": {"name": "Bob"}});
-        after.on_event(0, "s2", "attend", &[attend], &mut NoIce, &mut out);
+        let out = h.event(&mut after, "s2", "attend", &[attend]);
         let granted = emitted(&out, "attendance-granted");
         assert_eq!(granted["workspace"]["name"], "Kept");
         assert_eq!(granted["workspace"]["owner"], created["attendee"]["id"]);
         // The owner's access token from before the restart still works.
-        let mut out = Vec::new();
-        after.on_connect(0, "s3", &[], &mut NoIce, &mut out);
+        h.connect(&mut after, "s3", &[]);
         let reattend = json!({"workspace": created["workspace"], "attendee": created["attendee"], "accessToken": created["accessToken"]});
-        after.on_event(0, "s3", "re-attend", &[reattend], &mut NoIce, &mut out);
+        let out = h.event(&mut after, "s3", "re-attend", &[reattend]);
         emitted(&out, "re-attendance-granted");
         fs::remove_dir_all(d).unwrap();
     }

@@ -1,9 +1,12 @@
-//! The shell around the HTTP API (`proto::dialect::httpapi`): which requests are the API's,
-//! CORS, the clock and ids it is given, and the durability of its channel store.
+//! The HTTP API's store as the server runs it (`proto::dialect::httpapi` is the protocol):
+//! the channel table shared by every reactor, its durability, and its metrics.
 //!
-//! Requests are answered on the reactor that read them: the store is sharded behind one mutex
-//! per shard (see `httpapi::store`), so no request waits for another core's event loop and
-//! none takes a lock over the whole store.
+//! Requests are answered on the reactor that read them: the table is split into shards, each
+//! behind its own mutex (the shard logic is `httpapi::store::Shard`), and the store-wide
+//! limits are two atomic counters, so no request waits for another core's event loop and none
+//! takes a lock over the whole store. (The alternative, placing each channel on one core and
+//! forwarding requests there, would cost two cross-core hops per request on keep-alive
+//! connections that touch many channels.)
 //!
 //! # Durability (`--state-dir`)
 //!
@@ -21,17 +24,17 @@
 //! also sweeps expired channels once a second, with or without a state directory.
 
 use crate::config::ApiConfig;
-use crate::proto::conn::{Response, Routed};
-use crate::proto::dialect::httpapi::store::{self, StoreLimits, Table};
-use crate::proto::dialect::httpapi::{self, ONLY_POST};
-use crate::proto::http::{Method, RequestHead};
-use crate::proto::route::{self, Route};
+use crate::proto::dialect::httpapi::json::Value;
+use crate::proto::dialect::httpapi::store::{
+    self, shard_index, Budget, Channel, Id, Shard, StoreLimits, Write, WriteError, WriteResult,
+};
+use crate::proto::dialect::httpapi::Channels;
 use crate::{error, info, warn};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -47,54 +50,73 @@ pub fn system_clock() -> Clock {
     })
 }
 
-enum Cors {
-    Any,
-    Off,
-    Origins(Vec<String>),
+/// The store-wide limits in atomic counters.
+struct SharedBudget {
+    limits: StoreLimits,
+    channels: AtomicUsize,
+    bytes: AtomicUsize,
 }
 
-/// The running API: its store, clock, mount and CORS policy.
-pub(crate) struct Api {
-    pub table: Table,
+impl Budget for SharedBudget {
+    fn add_channel(&self, force: bool) -> bool {
+        let before = self.channels.fetch_add(1, Relaxed);
+        if !force && before >= self.limits.max_channels {
+            self.channels.fetch_sub(1, Relaxed);
+            return false;
+        }
+        true
+    }
+    fn remove_channel(&self, charged: usize) {
+        self.channels.fetch_sub(1, Relaxed);
+        self.bytes.fetch_sub(charged, Relaxed);
+    }
+    fn charge(&self, n: usize, force: bool) -> bool {
+        let before = self.bytes.fetch_add(n, Relaxed);
+        if !force && before.saturating_add(n) > self.limits.max_bytes {
+            self.bytes.fetch_sub(n, Relaxed);
+            return false;
+        }
+        true
+    }
+    fn channels(&self) -> usize {
+        self.channels.load(Relaxed)
+    }
+}
+
+/// The channel table every reactor shares: shards behind their own locks.
+pub struct SharedTable {
+    shards: Box<[Mutex<Shard>]>,
+    budget: SharedBudget,
     /// For `/metrics`: requests answered 200, answered with an error, and state-log writes
     /// that failed (all reactors and the maintenance thread add to them).
     answered_ok: AtomicU64,
     answered_error: AtomicU64,
     state_write_errors: AtomicU64,
     clock: Clock,
-    /// `None`: every path no other endpoint claims.
-    path: Option<String>,
-    echo: bool,
-    cors: Cors,
 }
 
-impl Api {
-    pub fn new(cfg: &ApiConfig, echo: bool, cores: usize, clock: Clock) -> Api {
+impl SharedTable {
+    pub fn new(cfg: &ApiConfig, cores: usize, clock: Clock) -> SharedTable {
         let limits = StoreLimits {
             ttl_ms: cfg.ttl.as_millis() as u64,
             max_channels: cfg.max_channels,
             max_candidates: cfg.max_candidates,
             max_bytes: cfg.max_bytes,
         };
-        let cors = match cfg.cors_origin.trim() {
-            "*" => Cors::Any,
-            "none" => Cors::Off,
-            list => Cors::Origins(
-                list.split(',')
-                    .map(|o| o.trim().to_string())
-                    .filter(|o| !o.is_empty())
-                    .collect(),
-            ),
-        };
-        Api {
-            table: Table::new(limits, store::shards_for(cores), cfg.state_dir.is_some()),
+        let logging = cfg.state_dir.is_some();
+        SharedTable {
+            shards: (0..store::shards_for(cores))
+                .map(|_| Mutex::new(Shard::new(logging)))
+                .collect(),
+            budget: SharedBudget {
+                limits,
+                channels: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+            },
             answered_ok: AtomicU64::new(0),
             answered_error: AtomicU64::new(0),
             state_write_errors: AtomicU64::new(0),
             clock,
-            path: (cfg.path != "*").then(|| cfg.path.clone()),
-            echo,
-            cors,
         }
     }
 
@@ -102,97 +124,109 @@ impl Api {
         (self.clock)()
     }
 
+    pub fn len(&self) -> usize {
+        self.budget.channels()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self, i: usize) -> MutexGuard<'_, Shard> {
+        // A panic while a shard was locked cannot leave it inconsistent in a way that matters
+        // more than losing the store; keep serving.
+        self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn shard(&self, id: &Id) -> MutexGuard<'_, Shard> {
+        self.lock(shard_index(id, self.shards.len()))
+    }
+
+    fn write_ctx<'a>(&'a self, id: &'a Id, now: u64, cost: usize) -> Write<'a> {
+        Write {
+            id,
+            now,
+            cost,
+            limits: &self.budget.limits,
+            budget: &self.budget,
+        }
+    }
+
+    /// Drop every expired channel in every shard (for a periodic sweep).
+    pub fn sweep(&self, now: u64) {
+        for i in 0..self.shards.len() {
+            self.lock(i).expire(now, &self.budget);
+        }
+    }
+
     /// The API's lines of `/metrics` (Prometheus text format).
     pub fn render_metrics(&self, o: &mut String) {
         use std::fmt::Write;
         let ok = self.answered_ok.load(Relaxed);
         let err = self.answered_error.load(Relaxed);
-        let _ = writeln!(o, "# HELP sigyard_api_channels live channels in the HTTP API's store\n# TYPE sigyard_api_channels gauge\nsigyard_api_channels {}", self.table.len());
+        let _ = writeln!(o, "# HELP sigyard_api_channels live channels in the HTTP API's store\n# TYPE sigyard_api_channels gauge\nsigyard_api_channels {}", self.len());
         let _ = writeln!(o, "# HELP sigyard_api_requests_total HTTP API method calls by outcome\n# TYPE sigyard_api_requests_total counter\nsigyard_api_requests_total{{outcome=\"ok\"}} {ok}\nsigyard_api_requests_total{{outcome=\"error\"}} {err}");
         let _ = writeln!(o, "# HELP sigyard_api_state_write_errors_total failed writes of the state log\n# TYPE sigyard_api_state_write_errors_total counter\nsigyard_api_state_write_errors_total {}", self.state_write_errors.load(Relaxed));
     }
+}
 
-    /// True when `path` is the API's.
-    pub fn claims(&self, path: &str) -> bool {
-        match &self.path {
-            Some(p) => p == path,
-            None => matches!(
-                route::route(path, self.echo),
-                Route::NotFound | Route::Status
-            ),
-        }
+impl Channels for SharedTable {
+    fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
+        let expires = now.saturating_add(self.budget.limits.ttl_ms);
+        self.shard(&id)
+            .insert(id, expires, now, false, &self.budget)
     }
-
-    /// The API's decision about a request head, or `None` when the request is not the API's
-    /// (another path, a WebSocket upgrade, or `GET /`: the status page).
-    pub fn route(&self, head: &RequestHead, max_body: usize) -> Option<Routed> {
-        if head.upgrade.is_some() || !self.claims(&head.path) {
-            return None;
-        }
-        match head.method {
-            Method::Post => Some(Routed::Body { max: max_body }),
-            Method::Options => Some(Routed::Respond(self.preflight(head))),
-            Method::Get | Method::Head if head.path == "/" => None,
-            _ => {
-                let mut r = Response::new(400, "text/plain", ONLY_POST);
-                self.cors_headers(head, &mut r);
-                Some(Routed::Respond(r))
+    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
+        let mut s = self.shard(id);
+        match s.read(id, now, &self.budget) {
+            Some(c) => {
+                f(c);
+                true
             }
+            None => false,
         }
     }
-
-    /// Answer one API request body.
-    pub fn respond(&self, head: &RequestHead, body: &[u8]) -> Response {
-        let reply = httpapi::handle(&self.table, self.now(), body, &mut crate::csprng::uuid_v4);
-        let counter = if reply.status() == 200 {
+    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .set_offer(self.write_ctx(id, now, cost), value)
+    }
+    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .set_answer(self.write_ctx(id, now, cost), value)
+    }
+    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        self.shard(id)
+            .add_candidate(self.write_ctx(id, now, cost), value)
+    }
+    fn answered(&self, ok: bool) {
+        let counter = if ok {
             &self.answered_ok
         } else {
             &self.answered_error
         };
         counter.fetch_add(1, Relaxed);
-        let mut r = Response::new(reply.status(), reply.content_type(), reply.into_body());
-        self.cors_headers(head, &mut r);
-        r
     }
+}
 
-    fn allowed_origin(&self, head: &RequestHead) -> Option<String> {
-        match &self.cors {
-            Cors::Any => Some("*".to_string()),
-            Cors::Off => None,
-            Cors::Origins(list) => head
-                .origin
-                .as_ref()
-                .filter(|o| list.iter().any(|l| l == *o))
-                .cloned(),
-        }
+/// The table as a dialect's port: every core's instance holds one.
+impl Channels for Arc<SharedTable> {
+    fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
+        (**self).create(id, now)
     }
-
-    fn cors_headers(&self, head: &RequestHead, r: &mut Response) {
-        if let Some(origin) = self.allowed_origin(head) {
-            r.headers.push(("Access-Control-Allow-Origin", origin));
-        }
-        if let Cors::Origins(_) = self.cors {
-            r.headers.push(("Vary", "Origin".to_string()));
-        }
+    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
+        (**self).read_with(id, now, f)
     }
-
-    /// `OPTIONS`: 204 with the CORS preflight answer (POST, any request header but
-    /// credentials).
-    fn preflight(&self, head: &RequestHead) -> Response {
-        let mut r = Response::new(204, "text/plain", Vec::new());
-        r.headers.push(("Allow", "POST, OPTIONS".to_string()));
-        self.cors_headers(head, &mut r);
-        if !matches!(self.cors, Cors::Off) {
-            r.headers
-                .push(("Access-Control-Allow-Methods", "POST, OPTIONS".to_string()));
-            r.headers.push((
-                "Access-Control-Allow-Headers",
-                "*, Authorization, Content-Type".to_string(),
-            ));
-            r.headers
-                .push(("Access-Control-Max-Age", "86400".to_string()));
-        }
-        r
+    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        (**self).set_offer(id, value, cost, now)
+    }
+    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        (**self).set_answer(id, value, cost, now)
+    }
+    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
+        (**self).add_candidate(id, value, cost, now)
+    }
+    fn answered(&self, ok: bool) {
+        (**self).answered(ok)
     }
 }
 
@@ -210,16 +244,20 @@ struct StateLog {
 }
 
 impl StateLog {
-    /// Open (creating) `dir/api.log`, replay it into `api.table`, and compact it.
-    fn open(dir: &Path, api: &Api, fsync: bool) -> io::Result<StateLog> {
+    /// Open (creating) `dir/api.log`, replay it into `table`, and compact it.
+    fn open(dir: &Path, table: &SharedTable, fsync: bool) -> io::Result<StateLog> {
         fs::create_dir_all(dir)?;
         let path = dir.join("api.log");
-        let now = api.now();
+        let now = table.now();
         match File::open(&path) {
             Ok(mut f) => {
                 let mut bytes = Vec::new();
                 f.read_to_end(&mut bytes)?;
-                let r = api.table.replay(&bytes, now);
+                let r = store::replay(&bytes, |payload, r| {
+                    table
+                        .shard(&store::record_id(payload))
+                        .apply(payload, now, r, &table.budget)
+                });
                 info!(
                     "state: replayed {} records from {}: {} live channels, {} expired",
                     r.records,
@@ -249,15 +287,15 @@ impl StateLog {
             compacted_size: 0,
             fsync,
         };
-        log.compact(&api.table, now)?;
+        log.compact(table, now)?;
         Ok(log)
     }
 
     /// Append every shard's pending records; fsync per policy.
-    fn flush(&mut self, table: &Table, buf: &mut Vec<u8>) -> io::Result<()> {
+    fn flush(&mut self, table: &SharedTable, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
-        for i in 0..table.shard_count() {
-            buf.extend(table.take_log(i));
+        for i in 0..table.shards.len() {
+            buf.extend(table.lock(i).take_log());
         }
         if buf.is_empty() {
             return Ok(());
@@ -271,13 +309,13 @@ impl StateLog {
     }
 
     /// Rewrite the log from the live channels: temp file, fsync, rename, fsync the directory.
-    fn compact(&mut self, table: &Table, now: u64) -> io::Result<()> {
+    fn compact(&mut self, table: &SharedTable, now: u64) -> io::Result<()> {
         let tmp = self.dir.join("api.log.tmp");
         let mut f = File::create(&tmp)?;
         let mut buf = store::LOG_MAGIC.to_vec();
         let mut size = 0u64;
-        for i in 0..table.shard_count() {
-            table.snapshot(i, now, &mut buf);
+        for i in 0..table.shards.len() {
+            table.lock(i).snapshot(now, &mut buf, &table.budget);
             if buf.len() >= 1 << 20 {
                 f.write_all(&buf)?;
                 size += buf.len() as u64;
@@ -298,15 +336,16 @@ impl StateLog {
 }
 
 /// The maintenance thread: sweeps expired channels and owns the state log.
-pub(crate) struct Maintenance {
+pub struct Maintenance {
     stop: Arc<(Mutex<bool>, Condvar)>,
     thread: JoinHandle<()>,
 }
 
 impl Maintenance {
-    /// Replay the state log (if any) into `api`, then start the thread. Errors opening or
+    /// Replay the state log (if any) into `table`, then start the thread. Errors opening or
     /// replaying the log stop the start.
-    pub fn start(api: Arc<Api>, cfg: &ApiConfig) -> io::Result<Maintenance> {
+    pub fn start(table: Arc<SharedTable>, cfg: &ApiConfig) -> io::Result<Maintenance> {
+        let api = table;
         let mut log = match &cfg.state_dir {
             Some(dir) => Some(StateLog::open(dir, &api, cfg.state_fsync)?),
             None => None,
@@ -334,15 +373,15 @@ impl Maintenance {
                         *g
                     };
                     if last_sweep.elapsed() >= Duration::from_secs(1) {
-                        api.table.sweep(api.now());
+                        api.sweep(api.now());
                         last_sweep = Instant::now();
                     }
                     if let Some(log) = log.as_mut() {
-                        let mut result = log.flush(&api.table, &mut buf);
+                        let mut result = log.flush(&api, &mut buf);
                         let grew = log.size > log.compacted_size;
                         let due = grew && last_compact.elapsed() >= compact_every;
                         if result.is_ok() && (must_compact || due) {
-                            result = log.compact(&api.table, api.now());
+                            result = log.compact(&api, api.now());
                             last_compact = Instant::now();
                         }
                         must_compact = result.is_err();

@@ -1,0 +1,616 @@
+//! From bytes to dialects and back: the reactor runs a slot's buffered input through its
+//! connection machine ([`Reactor::process_input`]), takes every decision a step asks for
+//! (route, placement, answer), hands messages to the dialect of the connection's route, and
+//! applies what the dialects queued ([`Reactor::flush_effects`]).
+//!
+//! A request is routed by the registry, placed by its dialect, and moved before it is read
+//! further if it belongs to another core ([`crate::net::owner`] of its key, or the core its
+//! locator names); the dialect that owns it answers on that core. Dialect outputs name
+//! connections by handle; this core resolves them in its slab.
+//!
+//! The pipe lives here too: two connections a dialect joined forward each other's data frames
+//! cut-through ([`Reactor::pipe_forward`]), and what happens to one end when the other stops
+//! is decided in one place ([`Reactor::pipe_end`]).
+
+use crate::net::endpoints;
+use crate::net::reactor::{live, Core, Reactor};
+use crate::net::slot::{tx_force, Placed, Slot};
+use crate::net::{locator, locator_core, owner, OsRandom};
+use crate::proto::conn::Step;
+use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Kind, Output, Placement};
+use crate::proto::http::{RequestHead, Response};
+use crate::proto::time::Tick;
+use crate::proto::ws::encode_frame;
+use crate::registry::{Target, ROUTES};
+use std::io::{self, IoSlice, Write};
+
+/// What to do after one step, once the slot is no longer borrowed.
+enum Next {
+    Stop,
+    Again,
+    Request(RequestHead, usize),
+    Body(RequestHead, Vec<u8>),
+}
+
+impl Reactor {
+    /// Run the slot's buffered input through its machine until it needs more bytes, waits
+    /// for something, or stops. Returns whether anything happened.
+    pub(crate) fn process_input(&mut self, key: usize, fatal: &mut bool) -> bool {
+        let mut progress = false;
+        loop {
+            if self.slots.get(key).is_some_and(|s| s.forwarding()) {
+                return self.pipe_forward(key) || progress;
+            }
+            if self.peer_mid_frame(key) {
+                // A pipe peer is mid-frame into our send queue: our own replies must wait.
+                return progress;
+            }
+            let next = self.step(key, fatal);
+            self.flush_effects();
+            match next {
+                Next::Stop => return progress,
+                Next::Again => {}
+                Next::Request(head, len) => self.on_request(key, head, len),
+                Next::Body(head, body) => self.on_body(key, head, body),
+            }
+            progress = true;
+        }
+    }
+
+    /// One step of the machine on the slot's buffered input.
+    fn step(&mut self, key: usize, fatal: &mut bool) -> Next {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return Next::Stop;
+        };
+        let high_water = c.shared.cfg.limits.buffer_size;
+        if !slot.conn.wants_read(slot.pending_out(), high_water) && !slot.conn.is_closed() {
+            return Next::Stop;
+        }
+        let (peer, route, me) = (slot.peer(), slot.route(), handle(c.id, key, slot.gen));
+        if slot.tx.is_none() {
+            match c.pool.tx() {
+                Some(t) => slot.tx = Some(t),
+                None => {
+                    c.starved.push((key, slot.gen));
+                    return Next::Stop;
+                }
+            }
+        }
+        let input: &mut [u8] = if slot.rx.has_bytes() {
+            match slot.rx.buf(&mut c.pool, false) {
+                Some(b) => b.filled(),
+                None => {
+                    c.starved.push((key, slot.gen));
+                    return Next::Stop;
+                }
+            }
+        } else {
+            &mut []
+        };
+        let Some(tx) = slot.tx.as_mut() else {
+            return Next::Stop;
+        };
+        let now = c.tick();
+        let (step, used) = slot
+            .conn
+            .read(now, &c.shared.limits, input, &mut tx.data, &mut c.proto);
+        let next = match step {
+            Step::Idle if used == 0 => Next::Stop,
+            Step::Idle => Next::Again,
+            Step::Request { head, len } => Next::Request(head, len),
+            Step::Body(head, body) => Next::Body(head, body),
+            Step::Message { kind, payload } => {
+                match (peer, route) {
+                    // A message begun before the pipe opened: it goes to the peer whole.
+                    (Some(peer), _) => c.out_send(peer, kind, payload),
+                    (None, Some(route)) => {
+                        let d = ROUTES[route].dialect;
+                        call(c, d, |dialect, cx| {
+                            dialect.on_message(cx, me, kind, payload)
+                        });
+                    }
+                    (None, None) => {}
+                }
+                Next::Again
+            }
+            Step::Forward { .. } | Step::Ended { .. } => {
+                // Only piped connections forward, and those go through `pipe_forward`.
+                *fatal = true;
+                Next::Stop
+            }
+        };
+        if let Some(b) = slot.rx.pooled() {
+            b.consume(used);
+        }
+        next
+    }
+
+    // ── requests ───────────────────────────────────────────────────────────────────────────
+
+    /// A request head (its `len` bytes lead the input): route it, place it (moving the
+    /// connection, unread, if it belongs elsewhere), and answer it.
+    fn on_request(&mut self, key: usize, head: RequestHead, len: usize) {
+        if self.answer_request(key, head) {
+            if let Some(slot) = self.slots.get_mut(key) {
+                consume(slot, len);
+            }
+        }
+    }
+
+    /// Route, place and answer a request head; false when it stays in the input for the core
+    /// it moves to.
+    fn answer_request(&mut self, key: usize, head: RequestHead) -> bool {
+        let shared = self.core.shared.clone();
+        let route = match shared.registry.route(&head) {
+            Target::Dialect(r) => r,
+            op => {
+                let resp = endpoints::respond(&shared, op, &head);
+                self.answer(key, None, head, Answer::Respond(resp));
+                return true;
+            }
+        };
+        let d = ROUTES[route].dialect;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        let placed = slot.extra.as_mut().and_then(|e| e.placed.take());
+        let placement_key = match placed {
+            Some(p) => p.key,
+            None => {
+                let cores = shared.mailboxes.len();
+                let here = self.core.id;
+                let placement = self.core.dialects.get(d).place(&head, &mut OsRandom);
+                let (to, key_str) = match placement {
+                    Placement::Answer(r) => {
+                        self.answer(key, None, head, Answer::Respond(r));
+                        return true;
+                    }
+                    Placement::Here => (here, None),
+                    Placement::Key(k) => (owner(&k, cores), Some(k)),
+                    Placement::At(l) => (locator_core(l, cores).unwrap_or(here), None),
+                };
+                if to != here {
+                    self.relocate(key, to, key_str);
+                    return false;
+                }
+                key_str
+            }
+        };
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        let accept = match head.upgrade.is_some() {
+            true => match slot.conn.check_upgrade(
+                &head,
+                tx_force(&mut slot.tx, &mut c.pool),
+                &mut c.proto,
+            ) {
+                Some(a) => Some(a),
+                None => return true, // refused for its headers, before any dialect heard of it
+            },
+            false => None,
+        };
+        let me = handle(c.id, key, slot.gen);
+        let answer = call(c, d, |dialect, cx| {
+            dialect.on_request(cx, me, placement_key.as_deref(), &head)
+        });
+        let answer = match (answer, accept) {
+            (Answer::Upgrade, Some(a)) => {
+                let c = &mut self.core;
+                if let Some(slot) = self.slots.get_mut(key) {
+                    let now = c.tick();
+                    slot.conn.upgrade(
+                        now,
+                        &c.shared.limits,
+                        &a,
+                        tx_force(&mut slot.tx, &mut c.pool),
+                        &mut c.proto,
+                    );
+                    slot.route = route as u8;
+                    slot.attached = true;
+                }
+                return true;
+            }
+            (Answer::Upgrade, None) => Answer::Respond(crate::proto::dialect::upgrade_required()),
+            (a, _) => a,
+        };
+        self.answer(key, Some(route), head, answer);
+        true
+    }
+
+    /// The body of a request a dialect asked to read.
+    fn on_body(&mut self, key: usize, head: RequestHead, body: Vec<u8>) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let route = slot.route();
+        let answer = match route {
+            Some(r) => {
+                let me = handle(c.id, key, slot.gen);
+                call(c, ROUTES[r].dialect, |d, cx| {
+                    d.on_body(cx, me, &head, &body)
+                })
+            }
+            None => Answer::Respond(endpoints::not_found()),
+        };
+        self.answer(key, route, head, answer);
+    }
+
+    /// Write a dialect's (or an endpoint's) answer to a request that is not an upgrade.
+    fn answer(&mut self, key: usize, route: Option<usize>, head: RequestHead, answer: Answer) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let now = c.tick();
+        let tx = tx_force(&mut slot.tx, &mut c.pool);
+        match answer {
+            Answer::Respond(r) => slot.conn.respond(now, &head, &r, tx, &mut c.proto),
+            Answer::ReadBody { max } => {
+                slot.route = route.map_or(crate::net::slot::NO_ROUTE, |r| r as u8);
+                slot.conn.read_body(now, head, max, tx, &mut c.proto)
+            }
+            Answer::Hold { until_ms, fallback } => {
+                slot.route = route.map_or(crate::net::slot::NO_ROUTE, |r| r as u8);
+                slot.attached = route.is_some();
+                slot.conn.hold(&head, Tick::from_ms(until_ms), fallback)
+            }
+            Answer::Upgrade => {
+                let r = crate::proto::dialect::upgrade_required();
+                slot.conn.respond(now, &head, &r, tx, &mut c.proto)
+            }
+        }
+    }
+
+    /// The request belongs to another core: it stays unread, and the connection moves there
+    /// once its output is flushed.
+    fn relocate(&mut self, key: usize, to: usize, placement_key: Option<Box<str>>) {
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        slot.conn.relocate();
+        let extra = slot.extra();
+        extra.move_to = Some(to as u16);
+        extra.placed = Some(Placed { key: placement_key });
+    }
+
+    // ── dialect calls and their outputs ────────────────────────────────────────────────────
+
+    /// Run `f` on dialect `d` with this core's context (time, randomness, ICE).
+    pub(crate) fn call<R>(
+        &mut self,
+        d: usize,
+        f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R,
+    ) -> R {
+        call(&mut self.core, d, f)
+    }
+
+    /// Apply what the dialects queued, then tell them of the connections that went away
+    /// meanwhile (which may queue more), until nothing is left.
+    pub(crate) fn flush_effects(&mut self) {
+        loop {
+            self.apply_outputs();
+            let Some((h, d)) = self.core.gone.pop() else {
+                return;
+            };
+            call(&mut self.core, d, |dialect, cx| dialect.on_close(cx, h));
+        }
+    }
+
+    fn apply_outputs(&mut self) {
+        if self.core.out.is_empty() {
+            return;
+        }
+        let mut out = std::mem::take(&mut self.core.out);
+        {
+            let (list, bytes) = out.drain();
+            for o in list {
+                match o {
+                    Output::Send { to, kind, payload } => self.deliver(to, kind, &bytes[payload]),
+                    Output::Close { conn, code, reason } => {
+                        if let Some((k, _)) = live(&mut self.slots, self.core.id, conn) {
+                            self.go_away(k, code, &reason);
+                        }
+                    }
+                    Output::Respond { conn, response } => self.answer_held(conn, &response),
+                    Output::Pipe { a, b } => self.link(a, b),
+                }
+            }
+        }
+        out.clear();
+        if self.core.out.is_empty() {
+            self.core.out = out; // keep the allocation
+        }
+    }
+
+    /// A whole message to an open WebSocket of this core.
+    fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+        let c = &mut self.core;
+        let Some((key, slot)) = live(&mut self.slots, c.id, to) else {
+            return;
+        };
+        if !slot.conn.is_open() {
+            return;
+        }
+        encode_frame(
+            true,
+            kind.opcode(),
+            payload,
+            tx_force(&mut slot.tx, &mut c.pool),
+        );
+        c.proto.frames_out += 1;
+        c.proto.messages_out += 1;
+        c.queue(key, slot);
+    }
+
+    /// A dialect answers a request it held.
+    fn answer_held(&mut self, conn: Handle, resp: &Response) {
+        let c = &mut self.core;
+        let Some((key, slot)) = live(&mut self.slots, c.id, conn) else {
+            return;
+        };
+        let now = c.tick();
+        if slot
+            .conn
+            .answer_held(now, resp, tx_force(&mut slot.tx, &mut c.pool))
+        {
+            slot.attached = false; // answered by its dialect: nothing to tell it
+        }
+        c.queue(key, slot);
+        self.settle(key);
+    }
+
+    /// Join two open WebSockets cut-through.
+    fn link(&mut self, a: Handle, b: Handle) {
+        let id = self.core.id;
+        let (Some((ka, _)), Some((kb, _))) = (
+            live(&mut self.slots, id, a).map(|(k, s)| (k, s.gen)),
+            live(&mut self.slots, id, b).map(|(k, s)| (k, s.gen)),
+        ) else {
+            return;
+        };
+        for (k, peer) in [(ka, b), (kb, a)] {
+            if let Some(slot) = self.slots.get_mut(k) {
+                slot.extra().peer = Some(peer);
+                slot.conn.start_piping();
+                self.core.queue(k, slot);
+            }
+        }
+    }
+
+    // ── state changes ──────────────────────────────────────────────────────────────────────
+
+    /// After anything changed a slot: its gauge follows its class, a dialect that held it
+    /// hears that it is gone, and the other end of its pipe learns its fate.
+    pub(crate) fn settle(&mut self, key: usize) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let class = slot.class();
+        if class != slot.counted {
+            c.gauges.remove(slot.counted);
+            c.gauges.add(class);
+            slot.counted = class;
+        }
+        if slot.attached && !slot.conn.attached() {
+            slot.attached = false;
+            if let Some(r) = slot.route() {
+                c.gone
+                    .push((handle(c.id, key, slot.gen), ROUTES[r].dialect));
+            }
+        }
+        if slot.peer().is_some() && !slot.conn.is_open() {
+            self.pipe_end(key, None);
+        }
+    }
+
+    // ── the pipe ───────────────────────────────────────────────────────────────────────────
+
+    /// True when `key`'s pipe peer has sent only part of a frame into `key`'s send queue (so
+    /// nothing else may be written there yet).
+    pub(crate) fn peer_mid_frame(&self, key: usize) -> bool {
+        let Some(peer) = self.slots.get(key).and_then(Slot::peer) else {
+            return false;
+        };
+        let (_, pk, gen) = crate::net::resolve(peer);
+        self.slots.get(pk).is_some_and(|p| {
+            crate::net::same_gen(p.gen, gen) && p.forwarding() && p.conn.mid_frame()
+        })
+    }
+
+    /// True when `key` must not be read now: its peer is mid-frame into its queue, or (piped)
+    /// its peer's queue is over the high-water mark.
+    pub(crate) fn peer_blocks(&self, key: usize) -> bool {
+        let Some(slot) = self.slots.get(key) else {
+            return false;
+        };
+        let Some(peer) = slot.peer() else {
+            return false;
+        };
+        let (_, pk, gen) = crate::net::resolve(peer);
+        let high_water = self.core.shared.cfg.limits.buffer_size;
+        let full = slot.forwarding()
+            && self
+                .slots
+                .get(pk)
+                .is_some_and(|p| crate::net::same_gen(p.gen, gen) && p.pending_out() >= high_water);
+        full || self.peer_mid_frame(key)
+    }
+
+    /// Forward `a`'s buffered data frames to its peer as they arrive, without reassembling
+    /// messages: headers re-encoded (unmasked, same opcode, FIN and length), payload unmasked
+    /// in place in `a`'s read buffer and written with the header in one vectored write when
+    /// the peer has nothing queued; only what its socket does not take is copied into its
+    /// queue. Returns whether anything moved.
+    fn pipe_forward(&mut self, a_key: usize) -> bool {
+        let Some(peer) = self.slots.get(a_key).and_then(Slot::peer) else {
+            return false;
+        };
+        let (_, b_key, b_gen) = crate::net::resolve(peer);
+        let high_water = self.core.shared.cfg.limits.buffer_size;
+        let mut progress = false;
+        loop {
+            let c = &mut self.core;
+            let Some((a, b)) = self.slots.get2_mut(a_key, b_key) else {
+                return progress;
+            };
+            if !crate::net::same_gen(b.gen, b_gen) {
+                return progress;
+            }
+            let blocked = (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water;
+            if blocked || !a.rx.has_bytes() {
+                return progress;
+            }
+            let now = c.tick();
+            let Some(rx) = a.rx.buf(&mut c.pool, false) else {
+                c.starved.push((a_key, a.gen));
+                return progress;
+            };
+            let a_tx = &mut a.tx.get_or_insert_with(|| c.pool.tx_force()).data;
+            let (step, used) = a
+                .conn
+                .read(now, &c.shared.limits, rx.filled(), a_tx, &mut c.proto);
+            match step {
+                Step::Forward {
+                    header,
+                    header_len,
+                    payload,
+                } => {
+                    forward(b, &header[..header_len as usize], &rx.filled()[payload], c);
+                    rx.consume(used);
+                    progress = true;
+                }
+                Step::Ended { code } => {
+                    rx.consume(used);
+                    self.pipe_end(a_key, Some(code));
+                    return true;
+                }
+                _ => {
+                    rx.consume(used);
+                    return progress || used > 0;
+                }
+            }
+        }
+    }
+
+    /// One end of a pipe stopped being open: what happens to the other. `ended` is the close
+    /// code when the end closed cleanly after its data; otherwise it vanished (EOF, error,
+    /// drop, shutdown).
+    pub(crate) fn pipe_end(&mut self, key: usize, ended: Option<u16>) {
+        let id = self.core.id;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let Some(peer) = slot.extra.as_mut().and_then(|e| e.peer.take()) else {
+            return;
+        };
+        // A vanished end that was mid-frame leaves half a frame in the peer's queue.
+        let half_frame = ended.is_none() && slot.conn.is_piped() && slot.conn.mid_frame();
+        let c = &mut self.core;
+        let Some((pk, p)) = live(&mut self.slots, id, peer) else {
+            return;
+        };
+        if let Some(e) = p.extra.as_mut() {
+            e.peer = None;
+        }
+        let now = c.tick();
+        match (ended, half_frame) {
+            (_, true) => p.conn.abort(),
+            // Everything it sent is already in the peer's queue or socket: the close follows.
+            (Some(code), false) => p
+                .conn
+                .close(now, code, "", tx_force(&mut p.tx, &mut c.pool)),
+            (None, false) => p.conn.close(
+                now,
+                1001,
+                "peer went away",
+                tx_force(&mut p.tx, &mut c.pool),
+            ),
+        }
+        c.queue(pk, p);
+        self.settle(pk);
+    }
+}
+
+/// Send one forwarded piece (a header and/or payload) to `b`: straight to its socket when
+/// nothing is queued before it, else behind what is queued.
+fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core) {
+    let mut written = 0;
+    if b.tls.is_none() && b.writable && b.pending_out() == 0 {
+        match b
+            .sock
+            .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
+        {
+            Ok(n) => {
+                written = n;
+                c.shell.bytes_out += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => b.writable = false,
+            // Anything else: queue it; `b`'s own drive meets the error.
+            Err(_) => {}
+        }
+    }
+    if written < header.len() + payload.len() {
+        let tx = b.tx_force(&mut c.pool);
+        if written < header.len() {
+            tx.extend_from_slice(&header[written..]);
+            tx.extend_from_slice(payload);
+        } else {
+            tx.extend_from_slice(&payload[written - header.len()..]);
+        }
+    }
+}
+
+/// Drop `used` bytes from the front of the slot's input.
+fn consume(slot: &mut Slot, used: usize) {
+    if let Some(b) = slot.rx.pooled() {
+        b.consume(used);
+    }
+}
+
+fn handle(core: usize, key: usize, gen: u32) -> Handle {
+    crate::net::handle(core, key, gen)
+}
+
+/// Run `f` on dialect `d` of `c` with the core's context.
+fn call<R>(c: &mut Core, d: usize, f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R) -> R {
+    let Core {
+        id,
+        shared,
+        dialects,
+        out,
+        now_ms,
+        unix_ms,
+        ..
+    } = c;
+    let mut env = crate::ice::IceEnv(&shared.ice);
+    let mut cx = Cx {
+        now: *now_ms,
+        unix_ms: *unix_ms,
+        here: locator(*id),
+        rand: &mut OsRandom,
+        env: &mut env,
+        out,
+    };
+    f(dialects.get(d), &mut cx)
+}
+
+impl Core {
+    /// Queue a message as if a dialect had.
+    fn out_send(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+        let mut env = crate::ice::IceEnv(&self.shared.ice);
+        let mut cx = Cx {
+            now: self.now_ms,
+            unix_ms: self.unix_ms,
+            here: locator(self.id),
+            rand: &mut OsRandom,
+            env: &mut env,
+            out: &mut self.out,
+        };
+        cx.send(to, kind, payload);
+    }
+}

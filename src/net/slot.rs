@@ -1,0 +1,225 @@
+//! One connection's slot in a reactor's slab: its socket, TLS session, buffers (only while in
+//! use), protocol state, and the little the shell records about it.
+
+use crate::metrics::Class;
+use crate::net::pool::{Pool, RxBuf, TxBuf};
+use crate::net::tls::TlsConn;
+use crate::proto::conn::Conn;
+use crate::proto::dialect::Handle;
+use crate::proto::time::Tick;
+use crate::registry::RouteId;
+use mio::net::TcpStream;
+
+/// No route yet (or an operator endpoint).
+pub(crate) const NO_ROUTE: u8 = u8::MAX;
+
+pub(crate) struct Slot {
+    pub sock: TcpStream,
+    pub tls: Option<Box<TlsConn>>,
+    pub rx: Rx,
+    pub tx: Option<Box<TxBuf>>,
+    pub conn: Conn,
+    /// Per-IP accounting key (0 when per-IP limits are off).
+    pub ip_key: u64,
+    pub gen: u32,
+    /// The deadline of this slot's live entry in the timer queue.
+    pub timer_at: Option<Tick>,
+    pub readable: bool,
+    pub writable: bool,
+    pub queued: bool,
+    /// Our FIN is sent; waiting for the peer's (or the linger timer).
+    pub lingering: bool,
+    /// The peer's FIN arrived or the linger time ran out: the slot can go.
+    pub linger_over: bool,
+    /// A dialect holds this connection (an open WebSocket or a held request): it hears
+    /// `on_close` when that ends.
+    pub attached: bool,
+    /// The route a dialect connection was answered on ([`NO_ROUTE`] for the others).
+    pub route: u8,
+    /// The gauge it is counted in now ([`Slot::class`] when it was last settled).
+    pub counted: Class,
+    /// What only some connections need (boxed: the others pay one null pointer).
+    pub extra: Option<Box<Extra>>,
+}
+
+/// The rarer parts of a slot.
+#[derive(Default)]
+pub(crate) struct Extra {
+    /// The placement of the request being answered, decided on the core that read it and
+    /// carried along the move (a connection is placed once per request).
+    pub placed: Option<Placed>,
+    /// The other end of a pipe.
+    pub peer: Option<Handle>,
+    /// The core this connection moves to once its output is flushed.
+    pub move_to: Option<u16>,
+}
+
+/// A placement decided elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Placed {
+    pub key: Option<Box<str>>,
+}
+
+/// A slot's read side: a pooled buffer while bytes arrive; when the connection stalls with a
+/// few unconsumed bytes (part of a request head or of a frame header), just those bytes in a
+/// buffer of their size ([`RxBuf::stash`]), so a stalled connection holds what it sent and
+/// not a whole pooled buffer.
+#[derive(Default)]
+pub(crate) struct Rx(Option<Box<RxBuf>>);
+
+impl Rx {
+    pub fn has_bytes(&self) -> bool {
+        self.0.as_ref().is_some_and(|b| !b.is_empty())
+    }
+
+    /// The pooled buffer, checked out (with stashed bytes moved in) if needed; `None` when the
+    /// pool is exhausted. `force` takes one even then (bytes that must not be lost).
+    pub fn buf(&mut self, pool: &mut Pool, force: bool) -> Option<&mut RxBuf> {
+        if !self.0.as_ref().is_some_and(|b| b.capacity() == pool.size()) {
+            let mut b = if force { pool.rx_force() } else { pool.rx()? };
+            if let Some(mut stash) = self.0.take() {
+                let bytes = stash.filled();
+                let n = bytes.len().min(b.spare().len());
+                b.spare()[..n].copy_from_slice(&bytes[..n]);
+                b.filled_by(n);
+            }
+            self.0 = Some(b);
+        }
+        self.0.as_deref_mut()
+    }
+
+    /// The buffer, whatever its kind, if there is one.
+    pub fn pooled(&mut self) -> Option<&mut RxBuf> {
+        self.0.as_deref_mut()
+    }
+
+    /// Give the buffer back: all of it when empty, and, when `stall` (nothing more can be read
+    /// now), the few bytes left are kept in a buffer of their own size.
+    pub fn release(&mut self, pool: &mut Pool, stall: bool) {
+        let Some(b) = self.0.as_mut() else { return };
+        if b.is_empty() {
+            if let Some(b) = self.0.take() {
+                pool.put_rx(b);
+            }
+        } else if stall && b.capacity() == pool.size() {
+            let stash = RxBuf::stash(b.filled());
+            if let Some(b) = self.0.replace(stash) {
+                pool.put_rx(b);
+            }
+        }
+    }
+
+    /// Take the unconsumed bytes out (for a connection moving to another core).
+    pub fn take_bytes(&mut self, pool: &mut Pool) -> Vec<u8> {
+        match self.0.take() {
+            None => Vec::new(),
+            Some(mut b) => {
+                let v = b.take_bytes();
+                pool.put_rx(b);
+                v
+            }
+        }
+    }
+
+    /// Return everything to the pool (the slot is going).
+    pub fn drop_all(&mut self, pool: &mut Pool) {
+        if let Some(b) = self.0.take() {
+            pool.put_rx(b);
+        }
+    }
+}
+
+impl Slot {
+    pub fn new(
+        sock: TcpStream,
+        tls: Option<Box<TlsConn>>,
+        conn: Conn,
+        ip_key: u64,
+        gen: u32,
+    ) -> Slot {
+        Slot {
+            sock,
+            tls,
+            rx: Rx::default(),
+            tx: None,
+            conn,
+            ip_key,
+            gen,
+            timer_at: None,
+            readable: true,
+            writable: true,
+            queued: false,
+            lingering: false,
+            linger_over: false,
+            attached: false,
+            route: NO_ROUTE,
+            counted: Class::Handshake,
+            extra: None,
+        }
+    }
+
+    /// Which gauge this connection counts in.
+    pub fn class(&self) -> Class {
+        if self.lingering || self.conn.is_closed() {
+            return Class::Closing;
+        }
+        if self.conn.is_websocket() {
+            return match self.route {
+                NO_ROUTE => Class::Closing,
+                r if self.conn.is_open() => Class::WebSocket(r),
+                _ => Class::Closing,
+            };
+        }
+        if self.conn.is_handshaking() {
+            Class::Handshake
+        } else {
+            Class::Http
+        }
+    }
+
+    pub fn route(&self) -> Option<RouteId> {
+        (self.route != NO_ROUTE).then_some(usize::from(self.route))
+    }
+
+    pub fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// The other end of this connection's pipe.
+    pub fn peer(&self) -> Option<Handle> {
+        self.extra.as_ref().and_then(|e| e.peer)
+    }
+
+    /// Data frames from this connection go cut-through to its peer.
+    pub fn forwarding(&self) -> bool {
+        self.peer().is_some() && self.conn.is_piped()
+    }
+
+    pub fn pending_out(&self) -> usize {
+        self.tx.as_ref().map_or(0, |t| t.len())
+    }
+
+    /// The send queue, taken from the pool even when it is exhausted (for bytes that must go
+    /// out: timeouts' frames, closes, deliveries already bounded by the sender's
+    /// back-pressure).
+    pub fn tx_force(&mut self, pool: &mut Pool) -> &mut Vec<u8> {
+        tx_force(&mut self.tx, pool)
+    }
+
+    /// Give empty buffers back to the pool (and stash a stalled read's few bytes): an idle
+    /// connection holds no buffer.
+    pub fn release_buffers(&mut self, pool: &mut Pool) {
+        let stalled = !self.readable || !self.conn.wants_read(0, usize::MAX);
+        self.rx.release(pool, stalled);
+        if self.tx.as_ref().is_some_and(|b| b.is_empty()) {
+            if let Some(b) = self.tx.take() {
+                pool.put_tx(b);
+            }
+        }
+    }
+}
+
+/// [`Slot::tx_force`] on the field alone (so the slot's `conn` can be borrowed beside it).
+pub(crate) fn tx_force<'a>(tx: &'a mut Option<Box<TxBuf>>, pool: &mut Pool) -> &'a mut Vec<u8> {
+    &mut tx.get_or_insert_with(|| pool.tx_force()).data
+}
