@@ -1,6 +1,6 @@
-//! The cevitxe / @localfirst/relay dialect over real sockets: introductions, the holding
-//! table, the cut-through pipe (types, order, close propagation, back-pressure, a 100 MB
-//! transfer) and placement of both pipe ends on one core.
+//! The cevitxe / @localfirst/relay dialect over real sockets: introductions (JSON, and relay
+//! 4.x MessagePack), the holding table, the cut-through pipe (types, order, close propagation,
+//! back-pressure, a 100 MB transfer) and placement of both pipe ends on one core.
 
 mod common;
 use common::*;
@@ -56,6 +56,78 @@ fn two_peers_are_introduced_sender_first() {
     alice.send(Message::text("{not json")).unwrap();
     join(&mut alice, &[]);
     assert_eq!(json(next(&mut alice)), intro("bob", &["doc-1", "doc-2"]));
+    stop(h);
+}
+
+/// A MessagePack string (fixstr or str8), written out here so the test pins the wire bytes.
+fn mp_str(out: &mut Vec<u8>, s: &str) {
+    let len = u8::try_from(s.len()).unwrap();
+    if len < 32 {
+        out.push(0xa0 | len);
+    } else {
+        out.extend_from_slice(&[0xd9, len]);
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// `{type: ty, documentIds: ids}` as the relay 4.x client packs it (msgpackr: a map16 header).
+fn relay4(ty: &str, ids: &[&str]) -> Vec<u8> {
+    let mut out = vec![0xde, 0x00, 0x02];
+    mp_str(&mut out, "type");
+    mp_str(&mut out, ty);
+    mp_str(&mut out, "documentIds");
+    out.push(0x90 | u8::try_from(ids.len()).unwrap());
+    for id in ids {
+        mp_str(&mut out, id);
+    }
+    out
+}
+
+/// The binary Introduction sigyard sends a relay 4.x peer (a fixmap, keys in this order).
+fn intro_c(id: &str, keys: &[&str]) -> Message {
+    let mut out = vec![0x83];
+    mp_str(&mut out, "type");
+    mp_str(&mut out, "Introduction");
+    mp_str(&mut out, "peerId");
+    mp_str(&mut out, id);
+    mp_str(&mut out, "documentIds");
+    out.push(0x90 | u8::try_from(keys.len()).unwrap());
+    for k in keys {
+        mp_str(&mut out, k);
+    }
+    Message::binary(out)
+}
+
+#[test]
+fn relay4_messagepack_peers_are_introduced_in_binary() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    let mut alice = ws(a, "/introduction/alice");
+    let mut bob = ws(a, "/introduction/bob");
+    let long = "d".repeat(40); // a str8 on the wire
+    let send = |c: &mut Ws, bytes: Vec<u8>| c.send(Message::binary(bytes)).unwrap();
+    send(&mut alice, relay4("Join", &["doc-1", &long]));
+    send(&mut bob, relay4("Join", &[&long, "doc-1"]));
+    assert_eq!(next(&mut bob), intro_c("alice", &[&long, "doc-1"]));
+    assert_eq!(next(&mut alice), intro_c("bob", &[&long, "doc-1"]));
+    // Malformed Leaves of doc-1 are ignored and the socket stays: truncated, a byte too many,
+    // the reserved marker 0xc1, a type that is not UTF-8, ids nested past the depth limit.
+    let leave = relay4("Leave", &["doc-1"]);
+    send(&mut alice, leave[..leave.len() - 1].to_vec());
+    send(&mut alice, [leave.as_slice(), &[0xc0]].concat());
+    send(&mut alice, [&leave[..leave.len() - 6], &[0xc1]].concat());
+    let mut bad_utf8 = leave.clone();
+    bad_utf8[10] = 0xff; // inside "Leave"
+    send(&mut alice, bad_utf8);
+    let mut deep = leave[..leave.len() - 7].to_vec();
+    deep.extend_from_slice(&[0x91; 40]);
+    deep.extend_from_slice(&leave[leave.len() - 6..]);
+    send(&mut alice, deep);
+    // A valid Leave acts; a Join of nothing re-introduces what is left in common.
+    send(&mut alice, relay4("Leave", &[&long]));
+    send(&mut alice, relay4("Join", &[]));
+    assert_eq!(next(&mut alice), intro_c("bob", &["doc-1"]));
+    assert_eq!(next(&mut bob), intro_c("alice", &["doc-1"]));
     stop(h);
 }
 

@@ -1,9 +1,13 @@
-//! A minimal MessagePack codec for the relay 4.x introduction dialect (cevitxe dialect C).
+//! MessagePack for the relay 4.x introduction dialect (cevitxe dialect C), on top of the `rmp`
+//! crate.
 //!
-//! Owns: a bounds-checked, depth-limited decoder of one whole MessagePack value into a
-//! borrowed [`Value`] (every format family is understood, so unknown fields of any type are
-//! skipped safely), and writers for the shapes the server emits (maps with string keys, strings,
-//! arrays of strings), plus a general [`encode`] used for round trips.
+//! Owns: the borrowed [`Value`] tree that `cevitxe.rs` reads (one whole value, depth-limited,
+//! every format family understood so unknown fields of any type are skipped safely, nothing
+//! left over), and the few writers the server needs (maps with string keys, strings, arrays of
+//! strings), plus a general [`encode`] used for round trips. `rmp` reads every marker, length
+//! and scalar (straight from the input slice: strings and binaries are borrowed, not copied)
+//! and writes every header; this module only walks containers, enforces [`MAX_DEPTH`], and
+//! maps `rmp`'s errors to [`DecodeError`].
 //!
 //! Does not own: what the messages mean (see `cevitxe.rs`), msgpackr's record / structured-clone
 //! extensions (they arrive as [`Value::Ext`] and are not interpreted), timestamps.
@@ -11,6 +15,10 @@
 //! The encoder writes the smallest standard header for each length (fixstr/str8/16/32,
 //! fixmap/map16/32, fixarray/array16/32). msgpackr's `pack` (relay 4.x) writes maps as map16
 //! even when small; any standard decoder, msgpackr's included, accepts either form.
+
+use rmp::decode as rd;
+use rmp::encode as wr;
+use rmp::Marker;
 
 /// Deepest nesting of arrays/maps the decoder accepts (the top-level value is depth 1).
 pub const MAX_DEPTH: usize = 32;
@@ -82,221 +90,140 @@ pub enum DecodeError {
 
 /// Decodes `input` as exactly one MessagePack value (trailing bytes are an error).
 pub fn decode(input: &[u8]) -> Result<Value<'_>, DecodeError> {
-    let mut r = Reader { buf: input, pos: 0 };
-    let v = r.value(1)?;
-    if r.pos != input.len() {
+    let mut rest = input;
+    let v = value(&mut rest, 1)?;
+    if !rest.is_empty() {
         return Err(DecodeError::TrailingBytes);
     }
     Ok(v)
 }
 
-struct Reader<'a> {
-    buf: &'a [u8],
-    pos: usize,
+/// What an `rmp` read from the rest of the input can fail with here. [`value`] only calls the
+/// reader of the family of the marker it has just looked at, so a type mismatch cannot happen,
+/// and reading from a byte slice fails only when the slice runs out.
+fn ended<E>(_: E) -> DecodeError {
+    DecodeError::Truncated
 }
 
-impl<'a> Reader<'a> {
-    fn remaining(&self) -> usize {
-        self.buf.len() - self.pos
-    }
-
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
-        if n > self.remaining() {
-            return Err(DecodeError::Truncated);
-        }
-        let s = &self.buf[self.pos..self.pos + n];
-        self.pos += n;
-        Ok(s)
-    }
-
-    fn array<const N: usize>(&mut self) -> Result<[u8; N], DecodeError> {
-        let mut a = [0u8; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    fn u8(&mut self) -> Result<u8, DecodeError> {
-        Ok(self.array::<1>()?[0])
-    }
-    fn u16(&mut self) -> Result<u16, DecodeError> {
-        Ok(u16::from_be_bytes(self.array()?))
-    }
-    fn u32(&mut self) -> Result<u32, DecodeError> {
-        Ok(u32::from_be_bytes(self.array()?))
-    }
-    fn u64(&mut self) -> Result<u64, DecodeError> {
-        Ok(u64::from_be_bytes(self.array()?))
-    }
-
-    fn str(&mut self, len: usize) -> Result<Value<'a>, DecodeError> {
-        let bytes = self.take(len)?;
-        std::str::from_utf8(bytes)
-            .map(Value::Str)
-            .map_err(|_| DecodeError::InvalidUtf8)
-    }
-
-    fn ext(&mut self, len: usize) -> Result<Value<'a>, DecodeError> {
-        let ty = self.u8()? as i8;
-        Ok(Value::Ext(ty, self.take(len)?))
-    }
-
-    fn seq(&mut self, len: usize, depth: usize) -> Result<Value<'a>, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
-        // Every element takes at least one byte: never reserve more than the input can hold.
-        let mut items = Vec::with_capacity(len.min(self.remaining()));
-        for _ in 0..len {
-            items.push(self.value(depth + 1)?);
-        }
-        Ok(Value::Array(items))
-    }
-
-    fn map(&mut self, len: usize, depth: usize) -> Result<Value<'a>, DecodeError> {
-        if depth > MAX_DEPTH {
-            return Err(DecodeError::TooDeep);
-        }
-        let mut entries = Vec::with_capacity(len.min(self.remaining() / 2));
-        for _ in 0..len {
-            let k = self.value(depth + 1)?;
-            let v = self.value(depth + 1)?;
-            entries.push((k, v));
-        }
-        Ok(Value::Map(entries))
-    }
-
-    /// One value at nesting `depth` (1 = top level).
-    fn value(&mut self, depth: usize) -> Result<Value<'a>, DecodeError> {
-        let m = self.u8()?;
-        Ok(match m {
-            0x00..=0x7f => Value::UInt(u64::from(m)),
-            0x80..=0x8f => return self.map(usize::from(m & 0x0f), depth),
-            0x90..=0x9f => return self.seq(usize::from(m & 0x0f), depth),
-            0xa0..=0xbf => return self.str(usize::from(m & 0x1f)),
-            0xc0 => Value::Nil,
-            0xc1 => return Err(DecodeError::Reserved),
-            0xc2 => Value::Bool(false),
-            0xc3 => Value::Bool(true),
-            0xc4 => {
-                let n = usize::from(self.u8()?);
-                Value::Bin(self.take(n)?)
-            }
-            0xc5 => {
-                let n = usize::from(self.u16()?);
-                Value::Bin(self.take(n)?)
-            }
-            0xc6 => {
-                let n = self.u32()? as usize;
-                Value::Bin(self.take(n)?)
-            }
-            0xc7 => {
-                let n = usize::from(self.u8()?);
-                return self.ext(n);
-            }
-            0xc8 => {
-                let n = usize::from(self.u16()?);
-                return self.ext(n);
-            }
-            0xc9 => {
-                let n = self.u32()? as usize;
-                return self.ext(n);
-            }
-            0xca => Value::Float(f64::from(f32::from_bits(self.u32()?))),
-            0xcb => Value::Float(f64::from_bits(self.u64()?)),
-            0xcc => Value::UInt(u64::from(self.u8()?)),
-            0xcd => Value::UInt(u64::from(self.u16()?)),
-            0xce => Value::UInt(u64::from(self.u32()?)),
-            0xcf => Value::UInt(self.u64()?),
-            0xd0 => int(i64::from(self.u8()? as i8)),
-            0xd1 => int(i64::from(self.u16()? as i16)),
-            0xd2 => int(i64::from(self.u32()? as i32)),
-            0xd3 => int(self.u64()? as i64),
-            0xd4 => return self.ext(1),
-            0xd5 => return self.ext(2),
-            0xd6 => return self.ext(4),
-            0xd7 => return self.ext(8),
-            0xd8 => return self.ext(16),
-            0xd9 => {
-                let n = usize::from(self.u8()?);
-                return self.str(n);
-            }
-            0xda => {
-                let n = usize::from(self.u16()?);
-                return self.str(n);
-            }
-            0xdb => {
-                let n = self.u32()? as usize;
-                return self.str(n);
-            }
-            0xdc => {
-                let n = usize::from(self.u16()?);
-                return self.seq(n, depth);
-            }
-            0xdd => {
-                let n = self.u32()? as usize;
-                return self.seq(n, depth);
-            }
-            0xde => {
-                let n = usize::from(self.u16()?);
-                return self.map(n, depth);
-            }
-            0xdf => {
-                let n = self.u32()? as usize;
-                return self.map(n, depth);
-            }
-            // 0xe0..=0xff: negative fixint.
-            _ => Value::Int(i64::from(m as i8)),
-        })
-    }
+/// The next `len` bytes of `rest` (the payload of a bin or ext value), borrowed.
+fn take<'a>(rest: &mut &'a [u8], len: u32) -> Result<&'a [u8], DecodeError> {
+    let (head, tail) = rest
+        .split_at_checked(len as usize)
+        .ok_or(DecodeError::Truncated)?;
+    *rest = tail;
+    Ok(head)
 }
 
-/// Normalizes a signed wire integer (non-negative ⇒ `UInt`).
-fn int(n: i64) -> Value<'static> {
-    if n >= 0 {
-        Value::UInt(n as u64)
-    } else {
-        Value::Int(n)
-    }
+/// One value at nesting `depth` (1 = top level), read from the front of `rest`, which is
+/// advanced past it.
+fn value<'a>(rest: &mut &'a [u8], depth: usize) -> Result<Value<'a>, DecodeError> {
+    let Some(&first) = rest.first() else {
+        return Err(DecodeError::Truncated);
+    };
+    Ok(match Marker::from_u8(first) {
+        Marker::Reserved => return Err(DecodeError::Reserved),
+        Marker::Null => {
+            rd::read_nil(rest).map_err(ended)?;
+            Value::Nil
+        }
+        Marker::True | Marker::False => Value::Bool(rd::read_bool(rest).map_err(ended)?),
+        Marker::FixPos(_)
+        | Marker::FixNeg(_)
+        | Marker::U8
+        | Marker::U16
+        | Marker::U32
+        | Marker::U64
+        | Marker::I8
+        | Marker::I16
+        | Marker::I32
+        | Marker::I64 => {
+            // Every MessagePack integer (i64::MIN ..= u64::MAX) fits an i128, so the
+            // conversion is never out of range, and both casts below are exact.
+            let n: i128 = rd::read_int(rest).map_err(ended)?;
+            if n >= 0 {
+                Value::UInt(n as u64)
+            } else {
+                Value::Int(n as i64)
+            }
+        }
+        Marker::F32 => Value::Float(f64::from(rd::read_f32(rest).map_err(ended)?)),
+        Marker::F64 => Value::Float(rd::read_f64(rest).map_err(ended)?),
+        Marker::FixStr(_) | Marker::Str8 | Marker::Str16 | Marker::Str32 => {
+            let (s, tail) = rd::read_str_from_slice(*rest).map_err(|e| match e {
+                rd::DecodeStringError::InvalidUtf8(..) => DecodeError::InvalidUtf8,
+                _ => DecodeError::Truncated,
+            })?;
+            *rest = tail;
+            Value::Str(s)
+        }
+        Marker::Bin8 | Marker::Bin16 | Marker::Bin32 => {
+            let len = rd::read_bin_len(rest).map_err(ended)?;
+            Value::Bin(take(rest, len)?)
+        }
+        Marker::FixExt1
+        | Marker::FixExt2
+        | Marker::FixExt4
+        | Marker::FixExt8
+        | Marker::FixExt16
+        | Marker::Ext8
+        | Marker::Ext16
+        | Marker::Ext32 => {
+            let meta = rd::read_ext_meta(rest).map_err(ended)?;
+            Value::Ext(meta.typeid, take(rest, meta.size)?)
+        }
+        Marker::FixArray(_) | Marker::Array16 | Marker::Array32 => {
+            let len = rd::read_array_len(rest).map_err(ended)?;
+            if depth > MAX_DEPTH {
+                return Err(DecodeError::TooDeep);
+            }
+            // Every element takes at least one byte: never reserve more than the input holds.
+            let len = len as usize;
+            let mut items = Vec::with_capacity(len.min(rest.len()));
+            for _ in 0..len {
+                items.push(value(rest, depth + 1)?);
+            }
+            Value::Array(items)
+        }
+        Marker::FixMap(_) | Marker::Map16 | Marker::Map32 => {
+            let len = rd::read_map_len(rest).map_err(ended)?;
+            if depth > MAX_DEPTH {
+                return Err(DecodeError::TooDeep);
+            }
+            let len = len as usize;
+            let mut entries = Vec::with_capacity(len.min(rest.len() / 2));
+            for _ in 0..len {
+                let k = value(rest, depth + 1)?;
+                let v = value(rest, depth + 1)?;
+                entries.push((k, v));
+            }
+            Value::Map(entries)
+        }
+    })
+}
+
+/// `rmp` writes through `std::io::Write`, which a `Vec<u8>` implements without ever returning
+/// an error (it grows, or the allocator aborts): a write into one has no failure to handle.
+fn into_vec<T, E>(_written: Result<T, E>) {}
+
+/// A length as the u32 that MessagePack headers carry. Lengths above `u32::MAX` cannot be
+/// represented; callers emit far smaller values.
+fn header_len(len: usize) -> u32 {
+    u32::try_from(len).unwrap_or(u32::MAX)
 }
 
 /// Writes a map header announcing `len` entries (fixmap, map16 or map32).
 pub fn write_map_header(out: &mut Vec<u8>, len: usize) {
-    write_header(out, len, 0x80, 0x0f, 0xde, 0xdf);
+    into_vec(wr::write_map_len(out, header_len(len)));
 }
 
 /// Writes an array header announcing `len` elements (fixarray, array16 or array32).
 pub fn write_array_header(out: &mut Vec<u8>, len: usize) {
-    write_header(out, len, 0x90, 0x0f, 0xdc, 0xdd);
-}
-
-fn write_header(out: &mut Vec<u8>, len: usize, fix: u8, fix_max: usize, m16: u8, m32: u8) {
-    if len <= fix_max {
-        out.push(fix | len as u8);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(m16);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(m32);
-        // Lengths above u32::MAX cannot be represented; callers emit far smaller values.
-        out.extend_from_slice(&(len.min(u32::MAX as usize) as u32).to_be_bytes());
-    }
+    into_vec(wr::write_array_len(out, header_len(len)));
 }
 
 /// Writes a string (fixstr, str8, str16 or str32).
 pub fn write_str(out: &mut Vec<u8>, s: &str) {
-    let len = s.len();
-    if len < 32 {
-        out.push(0xa0 | len as u8);
-    } else if let Ok(n) = u8::try_from(len) {
-        out.push(0xd9);
-        out.push(n);
-    } else if let Ok(n) = u16::try_from(len) {
-        out.push(0xda);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xdb);
-        out.extend_from_slice(&(len.min(u32::MAX as usize) as u32).to_be_bytes());
-    }
+    into_vec(wr::write_str_len(out, header_len(s.len())));
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -311,27 +238,15 @@ pub fn write_str_array<S: AsRef<str>>(out: &mut Vec<u8>, items: &[S]) {
 /// Writes any [`Value`] in its smallest standard form.
 pub fn encode(v: &Value<'_>, out: &mut Vec<u8>) {
     match v {
-        Value::Nil => out.push(0xc0),
-        Value::Bool(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
-        Value::UInt(n) => write_uint(out, *n),
-        Value::Int(n) if *n >= 0 => write_uint(out, *n as u64),
-        Value::Int(n) => write_neg(out, *n),
-        Value::Float(f) => {
-            out.push(0xcb);
-            out.extend_from_slice(&f.to_bits().to_be_bytes());
-        }
+        Value::Nil => into_vec(wr::write_nil(out)),
+        Value::Bool(b) => into_vec(wr::write_bool(out, *b)),
+        Value::UInt(n) => into_vec(wr::write_uint(out, *n)),
+        // A non-negative `Int` is written like the `UInt` of the same value.
+        Value::Int(n) => into_vec(wr::write_sint(out, *n)),
+        Value::Float(f) => into_vec(wr::write_f64(out, *f)),
         Value::Str(s) => write_str(out, s),
         Value::Bin(b) => {
-            if let Ok(n) = u8::try_from(b.len()) {
-                out.push(0xc4);
-                out.push(n);
-            } else if let Ok(n) = u16::try_from(b.len()) {
-                out.push(0xc5);
-                out.extend_from_slice(&n.to_be_bytes());
-            } else {
-                out.push(0xc6);
-                out.extend_from_slice(&(b.len().min(u32::MAX as usize) as u32).to_be_bytes());
-            }
+            into_vec(wr::write_bin_len(out, header_len(b.len())));
             out.extend_from_slice(b);
         }
         Value::Array(items) => {
@@ -348,63 +263,9 @@ pub fn encode(v: &Value<'_>, out: &mut Vec<u8>) {
             }
         }
         Value::Ext(ty, data) => {
-            let fixed = match data.len() {
-                1 => Some(0xd4),
-                2 => Some(0xd5),
-                4 => Some(0xd6),
-                8 => Some(0xd7),
-                16 => Some(0xd8),
-                _ => None,
-            };
-            if let Some(m) = fixed {
-                out.push(m);
-            } else if let Ok(n) = u8::try_from(data.len()) {
-                out.push(0xc7);
-                out.push(n);
-            } else if let Ok(n) = u16::try_from(data.len()) {
-                out.push(0xc8);
-                out.extend_from_slice(&n.to_be_bytes());
-            } else {
-                out.push(0xc9);
-                out.extend_from_slice(&(data.len().min(u32::MAX as usize) as u32).to_be_bytes());
-            }
-            out.push(*ty as u8);
+            into_vec(wr::write_ext_meta(out, header_len(data.len()), *ty));
             out.extend_from_slice(data);
         }
-    }
-}
-
-fn write_uint(out: &mut Vec<u8>, n: u64) {
-    if n < 0x80 {
-        out.push(n as u8);
-    } else if let Ok(n) = u8::try_from(n) {
-        out.extend_from_slice(&[0xcc, n]);
-    } else if let Ok(n) = u16::try_from(n) {
-        out.push(0xcd);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = u32::try_from(n) {
-        out.push(0xce);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xcf);
-        out.extend_from_slice(&n.to_be_bytes());
-    }
-}
-
-fn write_neg(out: &mut Vec<u8>, n: i64) {
-    if n >= -32 {
-        out.push(n as i8 as u8);
-    } else if let Ok(n) = i8::try_from(n) {
-        out.extend_from_slice(&[0xd0, n as u8]);
-    } else if let Ok(n) = i16::try_from(n) {
-        out.push(0xd1);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else if let Ok(n) = i32::try_from(n) {
-        out.push(0xd2);
-        out.extend_from_slice(&n.to_be_bytes());
-    } else {
-        out.push(0xd3);
-        out.extend_from_slice(&n.to_be_bytes());
     }
 }
 
@@ -565,6 +426,21 @@ mod tests {
         ]);
         let bytes = enc(&v);
         assert_eq!(decode(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn strings_and_binaries_borrow_from_the_input() {
+        let bytes = [0x92, 0xa2, b'h', b'i', 0xc4, 0x01, 0x07];
+        let v = decode(&bytes).expect("well-formed");
+        let Value::Array(items) = &v else {
+            panic!("an array: {v:?}");
+        };
+        let (Value::Str(s), Value::Bin(b)) = (&items[0], &items[1]) else {
+            panic!("a str and a bin: {v:?}");
+        };
+        assert_eq!((*s, *b), ("hi", &[0x07][..]));
+        assert!(std::ptr::eq(s.as_ptr(), &bytes[2]));
+        assert!(std::ptr::eq(b.as_ptr(), &bytes[6]));
     }
 
     #[test]
