@@ -541,6 +541,9 @@ impl Response {
 }
 
 #[cfg(test)]
+mod fetch_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
