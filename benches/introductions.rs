@@ -23,14 +23,14 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sigyard::proto::dialect::cevitxe::Introductions;
 use sigyard::proto::dialect::msgpack;
-use sigyard::proto::dialect::{ConnRef, Kind, Outgoing};
+use sigyard::proto::dialect::{Handle, Kind, Outgoing};
 
 const PEERS: u32 = 100;
 const DOCS_PER_PEER: u32 = 4;
 const POOL: u32 = 40;
 
-fn conn(n: u32) -> ConnRef {
-    ConnRef { key: n, gen: 0 }
+fn conn(n: u32) -> Handle {
+    Handle::of(n, 0)
 }
 
 /// A MessagePack string header and bytes (fixstr or str8: everything here is < 256 bytes).

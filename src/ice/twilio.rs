@@ -1,29 +1,32 @@
 //! A Twilio-compatible Network Traversal token provider: `POST {base}/2010-04-01/Accounts/{sid}/
 //! Tokens.json` with form field `Ttl` and HTTP basic auth (account SID, auth token), over
-//! HTTPS (rustls, trust store from a CA file). The answer's `ice_servers` (entries with `url`
-//! and/or `urls`, a string or an array) become [`IceServer`]s.
+//! HTTPS (ureq on rustls with ring, trust store from a CA file). The answer's `ice_servers`
+//! (entries with `url` and/or `urls`, a string or an array) become [`IceServer`]s.
 //!
 //! Everything here that blocks runs on the provider's own thread, never on a reactor: it
 //! fetches a token at start, stores it behind a lock held only for a pointer swap, refreshes it
 //! at half its TTL, and on failure retries with a backoff from 1 s to 60 s while the last valid
 //! token (or, when there is none, the static list) is served. Each request is bounded by
-//! `--twilio-timeout`: the connect, then the whole exchange after it. Name resolution uses the
-//! system resolver, bounded by its own timeouts (an IP address in the base URL needs none).
+//! `--twilio-timeout`: the connect (TCP, then the TLS handshake), then the whole exchange from
+//! the TCP connect on (`Deadline`). Name resolution uses the system resolver, bounded by its
+//! own timeouts (an IP address in the base URL needs none).
 
 use super::IceConfig;
 use super::IceServer;
-use crate::proto::http::ChunkedDecoder;
 use crate::secret::Secret;
 use base64::Engine;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::CertificateDer;
 use serde_json::Value;
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::sync::{Arc, Condvar, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    time, Buffers, ConnectionDetails, Connector, NextTimeout, RustlsConnector, TcpConnector,
+    Transport,
+};
 
 /// Largest provider response read (a token is about 1 KB).
 pub const MAX_RESPONSE: usize = 256 * 1024;
@@ -172,14 +175,30 @@ pub fn parse_token(body: &[u8], ttl: u64, now_unix: u64) -> Result<Token, String
     })
 }
 
-/// The provider: its settings, TLS client configuration, cached token and thread control.
+/// What an answer comes to: for a 2xx status the token in `body` ([`parse_token`]), else an
+/// error with the status and the answer's `message` (Twilio's error field) or, when it has
+/// none, the start of the body.
+pub fn answer(status: u16, body: &[u8], ttl: u64, now_unix: u64) -> Result<Token, String> {
+    if (200..300).contains(&status) {
+        return parse_token(body, ttl, now_unix);
+    }
+    let v: Option<Value> = serde_json::from_slice(body).ok();
+    let msg = v.as_ref().and_then(|v| v.get("message")?.as_str());
+    let shown = match msg {
+        Some(m) => m.to_string(),
+        None => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
+    };
+    Err(format!("HTTP {status}: {}", shown.trim()))
+}
+
+/// The provider: its settings, HTTPS agent, cached token and thread control.
 pub struct Provider {
     base: BaseUrl,
     account_sid: String,
     auth_token: Secret,
     ttl: u64,
     timeout: Duration,
-    tls: Arc<rustls::ClientConfig>,
+    agent: ureq::Agent,
     cache: RwLock<Option<Arc<Token>>>,
     stopped: Mutex<bool>,
     wake: Condvar,
@@ -199,7 +218,7 @@ impl Provider {
             auth_token: token.clone(),
             ttl: cfg.turn_ttl.as_secs().max(1),
             timeout: cfg.twilio_timeout,
-            tls: client_config(&cfg.twilio_ca_file)?,
+            agent: agent(&cfg.twilio_ca_file, cfg.twilio_timeout)?,
             cache: RwLock::new(None),
             stopped: Mutex::new(false),
             wake: Condvar::new(),
@@ -317,229 +336,181 @@ impl Provider {
 
     /// One blocking token request.
     fn fetch(&self) -> Result<Token, String> {
-        let path = format!(
+        let url = format!(
             "{}/2010-04-01/Accounts/{}/Tokens.json",
-            self.base.prefix, self.account_sid
+            self.base, self.account_sid
         );
         let auth = base64::engine::general_purpose::STANDARD.encode(format!(
             "{}:{}",
             self.account_sid,
             self.auth_token.expose()
         ));
-        let body = format!("Ttl={}", self.ttl);
-        let request = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Basic {auth}\r\n\
-             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
-             Accept: application/json\r\nUser-Agent: sigyard/{}\r\nConnection: close\r\n\r\n{body}",
-            self.base.authority(),
-            body.len(),
-            env!("CARGO_PKG_VERSION"),
-        );
-        let (status, body) = exchange(&self.base, &self.tls, request.as_bytes(), self.timeout)?;
-        if !(200..300).contains(&status) {
-            let v: Option<Value> = serde_json::from_slice(&body).ok();
-            let msg = v.as_ref().and_then(|v| v.get("message")?.as_str());
-            let shown = match msg {
-                Some(m) => m.to_string(),
-                None => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
-            };
-            return Err(format!("HTTP {status}: {}", shown.trim()));
-        }
-        parse_token(&body, self.ttl, super::unix_now())
+        // Header names in the case sigyard has always written them; the one ureq adds
+        // (Content-Length) it writes in lower case.
+        let request = self
+            .agent
+            .post(&url)
+            .header_raw("Host", self.base.authority().as_bytes())
+            .header_raw("Authorization", format!("Basic {auth}").as_bytes())
+            .header_raw("Content-Type", b"application/x-www-form-urlencoded")
+            .header_raw("Accept", b"application/json")
+            .header_raw("User-Agent", USER_AGENT.as_bytes())
+            .header_raw("Connection", b"close");
+        let exchange = request
+            .send(format!("Ttl={}", self.ttl).as_bytes())
+            .and_then(|mut response| {
+                let status = response.status().as_u16();
+                Ok((status, read_body(response.body_mut())?))
+            });
+        let (status, body) = exchange.map_err(|e| error_text(e, &self.base, self.timeout))?;
+        answer(status, &body, self.ttl, super::unix_now())
     }
 }
 
-/// A rustls client configuration trusting the certificates in `ca_file` (PEM).
-pub fn client_config(ca_file: &Path) -> Result<Arc<rustls::ClientConfig>, String> {
+const USER_AGENT: &str = concat!("sigyard/", env!("CARGO_PKG_VERSION"));
+
+/// The body, refused when it announces or turns out to hold more than [`MAX_RESPONSE`] bytes
+/// (whatever its `Content-Length` says, or without one).
+fn read_body(body: &mut ureq::Body) -> Result<Vec<u8>, ureq::Error> {
+    let limit = MAX_RESPONSE as u64;
+    if body.content_length().is_some_and(|n| n > limit) {
+        return Err(ureq::Error::BodyExceedsLimit(limit));
+    }
+    body.with_config().limit(limit).read_to_vec()
+}
+
+fn error_text(e: ureq::Error, base: &BaseUrl, timeout: Duration) -> String {
+    let after = format!("timed out after {:.1}s", timeout.as_secs_f64());
+    match e {
+        ureq::Error::Timeout(ureq::Timeout::Connect) => {
+            format!("cannot connect to {}: {after}", base.authority())
+        }
+        ureq::Error::Timeout(_) => after,
+        ureq::Error::BodyExceedsLimit(_) => format!("response larger than {MAX_RESPONSE} bytes"),
+        e => e.to_string(),
+    }
+}
+
+/// The certificates in `ca_file` (PEM) that rustls takes as trust anchors; an error when the
+/// file cannot be read or holds none.
+pub fn trust_anchors(ca_file: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
     let shown = ca_file.display();
     let certs = CertificateDer::pem_file_iter(ca_file)
         .map_err(|e| format!("--twilio-ca-file: cannot read {shown}: {e}"))?;
     let mut roots = rustls::RootCertStore::empty();
-    let certs: Vec<_> = certs.filter_map(Result::ok).collect();
-    let (added, _) = roots.add_parsable_certificates(certs);
-    if added == 0 {
+    let usable: Vec<_> = certs
+        .filter_map(Result::ok)
+        .filter(|c| roots.add(c.clone()).is_ok())
+        .map(|c| ureq::tls::Certificate::from_der(&c).to_owned())
+        .collect();
+    if usable.is_empty() {
         return Err(format!(
             "--twilio-ca-file: no usable certificate in {shown}"
         ));
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS client: {e}"))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(cfg))
+    Ok(usable)
 }
 
-/// Sends `request` to `base` over TLS and reads one response (status, decoded body), all
-/// within `timeout` after the connect (which has `timeout` of its own).
-fn exchange(
-    base: &BaseUrl,
-    tls: &Arc<rustls::ClientConfig>,
-    request: &[u8],
-    timeout: Duration,
-) -> Result<(u16, Vec<u8>), String> {
-    let host = base.host.trim_start_matches('[').trim_end_matches(']');
-    let addrs = (host, base.port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    let mut last = format!("{host} resolves to no address");
-    let mut sock = None;
-    for addr in addrs {
-        match TcpStream::connect_timeout(&addr, timeout) {
-            Ok(s) => {
-                sock = Some(s);
-                break;
-            }
-            Err(e) => last = format!("cannot connect to {addr}: {}", io_text(&e, timeout)),
-        }
+/// The provider's HTTPS client: trusts only the certificates in `ca_file`, rustls with the ring
+/// provider, no proxy (whatever the environment says), no redirect followed (a 3xx is an
+/// error), no connection kept. The connect (TCP, then the TLS handshake) has `timeout`, and
+/// from the TCP connect on the whole exchange has `timeout` too (`Deadline`).
+pub fn agent(ca_file: &Path, timeout: Duration) -> Result<ureq::Agent, String> {
+    let tls = ureq::tls::TlsConfig::builder()
+        .provider(ureq::tls::TlsProvider::Rustls)
+        .root_certs(ureq::tls::RootCerts::from(trust_anchors(ca_file)?))
+        .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .build();
+    let config = ureq::Agent::config_builder()
+        .https_only(true)
+        .tls_config(tls)
+        .proxy(None)
+        .max_redirects(0)
+        .http_status_as_error(false)
+        .max_idle_connections(0)
+        .timeout_connect(Some(timeout))
+        .build();
+    let connector = TcpConnector::default()
+        .chain(Deadline(timeout))
+        .chain(RustlsConnector::default());
+    Ok(ureq::Agent::with_parts(
+        config,
+        connector,
+        DefaultResolver::default(),
+    ))
+}
+
+/// A link in the agent's connector chain, right after the TCP connect: from then on every read
+/// and write of the connection (the TLS handshake, the request, the answer) shares one
+/// deadline this far away. ureq's own timeouts run per phase, so a server that answers a byte
+/// at a time would otherwise hold the provider much longer.
+#[derive(Debug)]
+struct Deadline(Duration);
+
+impl<In: Transport> Connector<In> for Deadline {
+    type Out = Bounded<In>;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Bounded<In>>, ureq::Error> {
+        let until = Instant::now() + self.0;
+        Ok(chained.map(|inner| Bounded { inner, until }))
     }
-    let sock = sock.ok_or(last)?;
-    let _ = sock.set_nodelay(true);
-    let deadline = Instant::now() + timeout;
-    let name = ServerName::try_from(host.to_string()).map_err(|e| format!("{host}: {e}"))?;
-    let conn = rustls::ClientConnection::new(tls.clone(), name).map_err(|e| format!("TLS: {e}"))?;
-    let mut stream = rustls::StreamOwned::new(conn, sock);
-    let arm = |s: &TcpStream| -> Result<(), String> {
-        let left = deadline.saturating_duration_since(Instant::now());
+}
+
+/// A transport whose reads and writes end by `until`.
+#[derive(Debug)]
+struct Bounded<T> {
+    inner: T,
+    until: Instant,
+}
+
+impl<T> Bounded<T> {
+    /// `timeout`, shortened to what is left before the deadline; an error once it has passed.
+    fn bound(&self, timeout: NextTimeout) -> Result<NextTimeout, ureq::Error> {
+        let left = self.until.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return Err(format!("timed out after {}", secs(timeout)));
+            return Err(ureq::Error::Timeout(ureq::Timeout::Global));
         }
-        let set = s
-            .set_read_timeout(Some(left))
-            .and(s.set_write_timeout(Some(left)));
-        set.map_err(|e| e.to_string())
-    };
-    arm(&stream.sock)?;
-    stream
-        .write_all(request)
-        .and_then(|()| stream.flush())
-        .map_err(|e| io_text(&e, timeout))?;
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    let mut reader = Response::default();
-    loop {
-        arm(&stream.sock)?;
-        let n = match stream.read(&mut chunk) {
-            Ok(n) => n,
-            // A server that closes without close_notify: the framing decides.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
-            Err(e) => return Err(io_text(&e, timeout)),
-        };
-        if let Some(done) = reader.feed(&mut buf, &chunk[..n])? {
-            return Ok(done);
+        if *timeout.after <= left {
+            return Ok(timeout);
         }
+        Ok(NextTimeout {
+            after: time::Duration::Exact(left),
+            reason: ureq::Timeout::Global,
+            ..timeout
+        })
     }
 }
 
-fn secs(d: Duration) -> String {
-    format!("{:.1}s", d.as_secs_f64())
-}
+impl<T: Transport> Transport for Bounded<T> {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
 
-fn io_text(e: &io::Error, timeout: Duration) -> String {
-    match e.kind() {
-        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
-            format!("timed out after {}", secs(timeout))
-        }
-        _ => e.to_string(),
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), ureq::Error> {
+        let timeout = self.bound(timeout)?;
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, ureq::Error> {
+        let timeout = self.bound(timeout)?;
+        self.inner.await_input(timeout)
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
     }
 }
 
-/// Incremental response framing: head, then a `Content-Length`, chunked or read-to-EOF body.
-/// Pure (no I/O): [`Response::feed`] takes each read as it arrives.
-#[derive(Default)]
-pub struct Response {
-    /// Once the head is parsed: status, head length, framing.
-    head: Option<(u16, usize, Framing)>,
-    chunked: Option<(ChunkedDecoder, Vec<u8>, usize)>,
-}
-
-#[derive(Clone, Copy)]
-enum Framing {
-    Length(usize),
-    Chunked,
-    ToEof,
-}
-
-impl Response {
-    /// One read of the response: `read` is appended to `buf` (everything read so far), an
-    /// empty `read` is the end of the stream. `Some((status, body))` once the response is
-    /// whole; an error when it is malformed, cut short or over [`MAX_RESPONSE`] bytes.
-    pub fn feed(
-        &mut self,
-        buf: &mut Vec<u8>,
-        read: &[u8],
-    ) -> Result<Option<(u16, Vec<u8>)>, String> {
-        if read.is_empty() {
-            return self.at_eof(buf).map(Some);
-        }
-        if buf.len() + read.len() > MAX_RESPONSE {
-            return Err(format!("response larger than {MAX_RESPONSE} bytes"));
-        }
-        buf.extend_from_slice(read);
-        self.complete(buf)
-    }
-
-    /// The response when `buf` holds all of it.
-    fn complete(&mut self, buf: &[u8]) -> Result<Option<(u16, Vec<u8>)>, String> {
-        if self.head.is_none() {
-            let mut headers = [httparse::EMPTY_HEADER; 64];
-            let mut r = httparse::Response::new(&mut headers);
-            let len = match r.parse(buf) {
-                Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) => return Ok(None),
-                Err(e) => return Err(format!("bad HTTP response: {e}")),
-            };
-            let status = r.code.unwrap_or(0);
-            let value = |name: &str| {
-                r.headers
-                    .iter()
-                    .find(|h| h.name.eq_ignore_ascii_case(name))
-                    .map(|h| String::from_utf8_lossy(h.value).trim().to_ascii_lowercase())
-            };
-            let framing = if value("transfer-encoding").is_some_and(|v| v.ends_with("chunked")) {
-                self.chunked = Some((ChunkedDecoder::new(MAX_RESPONSE as u64), Vec::new(), len));
-                Framing::Chunked
-            } else if let Some(n) = value("content-length") {
-                let n: usize = n.parse().map_err(|_| "bad Content-Length".to_string())?;
-                // Longer than a response may be: refused now (and `len + n` cannot overflow).
-                if n > MAX_RESPONSE.saturating_sub(len) {
-                    return Err(format!("response larger than {MAX_RESPONSE} bytes"));
-                }
-                Framing::Length(n)
-            } else {
-                Framing::ToEof
-            };
-            self.head = Some((status, len, framing));
-        }
-        let Some((status, start, framing)) = self.head else {
-            return Ok(None);
-        };
-        match framing {
-            Framing::Length(n) if buf.len() >= start + n => {
-                Ok(Some((status, buf[start..start + n].to_vec())))
-            }
-            Framing::Chunked => {
-                let (dec, out, fed) = self.chunked.as_mut().expect("set with the head");
-                let done = dec
-                    .feed(&buf[*fed..], out)
-                    .map_err(|e| format!("bad chunked body: {e:?}"))?;
-                *fed = buf.len();
-                Ok(done.map(|_| (status, std::mem::take(out))))
-            }
-            _ => Ok(None),
-        }
-    }
-
-    fn at_eof(&mut self, buf: &[u8]) -> Result<(u16, Vec<u8>), String> {
-        match self.head {
-            Some((status, start, Framing::ToEof)) => Ok((status, buf[start..].to_vec())),
-            Some(_) => Err("connection closed before the end of the response".into()),
-            None => Err("connection closed before a response".into()),
-        }
-    }
-}
+#[cfg(test)]
+mod fetch_tests;
 
 #[cfg(test)]
 mod tests {
@@ -623,51 +594,44 @@ mod tests {
     }
 
     #[test]
-    fn response_framing() {
-        let mut r = Response::default();
-        let msg = b"HTTP/1.1 201 Created\r\nContent-Length: 5\r\n\r\nhel";
-        assert_eq!(r.complete(msg).unwrap(), None);
-        let mut full = msg.to_vec();
-        full.extend_from_slice(b"lo");
-        assert_eq!(r.complete(&full).unwrap(), Some((201, b"hello".to_vec())));
-
-        let mut r = Response::default();
-        let head = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n".to_vec();
-        assert_eq!(r.complete(&head).unwrap(), None);
-        let mut all = head.clone();
-        all.extend_from_slice(b"2\r\nde\r\n0\r\n\r\n");
-        assert_eq!(r.complete(&all).unwrap(), Some((200, b"abcde".to_vec())));
-
-        let mut r = Response::default();
-        let eof = b"HTTP/1.1 500 Oops\r\n\r\nbody";
-        assert_eq!(r.complete(eof).unwrap(), None);
-        assert_eq!(r.at_eof(eof).unwrap(), (500, b"body".to_vec()));
-        let mut r = Response::default();
-        let cut = b"HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\nab";
-        assert_eq!(r.complete(cut).unwrap(), None);
-        assert!(r.at_eof(cut).is_err());
-        assert!(Response::default().complete(b"garbage\r\n\r\n").is_err());
-        // A length near usize::MAX once overflowed `head + length`.
-        let huge = b"HTTP/1.1 200 OK\r\nContent-Length: 18446744073709551615\r\n\r\nx";
+    fn answers_by_status() {
+        let token = br#"{"ice_servers":[{"urls":"stun:a"}]}"#;
+        for status in [200, 201, 299] {
+            assert_eq!(answer(status, token, 5, 7), parse_token(token, 5, 7));
+        }
+        let twilio = br#"{"code":20003,"message":" Authenticate ","status":401}"#;
         assert_eq!(
-            Response::default().complete(huge),
-            Err(format!("response larger than {MAX_RESPONSE} bytes"))
+            answer(401, twilio, 5, 7),
+            Err("HTTP 401: Authenticate".into())
+        );
+        // A token with a redirect or error status is still an error.
+        assert_eq!(
+            answer(302, token, 5, 7).unwrap_err(),
+            format!("HTTP 302: {}", String::from_utf8_lossy(token))
+        );
+        assert_eq!(answer(199, b"", 5, 7), Err("HTTP 199: ".into()));
+        // Without a message, the first 200 bytes, even when that cuts a character.
+        let page = format!("{}é and more", "x".repeat(199));
+        assert_eq!(
+            answer(503, page.as_bytes(), 5, 7),
+            Err(format!("HTTP 503: {}\u{fffd}", "x".repeat(199)))
         );
     }
 
     #[test]
     fn ca_file_errors_are_clear() {
-        let e = client_config(Path::new("/nonexistent/ca.pem")).unwrap_err();
+        let e = trust_anchors(Path::new("/nonexistent/ca.pem")).unwrap_err();
         assert!(
             e.starts_with("--twilio-ca-file: cannot read /nonexistent/ca.pem"),
             "{e}"
         );
         let dir = std::env::temp_dir().join(format!("sigyard-ca-{}", std::process::id()));
         std::fs::write(&dir, "not a certificate\n").unwrap();
-        let e = client_config(&dir).unwrap_err();
+        let e = trust_anchors(&dir).unwrap_err();
         assert!(e.contains("no usable certificate"), "{e}");
         std::fs::remove_file(&dir).unwrap();
         let dev = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
-        assert!(client_config(Path::new(dev)).is_ok());
+        assert_eq!(trust_anchors(Path::new(dev)).unwrap().len(), 1);
+        assert!(agent(Path::new(dev), Duration::from_secs(1)).is_ok());
     }
 }

@@ -1,15 +1,13 @@
-//! The `ice_provider` fuzz target: the Twilio-compatible token provider's response reader
-//! ([`Response::feed`]) and its token mapping ([`parse_token`]) on arbitrary bytes, plus the
-//! MewConnect list fix-up ([`with_url_and_urls`]) on the same JSON.
+//! The `ice_provider` fuzz target: the Twilio-compatible token provider's reading of an answer
+//! ([`answer`]: status and body to a token or an error) and its token mapping ([`parse_token`])
+//! on arbitrary bytes, plus the MewConnect list fix-up ([`with_url_and_urls`]) on the same JSON.
+//! (The HTTP exchange itself, framing and the body bound included, is ureq's.)
 //!
-//! The input: a chunk size byte (each read returns at most that many bytes; 0: everything in
-//! one read), a TTL byte, then the provider's bytes. They are read twice, as an HTTP response
-//! (in one read and in chunks) and as a bare token body. Checked:
+//! The input: two bytes of HTTP status (big-endian), a TTL byte, then the body. Checked:
 //!
 //! * nothing panics;
-//! * the response reads the same whole and in chunks (same status and body, or the same
-//!   error); a body is never larger than [`MAX_RESPONSE`] nor than what was read, and a
-//!   status is at most three digits;
+//! * a 2xx answer is what [`parse_token`] makes of the body; any other is an error that starts
+//!   with `HTTP <status>: `;
 //! * a token has at least one server, each with a non-empty `url`, no more servers than the
 //!   body has bytes, and a TTL above zero; every entry it hands out (`servers_json`,
 //!   `token_json`) has both `url` and `urls`, equal;
@@ -22,33 +20,18 @@ use std::sync::Arc;
 
 use serde_json::Value as Json;
 
-use crate::ice::twilio::{parse_token, Response, MAX_RESPONSE};
+use crate::ice::twilio::{answer, parse_token};
 use crate::ice::{IceList, Source};
 use crate::proto::dialect::mewconnect::with_url_and_urls;
 
 const NOW: u64 = 1_700_000_000;
 
-/// An input: `chunk` bytes per read (0: all at once), `ttl` byte, then `bytes`.
-pub fn encode_ice_input(chunk: u8, ttl: u8, bytes: &[u8]) -> Vec<u8> {
-    let mut out = vec![chunk, ttl];
-    out.extend_from_slice(bytes);
+/// An input: the HTTP `status`, the `ttl` byte, then the `body`.
+pub fn encode_ice_input(status: u16, ttl: u8, body: &[u8]) -> Vec<u8> {
+    let mut out = status.to_be_bytes().to_vec();
+    out.push(ttl);
+    out.extend_from_slice(body);
     out
-}
-
-/// Reads `data` as a response in reads of at most `chunk` bytes (0: one read), then EOF.
-fn read_response(data: &[u8], chunk: usize) -> Result<(u16, Vec<u8>), String> {
-    let mut r = Response::default();
-    let mut buf = Vec::new();
-    let size = if chunk == 0 { data.len().max(1) } else { chunk };
-    for read in data.chunks(size) {
-        if let Some(done) = r.feed(&mut buf, read)? {
-            return Ok(done);
-        }
-    }
-    match r.feed(&mut buf, &[])? {
-        Some(done) => Ok(done),
-        None => panic!("the end of the stream always decides"),
-    }
 }
 
 fn check_token(body: &[u8], ttl: u64) {
@@ -102,27 +85,24 @@ fn check_fixup(body: &[u8]) {
 
 /// Runs the checks in the module docs on `data`; panics when one fails.
 pub fn check_ice_provider(data: &[u8]) {
-    let [chunk, ttl, bytes @ ..] = data else {
+    let [hi, lo, ttl, body @ ..] = data else {
         return;
     };
+    let status = u16::from_be_bytes([*hi, *lo]);
     let ttl = u64::from(*ttl) * 60 + 1;
-    let whole = read_response(bytes, 0);
-    let chunked = read_response(bytes, usize::from(*chunk));
-    assert_eq!(
-        whole, chunked,
-        "one read and reads of {chunk} bytes disagree"
-    );
-    if let Ok((status, body)) = &whole {
-        // httparse takes any three digits (`001` too): not 2xx, so an error for the provider.
-        assert!(*status <= 999, "status {status}");
-        assert!(body.len() <= MAX_RESPONSE && body.len() <= bytes.len());
-        if (200..300).contains(status) {
-            check_token(body, ttl);
-            check_fixup(body);
-        }
+    let answered = answer(status, body, ttl, NOW);
+    if (200..300).contains(&status) {
+        assert_eq!(
+            answered,
+            parse_token(body, ttl, NOW),
+            "a 2xx answer is its token"
+        );
+    } else {
+        let e = answered.expect_err("only a 2xx answer is a token");
+        assert!(e.starts_with(&format!("HTTP {status}: ")), "{e}");
     }
-    check_token(bytes, ttl);
-    check_fixup(bytes);
+    check_token(body, ttl);
+    check_fixup(body);
 }
 
 #[cfg(test)]
@@ -134,8 +114,8 @@ mod tests {
         check_ice_provider(b"");
         check_ice_provider(&[0xff; 64]);
         check_ice_provider(&(0..=255).collect::<Vec<u8>>());
-        let ok = b"HTTP/1.1 201 Created\r\nContent-Length: 40\r\n\r\n\
-                   {\"ice_servers\":[{\"urls\":\"stun:a:1\"}]}   ";
-        check_ice_provider(&encode_ice_input(3, 1, ok));
+        let ok = br#"{"ice_servers":[{"urls":"stun:a:1"}]}   "#;
+        check_ice_provider(&encode_ice_input(201, 1, ok));
+        check_ice_provider(&encode_ice_input(401, 1, ok));
     }
 }
