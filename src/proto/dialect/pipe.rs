@@ -424,4 +424,73 @@ mod tests {
             seek("a", "b:c", "k").pair_key()
         );
     }
+
+    // ── through the dialect contract ───────────────────────────────────────────────────────
+
+    use crate::proto::dialect::testing::{get, upgrade, Harness};
+    use crate::proto::dialect::{Dialect, Placement};
+
+    fn dialect(hold_timeout_ms: Option<u64>) -> Harness<PipeDialect> {
+        Harness::new(PipeDialect::new(PipeOptions {
+            hold: HoldLimits {
+                max_bytes: 10,
+                max_messages: 2,
+            },
+            hold_timeout_ms,
+        }))
+    }
+
+    #[test]
+    fn both_sides_meet_by_the_pair_key_and_the_waiting_side_s_messages_go_first() {
+        let mut h = dialect(None);
+        let a_path = "/connection/a/b/doc";
+        let Placement::Key(ka) = h.place(&upgrade(a_path)) else {
+            panic!("placed by key")
+        };
+        let Placement::Key(kb) = h.place(&upgrade("/connect/b/a/doc")) else {
+            panic!("placed by key")
+        };
+        assert_eq!(ka, kb, "both ends of a pair meet on one instance");
+        assert!(matches!(h.place(&get(a_path)), Placement::Answer(r) if r.status == 426));
+        let a = h.open(a_path);
+        h.message(a, Kind::Binary, b"one");
+        h.message(a, Kind::Text, b"two");
+        assert_eq!(h.d.gauge(), 1);
+        let b = h.open("/connection/b/a/doc");
+        assert_eq!(
+            h.take_sent(),
+            vec![
+                (b, Kind::Binary, b"one".to_vec()),
+                (b, Kind::Text, b"two".to_vec())
+            ]
+        );
+        assert_eq!(h.piped, vec![(b, a)]);
+        assert_eq!(h.d.gauge(), 0);
+    }
+
+    #[test]
+    fn holding_limits_and_the_hold_timeout_close_with_1008() {
+        let mut h = dialect(Some(5_000));
+        let a = h.open("/connection/a/b/k");
+        h.message(a, Kind::Text, b"12345");
+        h.message(a, Kind::Text, b"67890");
+        assert!(h.take_closed().is_empty());
+        h.message(a, Kind::Text, b"x");
+        let closed = h.take_closed();
+        assert_eq!(closed.len(), 1);
+        assert_eq!((closed[0].0, closed[0].1), (a, 1008));
+        h.close(a);
+        // A waiting socket is closed when its peer does not come in time.
+        let c = h.open("/connection/c/d/k");
+        h.advance(4_999);
+        assert!(h.take_closed().is_empty());
+        h.advance(1);
+        assert_eq!(
+            h.take_closed(),
+            vec![(c, 1008, "peer did not connect in time".to_string())]
+        );
+        // A one-segment path is upgraded and closed at once.
+        let u = h.open("/connection/solo");
+        assert_eq!(h.take_closed()[0].0, u);
+    }
 }

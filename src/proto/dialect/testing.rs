@@ -125,6 +125,11 @@ impl<D: Dialect> Harness<D> {
         (conn, a)
     }
 
+    /// Hand `req` to the instance on `conn`, placed by `key`.
+    pub fn call_request(&mut self, conn: Handle, key: Option<&str>, req: &RequestHead) -> Answer {
+        self.call(|d, cx| d.on_request(cx, conn, key, req))
+    }
+
     /// Upgrade `target`; panics unless the dialect accepts.
     pub fn open(&mut self, target: &str) -> Handle {
         let (conn, a) = self.request(&upgrade(target));

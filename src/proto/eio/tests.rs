@@ -751,3 +751,60 @@ fn a_closing_session_that_ends_closes_its_probe_and_answers_its_poll() {
     t.flush(&mut w);
     assert_eq!(w.answers, vec![(conn(2), "1:1".to_string())]);
 }
+
+// ── the layer through the dialect contract ─────────────────────────────────────────────────
+
+#[test]
+fn engine_places_by_dialect_key_then_by_the_locator_in_its_session_ids() {
+    use crate::proto::dialect::testing::{get, head, Harness};
+    use crate::proto::dialect::{Answer, Dialect, Placement};
+    let engine = Engine::new(
+        EngineOptions {
+            sessions: Options {
+                ping_interval_ms: 1000,
+                upgrade_timeout_ms: 300,
+                max_queued_bytes: 4096,
+                max_sessions: 3,
+            },
+            max_http_buffer: 1 << 16,
+        },
+        EchoApps(echo::Echo),
+    );
+    let mut h = Harness::new(engine);
+    h.here = Locator(5);
+    let hs = get("/socket.io/?EIO=3&transport=polling&echo=1");
+    assert!(matches!(h.place(&hs), Placement::Key(k) if &*k == "sio/echo"));
+    let (_, a) = h.request(&hs);
+    let Answer::Respond(r) = a else {
+        panic!("{a:?}")
+    };
+    let open = packets(&body(&r))[0].clone();
+    let v: serde_json::Value = serde_json::from_str(&open[1..]).unwrap();
+    let sid = v["sid"].as_str().unwrap().to_string();
+    assert_eq!(sid_locator(&sid), Some(Locator(5)), "{open}");
+    // Later requests of the session are placed at the locator its id carries.
+    let poll = get(&format!("/socket.io/?EIO=3&transport=polling&sid={sid}"));
+    assert!(matches!(h.place(&poll), Placement::At(Locator(5))));
+    let (held, a) = h.request(&poll);
+    assert!(matches!(a, Answer::Hold { .. }), "nothing queued: held");
+    // A POST's event is answered on the held poll, as an output.
+    let post = head(&format!(
+        "POST /socket.io/?EIO=3&transport=polling&sid={sid} HTTP/1.1\r\nHost: t\r\nContent-Length: 14\r\n\r\n"
+    ));
+    let (conn, a) = h.request(&post);
+    assert!(matches!(a, Answer::ReadBody { .. }));
+    let Answer::Respond(ok) = h.body(conn, &post, br#"12:42["echo",1]"#) else {
+        panic!("answered")
+    };
+    assert_eq!(body(&ok), "ok");
+    assert_eq!(h.responded.len(), 1);
+    assert_eq!(h.responded[0].0, held);
+    assert_eq!(packets(&body(&h.responded[0].1)), vec![r#"42["echo",1]"#]);
+    assert_eq!(h.d.gauge(), 1);
+    // Silent past pingInterval + pingTimeout: the session ends.
+    h.advance(1_500);
+    assert_eq!(h.d.gauge(), 0);
+    assert!(
+        matches!(h.place(&get("/socket.io/?EIO=3&transport=polling&sid=short")), Placement::Answer(r) if r.status == 400)
+    );
+}

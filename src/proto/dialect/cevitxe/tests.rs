@@ -895,3 +895,61 @@ fn random_and_mutated_input_never_panics_and_keeps_the_index_consistent() {
         }
     }
 }
+
+// ── through the dialect contract ───────────────────────────────────────────────────────────
+
+mod contract {
+    use crate::proto::dialect::cevitxe::{IntroductionDialect, PLACEMENT_KEY};
+    use crate::proto::dialect::testing::{get, upgrade, Harness};
+    use crate::proto::dialect::{Kind, Placement};
+    use serde_json::{json, Value};
+
+    #[test]
+    fn every_introduction_socket_is_placed_by_one_key_and_introduced_in_kind() {
+        let mut h = Harness::new(IntroductionDialect::default());
+        assert!(
+            matches!(h.place(&get("/introduction/a")), Placement::Answer(r) if r.status == 426)
+        );
+        assert!(matches!(
+            h.place(&upgrade("/introduction/al%20ice")),
+            Placement::Key(k) if &*k == PLACEMENT_KEY
+        ));
+        let alice = h.open("/introduction/alice");
+        let bob = h.open("/introduction/bob");
+        h.text(alice, r#"{"type":"Join","join":["doc"]}"#);
+        assert!(
+            h.take_sent().is_empty(),
+            "alone on the key: nobody to introduce"
+        );
+        h.text(bob, r#"{"type":"Join","join":["doc"]}"#);
+        let sent = h.take_sent();
+        let parsed: Vec<_> = sent
+            .iter()
+            .map(|(to, kind, p)| (*to, *kind, serde_json::from_slice::<Value>(p).unwrap()))
+            .collect();
+        assert_eq!(
+            parsed,
+            vec![
+                (
+                    bob,
+                    Kind::Text,
+                    json!({"type":"Introduction","id":"alice","keys":["doc"]})
+                ),
+                (
+                    alice,
+                    Kind::Text,
+                    json!({"type":"Introduction","id":"bob","keys":["doc"]})
+                ),
+            ]
+        );
+        assert_eq!(h.d.gauge(), 2);
+        h.close(bob);
+        assert_eq!(h.d.gauge(), 1, "a closed socket's id leaves the table");
+        assert!(
+            h.take_closed().is_empty(),
+            "the dialect never closes anyone"
+        );
+    }
+
+    use crate::proto::dialect::Dialect;
+}

@@ -378,3 +378,67 @@ fn log_replays_into_an_equal_store() {
     assert_eq!(d.table.replay(&snap, b.now).channels, 2);
     assert_eq!(reads(&mut d, &id), want);
 }
+
+// ── through the dialect contract ───────────────────────────────────────────────────────────
+
+mod contract {
+    use super::limits;
+    use crate::proto::dialect::httpapi::store::Table;
+    use crate::proto::dialect::httpapi::{Cors, HttpApi};
+    use crate::proto::dialect::testing::{get, head, Harness};
+    use crate::proto::dialect::{Answer, Dialect, Placement};
+
+    fn post() -> crate::proto::http::RequestHead {
+        head("POST / HTTP/1.1\r\nHost: t\r\nOrigin: http://o\r\nContent-Length: 1\r\n\r\n")
+    }
+
+    fn answer_text(a: Answer) -> (u16, String) {
+        match a {
+            Answer::Respond(r) => (r.status, String::from_utf8(r.body).unwrap()),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_post_is_read_then_answered_with_ids_from_the_randomness_and_ttl_from_the_clock() {
+        let store = Table::new(limits(), 4, false);
+        let mut h = Harness::new(HttpApi::new(Box::new(store), Cors::Any, 1024));
+        assert!(matches!(h.place(&post()), Placement::Here));
+        let (conn, a) = h.request(&post());
+        assert!(matches!(a, Answer::ReadBody { max: 1024 }));
+        let (status, created) =
+            answer_text(h.body(conn, &post(), br#"{"method":"create_data_channel"}"#));
+        assert_eq!(status, 200);
+        let id = created
+            .strip_prefix(r#"{"channel_id": ""#)
+            .and_then(|s| s.strip_suffix(r#""}"#))
+            .expect(&created)
+            .to_string();
+        assert_eq!(id.as_bytes()[14], b'4', "a version 4 UUID: {id}");
+        let offer =
+            format!(r#"{{"method":"create_offer","channel_id":"{id}","offer":{{"sdp":"x"}}}}"#);
+        assert_eq!(answer_text(h.body(conn, &post(), offer.as_bytes())).0, 200);
+        let get_offer = format!(r#"{{"method":"get_offer","channel_id":"{id}"}}"#);
+        assert_eq!(
+            answer_text(h.body(conn, &post(), get_offer.as_bytes())),
+            (200, r#"{"offer": {"sdp": "x"}}"#.to_string())
+        );
+        // 300 s of wall clock later the channel is gone.
+        h.advance(300_000);
+        assert_eq!(
+            answer_text(h.body(conn, &post(), get_offer.as_bytes())),
+            (400, "channel_id not found".to_string())
+        );
+        // Not a POST: the original's text, with CORS.
+        let (_, a) = h.request(&get("/"));
+        match a {
+            Answer::Respond(r) => {
+                assert_eq!(r.status, 400);
+                assert!(r
+                    .headers
+                    .contains(&("Access-Control-Allow-Origin", "*".into())));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

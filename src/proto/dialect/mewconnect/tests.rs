@@ -501,3 +501,89 @@ fn one_pass_signal_check_agrees_with_the_tree_check() {
     assert!(cases.iter().filter(|c| tree(c)).count() >= 5);
     assert!(cases.iter().filter(|c| !tree(c)).count() >= 40);
 }
+
+// ── through the dialect contract ───────────────────────────────────────────────────────────
+
+mod contract {
+    use super::{CID, SIGNED};
+    use crate::proto::dialect::mewconnect::{MewConnect, Options};
+    use crate::proto::dialect::testing::{upgrade, Harness, StaticIce};
+    use crate::proto::dialect::{Answer, Dialect, Placement};
+    use serde_json::{json, Value};
+    use std::time::Duration;
+
+    fn dialect() -> Harness<MewConnect> {
+        Harness::new(MewConnect::new(Options {
+            error_frames: true,
+            idle_timeout: Some(Duration::from_secs(600)),
+            max_lifetime: Some(Duration::from_secs(7200)),
+        }))
+        .with_env(StaticIce(json!([{"urls": "stun:s"}])))
+    }
+
+    fn target(role: &str) -> String {
+        format!("/?role={role}&connId={CID}&signed={SIGNED}")
+    }
+
+    fn signals(h: &mut Harness<MewConnect>) -> Vec<(u64, String)> {
+        h.take_sent()
+            .into_iter()
+            .map(|(to, _, p)| {
+                let v: Value = serde_json::from_slice(&p).unwrap();
+                (
+                    to.raw(),
+                    v["signal"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn pairs_by_conn_id_refuses_at_the_upgrade_and_closes_idle_members() {
+        let mut h = dialect();
+        // Bad parameters are answered where the request was read.
+        let bad = h.place(&upgrade("/?role=nobody"));
+        assert!(matches!(bad, Placement::Answer(r) if r.status == 500));
+        assert!(matches!(
+            h.place(&upgrade(&target("initiator"))),
+            Placement::Key(k) if *k == *format!("mew/{CID}")
+        ));
+        // A receiver without an initiator is refused with the spec's 404 text.
+        let (_, a) = h.request(&upgrade(&target("receiver")));
+        assert!(
+            matches!(&a, Answer::Respond(r) if r.status == 404
+                && r.body == b"Failed to connect: Connection pair doesn't exist!"),
+            "{a:?}"
+        );
+        let i = h.open(&target("initiator"));
+        assert_eq!(signals(&mut h), vec![(i.raw(), "initiated".into())]);
+        let (_, a) = h.request(&upgrade(&target("initiator")));
+        assert!(matches!(&a, Answer::Respond(r) if r.status == 404));
+        let r = h.open(&target("receiver"));
+        assert_eq!(
+            signals(&mut h),
+            vec![
+                (i.raw(), "confirmation".into()),
+                (r.raw(), "confirmation".into())
+            ]
+        );
+        h.text(i, r#"{"action":"tryturn"}"#);
+        assert_eq!(
+            signals(&mut h),
+            vec![
+                (i.raw(), "turntoken".into()),
+                (r.raw(), "attemptingturn".into())
+            ]
+        );
+        // The receiver stays silent for 10 minutes: it is closed (1001), the initiator told.
+        h.advance(300_000);
+        h.text(i, r#"{"action":"ping"}"#);
+        signals(&mut h);
+        h.advance(300_000);
+        let closed = h.take_closed();
+        assert_eq!(closed, vec![(r, 1001, "idle timeout".to_string())]);
+        h.close(r);
+        assert_eq!(signals(&mut h), vec![(i.raw(), "disconnected".into())]);
+        assert_eq!(h.d.gauge(), 1);
+    }
+}

@@ -187,3 +187,54 @@ fn peer_gone_both_ways() {
     assert!(t.is_empty());
     assert_eq!(t.servers(), 0);
 }
+
+// ── through the dialect contract ───────────────────────────────────────────────────────────
+
+mod contract {
+    use crate::proto::dialect::peerolator::Peerolator;
+    use crate::proto::dialect::testing::{upgrade, Harness};
+    use crate::proto::dialect::{Dialect, Placement};
+    use serde_json::{json, Value};
+
+    fn json_of(p: &[u8]) -> Value {
+        serde_json::from_slice(p).unwrap()
+    }
+
+    #[test]
+    fn a_server_is_placed_by_its_minted_id_and_its_clients_meet_it_there() {
+        let mut h = Harness::new(Peerolator::new(Some("v1".into())));
+        let Placement::Key(key) = h.place(&upgrade("/server")) else {
+            panic!("a server is placed by its id")
+        };
+        let id = key.strip_prefix("peer/").unwrap().to_string();
+        assert_eq!(id.len(), 32);
+        assert!(id.bytes().all(|b| b.is_ascii_hexdigit()));
+        // The seeded randomness mints the same id again: it is the key that carries it.
+        let server = h.conn();
+        let a = h.call_request(server, Some(&key), &upgrade("/server"));
+        assert!(matches!(a, crate::proto::dialect::Answer::Upgrade));
+        let hello = json_of(&h.take_sent()[0].2);
+        assert_eq!(hello["type"], "HELLO");
+        assert_eq!(hello["message"], json!({"id": id, "serverInfo": "v1"}));
+        let client = h.open(&format!("/client/{id}"));
+        let sent = h.take_sent();
+        assert_eq!(sent[0].0, client);
+        assert_eq!(sent[1].0, server);
+        let joined = json_of(&sent[1].2);
+        assert_eq!(joined["type"], "PEER_JOINED");
+        let cid = joined["message"]["id"].as_str().unwrap().to_string();
+        // A client that breaks a rule is closed with 1008, and its server hears PEER_GONE.
+        h.text(client, "not json");
+        assert_eq!(
+            h.take_closed()[0],
+            (client, 1008, "not a JSON object".to_string())
+        );
+        let gone = json_of(&h.take_sent()[0].2);
+        assert_eq!(gone["type"], "PEER_GONE");
+        assert_eq!(gone["message"]["id"], cid);
+        // A client of an unknown server is upgraded, then closed.
+        let stray = h.open("/client/ffff");
+        assert_eq!(h.take_closed()[0].0, stray);
+        assert_eq!(h.d.gauge(), 1, "only the server is a member now");
+    }
+}
