@@ -386,7 +386,7 @@ mod contract {
     use crate::proto::dialect::httpapi::store::Table;
     use crate::proto::dialect::httpapi::{Cors, HttpApi};
     use crate::proto::dialect::testing::{get, head, Harness};
-    use crate::proto::dialect::{Answer, Dialect, Placement};
+    use crate::proto::dialect::{Answer, Placement};
 
     fn post() -> crate::proto::http::RequestHead {
         head("POST / HTTP/1.1\r\nHost: t\r\nOrigin: http://o\r\nContent-Length: 1\r\n\r\n")
