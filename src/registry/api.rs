@@ -24,11 +24,9 @@
 //! also sweeps expired channels once a second, with or without a state directory.
 
 use crate::config::ApiConfig;
-use crate::proto::dialect::httpapi::json::Value;
 use crate::proto::dialect::httpapi::store::{
-    self, shard_index, Budget, Channel, Id, Shard, StoreLimits, Write, WriteError, WriteResult,
+    self, shard_index, Budget, Id, Shard, Sharded, StoreLimits,
 };
-use crate::proto::dialect::httpapi::Channels;
 use crate::{error, info, warn};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write as _};
@@ -138,20 +136,6 @@ impl SharedTable {
         self.shards[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn shard(&self, id: &Id) -> MutexGuard<'_, Shard> {
-        self.lock(shard_index(id, self.shards.len()))
-    }
-
-    fn write_ctx<'a>(&'a self, id: &'a Id, now: u64, cost: usize) -> Write<'a> {
-        Write {
-            id,
-            now,
-            cost,
-            limits: &self.budget.limits,
-            budget: &self.budget,
-        }
-    }
-
     /// Drop every expired channel in every shard (for a periodic sweep).
     pub fn sweep(&self, now: u64) {
         for i in 0..self.shards.len() {
@@ -170,33 +154,28 @@ impl SharedTable {
     }
 }
 
-impl Channels for SharedTable {
-    fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
-        let expires = now.saturating_add(self.budget.limits.ttl_ms);
-        self.shard(&id)
-            .insert(id, expires, now, false, &self.budget)
+impl Sharded for SharedTable {
+    fn shard(&self, id: &Id) -> impl std::ops::DerefMut<Target = Shard> {
+        self.lock(shard_index(id, self.shards.len()))
     }
-    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
-        let mut s = self.shard(id);
-        match s.read(id, now, &self.budget) {
-            Some(c) => {
-                f(c);
-                true
-            }
-            None => false,
-        }
+    fn budget(&self) -> &dyn Budget {
+        &self.budget
     }
-    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.shard(id)
-            .set_offer(self.write_ctx(id, now, cost), value)
+    fn limits(&self) -> &StoreLimits {
+        &self.budget.limits
     }
-    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.shard(id)
-            .set_answer(self.write_ctx(id, now, cost), value)
+}
+
+/// The table as a dialect's port: every core's instance holds one.
+impl Sharded for Arc<SharedTable> {
+    fn shard(&self, id: &Id) -> impl std::ops::DerefMut<Target = Shard> {
+        (**self).shard(id)
     }
-    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        self.shard(id)
-            .add_candidate(self.write_ctx(id, now, cost), value)
+    fn budget(&self) -> &dyn Budget {
+        (**self).budget()
+    }
+    fn limits(&self) -> &StoreLimits {
+        (**self).limits()
     }
     fn answered(&self, ok: bool) {
         let counter = if ok {
@@ -205,28 +184,6 @@ impl Channels for SharedTable {
             &self.answered_error
         };
         counter.fetch_add(1, Relaxed);
-    }
-}
-
-/// The table as a dialect's port: every core's instance holds one.
-impl Channels for Arc<SharedTable> {
-    fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
-        (**self).create(id, now)
-    }
-    fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
-        (**self).read_with(id, now, f)
-    }
-    fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        (**self).set_offer(id, value, cost, now)
-    }
-    fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        (**self).set_answer(id, value, cost, now)
-    }
-    fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
-        (**self).add_candidate(id, value, cost, now)
-    }
-    fn answered(&self, ok: bool) {
-        (**self).answered(ok)
     }
 }
 

@@ -435,10 +435,6 @@ impl Table {
         self.shards.len()
     }
 
-    fn shard(&self, id: &Id) -> std::cell::RefMut<'_, Shard> {
-        self.shards[shard_index(id, self.shards.len())].borrow_mut()
-    }
-
     /// Drop every expired channel in every shard.
     pub fn sweep(&self, now: u64) {
         for s in self.shards.iter() {
@@ -449,16 +445,6 @@ impl Table {
     /// Run `f` on live channel `id` (read-only); `None` if there is none.
     pub fn read<R>(&self, id: &Id, now: u64, f: impl FnOnce(&Channel) -> R) -> Option<R> {
         self.shard(id).read(id, now, &self.budget).map(f)
-    }
-
-    fn write_ctx<'a>(&'a self, id: &'a Id, now: u64, cost: usize) -> Write<'a> {
-        Write {
-            id,
-            now,
-            cost,
-            limits: &self.limits,
-            budget: &self.budget,
-        }
     }
 
     /// Take shard `i`'s pending log records (empty when logging is off).
@@ -481,26 +467,65 @@ impl Table {
     }
 }
 
-impl Channels for Table {
+impl Sharded for Table {
+    fn shard(&self, id: &Id) -> impl std::ops::DerefMut<Target = Shard> {
+        self.shards[shard_index(id, self.shards.len())].borrow_mut()
+    }
+    fn budget(&self) -> &dyn Budget {
+        &self.budget
+    }
+    fn limits(&self) -> &StoreLimits {
+        &self.limits
+    }
+}
+
+/// A store made of shards, each reached through some guard (a `RefCell` borrow, a mutex).
+/// Every such store is the API's [`Channels`].
+pub trait Sharded {
+    /// The shard holding `id`, for the time of one method.
+    fn shard(&self, id: &Id) -> impl std::ops::DerefMut<Target = Shard>;
+    fn budget(&self) -> &dyn Budget;
+    fn limits(&self) -> &StoreLimits;
+    /// See [`Channels::answered`].
+    fn answered(&self, ok: bool) {
+        let _ = ok;
+    }
+}
+
+impl<T: Sharded> Channels for T {
     fn create(&self, id: Id, now: u64) -> Result<(), WriteError> {
-        let expires = now.saturating_add(self.limits.ttl_ms);
+        let expires = now.saturating_add(self.limits().ttl_ms);
         self.shard(&id)
-            .insert(id, expires, now, false, &self.budget)
+            .insert(id, expires, now, false, self.budget())
     }
     fn read_with(&self, id: &Id, now: u64, f: &mut dyn FnMut(&Channel)) -> bool {
-        self.read(id, now, f).is_some()
+        let mut s = self.shard(id);
+        s.read(id, now, self.budget()).map(f).is_some()
     }
     fn set_offer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
         self.shard(id)
-            .set_offer(self.write_ctx(id, now, cost), value)
+            .set_offer(write_ctx(self, id, now, cost), value)
     }
     fn set_answer(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
         self.shard(id)
-            .set_answer(self.write_ctx(id, now, cost), value)
+            .set_answer(write_ctx(self, id, now, cost), value)
     }
     fn add_candidate(&self, id: &Id, value: Value, cost: usize, now: u64) -> WriteResult {
         self.shard(id)
-            .add_candidate(self.write_ctx(id, now, cost), value)
+            .add_candidate(write_ctx(self, id, now, cost), value)
+    }
+    fn answered(&self, ok: bool) {
+        Sharded::answered(self, ok)
+    }
+}
+
+fn write_ctx<'a>(t: &'a impl Sharded, id: &'a Id, now: u64, cost: usize) -> Write<'a> {
+    Write {
+        id,
+        now,
+        cost,
+        limits: t.limits(),
+        budget: t.budget(),
     }
 }
 
