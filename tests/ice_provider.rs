@@ -9,8 +9,6 @@
 mod common;
 use base64::Engine;
 use common::*;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -49,19 +47,7 @@ struct Stub {
 
 impl Stub {
     fn start(mode: Mode) -> Stub {
-        let certs: Vec<CertificateDer> = CertificateDer::pem_file_iter(CERT)
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
-        let key = PrivateKeyDer::from_pem_file(KEY).unwrap();
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let cfg = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .unwrap();
-        let cfg = Arc::new(cfg);
+        let cfg = sigyard::net::tls::load_server_config(CERT.as_ref(), KEY.as_ref()).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let stub = Stub {
             addr: listener.local_addr().unwrap(),
