@@ -124,6 +124,7 @@ fn main() {
             rand: &mut OsRandom,
             env: &mut StaticIce,
             out: &mut out,
+            direct: None,
         };
         match msg["op"].as_str() {
             Some("connect") => {

@@ -17,7 +17,7 @@ use crate::net::reactor::{live, Core, Reactor};
 use crate::net::slot::{tx_force, Placed, Slot};
 use crate::net::{locator, locator_core, owner, OsRandom};
 use crate::proto::conn::Step;
-use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Kind, Output, Placement};
+use crate::proto::dialect::{Answer, Cx, Dialect, Direct, Handle, Kind, Output, Placement};
 use crate::proto::http::{RequestHead, Response};
 use crate::proto::time::Tick;
 use crate::proto::ws::encode_frame;
@@ -57,73 +57,96 @@ impl Reactor {
         }
     }
 
-    /// One step of the machine on the slot's buffered input.
+    /// Run the machine on the slot's buffered input, handing whole messages to the dialect,
+    /// until a step needs the slot itself (a request, a body) or nothing more can be done
+    /// now. Outputs that did not go straight to the connection are applied by the caller,
+    /// once, after the batch.
     fn step(&mut self, key: usize, fatal: &mut bool) -> Next {
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return Next::Stop;
         };
         let high_water = c.shared.cfg.limits.buffer_size;
-        if !slot.conn.wants_read(slot.pending_out(), high_water) && !slot.conn.is_closed() {
+        let stopped =
+            slot.conn.is_piped() || !slot.conn.wants_read(slot.pending_out(), high_water);
+        if stopped && !slot.conn.is_closed() {
             return Next::Stop;
+        }
+        let now = c.tick();
+        if !slot.rx.has_bytes() {
+            if !slot.conn.is_reading_body() {
+                return Next::Stop;
+            }
+            // Without input the machine writes nothing, but a body of length 0 is complete
+            // at once.
+            let mut none = Vec::new();
+            let limits = &c.shared.limits;
+            return match slot
+                .conn
+                .read(now, limits, &mut [], &mut none, &mut c.proto)
+            {
+                (Step::Body(head, body), _) => Next::Body(head, body),
+                _ => Next::Stop,
+            };
         }
         let (peer, route, me) = (slot.peer(), slot.route(), handle(c.id, key, slot.gen));
         if slot.tx.is_none() {
-            match c.pool.tx() {
-                Some(t) => slot.tx = Some(t),
-                None => {
-                    c.starved.push((key, slot.gen));
-                    return Next::Stop;
-                }
-            }
+            slot.tx = c.pool.tx();
         }
-        let input: &mut [u8] = if slot.rx.has_bytes() {
-            match slot.rx.buf(&mut c.pool, false) {
-                Some(b) => b.filled(),
-                None => {
-                    c.starved.push((key, slot.gen));
-                    return Next::Stop;
-                }
-            }
-        } else {
-            &mut []
-        };
-        let Some(tx) = slot.tx.as_mut() else {
+        let (Some(tx), Some(rx)) = (slot.tx.as_mut(), slot.rx.buf(&mut c.pool, false)) else {
+            c.starved.push((key, slot.gen));
             return Next::Stop;
         };
-        let now = c.tick();
-        let (step, used) = slot
-            .conn
-            .read(now, &c.shared.limits, input, &mut tx.data, &mut c.proto);
-        let next = match step {
-            Step::Idle if used == 0 => Next::Stop,
-            Step::Idle => Next::Again,
-            Step::Request { head, len } => Next::Request(head, len),
-            Step::Body(head, body) => Next::Body(head, body),
-            Step::Message { kind, payload } => {
-                match (peer, route) {
-                    // A message begun before the pipe opened: it goes to the peer whole.
-                    (Some(peer), _) => c.out_send(peer, kind, payload),
-                    (None, Some(route)) => {
-                        let d = ROUTES[route].dialect;
-                        call(c, d, |dialect, cx| {
-                            dialect.on_message(cx, me, kind, payload)
-                        });
+        let limits = c.shared.limits.clone();
+        let mut progress = false;
+        while !rx.is_empty() {
+            let (step, used) =
+                slot.conn
+                    .read(now, &limits, rx.filled(), &mut tx.data, &mut c.proto);
+            let next = match step {
+                Step::Idle => None,
+                Step::Request { head, len } => Some(Next::Request(head, len)),
+                Step::Body(head, body) => Some(Next::Body(head, body)),
+                Step::Message { kind, payload } => {
+                    match (peer, route) {
+                        // A message begun before the pipe opened: it goes to the peer whole.
+                        (Some(peer), _) => c.out_send(peer, kind, payload),
+                        (None, Some(route)) => {
+                            // Replies to this connection (an echo, most answers) go straight
+                            // onto its send queue while nothing else is queued before them.
+                            let direct = Some((me, &mut tx.data));
+                            call_with(c, ROUTES[route].dialect, direct, |dialect, cx| {
+                                dialect.on_message(cx, me, kind, payload)
+                            });
+                        }
+                        (None, None) => {}
                     }
-                    (None, None) => {}
+                    None
                 }
-                Next::Again
+                Step::Forward { .. } | Step::Ended { .. } => {
+                    // Only piped connections forward, and those go through `pipe_forward`.
+                    *fatal = true;
+                    Some(Next::Stop)
+                }
+            };
+            rx.consume(used);
+            if let Some(next) = next {
+                return next;
             }
-            Step::Forward { .. } | Step::Ended { .. } => {
-                // Only piped connections forward, and those go through `pipe_forward`.
-                *fatal = true;
-                Next::Stop
+            if used == 0 {
+                break;
             }
-        };
-        if let Some(b) = slot.rx.pooled() {
-            b.consume(used);
+            progress = true;
+            let open = slot.conn.wants_read(tx.len(), high_water);
+            if slot.conn.is_piped() || !(open || slot.conn.is_closed()) {
+                break;
+            }
         }
-        next
+        if progress {
+            Next::Again
+        } else {
+            Next::Stop
+        }
     }
 
     // ── requests ───────────────────────────────────────────────────────────────────────────
@@ -578,6 +601,17 @@ fn handle(core: usize, key: usize, gen: u32) -> Handle {
 
 /// Run `f` on dialect `d` of `c` with the core's context.
 fn call<R>(c: &mut Core, d: usize, f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R) -> R {
+    call_with(c, d, None, f)
+}
+
+/// [`call`], with the send queue of the connection being served (`direct`: its handle and
+/// queue) for its replies.
+fn call_with<R>(
+    c: &mut Core,
+    d: usize,
+    direct: Option<(Handle, &mut Vec<u8>)>,
+    f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R,
+) -> R {
     let Core {
         id,
         shared,
@@ -585,6 +619,7 @@ fn call<R>(c: &mut Core, d: usize, f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>)
         out,
         now_ms,
         unix_ms,
+        proto,
         ..
     } = c;
     let mut env = crate::ice::IceEnv(&shared.ice);
@@ -595,6 +630,11 @@ fn call<R>(c: &mut Core, d: usize, f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>)
         rand: &mut OsRandom,
         env: &mut env,
         out,
+        direct: direct.map(|(conn, out)| Direct {
+            conn,
+            out,
+            counters: proto,
+        }),
     };
     f(dialects.get(d), &mut cx)
 }
@@ -610,6 +650,7 @@ impl Core {
             rand: &mut OsRandom,
             env: &mut env,
             out: &mut self.out,
+            direct: None,
         };
         cx.send(to, kind, payload);
     }

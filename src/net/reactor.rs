@@ -83,6 +83,8 @@ pub(crate) struct Core {
     pub out: Outputs,
     /// Connections a dialect held that are no longer reachable: it hears `on_close`.
     pub gone: Vec<(Handle, usize)>,
+    /// Each dialect's deadline, read once per iteration (when the poll timeout is computed).
+    pub deadlines: Vec<Option<u64>>,
 }
 
 impl Core {
@@ -162,6 +164,7 @@ impl Reactor {
                 dialects,
                 out: Outputs::default(),
                 gone: Vec::new(),
+                deadlines: Vec::new(),
                 shared,
             },
         })
@@ -172,7 +175,8 @@ impl Reactor {
         let mut events = Events::with_capacity(1024);
         let mut expired = Vec::new();
         loop {
-            if let Err(e) = self.poll.poll(&mut events, self.poll_timeout()) {
+            let timeout = self.poll_timeout();
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue;
                 }
@@ -226,14 +230,16 @@ impl Reactor {
         woke
     }
 
-    fn poll_timeout(&self) -> Option<Duration> {
-        if !self.core.dirty.is_empty() {
+    fn poll_timeout(&mut self) -> Option<Duration> {
+        let c = &mut self.core;
+        c.deadlines.clear();
+        c.deadlines.extend(c.dialects.deadlines());
+        if !c.dirty.is_empty() {
             return Some(Duration::ZERO);
         }
-        let c = &self.core;
         let next = [
             c.timers.next_expiry(),
-            c.dialects.deadlines().flatten().min(),
+            c.deadlines.iter().flatten().min().copied(),
             c.accept_paused_until,
         ]
         .into_iter()
@@ -483,7 +489,7 @@ impl Reactor {
         c.gauges.remove(slot.counted);
         let _ = self.poll.registry().deregister(&mut slot.sock);
         let leftover = slot.rx.take_bytes(&mut c.pool);
-        slot.release_buffers(&mut c.pool);
+        slot.release_buffers(&mut c.pool, false);
         let placed = slot
             .extra
             .as_mut()
@@ -638,6 +644,7 @@ impl Reactor {
     /// What a drive leaves behind: a slow reader dropped, buffers returned, the state settled,
     /// and then the slot lingers, moves, goes, or waits for its next deadline.
     fn after_drive(&mut self, key: usize, mut fatal: bool, moved: bool) {
+        let blocked = self.peer_blocks(key);
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return;
@@ -652,7 +659,12 @@ impl Reactor {
             slot.conn.abort();
             fatal = true;
         }
-        slot.release_buffers(&mut c.pool);
+        // The socket is drained and the machine would read more: its leftover bytes wait for
+        // input, not for room on the other side of a pipe or in its own queue.
+        let high_water = c.shared.cfg.limits.buffer_size;
+        let stalled =
+            !slot.readable && !blocked && slot.conn.wants_read(slot.pending_out(), high_water);
+        slot.release_buffers(&mut c.pool, stalled);
         if !c.starved.is_empty() && !c.pool.exhausted() {
             for (k, gen) in std::mem::take(&mut c.starved) {
                 if let Some(s) = self.slots.get_mut(k).filter(|s| s.gen == gen) {

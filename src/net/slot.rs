@@ -206,10 +206,10 @@ impl Slot {
         tx_force(&mut self.tx, pool)
     }
 
-    /// Give empty buffers back to the pool (and stash a stalled read's few bytes): an idle
-    /// connection holds no buffer.
-    pub fn release_buffers(&mut self, pool: &mut Pool) {
-        let stalled = !self.readable || !self.conn.wants_read(0, usize::MAX);
+    /// Give empty buffers back to the pool: an idle connection holds no buffer. `stalled`:
+    /// what is left of its input waits for more input (not for room to write), so it is kept
+    /// in a buffer of its own size.
+    pub fn release_buffers(&mut self, pool: &mut Pool, stalled: bool) {
         self.rx.release(pool, stalled);
         if self.tx.as_ref().is_some_and(|b| b.is_empty()) {
             if let Some(b) = self.tx.take() {

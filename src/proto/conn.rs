@@ -257,6 +257,12 @@ impl Conn {
         matches!(self.state, State::Open { .. })
     }
 
+    /// True while a request body is being read (it may complete without more input: a body of
+    /// length 0).
+    pub fn is_reading_body(&self) -> bool {
+        self.state == State::ExpectBody
+    }
+
     /// True while a request waits for [`Conn::answer_held`].
     pub fn is_held(&self) -> bool {
         self.state == State::Held

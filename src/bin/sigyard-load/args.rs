@@ -74,7 +74,11 @@ OPTIONS (all scenarios)
 OPTIONS (per scenario)
     idle:      --connections N (required), --hold SECONDS (default 10), --rate R new
                connections per second (default unlimited), --concurrency C handshakes in
-               flight at once (default 256)
+               flight at once (default 256), --stall head|frame: instead of an idle
+               WebSocket, a connection that stalls mid-input: `head` sends the first 32
+               bytes of its upgrade request and nothing more; `frame` upgrades, then sends
+               the first 3 bytes of a frame header (what a slow or hostile peer leaves
+               behind; the server's --handshake-timeout and --idle-timeout end them)
     relay:     --pairs P (default 10), --size BYTES (default 64, at least 16),
                --duration SECONDS (default 10), --mode echo|pipe (default echo),
                --rate MSGS_PER_SEC over all pairs (default: closed loop),
@@ -108,6 +112,15 @@ EXIT STATUS
     0 the run completed (see the summary for failures), 1 the run could not be made (e.g.
     every connection failed), 2 bad usage.
 ";
+
+/// Where an idle connection stalls (`--stall`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stall {
+    /// Part of the request head, never finished.
+    Head,
+    /// Upgraded, then part of a frame header.
+    Frame,
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Scenario {
@@ -170,6 +183,8 @@ pub struct Opts {
     pub raw_tcp: bool,
     /// relay, closed loop: messages in flight per sender (`--window`).
     pub window: u32,
+    /// idle: stall mid-input instead of idling (`--stall`).
+    pub stall: Option<Stall>,
     /// `--ca FILE` or `--insecure` (default: the system CA bundle).
     pub trust: Trust,
     /// Hidden `--worker I/K`: this process is child I of K (set by the parent).
@@ -187,7 +202,13 @@ pub enum Parsed {
 
 fn flags_for(s: Scenario) -> &'static [&'static str] {
     match s {
-        Scenario::Idle => &["--connections", "--hold", "--rate", "--concurrency"],
+        Scenario::Idle => &[
+            "--connections",
+            "--hold",
+            "--rate",
+            "--concurrency",
+            "--stall",
+        ],
         Scenario::Relay => &[
             "--pairs",
             "--size",
@@ -375,6 +396,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         tls_name: None,
         raw_tcp: false,
         window: 1,
+        stall: None,
         trust: Trust::Roots(crate::tls::SYSTEM_BUNDLE.into()),
         worker: None,
         raw: args[1..].to_vec(),
@@ -439,6 +461,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.raw_tcp = u.raw;
             }
             "--window" => o.window = num(flag, &v, 1u32)?.min(1 << 16),
+            "--stall" => {
+                o.stall = Some(match v.as_str() {
+                    "head" => Stall::Head,
+                    "frame" => Stall::Frame,
+                    _ => return Err(format!("--stall: '{v}' is not head or frame")),
+                })
+            }
             "--ca" => o.trust = Trust::Roots(v.clone()),
             "--threads" => o.threads = num(flag, &v, 1usize)?.min(1024),
             "--workers" => o.workers = num(flag, &v, 1u32)?.min(256),
@@ -567,6 +596,14 @@ mod tests {
             .starts_with("--window"));
         assert!(p("relay --window 0").unwrap_err().starts_with("--window"));
         assert!(p("relay --mode x").unwrap_err().starts_with("--mode"));
+        assert_eq!(
+            p("idle --connections 2 --stall head").unwrap().stall,
+            Some(Stall::Head)
+        );
+        assert!(p("idle --connections 2 --stall x")
+            .unwrap_err()
+            .starts_with("--stall"));
+        assert!(p("relay --stall head").unwrap_err().contains("--stall"));
         assert_eq!(
             duration("--d", "500ms").unwrap(),
             Duration::from_millis(500)

@@ -3,7 +3,7 @@
 //! connection behaviour. Threads share only atomics (`Counters`, the phase) with the
 //! coordinator in `main`, which decides when the run starts and stops.
 
-use crate::args::{Mode, Scenario};
+use crate::args::{Mode, Scenario, Stall};
 use crate::hist::Histogram;
 use crate::tls::{Io, Tls};
 use crate::ws::{self, Rng, Upgrade};
@@ -82,6 +82,8 @@ pub struct Plan {
     pub raw: bool,
     /// relay, closed loop: messages in flight per sender.
     pub window: u32,
+    /// idle: stall mid-input instead of idling.
+    pub stall: Option<Stall>,
 }
 
 /// What a thread hands back when it stops.
@@ -91,6 +93,9 @@ pub struct Outcome {
     pub errors: BTreeMap<String, u64>,
     pub client_limit: Option<String>,
 }
+
+/// `--stall head`: how much of its upgrade request a connection sends.
+const STALL_HEAD_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum St {
@@ -443,7 +448,11 @@ impl Worker {
         let (req, accept) = if self.plan.raw {
             (format!("{path}\n").into_bytes(), String::new())
         } else {
-            ws::upgrade_request(&self.plan.host, &path, &mut self.rng)
+            let (mut req, accept) = ws::upgrade_request(&self.plan.host, &path, &mut self.rng);
+            if self.plan.stall == Some(Stall::Head) {
+                req.truncate(STALL_HEAD_BYTES);
+            }
+            (req, accept)
         };
         self.next_id += 1;
         let now = Instant::now();
@@ -547,8 +556,9 @@ impl Worker {
                 Ok(None) => {}
             }
             match c.io.tcp().peer_addr() {
-                Ok(_) if self.plan.raw => {
-                    // No upgrade: the connection is open once TCP is.
+                Ok(_) if self.plan.raw || self.plan.stall == Some(Stall::Head) => {
+                    // No upgrade (a raw pipe, or a head that is never finished): the
+                    // connection is open once TCP is.
                     self.on_open(t);
                 }
                 Ok(_) => self.set_state(t, St::Upgrading, None),
@@ -709,6 +719,11 @@ impl Worker {
             Role::Churn => {
                 self.set_state(t, St::Open, Some(self.plan.timeout));
                 self.send_message(t, now_ns());
+            }
+            Role::Idle if self.plan.stall == Some(Stall::Frame) => {
+                // A masked binary frame announcing a 16-bit length, cut after one length byte.
+                self.conns[t].wbuf.extend_from_slice(&[0x82, 0xfe, 0x01]);
+                self.set_state(t, St::Open, None);
             }
             _ => self.set_state(t, St::Open, None),
         }

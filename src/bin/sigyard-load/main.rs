@@ -232,6 +232,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             sources: my_sources,
             tls: tls.clone(),
             raw: o.raw_tcp,
+            stall: o.stall,
             window: o.window,
             seed: 0x0051_677a_7264_u64
                 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15)

@@ -86,6 +86,7 @@ impl<D: Dialect> Harness<D> {
             rand: &mut self.rand,
             env: &mut *self.env,
             out: &mut self.out,
+            direct: None,
         };
         let r = f(&mut self.d, &mut cx);
         self.collect();
@@ -100,7 +101,7 @@ impl<D: Dialect> Harness<D> {
                     self.closed.push((*conn, *code, reason.to_string()))
                 }
                 Output::Respond { conn, response } => {
-                    self.responded.push((*conn, response.clone()))
+                    self.responded.push((*conn, (**response).clone()))
                 }
                 Output::Pipe { a, b } => self.piped.push((*a, *b)),
             }
@@ -224,6 +225,7 @@ impl<E: Env> SioHarness<E> {
             rand: &mut self.rand,
             env: &mut self.env,
             out: &mut out,
+            direct: None,
         };
         f(&mut cx);
         out

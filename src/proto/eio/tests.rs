@@ -264,6 +264,7 @@ impl T {
             rand: &mut self.rand,
             env: &mut env,
             out: &mut self.out,
+            direct: None,
         };
         f(&mut self.s, &mut cx)
     }

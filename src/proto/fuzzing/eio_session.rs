@@ -387,6 +387,7 @@ impl Harness {
             rand: &mut self.rand,
             env: &mut env,
             out: &mut self.out,
+            direct: None,
         };
         f(&mut self.t, &mut cx)
     }
