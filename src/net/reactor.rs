@@ -20,7 +20,7 @@
 use crate::metrics::{Gauges, ShellCounters};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::Pool;
-use crate::net::slot::{tx_force, Placed, Slot};
+use crate::net::slot::{tx_force, Linger, Placed, Slot};
 use crate::net::timer::{Entry, Timers};
 use crate::net::tls::{TlsConn, TlsIoError};
 use crate::net::{resolve, same_gen, Shared};
@@ -547,9 +547,9 @@ impl Reactor {
             }
             c.shell.loop_lag_us = (c.now_ms - e.at_ms) * 1000;
             slot.timer_at = None;
-            if slot.lingering {
+            if slot.linger != Linger::Off {
                 // The peer never sent its FIN within the linger time: let go.
-                slot.linger_over = true;
+                slot.linger = Linger::Over;
             } else if blocked {
                 // Our pipe peer is mid-frame into our send queue: a ping or close from us
                 // must wait for the frame boundary.
@@ -589,7 +589,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if slot.lingering {
+        if slot.linger != Linger::Off {
             return;
         }
         if let Some(t) = slot.conn.poll_timeout(&c.shared.limits) {
@@ -687,9 +687,9 @@ impl Reactor {
         };
         let flushed =
             slot.pending_out() == 0 && !slot.tls.as_ref().is_some_and(|t| t.wants_write());
-        if fatal || slot.linger_over {
+        if fatal || slot.linger == Linger::Over {
             self.remove(key);
-        } else if slot.conn.is_closed() && flushed && !slot.lingering {
+        } else if slot.conn.is_closed() && flushed && slot.linger == Linger::Off {
             // Half-close: FIN now, keep reading until the peer's FIN or the linger timer, so
             // unread input does not make the kernel reset away our last bytes.
             if let Some(t) = slot.tls.as_mut() {
@@ -697,7 +697,7 @@ impl Reactor {
                 let _ = t.write_tls_to(&mut slot.sock);
             }
             let _ = slot.sock.shutdown(std::net::Shutdown::Write);
-            slot.lingering = true;
+            slot.linger = Linger::Waiting;
             let at = c.tick().after(LINGER);
             set_timer(c, key, slot, at);
             c.queue(key, slot);
@@ -760,7 +760,7 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
-        if slot.lingering {
+        if slot.linger != Linger::Off {
             return discard_input(slot, fatal);
         }
         let high_water = c.shared.cfg.limits.buffer_size;
@@ -930,7 +930,7 @@ fn discard_input(slot: &mut Slot, fatal: &mut bool) -> bool {
         match slot.sock.read(&mut scratch) {
             Ok(0) => {
                 slot.readable = false;
-                slot.linger_over = true;
+                slot.linger = Linger::Over;
                 return true;
             }
             Ok(_) => progress = true,
@@ -954,6 +954,8 @@ mod tests {
         // What an idle connection costs in the slab, before the kernel's socket memory.
         let size = std::mem::size_of::<Slot>();
         println!("slot for one connection: {size} bytes");
-        assert!(size <= 152, "slot grew to {size} bytes");
+        // In debug builds mio adds a selector id to every socket.
+        let limit = if cfg!(debug_assertions) { 152 } else { 136 };
+        assert!(size <= limit, "slot grew to {size} bytes");
     }
 }

@@ -27,10 +27,8 @@ pub(crate) struct Slot {
     pub readable: bool,
     pub writable: bool,
     pub queued: bool,
-    /// Our FIN is sent; waiting for the peer's (or the linger timer).
-    pub lingering: bool,
-    /// The peer's FIN arrived or the linger time ran out: the slot can go.
-    pub linger_over: bool,
+    /// Where the connection is in its half-close.
+    pub linger: Linger,
     /// A dialect holds this connection (an open WebSocket or a held request): it hears
     /// `on_close` when that ends.
     pub attached: bool,
@@ -40,6 +38,17 @@ pub(crate) struct Slot {
     pub counted: Class,
     /// What only some connections need (boxed: the others pay one null pointer).
     pub extra: Option<Box<Extra>>,
+}
+
+/// The half-close of a connection the server ends.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Linger {
+    /// Not closing (or closing without a FIN sent yet).
+    Off,
+    /// Our FIN is sent; waiting for the peer's (or the linger timer).
+    Waiting,
+    /// The peer's FIN arrived or the linger time ran out: the slot can go.
+    Over,
 }
 
 /// The rarer parts of a slot.
@@ -149,8 +158,7 @@ impl Slot {
             readable: true,
             writable: true,
             queued: false,
-            lingering: false,
-            linger_over: false,
+            linger: Linger::Off,
             attached: false,
             route: NO_ROUTE,
             counted: Class::Handshake,
@@ -160,7 +168,7 @@ impl Slot {
 
     /// Which gauge this connection counts in.
     pub fn class(&self) -> Class {
-        if self.lingering || self.conn.is_closed() {
+        if self.linger != Linger::Off || self.conn.is_closed() {
             return Class::Closing;
         }
         if self.conn.is_websocket() {
