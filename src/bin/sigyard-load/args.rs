@@ -64,7 +64,7 @@ OPTIONS (all scenarios)
                          targets; one source address gives ~28,000 connections to one
                          server address). Default 1 = no explicit bind.
     --timeout SECONDS    connect + upgrade deadline per connection (default 10)
-    --server-pid PID     read the server's VmRSS from /proc/PID/status before and after
+    --server-pid PID     read the server's VmRSS and RssAnon from /proc/PID/status before and after
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
@@ -475,7 +475,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--timeout" => o.timeout = duration(flag, &v)?,
             "--server-pid" => {
                 let pid = num(flag, &v, 1u32)?;
-                if crate::rss_kib(pid).is_none() {
+                if crate::server_mem(pid).is_none() {
                     return Err(format!("{flag}: no readable /proc/{pid}/status"));
                 }
                 o.server_pid = Some(pid);

@@ -26,11 +26,26 @@ use std::sync::atomic::{AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The server's resident set from `/proc/PID/status`, in KiB.
-pub fn rss_kib(pid: u32) -> Option<u64> {
+/// A server's memory, in KiB: the whole resident set and its anonymous part (heap and stacks,
+/// without the binary's code pages, which fault in as code paths first run and are shared by
+/// every process of the binary).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Mem {
+    pub rss_kib: u64,
+    pub anon_kib: u64,
+}
+
+/// The server's [`Mem`] from `/proc/PID/status`.
+pub fn server_mem(pid: u32) -> Option<Mem> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    let kib = |key: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(key))?;
+        line.split_whitespace().nth(1)?.parse().ok()
+    };
+    Some(Mem {
+        rss_kib: kib("VmRSS:")?,
+        anon_kib: kib("RssAnon:")?,
+    })
 }
 
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit in force.
@@ -191,7 +206,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     let shared = Arc::new(Shared {
         phase: AtomicU8::new(SETUP),
     });
-    let rss_before = o.server_pid.and_then(rss_kib);
+    let mem_before = o.server_pid.and_then(server_mem);
     let mut counters = Vec::new();
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
@@ -260,7 +275,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     };
     let start = Instant::now();
     let mut run_start = None;
-    let mut rss_at_n = None;
+    let mut mem_at_n = None;
     let mut setup_s = 0.0;
     let mut last_tick = start;
     let mut last = (0u64, 0u64, 0u64);
@@ -273,7 +288,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                 if o.scenario == Scenario::Idle {
                     // Let the server finish its side of the last handshakes.
                     std::thread::sleep(Duration::from_millis(300));
-                    rss_at_n = o.server_pid.and_then(rss_kib);
+                    mem_at_n = o.server_pid.and_then(server_mem);
                 }
                 if o.worker.is_some() {
                     // All workers start their traffic together, once every one of them is set
@@ -304,8 +319,8 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             let open = sum(|c| c.open.load(Relaxed));
             let rss = o
                 .server_pid
-                .and_then(rss_kib)
-                .map(|r| format!("  server RSS {} KiB", n(r)))
+                .and_then(server_mem)
+                .map(|m| format!("  server RSS {} KiB", n(m.rss_kib)))
                 .unwrap_or_default();
             let elapsed = start.elapsed().as_secs_f64();
             let line = match (o.scenario, run_start.is_some()) {
@@ -342,7 +357,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     }
     let window_s = run_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     let held = sum(|c| c.open.load(Relaxed));
-    let rss_end = o.server_pid.and_then(rss_kib);
+    let mem_end = o.server_pid.and_then(server_mem);
     shared.phase.store(STOP, Relaxed);
     wake();
     let mut s = Summary {
@@ -361,9 +376,9 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
         setup_s,
         window_s,
         held,
-        rss_before_kib: rss_before,
-        rss_at_n_kib: rss_at_n,
-        rss_end_kib: rss_end,
+        mem_before,
+        mem_at_n,
+        mem_end,
         ..Default::default()
     };
     for h in handles {
@@ -421,7 +436,7 @@ fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
             _ => base.push(a.clone()),
         }
     }
-    let rss_before = o.server_pid.and_then(rss_kib);
+    let mem_before = o.server_pid.and_then(server_mem);
     let mut children = Vec::new();
     let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
     for i in 0..o.workers {
@@ -478,12 +493,12 @@ fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
             let _ = stdin.write_all(b"GO\n");
         }
     }
-    let mut peak = None::<u64>;
+    let mut peak = None::<Mem>;
     let mut outputs = Vec::new();
     for (mut ch, reader) in children {
         loop {
-            if let Some(r) = o.server_pid.and_then(rss_kib) {
-                peak = Some(peak.map_or(r, |p| p.max(r)));
+            if let Some(r) = o.server_pid.and_then(server_mem) {
+                peak = Some(peak.map_or(r, |p| if r.rss_kib > p.rss_kib { r } else { p }));
             }
             match ch.try_wait() {
                 Ok(Some(_)) => break,
@@ -509,8 +524,8 @@ fn run_parent(o: &Opts, nofile: u64) -> Result<Summary, String> {
     let mut t = total.ok_or("no worker ran")?;
     t.workers = o.workers as u64;
     t.open_files_limit = nofile;
-    t.rss_before_kib = rss_before;
-    t.rss_at_n_kib = peak;
-    t.rss_end_kib = o.server_pid.and_then(rss_kib);
+    t.mem_before = mem_before;
+    t.mem_at_n = peak;
+    t.mem_end = o.server_pid.and_then(server_mem);
     Ok(t)
 }

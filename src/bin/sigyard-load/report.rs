@@ -3,6 +3,7 @@
 //! them), and the merge itself.
 
 use crate::hist::Histogram;
+use crate::Mem;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -30,9 +31,9 @@ pub struct Summary {
     pub completed: u64,
     pub completed_per_s: f64,
     pub hist: Histogram,
-    pub rss_before_kib: Option<u64>,
-    pub rss_at_n_kib: Option<u64>,
-    pub rss_end_kib: Option<u64>,
+    pub mem_before: Option<Mem>,
+    pub mem_at_n: Option<Mem>,
+    pub mem_end: Option<Mem>,
     pub errors: BTreeMap<String, u64>,
     pub client_limit: Option<String>,
 }
@@ -63,8 +64,13 @@ pub fn n(v: u64) -> String {
 }
 
 impl Summary {
-    pub fn rss_per_connection_bytes(&self) -> Option<f64> {
-        let (b, a) = (self.rss_before_kib?, self.rss_at_n_kib?);
+    /// Growth of `part` of the server's memory from before the connections to when all were
+    /// open, per connection.
+    fn per_connection_bytes(&self, part: fn(&Mem) -> u64) -> Option<f64> {
+        let (b, a) = (
+            part(self.mem_before.as_ref()?),
+            part(self.mem_at_n.as_ref()?),
+        );
         (self.established > 0)
             .then(|| a.saturating_sub(b) as f64 * 1024.0 / self.established as f64)
     }
@@ -112,15 +118,16 @@ impl Summary {
                     n(self.held),
                     self.window_s
                 );
-                if let (Some(b), Some(a)) = (self.rss_before_kib, self.rss_at_n_kib) {
+                if let (Some(b), Some(a)) = (self.mem_before, self.mem_at_n) {
                     let _ = writeln!(
                         s,
-                        "  server RSS: {} KiB before, {} KiB at {} connections, {} KiB at the end; {:.0} B per connection",
-                        n(b),
-                        n(a),
+                        "  server RSS: {} KiB before, {} KiB at {} connections, {} KiB at the end; {:.0} B per connection ({:.0} B of it anonymous)",
+                        n(b.rss_kib),
+                        n(a.rss_kib),
                         n(self.established),
-                        n(self.rss_end_kib.unwrap_or(a)),
-                        self.rss_per_connection_bytes().unwrap_or(0.0)
+                        n(self.mem_end.unwrap_or(a).rss_kib),
+                        self.per_connection_bytes(|m| m.rss_kib).unwrap_or(0.0),
+                        self.per_connection_bytes(|m| m.anon_kib).unwrap_or(0.0)
                     );
                 }
             }
@@ -158,12 +165,12 @@ impl Summary {
             );
         }
         if self.scenario != "idle" {
-            if let (Some(b), Some(e)) = (self.rss_before_kib, self.rss_end_kib) {
+            if let (Some(b), Some(e)) = (self.mem_before, self.mem_end) {
                 let _ = writeln!(
                     s,
                     "  server RSS: {} KiB before, {} KiB at the end",
-                    n(b),
-                    n(e)
+                    n(b.rss_kib),
+                    n(e.rss_kib)
                 );
             }
         }
@@ -213,11 +220,17 @@ impl Summary {
             "latency_hist_ns": h.to_json(),
             "latency_relative_error": crate::hist::MAX_RELATIVE_ERROR,
             "server_rss_kib": {
-                "before": self.rss_before_kib,
-                "at_n": self.rss_at_n_kib,
-                "end": self.rss_end_kib,
+                "before": self.mem_before.map(|m| m.rss_kib),
+                "at_n": self.mem_at_n.map(|m| m.rss_kib),
+                "end": self.mem_end.map(|m| m.rss_kib),
             },
-            "server_rss_per_connection_bytes": self.rss_per_connection_bytes().map(|v| v.round()),
+            "server_anon_kib": {
+                "before": self.mem_before.map(|m| m.anon_kib),
+                "at_n": self.mem_at_n.map(|m| m.anon_kib),
+                "end": self.mem_end.map(|m| m.anon_kib),
+            },
+            "server_rss_per_connection_bytes": self.per_connection_bytes(|m| m.rss_kib).map(f64::round),
+            "server_anon_per_connection_bytes": self.per_connection_bytes(|m| m.anon_kib).map(f64::round),
             "errors": self.errors,
             "client_limit": self.client_limit,
         })
@@ -251,9 +264,9 @@ impl Summary {
             completed: u("completed")?,
             completed_per_s: f("completed_per_sec")?,
             hist: Histogram::from_json(v.get("latency_hist_ns")?)?,
-            rss_before_kib: None,
-            rss_at_n_kib: None,
-            rss_end_kib: None,
+            mem_before: None,
+            mem_at_n: None,
+            mem_end: None,
             errors,
             client_limit: v
                 .get("client_limit")
