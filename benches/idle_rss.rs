@@ -5,6 +5,7 @@
 //! Run: `cargo bench --bench idle_rss -- [N] [tls]` (default N = 19000; this machine caps
 //! every process at 20,000 open files, so the client, a separate process from the server,
 //! stays below that). Kernel socket memory is not in RSS and is not counted here.
+//! `SIGYARD_BIN=path` measures another build of the server (an earlier commit's, side by side).
 //!
 //! The client side is deliberately simple (blocking sockets, one handshake after another):
 //! it measures the server's memory, not its speed.
@@ -58,7 +59,8 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let n: usize = args.iter().find_map(|a| a.parse().ok()).unwrap_or(19_000);
     let tls = args.iter().any(|a| a == "tls");
-    let mut cmd = Command::new(BIN);
+    let bin = std::env::var("SIGYARD_BIN").unwrap_or_else(|_| BIN.to_string());
+    let mut cmd = Command::new(bin);
     cmd.args([
         "--echo",
         "--log-level",
@@ -113,6 +115,8 @@ fn main() {
     let connect = || -> Box<dyn ReadWrite> {
         let tcp = TcpStream::connect(&addr).unwrap();
         tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        // Without it the TLS Finished and the upgrade request wait on a delayed ACK (Nagle).
+        tcp.set_nodelay(true).unwrap();
         let mut s: Box<dyn ReadWrite> = match &client_cfg {
             None => Box::new(tcp),
             Some(cfg) => {
