@@ -67,8 +67,7 @@ impl Reactor {
             return Next::Stop;
         };
         let high_water = c.shared.cfg.limits.buffer_size;
-        let stopped =
-            slot.conn.is_piped() || !slot.conn.wants_read(slot.pending_out(), high_water);
+        let stopped = slot.conn.is_piped() || !slot.conn.wants_read(slot.pending_out(), high_water);
         if stopped && !slot.conn.is_closed() {
             return Next::Stop;
         }
