@@ -19,7 +19,7 @@ use crate::proto::ws::{
 mod cevitxe_intro;
 mod conn_ops;
 mod eio_packets;
-mod eio_session;
+pub(crate) mod eio_session;
 mod httpapi;
 mod ice_provider;
 mod mewconnect;

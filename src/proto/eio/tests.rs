@@ -1,7 +1,7 @@
 use super::packet::*;
 use super::*;
-use crate::proto::dialect::sio::{Apps, SioDialect};
 use crate::proto::dialect::{Handle, NoEnv, Output, Outputs, Seeded};
+use crate::proto::fuzzing::eio_session::OneApp;
 use crate::proto::http::Response;
 use serde_json::json;
 use std::collections::HashSet;
@@ -214,26 +214,12 @@ fn requests_and_handshake_kinds() {
 const UNSERVED: usize = 0;
 const ECHO: usize = 1;
 
-struct EchoApps(echo::Echo);
+type EchoApps = OneApp<echo::Echo>;
 
-impl Apps for EchoApps {
-    fn count(&self) -> usize {
-        2
-    }
-    fn pick(&self, _query: &[(String, String)]) -> Option<(usize, String)> {
-        Some((ECHO, "sio/echo".into()))
-    }
-    fn ping_timeout_ms(&self, _app: usize) -> u64 {
-        500
-    }
-    fn get(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
-        self.built(app)
-    }
-    fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
-        (app == ECHO).then_some(&mut self.0 as &mut dyn SioDialect)
-    }
-    fn poll_timeout(&self, _app: usize) -> Option<u64> {
-        None
+fn echo_apps() -> EchoApps {
+    OneApp {
+        dialect: echo::Echo,
+        ping_timeout_ms: 500,
     }
 }
 
@@ -362,7 +348,7 @@ fn table() -> T {
                 max_queued_bytes: 4096,
                 max_sessions: 3,
             },
-            EchoApps(echo::Echo),
+            echo_apps(),
         ),
         out: Outputs::default(),
         rand: Seeded(1),
@@ -769,7 +755,7 @@ fn engine_places_by_dialect_key_then_by_the_locator_in_its_session_ids() {
             },
             max_http_buffer: 1 << 16,
         },
-        EchoApps(echo::Echo),
+        echo_apps(),
     );
     let mut h = Harness::new(engine);
     h.here = Locator(5);

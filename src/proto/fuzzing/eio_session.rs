@@ -243,10 +243,14 @@ pub fn menu(b: u8, n: u64) -> String {
 
 type Log = Rc<RefCell<Vec<(String, String)>>>;
 
-/// The table's dialects: none for 0, the recorder for 1.
-struct FuzzApps(Recorder);
+/// A table of one dialect at index 1 (0 is not served), claiming every handshake as
+/// `sio/echo`, with a fixed ping timeout: what the session tests and this target drive.
+pub(crate) struct OneApp<D> {
+    pub dialect: D,
+    pub ping_timeout_ms: u64,
+}
 
-impl Apps for FuzzApps {
+impl<D: SioDialect> Apps for OneApp<D> {
     fn count(&self) -> usize {
         2
     }
@@ -254,18 +258,20 @@ impl Apps for FuzzApps {
         Some((ECHO, "sio/echo".into()))
     }
     fn ping_timeout_ms(&self, _app: usize) -> u64 {
-        TIMEOUT
+        self.ping_timeout_ms
     }
     fn get(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
         self.built(app)
     }
     fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect> {
-        (app == ECHO).then_some(&mut self.0 as &mut dyn SioDialect)
+        (app == ECHO).then_some(&mut self.dialect as &mut dyn SioDialect)
     }
     fn poll_timeout(&self, _app: usize) -> Option<u64> {
         None
     }
 }
+
+type FuzzApps = OneApp<Recorder>;
 
 /// [`Echo`], noting the packet of every `echo` reply it asks for.
 struct Recorder {
@@ -351,10 +357,13 @@ impl Harness {
                 max_queued_bytes: MAX_QUEUED,
                 max_sessions: MAX_SESSIONS,
             },
-            FuzzApps(Recorder {
-                inner: Echo,
-                log: log.clone(),
-            }),
+            OneApp {
+                dialect: Recorder {
+                    inner: Echo,
+                    log: log.clone(),
+                },
+                ping_timeout_ms: TIMEOUT,
+            },
         );
         Harness {
             t,
