@@ -104,6 +104,30 @@ pub struct Config {
     pub sio: SioConfig,
     pub workspaces: WorkspacesOptions,
     pub mew_v1: MewV1Options,
+    /// `None`: one process on its own (no dependency).
+    pub cluster: Option<ClusterConfig>,
+    pub cluster_options: ClusterOptions,
+}
+
+/// Where the cluster's Redis is (`--cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    pub url: crate::cluster::RedisUrl,
+}
+
+/// How the process behaves as a cluster node (used only with `--cluster`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// `AUTH` password when the URL has none.
+    pub password: Option<Secret>,
+    /// A node silent for this long is gone: its clients' peers hear so.
+    pub node_timeout: Duration,
+    /// Wait for Redis at start instead of exiting with status 2.
+    pub wait: bool,
+    /// Prefix of every Redis key and channel (several clusters may share one Redis).
+    pub prefix: String,
+    /// How long a placement key stays claimed by its node after its last use.
+    pub claim_ttl: Duration,
 }
 
 /// Engine.IO 3 / Socket.IO 2 (`/socket.io/`, PROTOCOLS.md §6).
@@ -299,6 +323,14 @@ impl Default for Config {
                 pair_ttl: secs(120),
                 max_pairs: 100_000,
             },
+            cluster: None,
+            cluster_options: ClusterOptions {
+                password: None,
+                node_timeout: secs(3),
+                wait: false,
+                prefix: "sigyard".to_string(),
+                claim_ttl: secs(3600),
+            },
         }
     }
 }
@@ -431,6 +463,12 @@ static OPTS: &[Opt] = &[
     opt("workspaces-storage-file", "PATH", "none", "Keep the workspaces in this JSON file (the original's json_storage_file), loaded at start; none = memory only."),
     opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
     opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
+    opt("cluster", "URL", "none", "Be a node of the cluster kept in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB]. none = one process on its own."),
+    opt("cluster-password", "SECRET", "none", "Redis AUTH password when the --cluster URL has none (best from SIGYARD_CLUSTER_PASSWORD)."),
+    opt("cluster-node-timeout", "DURATION", "3s", "A node without a heartbeat for this long is gone: its clients' peers are told, its keys are free. 1s to 60s."),
+    opt("cluster-wait", "BOOL", "false", "At start, wait for Redis to answer instead of exiting with status 2."),
+    opt("cluster-prefix", "TEXT", "sigyard", "Prefix of the cluster's Redis keys and channels (several clusters may share one Redis)."),
+    opt("cluster-claim-ttl", "DURATION", "1h", "How long a node keeps a pair's or room's key after its last use (refreshed while used)."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -489,6 +527,18 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "state-fsync" => c.api.state_fsync = parse_bool(v)?,
         "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
         sio if sio.starts_with("workspaces-") || sio.starts_with("mew-v1-") => set_sio_dialects(c, name, v)?,
+        "cluster" => c.cluster = match v.trim() {
+            "none" => None,
+            url => Some(ClusterConfig { url: crate::cluster::RedisUrl::parse(url)? }),
+        },
+        "cluster-password" => c.cluster_options.password = Some(match v {
+            "" => return Err("empty password".to_string()),
+            p => Secret::new(p),
+        }),
+        "cluster-node-timeout" => c.cluster_options.node_timeout = parse_duration(v)?,
+        "cluster-wait" => c.cluster_options.wait = parse_bool(v)?,
+        "cluster-prefix" => c.cluster_options.prefix = parse_nonempty(v)?,
+        "cluster-claim-ttl" => c.cluster_options.claim_ttl = parse_duration(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())
@@ -837,6 +887,22 @@ impl Config {
         ensure!(
             self.mew_v1.max_pairs >= 1,
             "--mew-v1-max-pairs: must be at least 1 (got 0)"
+        );
+        let k = &self.cluster_options;
+        ensure!(
+            (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&k.node_timeout),
+            "--cluster-node-timeout: {} is out of range (1s to 60s)",
+            fmt_duration(k.node_timeout)
+        );
+        ensure!(
+            k.claim_ttl >= 3 * k.node_timeout && k.claim_ttl <= Duration::from_secs(7 * 86400),
+            "--cluster-claim-ttl: {} is out of range (3 node timeouts to 7 days)",
+            fmt_duration(k.claim_ttl)
+        );
+        ensure!(
+            k.prefix.bytes().all(|b| b.is_ascii_graphic()),
+            "--cluster-prefix: {:?} must be visible ASCII without spaces",
+            k.prefix
         );
         Ok(())
     }

@@ -36,6 +36,7 @@
 // Debug for reactor internals would print sockets and buffers; they are not public.
 #![allow(missing_debug_implementations)]
 
+pub mod cluster;
 pub mod config;
 pub mod csprng;
 pub mod ice;

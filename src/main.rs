@@ -44,7 +44,13 @@ fn main() -> ExitCode {
         Ok(h) => h,
         Err(e) => {
             eprintln!("sigyard: {e}");
-            return ExitCode::from(1);
+            // An unreachable cluster Redis is a configuration problem, like a bad option.
+            let status = if matches!(e, sigyard::StartError::Cluster(_)) {
+                2
+            } else {
+                1
+            };
+            return ExitCode::from(status);
         }
     };
     loop {

@@ -49,6 +49,8 @@ pub enum StartError {
     /// What a dialect keeps outside the process cannot be used: the HTTP API's state
     /// directory, the webRTWorkspaces store file.
     State(String),
+    /// The cluster's Redis does not answer (`--cluster`).
+    Cluster(String),
 }
 
 impl fmt::Display for StartError {
@@ -59,6 +61,7 @@ impl fmt::Display for StartError {
             StartError::Bind { addr, error } => write!(f, "cannot listen on {addr}: {error}"),
             StartError::Io(e) => write!(f, "{e}"),
             StartError::State(m) => write!(f, "{m}"),
+            StartError::Cluster(m) => write!(f, "cluster: {m}"),
         }
     }
 }
@@ -217,6 +220,19 @@ impl Server {
             inboxes.push(rx);
             polls.push(poll);
         }
+        // A cluster node registers (and subscribes) before it serves anything.
+        let mut bridge_threads = Vec::new();
+        let cluster = match &self.cfg.cluster {
+            None => None,
+            Some(c) => {
+                let joined = crate::cluster::join(&c.url, &self.cfg.cluster_options)
+                    .map_err(StartError::Cluster)?;
+                let (cluster, t) = crate::cluster::start(joined, mailboxes.clone())
+                    .map_err(|e| StartError::Cluster(format!("{}: {e}", c.url)))?;
+                bridge_threads = t;
+                Some(cluster)
+            }
+        };
         let wall = self.wall_clock.clone().unwrap_or_else(system_clock);
         // Replays the HTTP API's state log and loads the workspace store before any listener
         // serves a request.
@@ -233,6 +249,7 @@ impl Server {
             started: Instant::now(),
             ice: self.ice,
             wall,
+            cluster,
         });
         let mut threads = Vec::with_capacity(n);
         for (core, ((poll, inbox), listeners)) in
@@ -264,6 +281,7 @@ impl Server {
             addrs,
             shared,
             threads,
+            bridge_threads,
         })
     }
 }
@@ -273,6 +291,8 @@ pub struct Handle {
     addrs: Vec<(SocketAddr, bool)>,
     shared: Arc<Shared>,
     threads: Vec<JoinHandle<()>>,
+    /// The cluster's Redis threads (none on its own).
+    bridge_threads: Vec<JoinHandle<()>>,
 }
 
 impl Handle {
@@ -325,6 +345,13 @@ impl Handle {
     /// `--state-dir`), a workspace store no core took writes its last snapshot.
     pub fn join(self) {
         for t in self.threads {
+            let _ = t.join();
+        }
+        // Drained: what the reactors published is sent; now leave the cluster.
+        if let Some(c) = &self.shared.cluster {
+            c.leave();
+        }
+        for t in self.bridge_threads {
             let _ = t.join();
         }
         self.shared.registry.stop();

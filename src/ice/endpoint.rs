@@ -24,8 +24,8 @@ pub fn respond(ice: &Ice, head: &RequestHead, now_unix: u64) -> Response {
     if !bearer_matches(head.authorization.as_deref(), token) {
         let mut r = Response::text(401, "missing or wrong bearer token");
         r.headers
-            .push(("WWW-Authenticate", "Bearer realm=\"sigyard\"".into()));
-        r.headers.push(("Cache-Control", "no-store".into()));
+            .push(("WWW-Authenticate".into(), "Bearer realm=\"sigyard\"".into()));
+        r.headers.push(("Cache-Control".into(), "no-store".into()));
         return r;
     }
     let user = match user_param(head.query.as_deref()) {
@@ -35,7 +35,7 @@ pub fn respond(ice: &Ice, head: &RequestHead, now_unix: u64) -> Response {
     };
     let body = ice.list(&user, now_unix).to_json().to_string();
     let mut r = Response::new(200, "application/json", body);
-    r.headers.push(("Cache-Control", "no-store".into()));
+    r.headers.push(("Cache-Control".into(), "no-store".into()));
     r
 }
 

@@ -14,7 +14,7 @@ pub(crate) fn respond(shared: &Shared, target: Target, head: &RequestHead) -> Re
         Target::IceServers if shared.ice.endpoint_token().is_none() => not_found(),
         Target::Healthz | Target::Metrics | Target::Status | Target::IceServers if !get => {
             let mut r = Response::text(405, "method not allowed");
-            r.headers.push(("Allow", "GET, HEAD".into()));
+            r.headers.push(("Allow".into(), "GET, HEAD".into()));
             r
         }
         Target::Healthz => Response::text(200, "ok"),

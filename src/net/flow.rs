@@ -14,8 +14,9 @@
 
 use crate::net::endpoints;
 use crate::net::reactor::{live, Core, Reactor};
-use crate::net::slot::{tx_force, Placed, Slot};
-use crate::net::{locator, locator_core, owner, OsRandom};
+use crate::net::slot::{tx_force, Owner, Placed, Slot};
+use crate::net::{locator, owner, place_core, place_node, OsRandom};
+use crate::proto::cluster::{Record, ANY_CORE};
 use crate::proto::conn::Step;
 use crate::proto::dialect::{Answer, Cx, Dialect, Direct, Handle, Kind, Output, Placement};
 use crate::proto::http::{RequestHead, Response};
@@ -88,7 +89,8 @@ impl Reactor {
                 _ => Next::Stop,
             };
         }
-        let (peer, route, me) = (slot.peer(), slot.route(), handle(c.id, key, slot.gen));
+        let (peer, route, me) = (slot.peer(), slot.route(), handle(c.here, key, slot.gen));
+        let remote = slot.extra.as_ref().and_then(|e| e.remote);
         if slot.tx.is_none() {
             slot.tx = c.pool.tx();
         }
@@ -110,6 +112,21 @@ impl Reactor {
                     match (peer, route) {
                         // A message begun before the pipe opened: it goes to the peer whole.
                         (Some(peer), _) => c.out_send(peer, kind, payload),
+                        // The dialect serving it lives on another node.
+                        (None, Some(route)) if remote.is_some() => {
+                            if let Some(o) = remote {
+                                c.emit(
+                                    o.node,
+                                    &Record::Message {
+                                        core: o.core,
+                                        from: me,
+                                        route: route as u8,
+                                        kind,
+                                        payload,
+                                    },
+                                );
+                            }
+                        }
                         (None, Some(route)) => {
                             // Replies to this connection (an echo, most answers) go straight
                             // onto its send queue while nothing else is queued before them.
@@ -153,16 +170,16 @@ impl Reactor {
     /// A request head (its `len` bytes lead the input): route it, place it (moving the
     /// connection, unread, if it belongs elsewhere), and answer it.
     fn on_request(&mut self, key: usize, head: RequestHead, len: usize) {
-        if self.answer_request(key, head) {
+        if self.answer_request(key, head, len) {
             if let Some(slot) = self.slots.get_mut(key) {
                 consume(slot, len);
             }
         }
     }
 
-    /// Route, place and answer a request head; false when it stays in the input for the core
-    /// it moves to.
-    fn answer_request(&mut self, key: usize, head: RequestHead) -> bool {
+    /// Route, place and answer a request head (its first `len` bytes of input); false when it
+    /// stays in the input for the core it moves to, or until the cluster answers.
+    fn answer_request(&mut self, key: usize, head: RequestHead, len: usize) -> bool {
         let shared = self.core.shared.clone();
         let route = match shared.registry.route(&head) {
             Target::Dialect(r) => r,
@@ -176,9 +193,9 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
+        let clustered = self.core.link.is_some();
         let placed = slot.extra.as_mut().and_then(|e| e.placed.take());
         let placement_key = match placed {
-            Some(p) => p.key,
             None => {
                 let cores = shared.mailboxes.len();
                 let here = self.core.id;
@@ -190,14 +207,53 @@ impl Reactor {
                     }
                     Placement::Here => (here, None),
                     Placement::Key(k) => (owner(&k, cores), Some(k)),
-                    Placement::At(l) => (locator_core(l, cores).unwrap_or(here), None),
+                    Placement::At(l) => {
+                        let (node, core) = (place_node(l.0), place_core(l.0));
+                        if clustered && node != 0 && node != self.core.node {
+                            let owner = Owner {
+                                node,
+                                core: core as u16,
+                            };
+                            return self.open_elsewhere(key, &head, len, route, None, owner);
+                        }
+                        let ours = node == self.core.node && core < cores;
+                        (if ours { core } else { here }, None)
+                    }
                 };
                 if to != here {
                     self.relocate(key, to, key_str);
                     return false;
                 }
-                key_str
+                match key_str {
+                    // On the core that would own the key: which node does?
+                    Some(k) if clustered => return self.claim(key, route, head, k),
+                    k => k,
+                }
             }
+            // Another node serves the request, and answered.
+            Some(Placed {
+                answer: Some(a), ..
+            }) => {
+                self.answer_from_owner(key, route, head, *a);
+                return true;
+            }
+            Some(Placed {
+                key: Some(k),
+                node: None,
+                ..
+            }) if clustered => return self.claim(key, route, head, k),
+            Some(Placed {
+                key: Some(k),
+                node: Some(n),
+                ..
+            }) if n != self.core.node => {
+                let owner = Owner {
+                    node: n,
+                    core: ANY_CORE,
+                };
+                return self.open_elsewhere(key, &head, len, route, Some(k), owner);
+            }
+            Some(p) => p.key,
         };
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
@@ -214,7 +270,7 @@ impl Reactor {
             },
             false => None,
         };
-        let me = handle(c.id, key, slot.gen);
+        let me = handle(c.here, key, slot.gen);
         let answer = call(c, d, |dialect, cx| {
             dialect.on_request(cx, me, placement_key.as_deref(), &head)
         });
@@ -249,9 +305,28 @@ impl Reactor {
             return;
         };
         let route = slot.route();
+        if let (Some(o), Some(r)) = (slot.extra.as_ref().and_then(|e| e.remote), route) {
+            // Its dialect lives on another node: the body goes there, the request waits.
+            let me = handle(c.here, key, slot.gen);
+            c.emit(
+                o.node,
+                &Record::Body {
+                    core: o.core,
+                    from: me,
+                    route: r as u8,
+                    body: &body,
+                },
+            );
+            let until = c.tick().after(c.answer_wait());
+            slot.conn
+                .hold(&head, until, crate::net::remote::no_answer());
+            slot.attached = true;
+            c.queue(key, slot);
+            return;
+        }
         let answer = match route {
             Some(r) => {
-                let me = handle(c.id, key, slot.gen);
+                let me = handle(c.here, key, slot.gen);
                 call(c, ROUTES[r].dialect, |d, cx| {
                     d.on_body(cx, me, &head, &body)
                 })
@@ -262,7 +337,13 @@ impl Reactor {
     }
 
     /// Write a dialect's (or an endpoint's) answer to a request that is not an upgrade.
-    fn answer(&mut self, key: usize, route: Option<usize>, head: RequestHead, answer: Answer) {
+    pub(crate) fn answer(
+        &mut self,
+        key: usize,
+        route: Option<usize>,
+        head: RequestHead,
+        answer: Answer,
+    ) {
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return;
@@ -296,7 +377,10 @@ impl Reactor {
         slot.conn.relocate();
         let extra = slot.extra();
         extra.move_to = Some(to as u16);
-        extra.placed = Some(Placed { key: placement_key });
+        extra.placed = Some(Placed {
+            key: placement_key,
+            ..Placed::default()
+        });
     }
 
     // ── dialect calls and their outputs ────────────────────────────────────────────────────
@@ -330,10 +414,14 @@ impl Reactor {
         {
             let (list, bytes) = out.drain();
             for o in list {
+                if self.elsewhere(&o) {
+                    self.core.forward_output(o, bytes);
+                    continue;
+                }
                 match o {
                     Output::Send { to, kind, payload } => self.deliver(to, kind, &bytes[payload]),
                     Output::Close { conn, code, reason } => {
-                        if let Some((k, _)) = live(&mut self.slots, self.core.id, conn) {
+                        if let Some((k, _)) = live(&mut self.slots, self.core.here, conn) {
                             self.go_away(k, code, &reason);
                         }
                     }
@@ -349,9 +437,9 @@ impl Reactor {
     }
 
     /// A whole message to an open WebSocket of this core.
-    fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+    pub(crate) fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
         let c = &mut self.core;
-        let Some((key, slot)) = live(&mut self.slots, c.id, to) else {
+        let Some((key, slot)) = live(&mut self.slots, c.here, to) else {
             return;
         };
         if !slot.conn.is_open() {
@@ -369,9 +457,9 @@ impl Reactor {
     }
 
     /// A dialect answers a request it held.
-    fn answer_held(&mut self, conn: Handle, resp: &Response) {
+    pub(crate) fn answer_held(&mut self, conn: Handle, resp: &Response) {
         let c = &mut self.core;
-        let Some((key, slot)) = live(&mut self.slots, c.id, conn) else {
+        let Some((key, slot)) = live(&mut self.slots, c.here, conn) else {
             return;
         };
         let now = c.tick();
@@ -380,6 +468,9 @@ impl Reactor {
             .answer_held(now, resp, tx_force(&mut slot.tx, &mut c.pool))
         {
             slot.attached = false; // answered by its dialect: nothing to tell it
+            if let Some(e) = slot.extra.as_mut() {
+                e.remote = None;
+            }
         }
         c.queue(key, slot);
         self.settle(key);
@@ -387,7 +478,7 @@ impl Reactor {
 
     /// Join two open WebSockets cut-through.
     fn link(&mut self, a: Handle, b: Handle) {
-        let id = self.core.id;
+        let id = self.core.here;
         let (Some((ka, _)), Some((kb, _))) = (
             live(&mut self.slots, id, a).map(|(k, s)| (k, s.gen)),
             live(&mut self.slots, id, b).map(|(k, s)| (k, s.gen)),
@@ -420,9 +511,20 @@ impl Reactor {
         }
         if slot.attached && !slot.conn.attached() {
             slot.attached = false;
-            if let Some(r) = slot.route() {
-                c.gone
-                    .push((handle(c.id, key, slot.gen), ROUTES[r].dialect));
+            let me = handle(c.here, key, slot.gen);
+            let remote = slot.extra.as_mut().and_then(|e| e.remote.take());
+            match (slot.route(), remote) {
+                // Its dialect lives on another node: tell it there.
+                (Some(r), Some(o)) => c.emit(
+                    o.node,
+                    &Record::Closed {
+                        core: o.core,
+                        from: me,
+                        route: r as u8,
+                    },
+                ),
+                (Some(r), None) => c.gone.push((me, ROUTES[r].dialect)),
+                (None, _) => {}
             }
         }
         if slot.peer().is_some() && !slot.conn.is_open() {
@@ -523,7 +625,7 @@ impl Reactor {
     /// code when the end closed cleanly after its data; otherwise it vanished (EOF, error,
     /// drop, shutdown).
     pub(crate) fn pipe_end(&mut self, key: usize, ended: Option<u16>) {
-        let id = self.core.id;
+        let id = self.core.here;
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
@@ -594,12 +696,16 @@ fn consume(slot: &mut Slot, used: usize) {
     }
 }
 
-fn handle(core: usize, key: usize, gen: u32) -> Handle {
-    crate::net::handle(core, key, gen)
+fn handle(at: u32, key: usize, gen: u32) -> Handle {
+    crate::net::handle(at, key, gen)
 }
 
 /// Run `f` on dialect `d` of `c` with the core's context.
-fn call<R>(c: &mut Core, d: usize, f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R) -> R {
+pub(crate) fn call<R>(
+    c: &mut Core,
+    d: usize,
+    f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R,
+) -> R {
     call_with(c, d, None, f)
 }
 
@@ -612,7 +718,7 @@ fn call_with<R>(
     f: impl FnOnce(&mut dyn Dialect, &mut Cx<'_>) -> R,
 ) -> R {
     let Core {
-        id,
+        here,
         shared,
         dialects,
         out,
@@ -625,7 +731,7 @@ fn call_with<R>(
     let mut cx = Cx {
         now: *now_ms,
         unix_ms: *unix_ms,
-        here: locator(*id),
+        here: locator(*here),
         rand: &mut OsRandom,
         env: &mut env,
         out,
@@ -645,7 +751,7 @@ impl Core {
         let mut cx = Cx {
             now: self.now_ms,
             unix_ms: self.unix_ms,
-            here: locator(self.id),
+            here: locator(self.here),
             rand: &mut OsRandom,
             env: &mut env,
             out: &mut self.out,

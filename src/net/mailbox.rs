@@ -34,6 +34,8 @@ pub enum CoreMsg {
     },
     /// Use this TLS configuration for connections accepted from now on.
     TlsConfig(Arc<rustls::ServerConfig>),
+    /// From the cluster's bridge: records, a claim's answer, nodes gone.
+    Cluster(crate::cluster::ClusterMsg),
 }
 
 /// The sending side of one core's mailbox.

@@ -12,6 +12,7 @@ pub mod listener;
 pub(crate) mod mailbox;
 pub mod pool;
 pub(crate) mod reactor;
+pub(crate) mod remote;
 pub(crate) mod slot;
 pub mod timer;
 pub mod tls;
@@ -44,6 +45,15 @@ pub(crate) struct Shared {
     pub ice: crate::ice::Ice,
     /// The wall clock dialects see (milliseconds since the UNIX epoch).
     pub wall: crate::registry::api::Clock,
+    /// This node of a cluster (`None`: a process on its own, node 0).
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
+}
+
+impl Shared {
+    /// This process's node id (0 on its own).
+    pub fn node(&self) -> u16 {
+        self.cluster.as_ref().map_or(0, |c| c.node)
+    }
 }
 
 /// The core that owns a placement key among `cores`: fixed for the life of the process.
@@ -51,24 +61,45 @@ pub fn owner(key: &str, cores: usize) -> usize {
     (crate::proto::hash::stable_hash(key.as_bytes()) % cores.max(1) as u64) as usize
 }
 
-// A handle packs (from the top) 16 bits of node (0 for now), 10 bits of core, 14 bits of
-// generation and 24 bits of slab key.
+// A handle packs (from the top) 16 bits of node (0 for a process on its own), 10 bits of
+// core, 14 bits of generation and 24 bits of slab key. The node and core together are a core's
+// *place* (`at`), which is also its locator: node << 10 | core.
 const KEY_BITS: u32 = 24;
 const GEN_BITS: u32 = 14;
+const CORE_BITS: u32 = 10;
 
-/// The handle of slab slot `key` (of generation `gen`) on `core`.
-pub(crate) fn handle(core: usize, key: usize, gen: u32) -> Handle {
-    let gen = u64::from(gen) & ((1 << GEN_BITS) - 1);
-    Handle::from_raw(((core as u64) << (KEY_BITS + GEN_BITS)) | (gen << KEY_BITS) | key as u64)
+/// The place of `core` on `node`.
+pub(crate) fn place(node: u16, core: usize) -> u32 {
+    (u32::from(node) << CORE_BITS) | core as u32
 }
 
-/// What a handle names: core, slab key, and the generation bits it carries.
-pub(crate) fn resolve(h: Handle) -> (usize, usize, u32) {
+/// The node of a place.
+pub(crate) fn place_node(at: u32) -> u16 {
+    (at >> CORE_BITS) as u16
+}
+
+/// The core of a place.
+pub(crate) fn place_core(at: u32) -> usize {
+    (at & ((1 << CORE_BITS) - 1)) as usize
+}
+
+/// The handle of slab slot `key` (of generation `gen`) on the core at `at`.
+pub(crate) fn handle(at: u32, key: usize, gen: u32) -> Handle {
+    let gen = u64::from(gen) & ((1 << GEN_BITS) - 1);
+    Handle::from_raw((u64::from(at) << (KEY_BITS + GEN_BITS)) | (gen << KEY_BITS) | key as u64)
+}
+
+/// What a handle names: the core's place, the slab key, and the generation bits it carries.
+pub(crate) fn resolve(h: Handle) -> (u32, usize, u32) {
     let raw = h.raw();
     let key = (raw & ((1 << KEY_BITS) - 1)) as usize;
     let gen = ((raw >> KEY_BITS) & ((1 << GEN_BITS) - 1)) as u32;
-    let core = ((raw >> (KEY_BITS + GEN_BITS)) & 0x3ff) as usize;
-    (core, key, gen)
+    ((raw >> (KEY_BITS + GEN_BITS)) as u32, key, gen)
+}
+
+/// The node a handle's connection lives on.
+pub(crate) fn handle_node(h: Handle) -> u16 {
+    place_node(resolve(h).0)
 }
 
 /// True when a slot of generation `gen` is the one `handle_gen` names.
@@ -76,14 +107,9 @@ pub(crate) fn same_gen(gen: u32, handle_gen: u32) -> bool {
     gen & ((1 << GEN_BITS) - 1) == handle_gen
 }
 
-/// The locator of `core` (what session ids carry).
-pub(crate) fn locator(core: usize) -> Locator {
-    Locator(core as u32)
-}
-
-/// The core a locator names, if it is one of ours.
-pub(crate) fn locator_core(l: Locator, cores: usize) -> Option<usize> {
-    (l.0 < cores as u32).then_some(l.0 as usize)
+/// The locator of the core at `at` (what session ids carry).
+pub(crate) fn locator(at: u32) -> Locator {
+    Locator(at)
 }
 
 /// The dialects' randomness: the OS CSPRNG (their ids are capabilities).

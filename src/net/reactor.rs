@@ -59,6 +59,12 @@ pub(crate) struct Listener {
 /// The reactor's own mutable state, apart from the slab (so both can be borrowed at once).
 pub(crate) struct Core {
     pub id: usize,
+    /// This process's node in a cluster (0 on its own).
+    pub node: u16,
+    /// This core's place (node and core): the top of every handle it makes, its locator.
+    pub here: u32,
+    /// This core's side of the cluster (`None` on its own).
+    pub link: Option<Box<crate::net::remote::Link>>,
     pub shared: Arc<Shared>,
     pub tls: Option<Arc<rustls::ServerConfig>>,
     pub pool: Pool,
@@ -140,6 +146,11 @@ impl Reactor {
         let limits = &shared.cfg.limits;
         let pool = Pool::new(limits.buffer_size, limits.max_buffers_per_core);
         let dialects = shared.registry.instances();
+        let node = shared.node();
+        let link = shared
+            .cluster
+            .clone()
+            .map(|c| Box::new(crate::net::remote::Link::new(c)));
         Ok(Reactor {
             poll,
             inbox,
@@ -147,6 +158,9 @@ impl Reactor {
             slots: Slab::new(),
             core: Core {
                 id,
+                node,
+                here: crate::net::place(node, id),
+                link,
                 tls,
                 pool,
                 timers: Timers::default(),
@@ -191,6 +205,7 @@ impl Reactor {
             self.dialect_deadlines();
             self.drive_dirty();
             self.retry_accept();
+            self.flush_cluster();
             self.publish();
             if self.drained() {
                 return;
@@ -448,6 +463,7 @@ impl Reactor {
                 CoreMsg::Adopt(h) => self.adopt(*h),
                 CoreMsg::Shutdown { deadline } => self.begin_shutdown(deadline),
                 CoreMsg::TlsConfig(cfg) => self.core.tls = Some(cfg),
+                CoreMsg::Cluster(m) => self.on_cluster(m),
             }
         }
     }
@@ -494,7 +510,7 @@ impl Reactor {
             .extra
             .as_mut()
             .and_then(|e| e.placed.take())
-            .unwrap_or(Placed { key: None });
+            .unwrap_or_default();
         let fd: std::os::fd::OwnedFd = slot.sock.into();
         let h = Handoff {
             stream: std::net::TcpStream::from(fd),
@@ -675,7 +691,7 @@ impl Reactor {
         // What this drive sent the other end of a pipe (or freed in our queue) may let it
         // move on.
         if let Some(p) = self.slots.get(key).and_then(|s| s.peer()).filter(|_| moved) {
-            if let Some((pk, ps)) = live(&mut self.slots, self.core.id, p) {
+            if let Some((pk, ps)) = live(&mut self.slots, self.core.here, p) {
                 self.core.queue(pk, ps);
             }
         }
@@ -705,11 +721,8 @@ impl Reactor {
         } else if flushed && slot.conn.is_parked() {
             match slot.extra.as_ref().and_then(|e| e.move_to) {
                 Some(to) => self.hand_off(key, usize::from(to)),
-                None => {
-                    // Nowhere to go (cannot happen: a relocation always names a core).
-                    slot.conn.abort();
-                    c.queue(key, slot);
-                }
+                // Waiting for the cluster (a claim, another node's answer), until a deadline.
+                None => self.schedule(key),
             }
         } else {
             self.schedule(key);
@@ -895,11 +908,11 @@ fn set_timer(c: &mut Core, key: usize, slot: &mut Slot, at: Tick) {
     });
 }
 
-/// The slot `h` names on core `core`, if it is still that connection (not freed and reused
-/// since), with its slab key.
-pub(crate) fn live(slots: &mut Slab<Slot>, core: usize, h: Handle) -> Option<(usize, &mut Slot)> {
-    let (c, key, gen) = resolve(h);
-    if c != core {
+/// The slot `h` names on the core at `here`, if it is still that connection (not freed and
+/// reused since), with its slab key.
+pub(crate) fn live(slots: &mut Slab<Slot>, here: u32, h: Handle) -> Option<(usize, &mut Slot)> {
+    let (at, key, gen) = resolve(h);
+    if at != here {
         return None;
     }
     slots

@@ -61,12 +61,27 @@ pub(crate) struct Extra {
     pub peer: Option<Handle>,
     /// The core this connection moves to once its output is flushed.
     pub move_to: Option<u16>,
+    /// The cluster node (and core) whose dialect instance serves this connection, when that
+    /// is not this core's.
+    pub remote: Option<Owner>,
 }
 
-/// A placement decided elsewhere.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where a connection's dialect lives in a cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Owner {
+    pub node: u16,
+    /// [`crate::proto::cluster::ANY_CORE`] until its first answer says.
+    pub core: u16,
+}
+
+/// A placement decided elsewhere (another core, the cluster).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub(crate) struct Placed {
     pub key: Option<Box<str>>,
+    /// The node that owns `key` (a claim's answer); `None` until asked.
+    pub node: Option<u16>,
+    /// The answer of the node that serves the request, to apply here.
+    pub answer: Option<Box<crate::proto::cluster::Remote>>,
 }
 
 /// A slot's read side: a pooled buffer while bytes arrive; when the connection stalls with a

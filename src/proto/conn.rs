@@ -135,8 +135,9 @@ enum State {
     /// followed the head when it was read.
     AwaitAnswer { served: bool, rest: bool },
     /// The request in the input belongs to another core: nothing is read until the shell has
-    /// moved the connection and called [`Conn::unpark`].
-    Relocating { served: bool },
+    /// moved the connection and called [`Conn::unpark`]. `waits`: for another node's answer,
+    /// until `phase_at` ([`Conn::await_elsewhere`]).
+    Relocating { served: bool, waits: bool },
     /// Reading the body of a request (its head and the bytes so far are in `partial`);
     /// `phase_at` is when its head was answered.
     ExpectBody,
@@ -284,7 +285,7 @@ impl Conn {
             self.state,
             State::ExpectRequest { served: false }
                 | State::AwaitAnswer { served: false, .. }
-                | State::Relocating { served: false }
+                | State::Relocating { served: false, .. }
         )
     }
 
@@ -300,7 +301,7 @@ impl Conn {
                 Some(self.phase_at.after(t))
             }
             State::ExpectBody => Some(self.phase_at.after(limits.http_body_timeout)),
-            State::Held => Some(self.phase_at),
+            State::Held | State::Relocating { waits: true, .. } => Some(self.phase_at),
             State::AwaitAnswer { .. }
             | State::AwaitBodyAnswer
             | State::Relocating { .. }
@@ -524,12 +525,34 @@ impl Conn {
     /// once.
     pub fn relocate(&mut self) {
         let served = self.served_before();
-        self.state = State::Relocating { served };
+        self.state = State::Relocating {
+            served,
+            waits: false,
+        };
+    }
+
+    /// The request waits, unread, for the answer of the cluster node its dialect lives on
+    /// (then [`Conn::unpark`], and it is read again); past `until`, 504.
+    pub fn await_elsewhere(&mut self, until: Tick) {
+        let served = self.served_before();
+        self.state = State::Relocating {
+            served,
+            waits: true,
+        };
+        self.phase_at = until;
+    }
+
+    /// A held request gets a new deadline and fallback (its answer came from another node).
+    pub fn rehold(&mut self, until: Tick, fallback: Response) {
+        if let (State::Held, Some(Pending::Held(h))) = (self.state, self.partial.as_deref_mut()) {
+            h.fallback = fallback;
+            self.phase_at = until;
+        }
     }
 
     /// Resume after a move (on the new core): the request is read again from its first byte.
     pub fn unpark(&mut self, now: Tick) {
-        if let State::Relocating { served } = self.state {
+        if let State::Relocating { served, .. } = self.state {
             // Each core counts time from its own epoch: the handshake clock restarts here
             // (once: a request is relocated at most once).
             self.state = State::ExpectRequest { served };
@@ -624,6 +647,15 @@ impl Conn {
                 }
             }
             State::Closing { .. } => self.state = State::Closed,
+            State::Relocating { waits: true, .. } => {
+                counters.rejected.push((504, "cluster_timeout"));
+                let r = Response::text(
+                    504,
+                    "no answer from the cluster node this request belongs to",
+                );
+                r.write(false, false, out);
+                self.state = State::Closed;
+            }
             State::AwaitAnswer { .. }
             | State::AwaitBodyAnswer
             | State::Relocating { .. }

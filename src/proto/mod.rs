@@ -12,6 +12,7 @@
 //! once, then looks at the outputs: never the other way round. Nothing here imports the
 //! shell (`net`) or the configuration.
 
+pub mod cluster;
 pub mod conn;
 pub mod dialect;
 pub mod eio;

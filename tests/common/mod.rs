@@ -3,6 +3,8 @@
 //! that splits every write into random small pieces.
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod cluster;
+
 use rand::{Rng, SeedableRng};
 use sigyard::{Builder, Handle, Server};
 use std::io::{self, Read, Write};

@@ -291,10 +291,11 @@ impl HttpApi {
                 .cloned(),
         };
         if let Some(origin) = origin {
-            r.headers.push(("Access-Control-Allow-Origin", origin));
+            r.headers
+                .push(("Access-Control-Allow-Origin".into(), origin));
         }
         if let Cors::Origins(_) = self.cors {
-            r.headers.push(("Vary", "Origin".to_string()));
+            r.headers.push(("Vary".into(), "Origin".to_string()));
         }
     }
 
@@ -302,17 +303,20 @@ impl HttpApi {
     /// credentials).
     fn preflight(&self, head: &RequestHead) -> Response {
         let mut r = Response::new(204, "text/plain", Vec::new());
-        r.headers.push(("Allow", "POST, OPTIONS".to_string()));
+        r.headers
+            .push(("Allow".into(), "POST, OPTIONS".to_string()));
         self.cors_headers(head, &mut r);
         if self.cors != Cors::Off {
-            r.headers
-                .push(("Access-Control-Allow-Methods", "POST, OPTIONS".to_string()));
             r.headers.push((
-                "Access-Control-Allow-Headers",
+                "Access-Control-Allow-Methods".into(),
+                "POST, OPTIONS".to_string(),
+            ));
+            r.headers.push((
+                "Access-Control-Allow-Headers".into(),
                 "*, Authorization, Content-Type".to_string(),
             ));
             r.headers
-                .push(("Access-Control-Max-Age", "86400".to_string()));
+                .push(("Access-Control-Max-Age".into(), "86400".to_string()));
         }
         r
     }

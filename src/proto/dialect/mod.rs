@@ -457,7 +457,7 @@ pub trait Dialect {
 /// `426 Upgrade Required` for a plain request to a WebSocket-only path.
 pub fn upgrade_required() -> Response {
     let mut r = Response::text(426, "this endpoint speaks WebSocket only");
-    r.headers.push(("Upgrade", "websocket".into()));
+    r.headers.push(("Upgrade".into(), "websocket".into()));
     r
 }
 

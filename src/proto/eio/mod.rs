@@ -164,13 +164,16 @@ impl<A: Apps> Engine<A> {
 /// The CORS preflight (clients with extra headers): any origin.
 fn preflight(head: &RequestHead) -> Response {
     let mut r = http_response(204, "text/plain", String::new(), head.origin.as_deref());
-    r.headers
-        .push(("Access-Control-Allow-Methods", "GET, POST, OPTIONS".into()));
     r.headers.push((
-        "Access-Control-Allow-Headers",
+        "Access-Control-Allow-Methods".into(),
+        "GET, POST, OPTIONS".into(),
+    ));
+    r.headers.push((
+        "Access-Control-Allow-Headers".into(),
         "Content-Type, Authorization, X-Requested-With".into(),
     ));
-    r.headers.push(("Access-Control-Max-Age", "86400".into()));
+    r.headers
+        .push(("Access-Control-Max-Age".into(), "86400".into()));
     r
 }
 

@@ -155,11 +155,13 @@ pub fn http_response(
     match origin {
         Some(o) => {
             r.headers
-                .push(("Access-Control-Allow-Origin", o.to_owned()));
+                .push(("Access-Control-Allow-Origin".into(), o.to_owned()));
             r.headers
-                .push(("Access-Control-Allow-Credentials", "true".into()));
+                .push(("Access-Control-Allow-Credentials".into(), "true".into()));
         }
-        None => r.headers.push(("Access-Control-Allow-Origin", "*".into())),
+        None => r
+            .headers
+            .push(("Access-Control-Allow-Origin".into(), "*".into())),
     }
     r
 }

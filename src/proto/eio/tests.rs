@@ -375,10 +375,10 @@ fn polling(t: &mut T, sid: &str, now: u64) -> Vec<String> {
     assert_eq!(r.status, 200);
     assert!(r
         .headers
-        .contains(&("Access-Control-Allow-Origin", "http://o".into())));
+        .contains(&("Access-Control-Allow-Origin".into(), "http://o".into())));
     assert!(r
         .headers
-        .contains(&("Access-Control-Allow-Credentials", "true".into())));
+        .contains(&("Access-Control-Allow-Credentials".into(), "true".into())));
     packets(&body(&r))
 }
 

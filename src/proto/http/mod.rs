@@ -29,6 +29,7 @@
 //! of [`HttpError`] or [`UpgradeError`], each of which knows its status code
 //! and can write its own response.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -813,16 +814,22 @@ pub fn write_switching_protocols(accept: &[u8; 28], out: &mut Vec<u8>) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
-    pub content_type: &'static str,
-    pub headers: Vec<(&'static str, String)>,
+    /// Names and types are static strings for everything the server writes; owned ones come
+    /// from another node of a cluster.
+    pub content_type: Cow<'static, str>,
+    pub headers: Vec<(Cow<'static, str>, String)>,
     pub body: Vec<u8>,
 }
 
 impl Response {
-    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+    pub fn new(
+        status: u16,
+        content_type: impl Into<Cow<'static, str>>,
+        body: impl Into<Vec<u8>>,
+    ) -> Self {
         Response {
             status,
-            content_type,
+            content_type: content_type.into(),
             headers: Vec::new(),
             body: body.into(),
         }
@@ -835,12 +842,15 @@ impl Response {
 
     /// Append it to `out` (without its body when `head_only`, for a `HEAD` request).
     pub fn write(&self, head_only: bool, keep_alive: bool, out: &mut Vec<u8>) {
-        let headers: Vec<(&str, &str)> =
-            self.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_ref(), v.as_str()))
+            .collect();
         let body: &[u8] = if head_only { b"" } else { &self.body };
         write_response(
             self.status,
-            Some(self.content_type),
+            Some(&self.content_type),
             &headers,
             body,
             keep_alive,

@@ -436,7 +436,7 @@ mod contract {
                 assert_eq!(r.status, 400);
                 assert!(r
                     .headers
-                    .contains(&("Access-Control-Allow-Origin", "*".into())));
+                    .contains(&("Access-Control-Allow-Origin".into(), "*".into())));
             }
             other => panic!("{other:?}"),
         }

@@ -1,0 +1,860 @@
+//! The cluster: sigyard processes (nodes) sharing one Redis, so that any client may connect to
+//! any node (ARCHITECTURE.md, "The cluster").
+//!
+//! Redis keeps three things: the members (a sorted set of node ids scored by their last
+//! heartbeat, on Redis's clock), the claims (which node owns each placement key: the first
+//! node a request for it reached, for as long as that node lives), and one pub/sub channel per
+//! node, which carries the nodes' records ([`crate::proto::cluster`]) to it.
+//!
+//! Two threads per node talk to Redis, each over its own blocking connection; reactors never
+//! do. The *command* thread takes jobs from the reactors (publish a batch, claim a key),
+//! pipelines them, reads the replies, sends each claim's answer to the core that asked, and
+//! beats the heartbeat, which also tells it which nodes left. The *subscriber* thread reads the
+//! node's channel and hands each core its records through the core's mailbox.
+//!
+//! What breaks is said once, to every core, as [`Gone`]: a node that left (no heartbeat for
+//! `--cluster-node-timeout`, or a publish nobody received), or everything remote (Redis lost
+//! for that long, or the channel dropped, so records may have been lost). Cores then end
+//! every relationship with those nodes in the dialects' own terms.
+
+mod redis;
+
+use crate::config::ClusterOptions;
+use crate::net::mailbox::{CoreMsg, Mailbox};
+use crate::proto::cluster::{self as records, ANY_CORE};
+use crate::secret::Secret;
+use crate::{error, info, warn};
+use redis::{int, Redis};
+use redis_protocol::resp2::types::OwnedFrame;
+use std::collections::BTreeSet;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// The most node ids (they travel in 14 bits of a locator; 0 is a process on its own).
+pub const MAX_NODE: u16 = (1 << 14) - 1;
+
+/// Jobs the reactors may have queued for the command thread before new ones are refused
+/// (and counted as failed deliveries): the bound on what waits for a slow Redis.
+const JOB_QUEUE: usize = 8192;
+
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RedisUrl {
+    pub host: String,
+    pub port: u16,
+    pub db: u32,
+    pub user: Option<String>,
+    pub password: Option<Secret>,
+}
+
+impl RedisUrl {
+    pub fn parse(s: &str) -> Result<RedisUrl, String> {
+        let rest = if let Some(r) = s.strip_prefix("redis://") {
+            r
+        } else if s.starts_with("rediss://") {
+            return Err(format!(
+                "{s:?}: TLS to Redis (rediss://) is not supported; reach Redis over a private \
+                 network or a TLS tunnel (stunnel, spiped) with redis://"
+            ));
+        } else {
+            return Err(format!("{s:?} is not a redis:// URL"));
+        };
+        let (auth, rest) = match rest.rsplit_once('@') {
+            Some((a, r)) => (Some(a), r),
+            None => (None, rest),
+        };
+        let (hostport, db) = match rest.split_once('/') {
+            Some((h, "")) => (h, 0),
+            Some((h, d)) => (
+                h,
+                d.parse()
+                    .map_err(|_| format!("{s:?}: {d:?} is not a database number"))?,
+            ),
+            None => (rest, 0),
+        };
+        let (host, port) = match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (
+                h,
+                p.parse()
+                    .map_err(|_| format!("{s:?}: {p:?} is not a port"))?,
+            ),
+            _ => (hostport, 6379),
+        };
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(format!("{s:?}: no host"));
+        }
+        let (user, password) = match auth.map(|a| a.split_once(':').unwrap_or(("", a))) {
+            None => (None, None),
+            Some((u, p)) => (
+                (!u.is_empty()).then(|| u.to_string()),
+                (!p.is_empty()).then(|| Secret::new(p)),
+            ),
+        };
+        Ok(RedisUrl {
+            host: host.to_string(),
+            port,
+            db,
+            user,
+            password,
+        })
+    }
+}
+
+/// The URL as logs show it: no password.
+impl fmt::Display for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let auth = if self.password.is_some() { ":***@" } else { "" };
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        write!(f, "redis://{auth}{host}:{}/{}", self.port, self.db)
+    }
+}
+
+impl fmt::Debug for RedisUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+/// What a reactor asks of the command thread.
+pub(crate) enum Job {
+    /// Records for one node, in order.
+    Publish { node: u16, batch: Vec<u8> },
+    /// Who owns `key`? (This node, unless a live node already does.) The answer goes to
+    /// `core` as [`ClusterMsg::Claimed`].
+    Claim {
+        core: u16,
+        slot: usize,
+        gen: u32,
+        key: Box<str>,
+    },
+}
+
+/// What the bridge tells a core.
+pub enum ClusterMsg {
+    /// Records for this core (a batch, in the order they were published).
+    Records(Vec<u8>),
+    /// The owner of the key the connection in `slot` waits for; `None`: Redis could not say.
+    Claimed {
+        slot: usize,
+        gen: u32,
+        node: Option<u16>,
+    },
+    Gone(Gone),
+}
+
+/// Relationships that ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Gone {
+    Nodes(Vec<u16>),
+    /// Every other node (Redis was lost, or records may have been).
+    All,
+}
+
+/// Counters and gauges of the cluster, for `/metrics`.
+#[derive(Default)]
+pub struct ClusterStats {
+    pub nodes: AtomicU64,
+    pub redis_up: AtomicU64,
+    pub records_out: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub records_in: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub publishes: AtomicU64,
+    pub failed_deliveries: AtomicU64,
+    pub reconnects: AtomicU64,
+    pub claims: AtomicU64,
+    pub rtt_us: AtomicU64,
+    pub nodes_gone: AtomicU64,
+}
+
+/// What the reactors hold of the cluster.
+pub(crate) struct Cluster {
+    pub node: u16,
+    jobs: SyncSender<Job>,
+    pub stats: Arc<ClusterStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Cluster {
+    /// Queue a job; false (and counted) when the queue is full: Redis is too slow or gone.
+    pub fn submit(&self, job: Job) -> Result<(), Job> {
+        match self.jobs.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
+                self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
+                Err(j)
+            }
+        }
+    }
+}
+
+/// A node that registered in Redis and is ready to start its bridge.
+pub(crate) struct Joined {
+    node: u16,
+    conn: Redis,
+    shas: Shas,
+    url: RedisUrl,
+    opts: ClusterOptions,
+}
+
+// ── scripts ─────────────────────────────────────────────────────────────────────────────────
+//
+// All take the key prefix as ARGV[1] and compute their keys from it (so the cluster's Redis is
+// one standalone server or primary, not a Redis Cluster). Time is Redis's own (TIME), so the
+// nodes' clocks never meet.
+
+const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
+
+/// ARGV: prefix, preferred id (0: any), timeout ms. Returns the node id (0: none free).
+const REGISTER: &str = "local nodes = ARGV[1] .. ':nodes' \
+    local timeout = tonumber(ARGV[3]) \
+    local function free(id) local s = redis.call('ZSCORE', nodes, id) \
+      return (not s) or tonumber(s) <= now - timeout end \
+    local prefer = tonumber(ARGV[2]) \
+    if prefer > 0 and free(prefer) then redis.call('ZADD', nodes, now, prefer) return prefer end \
+    for i = 1, 16383 do \
+      local id = (redis.call('INCR', ARGV[1] .. ':seq') - 1) % 16383 + 1 \
+      if free(id) then redis.call('ZADD', nodes, now, id) return id end \
+    end \
+    return 0";
+
+/// ARGV: prefix, me, timeout ms. Returns {1 if I was live before this beat, live ids...}.
+const HEARTBEAT: &str = "local nodes = ARGV[1] .. ':nodes' \
+    local timeout = tonumber(ARGV[3]) \
+    local mine = redis.call('ZSCORE', nodes, ARGV[2]) \
+    local was = 0 \
+    if mine and tonumber(mine) > now - timeout then was = 1 end \
+    redis.call('ZADD', nodes, now, ARGV[2]) \
+    redis.call('ZREMRANGEBYSCORE', nodes, '-inf', now - timeout) \
+    local out = {was} \
+    for _, id in ipairs(redis.call('ZRANGE', nodes, 0, -1)) do out[#out + 1] = tonumber(id) end \
+    return out";
+
+/// ARGV: prefix, me, key, ttl ms, timeout ms. Returns the owner's id.
+const CLAIM: &str = "local nodes = ARGV[1] .. ':nodes' \
+    local k = ARGV[1] .. ':k:' .. ARGV[3] \
+    local o = redis.call('GET', k) \
+    if o and o ~= ARGV[2] then \
+      local s = redis.call('ZSCORE', nodes, o) \
+      if s and tonumber(s) > now - tonumber(ARGV[5]) then return tonumber(o) end \
+    end \
+    redis.call('SET', k, ARGV[2], 'PX', ARGV[4]) \
+    return tonumber(ARGV[2])";
+
+#[derive(Clone)]
+struct Shas {
+    register: String,
+    heartbeat: String,
+    claim: String,
+}
+
+fn load_scripts(r: &mut Redis) -> std::io::Result<Shas> {
+    let mut load = |body: &str| -> std::io::Result<String> {
+        let script = format!("{NOW}{body}");
+        match r.call(&[b"SCRIPT", b"LOAD", script.as_bytes()])? {
+            Ok(OwnedFrame::BulkString(s)) => Ok(String::from_utf8_lossy(&s).into_owned()),
+            Ok(other) => Err(std::io::Error::other(format!(
+                "SCRIPT LOAD answered {other:?}"
+            ))),
+            Err(e) => Err(std::io::Error::other(e)),
+        }
+    };
+    Ok(Shas {
+        register: load(REGISTER)?,
+        heartbeat: load(HEARTBEAT)?,
+        claim: load(CLAIM)?,
+    })
+}
+
+fn connect(url: &RedisUrl, opts: &ClusterOptions) -> std::io::Result<Redis> {
+    Redis::open(url, opts.password.as_ref(), connect_timeout(opts))
+}
+
+fn connect_timeout(opts: &ClusterOptions) -> Duration {
+    (opts.node_timeout / 2).max(Duration::from_millis(500))
+}
+
+fn register(r: &mut Redis, shas: &Shas, opts: &ClusterOptions, prefer: u16) -> Result<u16, String> {
+    let timeout = opts.node_timeout.as_millis().to_string();
+    let reply = r
+        .call(&[
+            b"EVALSHA",
+            shas.register.as_bytes(),
+            b"0",
+            opts.prefix.as_bytes(),
+            prefer.to_string().as_bytes(),
+            timeout.as_bytes(),
+        ])
+        .map_err(|e| e.to_string())??;
+    match int(&reply) {
+        Some(id) if (1..=i64::from(MAX_NODE)).contains(&id) => Ok(id as u16),
+        _ => Err(format!(
+            "no free node id ({} nodes are live at most)",
+            MAX_NODE
+        )),
+    }
+}
+
+/// Connect to Redis and register as a node. Fails (for exit status 2) when Redis does not
+/// answer, unless `--cluster-wait`, which retries until it does.
+pub(crate) fn join(url: &RedisUrl, opts: &ClusterOptions) -> Result<Joined, String> {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        let attempt = connect(url, opts)
+            .map_err(|e| e.to_string())
+            .and_then(|mut c| {
+                let shas = load_scripts(&mut c).map_err(|e| e.to_string())?;
+                let node = register(&mut c, &shas, opts, 0)?;
+                Ok(Joined {
+                    node,
+                    conn: c,
+                    shas,
+                    url: url.clone(),
+                    opts: opts.clone(),
+                })
+            });
+        match attempt {
+            Ok(j) => {
+                info!(
+                    "cluster: node {} of {url} (prefix {:?})",
+                    j.node, opts.prefix
+                );
+                return Ok(j);
+            }
+            Err(e) if opts.wait => {
+                warn!("cluster: {url}: {e}; retrying in {delay:?} (--cluster-wait)");
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            Err(e) => return Err(format!("cannot reach the cluster's Redis at {url}: {e}")),
+        }
+    }
+}
+
+fn channel(prefix: &str, node: u16) -> String {
+    format!("{prefix}:n:{node}")
+}
+
+/// Start the bridge threads; `cores` hands each core its records, answers and news.
+pub(crate) fn start(
+    joined: Joined,
+    cores: Vec<Mailbox>,
+) -> std::io::Result<(Arc<Cluster>, Vec<JoinHandle<()>>)> {
+    let (tx, rx) = mpsc::sync_channel(JOB_QUEUE);
+    let stats = Arc::new(ClusterStats::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    stats.redis_up.store(1, Ordering::Relaxed);
+    let cluster = Arc::new(Cluster {
+        node: joined.node,
+        jobs: tx,
+        stats: stats.clone(),
+        stop: stop.clone(),
+    });
+    let sub = Subscriber {
+        url: joined.url.clone(),
+        opts: joined.opts.clone(),
+        node: joined.node,
+        cores: cores.clone(),
+        stats: stats.clone(),
+        stop: stop.clone(),
+    };
+    // The subscription is in place before any record can be sent to this node.
+    let first = sub.subscribe()?;
+    let cmd = Commands {
+        node: joined.node,
+        url: joined.url,
+        opts: joined.opts,
+        shas: joined.shas,
+        conn: Some(joined.conn),
+        cores,
+        stats,
+        rx,
+        stop,
+        known: BTreeSet::new(),
+        dead: BTreeSet::new(),
+        down_since: None,
+        severed: false,
+        retry_at: Instant::now(),
+        backoff: Duration::from_millis(100),
+        next_beat: Instant::now(),
+    };
+    let threads = vec![
+        std::thread::Builder::new()
+            .name("sigyard-cluster-cmd".into())
+            .spawn(move || cmd.run())?,
+        std::thread::Builder::new()
+            .name("sigyard-cluster-sub".into())
+            .spawn(move || sub.run(first))?,
+    ];
+    Ok((cluster, threads))
+}
+
+impl Cluster {
+    /// Leave the cluster now (a graceful stop): the node's entry goes, others see it gone at
+    /// their next heartbeat. The bridge threads end.
+    pub fn leave(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn tell_all(cores: &[Mailbox], gone: &Gone) {
+    for m in cores {
+        let _ = m.send(CoreMsg::Cluster(ClusterMsg::Gone(gone.clone())));
+    }
+}
+
+// ── the command thread ──────────────────────────────────────────────────────────────────────
+
+struct Commands {
+    node: u16,
+    url: RedisUrl,
+    opts: ClusterOptions,
+    shas: Shas,
+    conn: Option<Redis>,
+    cores: Vec<Mailbox>,
+    stats: Arc<ClusterStats>,
+    rx: Receiver<Job>,
+    stop: Arc<AtomicBool>,
+    /// The live nodes at the last heartbeat.
+    known: BTreeSet<u16>,
+    /// Nodes the cores were told are gone, until they are seen live again.
+    dead: BTreeSet<u16>,
+    down_since: Option<Instant>,
+    /// The cores were told everything remote is gone during this outage.
+    severed: bool,
+    retry_at: Instant,
+    backoff: Duration,
+    next_beat: Instant,
+}
+
+impl Commands {
+    fn beat_every(&self) -> Duration {
+        self.opts.node_timeout / 3
+    }
+
+    fn run(mut self) {
+        let mut jobs = Vec::new();
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                self.leave();
+                return;
+            }
+            let wait = self
+                .next_beat
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            match self.rx.recv_timeout(wait) {
+                Ok(j) => jobs.push(j),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.leave();
+                    return;
+                }
+            }
+            while jobs.len() < 1024 {
+                match self.rx.try_recv() {
+                    Ok(j) => jobs.push(j),
+                    Err(_) => break,
+                }
+            }
+            let beat = Instant::now() >= self.next_beat;
+            if beat {
+                self.next_beat = Instant::now() + self.beat_every();
+            }
+            if self.conn.is_none() {
+                self.reconnect();
+            }
+            if self.conn.is_some() {
+                if let Err(e) = self.exchange(&mut jobs, beat) {
+                    self.lost(&e.to_string());
+                }
+            }
+            self.fail(&mut jobs);
+            self.check_outage();
+        }
+    }
+
+    /// Send every job (and the heartbeat), then read every reply. Jobs answered are removed;
+    /// on an error, the rest stay for [`Commands::fail`].
+    fn exchange(&mut self, jobs: &mut Vec<Job>, beat: bool) -> std::io::Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        let r = self.exchange_on(&mut conn, jobs, beat);
+        self.conn = Some(conn);
+        r
+    }
+
+    fn exchange_on(
+        &mut self,
+        conn: &mut Redis,
+        jobs: &mut Vec<Job>,
+        beat: bool,
+    ) -> std::io::Result<()> {
+        let me = self.node.to_string();
+        let timeout = self.opts.node_timeout.as_millis().to_string();
+        let ttl = self.opts.claim_ttl.as_millis().to_string();
+        let prefix = self.opts.prefix.as_bytes();
+        for j in jobs.iter() {
+            match j {
+                Job::Publish { node, batch } => {
+                    let ch = channel(&self.opts.prefix, *node);
+                    conn.push(&[b"PUBLISH", ch.as_bytes(), batch]);
+                }
+                Job::Claim { key, .. } => conn.push(&[
+                    b"EVALSHA",
+                    self.shas.claim.as_bytes(),
+                    b"0",
+                    prefix,
+                    me.as_bytes(),
+                    key.as_bytes(),
+                    ttl.as_bytes(),
+                    timeout.as_bytes(),
+                ]),
+            }
+        }
+        if beat {
+            conn.push(&[
+                b"EVALSHA",
+                self.shas.heartbeat.as_bytes(),
+                b"0",
+                prefix,
+                me.as_bytes(),
+                timeout.as_bytes(),
+            ]);
+        }
+        let sent = Instant::now();
+        conn.flush()?;
+        let mut done = 0;
+        let mut result = Ok(());
+        for j in jobs.iter() {
+            match conn.read() {
+                Ok(reply) => {
+                    done += 1;
+                    self.on_reply(j, reply);
+                }
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if result.is_ok() && beat {
+            match conn.read() {
+                Ok(reply) => {
+                    self.stats
+                        .rtt_us
+                        .store(sent.elapsed().as_micros() as u64, Ordering::Relaxed);
+                    match reply {
+                        Ok(OwnedFrame::Array(items)) => self.membership(&items),
+                        Ok(other) => warn!("cluster: heartbeat answered {other:?}"),
+                        Err(e) => warn!("cluster: heartbeat failed: {e}"),
+                    }
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+        jobs.drain(..done);
+        result
+    }
+
+    fn on_reply(&mut self, job: &Job, reply: redis::Reply) {
+        match job {
+            Job::Publish { node, batch } => {
+                let receivers = reply.as_ref().ok().and_then(int).unwrap_or(0);
+                if receivers == 0 {
+                    self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
+                    if self.dead.insert(*node) {
+                        warn!("cluster: node {node} did not receive a publish: it is gone");
+                        tell_all(&self.cores, &Gone::Nodes(vec![*node]));
+                    }
+                } else {
+                    self.stats.publishes.fetch_add(1, Ordering::Relaxed);
+                    self.stats
+                        .bytes_out
+                        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Job::Claim {
+                core, slot, gen, ..
+            } => {
+                self.stats.claims.fetch_add(1, Ordering::Relaxed);
+                let node = match &reply {
+                    Ok(f) => int(f).and_then(|n| u16::try_from(n).ok()),
+                    Err(e) => {
+                        warn!("cluster: claim failed: {e}");
+                        None
+                    }
+                };
+                if let Some(m) = self.cores.get(usize::from(*core)) {
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Claimed {
+                        slot: *slot,
+                        gen: *gen,
+                        node,
+                    }));
+                }
+            }
+        }
+    }
+
+    /// What a heartbeat said about the members.
+    fn membership(&mut self, items: &[OwnedFrame]) {
+        let was_live = items.first().and_then(int) == Some(1);
+        let live: BTreeSet<u16> = items[1..]
+            .iter()
+            .filter_map(|f| int(f).and_then(|n| u16::try_from(n).ok()))
+            .collect();
+        if !was_live && !self.known.is_empty() && !self.severed {
+            // The others saw this node gone: they ended their side of every relationship.
+            warn!("cluster: this node's heartbeat had lapsed: ending every remote relationship");
+            tell_all(&self.cores, &Gone::All);
+        }
+        let gone: Vec<u16> = self
+            .known
+            .iter()
+            .filter(|n| !live.contains(n) && **n != self.node && !self.dead.contains(n))
+            .copied()
+            .collect();
+        if !gone.is_empty() {
+            warn!("cluster: node(s) {gone:?} left");
+            self.stats
+                .nodes_gone
+                .fetch_add(gone.len() as u64, Ordering::Relaxed);
+            self.dead.extend(gone.iter().copied());
+            tell_all(&self.cores, &Gone::Nodes(gone));
+        }
+        self.dead.retain(|n| !live.contains(n));
+        self.stats.nodes.store(live.len() as u64, Ordering::Relaxed);
+        self.known = live;
+        self.severed = false;
+    }
+
+    fn lost(&mut self, why: &str) {
+        if self.conn.take().is_some() {
+            error!("cluster: lost Redis at {}: {why}", self.url);
+            self.stats.redis_up.store(0, Ordering::Relaxed);
+            self.down_since.get_or_insert_with(Instant::now);
+            self.retry_at = Instant::now() + self.backoff;
+        }
+    }
+
+    fn reconnect(&mut self) {
+        if Instant::now() < self.retry_at {
+            return;
+        }
+        let attempt = connect(&self.url, &self.opts).and_then(|mut c| {
+            let shas = load_scripts(&mut c)?;
+            let id =
+                register(&mut c, &shas, &self.opts, self.node).map_err(std::io::Error::other)?;
+            Ok((c, shas, id))
+        });
+        match attempt {
+            Ok((c, shas, id)) => {
+                if id != self.node {
+                    error!(
+                        "cluster: node id {} was taken while Redis was away (now {id}); \
+                         this node keeps {} and may conflict: restart it",
+                        self.node, self.node
+                    );
+                }
+                info!("cluster: Redis at {} is back", self.url);
+                self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
+                self.stats.redis_up.store(1, Ordering::Relaxed);
+                self.conn = Some(c);
+                self.shas = shas;
+                self.down_since = None;
+                self.backoff = Duration::from_millis(100);
+                self.next_beat = Instant::now();
+            }
+            Err(e) => {
+                warn!("cluster: Redis at {} still unreachable: {e}", self.url);
+                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                self.retry_at = Instant::now() + self.backoff;
+            }
+        }
+    }
+
+    /// Jobs that could not be done: claims get "unknown", publishes count as failed.
+    fn fail(&mut self, jobs: &mut Vec<Job>) {
+        for j in jobs.drain(..) {
+            match j {
+                Job::Publish { .. } => {
+                    self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
+                }
+                Job::Claim {
+                    core, slot, gen, ..
+                } => {
+                    if let Some(m) = self.cores.get(usize::from(core)) {
+                        let _ = m.send(CoreMsg::Cluster(ClusterMsg::Claimed {
+                            slot,
+                            gen,
+                            node: None,
+                        }));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Redis gone for a node timeout: the other nodes have seen this one gone, so every
+    /// remote relationship ends here too.
+    fn check_outage(&mut self) {
+        let Some(since) = self.down_since else {
+            return;
+        };
+        if !self.severed && since.elapsed() >= self.opts.node_timeout {
+            error!(
+                "cluster: Redis unreachable for {:?}: ending every remote relationship",
+                self.opts.node_timeout
+            );
+            self.severed = true;
+            self.known.clear();
+            self.stats.nodes.store(0, Ordering::Relaxed);
+            tell_all(&self.cores, &Gone::All);
+        }
+    }
+
+    fn leave(&mut self) {
+        if let Some(c) = self.conn.as_mut() {
+            let _ = c.call(&[
+                b"ZREM",
+                format!("{}:nodes", self.opts.prefix).as_bytes(),
+                self.node.to_string().as_bytes(),
+            ]);
+            info!("cluster: node {} left", self.node);
+        }
+    }
+}
+
+// ── the subscriber thread ───────────────────────────────────────────────────────────────────
+
+struct Subscriber {
+    url: RedisUrl,
+    opts: ClusterOptions,
+    node: u16,
+    cores: Vec<Mailbox>,
+    stats: Arc<ClusterStats>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Subscriber {
+    fn subscribe(&self) -> std::io::Result<Redis> {
+        let mut c = connect(&self.url, &self.opts)?;
+        let ch = channel(&self.opts.prefix, self.node);
+        c.call(&[b"SUBSCRIBE", ch.as_bytes()])?
+            .map_err(std::io::Error::other)?;
+        c.set_read_timeout(Duration::from_millis(200))?;
+        Ok(c)
+    }
+
+    fn run(self, first: Redis) {
+        let mut conn = Some(first);
+        let mut backoff = Duration::from_millis(100);
+        while !self.stop.load(Ordering::Relaxed) {
+            let Some(c) = conn.as_mut() else {
+                std::thread::sleep(backoff);
+                match self.subscribe() {
+                    Ok(c) => {
+                        info!("cluster: subscribed again");
+                        // Records published meanwhile are lost: no relationship survives that.
+                        tell_all(&self.cores, &Gone::All);
+                        conn = Some(c);
+                        backoff = Duration::from_millis(100);
+                    }
+                    Err(_) => backoff = (backoff * 2).min(Duration::from_secs(2)),
+                }
+                continue;
+            };
+            match c.read() {
+                Ok(Ok(OwnedFrame::Array(parts))) => {
+                    if let [OwnedFrame::BulkString(kind), _, OwnedFrame::BulkString(payload)] =
+                        &parts[..]
+                    {
+                        if kind == b"message" {
+                            self.dispatch(payload);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut => {}
+                Err(e) => {
+                    error!("cluster: lost the subscription at {}: {e}", self.url);
+                    conn = None;
+                }
+            }
+        }
+    }
+
+    /// Hand each core its records of one batch.
+    fn dispatch(&self, batch: &[u8]) {
+        self.stats
+            .bytes_in
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let n = self.cores.len();
+        let mut per_core: Vec<Vec<u8>> = vec![Vec::new(); n];
+        let mut rest = batch;
+        while !rest.is_empty() {
+            let (rec, used) = match records::decode(rest) {
+                Ok(x) => x,
+                Err(e) => {
+                    warn!("cluster: dropped a malformed batch ({e:?})");
+                    break;
+                }
+            };
+            let core = match rec {
+                records::Record::Open {
+                    core: ANY_CORE,
+                    key: Some(k),
+                    ..
+                } => crate::net::owner(k, n),
+                r => usize::from(r.core()),
+            };
+            if let Some(v) = per_core.get_mut(core) {
+                v.extend_from_slice(&rest[..used]);
+            }
+            self.stats.records_in.fetch_add(1, Ordering::Relaxed);
+            rest = &rest[used..];
+        }
+        for (core, v) in per_core.into_iter().enumerate() {
+            if !v.is_empty() {
+                let _ = self.cores[core].send(CoreMsg::Cluster(ClusterMsg::Records(v)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        let u = RedisUrl::parse("redis://127.0.0.1:6390/2").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("127.0.0.1", 6390, 2));
+        assert!(u.password.is_none());
+        let u = RedisUrl::parse("redis://:s3cret@r.example").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.db), ("r.example", 6379, 0));
+        assert_eq!(u.password.as_ref().map(Secret::expose), Some("s3cret"));
+        assert_eq!(u.to_string(), "redis://:***@r.example:6379/0");
+        let u = RedisUrl::parse("redis://app:pw@[::1]:7000").unwrap();
+        assert_eq!((u.host.as_str(), u.port), ("::1", 7000));
+        assert_eq!(u.user.as_deref(), Some("app"));
+        for bad in ["http://x", "redis://", "redis://h:port", "redis://h/db"] {
+            assert!(RedisUrl::parse(bad).is_err(), "{bad}");
+        }
+        assert!(RedisUrl::parse("rediss://h")
+            .unwrap_err()
+            .contains("not supported"));
+    }
+}

@@ -1,0 +1,599 @@
+//! A core's side of the cluster (ARCHITECTURE.md, "The cluster"): requests whose dialect
+//! instance lives on another node, the connections of other nodes whose dialect lives here,
+//! and the records that carry both ([`crate::proto::cluster`]).
+//!
+//! The edge (the node holding a client's socket) keeps everything about the socket: the
+//! request stays unread while it waits for the owner's answer, exactly as it does while it
+//! moves to another core, and is read again when the answer comes. The owner calls its dialect
+//! with the edge's handle, which names the edge's node, so outputs to it turn into records
+//! here. Dialects never learn which of their connections are remote.
+
+use crate::cluster::{Cluster, ClusterMsg, Gone, Job};
+use crate::net::flow::call;
+use crate::net::reactor::{live, Core, Reactor};
+use crate::net::slot::{tx_force, Owner, Placed};
+use crate::net::{handle, handle_node};
+use crate::proto::cluster::{records, Record, Remote};
+use crate::proto::dialect::{upgrade_required, Answer, Handle, Output};
+use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
+use crate::registry::ROUTES;
+use crate::warn;
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A batch for one node is sent once it reaches this size, even mid-iteration.
+const BATCH_BYTES: usize = 256 * 1024;
+
+pub(crate) struct Link {
+    cluster: Arc<Cluster>,
+    /// Records waiting for the end of this loop iteration, one batch per node.
+    out: Vec<(u16, Vec<u8>)>,
+    /// Connections of other nodes held by a dialect of this core.
+    remotes: HashMap<Handle, RemoteConn>,
+}
+
+/// A connection of another node that a dialect here holds.
+struct RemoteConn {
+    route: u8,
+    /// The request head, while its body is awaited.
+    head: Option<Box<RequestHead>>,
+}
+
+impl Link {
+    pub fn new(cluster: Arc<Cluster>) -> Link {
+        Link {
+            cluster,
+            out: Vec::new(),
+            remotes: HashMap::new(),
+        }
+    }
+}
+
+/// What a request gets when the node that serves it does not answer in time.
+pub(crate) fn no_answer() -> Response {
+    Response::text(
+        504,
+        "no answer from the cluster node this request belongs to",
+    )
+}
+
+fn node_gone() -> Response {
+    Response::text(502, "the cluster node this request belongs to is gone")
+}
+
+fn cluster_down() -> Response {
+    Response::text(
+        503,
+        "the cluster cannot place this request now (its Redis is unreachable); try again",
+    )
+}
+
+impl Core {
+    /// Queue a record for `node` (sent at the end of the loop iteration).
+    pub(crate) fn emit(&mut self, node: u16, rec: &Record<'_>) {
+        let Some(link) = self.link.as_mut() else {
+            return;
+        };
+        let i = match link.out.iter().position(|(n, _)| *n == node) {
+            Some(i) => i,
+            None => {
+                link.out.push((node, Vec::new()));
+                link.out.len() - 1
+            }
+        };
+        rec.encode(&mut link.out[i].1);
+        link.cluster
+            .stats
+            .records_out
+            .fetch_add(1, Ordering::Relaxed);
+        if link.out[i].1.len() >= BATCH_BYTES {
+            let (node, batch) = link.out.swap_remove(i);
+            if link.cluster.submit(Job::Publish { node, batch }).is_err() {
+                warn!(
+                    "core={} cluster queue full: records for node {node} dropped",
+                    self.id
+                );
+            }
+        }
+    }
+
+    /// How long a request waits for another node's answer.
+    pub(crate) fn answer_wait(&self) -> Duration {
+        2 * self.shared.cfg.cluster_options.node_timeout
+    }
+
+    /// A dialect's output for a connection of another node, as a record to it.
+    pub(crate) fn forward_output(&mut self, o: Output, bytes: &[u8]) {
+        match o {
+            Output::Send { to, kind, payload } => self.emit(
+                handle_node(to),
+                &Record::Send {
+                    to,
+                    kind,
+                    payload: &bytes[payload],
+                },
+            ),
+            Output::Close { conn, code, reason } => self.emit(
+                handle_node(conn),
+                &Record::Close {
+                    to: conn,
+                    code,
+                    reason: &reason,
+                },
+            ),
+            Output::Respond { conn, response } => {
+                if let Some(l) = self.link.as_mut() {
+                    l.remotes.remove(&conn);
+                }
+                self.emit(
+                    handle_node(conn),
+                    &Record::Respond {
+                        to: conn,
+                        response: *response,
+                    },
+                );
+            }
+            Output::Pipe { a, b } => {
+                // Two ends on different nodes are not joined yet: both are told the pipe
+                // cannot be made, as when a peer vanishes.
+                for h in [a, b] {
+                    let rec = Record::Close {
+                        to: h,
+                        code: 1011,
+                        reason: "pipe across cluster nodes not available",
+                    };
+                    self.emit(handle_node(h), &rec);
+                }
+            }
+        }
+    }
+}
+
+impl Reactor {
+    /// True when an output names a connection of another node.
+    pub(crate) fn elsewhere(&self, o: &Output) -> bool {
+        if self.core.link.is_none() {
+            return false;
+        }
+        let me = self.core.node;
+        match o {
+            Output::Send { to: h, .. }
+            | Output::Close { conn: h, .. }
+            | Output::Respond { conn: h, .. } => handle_node(*h) != me,
+            Output::Pipe { a, b } => handle_node(*a) != me || handle_node(*b) != me,
+        }
+    }
+
+    /// Ask the cluster which node owns `k` (this core would, on this node). The request waits
+    /// unread for the answer. Returns whether the request was answered (consumed) here.
+    pub(crate) fn claim(
+        &mut self,
+        key: usize,
+        route: usize,
+        head: RequestHead,
+        k: Box<str>,
+    ) -> bool {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        let Some(link) = c.link.as_ref() else {
+            return false;
+        };
+        let job = Job::Claim {
+            core: c.id as u16,
+            slot: key,
+            gen: slot.gen,
+            key: k.clone(),
+        };
+        if link.cluster.submit(job).is_err() {
+            self.answer(key, Some(route), head, Answer::Respond(cluster_down()));
+            return true;
+        }
+        let until = c.tick().after(c.answer_wait());
+        slot.conn.await_elsewhere(until);
+        slot.extra().placed = Some(Placed {
+            key: Some(k),
+            ..Placed::default()
+        });
+        false
+    }
+
+    /// The request belongs to a dialect instance on `owner`'s node: send it there, and wait
+    /// (unread) for the answer. An upgrade's headers are checked here first.
+    pub(crate) fn open_elsewhere(
+        &mut self,
+        key: usize,
+        head: &RequestHead,
+        len: usize,
+        route: usize,
+        placement_key: Option<Box<str>>,
+        owner: Owner,
+    ) -> bool {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        if head.upgrade.is_some()
+            && slot
+                .conn
+                .check_upgrade(head, tx_force(&mut slot.tx, &mut c.pool), &mut c.proto)
+                .is_none()
+        {
+            return true; // refused for its headers
+        }
+        let edge = handle(c.here, key, slot.gen);
+        let Some(rx) = slot.rx.pooled() else {
+            return false;
+        };
+        let filled = rx.filled();
+        let raw = &filled[..len.min(filled.len())];
+        let rec = Record::Open {
+            core: owner.core,
+            edge,
+            route: route as u8,
+            key: placement_key.as_deref(),
+            head: raw,
+        };
+        c.emit(owner.node, &rec);
+        let until = c.tick().after(c.answer_wait());
+        slot.conn.await_elsewhere(until);
+        let e = slot.extra();
+        e.remote = Some(owner);
+        e.placed = Some(Placed {
+            key: placement_key,
+            node: Some(owner.node),
+            answer: None,
+        });
+        c.queue(key, slot);
+        false
+    }
+
+    /// Apply here the answer the owner's dialect gave.
+    pub(crate) fn answer_from_owner(
+        &mut self,
+        key: usize,
+        route: usize,
+        head: RequestHead,
+        r: Remote,
+    ) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let answer = r.into_answer(c.now_ms);
+        match answer {
+            Answer::Upgrade => {
+                let tx = tx_force(&mut slot.tx, &mut c.pool);
+                if let Some(accept) = slot.conn.check_upgrade(&head, tx, &mut c.proto) {
+                    let now = c.tick();
+                    let tx = tx_force(&mut slot.tx, &mut c.pool);
+                    slot.conn
+                        .upgrade(now, &c.shared.limits, &accept, tx, &mut c.proto);
+                    slot.route = route as u8;
+                    slot.attached = true;
+                }
+                c.queue(key, slot);
+            }
+            a => {
+                if matches!(a, Answer::Respond(_)) {
+                    if let Some(e) = slot.extra.as_mut() {
+                        e.remote = None;
+                    }
+                }
+                self.answer(key, Some(route), head, a);
+            }
+        }
+    }
+
+    // ── the bridge's messages ──────────────────────────────────────────────────────────────
+
+    pub(crate) fn on_cluster(&mut self, msg: ClusterMsg) {
+        match msg {
+            ClusterMsg::Records(batch) => {
+                for rec in records(&batch) {
+                    match rec {
+                        Ok(r) => self.on_record(r),
+                        Err(e) => {
+                            warn!("core={} malformed cluster record: {e:?}", self.core.id);
+                            break;
+                        }
+                    }
+                    self.flush_effects();
+                }
+            }
+            ClusterMsg::Claimed { slot, gen, node } => self.claimed(slot, gen, node),
+            ClusterMsg::Gone(g) => self.nodes_gone(&g),
+        }
+        self.flush_effects();
+    }
+
+    /// The answer to a claim: the request is read again, now knowing its node.
+    fn claimed(&mut self, key: usize, gen: u32, node: Option<u16>) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) else {
+            return;
+        };
+        if !slot.conn.is_parked() {
+            return;
+        }
+        let p = slot.extra().placed.get_or_insert_with(Placed::default);
+        match node {
+            Some(n) => p.node = Some(n),
+            None => p.answer = Some(Box::new(Remote::Respond(cluster_down()))),
+        }
+        slot.conn.unpark(c.tick());
+        c.queue(key, slot);
+    }
+
+    fn on_record(&mut self, rec: Record<'_>) {
+        match rec {
+            Record::Open {
+                edge,
+                route,
+                key,
+                head,
+                ..
+            } => self.remote_open(edge, route, key, head),
+            Record::Body {
+                from, route, body, ..
+            } => self.remote_body(from, route, body),
+            Record::Message {
+                from,
+                route,
+                kind,
+                payload,
+                ..
+            } => {
+                let known = self
+                    .core
+                    .link
+                    .as_ref()
+                    .is_some_and(|l| l.remotes.contains_key(&from));
+                match ROUTES.get(usize::from(route)) {
+                    Some(r) if known => {
+                        call(&mut self.core, r.dialect, |d, cx| {
+                            d.on_message(cx, from, kind, payload)
+                        });
+                    }
+                    // This node no longer knows the connection (it was told its node was gone).
+                    _ => self.core.emit(
+                        handle_node(from),
+                        &Record::Close {
+                            to: from,
+                            code: 1011,
+                            reason: "session lost by the cluster",
+                        },
+                    ),
+                }
+            }
+            Record::Closed { from, .. } => {
+                let held = self
+                    .core
+                    .link
+                    .as_mut()
+                    .and_then(|l| l.remotes.remove(&from));
+                if let Some(rc) = held {
+                    if let Some(r) = ROUTES.get(usize::from(rc.route)) {
+                        self.core.gone.push((from, r.dialect));
+                    }
+                }
+            }
+            Record::Answer { to, core, answer } => self.owner_answered(to, core, answer),
+            Record::Send { to, kind, payload } => self.deliver(to, kind, payload),
+            Record::Close { to, code, reason } => {
+                if let Some((k, _)) = live(&mut self.slots, self.core.here, to) {
+                    self.go_away(k, code, reason);
+                }
+            }
+            Record::Respond { to, response } => self.answer_held(to, &response),
+            Record::Link { .. } | Record::Data { .. } | Record::Ack { .. } | Record::End { .. } => {
+            }
+        }
+    }
+
+    /// A request of another node placed on a dialect here.
+    fn remote_open(&mut self, edge: Handle, route: u8, key: Option<&str>, raw: &[u8]) {
+        let limits = HttpLimits {
+            max_header_bytes: self.core.shared.limits.max_header_bytes,
+            max_headers: self.core.shared.limits.max_headers,
+        };
+        let head = match parse_request(raw, &limits) {
+            Ok(Some((h, _))) => h,
+            _ => {
+                let answer = Remote::Respond(Response::text(400, "bad request"));
+                let core = self.core.id as u16;
+                self.core.emit(
+                    handle_node(edge),
+                    &Record::Answer {
+                        to: edge,
+                        core,
+                        answer,
+                    },
+                );
+                return;
+            }
+        };
+        let Some(r) = ROUTES.get(usize::from(route)) else {
+            return;
+        };
+        let answer = call(&mut self.core, r.dialect, |d, cx| {
+            d.on_request(cx, edge, key, &head)
+        });
+        let answer = match answer {
+            Answer::Upgrade if head.upgrade.is_none() => Answer::Respond(upgrade_required()),
+            a => a,
+        };
+        self.owner_reply(edge, route, head, answer);
+    }
+
+    /// The body of a request of another node.
+    fn remote_body(&mut self, from: Handle, route: u8, body: &[u8]) {
+        let head = self
+            .core
+            .link
+            .as_mut()
+            .and_then(|l| l.remotes.get_mut(&from))
+            .and_then(|rc| rc.head.take());
+        let (Some(head), Some(r)) = (head, ROUTES.get(usize::from(route))) else {
+            return;
+        };
+        let answer = call(&mut self.core, r.dialect, |d, cx| {
+            d.on_body(cx, from, &head, body)
+        });
+        self.owner_reply(from, route, *head, answer);
+    }
+
+    /// Send a dialect's answer to the edge, and remember what the dialect now holds.
+    fn owner_reply(&mut self, edge: Handle, route: u8, head: RequestHead, answer: Answer) {
+        let c = &mut self.core;
+        let Some(link) = c.link.as_mut() else {
+            return;
+        };
+        match answer {
+            Answer::Upgrade | Answer::Hold { .. } => {
+                link.remotes.insert(edge, RemoteConn { route, head: None });
+            }
+            Answer::ReadBody { .. } => {
+                let head = Some(Box::new(head));
+                link.remotes.insert(edge, RemoteConn { route, head });
+            }
+            Answer::Respond(_) => {
+                link.remotes.remove(&edge);
+            }
+        }
+        let rec = Record::Answer {
+            to: edge,
+            core: c.id as u16,
+            answer: Remote::of(answer, c.now_ms),
+        };
+        c.emit(handle_node(edge), &rec);
+    }
+
+    /// The owner answered a request of ours that waits (unread, or held for its body).
+    fn owner_answered(&mut self, to: Handle, core: u16, answer: Remote) {
+        let c = &mut self.core;
+        let Some((key, slot)) = live(&mut self.slots, c.here, to) else {
+            return;
+        };
+        if let Some(o) = slot.extra.as_mut().and_then(|e| e.remote.as_mut()) {
+            o.core = core;
+        }
+        if slot.conn.is_parked() {
+            slot.extra()
+                .placed
+                .get_or_insert_with(Placed::default)
+                .answer = Some(Box::new(answer));
+            slot.conn.unpark(c.tick());
+            c.queue(key, slot);
+            // Read the request again now, so the answer is applied (an upgrade done) before the
+            // records that follow it in the batch (the dialect's first messages).
+            let mut fatal = false;
+            self.process_input(key, &mut fatal);
+            return;
+        }
+        if !slot.conn.is_held() {
+            return;
+        }
+        match answer.into_answer(c.now_ms) {
+            Answer::Respond(r) => self.answer_held(to, &r),
+            Answer::Hold { until_ms, fallback } => {
+                slot.conn
+                    .rehold(crate::proto::time::Tick::from_ms(until_ms), fallback);
+                self.schedule(key);
+            }
+            _ => self.answer_held(to, &Response::text(500, "internal error")),
+        }
+    }
+
+    /// Nodes are gone: the dialects here hear that their connections there closed, and our
+    /// connections served there end in their own terms.
+    pub(crate) fn nodes_gone(&mut self, g: &Gone) {
+        let me = self.core.node;
+        let gone = |n: u16| match g {
+            Gone::All => n != me,
+            Gone::Nodes(v) => v.contains(&n),
+        };
+        if let Some(link) = self.core.link.as_mut() {
+            let lost: Vec<Handle> = link
+                .remotes
+                .keys()
+                .filter(|h| gone(handle_node(**h)))
+                .copied()
+                .collect();
+            for h in lost {
+                if let Some(rc) = link.remotes.remove(&h) {
+                    if let Some(r) = ROUTES.get(usize::from(rc.route)) {
+                        self.core.gone.push((h, r.dialect));
+                    }
+                }
+            }
+        }
+        let served_there: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.extra
+                    .as_ref()
+                    .and_then(|e| e.remote)
+                    .is_some_and(|o| gone(o.node))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in served_there {
+            let c = &mut self.core;
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            let Some(e) = slot.extra.as_mut() else {
+                continue;
+            };
+            e.remote = None;
+            if slot.conn.is_parked() {
+                e.placed.get_or_insert_with(Placed::default).answer =
+                    Some(Box::new(Remote::Respond(node_gone())));
+                slot.conn.unpark(c.tick());
+                c.queue(key, slot);
+            } else if slot.conn.is_held() {
+                let h = handle(c.here, key, slot.gen);
+                self.answer_held(h, &node_gone());
+            } else {
+                slot.attached = false;
+                self.go_away(
+                    key,
+                    1012,
+                    "the cluster node serving this connection is gone",
+                );
+            }
+        }
+        self.flush_effects();
+    }
+
+    /// Send what this iteration queued for other nodes.
+    pub(crate) fn flush_cluster(&mut self) {
+        let Some(link) = self.core.link.as_mut() else {
+            return;
+        };
+        if link.out.is_empty() {
+            return;
+        }
+        let mut failed = Vec::new();
+        for (node, batch) in link.out.drain(..) {
+            if batch.is_empty() {
+                continue;
+            }
+            if link.cluster.submit(Job::Publish { node, batch }).is_err() {
+                failed.push(node);
+            }
+        }
+        if !failed.is_empty() {
+            warn!(
+                "core={} cluster queue full: records for node(s) {failed:?} dropped",
+                self.core.id
+            );
+            self.nodes_gone(&Gone::Nodes(failed));
+        }
+    }
+}

@@ -1,0 +1,355 @@
+//! A cluster over a real Redis: three `sigyard` processes, clients spread over them, every
+//! dialect's peers on different nodes; a node killed with `kill -9`; Redis stopped and
+//! restarted; a start without Redis.
+
+mod common;
+use common::cluster::{free_port, Node, Redis};
+use serde_json::{json, Value as Json};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::coding::CloseCode;
+use tungstenite::protocol::WebSocket;
+use tungstenite::Message;
+
+type Ws = WebSocket<TcpStream>;
+
+const SIGNED: &str = "1b93f0aa00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabb1c";
+
+fn cluster(n: usize, extra: &[&str]) -> Option<(Redis, Vec<Node>)> {
+    let redis = Redis::start()?;
+    let nodes = (0..n).map(|_| Node::start(&redis.url(), extra)).collect();
+    Some((redis, nodes))
+}
+
+fn conn_id() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).unwrap();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn connect(addr: SocketAddr, path_and_query: &str) -> Result<Ws, (u16, String)> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    match tungstenite::client::client(format!("ws://{addr}{path_and_query}"), s) {
+        Ok((ws, _)) => Ok(ws),
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            let body = resp.body().clone().unwrap_or_default();
+            Err((
+                resp.status().as_u16(),
+                String::from_utf8_lossy(&body).into(),
+            ))
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+fn mew(addr: SocketAddr, role: &str, cid: &str) -> Result<Ws, (u16, String)> {
+    connect(addr, &format!("/?role={role}&connId={cid}&signed={SIGNED}"))
+}
+
+fn recv_text(c: &mut Ws) -> String {
+    loop {
+        match c.read().expect("a message") {
+            Message::Text(t) => return t.as_str().to_owned(),
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+}
+
+fn recv(c: &mut Ws) -> Json {
+    serde_json::from_str(&recv_text(c)).expect("json")
+}
+
+fn send(c: &mut Ws, v: Json) {
+    c.send(Message::text(v.to_string())).unwrap();
+}
+
+/// The close frame (code, reason) that ends `c`, and how long it took to come.
+fn closed_with(c: &mut Ws) -> (CloseCode, String, Duration) {
+    let t = Instant::now();
+    loop {
+        match c.read() {
+            Ok(Message::Close(Some(f))) => {
+                return (f.code, f.reason.as_str().to_owned(), t.elapsed())
+            }
+            Ok(Message::Close(None)) => return (CloseCode::Status, String::new(), t.elapsed()),
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            other => panic!("expected a close, got {other:?}"),
+        }
+    }
+}
+
+fn signal(name: &str, message: &str) -> Json {
+    json!({"signal": name, "data": "", "message": message})
+}
+
+/// A MewConnect v2 pair with its initiator on `a` and receiver on `b`.
+fn mew_pair(a: SocketAddr, b: SocketAddr) -> (Ws, Ws, String) {
+    let cid = conn_id();
+    let mut i = mew(a, "initiator", &cid).expect("initiator accepted");
+    assert_eq!(
+        recv(&mut i),
+        signal("initiated", "Connected. Waiting for receiver.")
+    );
+    let mut r = mew(b, "receiver", &cid).expect("receiver accepted");
+    assert_eq!(
+        recv(&mut i),
+        signal(
+            "confirmation",
+            "Receiver Connected. Please Create WebRTC Offer."
+        )
+    );
+    assert_eq!(
+        recv(&mut r),
+        signal("confirmation", "Connected. Awaiting WebRTC Offer Details.")
+    );
+    (i, r, cid)
+}
+
+/// An offer's or answer's `data` as MewConnect clients send it (an eccrypto payload).
+fn encrypted(seed: u8) -> Json {
+    let b = |n: usize| json!({"type": "Buffer", "data": vec![seed; n]});
+    json!({"data": {"iv": b(16), "ephemPublicKey": b(65), "ciphertext": b(48), "mac": b(32)}})
+}
+
+#[test]
+fn mewconnect_pairs_across_nodes() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
+    let (mut i, mut r, cid) = mew_pair(a, b);
+    // Offer and answer cross nodes verbatim.
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(1)}),
+    );
+    let offer = recv(&mut r);
+    assert_eq!(offer["signal"], "offer");
+    assert_eq!(offer["data"], encrypted(1));
+    send(
+        &mut r,
+        json!({"action": "answersignal", "data": encrypted(2)}),
+    );
+    assert_eq!(recv(&mut i)["data"], encrypted(2));
+    // The pairing errors, from any node.
+    let text = |t: &str| format!("Failed to connect: {t}");
+    assert_eq!(
+        mew(c, "initiator", &cid).map(|_| ()).unwrap_err(),
+        (404, text("@connId already exists!"))
+    );
+    assert_eq!(
+        mew(c, "receiver", &cid).map(|_| ()).unwrap_err(),
+        (
+            404,
+            text("A connection pair already exists for this @connId")
+        )
+    );
+    assert_eq!(
+        mew(c, "receiver", &conn_id()).map(|_| ()).unwrap_err(),
+        (404, text("Connection pair doesn't exist!"))
+    );
+    // A disconnect is heard on the other node.
+    r.close(None).unwrap();
+    assert_eq!(
+        recv(&mut i),
+        signal("disconnected", "receiver has disconnected")
+    );
+    // The other way round, and on the third node.
+    let (i2, mut r2, _) = mew_pair(c, a);
+    drop(i2);
+    assert_eq!(
+        recv(&mut r2),
+        signal("disconnected", "initiator has disconnected")
+    );
+}
+
+fn is_id(s: &str) -> bool {
+    s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn peer_server(a: SocketAddr) -> (Ws, String) {
+    let mut s = connect(a, "/server").unwrap();
+    let v = recv(&mut s);
+    assert_eq!(v["type"], "HELLO");
+    let id = v["to"].as_str().unwrap().to_owned();
+    assert!(is_id(&id));
+    (s, id)
+}
+
+fn peer_client(a: SocketAddr, server: &mut Ws, sid: &str) -> (Ws, String) {
+    let mut c = connect(a, &format!("/client/{sid}")).unwrap();
+    let v = recv(&mut c);
+    assert_eq!(v["type"], "HELLO");
+    let id = v["to"].as_str().unwrap().to_owned();
+    assert!(is_id(&id) && id != sid);
+    let joined = recv(server);
+    assert_eq!(joined["type"], "PEER_JOINED");
+    assert_eq!(joined["message"]["id"], id.as_str());
+    (c, id)
+}
+
+#[test]
+fn peerolator_server_and_clients_on_three_nodes() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let (mut s, sid) = peer_server(nodes[0].addr);
+    let (mut c1, id1) = peer_client(nodes[1].addr, &mut s, &sid);
+    let (mut c2, id2) = peer_client(nodes[2].addr, &mut s, &sid);
+    // Relaying both ways.
+    send(
+        &mut c1,
+        json!({"to": sid, "type": "OFFER", "message": {"sdp": "x"}}),
+    );
+    let got = recv(&mut s);
+    assert_eq!(
+        (got["from"].as_str(), got["type"].as_str()),
+        (Some(id1.as_str()), Some("OFFER"))
+    );
+    send(
+        &mut s,
+        json!({"to": id2, "type": "ANSWER", "message": {"sdp": "y"}}),
+    );
+    let got = recv(&mut c2);
+    assert_eq!(
+        (got["from"].as_str(), got["type"].as_str()),
+        (Some(sid.as_str()), Some("ANSWER"))
+    );
+    // A client leaving: the server hears PEER_GONE.
+    drop(c1);
+    let gone = recv(&mut s);
+    assert_eq!(gone["type"], "PEER_GONE");
+    assert_eq!(gone["message"]["id"], id1.as_str());
+    // The server leaving: its clients hear PEER_GONE and stay connected.
+    s.close(None).unwrap();
+    let gone = recv(&mut c2);
+    assert_eq!(gone["type"], "PEER_GONE");
+    assert_eq!(gone["message"]["id"], sid.as_str());
+}
+
+#[test]
+fn a_killed_node_is_gone_for_its_peers_within_five_seconds() {
+    let Some((_redis, mut nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[1].addr, nodes[2].addr);
+    // Initiator (the pair's owner) on node 0, receiver on 1; initiator on 1, receiver on 0.
+    let (_i, mut r, _) = mew_pair(nodes[0].addr, a);
+    let (mut i2, _r2, _) = mew_pair(a, nodes[0].addr);
+    // A Peerolator server on 2 with a client on 0.
+    let (mut s, sid) = peer_server(b);
+    let (_c, cid) = peer_client(nodes[0].addr, &mut s, &sid);
+    nodes[0].kill9();
+    // The owner is gone: its receiver on another node is closed (1012), soon.
+    let (code, reason, took) = closed_with(&mut r);
+    assert_eq!(code, CloseCode::Restart, "{reason}");
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    // The owner lives: the dialect says the peer is gone, in its own terms.
+    let t = Instant::now();
+    assert_eq!(
+        recv(&mut i2),
+        signal("disconnected", "receiver has disconnected")
+    );
+    let gone = recv(&mut s);
+    assert_eq!(gone["type"], "PEER_GONE");
+    assert_eq!(gone["message"]["id"], cid.as_str());
+    assert!(t.elapsed() <= Duration::from_secs(5));
+    // The dead node's keys are free: a new pair whose initiator reaches node 1 works.
+    let (mut i3, mut r3, _) = mew_pair(a, b);
+    send(
+        &mut i3,
+        json!({"action": "offersignal", "data": encrypted(3)}),
+    );
+    assert_eq!(recv(&mut r3)["data"], encrypted(3));
+}
+
+#[test]
+fn redis_lost_and_back() {
+    let Some((mut redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (mut local_i, mut local_r, _) = mew_pair(a, a);
+    let (_cross_i, mut cross_r, _) = mew_pair(a, b);
+    redis.kill();
+    // A pair on one node keeps working.
+    send(
+        &mut local_i,
+        json!({"action": "offersignal", "data": encrypted(4)}),
+    );
+    assert_eq!(recv(&mut local_r)["data"], encrypted(4));
+    // A pair across nodes fails visibly, within the node timeout and a beat.
+    let (code, _, took) = closed_with(&mut cross_r);
+    assert_eq!(code, CloseCode::Restart);
+    assert!(took <= Duration::from_secs(6), "{took:?}");
+    // What needs the cluster is refused clearly meanwhile.
+    let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
+    assert_eq!(status, 503, "{body}");
+    // Redis back: the nodes reconnect and pair across again.
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match mew(a, "initiator", &conn_id()) {
+            Ok(_) => break,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("no recovery: {e:?}"),
+        }
+    }
+    // Both nodes re-registered: a new cross pair works.
+    std::thread::sleep(Duration::from_millis(1500));
+    let (mut i, mut r, _) = mew_pair(b, a);
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(5)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(5));
+    send(
+        &mut local_i,
+        json!({"action": "offersignal", "data": encrypted(6)}),
+    );
+    assert_eq!(recv(&mut local_r)["data"], encrypted(6));
+}
+
+#[test]
+fn start_without_redis_exits_2_naming_the_url() {
+    if common::skipped("redis") {
+        return;
+    }
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
+        .args(["--cluster", &url, "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{url}/0")), "{err}");
+}
+
+#[test]
+fn sigterm_leaves_the_cluster_at_once() {
+    let Some((_redis, mut nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (mut i, _r, _) = mew_pair(nodes[0].addr, nodes[1].addr);
+    let t = Instant::now();
+    nodes[1].term();
+    // The receiver is closed (1001) as the node drains: its initiator hears so at once.
+    assert_eq!(
+        recv(&mut i),
+        signal("disconnected", "receiver has disconnected")
+    );
+    assert!(t.elapsed() < Duration::from_secs(1), "{:?}", t.elapsed());
+    assert!(nodes[1].wait().success());
+    // The node that stays serves new pairs.
+    let (mut i2, mut r2, _) = mew_pair(nodes[0].addr, nodes[0].addr);
+    send(
+        &mut i2,
+        json!({"action": "offersignal", "data": encrypted(7)}),
+    );
+    assert_eq!(recv(&mut r2)["data"], encrypted(7));
+}
