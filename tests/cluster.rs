@@ -353,3 +353,136 @@ fn sigterm_leaves_the_cluster_at_once() {
     );
     assert_eq!(recv(&mut r2)["data"], encrypted(7));
 }
+
+fn next(c: &mut Ws) -> Message {
+    loop {
+        match c.read().expect("a message") {
+            Message::Ping(_) | Message::Pong(_) => continue,
+            m => return m,
+        }
+    }
+}
+
+fn join(c: &mut Ws, keys: &[&str]) {
+    send(c, json!({"type": "Join", "join": keys}));
+}
+
+#[test]
+fn cevitxe_introductions_see_peers_on_every_node() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let mut alice = connect(nodes[0].addr, "/introduction/alice").unwrap();
+    let mut bob = connect(nodes[1].addr, "/introduction/bob").unwrap();
+    let mut carol = connect(nodes[2].addr, "/introduction/carol").unwrap();
+    join(&mut alice, &["doc-1"]);
+    join(&mut bob, &["doc-1"]);
+    let intro = |id: &str| json!({"type": "Introduction", "id": id, "keys": ["doc-1"]});
+    assert_eq!(recv(&mut bob), intro("alice"));
+    assert_eq!(recv(&mut alice), intro("bob"));
+    join(&mut carol, &["doc-1"]);
+    let mut seen = vec![
+        recv(&mut carol)["id"].as_str().unwrap().to_owned(),
+        recv(&mut carol)["id"].as_str().unwrap().to_owned(),
+    ];
+    seen.sort();
+    assert_eq!(seen, ["alice", "bob"]);
+    assert_eq!(recv(&mut alice), intro("carol"));
+    assert_eq!(recv(&mut bob), intro("carol"));
+}
+
+/// Two pipe ends on two nodes, once the pipe carries a message each way.
+fn pipe(a: SocketAddr, b: SocketAddr, x: &str, y: &str) -> (Ws, Ws) {
+    let mut first = connect(a, &format!("/connection/{x}/{y}/doc")).unwrap();
+    first.send(Message::text("held")).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut second = connect(b, &format!("/connection/{y}/{x}/doc")).unwrap();
+    assert_eq!(next(&mut second), Message::text("held"));
+    second.send(Message::text("sync")).unwrap();
+    assert_eq!(next(&mut first), Message::text("sync"));
+    (first, second)
+}
+
+#[test]
+fn cevitxe_pipe_across_nodes_in_order_with_close_codes() {
+    let Some((_redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (mut x, mut y) = pipe(a, b, "x1", "y1");
+    // 20 MiB of 64 KiB messages, checked byte for byte, through the window.
+    const MSG: usize = 64 << 10;
+    const COUNT: usize = 320;
+    let writer = std::thread::spawn(move || {
+        for i in 0..COUNT {
+            x.send(Message::binary(vec![(i % 251) as u8; MSG])).unwrap();
+        }
+        x
+    });
+    for i in 0..COUNT {
+        let m = next(&mut y).into_data();
+        assert!(
+            m.len() == MSG && m.iter().all(|b| *b == (i % 251) as u8),
+            "message {i}"
+        );
+    }
+    let mut x = writer.join().unwrap();
+    // A close code crosses after the data sent before it.
+    x.send(Message::text("last")).unwrap();
+    x.close(Some(tungstenite::protocol::CloseFrame {
+        code: CloseCode::Library(4001),
+        reason: "bye".into(),
+    }))
+    .unwrap();
+    let _ = x.flush();
+    assert_eq!(next(&mut y), Message::text("last"));
+    let (code, _, _) = closed_with(&mut y);
+    assert_eq!(code, CloseCode::Library(4001));
+    // A vanished end closes the other with 1001.
+    let (x2, mut y2) = pipe(b, a, "x2", "y2");
+    drop(x2);
+    assert_eq!(closed_with(&mut y2).0, CloseCode::Away);
+}
+
+#[test]
+fn a_slow_reader_on_another_node_pushes_back_on_the_writer() {
+    let Some((_redis, nodes)) = cluster(2, &["--idle-timeout", "0", "--ping-interval", "0"]) else {
+        return;
+    };
+    let (mut x, mut y) = pipe(nodes[0].addr, nodes[1].addr, "fast", "slow");
+    let mut raw = x.get_mut().try_clone().unwrap();
+    raw.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
+    frame.extend(vec![b'x'; 16 << 10]);
+    let mut sent = 0usize;
+    let t0 = Instant::now();
+    use std::io::Write;
+    while t0.elapsed() < Duration::from_secs(3) {
+        match raw.write(&frame) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    // Bounded by the window, the reader's queue and both nodes' socket buffers, not by time.
+    assert!(sent < 32 << 20, "the writer was never paused: {sent} bytes");
+    let mut got = 0usize;
+    while got < 1 << 20 {
+        got += next(&mut y).into_data().len();
+    }
+}
+
+#[test]
+fn the_npm_client_suites_with_peers_on_three_nodes() {
+    if common::skipped("npm") {
+        return;
+    }
+    let Some((_redis, nodes)) =
+        cluster(3, &["--echo", "--workspaces-secret", "cluster-test-secret"])
+    else {
+        return;
+    };
+    common::npm::install();
+    let urls: Vec<String> = nodes.iter().map(|n| format!("ws://{}", n.addr)).collect();
+    common::npm::run_all(&urls.join(","));
+}

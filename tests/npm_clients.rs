@@ -3,72 +3,19 @@
 //! sockets, and the V2 signaling code of `@myetherwallet/mewconnect-web-client`
 //! (tests/npm/README.md), and `socket.io-client` 2.5.0 against the Socket.IO layer
 //! (polling, websocket, upgrade), webRTWorkspaces and MewConnect v1 (the web client's V1
-//! initiator). Needs Node.js and npm;
-//! the packages are installed from tests/npm/package-lock.json on first run.
+//! initiator). Needs Node.js and npm; the packages are installed from
+//! tests/npm/package-lock.json on first run. (tests/cluster.rs runs them over three nodes.)
 
 mod common;
-use std::path::Path;
-use std::process::Command;
 
 #[test]
 fn real_npm_clients_work_against_sigyard() {
     if common::skipped("npm") {
         return;
     }
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/npm");
-    // (Checked per package so a checkout that installed before a package was added updates.)
-    let installed = [
-        "@localfirst/relay",
-        "@myetherwallet/mewconnect-web-client",
-        "socket.io-client",
-    ]
-    .iter()
-    .all(|p| dir.join("node_modules").join(p).is_dir());
-    if !installed {
-        // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
-        // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is installed (Node.js 20)");
-        assert!(status.success(), "npm install failed in tests/npm");
-    }
+    common::npm::install();
     let h = common::start(|b| b.threads(2));
     let url = format!("ws://{}", h.plain_addr().unwrap());
-    // Every `*.test.mjs`, and the Socket.IO dialect files in socketio/ (`*.sio.mjs`, which
-    // also run against the socket.io bridge, see tests/npm/README.md).
-    let mut files: Vec<String> = Vec::new();
-    for (sub, suffix) in [("", ".test.mjs"), ("socketio/", ".sio.mjs")] {
-        for e in std::fs::read_dir(dir.join(sub)).expect("tests/npm") {
-            let name = e.unwrap().file_name().into_string().unwrap();
-            if name.ends_with(suffix) {
-                files.push(format!("{sub}{name}"));
-            }
-        }
-    }
-    files.sort();
-    let out = Command::new("node")
-        .arg("--test")
-        .args(&files)
-        .env("SIGYARD_URL", &url)
-        .env("SIGYARD_WORKSPACES_CAPACITY", "5")
-        .current_dir(&dir)
-        .output()
-        .expect("node runs");
-    let report = String::from_utf8_lossy(&out.stdout);
-    let count = |label: &str| -> Option<u32> {
-        report
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("# {label} ")))
-            .and_then(|n| n.trim().parse().ok())
-    };
-    let (pass, fail) = (count("pass"), count("fail"));
-    println!("npm clients against {url}: pass={pass:?} fail={fail:?}");
+    common::npm::run_all(&url);
     common::stop(h);
-    assert!(
-        out.status.success() && fail == Some(0) && pass.is_some_and(|p| p >= 30),
-        "node --test failed (pass={pass:?}, fail={fail:?}):\n{report}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }

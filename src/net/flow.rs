@@ -415,7 +415,7 @@ impl Reactor {
             let (list, bytes) = out.drain();
             for o in list {
                 if self.elsewhere(&o) {
-                    self.core.forward_output(o, bytes);
+                    self.output_elsewhere(o, bytes);
                     continue;
                 }
                 match o {
@@ -537,10 +537,16 @@ impl Reactor {
     /// True when `key`'s pipe peer has sent only part of a frame into `key`'s send queue (so
     /// nothing else may be written there yet).
     pub(crate) fn peer_mid_frame(&self, key: usize) -> bool {
-        let Some(peer) = self.slots.get(key).and_then(Slot::peer) else {
+        let Some(slot) = self.slots.get(key) else {
             return false;
         };
-        let (_, pk, gen) = crate::net::resolve(peer);
+        let Some(peer) = slot.peer() else {
+            return false;
+        };
+        let (at, pk, gen) = crate::net::resolve(peer);
+        if at != self.core.here {
+            return slot.extra.as_ref().is_some_and(|e| e.peer_mid);
+        }
         self.slots.get(pk).is_some_and(|p| {
             crate::net::same_gen(p.gen, gen) && p.forwarding() && p.conn.mid_frame()
         })
@@ -555,7 +561,13 @@ impl Reactor {
         let Some(peer) = slot.peer() else {
             return false;
         };
-        let (_, pk, gen) = crate::net::resolve(peer);
+        let (at, pk, gen) = crate::net::resolve(peer);
+        if at != self.core.here {
+            // On another node: the window of unacknowledged bytes is its queue.
+            let e = slot.extra.as_deref();
+            let full = slot.forwarding() && e.is_some_and(|e| e.unacked >= self.core.pipe_window());
+            return full || e.is_some_and(|e| e.peer_mid);
+        }
         let high_water = self.core.shared.cfg.limits.buffer_size;
         let full = slot.forwarding()
             && self
@@ -574,7 +586,10 @@ impl Reactor {
         let Some(peer) = self.slots.get(a_key).and_then(Slot::peer) else {
             return false;
         };
-        let (_, b_key, b_gen) = crate::net::resolve(peer);
+        let (at, b_key, b_gen) = crate::net::resolve(peer);
+        if at != self.core.here {
+            return self.pipe_forward_remote(a_key, peer);
+        }
         let high_water = self.core.shared.cfg.limits.buffer_size;
         let mut progress = false;
         loop {
@@ -625,7 +640,7 @@ impl Reactor {
     /// code when the end closed cleanly after its data; otherwise it vanished (EOF, error,
     /// drop, shutdown).
     pub(crate) fn pipe_end(&mut self, key: usize, ended: Option<u16>) {
-        let id = self.core.here;
+        let here = self.core.here;
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
@@ -634,13 +649,31 @@ impl Reactor {
         };
         // A vanished end that was mid-frame leaves half a frame in the peer's queue.
         let half_frame = ended.is_none() && slot.conn.is_piped() && slot.conn.mid_frame();
-        let c = &mut self.core;
-        let Some((pk, p)) = live(&mut self.slots, id, peer) else {
+        if crate::net::resolve(peer).0 != here {
+            let end = crate::proto::cluster::Record::End {
+                to: peer,
+                code: ended.unwrap_or(crate::proto::cluster::VANISHED),
+                half_frame,
+            };
+            self.core.emit(crate::net::handle_node(peer), &end);
+            return;
+        }
+        let Some((pk, p)) = live(&mut self.slots, here, peer) else {
             return;
         };
         if let Some(e) = p.extra.as_mut() {
             e.peer = None;
         }
+        self.peer_ended(pk, ended, half_frame);
+    }
+
+    /// `key`'s pipe peer stopped: closed cleanly with a code after its data (`ended`), or
+    /// vanished, perhaps inside a frame it was writing into `key`'s queue (`half_frame`).
+    pub(crate) fn peer_ended(&mut self, key: usize, ended: Option<u16>, half_frame: bool) {
+        let c = &mut self.core;
+        let Some(p) = self.slots.get_mut(key) else {
+            return;
+        };
         let now = c.tick();
         match (ended, half_frame) {
             (_, true) => p.conn.abort(),
@@ -655,14 +688,14 @@ impl Reactor {
                 tx_force(&mut p.tx, &mut c.pool),
             ),
         }
-        c.queue(pk, p);
-        self.settle(pk);
+        c.queue(key, p);
+        self.settle(key);
     }
 }
 
 /// Send one forwarded piece (a header and/or payload) to `b`: straight to its socket when
 /// nothing is queued before it, else behind what is queued.
-fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core) {
+pub(crate) fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core) {
     let mut written = 0;
     if b.tls.is_none() && b.writable && b.pending_out() == 0 {
         match b

@@ -697,6 +697,9 @@ impl Reactor {
         }
         self.settle(key);
         self.flush_effects();
+        if self.core.link.is_some() {
+            self.ack_owed(key);
+        }
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return;

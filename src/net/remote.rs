@@ -9,11 +9,12 @@
 //! here. Dialects never learn which of their connections are remote.
 
 use crate::cluster::{Cluster, ClusterMsg, Gone, Job};
-use crate::net::flow::call;
+use crate::net::flow::{call, forward};
 use crate::net::reactor::{live, Core, Reactor};
 use crate::net::slot::{tx_force, Owner, Placed};
 use crate::net::{handle, handle_node};
-use crate::proto::cluster::{records, Record, Remote};
+use crate::proto::cluster::{records, Record, Remote, VANISHED};
+use crate::proto::conn::Step;
 use crate::proto::dialect::{upgrade_required, Answer, Handle, Output};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 use crate::registry::ROUTES;
@@ -99,6 +100,12 @@ impl Core {
         }
     }
 
+    /// Bytes a pipe end sends to a peer on another node before it waits for acknowledgements:
+    /// what a pipe across nodes may hold in flight (in Redis, in the bridges, in mailboxes).
+    pub(crate) fn pipe_window(&self) -> u32 {
+        (4 * self.shared.cfg.limits.buffer_size).min(u32::MAX as usize) as u32
+    }
+
     /// How long a request waits for another node's answer.
     pub(crate) fn answer_wait(&self) -> Duration {
         2 * self.shared.cfg.cluster_options.node_timeout
@@ -135,23 +142,146 @@ impl Core {
                     },
                 );
             }
-            Output::Pipe { a, b } => {
-                // Two ends on different nodes are not joined yet: both are told the pipe
-                // cannot be made, as when a peer vanishes.
-                for h in [a, b] {
-                    let rec = Record::Close {
-                        to: h,
-                        code: 1011,
-                        reason: "pipe across cluster nodes not available",
-                    };
-                    self.emit(handle_node(h), &rec);
-                }
-            }
+            // Joined by the reactor ([`Reactor::output_elsewhere`]).
+            Output::Pipe { .. } => {}
         }
     }
 }
 
 impl Reactor {
+    /// A dialect's output naming a connection of another node.
+    pub(crate) fn output_elsewhere(&mut self, o: Output, bytes: &[u8]) {
+        match o {
+            // Each end learns its peer: here directly, there by a `Link` to its node.
+            Output::Pipe { a, b } => {
+                for (x, y) in [(a, b), (b, a)] {
+                    if handle_node(x) == self.core.node {
+                        self.link_one(x, y);
+                    } else {
+                        self.core
+                            .emit(handle_node(x), &Record::Link { to: x, peer: y });
+                    }
+                }
+            }
+            o => self.core.forward_output(o, bytes),
+        }
+    }
+
+    /// `conn` (of this core) is now piped to `peer` (on another node).
+    fn link_one(&mut self, conn: Handle, peer: Handle) {
+        let c = &mut self.core;
+        match live(&mut self.slots, c.here, conn) {
+            Some((key, slot)) if slot.conn.is_open() => {
+                slot.extra().peer = Some(peer);
+                slot.conn.start_piping();
+                c.queue(key, slot);
+            }
+            // Gone already: the other end must not wait for it.
+            _ => {
+                let end = Record::End {
+                    to: peer,
+                    code: VANISHED,
+                    half_frame: false,
+                };
+                c.emit(handle_node(peer), &end);
+            }
+        }
+    }
+
+    /// Forward `a`'s data frames to its pipe peer on another node, as `Data` records, while
+    /// the window allows.
+    pub(crate) fn pipe_forward_remote(&mut self, a_key: usize, peer: Handle) -> bool {
+        let node = handle_node(peer);
+        let window = self.core.pipe_window();
+        let mut progress = false;
+        loop {
+            let c = &mut self.core;
+            let Some(a) = self.slots.get_mut(a_key) else {
+                return progress;
+            };
+            let unacked = a.extra.as_ref().map_or(0, |e| e.unacked);
+            if unacked >= window || !a.rx.has_bytes() {
+                return progress;
+            }
+            let now = c.tick();
+            let Some(rx) = a.rx.buf(&mut c.pool, false) else {
+                c.starved.push((a_key, a.gen));
+                return progress;
+            };
+            let a_tx = &mut a.tx.get_or_insert_with(|| c.pool.tx_force()).data;
+            let (step, used) = a
+                .conn
+                .read(now, &c.shared.limits, rx.filled(), a_tx, &mut c.proto);
+            match step {
+                Step::Forward {
+                    header,
+                    header_len,
+                    payload,
+                } => {
+                    let mid = a.conn.mid_frame();
+                    let head = &header[..usize::from(header_len)];
+                    let body = &rx.filled()[payload];
+                    let n = head.len() + body.len();
+                    if !head.is_empty() {
+                        let mid_frame = !body.is_empty() || mid;
+                        c.emit(
+                            node,
+                            &Record::Data {
+                                to: peer,
+                                mid_frame,
+                                bytes: head,
+                            },
+                        );
+                    }
+                    if !body.is_empty() {
+                        c.emit(
+                            node,
+                            &Record::Data {
+                                to: peer,
+                                mid_frame: mid,
+                                bytes: body,
+                            },
+                        );
+                    }
+                    rx.consume(used);
+                    let e = a.extra();
+                    e.unacked = e.unacked.saturating_add(n as u32);
+                    progress = true;
+                }
+                Step::Ended { code } => {
+                    rx.consume(used);
+                    self.pipe_end(a_key, Some(code));
+                    return true;
+                }
+                _ => {
+                    rx.consume(used);
+                    return progress || used > 0;
+                }
+            }
+        }
+    }
+
+    /// Acknowledge what a pipe peer on another node sent, once it left our queue's high-water
+    /// mark behind.
+    pub(crate) fn ack_owed(&mut self, key: usize) {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return;
+        };
+        let high_water = c.shared.cfg.limits.buffer_size;
+        let pending = slot.pending_out();
+        let Some(e) = slot.extra.as_mut().filter(|e| e.owed > 0) else {
+            return;
+        };
+        let Some(peer) = e.peer else {
+            return;
+        };
+        if pending < high_water {
+            let n = std::mem::take(&mut e.owed);
+            c.emit(handle_node(peer), &Record::Ack { to: peer, n });
+        }
+    }
+
     /// True when an output names a connection of another node.
     pub(crate) fn elsewhere(&self, o: &Output) -> bool {
         if self.core.link.is_none() {
@@ -389,7 +519,43 @@ impl Reactor {
                 }
             }
             Record::Respond { to, response } => self.answer_held(to, &response),
-            Record::Link { .. } | Record::Data { .. } | Record::Ack { .. } | Record::End { .. } => {
+            Record::Link { to, peer } => self.link_one(to, peer),
+            Record::Data {
+                to,
+                mid_frame,
+                bytes,
+            } => {
+                let c = &mut self.core;
+                if let Some((key, b)) = live(&mut self.slots, c.here, to) {
+                    if b.conn.is_open() {
+                        forward(b, &[], bytes, c);
+                    }
+                    let e = b.extra();
+                    e.peer_mid = mid_frame;
+                    e.owed = e.owed.saturating_add(bytes.len() as u32);
+                    c.queue(key, b);
+                }
+            }
+            Record::Ack { to, n } => {
+                let c = &mut self.core;
+                if let Some((key, a)) = live(&mut self.slots, c.here, to) {
+                    let e = a.extra();
+                    e.unacked = e.unacked.saturating_sub(n);
+                    c.queue(key, a);
+                }
+            }
+            Record::End {
+                to,
+                code,
+                half_frame,
+            } => {
+                let c = &mut self.core;
+                if let Some((key, b)) = live(&mut self.slots, c.here, to) {
+                    if b.extra.as_mut().and_then(|e| e.peer.take()).is_some() {
+                        let ended = (code != VANISHED).then_some(code);
+                        self.peer_ended(key, ended, half_frame);
+                    }
+                }
             }
         }
     }
@@ -531,6 +697,25 @@ impl Reactor {
                 }
             }
         }
+        // Pipe ends whose peer was there: it vanished (perhaps inside a frame).
+        let here = self.core.here;
+        let piped_there: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| {
+                s.peer()
+                    .is_some_and(|p| crate::net::resolve(p).0 != here && gone(handle_node(p)))
+            })
+            .map(|(k, _)| k)
+            .collect();
+        for key in piped_there {
+            let Some(e) = self.slots.get_mut(key).and_then(|s| s.extra.as_mut()) else {
+                continue;
+            };
+            e.peer = None;
+            let half = std::mem::take(&mut e.peer_mid);
+            self.peer_ended(key, None, half);
+        }
         let served_there: Vec<usize> = self
             .slots
             .iter()
@@ -551,7 +736,10 @@ impl Reactor {
                 continue;
             };
             e.remote = None;
-            if slot.conn.is_parked() {
+            if e.peer.is_some() {
+                // A pipe outlives the dialect that joined it.
+                slot.attached = false;
+            } else if slot.conn.is_parked() {
                 e.placed.get_or_insert_with(Placed::default).answer =
                     Some(Box::new(Remote::Respond(node_gone())));
                 slot.conn.unpark(c.tick());

@@ -64,6 +64,13 @@ pub(crate) struct Extra {
     /// The cluster node (and core) whose dialect instance serves this connection, when that
     /// is not this core's.
     pub remote: Option<Owner>,
+    /// A pipe peer on another node: its last `Data` ended inside a frame.
+    pub peer_mid: bool,
+    /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).
+    pub unacked: u32,
+    /// A pipe peer on another node: bytes received from it whose acknowledgement waits for
+    /// this connection's queue to drain.
+    pub owed: u32,
 }
 
 /// Where a connection's dialect lives in a cluster.

@@ -4,6 +4,7 @@
 #![allow(dead_code)] // each test binary uses a different subset
 
 pub mod cluster;
+pub mod npm;
 
 use rand::{Rng, SeedableRng};
 use sigyard::{Builder, Handle, Server};

@@ -5,7 +5,7 @@
 import './lib/setup.mjs'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SERVER_URL, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
+import { nextUrl, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
 
 const { Client } = (await import('cevitxe-signal-client')).default
 exitWhenDone()
@@ -51,8 +51,8 @@ test('cevitxe-signal-client 0.4.2: join key, peer event on both sides, then text
   const key = uid('key')
   const aliceId = uid('alice')
   const bobId = uid('bob')
-  const alice = new Client({ id: aliceId, url: SERVER_URL })
-  const bob = new Client({ id: bobId, url: SERVER_URL })
+  const alice = new Client({ id: aliceId, url: nextUrl() })
+  const bob = new Client({ id: bobId, url: nextUrl() })
   t.after(() => {
     shutdown(alice)
     shutdown(bob)

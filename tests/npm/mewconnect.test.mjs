@@ -12,7 +12,7 @@ import { register } from 'node:module'
 import { EventEmitter } from 'node:events'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SERVER_URL, TEST_MS, withTimeout, exitWhenDone } from './lib/helpers.mjs'
+import { nextUrl, TEST_MS, withTimeout, exitWhenDone } from './lib/helpers.mjs'
 
 register('./lib/mew-hooks.mjs', import.meta.url)
 const PKG = '@myetherwallet/mewconnect-web-client/src/connectClient'
@@ -21,7 +21,8 @@ const { default: WebsocketConnection } = await import(`${PKG}/websocketWrapper.j
 const { default: MewConnectCrypto } = await import(`${PKG}/MewConnectCrypto.js`)
 exitWhenDone()
 
-const URL = `${SERVER_URL}/staging`
+/** The next node's MewConnect path. */
+const url = () => `${nextUrl()}/staging`
 
 /** Stands in for the client's WebRtcCommunication (simple-peer + wrtc). */
 class FakeWebRtc extends EventEmitter {
@@ -74,7 +75,7 @@ async function receiver(privateKeyHex, connId) {
   const signed = crypto.signMessageSync(privateKeyHex)
   const socket = new WebsocketConnection()
   const confirmation = nextSignal(socket, 'confirmation')
-  await socket.connect(URL, { role: 'receiver', connId, signed })
+  await socket.connect(url(), { role: 'receiver', connId, signed })
   return { crypto, socket, signed, confirmation }
 }
 
@@ -86,11 +87,11 @@ test('real V2 initiator and a receiver pair, exchange encrypted offer/answer, rt
 
   const offer = { type: 'offer', sdp: `v=0\r\no=- ${Date.now()} 2 IN IP4 127.0.0.1\r\ns=-\r\n` }
   const webrtc = new FakeWebRtc(offer)
-  const initiator = new MewConnectInitiatorV2({ url: URL, webRtcCommunication: webrtc })
+  const initiator = new MewConnectInitiatorV2({ url: url(), webRtcCommunication: webrtc })
   t.after(() => initiator.socketDisconnect())
   const initiated = next(initiator, 'initiated')
   const paired = next(initiator, 'socketPaired')
-  await initiator.initiatorStart(URL, crypto, { connId, signed })
+  await initiator.initiatorStart(url(), crypto, { connId, signed })
   await initiated
 
   const r = await receiver(privateKeyHex, connId)
@@ -135,7 +136,7 @@ test('V2 initiator: tryturn gives turntoken servers with `url`, as retryViaTurn 
   const init = new WebsocketConnection()
   t.after(() => init.disconnect())
   const initiated = nextSignal(init, 'initiated')
-  await init.connect(URL, { role: 'initiator', connId, signed })
+  await init.connect(url(), { role: 'initiator', connId, signed })
   await initiated
   const r = await receiver(privateKeyHex, connId)
   t.after(() => r.socket.disconnect())
@@ -155,10 +156,10 @@ test('V2 receiver with a wrong signature is refused at the upgrade with 404', { 
   const init = new WebsocketConnection()
   t.after(() => init.disconnect())
   const initiated = nextSignal(init, 'initiated')
-  await init.connect(URL, { role: 'initiator', connId, signed })
+  await init.connect(url(), { role: 'initiator', connId, signed })
   await initiated
   const other = initiatorKeys() // a different key signs a different message
-  const ws = new WebSocket(`${URL}?role=receiver&connId=${connId}&signed=${other.signed}`)
+  const ws = new WebSocket(`${url()}?role=receiver&connId=${connId}&signed=${other.signed}`)
   const status = await withTimeout(
     new Promise(resolve => ws.on('unexpected-response', (_req, res) => resolve(res.statusCode))),
     undefined,

@@ -5,7 +5,7 @@
 import './lib/setup.mjs'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SERVER_URL, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
+import { nextUrl, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
 
 const { Client } = await import('@localfirst/relay-client')
 exitWhenDone()
@@ -37,8 +37,8 @@ async function connectedPair(t) {
   const documentId = uid('doc')
   const aliceName = uid('alice')
   const bobName = uid('bob')
-  const alice = new Client({ userName: aliceName, url: SERVER_URL })
-  const bob = new Client({ userName: bobName, url: SERVER_URL })
+  const alice = new Client({ userName: aliceName, url: nextUrl() })
+  const bob = new Client({ userName: bobName, url: nextUrl() })
   t.after(() => {
     alice.disconnectServer()
     bob.disconnectServer()

@@ -4,7 +4,7 @@
 import './lib/setup.mjs'
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { SERVER_URL, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
+import { nextUrl, TEST_MS, uid, withTimeout, asText, exitWhenDone } from './lib/helpers.mjs'
 
 const { Client } = await import('@localfirst/relay/Client.js')
 exitWhenDone()
@@ -38,8 +38,8 @@ async function connectedPair(t) {
   const documentId = uid('doc')
   const alicePeerId = uid('alice')
   const bobPeerId = uid('bob')
-  const alice = new Client({ peerId: alicePeerId, url: SERVER_URL })
-  const bob = new Client({ peerId: bobPeerId, url: SERVER_URL })
+  const alice = new Client({ peerId: alicePeerId, url: nextUrl() })
+  const bob = new Client({ peerId: bobPeerId, url: nextUrl() })
   t.after(() => {
     alice.disconnectServer()
     bob.disconnectServer()

@@ -3,11 +3,19 @@
 import { after } from 'node:test'
 import WebSocket from 'ws'
 
-/** Base URL of the server under test, e.g. ws://127.0.0.1:8080 (no trailing slash). */
-export const SERVER_URL = (process.env.SIGYARD_URL ?? '').replace(/\/+$/, '')
-if (!/^wss?:\/\/[^/]+/.test(SERVER_URL)) {
+/**
+ * Base URLs of the server under test, e.g. ws://127.0.0.1:8080 (no trailing slash). Several,
+ * comma-separated, are the nodes of one cluster: each new connection takes the next one, so
+ * the peers of every test are spread over the nodes.
+ */
+export const SERVER_URLS = (process.env.SIGYARD_URL ?? '').split(',').map(u => u.trim().replace(/\/+$/, ''))
+if (!SERVER_URLS.every(u => /^wss?:\/\/[^/]+/.test(u))) {
   throw new Error('Set SIGYARD_URL to the server under test, e.g. SIGYARD_URL=ws://127.0.0.1:8080')
 }
+export const SERVER_URL = SERVER_URLS[0]
+let turn = 0
+/** The URL for the next connection (the next node of a cluster). */
+export const nextUrl = () => SERVER_URLS[turn++ % SERVER_URLS.length]
 
 /** Per-step wait (ms) and per-test budget (ms). */
 export const STEP_MS = Number(process.env.SIGYARD_STEP_MS) || 3000
@@ -58,7 +66,7 @@ let arrivalSeq = 0
  */
 export class RawSocket {
   constructor(path) {
-    this.url = `${SERVER_URL}${path}`
+    this.url = `${nextUrl()}${path}`
     this.ws = new WebSocket(this.url)
     this.received = []
     this.waiters = []

@@ -1,13 +1,13 @@
 // Helpers for the Socket.IO tests: the real socket.io-client 2.x against SIGYARD_URL (as http).
 import io from 'socket.io-client'
-import { SERVER_URL, STEP_MS, withTimeout } from './helpers.mjs'
+import { SERVER_URL, STEP_MS, nextUrl, withTimeout } from './helpers.mjs'
 
 /** The server's base URL for socket.io-client (http:// or https://). */
 export const SIO_URL = SERVER_URL.replace(/^ws/, 'http')
 
 /** A new client (never shared, no automatic reconnection unless asked). */
 export function connect(opts = {}) {
-  return io(SIO_URL, { forceNew: true, reconnection: false, ...opts })
+  return io(nextUrl().replace(/^ws/, 'http'), { forceNew: true, reconnection: false, ...opts })
 }
 
 /** Resolves with the arguments of the next `event` on `emitter` (an array). */

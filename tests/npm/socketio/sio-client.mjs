@@ -2,13 +2,12 @@
 // the Socket.IO tests (webRTWorkspaces, MewConnect v1). Server URL from SIGYARD_URL
 // (ws:// or http://; the client is given http://).
 import { createRequire } from 'node:module'
-import { SERVER_URL, STEP_MS, sleep, withTimeout } from '../lib/helpers.mjs'
+import { STEP_MS, nextUrl, sleep, withTimeout } from '../lib/helpers.mjs'
 
 const require = createRequire(import.meta.url)
 /** The published client, `io(url, opts)`. */
 export const io = require('socket.io-client')
 
-export const HTTP_URL = SERVER_URL.replace(/^ws/, 'http')
 
 /** The three ways a socket.io-client 2 reaches the server. */
 export const MODES = {
@@ -28,7 +27,7 @@ export class SioClient {
   constructor({ transports = MODES.websocket, query = {} } = {}) {
     this.received = []
     this.waiters = []
-    this.socket = io(HTTP_URL, { transports, query, forceNew: true, reconnection: false, timeout: STEP_MS })
+    this.socket = io(nextUrl().replace(/^ws/, 'http'), { transports, query, forceNew: true, reconnection: false, timeout: STEP_MS })
     const record = (event, args) => {
       this.received.push({ event, args, seq: ++arrival })
       for (const w of this.waiters.splice(0)) w()
