@@ -156,6 +156,20 @@ fn mewconnect_pairs_across_nodes() {
         recv(&mut i),
         signal("disconnected", "receiver has disconnected")
     );
+    // The nodes' metrics say who they see (as of their last heartbeat) and what crossed.
+    for n in &nodes {
+        let t = Instant::now();
+        while common::metric(n.addr, "sigyard_cluster_nodes") != 3.0 {
+            assert!(
+                t.elapsed() < Duration::from_secs(3),
+                "a node sees fewer than 3"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(common::metric(n.addr, "sigyard_cluster_redis_up"), 1.0);
+    }
+    assert!(common::metric(a, "sigyard_cluster_records_in_total") >= 3.0);
+    assert!(common::metric(b, "sigyard_cluster_records_out_total") >= 3.0);
     // The other way round, and on the third node.
     let (i2, mut r2, _) = mew_pair(c, a);
     drop(i2);
@@ -256,6 +270,8 @@ fn a_killed_node_is_gone_for_its_peers_within_five_seconds() {
     assert_eq!(gone["type"], "PEER_GONE");
     assert_eq!(gone["message"]["id"], cid.as_str());
     assert!(t.elapsed() <= Duration::from_secs(5));
+    assert_eq!(common::metric(a, "sigyard_cluster_nodes_gone_total"), 1.0);
+    assert_eq!(common::metric(a, "sigyard_cluster_nodes"), 2.0);
     // The dead node's keys are free: a new pair whose initiator reaches node 1 works.
     let (mut i3, mut r3, _) = mew_pair(a, b);
     send(
@@ -287,6 +303,7 @@ fn redis_lost_and_back() {
     // What needs the cluster is refused clearly meanwhile.
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
+    assert_eq!(common::metric(a, "sigyard_cluster_redis_up"), 0.0);
     // Redis back: the nodes reconnect and pair across again.
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -485,4 +502,18 @@ fn the_npm_client_suites_with_peers_on_three_nodes() {
     common::npm::install();
     let urls: Vec<String> = nodes.iter().map(|n| format!("ws://{}", n.addr)).collect();
     common::npm::run_all(&urls.join(","));
+}
+
+#[test]
+fn a_room_outlives_its_claims_ttl_while_connected() {
+    let opts = ["--cluster-node-timeout", "1s", "--cluster-claim-ttl", "3s"];
+    let Some((_redis, nodes)) = cluster(2, &opts) else {
+        return;
+    };
+    let (mut s, sid) = peer_server(nodes[0].addr);
+    // Past two TTLs: the server's key is refreshed while it is connected.
+    std::thread::sleep(Duration::from_secs(7));
+    let (mut c, id) = peer_client(nodes[1].addr, &mut s, &sid);
+    send(&mut c, json!({"to": sid, "type": "OFFER", "message": {}}));
+    assert_eq!(recv(&mut s)["from"], id.as_str());
 }

@@ -136,6 +136,8 @@ pub(crate) enum Job {
         gen: u32,
         key: Box<str>,
     },
+    /// Keep these claims of this node (keys with live connections) for another TTL.
+    Refresh { keys: Vec<Box<str>> },
 }
 
 /// What the bridge tells a core.
@@ -149,6 +151,8 @@ pub enum ClusterMsg {
         node: Option<u16>,
     },
     Gone(Gone),
+    /// Time to send the keys in use for [`Job::Refresh`].
+    RefreshClaims,
 }
 
 /// Relationships that ended.
@@ -174,6 +178,95 @@ pub struct ClusterStats {
     pub claims: AtomicU64,
     pub rtt_us: AtomicU64,
     pub nodes_gone: AtomicU64,
+}
+
+impl ClusterStats {
+    /// The Prometheus text of the cluster's figures.
+    pub fn render(&self, node: u16, o: &mut String) {
+        use std::fmt::Write;
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut metric = |name: &str, kind: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+        };
+        metric(
+            "sigyard_cluster_node_id",
+            "gauge",
+            "this process's node id in the cluster",
+            u64::from(node),
+        );
+        metric(
+            "sigyard_cluster_nodes",
+            "gauge",
+            "live nodes at the last heartbeat (this one included)",
+            g(&self.nodes),
+        );
+        metric(
+            "sigyard_cluster_redis_up",
+            "gauge",
+            "1 while the command connection to Redis works",
+            g(&self.redis_up),
+        );
+        metric(
+            "sigyard_cluster_redis_rtt_microseconds",
+            "gauge",
+            "round trip of the last heartbeat (with the commands pipelined before it)",
+            g(&self.rtt_us),
+        );
+        metric(
+            "sigyard_cluster_records_out_total",
+            "counter",
+            "records sent to other nodes",
+            g(&self.records_out),
+        );
+        metric(
+            "sigyard_cluster_bytes_out_total",
+            "counter",
+            "bytes published to other nodes",
+            g(&self.bytes_out),
+        );
+        metric(
+            "sigyard_cluster_records_in_total",
+            "counter",
+            "records received from other nodes",
+            g(&self.records_in),
+        );
+        metric(
+            "sigyard_cluster_bytes_in_total",
+            "counter",
+            "bytes received from other nodes",
+            g(&self.bytes_in),
+        );
+        metric(
+            "sigyard_cluster_publishes_total",
+            "counter",
+            "batches published",
+            g(&self.publishes),
+        );
+        metric(
+            "sigyard_cluster_failed_deliveries_total",
+            "counter",
+            "batches that reached no node (it was gone) or could not be queued",
+            g(&self.failed_deliveries),
+        );
+        metric(
+            "sigyard_cluster_claims_total",
+            "counter",
+            "placement keys looked up or claimed in Redis",
+            g(&self.claims),
+        );
+        metric(
+            "sigyard_cluster_reconnects_total",
+            "counter",
+            "reconnections to Redis after a loss",
+            g(&self.reconnects),
+        );
+        metric(
+            "sigyard_cluster_nodes_gone_total",
+            "counter",
+            "nodes seen leaving (heartbeat lapsed or left)",
+            g(&self.nodes_gone),
+        );
+    }
 }
 
 /// What the reactors hold of the cluster.
@@ -245,7 +338,8 @@ const CLAIM: &str = "local nodes = ARGV[1] .. ':nodes' \
     local o = redis.call('GET', k) \
     if o and o ~= ARGV[2] then \
       local s = redis.call('ZSCORE', nodes, o) \
-      if s and tonumber(s) > now - tonumber(ARGV[5]) then return tonumber(o) end \
+      if s and tonumber(s) > now - tonumber(ARGV[5]) then \
+        redis.call('PEXPIRE', k, ARGV[4]) return tonumber(o) end \
     end \
     redis.call('SET', k, ARGV[2], 'PX', ARGV[4]) \
     return tonumber(ARGV[2])";
@@ -350,6 +444,7 @@ pub(crate) fn start(
     cores: Vec<Mailbox>,
 ) -> std::io::Result<(Arc<Cluster>, Vec<JoinHandle<()>>)> {
     let (tx, rx) = mpsc::sync_channel(JOB_QUEUE);
+    let refresh_every = joined.opts.claim_ttl / 3;
     let stats = Arc::new(ClusterStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     stats.redis_up.store(1, Ordering::Relaxed);
@@ -386,6 +481,7 @@ pub(crate) fn start(
         retry_at: Instant::now(),
         backoff: Duration::from_millis(100),
         next_beat: Instant::now(),
+        next_refresh: Instant::now() + refresh_every,
     };
     let threads = vec![
         std::thread::Builder::new()
@@ -434,6 +530,7 @@ struct Commands {
     retry_at: Instant,
     backoff: Duration,
     next_beat: Instant,
+    next_refresh: Instant,
 }
 
 impl Commands {
@@ -469,6 +566,13 @@ impl Commands {
             let beat = Instant::now() >= self.next_beat;
             if beat {
                 self.next_beat = Instant::now() + self.beat_every();
+            }
+            if Instant::now() >= self.next_refresh {
+                // Each core answers with the keys its live connections were placed by.
+                self.next_refresh = Instant::now() + self.opts.claim_ttl / 3;
+                for m in &self.cores {
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::RefreshClaims));
+                }
             }
             if self.conn.is_none() {
                 self.reconnect();
@@ -510,6 +614,12 @@ impl Commands {
                     let ch = channel(&self.opts.prefix, *node);
                     conn.push(&[b"PUBLISH", ch.as_bytes(), batch]);
                 }
+                Job::Refresh { keys } => {
+                    for k in keys {
+                        let key = format!("{}:k:{k}", self.opts.prefix);
+                        conn.push(&[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+                    }
+                }
                 Job::Claim { key, .. } => conn.push(&[
                     b"EVALSHA",
                     self.shas.claim.as_bytes(),
@@ -536,17 +646,22 @@ impl Commands {
         conn.flush()?;
         let mut done = 0;
         let mut result = Ok(());
-        for j in jobs.iter() {
-            match conn.read() {
-                Ok(reply) => {
-                    done += 1;
-                    self.on_reply(j, reply);
-                }
-                Err(e) => {
-                    result = Err(e);
-                    break;
+        'jobs: for j in jobs.iter() {
+            // A refresh is one reply per key; the others one each.
+            let replies = match j {
+                Job::Refresh { keys } => keys.len(),
+                _ => 1,
+            };
+            for _ in 0..replies {
+                match conn.read() {
+                    Ok(reply) => self.on_reply(j, reply),
+                    Err(e) => {
+                        result = Err(e);
+                        break 'jobs;
+                    }
                 }
             }
+            done += 1;
         }
         if result.is_ok() && beat {
             match conn.read() {
@@ -584,6 +699,7 @@ impl Commands {
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 }
             }
+            Job::Refresh { .. } => {}
             Job::Claim {
                 core, slot, gen, ..
             } => {
@@ -690,6 +806,7 @@ impl Commands {
                 Job::Publish { .. } => {
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                 }
+                Job::Refresh { .. } => {}
                 Job::Claim {
                     core, slot, gen, ..
                 } => {

@@ -39,6 +39,9 @@ pub(crate) fn not_found() -> Response {
 pub(crate) fn metrics_text(shared: &Shared) -> String {
     let mut body = crate::metrics::render(&shared.cores, shared.started.elapsed().as_secs_f64());
     shared.registry.render_metrics(&mut body);
+    if let Some(c) = &shared.cluster {
+        c.stats.render(c.node, &mut body);
+    }
     body
 }
 

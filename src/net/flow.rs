@@ -274,6 +274,17 @@ impl Reactor {
         let answer = call(c, d, |dialect, cx| {
             dialect.on_request(cx, me, placement_key.as_deref(), &head)
         });
+        let holds = matches!(
+            (&answer, &accept),
+            (Answer::Upgrade, Some(_)) | (Answer::Hold { .. }, _)
+        );
+        if let (true, Some(k), Some(link)) = (holds, &placement_key, self.core.link.as_mut()) {
+            // The key stays claimed for this node while the connection is held.
+            link.key_used(k);
+            if let Some(slot) = self.slots.get_mut(key) {
+                slot.extra().claim = Some(k.clone());
+            }
+        }
         let answer = match (answer, accept) {
             (Answer::Upgrade, Some(a)) => {
                 let c = &mut self.core;
@@ -512,6 +523,10 @@ impl Reactor {
         if slot.attached && !slot.conn.attached() {
             slot.attached = false;
             let me = handle(c.here, key, slot.gen);
+            let claim = slot.extra.as_mut().and_then(|e| e.claim.take());
+            if let (Some(k), Some(link)) = (claim, c.link.as_mut()) {
+                link.key_released(&k);
+            }
             let remote = slot.extra.as_mut().and_then(|e| e.remote.take());
             match (slot.route(), remote) {
                 // Its dialect lives on another node: tell it there.

@@ -33,6 +33,9 @@ pub(crate) struct Link {
     out: Vec<(u16, Vec<u8>)>,
     /// Connections of other nodes held by a dialect of this core.
     remotes: HashMap<Handle, RemoteConn>,
+    /// Keys this node claimed that open connections here were placed by, with their count:
+    /// their claims are refreshed while any is open.
+    keys: HashMap<Box<str>, u32>,
 }
 
 /// A connection of another node that a dialect here holds.
@@ -40,6 +43,8 @@ struct RemoteConn {
     route: u8,
     /// The request head, while its body is awaited.
     head: Option<Box<RequestHead>>,
+    /// The placement key it holds (see [`Link::keys`]).
+    key: Option<Box<str>>,
 }
 
 impl Link {
@@ -48,7 +53,35 @@ impl Link {
             cluster,
             out: Vec::new(),
             remotes: HashMap::new(),
+            keys: HashMap::new(),
         }
+    }
+
+    /// A connection placed by `key` is open here (or held by a dialect here).
+    pub fn key_used(&mut self, key: &str) {
+        match self.keys.get_mut(key) {
+            Some(n) => *n += 1,
+            None => {
+                self.keys.insert(key.into(), 1);
+            }
+        }
+    }
+
+    pub fn key_released(&mut self, key: &str) {
+        if let Some(n) = self.keys.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.keys.remove(key);
+            }
+        }
+    }
+
+    fn forget(&mut self, h: &Handle) -> Option<RemoteConn> {
+        let rc = self.remotes.remove(h)?;
+        if let Some(k) = &rc.key {
+            self.key_released(k);
+        }
+        Some(rc)
     }
 }
 
@@ -132,7 +165,7 @@ impl Core {
             ),
             Output::Respond { conn, response } => {
                 if let Some(l) = self.link.as_mut() {
-                    l.remotes.remove(&conn);
+                    l.forget(&conn);
                 }
                 self.emit(
                     handle_node(conn),
@@ -436,6 +469,14 @@ impl Reactor {
             }
             ClusterMsg::Claimed { slot, gen, node } => self.claimed(slot, gen, node),
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
+            ClusterMsg::RefreshClaims => {
+                if let Some(link) = self.core.link.as_ref() {
+                    let keys: Vec<Box<str>> = link.keys.keys().cloned().collect();
+                    if !keys.is_empty() {
+                        let _ = link.cluster.submit(Job::Refresh { keys });
+                    }
+                }
+            }
         }
         self.flush_effects();
     }
@@ -500,11 +541,7 @@ impl Reactor {
                 }
             }
             Record::Closed { from, .. } => {
-                let held = self
-                    .core
-                    .link
-                    .as_mut()
-                    .and_then(|l| l.remotes.remove(&from));
+                let held = self.core.link.as_mut().and_then(|l| l.forget(&from));
                 if let Some(rc) = held {
                     if let Some(r) = ROUTES.get(usize::from(rc.route)) {
                         self.core.gone.push((from, r.dialect));
@@ -592,7 +629,7 @@ impl Reactor {
             Answer::Upgrade if head.upgrade.is_none() => Answer::Respond(upgrade_required()),
             a => a,
         };
-        self.owner_reply(edge, route, head, answer);
+        self.owner_reply(edge, route, head, answer, key);
     }
 
     /// The body of a request of another node.
@@ -609,26 +646,50 @@ impl Reactor {
         let answer = call(&mut self.core, r.dialect, |d, cx| {
             d.on_body(cx, from, &head, body)
         });
-        self.owner_reply(from, route, *head, answer);
+        self.owner_reply(from, route, *head, answer, None);
     }
 
     /// Send a dialect's answer to the edge, and remember what the dialect now holds.
-    fn owner_reply(&mut self, edge: Handle, route: u8, head: RequestHead, answer: Answer) {
+    fn owner_reply(
+        &mut self,
+        edge: Handle,
+        route: u8,
+        head: RequestHead,
+        answer: Answer,
+        key: Option<&str>,
+    ) {
         let c = &mut self.core;
         let Some(link) = c.link.as_mut() else {
             return;
         };
+        link.forget(&edge);
         match answer {
             Answer::Upgrade | Answer::Hold { .. } => {
-                link.remotes.insert(edge, RemoteConn { route, head: None });
+                if let Some(k) = key {
+                    link.key_used(k);
+                }
+                let key = key.map(Box::from);
+                link.remotes.insert(
+                    edge,
+                    RemoteConn {
+                        route,
+                        head: None,
+                        key,
+                    },
+                );
             }
             Answer::ReadBody { .. } => {
                 let head = Some(Box::new(head));
-                link.remotes.insert(edge, RemoteConn { route, head });
+                link.remotes.insert(
+                    edge,
+                    RemoteConn {
+                        route,
+                        head,
+                        key: None,
+                    },
+                );
             }
-            Answer::Respond(_) => {
-                link.remotes.remove(&edge);
-            }
+            Answer::Respond(_) => {}
         }
         let rec = Record::Answer {
             to: edge,
@@ -690,7 +751,7 @@ impl Reactor {
                 .copied()
                 .collect();
             for h in lost {
-                if let Some(rc) = link.remotes.remove(&h) {
+                if let Some(rc) = link.forget(&h) {
                     if let Some(r) = ROUTES.get(usize::from(rc.route)) {
                         self.core.gone.push((h, r.dialect));
                     }

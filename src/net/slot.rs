@@ -64,6 +64,8 @@ pub(crate) struct Extra {
     /// The cluster node (and core) whose dialect instance serves this connection, when that
     /// is not this core's.
     pub remote: Option<Owner>,
+    /// The placement key this connection holds claimed for its node (cluster), while open.
+    pub claim: Option<Box<str>>,
     /// A pipe peer on another node: its last `Data` ended inside a frame.
     pub peer_mid: bool,
     /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).
