@@ -890,6 +890,10 @@ impl Config {
         );
         let k = &self.cluster_options;
         ensure!(
+            self.cluster.is_none() || self.api.state_dir.is_none(),
+            "--state-dir is for a process on its own: with --cluster the HTTP API's channels live in Redis"
+        );
+        ensure!(
             (Duration::from_secs(1)..=Duration::from_secs(60)).contains(&k.node_timeout),
             "--cluster-node-timeout: {} is out of range (1s to 60s)",
             fmt_duration(k.node_timeout)

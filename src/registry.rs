@@ -229,6 +229,13 @@ impl Registry {
         let nonzero_ms = |d: Duration| (!d.is_zero()).then_some(d.as_millis() as u64);
         let nonzero = |d: Duration| (!d.is_zero()).then_some(d);
         let api: Box<dyn Dialect + Send> = match &self.api {
+            // In a cluster the channels live in Redis; the table only counts the answers.
+            Some(table) if cfg.cluster.is_some() => Box::new(HttpApi::outside(
+                Box::new(table.clone()),
+                Cors::parse(&cfg.api.cors_origin),
+                l.max_body_bytes,
+                2 * cfg.cluster_options.node_timeout.as_millis() as u64,
+            )),
             Some(table) => Box::new(HttpApi::new(
                 Box::new(table.clone()),
                 Cors::parse(&cfg.api.cors_origin),

@@ -227,7 +227,14 @@ impl Server {
             Some(c) => {
                 let joined = crate::cluster::join(&c.url, &self.cfg.cluster_options)
                     .map_err(StartError::Cluster)?;
-                let (cluster, t) = crate::cluster::start(joined, mailboxes.clone())
+                let a = &self.cfg.api;
+                let api = crate::cluster::ApiLimits {
+                    ttl_ms: a.ttl.as_millis() as u64,
+                    max_channels: a.max_channels,
+                    max_candidates: a.max_candidates,
+                    max_bytes: a.max_bytes,
+                };
+                let (cluster, t) = crate::cluster::start(joined, mailboxes.clone(), api)
                     .map_err(|e| StartError::Cluster(format!("{}: {e}", c.url)))?;
                 bridge_threads = t;
                 Some(cluster)

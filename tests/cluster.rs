@@ -517,3 +517,82 @@ fn a_room_outlives_its_claims_ttl_while_connected() {
     send(&mut c, json!({"to": sid, "type": "OFFER", "message": {}}));
     assert_eq!(recv(&mut s)["from"], id.as_str());
 }
+
+/// One HTTP API call (a fresh connection): status and body.
+fn api(addr: SocketAddr, body: &str) -> (u16, String) {
+    let req = format!(
+        "POST / HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let resp = common::raw_exchange(addr, req.as_bytes());
+    let status = resp[9..12].parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map_or("", |x| x.1).to_string();
+    (status, body)
+}
+
+#[test]
+fn http_api_channels_live_in_redis_with_their_ttl() {
+    let Some((_redis, nodes)) = cluster(3, &["--api-ttl", "3s"]) else {
+        return;
+    };
+    let (a, b, c) = (nodes[0].addr, nodes[1].addr, nodes[2].addr);
+    let (status, body) = api(a, r#"{"method":"create_data_channel"}"#);
+    assert_eq!(status, 200, "{body}");
+    let v: Json = serde_json::from_str(&body).unwrap();
+    let id = v["channel_id"].as_str().unwrap().to_owned();
+    let call = |addr, method: &str, rest: &str| {
+        api(
+            addr,
+            &format!(r#"{{"method":"{method}","channel_id":"{id}"{rest}}}"#),
+        )
+    };
+    assert_eq!(call(b, "get_offer", ""), (400, "offer not found".into()));
+    assert_eq!(
+        call(b, "create_offer", r#","offer":{"sdp":"o","type":"offer"}"#),
+        (200, String::new())
+    );
+    assert_eq!(
+        call(c, "get_offer", ""),
+        (200, r#"{"offer": {"sdp": "o", "type": "offer"}}"#.into())
+    );
+    assert_eq!(
+        call(c, "create_answer", r#","answer":"a1""#),
+        (200, String::new())
+    );
+    assert_eq!(
+        call(a, "create_answer", r#","answer":"a2""#),
+        (400, "answer already exist".into())
+    );
+    assert_eq!(
+        call(a, "get_answer", ""),
+        (200, r#"{"answer": "a1"}"#.into())
+    );
+    for (node, cand) in [(a, r#"{"c":1}"#), (b, r#"{"c":2}"#), (c, r#"{"c":1}"#)] {
+        assert_eq!(
+            call(node, "create_candidate", &format!(r#","candidate":{cand}"#)).0,
+            200
+        );
+    }
+    assert_eq!(
+        call(b, "get_candidates", ""),
+        (200, r#"{"items": [{"c": 1}, {"c": 2}]}"#.into())
+    );
+    // Unknown channels, on any node.
+    let other = "00000000-0000-4000-8000-000000000000";
+    assert_eq!(
+        api(
+            c,
+            &format!(r#"{{"method":"get_offer","channel_id":"{other}"}}"#)
+        ),
+        (400, "channel_id not found".into())
+    );
+    // The TTL is Redis's: gone after 3 s, from every node.
+    std::thread::sleep(Duration::from_millis(3300));
+    for n in [a, b, c] {
+        assert_eq!(
+            call(n, "get_offer", ""),
+            (400, "channel_id not found".into())
+        );
+    }
+    assert!(common::metric(a, "sigyard_api_requests_total") >= 3.0);
+}

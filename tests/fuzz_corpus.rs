@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 14] = [
+const TARGETS: [&str; 15] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -43,6 +43,7 @@ const TARGETS: [&str; 14] = [
     "eio_packets",
     "eio_session",
     "workspaces_tokens",
+    "cluster_records",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -92,6 +93,14 @@ fn ws_decoder_corpus() {
 #[test]
 fn conn_ops_corpus() {
     replay("conn_ops", check_conn_ops);
+}
+
+#[test]
+fn cluster_records_corpus() {
+    replay(
+        "cluster_records",
+        sigyard::proto::fuzzing::check_cluster_records,
+    );
 }
 
 #[test]
@@ -481,6 +490,76 @@ fn hold(conn: u8, binary: bool, len: u8) -> PipeOp {
 }
 
 /// Named seeds of the dialect targets: (target, name, bytes).
+/// A batch of cluster records, as one node publishes it to another.
+fn cluster_batch() -> Vec<u8> {
+    use sigyard::proto::cluster::{Record, Remote};
+    use sigyard::proto::dialect::{Handle, Kind};
+    use sigyard::proto::http::Response;
+    let h = Handle::from_raw((2u64 << 48) | (1u64 << 38) | (7u64 << 24) | 42);
+    let mut resp = Response::new(200, "application/json", b"{}".to_vec());
+    resp.headers.push(("Vary".into(), "Origin".into()));
+    let recs = [
+        Record::Open {
+            core: sigyard::proto::cluster::ANY_CORE,
+            edge: h,
+            route: 3,
+            key: Some("mew/0123"),
+            head: b"GET /?role=receiver HTTP/1.1\r\nHost: x\r\n\r\n",
+        },
+        Record::Answer {
+            to: h,
+            core: 1,
+            answer: Remote::Hold {
+                left_ms: 25_000,
+                fallback: resp.clone(),
+            },
+        },
+        Record::Message {
+            core: 1,
+            from: h,
+            route: 3,
+            kind: Kind::Text,
+            payload: b"{}",
+        },
+        Record::Send {
+            to: h,
+            kind: Kind::Binary,
+            payload: &[1, 2, 3],
+        },
+        Record::Respond {
+            to: h,
+            response: resp,
+        },
+        Record::Link { to: h, peer: h },
+        Record::Data {
+            to: h,
+            mid_frame: true,
+            bytes: &[0x82, 0x03],
+        },
+        Record::Ack { to: h, n: 5 },
+        Record::End {
+            to: h,
+            code: 1000,
+            half_frame: false,
+        },
+        Record::Close {
+            to: h,
+            code: 1012,
+            reason: "gone",
+        },
+        Record::Closed {
+            core: 0,
+            from: h,
+            route: 3,
+        },
+    ];
+    let mut b = Vec::new();
+    for r in &recs {
+        r.encode(&mut b);
+    }
+    b
+}
+
 fn dialect_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     // Types: 0 Join, 1 Leave, 2 Heartbeat, 3 ❤️, 4 another, 5 none. Keys 0-2 short, 3 too long,
     // 4 not a string.
@@ -518,6 +597,7 @@ fn dialect_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         max_messages: 3,
     };
     vec![
+        ("cluster_records", "every_kind", cluster_batch()),
         ("msgpack_decode", "join_c", mp(&join_c)),
         ("msgpack_decode", "msgpackr_map16_join", map16_join),
         ("msgpack_decode", "all_families", mp(&all_families)),

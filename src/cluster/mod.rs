@@ -22,6 +22,8 @@ mod redis;
 use crate::config::ClusterOptions;
 use crate::net::mailbox::{CoreMsg, Mailbox};
 use crate::proto::cluster::{self as records, ANY_CORE};
+use crate::proto::dialect::httpapi::{decode_call, Outcome};
+use crate::proto::dialect::Handle;
 use crate::secret::Secret;
 use crate::{error, info, warn};
 use redis::{int, Redis};
@@ -138,6 +140,14 @@ pub(crate) enum Job {
     },
     /// Keep these claims of this node (keys with live connections) for another TTL.
     Refresh { keys: Vec<Box<str>> },
+    /// An HTTP API call ([`crate::proto::dialect::httpapi::Call::encode`]) on the channels in
+    /// Redis, for the request `conn` of `core`; the outcome goes back as
+    /// [`ClusterMsg::Stored`].
+    Store {
+        core: u16,
+        conn: Handle,
+        op: Vec<u8>,
+    },
 }
 
 /// What the bridge tells a core.
@@ -153,6 +163,11 @@ pub enum ClusterMsg {
     Gone(Gone),
     /// Time to send the keys in use for [`Job::Refresh`].
     RefreshClaims,
+    /// The outcome of a [`Job::Store`] (empty: Redis could not say).
+    Stored {
+        conn: Handle,
+        result: Vec<u8>,
+    },
 }
 
 /// Relationships that ended.
@@ -344,11 +359,104 @@ const CLAIM: &str = "local nodes = ARGV[1] .. ':nodes' \
     redis.call('SET', k, ARGV[2], 'PX', ARGV[4]) \
     return tonumber(ARGV[2])";
 
+/// The HTTP API's channels: a hash per channel (`offer`, `answer`) and a list of its
+/// candidates, both expiring with it; a sorted set of channel expiries and a hash of bytes
+/// charged, for the store-wide limits (swept as channels pass their time). ARGV: prefix, op,
+/// channel key, cost, value, ttl ms, most channels, most candidates, most bytes.
+const API: &str = "local p = ARGV[1] .. ':api:' \
+    local op, id, cost = ARGV[2], ARGV[3], tonumber(ARGV[4]) \
+    local k, cand = p .. 'c:' .. id, p .. 'l:' .. id \
+    local expiry, charged, total = p .. 'expiry', p .. 'charged', p .. 'bytes' \
+    for _, old in ipairs(redis.call('ZRANGEBYSCORE', expiry, '-inf', now, 'LIMIT', 0, 64)) do \
+      local c = tonumber(redis.call('HGET', charged, old) or '0') \
+      if c > 0 then redis.call('DECRBY', total, c) end \
+      redis.call('HDEL', charged, old) \
+      redis.call('ZREM', expiry, old) \
+    end \
+    local function charge() \
+      if tonumber(redis.call('GET', total) or '0') + cost > tonumber(ARGV[9]) then return false end \
+      redis.call('INCRBY', total, cost) \
+      redis.call('HINCRBY', charged, id, cost) \
+      return true \
+    end \
+    if op == 'create' then \
+      if redis.call('EXISTS', k) == 1 then return 'exists' end \
+      if redis.call('ZCARD', expiry) >= tonumber(ARGV[7]) then return 'full' end \
+      redis.call('HSET', k, 'at', now) \
+      redis.call('PEXPIRE', k, ARGV[6]) \
+      redis.call('ZADD', expiry, now + tonumber(ARGV[6]), id) \
+      return 'done' \
+    end \
+    if redis.call('EXISTS', k) == 0 then return 'missing' end \
+    if op == 'get_offer' or op == 'get_answer' then \
+      local v = redis.call('HGET', k, string.sub(op, 5)) \
+      if v then return {'value', v} end \
+      return 'none' \
+    end \
+    if op == 'get_candidates' then return {'values', redis.call('LRANGE', cand, 0, -1)} end \
+    if op == 'offer' then \
+      if not charge() then return 'full' end \
+      redis.call('HSET', k, 'offer', ARGV[5]) \
+      return 'done' \
+    end \
+    if op == 'answer' then \
+      if redis.call('HEXISTS', k, 'answer') == 1 then return 'exists' end \
+      if not charge() then return 'full' end \
+      redis.call('HSET', k, 'answer', ARGV[5]) \
+      return 'done' \
+    end \
+    if op == 'candidate' then \
+      if redis.call('LPOS', cand, ARGV[5]) then return 'done' end \
+      if redis.call('LLEN', cand) >= tonumber(ARGV[8]) then return 'full' end \
+      if not charge() then return 'full' end \
+      redis.call('RPUSH', cand, ARGV[5]) \
+      redis.call('PEXPIRE', cand, redis.call('PTTL', k)) \
+      return 'done' \
+    end \
+    return 'missing'";
+
+/// The HTTP API's limits, for the channels in Redis.
+#[derive(Debug, Clone)]
+pub(crate) struct ApiLimits {
+    pub ttl_ms: u64,
+    pub max_channels: usize,
+    pub max_candidates: usize,
+    pub max_bytes: usize,
+}
+
+/// What Redis answered to an [`API`] call.
+fn outcome(reply: &redis::Reply) -> Option<Outcome> {
+    let text = |f: &OwnedFrame| match f {
+        OwnedFrame::BulkString(b) | OwnedFrame::SimpleString(b) => {
+            String::from_utf8(b.clone()).ok()
+        }
+        _ => None,
+    };
+    match reply.as_ref().ok()? {
+        OwnedFrame::Array(items) => match (items.first().and_then(text)?.as_str(), items.get(1)?) {
+            ("value", v) => Some(Outcome::Value(Some(text(v)?))),
+            ("values", OwnedFrame::Array(vs)) => {
+                Some(Outcome::Values(vs.iter().map(text).collect::<Option<_>>()?))
+            }
+            _ => None,
+        },
+        f => Some(match text(f)?.as_str() {
+            "done" => Outcome::Done,
+            "missing" => Outcome::NotFound,
+            "exists" => Outcome::Exists,
+            "full" => Outcome::Full,
+            "none" => Outcome::Value(None),
+            _ => return None,
+        }),
+    }
+}
+
 #[derive(Clone)]
 struct Shas {
     register: String,
     heartbeat: String,
     claim: String,
+    api: String,
 }
 
 fn load_scripts(r: &mut Redis) -> std::io::Result<Shas> {
@@ -366,6 +474,7 @@ fn load_scripts(r: &mut Redis) -> std::io::Result<Shas> {
         register: load(REGISTER)?,
         heartbeat: load(HEARTBEAT)?,
         claim: load(CLAIM)?,
+        api: load(API)?,
     })
 }
 
@@ -442,6 +551,7 @@ fn channel(prefix: &str, node: u16) -> String {
 pub(crate) fn start(
     joined: Joined,
     cores: Vec<Mailbox>,
+    api: ApiLimits,
 ) -> std::io::Result<(Arc<Cluster>, Vec<JoinHandle<()>>)> {
     let (tx, rx) = mpsc::sync_channel(JOB_QUEUE);
     let refresh_every = joined.opts.claim_ttl / 3;
@@ -482,6 +592,7 @@ pub(crate) fn start(
         backoff: Duration::from_millis(100),
         next_beat: Instant::now(),
         next_refresh: Instant::now() + refresh_every,
+        api,
     };
     let threads = vec![
         std::thread::Builder::new()
@@ -531,6 +642,7 @@ struct Commands {
     backoff: Duration,
     next_beat: Instant,
     next_refresh: Instant,
+    api: ApiLimits,
 }
 
 impl Commands {
@@ -613,6 +725,37 @@ impl Commands {
                 Job::Publish { node, batch } => {
                     let ch = channel(&self.opts.prefix, *node);
                     conn.push(&[b"PUBLISH", ch.as_bytes(), batch]);
+                }
+                Job::Store { op, .. } => {
+                    // A call the dialect encoded is well formed; one that is not gets an
+                    // error reply from a script that does not exist.
+                    let (name, key, cost, value) = decode_call(op).unwrap_or((
+                        crate::proto::dialect::httpapi::Op::GetOffer,
+                        "",
+                        0,
+                        "",
+                    ));
+                    let a = &self.api;
+                    let (cost, ttl) = (cost.to_string(), a.ttl_ms.to_string());
+                    let (chans, cands, bytes) = (
+                        a.max_channels.to_string(),
+                        a.max_candidates.to_string(),
+                        a.max_bytes.to_string(),
+                    );
+                    conn.push(&[
+                        b"EVALSHA",
+                        self.shas.api.as_bytes(),
+                        b"0",
+                        prefix,
+                        name.name().as_bytes(),
+                        key.as_bytes(),
+                        cost.as_bytes(),
+                        value.as_bytes(),
+                        ttl.as_bytes(),
+                        chans.as_bytes(),
+                        cands.as_bytes(),
+                        bytes.as_bytes(),
+                    ]);
                 }
                 Job::Refresh { keys } => {
                     for k in keys {
@@ -700,6 +843,19 @@ impl Commands {
                 }
             }
             Job::Refresh { .. } => {}
+            Job::Store { core, conn, .. } => {
+                if let Err(e) = &reply {
+                    warn!("cluster: HTTP API store call failed: {e}");
+                }
+                let result = outcome(&reply).map_or(Vec::new(), |o| o.encode());
+                if let Some(m) = self.cores.get(usize::from(*core)) {
+                    let msg = ClusterMsg::Stored {
+                        conn: *conn,
+                        result,
+                    };
+                    let _ = m.send(CoreMsg::Cluster(msg));
+                }
+            }
             Job::Claim {
                 core, slot, gen, ..
             } => {
@@ -807,6 +963,15 @@ impl Commands {
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Job::Refresh { .. } => {}
+                Job::Store { core, conn, .. } => {
+                    if let Some(m) = self.cores.get(usize::from(core)) {
+                        let msg = ClusterMsg::Stored {
+                            conn,
+                            result: Vec::new(),
+                        };
+                        let _ = m.send(CoreMsg::Cluster(msg));
+                    }
+                }
                 Job::Claim {
                     core, slot, gen, ..
                 } => {

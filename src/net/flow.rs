@@ -438,6 +438,7 @@ impl Reactor {
                     }
                     Output::Respond { conn, response } => self.answer_held(conn, &response),
                     Output::Pipe { a, b } => self.link(a, b),
+                    Output::Store { conn, op } => self.store(conn, &bytes[op]),
                 }
             }
         }

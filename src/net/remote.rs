@@ -175,8 +175,9 @@ impl Core {
                     },
                 );
             }
-            // Joined by the reactor ([`Reactor::output_elsewhere`]).
-            Output::Pipe { .. } => {}
+            // Joined by the reactor ([`Reactor::output_elsewhere`]); a store operation is for
+            // a request of this core.
+            Output::Pipe { .. } | Output::Store { .. } => {}
         }
     }
 }
@@ -294,6 +295,35 @@ impl Reactor {
         }
     }
 
+    /// A dialect's operation on its outside store (the cluster's Redis), for the request
+    /// `conn`; without one (or when the bridge cannot take it) the dialect hears of a failure
+    /// at once (an empty result).
+    pub(crate) fn store(&mut self, conn: Handle, op: &[u8]) {
+        let c = &mut self.core;
+        if let Some(link) = c.link.as_ref() {
+            let job = Job::Store {
+                core: c.id as u16,
+                conn,
+                op: op.to_vec(),
+            };
+            if link.cluster.submit(job).is_ok() {
+                return;
+            }
+        }
+        self.stored(conn, &[]);
+    }
+
+    /// The outside store's result for `conn`: to the dialect that holds it.
+    fn stored(&mut self, conn: Handle, result: &[u8]) {
+        let Some(route) = live(&mut self.slots, self.core.here, conn).and_then(|(_, s)| s.route())
+        else {
+            return;
+        };
+        call(&mut self.core, ROUTES[route].dialect, |d, cx| {
+            d.on_stored(cx, conn, result)
+        });
+    }
+
     /// Acknowledge what a pipe peer on another node sent, once it left our queue's high-water
     /// mark behind.
     pub(crate) fn ack_owed(&mut self, key: usize) {
@@ -326,6 +356,7 @@ impl Reactor {
             | Output::Close { conn: h, .. }
             | Output::Respond { conn: h, .. } => handle_node(*h) != me,
             Output::Pipe { a, b } => handle_node(*a) != me || handle_node(*b) != me,
+            Output::Store { .. } => false,
         }
     }
 
@@ -469,6 +500,7 @@ impl Reactor {
             }
             ClusterMsg::Claimed { slot, gen, node } => self.claimed(slot, gen, node),
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
+            ClusterMsg::Stored { conn, result } => self.stored(conn, &result),
             ClusterMsg::RefreshClaims => {
                 if let Some(link) = self.core.link.as_ref() {
                     let keys: Vec<Box<str>> = link.keys.keys().cloned().collect();

@@ -17,6 +17,7 @@ use crate::proto::ws::{
 };
 
 mod cevitxe_intro;
+mod cluster_records;
 mod conn_ops;
 mod eio_packets;
 pub(crate) mod eio_session;
@@ -31,6 +32,7 @@ mod workspaces_tokens;
 pub use cevitxe_intro::{
     check_cevitxe_intro, decode_intro_ops, encode_intro_ops, Format, IntroMsg, IntroOp, Payload,
 };
+pub use cluster_records::check_cluster_records;
 pub use conn_ops::{check_conn_ops, decode_ops, encode_ops, trace_conn_ops, Bytes, Op, Setup};
 pub use eio_packets::check_eio_packets;
 pub use eio_session::{check_eio_session, decode_eio_ops, encode_eio_ops, menu as eio_menu, EioOp};

@@ -99,117 +99,299 @@ pub fn handle(
     body: &[u8],
     new_id: &mut dyn FnMut() -> String,
 ) -> Reply {
+    match plan(body, new_id) {
+        Err(reply) => reply,
+        Ok(call) => {
+            let outcome = call.run(table, now);
+            call.reply(outcome)
+        }
+    }
+}
+
+/// Which store operation a method is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Op {
+    Create,
+    Offer,
+    Answer,
+    Candidate,
+    GetOffer,
+    GetAnswer,
+    GetCandidates,
+}
+
+impl Op {
+    const ALL: [Op; 7] = [
+        Op::Create,
+        Op::Offer,
+        Op::Answer,
+        Op::Candidate,
+        Op::GetOffer,
+        Op::GetAnswer,
+        Op::GetCandidates,
+    ];
+
+    /// Its name in the store's wire form ([`Call::encode`]).
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Offer => "offer",
+            Op::Answer => "answer",
+            Op::Candidate => "candidate",
+            Op::GetOffer => "get_offer",
+            Op::GetAnswer => "get_answer",
+            Op::GetCandidates => "get_candidates",
+        }
+    }
+}
+
+/// A method call, checked, ready for the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    pub op: Op,
+    pub id: Id,
+    /// The id as the reply writes it (a new channel's).
+    pub id_text: String,
+    pub value: Option<Value>,
+    /// Bytes charged for a write: the request's size.
+    pub cost: usize,
+}
+
+/// What the store did with a [`Call`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Done,
+    NotFound,
+    /// The answer (or, for a new channel, the id) is already there.
+    Exists,
+    /// A limit is reached.
+    Full,
+    /// The offer or answer read, as JSON text (`None`: not set).
+    Value(Option<String>),
+    /// The candidates read, as JSON texts.
+    Values(Vec<String>),
+}
+
+/// Check a request body: the call it makes, or the reply it gets at once (`echo` and every
+/// error found before the store is consulted).
+pub fn plan(body: &[u8], new_id: &mut dyn FnMut() -> String) -> Result<Call, Reply> {
     let req = match Value::parse(body) {
         Some(v @ Value::Object(_)) => v,
-        _ => return error(NOT_RPC),
+        _ => return Err(error(NOT_RPC)),
     };
     let method = match req.get("method") {
-        None => return error(NOT_RPC),
+        None => return Err(error(NOT_RPC)),
         Some(Value::String(m)) => m.as_str(),
-        Some(other) => return Reply::Error(format!("unknown method {}", other.to_py_json())),
+        Some(other) => {
+            return Err(Reply::Error(format!(
+                "unknown method {}",
+                other.to_py_json()
+            )))
+        }
     };
     let cost = body.len();
+    let write = |op: Op, name: &str| -> Result<Call, Reply> {
+        let (id, value) = params(&req, name)?;
+        Ok(Call {
+            op,
+            id,
+            id_text: String::new(),
+            value: Some(value),
+            cost,
+        })
+    };
+    let read = |op: Op| -> Result<Call, Reply> {
+        Ok(Call {
+            op,
+            id: channel(&req)?,
+            id_text: String::new(),
+            value: None,
+            cost,
+        })
+    };
     match method {
         "create_data_channel" => {
-            let id = new_id();
-            let Some(key) = parse_id(&id) else {
-                return error("try again!");
+            let id_text = new_id();
+            let Some(id) = parse_id(&id_text) else {
+                return Err(error("try again!"));
             };
-            match table.create(key, now) {
-                Ok(()) => {
-                    let mut out = String::from("{\"channel_id\": ");
-                    json::write_py_str(&id, &mut out);
-                    out.push('}');
-                    Reply::Json(out)
-                }
-                Err(_) => error("try again!"),
-            }
+            Ok(Call {
+                op: Op::Create,
+                id,
+                id_text,
+                value: None,
+                cost,
+            })
         }
-        "create_offer" => {
-            let (key, value) = match params(&req, "offer") {
-                Ok(p) => p,
-                Err(r) => return r,
-            };
-            match table.set_offer(&key, value, cost, now) {
-                Ok(()) => Reply::Empty,
-                Err(WriteError::NotFound) => error("channel_id not found"),
-                Err(_) => error("fail to create offer"),
-            }
-        }
-        "create_answer" => {
-            let (key, value) = match params(&req, "answer") {
-                Ok(p) => p,
-                Err(r) => return r,
-            };
-            match table.set_answer(&key, value, cost, now) {
-                Ok(()) => Reply::Empty,
-                Err(WriteError::NotFound) => error("channel_id not found"),
-                Err(WriteError::AnswerExists) => error("answer already exist"),
-                Err(_) => error("fail to create answer"),
-            }
-        }
-        "create_candidate" => {
-            let (key, value) = match params(&req, "candidate") {
-                Ok(p) => p,
-                Err(r) => return r,
-            };
-            match table.add_candidate(&key, value, cost, now) {
-                Ok(()) => Reply::Empty,
-                Err(WriteError::NotFound) => error("channel_id not found"),
-                Err(_) => error("fail to create candidate"),
-            }
-        }
-        "get_offer" | "get_answer" => {
-            let key = match channel(&req) {
-                Ok(k) => k,
-                Err(r) => return r,
-            };
-            let (name, missing) = match method {
-                "get_offer" => ("offer", "offer not found"),
-                _ => ("answer", "answer not found"),
-            };
-            let mut found = None;
-            let exists = table.read_with(&key, now, &mut |c| {
-                let v = if name == "offer" { &c.offer } else { &c.answer };
-                found = v.as_ref().map(|v| {
-                    let mut out = format!("{{\"{name}\": ");
-                    v.write_py(&mut out);
-                    out.push('}');
-                    out
-                })
-            });
-            match (exists, found) {
-                (false, _) => error("channel_id not found"),
-                (true, None) => error(missing),
-                (true, Some(out)) => Reply::Json(out),
-            }
-        }
-        "get_candidates" => {
-            let key = match channel(&req) {
-                Ok(k) => k,
-                Err(r) => return r,
-            };
-            let mut out = String::from("{\"items\": [");
-            let exists = table.read_with(&key, now, &mut |c| {
-                for (i, v) in c.candidates.iter().enumerate() {
-                    if i > 0 {
-                        out.push_str(", ");
-                    }
-                    v.write_py(&mut out);
-                }
-            });
-            out.push_str("]}");
-            match exists {
-                false => error("channel_id not found"),
-                true => Reply::Json(out),
-            }
-        }
-        "echo" => Reply::Json(req.to_py_json()),
+        "create_offer" => write(Op::Offer, "offer"),
+        "create_answer" => write(Op::Answer, "answer"),
+        "create_candidate" => write(Op::Candidate, "candidate"),
+        "get_offer" => read(Op::GetOffer),
+        "get_answer" => read(Op::GetAnswer),
+        "get_candidates" => read(Op::GetCandidates),
+        "echo" => Err(Reply::Json(req.to_py_json())),
         other => {
             let mut msg = String::from("unknown method ");
             msg.push_str(other);
-            Reply::Error(msg)
+            Err(Reply::Error(msg))
         }
+    }
+}
+
+impl Call {
+    /// Do it on a table in this process.
+    pub fn run(&self, table: &dyn Channels, now: u64) -> Outcome {
+        let wrote = |r: WriteResult| match r {
+            Ok(()) => Outcome::Done,
+            Err(WriteError::NotFound) => Outcome::NotFound,
+            Err(WriteError::AnswerExists) | Err(WriteError::Exists) => Outcome::Exists,
+            Err(WriteError::Full) => Outcome::Full,
+        };
+        let value = || self.value.clone().unwrap_or(Value::Null);
+        match self.op {
+            Op::Create => wrote(table.create(self.id, now)),
+            Op::Offer => wrote(table.set_offer(&self.id, value(), self.cost, now)),
+            Op::Answer => wrote(table.set_answer(&self.id, value(), self.cost, now)),
+            Op::Candidate => wrote(table.add_candidate(&self.id, value(), self.cost, now)),
+            Op::GetOffer | Op::GetAnswer => {
+                let mut found = None;
+                let exists = table.read_with(&self.id, now, &mut |c| {
+                    let v = if self.op == Op::GetOffer {
+                        &c.offer
+                    } else {
+                        &c.answer
+                    };
+                    found = v.as_ref().map(Value::to_py_json);
+                });
+                match exists {
+                    true => Outcome::Value(found),
+                    false => Outcome::NotFound,
+                }
+            }
+            Op::GetCandidates => {
+                let mut items = Vec::new();
+                let exists = table.read_with(&self.id, now, &mut |c| {
+                    items = c.candidates.iter().map(Value::to_py_json).collect();
+                });
+                match exists {
+                    true => Outcome::Values(items),
+                    false => Outcome::NotFound,
+                }
+            }
+        }
+    }
+
+    /// The reply for what the store did.
+    pub fn reply(&self, outcome: Outcome) -> Reply {
+        match (self.op, outcome) {
+            (Op::Create, Outcome::Done) => {
+                let mut out = String::from("{\"channel_id\": ");
+                json::write_py_str(&self.id_text, &mut out);
+                out.push('}');
+                Reply::Json(out)
+            }
+            (Op::Create, _) => error("try again!"),
+            (_, Outcome::NotFound) => error("channel_id not found"),
+            (Op::Offer | Op::Answer | Op::Candidate, Outcome::Done) => Reply::Empty,
+            (Op::Answer, Outcome::Exists) => error("answer already exist"),
+            (Op::Offer, _) => error("fail to create offer"),
+            (Op::Answer, _) => error("fail to create answer"),
+            (Op::Candidate, _) => error("fail to create candidate"),
+            (Op::GetOffer | Op::GetAnswer, Outcome::Value(found)) => {
+                let name = if self.op == Op::GetOffer {
+                    "offer"
+                } else {
+                    "answer"
+                };
+                match found {
+                    None => Reply::Error(format!("{name} not found")),
+                    Some(v) => Reply::Json(format!("{{\"{name}\": {v}}}")),
+                }
+            }
+            (Op::GetCandidates, Outcome::Values(items)) => {
+                Reply::Json(format!("{{\"items\": [{}]}}", items.join(", ")))
+            }
+            // A store that answered a read with something else.
+            (_, _) => Reply::Error("store error".to_string()),
+        }
+    }
+
+    /// The call as an outside store reads it: the operation's name, the channel id as 32 hex
+    /// digits, the cost, and the value's JSON text (fields separated by a newline, which JSON
+    /// text and the others never contain unescaped).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut s = String::with_capacity(64);
+        s.push_str(self.op.name());
+        s.push('\n');
+        s.push_str(&super::hex(&self.id));
+        s.push('\n');
+        s.push_str(&self.cost.to_string());
+        s.push('\n');
+        if let Some(v) = &self.value {
+            v.write_py(&mut s);
+        }
+        s.into_bytes()
+    }
+}
+
+/// A [`Call::encode`]d call: operation, channel key, cost, value text.
+pub fn decode_call(b: &[u8]) -> Option<(Op, &str, usize, &str)> {
+    let s = std::str::from_utf8(b).ok()?;
+    let mut parts = s.splitn(4, '\n');
+    let name = parts.next()?;
+    let op = Op::ALL.into_iter().find(|o| o.name() == name)?;
+    let key = parts.next().filter(|k| k.len() == 32)?;
+    let cost = parts.next()?.parse().ok()?;
+    Some((op, key, cost, parts.next()?))
+}
+
+impl Outcome {
+    /// The outcome as an outside store reports it (to [`Outcome::decode`]).
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::new();
+        match self {
+            Outcome::Done => b.push(0),
+            Outcome::NotFound => b.push(1),
+            Outcome::Exists => b.push(2),
+            Outcome::Full => b.push(3),
+            Outcome::Value(None) => b.push(4),
+            Outcome::Value(Some(v)) => {
+                b.push(5);
+                b.extend_from_slice(v.as_bytes());
+            }
+            Outcome::Values(items) => {
+                b.push(6);
+                for v in items {
+                    b.extend_from_slice(&(v.len() as u32).to_le_bytes());
+                    b.extend_from_slice(v.as_bytes());
+                }
+            }
+        }
+        b
+    }
+
+    pub fn decode(b: &[u8]) -> Option<Outcome> {
+        let (tag, rest) = b.split_first()?;
+        let text = |r: &[u8]| String::from_utf8(r.to_vec()).ok();
+        Some(match tag {
+            0 => Outcome::Done,
+            1 => Outcome::NotFound,
+            2 => Outcome::Exists,
+            3 => Outcome::Full,
+            4 => Outcome::Value(None),
+            5 => Outcome::Value(Some(text(rest)?)),
+            6 => {
+                let mut items = Vec::new();
+                let mut r = rest;
+                while !r.is_empty() {
+                    let n = u32::from_le_bytes(r.get(..4)?.try_into().ok()?) as usize;
+                    items.push(text(r.get(4..4 + n)?)?);
+                    r = &r[4 + n..];
+                }
+                Outcome::Values(items)
+            }
+            _ => return None,
+        })
     }
 }
 
@@ -264,11 +446,23 @@ impl Cors {
     }
 }
 
-/// The HTTP API as a dialect. `store` is the channel table every instance shares.
+/// The HTTP API as a dialect. `store` is the channel table every instance shares, or, when
+/// the channels live outside the process ([`HttpApi::outside`]), where its metrics go: calls
+/// then go out as [`super::Output::Store`] while their requests wait.
 pub struct HttpApi {
     store: Box<dyn Channels + Send>,
     cors: Cors,
     max_body: usize,
+    /// `Some(wait)`: the channels are in the outside store; a request waits this long (ms).
+    outside: Option<u64>,
+    /// Requests waiting for the outside store, with what their reply needs.
+    waiting: std::collections::HashMap<Handle, Waiting>,
+}
+
+/// A request waiting for the outside store.
+struct Waiting {
+    call: Call,
+    origin: Option<String>,
 }
 
 impl HttpApi {
@@ -277,18 +471,39 @@ impl HttpApi {
             store,
             cors,
             max_body,
+            outside: None,
+            waiting: Default::default(),
         }
     }
 
-    fn cors_headers(&self, head: &RequestHead, r: &mut Response) {
+    /// Keep the channels in the outside store (a cluster's Redis): each call waits for it, at
+    /// most `wait_ms` (then 503). `metrics` still counts the answers.
+    pub fn outside(
+        metrics: Box<dyn Channels + Send>,
+        cors: Cors,
+        max_body: usize,
+        wait_ms: u64,
+    ) -> Self {
+        HttpApi {
+            outside: Some(wait_ms),
+            ..HttpApi::new(metrics, cors, max_body)
+        }
+    }
+
+    fn respond(&self, origin: Option<&str>, reply: Reply) -> Response {
+        self.store.answered(reply.status() == 200);
+        let mut r = Response::new(reply.status(), reply.content_type(), reply.into_body());
+        self.cors_headers(origin, &mut r);
+        r
+    }
+
+    fn cors_headers(&self, origin: Option<&str>, r: &mut Response) {
         let origin = match &self.cors {
             Cors::Any => Some("*".to_string()),
             Cors::Off => None,
-            Cors::Origins(list) => head
-                .origin
-                .as_ref()
+            Cors::Origins(list) => origin
                 .filter(|o| list.iter().any(|l| l == *o))
-                .cloned(),
+                .map(str::to_string),
         };
         if let Some(origin) = origin {
             r.headers
@@ -305,7 +520,7 @@ impl HttpApi {
         let mut r = Response::new(204, "text/plain", Vec::new());
         r.headers
             .push(("Allow".into(), "POST, OPTIONS".to_string()));
-        self.cors_headers(head, &mut r);
+        self.cors_headers(head.origin.as_deref(), &mut r);
         if self.cors != Cors::Off {
             r.headers.push((
                 "Access-Control-Allow-Methods".into(),
@@ -339,25 +554,56 @@ impl Dialect for HttpApi {
             Method::Options => Answer::Respond(self.preflight(req)),
             _ => {
                 let mut r = Response::new(400, "text/plain", ONLY_POST);
-                self.cors_headers(req, &mut r);
+                self.cors_headers(req.origin.as_deref(), &mut r);
                 Answer::Respond(r)
             }
         }
     }
 
-    fn on_body(
-        &mut self,
-        cx: &mut Cx<'_>,
-        _conn: Handle,
-        req: &RequestHead,
-        body: &[u8],
-    ) -> Answer {
+    fn on_body(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &RequestHead, body: &[u8]) -> Answer {
         let rand = &mut *cx.rand;
-        let reply = handle(&*self.store, cx.unix_ms, body, &mut || uuid_v4(rand));
-        self.store.answered(reply.status() == 200);
-        let mut r = Response::new(reply.status(), reply.content_type(), reply.into_body());
-        self.cors_headers(req, &mut r);
-        Answer::Respond(r)
+        let origin = req.origin.as_deref();
+        let call = match plan(body, &mut || uuid_v4(rand)) {
+            Ok(call) => call,
+            Err(reply) => return Answer::Respond(self.respond(origin, reply)),
+        };
+        let Some(wait_ms) = self.outside else {
+            let outcome = call.run(&*self.store, cx.unix_ms);
+            return Answer::Respond(self.respond(origin, call.reply(outcome)));
+        };
+        cx.store(conn, &call.encode());
+        let call = Call {
+            value: None,
+            ..call
+        };
+        let origin = req.origin.clone();
+        self.waiting.insert(conn, Waiting { call, origin });
+        let mut fallback = Response::text(503, "the channel store did not answer in time");
+        self.cors_headers(req.origin.as_deref(), &mut fallback);
+        Answer::Hold {
+            until_ms: cx.now + wait_ms,
+            fallback,
+        }
+    }
+
+    fn on_stored(&mut self, cx: &mut Cx<'_>, conn: Handle, result: &[u8]) {
+        let Some(w) = self.waiting.remove(&conn) else {
+            return;
+        };
+        let r = match Outcome::decode(result) {
+            Some(outcome) => self.respond(w.origin.as_deref(), w.call.reply(outcome)),
+            None => {
+                self.store.answered(false);
+                let mut r = Response::text(503, "the channel store is unavailable; try again");
+                self.cors_headers(w.origin.as_deref(), &mut r);
+                r
+            }
+        };
+        cx.respond(conn, r);
+    }
+
+    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
+        self.waiting.remove(&conn);
     }
 }
 

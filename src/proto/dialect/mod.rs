@@ -45,7 +45,9 @@
 //! * `Send`: a whole message to a connection. `Close`: a close frame with a code and reason.
 //!   `Respond`: the answer to a held request. `Pipe`: join two open WebSockets cut-through
 //!   (data frames flow between them without reassembly; control frames and teardown are the
-//!   shell's).
+//!   shell's). `Store`: an operation for the outside store the shell keeps the dialect's state
+//!   in (a cluster's Redis), for a request the dialect holds; the result comes back as
+//!   [`Dialect::on_stored`]. Only a dialect told that its state lives outside uses it.
 //! * Outputs of one call are applied in order, after the call's own answer is written (so a
 //!   `Send` to a connection just upgraded follows its 101).
 //! * An output naming a connection that is gone, closing, or (for `Respond`) not waiting is
@@ -172,6 +174,9 @@ pub enum Output {
     },
     /// Join two open WebSockets cut-through, each receiving the other's data frames.
     Pipe { a: Handle, b: Handle },
+    /// Run `bytes[op]` of the [`Outputs`] on the dialect's outside store, for the request
+    /// `conn` the dialect holds; the result arrives as [`Dialect::on_stored`].
+    Store { conn: Handle, op: Range<usize> },
 }
 
 /// A queue of outputs with the bytes of their messages in one buffer (no allocation per
@@ -194,7 +199,9 @@ impl Outputs {
     /// The outputs in order, with the payload bytes they refer to.
     pub fn iter(&self) -> impl Iterator<Item = (&Output, &[u8])> {
         self.list.iter().map(|o| match o {
-            Output::Send { payload, .. } => (o, &self.bytes[payload.clone()]),
+            Output::Send { payload, .. } | Output::Store { op: payload, .. } => {
+                (o, &self.bytes[payload.clone()])
+            }
             _ => (o, &[][..]),
         })
     }
@@ -377,6 +384,14 @@ impl Cx<'_, Outputs> {
     pub fn pipe(&mut self, a: Handle, b: Handle) {
         self.out.list.push(Output::Pipe { a, b });
     }
+
+    /// Queue an operation for the outside store (see [`Output::Store`]).
+    pub fn store(&mut self, conn: Handle, op: &[u8]) {
+        let start = self.out.bytes.len();
+        self.out.bytes.extend_from_slice(op);
+        let op = start..self.out.bytes.len();
+        self.out.list.push(Output::Store { conn, op });
+    }
 }
 
 /// Lowercase hex of `bytes`.
@@ -436,6 +451,12 @@ pub trait Dialect {
     /// `conn` (an open WebSocket or a held request of this dialect) is gone.
     fn on_close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
         let _ = (cx, conn);
+    }
+
+    /// The outside store's result for an [`Output::Store`] of a request `conn` this dialect
+    /// holds (the request may be gone: then the answer is dropped).
+    fn on_stored(&mut self, cx: &mut Cx<'_>, conn: Handle, result: &[u8]) {
+        let _ = (cx, conn, result);
     }
 
     /// The deadline from [`Dialect::poll_timeout`] passed.

@@ -47,6 +47,8 @@ pub struct Harness<D: Dialect> {
     pub closed: Vec<(Handle, u16, String)>,
     pub responded: Vec<(Handle, Response)>,
     pub piped: Vec<(Handle, Handle)>,
+    /// Operations for the outside store, in order.
+    pub stored: Vec<(Handle, Vec<u8>)>,
 }
 
 impl<D: Dialect> Harness<D> {
@@ -64,6 +66,7 @@ impl<D: Dialect> Harness<D> {
             closed: Vec::new(),
             responded: Vec::new(),
             piped: Vec::new(),
+            stored: Vec::new(),
         }
     }
 
@@ -104,6 +107,7 @@ impl<D: Dialect> Harness<D> {
                     self.responded.push((*conn, (**response).clone()))
                 }
                 Output::Pipe { a, b } => self.piped.push((*a, *b)),
+                Output::Store { conn, .. } => self.stored.push((*conn, bytes.to_vec())),
             }
         }
         self.out.clear();
@@ -140,6 +144,11 @@ impl<D: Dialect> Harness<D> {
 
     pub fn body(&mut self, conn: Handle, req: &RequestHead, body: &[u8]) -> Answer {
         self.call(|d, cx| d.on_body(cx, conn, req, body))
+    }
+
+    /// The outside store's result for `conn`.
+    pub fn stored_result(&mut self, conn: Handle, result: &[u8]) {
+        self.call(|d, cx| d.on_stored(cx, conn, result))
     }
 
     pub fn message(&mut self, conn: Handle, kind: Kind, payload: &[u8]) {

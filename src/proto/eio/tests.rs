@@ -314,6 +314,7 @@ impl T {
                     w.closed.push(*conn);
                 }
                 Output::Pipe { .. } => panic!("the layer never pipes"),
+                Output::Store { .. } => panic!("the layer keeps no outside store"),
             }
         }
         self.out.clear();

@@ -497,6 +497,7 @@ impl Harness {
                         _ => panic!("closed {c:?}, which is no WebSocket"),
                     },
                     (Output::Pipe { .. }, _) => panic!("the layer never pipes"),
+                    (Output::Store { .. }, _) => panic!("the layer keeps no outside store"),
                 }
             }
             self.take_log();

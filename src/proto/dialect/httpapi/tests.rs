@@ -441,4 +441,69 @@ mod contract {
             other => panic!("{other:?}"),
         }
     }
+
+    #[test]
+    fn outside_the_channels_are_calls_whose_requests_wait_for_the_outcome() {
+        use crate::proto::dialect::httpapi::{decode_call, Op, Outcome};
+        let store = Table::new(limits(), 4, false);
+        let mut h = Harness::new(HttpApi::outside(Box::new(store), Cors::Any, 1024, 6000));
+        let (conn, _) = h.request(&post());
+        // A create: held, its call out, and the id it minted in the reply.
+        match h.body(conn, &post(), br#"{"method":"create_data_channel"}"#) {
+            Answer::Hold { until_ms, fallback } => {
+                assert_eq!(until_ms, h.now + 6000);
+                assert_eq!(fallback.status, 503);
+            }
+            other => panic!("{other:?}"),
+        }
+        let (to, op) = h.stored.pop().unwrap();
+        assert_eq!(to, conn);
+        let (o, key, _, value) = decode_call(&op).unwrap();
+        assert_eq!((o, key.len(), value), (Op::Create, 32, ""));
+        h.stored_result(conn, &Outcome::Done.encode());
+        let (_, r) = h.responded.pop().unwrap();
+        let body = String::from_utf8(r.body).unwrap();
+        assert!(body.starts_with(r#"{"channel_id": ""#), "{body}");
+        assert!(r
+            .headers
+            .contains(&("Access-Control-Allow-Origin".into(), "*".into())));
+        // A write carries its value as JSON text and its cost; an error outcome is the text.
+        let id = "11111111-2222-4333-8444-555555555555";
+        let offer =
+            format!(r#"{{"method":"create_offer","channel_id":"{id}","offer":{{"a":[1]}}}}"#);
+        h.body(conn, &post(), offer.as_bytes());
+        let (_, op) = h.stored.pop().unwrap();
+        assert_eq!(
+            decode_call(&op),
+            Some((
+                Op::Offer,
+                "11111111222243338444555555555555",
+                offer.len(),
+                r#"{"a": [1]}"#
+            ))
+        );
+        h.stored_result(conn, &Outcome::NotFound.encode());
+        let (_, r) = h.responded.pop().unwrap();
+        assert_eq!((r.status, r.body), (400, b"channel_id not found".to_vec()));
+        // Reads render what the store holds; an unreadable result is a 503.
+        let get = format!(r#"{{"method":"get_candidates","channel_id":"{id}"}}"#);
+        h.body(conn, &post(), get.as_bytes());
+        let items = Outcome::Values(vec!["1".into(), r#"{"c": 2}"#.into()]);
+        assert_eq!(Outcome::decode(&items.encode()), Some(items.clone()));
+        h.stored_result(conn, &items.encode());
+        let (_, r) = h.responded.pop().unwrap();
+        assert_eq!(r.body, br#"{"items": [1, {"c": 2}]}"#.to_vec());
+        h.body(conn, &post(), get.as_bytes());
+        h.stored_result(conn, &[]);
+        assert_eq!(h.responded.pop().unwrap().1.status, 503);
+        // A request gone before its outcome gets nothing.
+        h.body(conn, &post(), get.as_bytes());
+        h.close(conn);
+        h.stored_result(conn, &Outcome::Values(Vec::new()).encode());
+        assert!(h.responded.is_empty());
+        h.stored.clear();
+        // Errors found before the store need no call.
+        assert!(matches!(h.body(conn, &post(), b"[]"), Answer::Respond(_)));
+        assert!(h.stored.is_empty());
+    }
 }
