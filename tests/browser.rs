@@ -14,7 +14,7 @@
 mod common;
 use common::skipped;
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::Path;
 use std::process::Command;
@@ -45,26 +45,32 @@ fn chromium_opens_a_data_channel_signaled_through_the_http_api() {
     if skipped("browser") {
         return;
     }
-    assert!(
-        Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: `./run-tests` installs it, or `apt-get install chromium`; \
-         SIGYARD_TEST_SKIP=browser leaves this test out"
-    );
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules").is_dir() {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is installed (Node.js 20)");
-        assert!(status.success(), "npm install failed in tests/browser");
-    }
     let h = common::start(|b| b.threads(2));
     let server = h.plain_addr().unwrap();
+    run_pages(&[server]);
+    common::stop(h);
+}
 
-    let sock = std::env::temp_dir().join(format!("sigyard-browser-{}.sock", std::process::id()));
-    let _ = std::fs::remove_file(&sock);
-    let listener = UnixListener::bind(&sock).unwrap();
+/// The same with the two pages on two nodes of a cluster: the channel created through one is
+/// answered through the other (the channels live in Redis).
+#[test]
+fn chromium_pages_on_two_cluster_nodes() {
+    if skipped("browser") {
+        return;
+    }
+    let Some(redis) = common::cluster::Redis::start() else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| common::cluster::Node::start(&redis.url(), &[]))
+        .collect();
+    run_pages(&[nodes[0].addr, nodes[1].addr]);
+}
+
+/// Forward one Unix socket to `server`.
+fn bridge(sock: &Path, server: SocketAddr) {
+    let _ = std::fs::remove_file(sock);
+    let listener = UnixListener::bind(sock).unwrap();
     std::thread::spawn(move || {
         for client in listener.incoming() {
             let Ok(client) = client else { break };
@@ -80,10 +86,42 @@ fn chromium_opens_a_data_channel_signaled_through_the_http_api() {
             std::thread::spawn(move || pump(u2, c2, move || drop(c3.shutdown(Shutdown::Write))));
         }
     });
+}
 
+/// Run the two pages, the offering one against `servers[0]` and the answering one against the
+/// last, and check what crossed the data channel.
+fn run_pages(servers: &[SocketAddr]) {
+    assert!(
+        Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: `./run-tests` installs it, or `apt-get install chromium`; \
+         SIGYARD_TEST_SKIP=browser leaves this test out"
+    );
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    if !dir.join("node_modules").is_dir() {
+        let status = Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
+            .current_dir(&dir)
+            .status()
+            .expect("npm is installed (Node.js 20)");
+        assert!(status.success(), "npm install failed in tests/browser");
+    }
+    let socks: Vec<std::path::PathBuf> = servers
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let p = std::env::temp_dir().join(format!(
+                "sigyard-browser-{}-{}-{i}.sock",
+                std::process::id(),
+                s.port()
+            ));
+            bridge(&p, *s);
+            p
+        })
+        .collect();
+    let sock_list: Vec<String> = socks.iter().map(|p| p.display().to_string()).collect();
     let out = Command::new("unshare")
         .args(["-rn", "sh", "-c", NETNS_SETUP])
-        .env("SIGYARD_SOCK", &sock)
+        .env("SIGYARD_SOCK", sock_list.join(","))
         .env("CHROMIUM", CHROMIUM)
         .current_dir(&dir)
         .output()
@@ -95,8 +133,9 @@ fn chromium_opens_a_data_channel_signaled_through_the_http_api() {
         .find_map(|l| l.strip_prefix("RESULT "))
         .unwrap_or("none");
     println!("browser result: {result}");
-    let _ = std::fs::remove_file(&sock);
-    common::stop(h);
+    for p in &socks {
+        let _ = std::fs::remove_file(p);
+    }
     assert!(
         out.status.success() && result.contains("\"ok\":true"),
         "the data channel did not carry the message: {result}\nstdout:\n{stdout}\nstderr:\n{stderr}"

@@ -4,7 +4,8 @@
 // Meant to run inside its own network namespace (tests/browser.rs does `unshare -n` and sets up
 // a private veth pair), so every ICE candidate stays inside it. The server lives outside: this script
 // bridges a local TCP port to the Unix socket SIGYARD_SOCK, which the test forwards to the
-// server. It also serves page.html itself, so the API is called cross-origin (CORS).
+// server. It also serves page.html itself, so the API is called cross-origin (CORS). With two
+// sockets in SIGYARD_SOCK (comma-separated: two nodes of a cluster), each page uses its own.
 //
 // Prints one line `RESULT <json>` and exits 0 on success.
 import http from 'node:http';
@@ -12,7 +13,7 @@ import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { chromium } from 'playwright-core';
 
-const sock = process.env.SIGYARD_SOCK;
+const socks = process.env.SIGYARD_SOCK.split(',');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
 
@@ -20,14 +21,14 @@ function listen(server) {
   return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
 }
 
-const bridge = net.createServer((client) => {
+const bridges = socks.map((sock) => net.createServer((client) => {
   const upstream = net.createConnection({ path: sock });
   client.pipe(upstream).pipe(client);
   const end = () => { client.destroy(); upstream.destroy(); };
   client.on('error', end);
   upstream.on('error', end);
-});
-const apiPort = await listen(bridge);
+}));
+const apiPorts = await Promise.all(bridges.map(listen));
 
 const page = await readFile(new URL('./page.html', import.meta.url));
 const web = http.createServer((req, res) => {
@@ -53,14 +54,16 @@ const browser = await chromium.launch({
 });
 try {
   const ctx = await browser.newContext();
-  const api = encodeURIComponent(`http://127.0.0.1:${apiPort}/`);
-  const base = `http://127.0.0.1:${webPort}/page.html?api=${api}`;
+  const base = (i) => {
+    const api = encodeURIComponent(`http://127.0.0.1:${apiPorts[i % apiPorts.length]}/`);
+    return `http://127.0.0.1:${webPort}/page.html?api=${api}`;
+  };
   a = await ctx.newPage();
-  await a.goto(`${base}&role=offer`);
+  await a.goto(`${base(0)}&role=offer`);
   const channel = await (await a.waitForFunction(() => window.channelId || window.failed, null, { timeout: timeoutMs })).jsonValue();
   result.channel = channel;
   b = await ctx.newPage();
-  await b.goto(`${base}&role=answer&channel=${channel}`);
+  await b.goto(`${base(1)}&role=answer&channel=${channel}`);
   const done = () => window.received || window.failed;
   result.received = await (await b.waitForFunction(done, null, { timeout: timeoutMs })).jsonValue();
   result.reply = await (await a.waitForFunction(() => window.reply || window.failed, null, { timeout: timeoutMs })).jsonValue();
@@ -72,7 +75,7 @@ try {
     if (p) result[name] = await p.evaluate(() => window.events).catch((e) => [String(e)]);
   }
   await browser.close().catch(() => {});
-  bridge.close();
+  for (const b of bridges) b.close();
   web.close();
 }
 console.log(`RESULT ${JSON.stringify(result)}`);
