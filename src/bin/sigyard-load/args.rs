@@ -82,19 +82,25 @@ OPTIONS (per scenario)
     relay:     --pairs P (default 10), --size BYTES (default 64, at least 16),
                --duration SECONDS (default 10), --mode echo|pipe (default echo),
                --rate MSGS_PER_SEC over all pairs (default: closed loop),
-               --window W messages in flight per sender in closed loop (default 1)
+               --window W messages in flight per sender in closed loop (default 1),
+               --peer-url URL: --mode pipe: the b sides connect there (another node of a
+               cluster), the a sides to --url
     handshake: --duration SECONDS (default 10), --concurrency C (default 16)
     churn:     --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES (default 64, at least 16)
     mewconnect: --pairs P (default 10), --duration SECONDS (default 10),
                --concurrency C pairings in flight (default 16), --size BYTES (default 64),
                --rate OFFERS_PER_SEC over all pairs, round robin, a pair still waiting for
-               its answer skipped (default: closed loop, every pair always in flight)
+               its answer skipped (default: closed loop, every pair always in flight),
+               --peer-url URL: the receivers connect there (another node of a cluster), the
+               initiators to --url
     httpapi:   --duration SECONDS (default 10), --concurrency C (default 16),
                --size BYTES of offer (default 64)
     socketio:  --connections N (default 100), --duration SECONDS (default 10),
                --concurrency C sessions opening at once (default 16), --size CHARS
-               (default 64), --transport websocket|polling (default websocket)
+               (default 64), --transport websocket|polling (default websocket),
+               --peer-url URL: sessions in pairs across two servers (nodes), each pair
+               playing ping-pong with `direct` events (latency = both legs)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -193,6 +199,9 @@ pub struct Opts {
     pub raw: Vec<String>,
     /// socketio: the polling transport instead of WebSocket (`--transport`).
     pub polling: bool,
+    /// relay pipe / mewconnect: where the second end of each pair connects (`--peer-url`;
+    /// another node of a cluster), and its Host header.
+    pub peer: Option<(SocketAddr, String)>,
 }
 
 pub enum Parsed {
@@ -216,10 +225,18 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
             "--mode",
             "--rate",
             "--window",
+            "--peer-url",
         ],
         Scenario::Handshake => &["--duration", "--concurrency"],
         Scenario::Churn => &["--duration", "--concurrency", "--size"],
-        Scenario::MewConnect => &["--pairs", "--duration", "--concurrency", "--size", "--rate"],
+        Scenario::MewConnect => &[
+            "--pairs",
+            "--duration",
+            "--concurrency",
+            "--size",
+            "--rate",
+            "--peer-url",
+        ],
         Scenario::HttpApi => &["--duration", "--concurrency", "--size"],
         Scenario::SocketIo => &[
             "--connections",
@@ -227,6 +244,7 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
             "--concurrency",
             "--size",
             "--transport",
+            "--peer-url",
         ],
     }
 }
@@ -401,6 +419,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         worker: None,
         raw: args[1..].to_vec(),
         polling: false,
+        peer: None,
     };
     let mut seen_connections = false;
     let mut i = 1;
@@ -461,6 +480,13 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 o.raw_tcp = u.raw;
             }
             "--window" => o.window = num(flag, &v, 1u32)?.min(1 << 16),
+            "--peer-url" => {
+                let u = parse_url(&v).map_err(|e| e.replacen("--url", "--peer-url", 1))?;
+                if u.raw || u.tls_name.is_some() {
+                    return Err("--peer-url: ws:// only".into());
+                }
+                o.peer = Some((u.addr, u.host));
+            }
             "--stall" => {
                 o.stall = Some(match v.as_str() {
                     "head" => Stall::Head,

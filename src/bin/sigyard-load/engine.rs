@@ -84,6 +84,10 @@ pub struct Plan {
     pub window: u32,
     /// idle: stall mid-input instead of idling.
     pub stall: Option<Stall>,
+    /// relay pipe: where the b sides connect (`--peer-url`), else `addr`.
+    pub peer: Option<(SocketAddr, String)>,
+    /// Makes this process's pipe paths its own (several load processes on one cluster).
+    pub tag: u32,
 }
 
 /// What a thread hands back when it stops.
@@ -363,14 +367,15 @@ impl Worker {
                             self.connect(Role::Echo, self.plan.path.clone());
                         }
                         (_, Mode::Pipe) => {
+                            let t = self.plan.tag;
                             let a = self.connect(
                                 Role::PipeA { peer: usize::MAX },
-                                format!("/connection/a{i}/b{i}/k"),
+                                format!("/connection/a{t:x}.{i}/b{t:x}.{i}/k"),
                             );
                             let b = a.and_then(|a| {
                                 self.connect(
                                     Role::PipeB { peer: a },
-                                    format!("/connection/b{i}/a{i}/k"),
+                                    format!("/connection/b{t:x}.{i}/a{t:x}.{i}/k"),
                                 )
                             });
                             match (a, b) {
@@ -423,7 +428,11 @@ impl Worker {
             Some(self.plan.sources[i])
         };
         let token = self.conns.vacant_key();
-        let mut sock = match open_socket(self.plan.addr, src) {
+        let (addr, host) = match (&role, &self.plan.peer) {
+            (Role::PipeB { .. }, Some((a, h))) => (*a, h.clone()),
+            _ => (self.plan.addr, self.plan.host.clone()),
+        };
+        let mut sock = match open_socket(addr, src) {
             Ok(s) => s,
             Err(e) => {
                 self.attempt_failed(&e);
@@ -448,7 +457,7 @@ impl Worker {
         let (req, accept) = if self.plan.raw {
             (format!("{path}\n").into_bytes(), String::new())
         } else {
-            let (mut req, accept) = ws::upgrade_request(&self.plan.host, &path, &mut self.rng);
+            let (mut req, accept) = ws::upgrade_request(&host, &path, &mut self.rng);
             if self.plan.stall == Some(Stall::Head) {
                 req.truncate(STALL_HEAD_BYTES);
             }

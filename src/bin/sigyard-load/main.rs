@@ -211,6 +211,12 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     let mut wakers = Vec::new();
     let mut handles = Vec::new();
     engine::now_ns();
+    // This process's pipe paths are its own: several load processes may share a cluster.
+    let pipe_tag = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos())
+            .rotate_left(16);
     for t in 0..threads {
         let (poll, waker) =
             engine::make_poll().map_err(|e| format!("cannot create a poll: {e}"))?;
@@ -229,6 +235,8 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             my_sources.rotate_left(k);
         }
         let plan = Plan {
+            peer: o.peer.clone(),
+            tag: pipe_tag,
             scenario: o.scenario,
             mode: o.mode,
             addr: o.addr,

@@ -88,6 +88,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         let setup_done = Arc::new(AtomicBool::new(false));
         done.push(setup_done.clone());
         let w = Worker {
+            peer: o.peer.clone(),
             addr: o.addr,
             host: o.host.clone(),
             path: path.clone(),
@@ -198,6 +199,8 @@ fn frame_text(action: &str, size: usize) -> Vec<u8> {
 }
 
 struct Worker {
+    /// Where receivers connect (`--peer-url`), else `addr`.
+    peer: Option<(SocketAddr, String)>,
     addr: SocketAddr,
     host: String,
     path: String,
@@ -328,14 +331,18 @@ impl Worker {
             "{}?role={role}&connId={}&signed={}",
             self.path, p.conn_id, SIGNED
         );
-        let mut sock = TcpStream::connect(self.addr)?;
+        let (addr, host) = match (&self.peer, side) {
+            (Some((a, h)), RECEIVER) => (*a, h.as_str()),
+            _ => (self.addr, self.host.as_str()),
+        };
+        let mut sock = TcpStream::connect(addr)?;
         let _ = sock.set_nodelay(true);
         poll.registry().register(
             &mut sock,
             Token(i * 2 + side),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        let (req, accept) = ws::upgrade_request(&self.host, &q, &mut self.rng);
+        let (req, accept) = ws::upgrade_request(host, &q, &mut self.rng);
         Ok(Side {
             sock,
             accept: Some(accept),

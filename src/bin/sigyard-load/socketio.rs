@@ -12,6 +12,12 @@
 //! echo releases it) and POSTs each emit. Every packet resets the server's heartbeat timer, so
 //! busy sessions need no ping; a session idle for 20 s pings (`2`).
 //!
+//! With `--peer-url` (WebSocket only) the sessions go in pairs, the first of each on `--url`
+//! and the second on `--peer-url` (two nodes of a cluster), and every pair plays ping-pong
+//! with the test dialect's `direct` event: the first emits `42["direct","<peer sid>","..."]`,
+//! the second receives it as `msg` and sends one back the same way; latency runs from the
+//! first emit to the reply, two events between sockets on different nodes.
+//!
 //! One mio event loop per thread (`--threads`), each owning its share of the sessions.
 
 use crate::args::Opts;
@@ -86,13 +92,21 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let mut handles = Vec::new();
     let start = Instant::now();
     let event = format!(r#"42["echo","{}"]"#, "x".repeat(o.size));
+    if o.peer.is_some() && o.polling {
+        return Err("--peer-url: with --transport websocket only".into());
+    }
+    // Pairs never straddle two threads.
+    let unit = if o.peer.is_some() { 2 } else { 1 };
+    let units = o.connections / unit;
     for t in 0..threads {
-        let n = o.connections / threads + u64::from(t < o.connections % threads);
+        let n = unit * (units / threads + u64::from(t < units % threads));
         let setup_done = Arc::new(AtomicBool::new(false));
         done.push(setup_done.clone());
         let w = Worker {
             addr: o.addr,
             host: o.host.clone(),
+            peer: o.peer.clone(),
+            payload: "x".repeat(o.size),
             polling: o.polling,
             timeout: o.timeout,
             concurrency: (o.concurrency / threads).max(1),
@@ -189,6 +203,10 @@ pub fn text(v: &serde_json::Value) -> String {
 struct Worker {
     addr: SocketAddr,
     host: String,
+    /// `--peer-url`: the odd sessions' server; pairs play ping-pong with `direct`.
+    peer: Option<(SocketAddr, String)>,
+    /// The payload of a `direct` event (as JSON string content).
+    payload: String,
     polling: bool,
     timeout: Duration,
     concurrency: u64,
@@ -329,7 +347,11 @@ impl Worker {
     }
 
     fn link(&mut self, poll: &Poll, i: usize, which: usize) -> io::Result<Link> {
-        let mut sock = TcpStream::connect(self.addr)?;
+        let addr = match &self.peer {
+            Some((a, _)) if i % 2 == 1 => *a,
+            _ => self.addr,
+        };
+        let mut sock = TcpStream::connect(addr)?;
         let _ = sock.set_nodelay(true);
         poll.registry().register(
             &mut sock,
@@ -361,8 +383,12 @@ impl Worker {
                     l.tx = self.http_get("");
                     s.get_out = true;
                 } else {
+                    let host = match &self.peer {
+                        Some((_, h)) if i % 2 == 1 => h.clone(),
+                        _ => self.host.clone(),
+                    };
                     let (req, accept) = ws::upgrade_request(
-                        &self.host,
+                        &host,
                         "/socket.io/?EIO=3&transport=websocket&echo=1",
                         &mut self.rng,
                     );
@@ -428,6 +454,17 @@ impl Worker {
         {
             return;
         }
+        if self.peer.is_some() {
+            // Ping-pong: only the first of a pair starts a round.
+            if i % 2 == 0 {
+                self.direct(i, i + 1);
+                if let Some(s) = self.sessions[i].as_mut() {
+                    s.step = Step::Waiting;
+                    s.sent_at = Instant::now();
+                }
+            }
+            return;
+        }
         let event = std::mem::take(&mut self.event);
         self.send(i, &event);
         self.event = event;
@@ -435,6 +472,15 @@ impl Worker {
             s.step = Step::Waiting;
             s.sent_at = Instant::now();
         }
+    }
+
+    /// Session `from` emits `direct` to session `to`'s sid.
+    fn direct(&mut self, from: usize, to: usize) {
+        let Some(sid) = self.sessions.get(to).and_then(|s| s.as_ref()?.sid.clone()) else {
+            return;
+        };
+        let packet = format!(r#"42["direct","{sid}","{}"]"#, self.payload);
+        self.send(from, &packet);
     }
 
     fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
@@ -513,11 +559,30 @@ impl Worker {
             return;
         };
         if s.step == Step::Opening && p.starts_with(r#"42["welcome""#) {
+            if s.sid.is_none() {
+                // The WebSocket transport learns its sid here (`direct` names it).
+                s.sid = p
+                    .split_once(r#""sid":""#)
+                    .and_then(|(_, r)| r.split_once('"'))
+                    .map(|(sid, _)| sid.to_string());
+            }
             s.step = Step::Open;
             out.open.record(s.started.elapsed().as_nanos() as u64);
             self.shared.opened.fetch_add(1, Relaxed);
             if running {
                 self.emit(i);
+            }
+        } else if self.peer.is_some() && p.starts_with(r#"42["msg""#) {
+            self.shared.events.fetch_add(1, Relaxed);
+            if i % 2 == 1 {
+                // The second of a pair answers at once.
+                self.direct(i, i - 1);
+            } else if s.step == Step::Waiting {
+                out.rtt.record(s.sent_at.elapsed().as_nanos() as u64);
+                s.step = Step::Open;
+                if running {
+                    self.emit(i);
+                }
             }
         } else if s.step == Step::Waiting && p.starts_with(r#"42["echo""#) {
             out.rtt.record(s.sent_at.elapsed().as_nanos() as u64);
