@@ -128,6 +128,8 @@ pub struct ClusterOptions {
     pub prefix: String,
     /// How long a placement key stays claimed by its node after its last use.
     pub claim_ttl: Duration,
+    /// `rediss://`: the certificates trusted for Redis's.
+    pub ca_file: PathBuf,
 }
 
 /// Engine.IO 3 / Socket.IO 2 (`/socket.io/`, PROTOCOLS.md §6).
@@ -330,6 +332,7 @@ impl Default for Config {
                 wait: false,
                 prefix: "sigyard".to_string(),
                 claim_ttl: secs(3600),
+                ca_file: "/etc/ssl/certs/ca-certificates.crt".into(),
             },
         }
     }
@@ -469,6 +472,7 @@ static OPTS: &[Opt] = &[
     opt("cluster-wait", "BOOL", "false", "At start, wait for Redis to answer instead of exiting with status 2."),
     opt("cluster-prefix", "TEXT", "sigyard", "Prefix of the cluster's Redis keys and channels (several clusters may share one Redis)."),
     opt("cluster-claim-ttl", "DURATION", "1h", "How long a node keeps a pair's or room's key after its last use (refreshed while used)."),
+    opt("cluster-ca-file", "PATH", "/etc/ssl/certs/ca-certificates.crt", "rediss:// only: the certificates (PEM) trusted for Redis's."),
 ];
 
 /// Maps one (option, value) to its `Config` field. Names always come from [`OPTS`].
@@ -539,6 +543,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "cluster-wait" => c.cluster_options.wait = parse_bool(v)?,
         "cluster-prefix" => c.cluster_options.prefix = parse_nonempty(v)?,
         "cluster-claim-ttl" => c.cluster_options.claim_ttl = parse_duration(v)?,
+        "cluster-ca-file" => c.cluster_options.ca_file = parse_path(v)?,
         _ => return Err(format!("option {name:?} has no field (bug in the option table)")),
     }
     Ok(())

@@ -596,3 +596,58 @@ fn http_api_channels_live_in_redis_with_their_ttl() {
     }
     assert!(common::metric(a, "sigyard_api_requests_total") >= 3.0);
 }
+
+#[test]
+fn rediss_and_passwords() {
+    // TLS to Redis, its certificate checked against --cluster-ca-file.
+    let Some(tls) = Redis::start_tls() else {
+        return;
+    };
+    let ca = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
+    let a = Node::start(&tls.url(), &["--cluster-ca-file", ca]);
+    let b = Node::start(&tls.url(), &["--cluster-ca-file", ca]);
+    let (mut i, mut r, _) = mew_pair(a.addr, b.addr);
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(8)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(8));
+    // Not trusted: exit 2, saying why.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
+        .args(["--cluster", &tls.url(), "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&tls.url()) && err.contains("certificate"),
+        "{err}"
+    );
+    // A password from the environment; a wrong one is refused at start.
+    let Some(locked) = Redis::start_with_password("s3cret") else {
+        return;
+    };
+    let c = Node::start_env(
+        &locked.url(),
+        &[],
+        &[("SIGYARD_CLUSTER_PASSWORD", "s3cret")],
+    );
+    let d = Node::start(&format!("redis://:s3cret@127.0.0.1:{}", locked.port), &[]);
+    let (mut i, mut r, _) = mew_pair(c.addr, d.addr);
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(9)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(9));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
+        .args(["--cluster", &locked.url(), "--listen", "127.0.0.1:0"])
+        .env("SIGYARD_CLUSTER_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("WRONGPASS") || err.contains("invalid"),
+        "{err}"
+    );
+}

@@ -43,7 +43,7 @@ pub const MAX_NODE: u16 = (1 << 14) - 1;
 /// (and counted as failed deliveries): the bound on what waits for a slow Redis.
 const JOB_QUEUE: usize = 8192;
 
-/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`.
+/// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
     pub host: String,
@@ -51,19 +51,17 @@ pub struct RedisUrl {
     pub db: u32,
     pub user: Option<String>,
     pub password: Option<Secret>,
+    pub tls: bool,
 }
 
 impl RedisUrl {
     pub fn parse(s: &str) -> Result<RedisUrl, String> {
-        let rest = if let Some(r) = s.strip_prefix("redis://") {
-            r
-        } else if s.starts_with("rediss://") {
-            return Err(format!(
-                "{s:?}: TLS to Redis (rediss://) is not supported; reach Redis over a private \
-                 network or a TLS tunnel (stunnel, spiped) with redis://"
-            ));
+        let (rest, tls) = if let Some(r) = s.strip_prefix("redis://") {
+            (r, false)
+        } else if let Some(r) = s.strip_prefix("rediss://") {
+            (r, true)
         } else {
-            return Err(format!("{s:?} is not a redis:// URL"));
+            return Err(format!("{s:?} is not a redis:// or rediss:// URL"));
         };
         let (auth, rest) = match rest.rsplit_once('@') {
             Some((a, r)) => (Some(a), r),
@@ -103,6 +101,7 @@ impl RedisUrl {
             db,
             user,
             password,
+            tls,
         })
     }
 }
@@ -116,7 +115,8 @@ impl fmt::Display for RedisUrl {
         } else {
             self.host.clone()
         };
-        write!(f, "redis://{auth}{host}:{}/{}", self.port, self.db)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        write!(f, "{scheme}://{auth}{host}:{}/{}", self.port, self.db)
     }
 }
 
@@ -479,7 +479,12 @@ fn load_scripts(r: &mut Redis) -> std::io::Result<Shas> {
 }
 
 fn connect(url: &RedisUrl, opts: &ClusterOptions) -> std::io::Result<Redis> {
-    Redis::open(url, opts.password.as_ref(), connect_timeout(opts))
+    Redis::open(
+        url,
+        opts.password.as_ref(),
+        &opts.ca_file,
+        connect_timeout(opts),
+    )
 }
 
 fn connect_timeout(opts: &ClusterOptions) -> Duration {
@@ -1135,8 +1140,8 @@ mod tests {
         for bad in ["http://x", "redis://", "redis://h:port", "redis://h/db"] {
             assert!(RedisUrl::parse(bad).is_err(), "{bad}");
         }
-        assert!(RedisUrl::parse("rediss://h")
-            .unwrap_err()
-            .contains("not supported"));
+        let u = RedisUrl::parse("rediss://r.example:6380").unwrap();
+        assert!(u.tls && !RedisUrl::parse("redis://h").unwrap().tls);
+        assert_eq!(u.to_string(), "rediss://r.example:6380/0");
     }
 }

@@ -19,25 +19,68 @@ pub fn free_port() -> u16 {
 pub struct Redis {
     pub port: u16,
     child: Option<Child>,
+    /// Extra `redis-server` arguments (TLS, a password).
+    args: Vec<String>,
+    tls: bool,
 }
 
 impl Redis {
     /// `None` (and a SKIPPED line) when `redis-server` is not installed and `SIGYARD_TEST_SKIP`
     /// lists `redis`; otherwise a missing server fails the test.
     pub fn start() -> Option<Redis> {
+        Redis::start_with(&[], false)
+    }
+
+    /// With a password (`requirepass`).
+    pub fn start_with_password(password: &str) -> Option<Redis> {
+        Redis::start_with(&["--requirepass", password], false)
+    }
+
+    /// TLS only, with the development certificate (certs/), clients not authenticated.
+    pub fn start_tls() -> Option<Redis> {
+        let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
+        let key = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem");
+        Redis::start_with(
+            &[
+                "--tls-cert-file",
+                cert,
+                "--tls-key-file",
+                key,
+                "--tls-ca-cert-file",
+                cert,
+                "--tls-auth-clients",
+                "no",
+            ],
+            true,
+        )
+    }
+
+    fn start_with(args: &[&str], tls: bool) -> Option<Redis> {
         if super::skipped("redis") {
             return None;
         }
         let port = free_port();
-        let mut r = Redis { port, child: None };
+        let mut r = Redis {
+            port,
+            child: None,
+            args: args.iter().map(|a| a.to_string()).collect(),
+            tls,
+        };
         r.restart();
         Some(r)
     }
 
     /// Start (again, on the same port) and wait until it answers.
     pub fn restart(&mut self) {
+        let port = self.port.to_string();
+        let ports: &[&str] = match self.tls {
+            false => &["--port", &port],
+            true => &["--port", "0", "--tls-port", &port],
+        };
         let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(ports)
+            .args(["--bind", "127.0.0.1"])
+            .args(&self.args)
             .args(["--save", "", "--appendonly", "no", "--logfile", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -46,7 +89,12 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if self.ping() {
+            // (A TLS or password-protected server is ready once it accepts.)
+            let ready = match self.tls || !self.args.is_empty() {
+                true => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                false => self.ping(),
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));
@@ -72,7 +120,8 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 }
 
@@ -90,6 +139,11 @@ pub struct Node {
 
 impl Node {
     pub fn start(url: &str, extra: &[&str]) -> Node {
+        Node::start_env(url, extra, &[])
+    }
+
+    /// With environment variables (a password).
+    pub fn start_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Node {
         let port = free_port();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
         let mut child = Command::new(env!("CARGO_BIN_EXE_sigyard"))
@@ -102,6 +156,7 @@ impl Node {
                 "2",
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
