@@ -603,20 +603,31 @@ impl Reactor {
             return false;
         };
         let (at, b_key, b_gen) = crate::net::resolve(peer);
-        if at != self.core.here {
-            return self.pipe_forward_remote(a_key, peer);
-        }
+        // A peer on another node gets `Data` records, as far as its window allows.
+        let remote = at != self.core.here;
         let high_water = self.core.shared.cfg.limits.buffer_size;
+        let window = self.core.pipe_window();
         let mut progress = false;
         loop {
             let c = &mut self.core;
-            let Some((a, b)) = self.slots.get2_mut(a_key, b_key) else {
-                return progress;
+            let (a, b) = if remote {
+                let Some(a) = self.slots.get_mut(a_key) else {
+                    return progress;
+                };
+                (a, None)
+            } else {
+                let Some((a, b)) = self.slots.get2_mut(a_key, b_key) else {
+                    return progress;
+                };
+                if !crate::net::same_gen(b.gen, b_gen) {
+                    return progress;
+                }
+                (a, Some(b))
             };
-            if !crate::net::same_gen(b.gen, b_gen) {
-                return progress;
-            }
-            let blocked = (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water;
+            let blocked = match &b {
+                Some(b) => (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water,
+                None => a.extra.as_ref().is_some_and(|e| e.unacked >= window),
+            };
             if blocked || !a.rx.has_bytes() {
                 return progress;
             }
@@ -635,8 +646,17 @@ impl Reactor {
                     header_len,
                     payload,
                 } => {
-                    forward(b, &header[..header_len as usize], &rx.filled()[payload], c);
+                    let (head, body) = (&header[..usize::from(header_len)], &rx.filled()[payload]);
+                    let sent = head.len() + body.len();
+                    match b {
+                        Some(b) => forward(b, head, body, c),
+                        None => c.emit_data(peer, a.conn.mid_frame(), head, body),
+                    }
                     rx.consume(used);
+                    if remote {
+                        let e = a.extra();
+                        e.unacked = e.unacked.saturating_add(sent as u32);
+                    }
                     progress = true;
                 }
                 Step::Ended { code } => {

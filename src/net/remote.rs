@@ -14,7 +14,6 @@ use crate::net::reactor::{live, Core, Reactor};
 use crate::net::slot::{tx_force, Owner, Placed};
 use crate::net::{handle, handle_node};
 use crate::proto::cluster::{records, Record, Remote, VANISHED};
-use crate::proto::conn::Step;
 use crate::proto::dialect::{upgrade_required, Answer, Handle, Output};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 use crate::registry::ROUTES;
@@ -139,6 +138,29 @@ impl Core {
         (4 * self.shared.cfg.limits.buffer_size).min(u32::MAX as usize) as u32
     }
 
+    /// One piece a pipe end forwards to its peer on another node: a frame header and/or
+    /// payload, and whether the writer is inside a frame after it.
+    pub(crate) fn emit_data(&mut self, peer: Handle, mid: bool, head: &[u8], body: &[u8]) {
+        let node = handle_node(peer);
+        if !head.is_empty() {
+            let mid_frame = !body.is_empty() || mid;
+            let rec = Record::Data {
+                to: peer,
+                mid_frame,
+                bytes: head,
+            };
+            self.emit(node, &rec);
+        }
+        if !body.is_empty() {
+            let rec = Record::Data {
+                to: peer,
+                mid_frame: mid,
+                bytes: body,
+            };
+            self.emit(node, &rec);
+        }
+    }
+
     /// How long a request waits for another node's answer.
     pub(crate) fn answer_wait(&self) -> Duration {
         2 * self.shared.cfg.cluster_options.node_timeout
@@ -218,79 +240,6 @@ impl Reactor {
                     half_frame: false,
                 };
                 c.emit(handle_node(peer), &end);
-            }
-        }
-    }
-
-    /// Forward `a`'s data frames to its pipe peer on another node, as `Data` records, while
-    /// the window allows.
-    pub(crate) fn pipe_forward_remote(&mut self, a_key: usize, peer: Handle) -> bool {
-        let node = handle_node(peer);
-        let window = self.core.pipe_window();
-        let mut progress = false;
-        loop {
-            let c = &mut self.core;
-            let Some(a) = self.slots.get_mut(a_key) else {
-                return progress;
-            };
-            let unacked = a.extra.as_ref().map_or(0, |e| e.unacked);
-            if unacked >= window || !a.rx.has_bytes() {
-                return progress;
-            }
-            let now = c.tick();
-            let Some(rx) = a.rx.buf(&mut c.pool, false) else {
-                c.starved.push((a_key, a.gen));
-                return progress;
-            };
-            let a_tx = &mut a.tx.get_or_insert_with(|| c.pool.tx_force()).data;
-            let (step, used) = a
-                .conn
-                .read(now, &c.shared.limits, rx.filled(), a_tx, &mut c.proto);
-            match step {
-                Step::Forward {
-                    header,
-                    header_len,
-                    payload,
-                } => {
-                    let mid = a.conn.mid_frame();
-                    let head = &header[..usize::from(header_len)];
-                    let body = &rx.filled()[payload];
-                    let n = head.len() + body.len();
-                    if !head.is_empty() {
-                        let mid_frame = !body.is_empty() || mid;
-                        c.emit(
-                            node,
-                            &Record::Data {
-                                to: peer,
-                                mid_frame,
-                                bytes: head,
-                            },
-                        );
-                    }
-                    if !body.is_empty() {
-                        c.emit(
-                            node,
-                            &Record::Data {
-                                to: peer,
-                                mid_frame: mid,
-                                bytes: body,
-                            },
-                        );
-                    }
-                    rx.consume(used);
-                    let e = a.extra();
-                    e.unacked = e.unacked.saturating_add(n as u32);
-                    progress = true;
-                }
-                Step::Ended { code } => {
-                    rx.consume(used);
-                    self.pipe_end(a_key, Some(code));
-                    return true;
-                }
-                _ => {
-                    rx.consume(used);
-                    return progress || used > 0;
-                }
             }
         }
     }
