@@ -651,3 +651,17 @@ fn rediss_and_passwords() {
         "{err}"
     );
 }
+
+#[test]
+fn a_node_whose_id_another_process_took_stops() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let mut a = Node::start(&redis.url(), &["--cluster-node-timeout", "1s"]);
+    // What a flushed Redis and a new process would leave: node 1 marked as someone else's.
+    assert!(redis
+        .command("HSET sigyard:tokens 1 another-process")
+        .starts_with(':'));
+    let status = a.exited(Duration::from_secs(3)).expect("the node stops");
+    assert_eq!(status.code(), Some(1));
+}

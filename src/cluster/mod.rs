@@ -308,6 +308,8 @@ impl Cluster {
 /// A node that registered in Redis and is ready to start its bridge.
 pub(crate) struct Joined {
     node: u16,
+    /// Marks this process's node id as its own in Redis.
+    token: String,
     conn: Redis,
     shas: Shas,
     url: RedisUrl,
@@ -322,22 +324,31 @@ pub(crate) struct Joined {
 
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
 
-/// ARGV: prefix, preferred id (0: any), timeout ms. Returns the node id (0: none free).
+/// ARGV: prefix, preferred id (0: any), timeout ms, this process's token. Returns the node id
+/// (0: none free). The token marks whose the id is (see HEARTBEAT).
 const REGISTER: &str = "local nodes = ARGV[1] .. ':nodes' \
     local timeout = tonumber(ARGV[3]) \
     local function free(id) local s = redis.call('ZSCORE', nodes, id) \
       return (not s) or tonumber(s) <= now - timeout end \
+    local function take(id) redis.call('ZADD', nodes, now, id) \
+      redis.call('HSET', ARGV[1] .. ':tokens', id, ARGV[4]) return id end \
     local prefer = tonumber(ARGV[2]) \
-    if prefer > 0 and free(prefer) then redis.call('ZADD', nodes, now, prefer) return prefer end \
+    if prefer > 0 and free(prefer) then return take(prefer) end \
     for i = 1, 16383 do \
       local id = (redis.call('INCR', ARGV[1] .. ':seq') - 1) % 16383 + 1 \
-      if free(id) then redis.call('ZADD', nodes, now, id) return id end \
+      if free(id) then return take(id) end \
     end \
     return 0";
 
-/// ARGV: prefix, me, timeout ms. Returns {1 if I was live before this beat, live ids...}.
+/// ARGV: prefix, me, timeout ms, token. Returns {1 if I was live before this beat, live
+/// ids...}, or {-1} when another process holds this id (its token is there: the id was handed
+/// out again, e.g. after the Redis was flushed).
 const HEARTBEAT: &str = "local nodes = ARGV[1] .. ':nodes' \
     local timeout = tonumber(ARGV[3]) \
+    local tokens = ARGV[1] .. ':tokens' \
+    local owner = redis.call('HGET', tokens, ARGV[2]) \
+    if owner and owner ~= ARGV[4] then return {-1} end \
+    redis.call('HSET', tokens, ARGV[2], ARGV[4]) \
     local mine = redis.call('ZSCORE', nodes, ARGV[2]) \
     local was = 0 \
     if mine and tonumber(mine) > now - timeout then was = 1 end \
@@ -491,7 +502,13 @@ fn connect_timeout(opts: &ClusterOptions) -> Duration {
     (opts.node_timeout / 2).max(Duration::from_millis(500))
 }
 
-fn register(r: &mut Redis, shas: &Shas, opts: &ClusterOptions, prefer: u16) -> Result<u16, String> {
+fn register(
+    r: &mut Redis,
+    shas: &Shas,
+    opts: &ClusterOptions,
+    prefer: u16,
+    token: &str,
+) -> Result<u16, String> {
     let timeout = opts.node_timeout.as_millis().to_string();
     let reply = r
         .call(&[
@@ -501,6 +518,7 @@ fn register(r: &mut Redis, shas: &Shas, opts: &ClusterOptions, prefer: u16) -> R
             opts.prefix.as_bytes(),
             prefer.to_string().as_bytes(),
             timeout.as_bytes(),
+            token.as_bytes(),
         ])
         .map_err(|e| e.to_string())??;
     match int(&reply) {
@@ -516,13 +534,17 @@ fn register(r: &mut Redis, shas: &Shas, opts: &ClusterOptions, prefer: u16) -> R
 /// answer, unless `--cluster-wait`, which retries until it does.
 pub(crate) fn join(url: &RedisUrl, opts: &ClusterOptions) -> Result<Joined, String> {
     let mut delay = Duration::from_millis(100);
+    let mut t = [0u8; 16];
+    crate::csprng::fill(&mut t);
+    let token = crate::proto::dialect::hex(&t);
     loop {
         let attempt = connect(url, opts)
             .map_err(|e| e.to_string())
             .and_then(|mut c| {
                 let shas = load_scripts(&mut c).map_err(|e| e.to_string())?;
-                let node = register(&mut c, &shas, opts, 0)?;
+                let node = register(&mut c, &shas, opts, 0, &token)?;
                 Ok(Joined {
+                    token: token.clone(),
                     node,
                     conn: c,
                     shas,
@@ -580,6 +602,7 @@ pub(crate) fn start(
     // The subscription is in place before any record can be sent to this node.
     let first = sub.subscribe()?;
     let cmd = Commands {
+        token: joined.token,
         node: joined.node,
         url: joined.url,
         opts: joined.opts,
@@ -628,6 +651,7 @@ fn tell_all(cores: &[Mailbox], gone: &Gone) {
 
 struct Commands {
     node: u16,
+    token: String,
     url: RedisUrl,
     opts: ClusterOptions,
     shas: Shas,
@@ -788,6 +812,7 @@ impl Commands {
                 prefix,
                 me.as_bytes(),
                 timeout.as_bytes(),
+                self.token.as_bytes(),
             ]);
         }
         let sent = Instant::now();
@@ -885,6 +910,16 @@ impl Commands {
 
     /// What a heartbeat said about the members.
     fn membership(&mut self, items: &[OwnedFrame]) {
+        if items.first().and_then(int) == Some(-1) {
+            // Records for this id would reach two processes, whose handles may coincide: a
+            // message could reach the wrong client. Stopping is the only safe answer.
+            error!(
+                "cluster: node id {} now belongs to another process (was the cluster's Redis \
+                 flushed?); this process stops: two processes must never answer for one node",
+                self.node
+            );
+            std::process::exit(1);
+        }
         let was_live = items.first().and_then(int) == Some(1);
         let live: BTreeSet<u16> = items[1..]
             .iter()
@@ -930,8 +965,8 @@ impl Commands {
         }
         let attempt = connect(&self.url, &self.opts).and_then(|mut c| {
             let shas = load_scripts(&mut c)?;
-            let id =
-                register(&mut c, &shas, &self.opts, self.node).map_err(std::io::Error::other)?;
+            let id = register(&mut c, &shas, &self.opts, self.node, &self.token)
+                .map_err(std::io::Error::other)?;
             Ok((c, shas, id))
         });
         match attempt {

@@ -111,6 +111,16 @@ impl Redis {
         s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut b).is_ok() && &b == b"+PONG\r\n"
     }
 
+    /// Run one command given inline (`SET k v`); the raw reply.
+    pub fn command(&self, cmd: &str) -> String {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
+        let mut b = [0u8; 512];
+        let n = s.read(&mut b).unwrap_or(0);
+        String::from_utf8_lossy(&b[..n]).into_owned()
+    }
+
     /// Stop it hard (the cluster loses its Redis).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -198,6 +208,18 @@ impl Node {
 
     pub fn wait(&mut self) -> std::process::ExitStatus {
         self.child.wait().unwrap()
+    }
+
+    /// Its exit status, if it exited within `within`.
+    pub fn exited(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let end = Instant::now() + within;
+        while Instant::now() < end {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return Some(s);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
     }
 }
 
