@@ -665,3 +665,36 @@ fn a_node_whose_id_another_process_took_stops() {
     let status = a.exited(Duration::from_secs(3)).expect("the node stops");
     assert_eq!(status.code(), Some(1));
 }
+
+#[test]
+fn records_for_gone_connections_and_malformed_batches_are_counted_and_dropped() {
+    use sigyard::proto::cluster::Record;
+    use sigyard::proto::dialect::{Handle, Kind};
+    let Some((redis, nodes)) = cluster(1, &[]) else {
+        return;
+    };
+    let a = nodes[0].addr;
+    let (mut i, mut r, _) = mew_pair(a, a);
+    // A message for a connection that never was (node 1, core 0, slab key 4,000).
+    let mut batch = Vec::new();
+    Record::Send {
+        to: Handle::from_raw((1u64 << 48) | 4000),
+        kind: Kind::Text,
+        payload: b"nobody",
+    }
+    .encode(&mut batch);
+    assert_eq!(redis.publish("sigyard:n:1", &batch), 1);
+    // And bytes that are no record at all.
+    assert_eq!(redis.publish("sigyard:n:1", b"\xff\x00garbage"), 1);
+    let t = Instant::now();
+    while common::metric(a, "sigyard_cluster_undeliverable_total") != 1.0 {
+        assert!(t.elapsed() < Duration::from_secs(3), "not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The node and its pairs go on.
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(10)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(10));
+}

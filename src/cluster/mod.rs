@@ -193,6 +193,8 @@ pub struct ClusterStats {
     pub claims: AtomicU64,
     pub rtt_us: AtomicU64,
     pub nodes_gone: AtomicU64,
+    /// Records from other nodes for connections here that are gone.
+    pub undeliverable: AtomicU64,
 }
 
 impl ClusterStats {
@@ -280,6 +282,12 @@ impl ClusterStats {
             "counter",
             "nodes seen leaving (heartbeat lapsed or left)",
             g(&self.nodes_gone),
+        );
+        metric(
+            "sigyard_cluster_undeliverable_total",
+            "counter",
+            "records from other nodes for connections here that were gone",
+            g(&self.undeliverable),
         );
     }
 }

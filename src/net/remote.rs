@@ -481,6 +481,17 @@ impl Reactor {
     }
 
     fn on_record(&mut self, rec: Record<'_>) {
+        if let Some(to) = rec.to() {
+            if live(&mut self.slots, self.core.here, to).is_none() {
+                // Its connection is gone (what it says is dropped below; a `Link` is answered).
+                if let Some(l) = self.core.link.as_ref() {
+                    l.cluster
+                        .stats
+                        .undeliverable
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
         match rec {
             Record::Open {
                 edge,

@@ -170,6 +170,23 @@ impl Record<'_> {
         }
     }
 
+    /// The connection of the receiving node a record is for (`None`: one the record opens or
+    /// one of another node a dialect here holds).
+    pub fn to(&self) -> Option<Handle> {
+        use Record::*;
+        match self {
+            Open { .. } | Message { .. } | Body { .. } | Closed { .. } => None,
+            Answer { to, .. }
+            | Send { to, .. }
+            | Close { to, .. }
+            | Respond { to, .. }
+            | Link { to, .. }
+            | Data { to, .. }
+            | Ack { to, .. }
+            | End { to, .. } => Some(*to),
+        }
+    }
+
     /// Append the record to `out`.
     pub fn encode(&self, out: &mut Vec<u8>) {
         match self {

@@ -121,6 +121,24 @@ impl Redis {
         String::from_utf8_lossy(&b[..n]).into_owned()
     }
 
+    /// `PUBLISH channel payload` (binary-safe); the number of subscribers that got it.
+    pub fn publish(&self, channel: &str, payload: &[u8]) -> i64 {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut req = Vec::new();
+        req.extend_from_slice(b"*3\r\n$7\r\nPUBLISH\r\n");
+        for part in [channel.as_bytes(), payload] {
+            req.extend_from_slice(format!("${}\r\n", part.len()).as_bytes());
+            req.extend_from_slice(part);
+            req.extend_from_slice(b"\r\n");
+        }
+        s.write_all(&req).unwrap();
+        let mut b = [0u8; 64];
+        let n = s.read(&mut b).unwrap_or(0);
+        let reply = String::from_utf8_lossy(&b[..n]);
+        reply.trim().trim_start_matches(':').parse().unwrap_or(-1)
+    }
+
     /// Stop it hard (the cluster loses its Redis).
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
