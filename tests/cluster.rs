@@ -28,37 +28,15 @@ fn conn_id() -> String {
 }
 
 fn connect(addr: SocketAddr, path_and_query: &str) -> Result<Ws, (u16, String)> {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    match tungstenite::client::client(format!("ws://{addr}{path_and_query}"), s) {
-        Ok((ws, _)) => Ok(ws),
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-            let body = resp.body().clone().unwrap_or_default();
-            Err((
-                resp.status().as_u16(),
-                String::from_utf8_lossy(&body).into(),
-            ))
-        }
-        Err(e) => panic!("handshake: {e}"),
-    }
+    common::try_ws(addr, path_and_query)
 }
 
 fn mew(addr: SocketAddr, role: &str, cid: &str) -> Result<Ws, (u16, String)> {
     connect(addr, &format!("/?role={role}&connId={cid}&signed={SIGNED}"))
 }
 
-fn recv_text(c: &mut Ws) -> String {
-    loop {
-        match c.read().expect("a message") {
-            Message::Text(t) => return t.as_str().to_owned(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            m => panic!("unexpected {m:?}"),
-        }
-    }
-}
-
 fn recv(c: &mut Ws) -> Json {
-    serde_json::from_str(&recv_text(c)).expect("json")
+    serde_json::from_str(&common::recv_text(c)).expect("json")
 }
 
 fn send(c: &mut Ws, v: Json) {
@@ -467,20 +445,7 @@ fn a_slow_reader_on_another_node_pushes_back_on_the_writer() {
         return;
     };
     let (mut x, mut y) = pipe(nodes[0].addr, nodes[1].addr, "fast", "slow");
-    let mut raw = x.get_mut().try_clone().unwrap();
-    raw.set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
-    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
-    frame.extend(vec![b'x'; 16 << 10]);
-    let mut sent = 0usize;
-    let t0 = Instant::now();
-    use std::io::Write;
-    while t0.elapsed() < Duration::from_secs(3) {
-        match raw.write(&frame) {
-            Ok(n) => sent += n,
-            Err(_) => break,
-        }
-    }
+    let sent = common::flood(&mut x, Duration::from_secs(3));
     // Bounded by the window, the reader's queue and both nodes' socket buffers, not by time.
     assert!(sent < 32 << 20, "the writer was never paused: {sent} bytes");
     let mut got = 0usize;

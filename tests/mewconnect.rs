@@ -30,22 +30,7 @@ fn query(role: &str, cid: &str, signed: &str) -> String {
 
 /// Open a MewConnect socket; `Err((status, body))` when the upgrade is refused.
 fn connect(addr: SocketAddr, path: &str, q: &str) -> Result<Ws, (u16, String)> {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    match tungstenite::client::client(format!("ws://{addr}{path}?{q}"), s) {
-        Ok((ws, resp)) => {
-            assert_eq!(resp.status(), 101);
-            Ok(ws)
-        }
-        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
-            let body = resp.body().clone().unwrap_or_default();
-            Err((
-                resp.status().as_u16(),
-                String::from_utf8_lossy(&body).into(),
-            ))
-        }
-        Err(e) => panic!("handshake: {e}"),
-    }
+    try_ws(addr, &format!("{path}?{q}"))
 }
 
 fn initiator(addr: SocketAddr, cid: &str) -> Ws {

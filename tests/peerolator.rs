@@ -15,16 +15,6 @@ use tungstenite::Message;
 type Ws = WebSocket<TcpStream>;
 
 /// The next text message, exactly as sent (tungstenite answers pings itself).
-fn recv_text(c: &mut Ws) -> String {
-    loop {
-        match c.read().expect("a message") {
-            Message::Text(t) => return t.as_str().to_owned(),
-            Message::Ping(_) | Message::Pong(_) => continue,
-            m => panic!("unexpected {m:?}"),
-        }
-    }
-}
-
 fn recv(c: &mut Ws) -> Json {
     serde_json::from_str(&recv_text(c)).expect("json")
 }

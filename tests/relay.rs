@@ -285,21 +285,8 @@ fn a_reader_that_stops_pushes_back_on_the_writer() {
     });
     let a = h.plain_addr().unwrap();
     let (mut x, mut y) = pair(a, "fast", "slow", "k");
-    let mut raw = x.get_mut().try_clone().unwrap();
-    raw.set_write_timeout(Some(Duration::from_millis(300)))
-        .unwrap();
     // Masked 16 KiB binary frames written raw, as fast as the socket takes them.
-    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
-    frame.extend(vec![b'x'; 16 << 10]);
-    let mut sent = 0usize;
-    let t0 = Instant::now();
-    use std::io::Write;
-    while t0.elapsed() < Duration::from_secs(2) {
-        match raw.write(&frame) {
-            Ok(n) => sent += n,
-            Err(_) => break,
-        }
-    }
+    let sent = flood(&mut x, Duration::from_secs(2));
     let m = |name: &str| metric(a, name);
     assert!(
         sent < 32 << 20,

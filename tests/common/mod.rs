@@ -95,6 +95,56 @@ pub fn ws(addr: SocketAddr, path: &str) -> WebSocket<TcpStream> {
     ws
 }
 
+/// A WebSocket client, or the refusal of its upgrade: `(status, body)`.
+pub fn try_ws(addr: SocketAddr, path: &str) -> Result<WebSocket<TcpStream>, (u16, String)> {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    match tungstenite::client::client(format!("ws://{addr}{path}"), s) {
+        Ok((ws, resp)) => {
+            assert_eq!(resp.status(), 101);
+            Ok(ws)
+        }
+        Err(tungstenite::HandshakeError::Failure(tungstenite::Error::Http(resp))) => {
+            let body = resp.body().clone().unwrap_or_default();
+            Err((
+                resp.status().as_u16(),
+                String::from_utf8_lossy(&body).into(),
+            ))
+        }
+        Err(e) => panic!("handshake: {e}"),
+    }
+}
+
+/// Write masked 16 KiB binary frames raw on `ws`'s socket, as fast as it takes them, for at
+/// most `time` (or until a write blocks for 300 ms): the bytes written.
+pub fn flood(ws: &mut WebSocket<TcpStream>, time: Duration) -> usize {
+    let mut raw = ws.get_mut().try_clone().unwrap();
+    raw.set_write_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let mut frame = vec![0x82, 0xfe, 0x40, 0x00, 0, 0, 0, 0];
+    frame.extend(vec![b'x'; 16 << 10]);
+    let mut sent = 0usize;
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < time {
+        match raw.write(&frame) {
+            Ok(n) => sent += n,
+            Err(_) => break,
+        }
+    }
+    sent
+}
+
+/// The next text message (pings and pongs skipped; tungstenite answers pings itself).
+pub fn recv_text(c: &mut WebSocket<TcpStream>) -> String {
+    loop {
+        match c.read().expect("a message") {
+            tungstenite::Message::Text(t) => return t.as_str().to_owned(),
+            tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_) => continue,
+            m => panic!("unexpected {m:?}"),
+        }
+    }
+}
+
 /// A value from the `/metrics` text, summed over lines that start with `prefix`.
 pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
     let text = http_get(addr, "/metrics");
