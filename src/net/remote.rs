@@ -282,7 +282,11 @@ impl Reactor {
         };
         let high_water = c.shared.cfg.limits.buffer_size;
         let pending = slot.pending_out();
-        let Some(e) = slot.extra.as_mut().filter(|e| e.owed > 0) else {
+        // Credit goes back a quarter window at a time, not per record: a writer that is
+        // blocked has a full window owed here, so it always gets its credit once this queue
+        // drains, and small messages cost one record each way instead of two.
+        let batch = c.pipe_window() / 4;
+        let Some(e) = slot.extra.as_mut().filter(|e| e.owed >= batch) else {
             return;
         };
         let Some(peer) = e.peer else {
