@@ -43,6 +43,11 @@ pub const MAX_NODE: u16 = (1 << 14) - 1;
 /// (and counted as failed deliveries): the bound on what waits for a slow Redis.
 const JOB_QUEUE: usize = 8192;
 
+/// Bytes of records that may wait for the command thread. Past half of it, connections whose
+/// dialect lives on another node are not read ([`Cluster::pressed`]); past all of it, a batch
+/// is refused (a failed delivery).
+const MAX_QUEUED_BYTES: usize = 64 << 20;
+
 /// `redis://[[USER]:PASSWORD@]HOST[:PORT][/DB]`, or `rediss://` for TLS.
 #[derive(Clone, PartialEq, Eq)]
 pub struct RedisUrl {
@@ -296,6 +301,8 @@ impl ClusterStats {
 pub(crate) struct Cluster {
     pub node: u16,
     jobs: SyncSender<Job>,
+    /// Bytes of published batches queued and not yet sent.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     pub stats: Arc<ClusterStats>,
     stop: Arc<AtomicBool>,
 }
@@ -303,13 +310,29 @@ pub(crate) struct Cluster {
 impl Cluster {
     /// Queue a job; false (and counted) when the queue is full: Redis is too slow or gone.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
+        let bytes = match &job {
+            Job::Publish { batch, .. } => batch.len(),
+            _ => 0,
+        };
+        let before = self.queued.fetch_add(bytes, Ordering::Relaxed);
+        let refused = |j| {
+            self.queued.fetch_sub(bytes, Ordering::Relaxed);
+            self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
+            Err(j)
+        };
+        if bytes > 0 && before + bytes > MAX_QUEUED_BYTES {
+            return refused(job);
+        }
         match self.jobs.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => {
-                self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
-                Err(j)
-            }
+            Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => refused(j),
         }
+    }
+
+    /// Redis falls behind: what this node publishes waits (more than half of the bound). The
+    /// reactors stop reading the connections whose messages would add to it.
+    pub fn pressed(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > MAX_QUEUED_BYTES / 2
     }
 }
 
@@ -593,7 +616,9 @@ pub(crate) fn start(
     let stats = Arc::new(ClusterStats::default());
     let stop = Arc::new(AtomicBool::new(false));
     stats.redis_up.store(1, Ordering::Relaxed);
+    let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let cluster = Arc::new(Cluster {
+        queued: queued.clone(),
         node: joined.node,
         jobs: tx,
         stats: stats.clone(),
@@ -610,6 +635,7 @@ pub(crate) fn start(
     // The subscription is in place before any record can be sent to this node.
     let first = sub.subscribe()?;
     let cmd = Commands {
+        queued,
         token: joined.token,
         node: joined.node,
         url: joined.url,
@@ -660,6 +686,8 @@ fn tell_all(cores: &[Mailbox], gone: &Gone) {
 struct Commands {
     node: u16,
     token: String,
+    /// See [`Cluster::queued`]: what a publish sent or failed no longer counts.
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     url: RedisUrl,
     opts: ClusterOptions,
     shas: Shas,
@@ -691,6 +719,14 @@ impl Commands {
         let mut jobs = Vec::new();
         loop {
             if self.stop.load(Ordering::Relaxed) {
+                // What the reactors published while draining goes out first.
+                let mut last: Vec<Job> = self.rx.try_iter().collect();
+                if !last.is_empty() && self.conn.is_some() {
+                    if let Err(e) = self.exchange(&mut last, false) {
+                        self.lost(&e.to_string());
+                    }
+                }
+                self.fail(&mut last);
                 self.leave();
                 return;
             }
@@ -866,6 +902,7 @@ impl Commands {
     fn on_reply(&mut self, job: &Job, reply: redis::Reply) {
         match job {
             Job::Publish { node, batch } => {
+                self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 let receivers = reply.as_ref().ok().and_then(int).unwrap_or(0);
                 if receivers == 0 {
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
@@ -1007,7 +1044,8 @@ impl Commands {
     fn fail(&mut self, jobs: &mut Vec<Job>) {
         for j in jobs.drain(..) {
             match j {
-                Job::Publish { .. } => {
+                Job::Publish { batch, .. } => {
+                    self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                 }
                 Job::Refresh { .. } => {}
@@ -1167,6 +1205,38 @@ impl Subscriber {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn queued_bytes_press_then_refuse_and_come_back() {
+        let (tx, rx) = mpsc::sync_channel(JOB_QUEUE);
+        let c = Cluster {
+            node: 1,
+            jobs: tx,
+            queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            stats: Arc::new(ClusterStats::default()),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let batch = || Job::Publish {
+            node: 2,
+            batch: vec![0; 4 << 20],
+        };
+        let mut sent = 0;
+        while c.submit(batch()).is_ok() {
+            sent += 1;
+            assert!(sent <= 16, "never refused");
+        }
+        assert_eq!(sent, 16, "64 MiB of 4 MiB batches");
+        assert!(c.pressed());
+        assert_eq!(c.stats.failed_deliveries.load(Ordering::Relaxed), 1);
+        // The command thread's side: what it sent no longer counts.
+        for _ in 0..9 {
+            if let Ok(Job::Publish { batch, .. }) = rx.try_recv() {
+                c.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+            }
+        }
+        assert!(!c.pressed());
+        assert!(c.submit(batch()).is_ok());
+    }
 
     #[test]
     fn urls() {

@@ -771,7 +771,7 @@ impl Reactor {
     /// One read from the socket (through TLS if any) into the slot's read buffer, if the
     /// machine wants input. Returns whether anything happened (bytes, EOF, an error).
     fn read_socket(&mut self, key: usize, fatal: &mut bool) -> bool {
-        let blocked = self.peer_blocks(key);
+        let blocked = self.peer_blocks(key) || self.cluster_holds(key);
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return false;

@@ -35,6 +35,9 @@ pub(crate) struct Link {
     /// Keys this node claimed that open connections here were placed by, with their count:
     /// their claims are refreshed while any is open.
     keys: HashMap<Box<str>, u32>,
+    /// Connections not read while Redis falls behind ([`Cluster::pressed`]), by slab key and
+    /// generation; driven again once it caught up.
+    paused: Vec<(usize, u32)>,
 }
 
 /// A connection of another node that a dialect here holds.
@@ -53,6 +56,7 @@ impl Link {
             out: Vec::new(),
             remotes: HashMap::new(),
             keys: HashMap::new(),
+            paused: Vec::new(),
         }
     }
 
@@ -816,8 +820,34 @@ impl Reactor {
         self.flush_effects();
     }
 
+    /// True (and the slot noted, to be driven again) when `key`'s messages go to another node
+    /// and Redis falls behind: its input waits in the kernel, pushing back on its client.
+    pub(crate) fn cluster_holds(&mut self, key: usize) -> bool {
+        let Some(link) = self.core.link.as_mut() else {
+            return false;
+        };
+        let Some(slot) = self.slots.get(key) else {
+            return false;
+        };
+        if slot.extra.as_ref().is_some_and(|e| e.remote.is_some()) && link.cluster.pressed() {
+            link.paused.push((key, slot.gen));
+            return true;
+        }
+        false
+    }
+
     /// Send what this iteration queued for other nodes.
     pub(crate) fn flush_cluster(&mut self) {
+        let Some(link) = self.core.link.as_mut() else {
+            return;
+        };
+        if !link.paused.is_empty() && !link.cluster.pressed() {
+            for (key, gen) in std::mem::take(&mut link.paused) {
+                if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) {
+                    self.core.queue(key, slot);
+                }
+            }
+        }
         let Some(link) = self.core.link.as_mut() else {
             return;
         };
