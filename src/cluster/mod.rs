@@ -301,6 +301,8 @@ impl ClusterStats {
 pub(crate) struct Cluster {
     pub node: u16,
     jobs: SyncSender<Job>,
+    /// The nodes seen gone (and not seen live since), one bit each.
+    gone: Arc<Members>,
     /// Bytes of published batches queued and not yet sent.
     queued: Arc<std::sync::atomic::AtomicUsize>,
     pub stats: Arc<ClusterStats>,
@@ -327,6 +329,12 @@ impl Cluster {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(j)) | Err(TrySendError::Disconnected(j)) => refused(j),
         }
+    }
+
+    /// Whether `node` was seen gone (then a request for it is answered 502 at once). A node
+    /// this one has not heard of yet is not gone.
+    pub fn is_gone(&self, node: u16) -> bool {
+        self.gone.has(node)
     }
 
     /// Redis falls behind: what this node publishes waits (more than half of the bound). The
@@ -617,7 +625,9 @@ pub(crate) fn start(
     let stop = Arc::new(AtomicBool::new(false));
     stats.redis_up.store(1, Ordering::Relaxed);
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let members = Arc::new(Members::new());
     let cluster = Arc::new(Cluster {
+        gone: members.clone(),
         queued: queued.clone(),
         node: joined.node,
         jobs: tx,
@@ -635,6 +645,7 @@ pub(crate) fn start(
     // The subscription is in place before any record can be sent to this node.
     let first = sub.subscribe()?;
     let cmd = Commands {
+        members,
         queued,
         token: joined.token,
         node: joined.node,
@@ -675,6 +686,37 @@ impl Cluster {
     }
 }
 
+/// A set of node ids the command thread writes and the reactors read.
+pub(crate) struct Members {
+    bits: Vec<AtomicU64>,
+}
+
+impl Members {
+    fn new() -> Members {
+        Members {
+            bits: (0..=usize::from(MAX_NODE) / 64).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+
+    /// Make the set exactly `nodes`.
+    fn set(&self, nodes: &BTreeSet<u16>) {
+        for (i, word) in self.bits.iter().enumerate() {
+            let mut w = 0u64;
+            for b in 0..64u16 {
+                if nodes.contains(&(i as u16 * 64 + b)) {
+                    w |= 1 << b;
+                }
+            }
+            word.store(w, Ordering::Relaxed);
+        }
+    }
+
+    fn has(&self, node: u16) -> bool {
+        let word = &self.bits[usize::from(node / 64).min(self.bits.len() - 1)];
+        word.load(Ordering::Relaxed) & (1 << (node % 64)) != 0
+    }
+}
+
 fn tell_all(cores: &[Mailbox], gone: &Gone) {
     for m in cores {
         let _ = m.send(CoreMsg::Cluster(ClusterMsg::Gone(gone.clone())));
@@ -688,6 +730,8 @@ struct Commands {
     token: String,
     /// See [`Cluster::queued`]: what a publish sent or failed no longer counts.
     queued: Arc<std::sync::atomic::AtomicUsize>,
+    /// See [`Cluster::is_gone`]: `dead`, for the reactors.
+    members: Arc<Members>,
     url: RedisUrl,
     opts: ClusterOptions,
     shas: Shas,
@@ -907,6 +951,7 @@ impl Commands {
                 if receivers == 0 {
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                     if self.dead.insert(*node) {
+                        self.members.set(&self.dead);
                         warn!("cluster: node {node} did not receive a publish: it is gone");
                         tell_all(&self.cores, &Gone::Nodes(vec![*node]));
                     }
@@ -990,6 +1035,7 @@ impl Commands {
             tell_all(&self.cores, &Gone::Nodes(gone));
         }
         self.dead.retain(|n| !live.contains(n));
+        self.members.set(&self.dead);
         self.stats.nodes.store(live.len() as u64, Ordering::Relaxed);
         self.known = live;
         self.severed = false;
@@ -1207,11 +1253,23 @@ mod tests {
     use super::*;
 
     #[test]
+    fn member_sets() {
+        let m = Members::new();
+        assert!(!m.has(7) && !m.has(MAX_NODE));
+        m.set(&[1u16, 64, 16383].into_iter().collect());
+        assert!(m.has(1) && m.has(64) && m.has(16383));
+        assert!(!m.has(2) && !m.has(63) && !m.has(65));
+        m.set(&BTreeSet::new());
+        assert!(!m.has(1));
+    }
+
+    #[test]
     fn queued_bytes_press_then_refuse_and_come_back() {
         let (tx, rx) = mpsc::sync_channel(JOB_QUEUE);
         let c = Cluster {
             node: 1,
             jobs: tx,
+            gone: Arc::new(Members::new()),
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             stats: Arc::new(ClusterStats::default()),
             stop: Arc::new(AtomicBool::new(false)),

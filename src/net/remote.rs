@@ -363,6 +363,16 @@ impl Reactor {
         placement_key: Option<Box<str>>,
         owner: Owner,
     ) -> bool {
+        if self
+            .core
+            .link
+            .as_ref()
+            .is_some_and(|l| l.cluster.is_gone(owner.node))
+        {
+            // A session or room of a node that is gone.
+            self.answer(key, Some(route), head.clone(), Answer::Respond(node_gone()));
+            return true;
+        }
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
