@@ -694,7 +694,9 @@ pub(crate) struct Members {
 impl Members {
     fn new() -> Members {
         Members {
-            bits: (0..=usize::from(MAX_NODE) / 64).map(|_| AtomicU64::new(0)).collect(),
+            bits: (0..=usize::from(MAX_NODE) / 64)
+                .map(|_| AtomicU64::new(0))
+                .collect(),
         }
     }
 

@@ -1033,6 +1033,10 @@ impl Conn {
     }
 
     fn send_close(&mut self, out: &mut Vec<u8>, code: u16, reason: &str) {
+        if code == crate::proto::ws::NO_STATUS {
+            encode_frame(true, OpCode::Close, b"", out);
+            return;
+        }
         let mut buf = [0u8; 2 + 125];
         let n = encode_close(code, reason, &mut buf);
         out.extend_from_slice(&buf[..n]);

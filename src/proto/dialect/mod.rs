@@ -161,7 +161,8 @@ pub enum Output {
         kind: Kind,
         payload: Range<usize>,
     },
-    /// Close the WebSocket with this code and reason (at most 123 bytes).
+    /// Close the WebSocket with this code and reason (at most 123 bytes); code 1005
+    /// ([`crate::proto::ws::NO_STATUS`]) sends a close frame without a status code.
     Close {
         conn: Handle,
         code: u16,
@@ -405,13 +406,23 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-/// A random version 4 UUID (RFC 9562) in its 36-character lowercase form.
-pub fn uuid_v4(rand: &mut dyn Random) -> String {
+/// A random version 4 UUID (RFC 9562): 122 random bits, the version and variant set.
+fn uuid_v4_bytes(rand: &mut dyn Random) -> [u8; 16] {
     let mut b = [0u8; 16];
     rand.fill(&mut b);
     b[6] = (b[6] & 0x0f) | 0x40; // version 4
     b[8] = (b[8] & 0x3f) | 0x80; // variant 10
-    let h = hex(&b);
+    b
+}
+
+/// A random version 4 UUID in its "simple" form: 32 lowercase hex digits, no hyphens.
+pub fn uuid_v4_simple(rand: &mut dyn Random) -> String {
+    hex(&uuid_v4_bytes(rand))
+}
+
+/// A random version 4 UUID (RFC 9562) in its 36-character lowercase form.
+pub fn uuid_v4(rand: &mut dyn Random) -> String {
+    let h = uuid_v4_simple(rand);
     format!(
         "{}-{}-{}-{}-{}",
         &h[..8],

@@ -5,8 +5,8 @@
 //! relay messages (HELLO, PEER_JOINED, PEER_GONE), the forwarding of application messages with
 //! `from`/`to`, and every rule of §4.4 about what is dropped and what ends a session.
 //!
-//! Does not own: ids (the shell mints them from the OS CSPRNG, 32 lowercase hex digits, and
-//! hands them in), placement (a server and all its clients live on the core owning
+//! Does not own: ids (the dialect mints them from the call's randomness, UUID v4 in the simple
+//! form, and hands them in), placement (a server and all its clients live on the core owning
 //! `peer/<serverId>`, so one table sees them all), WebSocket framing and closing (the table
 //! answers [`Verdict::Close`] and the shell closes with 1008).
 //!
@@ -29,7 +29,9 @@
 //!   messages are dropped. New clients for that id are refused.
 
 use super::Random;
-use super::{hex, upgrade_required, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement};
+use super::{
+    upgrade_required, uuid_v4_simple, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement,
+};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use serde_json::value::RawValue;
 use serde_json::Value as Json;
@@ -327,7 +329,7 @@ pub fn parse_path(path: &str) -> Option<PeerPath> {
     percent_decode(id).map(PeerPath::Client)
 }
 
-/// Peerolator as a dialect. Ids (32 lowercase hex digits) are minted from the call's
+/// Peerolator as a dialect. Ids (UUID v4, simple form: 32 lowercase hex digits) are minted from the call's
 /// randomness: a server's when it is placed (its key carries it), a client's when it opens.
 pub struct Peerolator {
     peers: Peers,
@@ -352,11 +354,8 @@ impl Dialect for Peerolator {
             return Placement::Answer(upgrade_required());
         }
         match parse_path(&req.path) {
-            Some(PeerPath::Server) => {
-                let mut id = [0u8; 16];
-                rand.fill(&mut id);
-                Placement::Key(placement_key(&hex(&id)).into())
-            }
+            // Ids are UUID v4 in the simple form, as the original's `to_simple()`.
+            Some(PeerPath::Server) => Placement::Key(placement_key(&uuid_v4_simple(rand)).into()),
             Some(PeerPath::Client(server)) => Placement::Key(placement_key(&server).into()),
             None => Placement::Answer(Response::text(404, "not found")),
         }
@@ -376,16 +375,19 @@ impl Dialect for Peerolator {
                 None => return Answer::Respond(Response::text(500, "server id missing")),
             },
             Some(PeerPath::Client(server)) => {
-                let id = cx.hex_id::<16>();
+                let id = uuid_v4_simple(cx.rand);
                 self.peers
                     .open_client(&server, &id, conn, info, &mut self.out)
             }
             None => return Answer::Respond(Response::text(404, "not found")),
         };
         cx.send_all(self.out.drain(..));
-        if let Err(e) = opened {
-            // The original completes the upgrade, then ends the session.
-            cx.close(conn, 1008, e.reason());
+        match opened {
+            // The original completes the upgrade, then sends a close frame without a status
+            // code (the client sees 1005).
+            Err(OpenError::NoServer) => cx.close(conn, crate::proto::ws::NO_STATUS, ""),
+            Err(e) => cx.close(conn, 1008, e.reason()),
+            Ok(()) => {}
         }
         Answer::Upgrade
     }

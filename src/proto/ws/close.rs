@@ -52,6 +52,11 @@ pub fn parse_close_payload(p: &[u8]) -> Result<Option<(u16, &str)>, WsError> {
     }
 }
 
+/// The code a close frame without a payload stands for (RFC 6455 §7.1.5: the peer sees 1005).
+/// Never on the wire; handed to [`crate::proto::conn::Conn::close`] (or a dialect's
+/// `Output::Close`) it sends that empty close frame.
+pub const NO_STATUS: u16 = 1005;
+
 /// Writes a complete unmasked close frame with `code` and `reason` to the
 /// start of `out` and returns its length. The reason is cut at a character
 /// boundary so that it fits both the 123 bytes a close frame allows and

@@ -22,7 +22,9 @@ mod utf8;
 #[cfg(test)]
 mod tests;
 
-pub use close::{encode_close, is_valid_close_code, parse_close_payload, MAX_CLOSE_FRAME_LEN};
+pub use close::{
+    encode_close, is_valid_close_code, parse_close_payload, MAX_CLOSE_FRAME_LEN, NO_STATUS,
+};
 pub use decoder::{DataKind, Decoder, DecoderLimits, Item};
 pub use error::{
     WsError, CLOSE_INVALID_PAYLOAD, CLOSE_MESSAGE_TOO_BIG, CLOSE_PROTOCOL_ERROR,
