@@ -116,7 +116,10 @@ for (const [mode, transports] of Object.entries(MODES)) {
 
         const candidate = { candidate: 'candidate:1 1 UDP 2122252543 127.0.0.1 40000 typ host', sdpMid: '0', sdpMLineIndex: 0 }
         b.emit('icecandidate', { attendee: { id: cy.attendee.id }, broadcaster: { id: bob.attendee.id }, workspace: { id: ann.workspace.id }, accessToken: bob.accessToken, candidate })
-        assert.deepEqual(await c.arg('icecandidate'), { attendee: { id: cy.attendee.id }, broadcaster: { id: bob.attendee.id }, candidate })
+        const relayed = await c.arg('icecandidate')
+        assert.deepEqual(relayed, { attendee: { id: cy.attendee.id }, broadcaster: { id: bob.attendee.id }, candidate })
+        // Relayed as sent: the candidate's keys in the sender's order (JSON text equal).
+        assert.equal(JSON.stringify(relayed.candidate), JSON.stringify(candidate))
 
         const message = { type: 'offer', data: offer }
         c.emit('negotiation', { attendee: { id: bob.attendee.id }, broadcaster: { id: cy.attendee.id }, workspace: { id: ann.workspace.id }, accessToken: cy.accessToken, message })
