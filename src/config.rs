@@ -104,6 +104,11 @@ pub struct Config {
     pub sio: SioConfig,
     pub workspaces: WorkspacesOptions,
     pub mew_v1: MewV1Options,
+    /// Web origins whose browsers may use the dialects (`--allowed-origins`).
+    pub allowed_origins: crate::proto::origin::Origins,
+    /// Per dialect family (`echo`, `cevitxe`, `mewconnect`, `peerolator`, `socketio`,
+    /// `httpapi`): its own list instead (`--allowed-origins-for`).
+    pub origin_overrides: Vec<(String, crate::proto::origin::Origins)>,
     /// `None`: one process on its own (no dependency).
     pub cluster: Option<ClusterConfig>,
     pub cluster_options: ClusterOptions,
@@ -325,6 +330,8 @@ impl Default for Config {
                 pair_ttl: secs(120),
                 max_pairs: 100_000,
             },
+            allowed_origins: crate::proto::origin::Origins::any(),
+            origin_overrides: Vec::new(),
             cluster: None,
             cluster_options: ClusterOptions {
                 password: None,
@@ -466,6 +473,8 @@ static OPTS: &[Opt] = &[
     opt("workspaces-storage-file", "PATH", "none", "Keep the workspaces in this JSON file (the original's json_storage_file), loaded at start; none = memory only."),
     opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
     opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
+    opt("allowed-origins", "ORIGINS", "*", "Web origins whose pages may open WebSockets and call the HTTP endpoints (exact origins, https://*.example.org, null, or *); others get 403. Requests without Origin always pass."),
+    Opt { repeatable: true, ..opt("allowed-origins-for", "NAME=ORIGINS", "none", "Per dialect (echo, cevitxe, mewconnect, peerolator, socketio, httpapi), its own space-separated origins instead of --allowed-origins; repeatable.") },
     opt("cluster", "URL", "none", "Be a node of the cluster kept in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB]. none = one process on its own."),
     opt("cluster-password", "SECRET", "none", "Redis AUTH password when the --cluster URL has none (best from SIGYARD_CLUSTER_PASSWORD)."),
     opt("cluster-node-timeout", "DURATION", "3s", "A node without a heartbeat for this long is gone: its clients' peers are told, its keys are free. 1s to 60s."),
@@ -531,6 +540,22 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "state-fsync" => c.api.state_fsync = parse_bool(v)?,
         "state-compact-interval" => c.api.state_compact_interval = parse_duration(v)?,
         sio if sio.starts_with("workspaces-") || sio.starts_with("mew-v1-") => set_sio_dialects(c, name, v)?,
+        "allowed-origins" => c.allowed_origins = crate::proto::origin::Origins::parse(v)?,
+        "allowed-origins-for" => {
+            let (name, list) = v
+                .split_once('=')
+                .ok_or_else(|| format!("{v:?} is not NAME=ORIGINS"))?;
+            let name = name.trim();
+            if !ORIGIN_FAMILIES.contains(&name) {
+                return Err(format!(
+                    "{name:?} is not a dialect ({})",
+                    ORIGIN_FAMILIES.join(", ")
+                ));
+            }
+            let list = crate::proto::origin::Origins::parse(list)?;
+            c.origin_overrides.retain(|(n, _)| n != name);
+            c.origin_overrides.push((name.to_string(), list));
+        }
         "cluster" => c.cluster = match v.trim() {
             "none" => None,
             url => Some(ClusterConfig { url: crate::cluster::RedisUrl::parse(url)? }),
@@ -588,9 +613,20 @@ fn parse_separator(s: &str) -> Result<char, String> {
     }
 }
 
+/// The names `--allowed-origins-for` takes: the dialect families of the routes.
+pub const ORIGIN_FAMILIES: [&str; 6] = [
+    "echo",
+    "cevitxe",
+    "mewconnect",
+    "peerolator",
+    "socketio",
+    "httpapi",
+];
+
 /// Empties a repeatable option before a source sets it: higher sources replace lower ones.
 fn reset(c: &mut Config, name: &str) {
     match name {
+        "allowed-origins-for" => c.origin_overrides.clear(),
         "listen" | "listen-tls" => c.listen.clear(),
         "ice-server" => c.ice.servers.clear(),
         "turn-secret" => c.ice.turn_secrets.clear(),

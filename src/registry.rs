@@ -120,6 +120,8 @@ pub struct Registry {
     /// webRTWorkspaces when it has a store (built, and the store loaded, at start) until the
     /// instance that takes its sockets takes it at their first handshake.
     workspaces: Mutex<Option<Persisted>>,
+    /// Each route's origin allow-list (`--allowed-origins`, or its family's override).
+    origins: Vec<crate::proto::origin::Origins>,
 }
 
 impl Registry {
@@ -127,11 +129,24 @@ impl Registry {
     /// thread started) and the webRTWorkspaces store file (loaded). `wall` is the wall clock
     /// the HTTP API's store expires channels by. Errors name the file and what is wrong.
     pub fn start(cfg: Arc<Config>, cores: usize, wall: api::Clock) -> Result<Registry, String> {
+        let origins = ROUTES
+            .iter()
+            .map(|r| {
+                // cevitxe_introduction → cevitxe, peerolator_client → peerolator.
+                let family = r.label.split('_').next().unwrap_or(r.label);
+                cfg.origin_overrides
+                    .iter()
+                    .find(|(n, _)| n == family)
+                    .map_or(&cfg.allowed_origins, |(_, o)| o)
+                    .clone()
+            })
+            .collect();
         let mut registry = Registry {
             cfg: cfg.clone(),
             api: None,
             maintenance: Mutex::new(None),
             workspaces: Mutex::new(None),
+            origins,
         };
         if cfg.api.enabled {
             let table = Arc::new(api::SharedTable::new(&cfg.api, cores, wall));
@@ -196,6 +211,11 @@ impl Registry {
             ));
         }
         Ok(())
+    }
+
+    /// Whether a request of `route` with this `Origin` may pass.
+    pub fn origin_allowed(&self, route: RouteId, origin: &str) -> bool {
+        self.origins.get(route).map_or(true, |o| o.allows(origin))
     }
 
     /// Which route (or operator endpoint) serves `head`.

@@ -190,6 +190,15 @@ impl Reactor {
             }
         };
         let d = ROUTES[route].dialect;
+        if let Some(origin) = head.origin.as_deref() {
+            if !shared.registry.origin_allowed(route, origin) {
+                // Before any dialect hears of it (`--allowed-origins`).
+                self.core.proto.rejected.push((403, "origin"));
+                let r = Response::text(403, "this origin may not use this server");
+                self.answer(key, None, head, Answer::Respond(r));
+                return true;
+            }
+        }
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };

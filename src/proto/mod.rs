@@ -21,5 +21,6 @@ pub mod eio;
 pub mod fuzzing;
 pub mod hash;
 pub mod http;
+pub mod origin;
 pub mod time;
 pub mod ws;
