@@ -27,6 +27,8 @@ pub use crate::secret::Secret;
 pub struct Listener {
     pub addr: SocketAddr,
     pub tls: bool,
+    /// Connections start with a PROXY protocol header (`--listen-proxy`).
+    pub proxy: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -104,6 +106,8 @@ pub struct Config {
     pub sio: SioConfig,
     pub workspaces: WorkspacesOptions,
     pub mew_v1: MewV1Options,
+    /// Peers whose forwarding headers are believed (`--trusted-proxies`).
+    pub trusted_proxies: crate::proto::proxy::Cidrs,
     /// Web origins whose browsers may use the dialects (`--allowed-origins`).
     pub allowed_origins: crate::proto::origin::Origins,
     /// Per dialect family (`echo`, `cevitxe`, `mewconnect`, `peerolator`, `socketio`,
@@ -260,6 +264,7 @@ impl Default for Config {
             listen: vec![Listener {
                 addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
                 tls: false,
+                proxy: false,
             }],
             threads: 0,
             echo: false,
@@ -330,6 +335,7 @@ impl Default for Config {
                 pair_ttl: secs(120),
                 max_pairs: 100_000,
             },
+            trusted_proxies: crate::proto::proxy::Cidrs::default(),
             allowed_origins: crate::proto::origin::Origins::any(),
             origin_overrides: Vec::new(),
             cluster: None,
@@ -407,6 +413,8 @@ static CONFIG: Opt = opt(
 static OPTS: &[Opt] = &[
     Opt { repeatable: true, ..opt("listen", "ADDR", "127.0.0.1:8080", "Plain (ws://) listen address; repeatable. The default is used only if no listener is given.") },
     Opt { repeatable: true, ..opt("listen-tls", "ADDR", "none", "TLS (wss://) listen address; repeatable. Needs --tls-cert and --tls-key.") },
+    Opt { repeatable: true, ..opt("listen-proxy", "ADDR", "none", "Plain listen address whose connections start with a PROXY protocol v1 or v2 header (HAProxy, cloud balancers); repeatable. Needs --trusted-proxies.") },
+    opt("trusted-proxies", "CIDRS", "none", "Proxies whose Forwarded / X-Forwarded-For headers and PROXY headers name the real client (e.g. 10.0.0.0/8); from any other peer they are ignored."),
     opt("tls-cert", "PATH", "none", "TLS certificate chain (PEM)."),
     opt("tls-key", "PATH", "none", "TLS private key (PEM)."),
     opt("threads", "N", "0", "Worker threads; 0 = number of available cores. At most 1024."),
@@ -489,8 +497,10 @@ static OPTS: &[Opt] = &[
 fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
     let l = &mut c.limits;
     match name {
-        "listen" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false }),
-        "listen-tls" => c.listen.push(Listener { addr: parse_addr(v)?, tls: true }),
+        "listen" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false, proxy: false }),
+        "listen-tls" => c.listen.push(Listener { addr: parse_addr(v)?, tls: true, proxy: false }),
+        "listen-proxy" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false, proxy: true }),
+        "trusted-proxies" => c.trusted_proxies = crate::proto::proxy::Cidrs::parse(v)?,
         "tls-cert" => c.tls_cert = Some(parse_path(v)?),
         "tls-key" => c.tls_key = Some(parse_path(v)?),
         "threads" => c.threads = parse_count(v)?,
@@ -627,7 +637,7 @@ pub const ORIGIN_FAMILIES: [&str; 6] = [
 fn reset(c: &mut Config, name: &str) {
     match name {
         "allowed-origins-for" => c.origin_overrides.clear(),
-        "listen" | "listen-tls" => c.listen.clear(),
+        "listen" | "listen-tls" | "listen-proxy" => c.listen.clear(),
         "ice-server" => c.ice.servers.clear(),
         "turn-secret" => c.ice.turn_secrets.clear(),
         _ => {}
@@ -928,6 +938,10 @@ impl Config {
         ensure!(
             self.mew_v1.max_pairs >= 1,
             "--mew-v1-max-pairs: must be at least 1 (got 0)"
+        );
+        ensure!(
+            !self.listen.iter().any(|l| l.proxy) || !self.trusted_proxies.is_empty(),
+            "--listen-proxy needs --trusted-proxies (the balancers whose PROXY headers to believe)"
         );
         let k = &self.cluster_options;
         ensure!(

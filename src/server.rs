@@ -87,14 +87,22 @@ impl Builder {
     /// Listen on a plain (ws://, http://) address. Repeatable; replaces the default listener.
     pub fn listen(mut self, addr: SocketAddr) -> Self {
         self.take_default_listen();
-        self.cfg.listen.push(ListenSpec { addr, tls: false });
+        self.cfg.listen.push(ListenSpec {
+            addr,
+            tls: false,
+            proxy: false,
+        });
         self
     }
 
     /// Listen on a TLS (wss://, https://) address; needs [`Builder::tls`].
     pub fn listen_tls(mut self, addr: SocketAddr) -> Self {
         self.take_default_listen();
-        self.cfg.listen.push(ListenSpec { addr, tls: true });
+        self.cfg.listen.push(ListenSpec {
+            addr,
+            tls: true,
+            proxy: false,
+        });
         self
     }
 
@@ -206,6 +214,7 @@ impl Server {
                 per_core[core].push(Listener {
                     sock: mio::net::TcpListener::from_std(s),
                     tls: spec.tls,
+                    proxy: spec.proxy,
                 });
             }
         }

@@ -38,6 +38,12 @@ impl Reactor {
     /// for something, or stops. Returns whether anything happened.
     pub(crate) fn process_input(&mut self, key: usize, fatal: &mut bool) -> bool {
         let mut progress = false;
+        if self.slots.get(key).is_some_and(Slot::proxy_header) {
+            if !self.take_proxy_header(key) {
+                return false;
+            }
+            progress = true;
+        }
         loop {
             if self.slots.get(key).is_some_and(|s| s.forwarding()) {
                 return self.pipe_forward(key) || progress;
@@ -177,10 +183,92 @@ impl Reactor {
         }
     }
 
+    /// The PROXY protocol header a `--listen-proxy` connection starts with: consumed, and the
+    /// client it names taken as the connection's address when the peer is a trusted proxy.
+    /// False while it is incomplete, or when it is malformed (the connection is dropped) or
+    /// its client is over its address's limit.
+    fn take_proxy_header(&mut self, key: usize) -> bool {
+        use crate::proto::proxy::{proxy_header, Proxied};
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        let Some(rx) = slot.rx.pooled() else {
+            return false;
+        };
+        match proxy_header(rx.filled()) {
+            Ok(Proxied::Partial) => false,
+            Err(why) => {
+                crate::debug!("core={} slot={key} dropped: {why}", c.id);
+                c.proto.rejected.push((400, "proxy_header"));
+                slot.conn.abort();
+                c.queue(key, slot);
+                false
+            }
+            Ok(Proxied::Done { len, client }) => {
+                rx.consume(len);
+                let e = slot.extra();
+                e.proxy_header = false;
+                let trusted = std::mem::take(&mut e.trusted_peer);
+                match client.filter(|_| trusted) {
+                    Some(ip) if !self.reaccount(key, ip) => {
+                        if let Some(slot) = self.slots.get_mut(key) {
+                            let why = "too many connections from your address";
+                            crate::net::reactor::refuse(&mut slot.sock, false, why);
+                            slot.conn.abort();
+                            self.core.queue(key, slot);
+                        }
+                        false
+                    }
+                    _ => true,
+                }
+            }
+        }
+    }
+
+    /// The connection's client is `ip` (a trusted proxy said so): it counts against that
+    /// address's limit instead of the proxy's. False when that address is at its limit.
+    fn reaccount(&mut self, key: usize, ip: std::net::IpAddr) -> bool {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
+        c.shared.per_ip.remove(slot.ip_key);
+        match c.shared.per_ip.try_add(ip) {
+            Some(k) => {
+                slot.ip_key = k;
+                true
+            }
+            None => {
+                slot.ip_key = 0;
+                c.shell.rejected_per_ip += 1;
+                false
+            }
+        }
+    }
+
     /// Route, place and answer a request head (its first `len` bytes of input); false when it
     /// stays in the input for the core it moves to, or until the cluster answers.
     fn answer_request(&mut self, key: usize, head: RequestHead, len: usize) -> bool {
         let shared = self.core.shared.clone();
+        if self.slots.get(key).is_some_and(Slot::trusted_peer) {
+            // The first request from a trusted proxy names the client behind it.
+            if let Some(e) = self.slots.get_mut(key).and_then(|s| s.extra.as_mut()) {
+                e.trusted_peer = false;
+            }
+            let client = crate::proto::proxy::client_behind(
+                head.forwarded.as_deref(),
+                head.forwarded_for.as_deref(),
+                &shared.cfg.trusted_proxies,
+            );
+            if let Some(ip) = client {
+                if !self.reaccount(key, ip) {
+                    let r = Response::text(503, "too many connections from your address");
+                    self.answer(key, None, head, Answer::Respond(r));
+                    return true;
+                }
+            }
+        }
         let route = match shared.registry.route(&head) {
             Target::Dialect(r) => r,
             op => {

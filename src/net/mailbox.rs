@@ -22,6 +22,8 @@ pub struct Handoff {
     /// followed it.
     pub leftover: Vec<u8>,
     pub ip_key: u64,
+    /// See [`crate::net::slot::Slot::trusted_peer`].
+    pub trusted_peer: bool,
     /// Where the request was placed (it is not placed again).
     pub placed: Placed,
 }

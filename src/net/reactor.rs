@@ -54,6 +54,8 @@ const BLOCKED_RETRY: Duration = Duration::from_millis(50);
 pub(crate) struct Listener {
     pub sock: TcpListener,
     pub tls: bool,
+    /// Connections start with a PROXY protocol header.
+    pub proxy: bool,
 }
 
 /// The reactor's own mutable state, apart from the slab (so both can be borrowed at once).
@@ -126,6 +128,8 @@ struct NewSlot {
     tls: Option<Box<TlsConn>>,
     conn: Conn,
     ip_key: u64,
+    trusted_peer: bool,
+    proxy_header: bool,
     leftover: Vec<u8>,
     placed: Option<Placed>,
 }
@@ -334,8 +338,10 @@ impl Reactor {
                     return;
                 }
             };
-            let tls = listener.tls;
-            let Some(ip_key) = self.count_in(&mut sock, tls, addr.ip()) else {
+            let (tls, proxy) = (listener.tls, listener.proxy);
+            let trusted = &self.core.shared.cfg.trusted_proxies;
+            let trusted_peer = !trusted.is_empty() && trusted.contains(addr.ip());
+            let Some(ip_key) = self.count_in(&mut sock, tls, addr.ip(), trusted_peer) else {
                 continue;
             };
             let tls = match (tls, self.core.tls.as_ref()) {
@@ -361,6 +367,8 @@ impl Reactor {
                 tls,
                 conn,
                 ip_key,
+                trusted_peer,
+                proxy_header: proxy,
                 leftover: Vec::new(),
                 placed: None,
             };
@@ -381,7 +389,15 @@ impl Reactor {
 
     /// Count a new connection in (server total, per address); refuse it with a 503 past
     /// either limit. Returns its per-address key.
-    fn count_in(&mut self, sock: &mut TcpStream, tls: bool, ip: std::net::IpAddr) -> Option<u64> {
+    /// (A trusted proxy is not counted as an address: each of its connections counts for the
+    /// client it names, once it has; one that names none is not limited per address.)
+    fn count_in(
+        &mut self,
+        sock: &mut TcpStream,
+        tls: bool,
+        ip: std::net::IpAddr,
+        trusted_peer: bool,
+    ) -> Option<u64> {
         let c = &mut self.core;
         let total = c.shared.conns_total.fetch_add(1, Ordering::Relaxed) + 1;
         if total > c.shared.cfg.limits.max_connections {
@@ -389,6 +405,9 @@ impl Reactor {
             c.shell.rejected_max_connections += 1;
             refuse(sock, tls, "server at max-connections");
             return None;
+        }
+        if trusted_peer {
+            return Some(0);
         }
         match c.shared.per_ip.try_add(ip) {
             Some(k) => Some(k),
@@ -420,6 +439,8 @@ impl Reactor {
             tls,
             conn,
             ip_key,
+            trusted_peer,
+            proxy_header,
             leftover,
             placed,
         } = new;
@@ -437,6 +458,11 @@ impl Reactor {
         }
         c.next_gen = c.next_gen.wrapping_add(1);
         let slot = entry.insert(Slot::new(sock, tls, conn, ip_key, c.next_gen));
+        if trusted_peer || proxy_header {
+            let e = slot.extra();
+            e.trusted_peer = trusted_peer;
+            e.proxy_header = proxy_header;
+        }
         if !leftover.is_empty() {
             // A move carries at most one buffer's worth: take a buffer even from an exhausted
             // pool rather than lose the bytes.
@@ -477,6 +503,7 @@ impl Reactor {
             mut conn,
             leftover,
             ip_key,
+            trusted_peer,
             placed,
         } = h;
         if let Err(e) = stream.set_nonblocking(true) {
@@ -490,6 +517,8 @@ impl Reactor {
             tls,
             conn,
             ip_key,
+            trusted_peer,
+            proxy_header: false,
             leftover,
             placed: Some(placed),
         };
@@ -511,6 +540,7 @@ impl Reactor {
             .as_mut()
             .and_then(|e| e.placed.take())
             .unwrap_or_default();
+        let trusted_peer = slot.trusted_peer();
         let fd: std::os::fd::OwnedFd = slot.sock.into();
         let h = Handoff {
             stream: std::net::TcpStream::from(fd),
@@ -518,6 +548,7 @@ impl Reactor {
             conn: slot.conn,
             leftover,
             ip_key: slot.ip_key,
+            trusted_peer,
             placed,
         };
         match c
@@ -926,7 +957,7 @@ pub(crate) fn live(slots: &mut Slab<Slot>, here: u32, h: Handle) -> Option<(usiz
 
 /// Answer a connection we will not serve with a short plain-text 503 (plain listeners only)
 /// and close it.
-fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
+pub(crate) fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
     if !tls {
         let body = format!("{why}\n");
         let msg = format!(

@@ -32,6 +32,7 @@ pub(crate) struct Slot {
     /// A dialect holds this connection (an open WebSocket or a held request): it hears
     /// `on_close` when that ends.
     pub attached: bool,
+
     /// The route a dialect connection was answered on ([`NO_ROUTE`] for the others).
     pub route: u8,
     /// The gauge it is counted in now ([`Slot::class`] when it was last settled).
@@ -66,6 +67,11 @@ pub(crate) struct Extra {
     pub remote: Option<Owner>,
     /// The placement key this connection holds claimed for its node (cluster), while open.
     pub claim: Option<Box<str>>,
+    /// The peer is a trusted proxy whose word on the client's address is not taken yet
+    /// (`--trusted-proxies`): at its PROXY header or its first request's forwarding headers.
+    pub trusted_peer: bool,
+    /// A PROXY protocol header is expected before anything else (`--listen-proxy`).
+    pub proxy_header: bool,
     /// A pipe peer on another node: its last `Data` ended inside a frame.
     pub peer_mid: bool,
     /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).
@@ -215,6 +221,16 @@ impl Slot {
 
     pub fn extra(&mut self) -> &mut Extra {
         self.extra.get_or_insert_with(Default::default)
+    }
+
+    /// See [`Extra::trusted_peer`].
+    pub fn trusted_peer(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.trusted_peer)
+    }
+
+    /// See [`Extra::proxy_header`].
+    pub fn proxy_header(&self) -> bool {
+        self.extra.as_ref().is_some_and(|e| e.proxy_header)
     }
 
     /// The other end of this connection's pipe.

@@ -22,5 +22,6 @@ pub mod fuzzing;
 pub mod hash;
 pub mod http;
 pub mod origin;
+pub mod proxy;
 pub mod time;
 pub mod ws;

@@ -120,6 +120,10 @@ pub struct RequestHead {
     pub origin: Option<String>,
     /// `Authorization` header value, trimmed (repeated headers joined with `", "`).
     pub authorization: Option<String>,
+    /// `Forwarded` (RFC 7239) and `X-Forwarded-For`, repeated headers joined with `", "`:
+    /// believed only from a trusted proxy (`proto::proxy`).
+    pub forwarded: Option<String>,
+    pub forwarded_for: Option<String>,
     /// `Content-Length`, validated (decimal, all copies equal).
     pub content_length: Option<u64>,
     /// `Transfer-Encoding` is exactly `chunked` (the only coding accepted).
@@ -547,6 +551,8 @@ enum Field {
     TransferEncoding,
     Origin,
     Authorization,
+    Forwarded,
+    ForwardedFor,
     Expect,
     WsKey,
     WsVersion,
@@ -565,7 +571,9 @@ impl Field {
             6 => (Field::Expect, "expect"),
             7 => (Field::Upgrade, "upgrade"),
             10 => (Field::Connection, "connection"),
+            9 => (Field::Forwarded, "forwarded"),
             13 => (Field::Authorization, "authorization"),
+            15 => (Field::ForwardedFor, "x-forwarded-for"),
             14 => (Field::ContentLength, "content-length"),
             17 if name.as_bytes()[0].eq_ignore_ascii_case(&b't') => {
                 (Field::TransferEncoding, "transfer-encoding")
@@ -588,6 +596,8 @@ fn interpret_headers(
     let mut host: Option<String> = None;
     let mut origin: Option<String> = None;
     let mut authorization: Option<String> = None;
+    let mut forwarded: Option<String> = None;
+    let mut forwarded_for: Option<String> = None;
     let mut content_length: Option<u64> = None;
     let mut saw_transfer_encoding = false;
     let mut chunked = false;
@@ -674,6 +684,8 @@ fn interpret_headers(
             Field::Authorization => {
                 join_value(&mut authorization, value)?;
             }
+            Field::Forwarded => join_value(&mut forwarded, value)?,
+            Field::ForwardedFor => join_value(&mut forwarded_for, value)?,
             Field::Expect => {
                 expect_continue |= value.trim_ascii().eq_ignore_ascii_case(b"100-continue");
             }
@@ -723,6 +735,8 @@ fn interpret_headers(
         host,
         origin,
         authorization,
+        forwarded,
+        forwarded_for,
         content_length,
         chunked,
         expect_continue,
