@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 15] = [
+const TARGETS: [&str; 16] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -44,6 +44,7 @@ const TARGETS: [&str; 15] = [
     "eio_session",
     "workspaces_tokens",
     "cluster_records",
+    "proxy_header",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -93,6 +94,11 @@ fn ws_decoder_corpus() {
 #[test]
 fn conn_ops_corpus() {
     replay("conn_ops", check_conn_ops);
+}
+
+#[test]
+fn proxy_header_corpus() {
+    replay("proxy_header", sigyard::proto::fuzzing::check_proxy_header);
 }
 
 #[test]
@@ -598,6 +604,21 @@ fn dialect_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     vec![
         ("cluster_records", "every_kind", cluster_batch()),
+        (
+            "proxy_header",
+            "v1_tcp4",
+            b"PROXY TCP4 203.0.113.9 10.0.0.1 40000 80\r\nGET / HTTP/1.1\r\n".to_vec(),
+        ),
+        ("proxy_header", "v2_tcp4", {
+            let mut b = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
+            b.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 9, 10, 0, 0, 1, 0x9c, 0x40, 0, 80]);
+            b
+        }),
+        (
+            "proxy_header",
+            "forwarded",
+            b"for=192.0.2.60;proto=http, for=\"[2001:db8::1]:80\"\n1.2.3.4, 10.0.0.2".to_vec(),
+        ),
         ("msgpack_decode", "join_c", mp(&join_c)),
         ("msgpack_decode", "msgpackr_map16_join", map16_join),
         ("msgpack_decode", "all_families", mp(&all_families)),

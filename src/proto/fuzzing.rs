@@ -27,6 +27,7 @@ mod mewconnect;
 mod msgpack_decode;
 mod peerolator;
 mod pipe_table;
+mod proxy_header;
 mod workspaces_tokens;
 
 pub use cevitxe_intro::{
@@ -45,6 +46,7 @@ pub use mewconnect::{
 pub use msgpack_decode::check_msgpack_decode;
 pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg, PeerOp};
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
+pub use proxy_header::check_proxy_header;
 pub use workspaces_tokens::check_workspaces_tokens;
 
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
