@@ -500,7 +500,10 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "listen" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false, proxy: false }),
         "listen-tls" => c.listen.push(Listener { addr: parse_addr(v)?, tls: true, proxy: false }),
         "listen-proxy" => c.listen.push(Listener { addr: parse_addr(v)?, tls: false, proxy: true }),
-        "trusted-proxies" => c.trusted_proxies = crate::proto::proxy::Cidrs::parse(v)?,
+        "trusted-proxies" => c.trusted_proxies = match crate::proto::proxy::Cidrs::parse(v)? {
+            list if list.is_empty() => return Err("no address block given".into()),
+            list => list,
+        },
         "tls-cert" => c.tls_cert = Some(parse_path(v)?),
         "tls-key" => c.tls_key = Some(parse_path(v)?),
         "threads" => c.threads = parse_count(v)?,

@@ -611,7 +611,9 @@ fn dialect_seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         ),
         ("proxy_header", "v2_tcp4", {
             let mut b = b"\r\n\r\n\0\r\nQUIT\n".to_vec();
-            b.extend_from_slice(&[0x21, 0x11, 0, 12, 203, 0, 113, 9, 10, 0, 0, 1, 0x9c, 0x40, 0, 80]);
+            b.extend_from_slice(&[
+                0x21, 0x11, 0, 12, 203, 0, 113, 9, 10, 0, 0, 1, 0x9c, 0x40, 0, 80,
+            ]);
             b
         }),
         (

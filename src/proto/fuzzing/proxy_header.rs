@@ -12,7 +12,11 @@ use crate::proto::proxy::{client_behind, proxy_header, Cidrs, Proxied};
 pub fn check_proxy_header(data: &[u8]) {
     match proxy_header(data) {
         Ok(Proxied::Done { len, client }) => {
-            assert!(len > 0 && len <= data.len(), "length {len} of {}", data.len());
+            assert!(
+                len > 0 && len <= data.len(),
+                "length {len} of {}",
+                data.len()
+            );
             assert_eq!(
                 proxy_header(&data[..len]),
                 Ok(Proxied::Done { len, client }),
@@ -34,7 +38,10 @@ pub fn check_proxy_header(data: &[u8]) {
     let trusted = Cidrs::parse("10.0.0.0/8, 127.0.0.1, fd00::/8").unwrap_or_default();
     for (fwd, xff) in [(Some(a), None), (None, Some(a)), (Some(a), Some(b))] {
         if let Some(ip) = client_behind(fwd, xff, &trusted) {
-            assert!(!trusted.contains(ip), "{ip} is a trusted proxy, not a client");
+            assert!(
+                !trusted.contains(ip),
+                "{ip} is a trusted proxy, not a client"
+            );
         }
     }
 }
