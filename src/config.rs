@@ -86,6 +86,10 @@ pub struct Limits {
     pub pipe_hold_bytes: usize,
     pub pipe_hold_messages: usize,
     pub pipe_hold_timeout: Duration,
+    /// Messages a WebSocket may send per second (twice that in a burst); 0 = no limit.
+    pub max_messages_per_second: usize,
+    /// Message bytes a WebSocket may send per second (twice that in a burst); 0 = no limit.
+    pub max_message_bytes_per_second: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -291,6 +295,8 @@ impl Default for Config {
                 pipe_hold_bytes: MIB,
                 pipe_hold_messages: 1000,
                 pipe_hold_timeout: Duration::ZERO,
+                max_messages_per_second: 1000,
+                max_message_bytes_per_second: 16 * MIB,
             },
             ice: IceConfig::default(),
             mew: MewOptions {
@@ -439,6 +445,8 @@ static OPTS: &[Opt] = &[
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
+    opt("max-messages-per-second", "N", "1000", "Messages one WebSocket may send per second (bursts of twice that); past it, close 1008. 0 = no limit. Piped /connection data is not counted."),
+    opt("max-message-bytes-per-second", "SIZE", "16MiB", "Message bytes one WebSocket may send per second (bursts of twice that); past it, close 1008. 0 = no limit."),
     Opt { repeatable: true, ..opt("ice-server", "URI", "none", "STUN/TURN server handed to clients (stun:, stuns:, turn:, turns: URI); repeatable. None given: the five Google STUN servers.") },
     Opt { repeatable: true, ..opt("turn-secret", "SECRET", "none", "TURN REST shared secret (coturn use-auth-secret) for the turn:/turns: servers; repeatable for rotation: the first mints.") },
     opt("turn-ttl", "DURATION", "86400", "Lifetime of TURN credentials (minted, and asked of the token provider); 1s to 7 days."),
@@ -528,6 +536,8 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
         "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
         "pipe-hold-timeout" => l.pipe_hold_timeout = parse_duration(v)?,
+        "max-messages-per-second" => l.max_messages_per_second = parse_count(v)?,
+        "max-message-bytes-per-second" => l.max_message_bytes_per_second = parse_size(v)?,
         ice if ice.starts_with("ice-") || ice.starts_with("turn-") || ice.starts_with("twilio-") => {
             set_ice(&mut c.ice, name, v)?
         }

@@ -48,6 +48,9 @@ pub struct ShellCounters {
     pub handoffs_out: u64,
     pub handoffs_in: u64,
     pub slow_reader_disconnects: u64,
+    /// WebSockets closed (1008) for sending past `--max-messages-per-second` or
+    /// `--max-message-bytes-per-second`.
+    pub rate_limited: u64,
     pub tls_errors: u64,
     pub loop_iterations: u64,
     /// How late the most recent timer fired, in microseconds.
@@ -72,6 +75,7 @@ counter_table! {
     "sigyard_accepted_total", "TCP connections accepted", shell.accepted;
     "sigyard_rejected_max_connections_total", "connections refused because max-connections was reached", shell.rejected_max_connections;
     "sigyard_rejected_per_ip_total", "connections refused because max-connections-per-ip was reached", shell.rejected_per_ip;
+    "sigyard_rate_limited_total", "WebSockets closed (1008) for sending past their message or byte rate", shell.rate_limited;
     "sigyard_accept_errors_total", "accept() failures", shell.accept_errors;
     "sigyard_accept_pauses_total", "times accepting paused (file descriptors or buffers exhausted)", shell.accept_pauses;
     "sigyard_bytes_received_total", "bytes read from sockets (after TLS)", shell.bytes_in;

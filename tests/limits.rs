@@ -150,3 +150,69 @@ fn max_connections_and_per_ip_limits_answer_503() {
     assert_eq!(metric(a, "sigyard_rejected_per_ip_total"), 1.0);
     stop(h);
 }
+
+/// Send `n` text messages of `size` bytes as fast as possible; the close the server sent, if
+/// any, after draining its echoes.
+fn flood_messages(
+    c: &mut tungstenite::WebSocket<TcpStream>,
+    n: usize,
+    size: usize,
+) -> Option<(CloseCode, String)> {
+    let msg = "x".repeat(size);
+    for _ in 0..n {
+        if c.write(Message::text(msg.clone())).is_err() {
+            break;
+        }
+    }
+    let _ = c.flush();
+    loop {
+        match c.read() {
+            Ok(Message::Close(Some(f))) => return Some((f.code, f.reason.as_str().to_owned())),
+            Ok(Message::Close(None)) => return Some((CloseCode::Status, String::new())),
+            Ok(_) => {}
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn message_and_byte_rates_close_with_1008_and_stay_silent_below() {
+    let h = start(|b| {
+        b.limits(|l| {
+            l.max_messages_per_second = 200;
+            l.max_message_bytes_per_second = 64 << 10;
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    // Below both rates (a burst of two seconds' worth is allowed): every echo comes back.
+    let mut calm = ws(a, "/echo");
+    for i in 0..300 {
+        calm.send(Message::text(format!("m{i}"))).unwrap();
+        assert_eq!(calm.read().unwrap(), Message::text(format!("m{i}")));
+    }
+    // Past the message rate.
+    let mut chatty = ws(a, "/echo");
+    chatty
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let closed = flood_messages(&mut chatty, 2000, 8);
+    assert_eq!(closed, Some((CloseCode::Policy, "sending too fast".into())));
+    // Past the byte rate with few messages.
+    let mut bulky = ws(a, "/echo");
+    bulky
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let closed = flood_messages(&mut bulky, 20, 16 << 10);
+    assert_eq!(closed, Some((CloseCode::Policy, "sending too fast".into())));
+    let t = Instant::now();
+    while metric(a, "sigyard_rate_limited_total") != 2.0 {
+        assert!(t.elapsed() < Duration::from_secs(2), "closures not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The calm connection is unharmed.
+    calm.send(Message::text("still")).unwrap();
+    assert_eq!(calm.read().unwrap(), Message::text("still"));
+    stop(h);
+}

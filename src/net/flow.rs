@@ -105,8 +105,17 @@ impl Reactor {
             return Next::Stop;
         };
         let limits = c.shared.limits.clone();
+        let rates = {
+            let l = &c.shared.cfg.limits;
+            let r = |n: usize| crate::proto::rate::Rate::per_second(n as u64);
+            (
+                r(l.max_messages_per_second),
+                r(l.max_message_bytes_per_second),
+            )
+        };
         let mut progress = false;
         while !rx.is_empty() {
+            let mut too_fast = false;
             let (step, used) =
                 slot.conn
                     .read(now, &limits, rx.filled(), &mut tx.data, &mut c.proto);
@@ -114,6 +123,18 @@ impl Reactor {
                 Step::Idle => None,
                 Step::Request { head, len } => Some(Next::Request(head, len)),
                 Step::Body(head, body) => Some(Next::Body(head, body)),
+                Step::Message { kind: _, payload }
+                    if rates.0.per_sec + rates.1.per_sec > 0 && {
+                        let e = slot.extra.get_or_insert_with(Default::default);
+                        let (m, b) = e.rate.get_or_insert_with(Default::default);
+                        !(m.take(rates.0, c.now_ms, 1)
+                            && b.take(rates.1, c.now_ms, payload.len() as u64))
+                    } =>
+                {
+                    // Past its rate: not delivered, and the connection closes (below).
+                    too_fast = true;
+                    None
+                }
                 Step::Message { kind, payload } => {
                     match (peer, route) {
                         // A message begun before the pipe opened: it goes to the peer whole.
@@ -152,6 +173,20 @@ impl Reactor {
                 }
             };
             rx.consume(used);
+            if too_fast {
+                c.shell.rate_limited += 1;
+                if c.now_ms >= c.rate_log_at {
+                    // At most one line a second per core: a flood is not a log flood.
+                    crate::warn!(
+                        "core={} slot={key} closed 1008: sending past --max-messages-per-second \
+                         or --max-message-bytes-per-second ({} so far on this core)",
+                        c.id,
+                        c.shell.rate_limited
+                    );
+                    c.rate_log_at = c.now_ms + 1000;
+                }
+                slot.conn.close(now, 1008, "sending too fast", &mut tx.data);
+            }
             if let Some(next) = next {
                 return next;
             }

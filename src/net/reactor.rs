@@ -93,6 +93,8 @@ pub(crate) struct Core {
     pub gone: Vec<(Handle, usize)>,
     /// Each dialect's deadline, read once per iteration (when the poll timeout is computed).
     pub deadlines: Vec<Option<u64>>,
+    /// When a rate-limit closure may be logged again (one line a second at most).
+    pub rate_log_at: u64,
 }
 
 impl Core {
@@ -183,6 +185,7 @@ impl Reactor {
                 out: Outputs::default(),
                 gone: Vec::new(),
                 deadlines: Vec::new(),
+                rate_log_at: 0,
                 shared,
             },
         })

@@ -72,6 +72,9 @@ pub(crate) struct Extra {
     pub trusted_peer: bool,
     /// A PROXY protocol header is expected before anything else (`--listen-proxy`).
     pub proxy_header: bool,
+    /// The sender's message and byte buckets (`--max-messages-per-second`, …), from its
+    /// first message.
+    pub rate: Option<(crate::proto::rate::Bucket, crate::proto::rate::Bucket)>,
     /// A pipe peer on another node: its last `Data` ended inside a frame.
     pub peer_mid: bool,
     /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).

@@ -23,5 +23,6 @@ pub mod hash;
 pub mod http;
 pub mod origin;
 pub mod proxy;
+pub mod rate;
 pub mod time;
 pub mod ws;
