@@ -262,6 +262,7 @@ impl Server {
             mailboxes,
             conns_total: AtomicUsize::new(0),
             per_ip: IpTable::new(self.cfg.limits.max_connections_per_ip),
+            conn_rates: crate::net::ConnRates::new(self.cfg.limits.max_new_connections_per_ip),
             started: Instant::now(),
             ice: self.ice,
             wall,

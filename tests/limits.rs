@@ -216,3 +216,47 @@ fn message_and_byte_rates_close_with_1008_and_stay_silent_below() {
     assert_eq!(calm.read().unwrap(), Message::text("still"));
     stop(h);
 }
+
+#[test]
+fn new_connections_past_the_rate_get_429() {
+    let h = start(|b| b.limits(|l| l.max_new_connections_per_ip = 20));
+    let a = h.plain_addr().unwrap();
+    // A burst of two seconds' worth passes; the next connections in the same instant do not.
+    let mut statuses = Vec::new();
+    for _ in 0..60 {
+        let resp = raw_exchange(
+            a,
+            b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+        );
+        statuses.push(resp.get(9..12).unwrap_or("").to_string());
+    }
+    let ok = statuses.iter().filter(|s| *s == "200").count();
+    let refused = statuses.iter().filter(|s| *s == "429").count();
+    assert_eq!(ok + refused, 60, "{statuses:?}");
+    assert!((40..=45).contains(&ok), "{ok} passed: {statuses:?}");
+    // Refilled after a while: one more passes.
+    std::thread::sleep(Duration::from_millis(200));
+    let resp = raw_exchange(
+        a,
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
+    let t = Instant::now();
+    while metric_from_other(a) < refused as f64 {
+        assert!(t.elapsed() < Duration::from_secs(3), "refusals not counted");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    stop(h);
+}
+
+/// `sigyard_rejected_connection_rate_total`, read once the bucket let a connection through.
+fn metric_from_other(a: std::net::SocketAddr) -> f64 {
+    let text = raw_exchange(
+        a,
+        b"GET /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    );
+    text.lines()
+        .find_map(|l| l.strip_prefix("sigyard_rejected_connection_rate_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}

@@ -40,6 +40,7 @@ pub(crate) struct Shared {
     pub mailboxes: Vec<Mailbox>,
     pub conns_total: AtomicUsize,
     pub per_ip: IpTable,
+    pub conn_rates: ConnRates,
     pub started: Instant,
     /// ICE servers for the dialects and `GET /ice-servers`; its provider runs on its own thread.
     pub ice: crate::ice::Ice,
@@ -118,6 +119,42 @@ pub(crate) struct OsRandom;
 impl Random for OsRandom {
     fn fill(&mut self, buf: &mut [u8]) {
         crate::csprng::fill(buf);
+    }
+}
+
+/// New connections per second per client address (`--max-new-connections-per-ip`): a bucket
+/// per address that accepted recently, sharded like [`IpTable`]. A bucket that has refilled is
+/// forgotten when its shard is swept (at most every 4,096 new addresses), so the table holds
+/// the addresses of the last few seconds, not every address ever seen.
+pub(crate) struct ConnRates {
+    rate: crate::proto::rate::Rate,
+    shards: [Mutex<HashMap<IpAddr, crate::proto::rate::Bucket>>; 16],
+}
+
+impl ConnRates {
+    pub fn new(per_sec: usize) -> Self {
+        ConnRates {
+            rate: crate::proto::rate::Rate::per_second(per_sec as u64),
+            shards: Default::default(),
+        }
+    }
+
+    /// Whether `ip` may open one more connection at `now_ms` (wall or monotonic, one clock).
+    pub fn admit(&self, ip: IpAddr, now_ms: u64) -> bool {
+        if self.rate.per_sec == 0 {
+            return true;
+        }
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        ip.hash(&mut h);
+        let mut shard = self.shards[(h.finish() >> 60) as usize & 15]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        if shard.len() >= 4096 {
+            // Buckets idle for the time a burst takes to refill are full again: forget them.
+            let full_after = 1000 * self.rate.burst / self.rate.per_sec.max(1) + 1;
+            shard.retain(|_, b| !b.idle_for(now_ms, full_after));
+        }
+        shard.entry(ip).or_default().take(self.rate, now_ms, 1)
     }
 }
 

@@ -412,6 +412,21 @@ impl Reactor {
         if trusted_peer {
             return Some(0);
         }
+        // (The table is shared by the cores: it takes the server's clock, not this core's.)
+        let now = c.shared.started.elapsed().as_millis() as u64;
+        if !c.shared.conn_rates.admit(ip, now) {
+            c.shared.conns_total.fetch_sub(1, Ordering::Relaxed);
+            c.shell.rejected_conn_rate += 1;
+            if c.now_ms >= c.rate_log_at {
+                warn!(
+                    "core={} refused {ip}: past --max-new-connections-per-ip",
+                    c.id
+                );
+                c.rate_log_at = c.now_ms + 1000;
+            }
+            refuse_with(sock, tls, 429, "too many new connections from your address");
+            return None;
+        }
         match c.shared.per_ip.try_add(ip) {
             Some(k) => Some(k),
             None => {
@@ -961,10 +976,20 @@ pub(crate) fn live(slots: &mut Slab<Slot>, here: u32, h: Handle) -> Option<(usiz
 /// Answer a connection we will not serve with a short plain-text 503 (plain listeners only)
 /// and close it.
 pub(crate) fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
+    refuse_with(sock, tls, 503, why)
+}
+
+/// [`refuse`] with another status (429 for a rate).
+fn refuse_with(sock: &mut TcpStream, tls: bool, status: u16, why: &str) {
     if !tls {
         let body = format!("{why}\n");
+        let phrase = if status == 429 {
+            "Too Many Requests"
+        } else {
+            "Service Unavailable"
+        };
         let msg = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         let _ = sock.write(msg.as_bytes());

@@ -33,6 +33,11 @@ pub struct Bucket {
 }
 
 impl Bucket {
+    /// True when the bucket was last used at least `ms` before `now_ms`.
+    pub fn idle_for(&self, now_ms: u64, ms: u64) -> bool {
+        now_ms.saturating_sub(self.at_ms) >= ms
+    }
+
     /// Take `n` tokens at `now_ms`; false (and nothing taken) when there are not enough.
     pub fn take(&mut self, rate: Rate, now_ms: u64, n: u64) -> bool {
         if rate.per_sec == 0 {

@@ -17,14 +17,15 @@ pub const CERT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem"
 pub const KEY: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-key.pem");
 
 /// Start a server on an ephemeral loopback port with `/echo` on and 2 cores, after `f` adjusts
-/// the builder. The per-connection rate limits are off: the tests' loads send far faster than
-/// a real client (tests/limits.rs sets them to check them).
+/// the builder. The rate limits are off: the tests' loads connect and send far faster than a
+/// real client (tests/limits.rs sets them to check them).
 pub fn start(f: impl FnOnce(Builder) -> Builder) -> Handle {
     let b = Server::builder()
         .listen("127.0.0.1:0".parse().unwrap())
         .threads(2)
         .echo(true)
         .limits(|l| {
+            l.max_new_connections_per_ip = 0;
             l.max_messages_per_second = 0;
             l.max_message_bytes_per_second = 0;
         });
