@@ -663,3 +663,31 @@ fn records_for_gone_connections_and_malformed_batches_are_counted_and_dropped() 
     );
     assert_eq!(recv(&mut r)["data"], encrypted(10));
 }
+
+#[test]
+fn the_origin_list_holds_on_the_node_a_request_reaches() {
+    let Some((_redis, nodes)) = cluster(2, &["--allowed-origins", "https://ok.test"]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let cid = conn_id();
+    let mut i = mew(a, "initiator", &cid).expect("no Origin: not a browser, passes");
+    recv(&mut i);
+    // The receiver reaches the other node: refused there, before its request crosses.
+    let q = format!("/?role=receiver&connId={cid}&signed={SIGNED}");
+    let with_origin = |origin: &str| {
+        let req = common::ws_request(&q).replacen(
+            "\r\n\r\n",
+            &format!("\r\nOrigin: {origin}\r\n\r\n"),
+            1,
+        );
+        let mut s = TcpStream::connect(b).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+        (common::status_of(&common::read_head(&mut s)), s)
+    };
+    assert_eq!(with_origin("https://evil.test").0, 403);
+    let (status, _kept) = with_origin("https://ok.test");
+    assert_eq!(status, 101);
+    assert_eq!(recv(&mut i)["signal"], "confirmation");
+}

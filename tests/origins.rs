@@ -14,7 +14,11 @@ fn upgrade(addr: SocketAddr, path: &str, origin: Option<&str>) -> u16 {
         "GET {path} HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n{origin}\r\n"
     );
-    status(&raw_exchange_until_head(addr, req.as_bytes()))
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    std::io::Write::write_all(&mut s, req.as_bytes()).unwrap();
+    status_of(&read_head(&mut s))
 }
 
 fn plain(addr: SocketAddr, method: &str, path: &str, origin: &str, body: &str) -> u16 {
@@ -23,29 +27,7 @@ fn plain(addr: SocketAddr, method: &str, path: &str, origin: &str, body: &str) -
          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
-    status(&raw_exchange(addr, req.as_bytes()))
-}
-
-fn status(resp: &str) -> u16 {
-    resp.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
-}
-
-/// The response head only (an accepted upgrade stays open).
-fn raw_exchange_until_head(addr: SocketAddr, req: &[u8]) -> String {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .unwrap();
-    s.write_all(req).unwrap();
-    let mut got = Vec::new();
-    let mut b = [0u8; 1024];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-    }
-    String::from_utf8_lossy(&got).into_owned()
+    status_of(&raw_exchange(addr, req.as_bytes()))
 }
 
 const MEW: &str = "/?role=initiator&connId=0123456789abcdef0123456789abcdef&signed=1b93f0aa00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00112233445566778899aabb1c";

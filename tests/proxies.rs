@@ -7,7 +7,7 @@ mod common;
 use common::*;
 use sigyard::config::Listener;
 use sigyard::proto::proxy::Cidrs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -31,19 +31,7 @@ fn upgrade(s: &mut TcpStream, prefix: &[u8], headers: &str) -> u16 {
     let mut bytes = prefix.to_vec();
     bytes.extend_from_slice(req.as_bytes());
     let _ = s.write_all(&bytes);
-    let mut got = Vec::new();
-    let mut b = [0u8; 512];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match s.read(&mut b) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => got.extend_from_slice(&b[..n]),
-        }
-    }
-    std::str::from_utf8(&got)
-        .ok()
-        .and_then(|t| t.get(9..12))
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
+    status_of(&read_head(s))
 }
 
 fn server() -> (sigyard::Handle, SocketAddr, SocketAddr) {

@@ -51,6 +51,25 @@ pub fn raw_exchange(addr: SocketAddr, request: &[u8]) -> String {
 }
 
 /// Read one HTTP response (head + Content-Length body) from a keep-alive connection.
+/// A response head as far as it came (empty if the server closed first): for answers that
+/// leave the connection open (a 101) or may close it without one.
+pub fn read_head(s: &mut TcpStream) -> String {
+    let mut got = Vec::new();
+    let mut b = [0u8; 512];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match s.read(&mut b) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&b[..n]),
+        }
+    }
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// The status code of a response (0 when there is none).
+pub fn status_of(resp: &str) -> u16 {
+    resp.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0)
+}
+
 pub fn read_response(s: &mut TcpStream) -> String {
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut buf = Vec::new();
