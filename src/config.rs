@@ -88,6 +88,9 @@ pub struct Limits {
     pub pipe_hold_timeout: Duration,
     /// New connections one address may open per second (twice that in a burst); 0 = no limit.
     pub max_new_connections_per_ip: usize,
+    /// Plain HTTP requests (HTTP API, Socket.IO polling) one address may make per second
+    /// (twice that in a burst); 0 = no limit.
+    pub max_http_requests_per_ip: usize,
     /// Messages a WebSocket may send per second (twice that in a burst); 0 = no limit.
     pub max_messages_per_second: usize,
     /// Message bytes a WebSocket may send per second (twice that in a burst); 0 = no limit.
@@ -298,6 +301,7 @@ impl Default for Config {
                 pipe_hold_messages: 1000,
                 pipe_hold_timeout: Duration::ZERO,
                 max_new_connections_per_ip: 200,
+                max_http_requests_per_ip: 1000,
                 max_messages_per_second: 1000,
                 max_message_bytes_per_second: 16 * MIB,
             },
@@ -449,6 +453,7 @@ static OPTS: &[Opt] = &[
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
     opt("max-new-connections-per-ip", "N", "200", "New connections one client address may open per second (bursts of twice that); past it, 429 on plain listeners, then close. 0 = no limit."),
+    opt("max-http-requests-per-ip", "N", "1000", "Plain HTTP requests (the HTTP API, Socket.IO polling) one client address may make per second (bursts of twice that); past it, 429 with Retry-After. 0 = no limit."),
     opt("max-messages-per-second", "N", "1000", "Messages one WebSocket may send per second (bursts of twice that); past it, close 1008. 0 = no limit. Piped /connection data is not counted."),
     opt("max-message-bytes-per-second", "SIZE", "16MiB", "Message bytes one WebSocket may send per second (bursts of twice that); past it, close 1008. 0 = no limit."),
     Opt { repeatable: true, ..opt("ice-server", "URI", "none", "STUN/TURN server handed to clients (stun:, stuns:, turn:, turns: URI); repeatable. None given: the five Google STUN servers.") },
@@ -542,6 +547,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "pipe-hold-timeout" => l.pipe_hold_timeout = parse_duration(v)?,
         "max-messages-per-second" => l.max_messages_per_second = parse_count(v)?,
         "max-new-connections-per-ip" => l.max_new_connections_per_ip = parse_count(v)?,
+        "max-http-requests-per-ip" => l.max_http_requests_per_ip = parse_count(v)?,
         "max-message-bytes-per-second" => l.max_message_bytes_per_second = parse_size(v)?,
         ice if ice.starts_with("ice-") || ice.starts_with("turn-") || ice.starts_with("twilio-") => {
             set_ice(&mut c.ice, name, v)?

@@ -43,6 +43,8 @@ pub struct ShellCounters {
     pub rejected_per_ip: u64,
     /// Connections refused (429) past `--max-new-connections-per-ip`.
     pub rejected_conn_rate: u64,
+    /// Plain HTTP requests refused (429) past `--max-http-requests-per-ip`.
+    pub rejected_http_rate: u64,
     pub accept_errors: u64,
     pub accept_pauses: u64,
     pub bytes_in: u64,
@@ -78,6 +80,7 @@ counter_table! {
     "sigyard_rejected_max_connections_total", "connections refused because max-connections was reached", shell.rejected_max_connections;
     "sigyard_rejected_per_ip_total", "connections refused because max-connections-per-ip was reached", shell.rejected_per_ip;
     "sigyard_rejected_connection_rate_total", "connections refused (429) because their address opened more per second than max-new-connections-per-ip", shell.rejected_conn_rate;
+    "sigyard_rejected_http_rate_total", "plain HTTP requests (API, polling) refused (429) because their address made more per second than max-http-requests-per-ip", shell.rejected_http_rate;
     "sigyard_rate_limited_total", "WebSockets closed (1008) for sending past their message or byte rate", shell.rate_limited;
     "sigyard_accept_errors_total", "accept() failures", shell.accept_errors;
     "sigyard_accept_pauses_total", "times accepting paused (file descriptors or buffers exhausted)", shell.accept_pauses;

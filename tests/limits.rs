@@ -260,3 +260,80 @@ fn metric_from_other(a: std::net::SocketAddr) -> f64 {
         .and_then(|v| v.trim().parse().ok())
         .unwrap_or(0.0)
 }
+
+/// Statuses of `n` API calls from `src` (a loopback address), each with `headers`, on
+/// keep-alive connections: a 429 (which must carry `Retry-After`) closes its connection, as
+/// the request's body is left unread, and the next call opens another.
+fn api_calls(a: std::net::SocketAddr, src: &str, headers: &str, n: usize) -> Vec<u16> {
+    let connect = || -> TcpStream {
+        let sock =
+            socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        let from: std::net::SocketAddr = format!("{src}:0").parse().unwrap();
+        sock.bind(&from.into()).unwrap();
+        sock.connect(&a.into()).unwrap();
+        sock.into()
+    };
+    let mut conn: Option<TcpStream> = None;
+    let body = r#"{"method":"create_data_channel"}"#;
+    (0..n)
+        .map(|_| {
+            let s = conn.get_or_insert_with(connect);
+            let req = format!(
+                "POST / HTTP/1.1\r\nHost: t\r\n{headers}Content-Type: application/json\r\n\
+                 Content-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            s.write_all(req.as_bytes()).unwrap();
+            let resp = read_response(s);
+            let status = status_of(&resp);
+            if status == 429 {
+                assert!(resp.contains("Retry-After: 1\r\n"), "{resp}");
+                assert!(resp.contains("Connection: close\r\n"), "{resp}");
+                conn = None;
+            }
+            status
+        })
+        .collect()
+}
+
+#[test]
+fn http_requests_past_the_rate_get_429() {
+    let h = start(|b| {
+        b.limits(|l| l.max_http_requests_per_ip = 20)
+            .configure(|c| {
+                c.trusted_proxies = sigyard::proto::proxy::Cidrs::parse("127.0.0.3/32").unwrap();
+            })
+    });
+    let a = h.plain_addr().unwrap();
+    // A burst of two seconds' worth passes.
+    let statuses = api_calls(a, "127.0.0.1", "", 60);
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let refused = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!(ok + refused, 60, "{statuses:?}");
+    assert!((40..=45).contains(&ok), "{ok} passed: {statuses:?}");
+    // Socket.IO polling draws from the same bucket.
+    let poll = raw_exchange(
+        a,
+        b"GET /socket.io/?EIO=3&transport=polling HTTP/1.1\r\nHost: t\r\n\r\n",
+    );
+    assert_eq!(status_of(&poll), 429, "{poll}");
+    // Another address is not affected; WebSocket upgrades are not HTTP requests here.
+    assert_eq!(api_calls(a, "127.0.0.2", "", 5), [200; 5]);
+    assert_healthy(&mut ws(a, "/echo"));
+    // Behind a trusted proxy, each request counts for the client it names, even when one
+    // proxy connection carries several clients' requests.
+    let xff = |ip: &str| format!("X-Forwarded-For: {ip}\r\n");
+    let first = api_calls(a, "127.0.0.3", &xff("203.0.113.1"), 60);
+    assert!(first.contains(&429), "{first:?}");
+    assert_eq!(api_calls(a, "127.0.0.3", &xff("203.0.113.2"), 5), [200; 5]);
+    let t = Instant::now();
+    let expected = (1 + refused + first.iter().filter(|&&s| s == 429).count()) as f64;
+    while metric(a, "sigyard_rejected_http_rate_total") != expected {
+        assert!(t.elapsed() < Duration::from_secs(3), "refusals not counted");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Refilled after a while.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(api_calls(a, "127.0.0.1", "", 1), [200]);
+    stop(h);
+}

@@ -102,6 +102,31 @@ fn forwarding_headers_from_a_trusted_proxy_only() {
 }
 
 #[test]
+fn the_new_connection_rate_follows_the_reported_client() {
+    let h = start(|b| {
+        b.configure(|c| {
+            c.limits.max_new_connections_per_ip = 2; // a burst of 4
+            c.trusted_proxies = Cidrs::parse("127.0.0.1/32").unwrap();
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    let from = |client: &str| {
+        let mut s = open_from("127.0.0.1", a);
+        upgrade(&mut s, b"", &format!("X-Forwarded-For: {client}\r\n"))
+    };
+    let statuses: Vec<u16> = (0..6).map(|_| from("203.0.113.5")).collect();
+    assert_eq!(statuses, [101, 101, 101, 101, 429, 429]);
+    // Another client behind the same proxy, and the proxy itself, are not limited by it.
+    assert_eq!(from("203.0.113.6"), 101);
+    let t = std::time::Instant::now();
+    while metric(a, "sigyard_rejected_connection_rate_total") != 2.0 {
+        assert!(t.elapsed() < Duration::from_secs(2), "refusals not counted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(h);
+}
+
+#[test]
 fn proxy_protocol_v1_and_v2() {
     let (h, _, p) = server();
     let v1 = |ip: &str| format!("PROXY TCP4 {ip} 10.0.0.1 40000 80\r\n").into_bytes();

@@ -13,7 +13,7 @@
 //! is decided in one place ([`Reactor::pipe_end`]).
 
 use crate::net::endpoints;
-use crate::net::reactor::{live, Core, Reactor};
+use crate::net::reactor::{live, Core, Reactor, Refusal};
 use crate::net::slot::{tx_force, Owner, Placed, Slot};
 use crate::net::{locator, owner, place_core, place_node, OsRandom};
 use crate::proto::cluster::{Record, ANY_CORE};
@@ -175,16 +175,11 @@ impl Reactor {
             rx.consume(used);
             if too_fast {
                 c.shell.rate_limited += 1;
-                if c.now_ms >= c.rate_log_at {
-                    // At most one line a second per core: a flood is not a log flood.
-                    crate::warn!(
-                        "core={} slot={key} closed 1008: sending past --max-messages-per-second \
-                         or --max-message-bytes-per-second ({} so far on this core)",
-                        c.id,
-                        c.shell.rate_limited
-                    );
-                    c.rate_log_at = c.now_ms + 1000;
-                }
+                let n = c.shell.rate_limited;
+                c.rate_warn(format_args!(
+                    "slot={key} closed 1008: sending past --max-messages-per-second or \
+                     --max-message-bytes-per-second ({n} so far on this core)"
+                ));
                 slot.conn.close(now, 1008, "sending too fast", &mut tx.data);
             }
             if let Some(next) = next {
@@ -245,39 +240,48 @@ impl Reactor {
                 let e = slot.extra();
                 e.proxy_header = false;
                 let trusted = std::mem::take(&mut e.trusted_peer);
-                match client.filter(|_| trusted) {
-                    Some(ip) if !self.reaccount(key, ip) => {
-                        if let Some(slot) = self.slots.get_mut(key) {
-                            let why = "too many connections from your address";
-                            crate::net::reactor::refuse(&mut slot.sock, false, why);
-                            slot.conn.abort();
-                            self.core.queue(key, slot);
-                        }
-                        false
-                    }
-                    _ => true,
+                let Some(ip) = client.filter(|_| trusted) else {
+                    return true;
+                };
+                let Err(refusal) = self.reaccount(key, ip) else {
+                    return true;
+                };
+                if let Some(slot) = self.slots.get_mut(key) {
+                    let (status, why) = refusal.answer();
+                    crate::net::reactor::refuse_with(&mut slot.sock, false, status, why);
+                    slot.conn.abort();
+                    self.core.queue(key, slot);
                 }
+                false
             }
         }
     }
 
     /// The connection's client is `ip` (a trusted proxy said so): it counts against that
-    /// address's limit instead of the proxy's. False when that address is at its limit.
-    fn reaccount(&mut self, key: usize, ip: std::net::IpAddr) -> bool {
+    /// address's limits instead of the proxy's. The refusal when that address is at one.
+    fn reaccount(&mut self, key: usize, ip: std::net::IpAddr) -> Result<(), Refusal> {
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
-            return false;
+            return Err(Refusal::PerIp);
         };
         c.shared.per_ip.remove(slot.ip_key);
+        slot.ip_key = 0;
+        let now = c.shared.started.elapsed().as_millis() as u64;
+        if !c.shared.conn_rates.admit(crate::net::ip_key(ip), now) {
+            c.shell.rejected_conn_rate += 1;
+            c.rate_warn(format_args!(
+                "refused {ip}: past --max-new-connections-per-ip"
+            ));
+            return Err(Refusal::ConnRate);
+        }
         match c.shared.per_ip.try_add(ip) {
             Some(k) => {
                 slot.ip_key = k;
-                true
+                Ok(())
             }
             None => {
-                slot.ip_key = 0;
                 c.shell.rejected_per_ip += 1;
-                false
+                Err(Refusal::PerIp)
             }
         }
     }
@@ -286,19 +290,23 @@ impl Reactor {
     /// stays in the input for the core it moves to, or until the cluster answers.
     fn answer_request(&mut self, key: usize, head: RequestHead, len: usize) -> bool {
         let shared = self.core.shared.clone();
+        let client_behind = || {
+            crate::proto::proxy::client_behind(
+                head.forwarded.as_deref(),
+                head.forwarded_for.as_deref(),
+                &shared.cfg.trusted_proxies,
+            )
+        };
         if self.slots.get(key).is_some_and(Slot::trusted_peer) {
             // The first request from a trusted proxy names the client behind it.
             if let Some(e) = self.slots.get_mut(key).and_then(|s| s.extra.as_mut()) {
                 e.trusted_peer = false;
+                e.forwards = true;
             }
-            let client = crate::proto::proxy::client_behind(
-                head.forwarded.as_deref(),
-                head.forwarded_for.as_deref(),
-                &shared.cfg.trusted_proxies,
-            );
-            if let Some(ip) = client {
-                if !self.reaccount(key, ip) {
-                    let r = Response::text(503, "too many connections from your address");
+            if let Some(ip) = client_behind() {
+                if let Err(refusal) = self.reaccount(key, ip) {
+                    let (status, why) = refusal.answer();
+                    let r = Response::text(status, why);
                     self.answer(key, None, head, Answer::Respond(r));
                     return true;
                 }
@@ -312,6 +320,29 @@ impl Reactor {
                 return true;
             }
         };
+        let Some(slot) = self.slots.get(key) else {
+            return false;
+        };
+        let first_look = !slot.extra.as_ref().is_some_and(|e| e.placed.is_some());
+        if head.upgrade.is_none() && first_look {
+            // A plain request, on the core that read it (`--max-http-requests-per-ip`).
+            let client = match slot.extra.as_ref().is_some_and(|e| e.forwards) {
+                true => client_behind().map_or(0, crate::net::ip_key),
+                false => slot.ip_key,
+            };
+            let now = shared.started.elapsed().as_millis() as u64;
+            if !shared.http_rates.admit(client, now) {
+                let c = &mut self.core;
+                c.shell.rejected_http_rate += 1;
+                c.rate_warn(format_args!(
+                    "slot={key} refused a request (429): past --max-http-requests-per-ip"
+                ));
+                let mut r = Response::text(429, "too many requests from your address");
+                r.headers.push(("Retry-After".into(), "1".into()));
+                self.answer(key, None, head, Answer::Respond(r));
+                return true;
+            }
+        }
         let d = ROUTES[route].dialect;
         if let Some(origin) = head.origin.as_deref() {
             if !shared.registry.origin_allowed(route, origin) {

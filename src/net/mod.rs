@@ -40,7 +40,8 @@ pub(crate) struct Shared {
     pub mailboxes: Vec<Mailbox>,
     pub conns_total: AtomicUsize,
     pub per_ip: IpTable,
-    pub conn_rates: ConnRates,
+    pub conn_rates: IpRates,
+    pub http_rates: IpRates,
     pub started: Instant,
     /// ICE servers for the dialects and `GET /ice-servers`; its provider runs on its own thread.
     pub ice: crate::ice::Ice,
@@ -122,31 +123,38 @@ impl Random for OsRandom {
     }
 }
 
-/// New connections per second per client address (`--max-new-connections-per-ip`): a bucket
-/// per address that accepted recently, sharded like [`IpTable`]. A bucket that has refilled is
-/// forgotten when its shard is swept (at most every 4,096 new addresses), so the table holds
-/// the addresses of the last few seconds, not every address ever seen.
-pub(crate) struct ConnRates {
-    rate: crate::proto::rate::Rate,
-    shards: [Mutex<HashMap<IpAddr, crate::proto::rate::Bucket>>; 16],
+/// A client address's key in the per-address tables: a hash, never 0 (0 is "no address").
+pub(crate) fn ip_key(ip: IpAddr) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    ip.hash(&mut h);
+    h.finish() | 1
 }
 
-impl ConnRates {
+/// A rate per client address (`--max-new-connections-per-ip`, `--max-http-requests-per-ip`):
+/// a token bucket per address [`ip_key`] used recently, sharded like [`IpTable`]. A bucket
+/// that has refilled is forgotten when its shard is swept (at most every 4,096 new
+/// addresses), so the table holds the addresses of the last few seconds, not every address
+/// ever seen.
+pub(crate) struct IpRates {
+    rate: crate::proto::rate::Rate,
+    shards: [Mutex<HashMap<u64, crate::proto::rate::Bucket>>; 16],
+}
+
+impl IpRates {
     pub fn new(per_sec: usize) -> Self {
-        ConnRates {
+        IpRates {
             rate: crate::proto::rate::Rate::per_second(per_sec as u64),
             shards: Default::default(),
         }
     }
 
-    /// Whether `ip` may open one more connection at `now_ms` (wall or monotonic, one clock).
-    pub fn admit(&self, ip: IpAddr, now_ms: u64) -> bool {
-        if self.rate.per_sec == 0 {
+    /// Whether the address `key` may have one more at `now_ms` (wall or monotonic, one
+    /// clock). Key 0 (no address known) is not limited.
+    pub fn admit(&self, key: u64, now_ms: u64) -> bool {
+        if self.rate.per_sec == 0 || key == 0 {
             return true;
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ip.hash(&mut h);
-        let mut shard = self.shards[(h.finish() >> 60) as usize & 15]
+        let mut shard = self.shards[(key >> 59) as usize & 15]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if shard.len() >= 4096 {
@@ -154,7 +162,7 @@ impl ConnRates {
             let full_after = 1000 * self.rate.burst / self.rate.per_sec.max(1) + 1;
             shard.retain(|_, b| !b.idle_for(now_ms, full_after));
         }
-        shard.entry(ip).or_default().take(self.rate, now_ms, 1)
+        shard.entry(key).or_default().take(self.rate, now_ms, 1)
     }
 }
 
@@ -173,15 +181,13 @@ impl IpTable {
         }
     }
 
-    /// Count a new connection from `ip`. Returns its accounting key, or `None` when the address
-    /// is at its limit. Key 0 means "not counted" (limit off).
+    /// Count a new connection from `ip`. Returns its address key ([`ip_key`]), or `None` when
+    /// the address is at its limit (with the limit off, nothing is counted).
     pub fn try_add(&self, ip: IpAddr) -> Option<u64> {
+        let key = ip_key(ip);
         if self.limit == 0 {
-            return Some(0);
+            return Some(key);
         }
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        ip.hash(&mut h);
-        let key = h.finish() | 1;
         let mut shard = self.shards[(key >> 59) as usize & 15]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
@@ -197,7 +203,7 @@ impl IpTable {
     }
 
     pub fn remove(&self, key: u64) {
-        if key == 0 {
+        if key == 0 || self.limit == 0 {
             return;
         }
         let mut shard = self.shards[(key >> 59) as usize & 15]
@@ -227,6 +233,6 @@ mod tests {
         t.remove(a);
         assert!(t.try_add(ip).is_some());
         t.remove(b);
-        assert_eq!(IpTable::new(0).try_add(ip), Some(0));
+        assert_eq!(IpTable::new(0).try_add(ip), Some(ip_key(ip)));
     }
 }

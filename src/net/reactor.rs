@@ -114,6 +114,33 @@ impl Core {
         self.shared.conns_total.fetch_sub(1, Ordering::Relaxed);
         self.shared.per_ip.remove(ip_key);
     }
+
+    /// A rate limit's log line, at most one a second per core: a flood is not a log flood.
+    pub fn rate_warn(&mut self, what: std::fmt::Arguments<'_>) {
+        if self.now_ms >= self.rate_log_at {
+            warn!("core={} {what}", self.id);
+            self.rate_log_at = self.now_ms + 1000;
+        }
+    }
+}
+
+/// Why a client address may not have one more connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// At `--max-connections-per-ip`.
+    PerIp,
+    /// Past `--max-new-connections-per-ip`.
+    ConnRate,
+}
+
+impl Refusal {
+    /// The status and text the client gets.
+    pub fn answer(self) -> (u16, &'static str) {
+        match self {
+            Refusal::PerIp => (503, "too many connections from your address"),
+            Refusal::ConnRate => (429, "too many new connections from your address"),
+        }
+    }
 }
 
 pub(crate) struct Reactor {
@@ -414,17 +441,14 @@ impl Reactor {
         }
         // (The table is shared by the cores: it takes the server's clock, not this core's.)
         let now = c.shared.started.elapsed().as_millis() as u64;
-        if !c.shared.conn_rates.admit(ip, now) {
+        if !c.shared.conn_rates.admit(crate::net::ip_key(ip), now) {
             c.shared.conns_total.fetch_sub(1, Ordering::Relaxed);
             c.shell.rejected_conn_rate += 1;
-            if c.now_ms >= c.rate_log_at {
-                warn!(
-                    "core={} refused {ip}: past --max-new-connections-per-ip",
-                    c.id
-                );
-                c.rate_log_at = c.now_ms + 1000;
-            }
-            refuse_with(sock, tls, 429, "too many new connections from your address");
+            c.rate_warn(format_args!(
+                "refused {ip}: past --max-new-connections-per-ip"
+            ));
+            let (status, why) = Refusal::ConnRate.answer();
+            refuse_with(sock, tls, status, why);
             return None;
         }
         match c.shared.per_ip.try_add(ip) {
@@ -432,7 +456,8 @@ impl Reactor {
             None => {
                 c.shared.conns_total.fetch_sub(1, Ordering::Relaxed);
                 c.shell.rejected_per_ip += 1;
-                refuse(sock, tls, "too many connections from your address");
+                let (status, why) = Refusal::PerIp.answer();
+                refuse_with(sock, tls, status, why);
                 None
             }
         }
@@ -980,7 +1005,7 @@ pub(crate) fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
 }
 
 /// [`refuse`] with another status (429 for a rate).
-fn refuse_with(sock: &mut TcpStream, tls: bool, status: u16, why: &str) {
+pub(crate) fn refuse_with(sock: &mut TcpStream, tls: bool, status: u16, why: &str) {
     if !tls {
         let body = format!("{why}\n");
         let phrase = if status == 429 {

@@ -19,7 +19,9 @@ pub(crate) struct Slot {
     pub rx: Rx,
     pub tx: Option<Box<TxBuf>>,
     pub conn: Conn,
-    /// Per-IP accounting key (0 when per-IP limits are off).
+    /// The client address's key ([`crate::net::ip_key`]); 0 when none is known (a trusted
+    /// proxy's connection until it names its client). It is counted in the per-IP table only
+    /// when that limit is on.
     pub ip_key: u64,
     pub gen: u32,
     /// The deadline of this slot's live entry in the timer queue.
@@ -72,6 +74,10 @@ pub(crate) struct Extra {
     pub trusted_peer: bool,
     /// A PROXY protocol header is expected before anything else (`--listen-proxy`).
     pub proxy_header: bool,
+    /// A trusted proxy that names each request's client in its forwarding headers: each
+    /// plain HTTP request counts for the client it names, whoever the first one was (a proxy
+    /// may carry several clients' requests on one connection).
+    pub forwards: bool,
     /// The sender's message and byte buckets (`--max-messages-per-second`, …), from its
     /// first message.
     pub rate: Option<(crate::proto::rate::Bucket, crate::proto::rate::Bucket)>,

@@ -26,6 +26,7 @@ pub fn start(f: impl FnOnce(Builder) -> Builder) -> Handle {
         .echo(true)
         .limits(|l| {
             l.max_new_connections_per_ip = 0;
+            l.max_http_requests_per_ip = 0;
             l.max_messages_per_second = 0;
             l.max_message_bytes_per_second = 0;
         });
