@@ -18,7 +18,7 @@
 use serde_json::{json, Value};
 use sigyard::config::{parse, Parsed};
 use sigyard::proto::dialect::mewv1::{MewV1, MewV1Config};
-use sigyard::proto::dialect::sio::{Action, SioCx, SioDialect, To};
+use sigyard::proto::dialect::sio::{Action, Raw, SioCx, SioDialect, To};
 use sigyard::proto::dialect::workspaces::Workspaces;
 use sigyard::proto::dialect::{Cx, Env, IceServers, Locator, Random};
 use sigyard::registry::{workspace_store, workspaces_config};
@@ -143,7 +143,10 @@ fn main() {
             }
             Some("event") => {
                 let event = msg["event"].as_str().unwrap_or_default();
-                let args = msg["args"].as_array().cloned().unwrap_or_default();
+                let args: Vec<Raw> = msg["args"]
+                    .as_array()
+                    .map(|a| a.iter().map(Raw::from_value).collect())
+                    .unwrap_or_default();
                 match is_mew.get(&sid) {
                     Some(true) => mew.on_event(cx, &sid, event, &args),
                     Some(false) => workspaces.on_event(cx, &sid, event, &args),

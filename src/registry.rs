@@ -22,12 +22,11 @@ use crate::proto::dialect::mewconnect::{self, MewConnect};
 use crate::proto::dialect::mewv1::{self, MewV1, MewV1Config};
 use crate::proto::dialect::peerolator::{self, PeerPath, Peerolator};
 use crate::proto::dialect::pipe::{self, HoldLimits, PipeDialect, PipeOptions};
-use crate::proto::dialect::sio::{Apps, SioCx, SioDialect};
+use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
 use crate::proto::dialect::workspaces::{self, token, Workspaces, WorkspacesConfig};
 use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Placement, Random};
 use crate::proto::eio::{self, Engine, EngineOptions};
 use crate::proto::http::{Method, RequestHead, Response};
-use serde_json::Value;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -563,7 +562,7 @@ impl SioDialect for Persisted {
         self.inner.on_connect(cx, sid, query);
         self.changed(cx.now);
     }
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
         self.inner.on_event(cx, sid, event, args);
         self.changed(cx.now);
     }

@@ -107,6 +107,16 @@ fn the_spec_example_exactly() {
             json!({"from": cid, "to": sid, "type": "HELLO", "message": m})
         );
     }
+    // Byte for byte: spacing, key order, 1.0 and an escape survive.
+    let odd = r#"{ "sdp": "v=0\r\n", "b": 1.0, "a": "\u00e9" }"#;
+    c.send(Message::text(format!(
+        r#"{{"to":"{sid}","type":"offer","message":{odd}}}"#
+    )))
+    .unwrap();
+    assert_eq!(
+        recv_text(&mut s),
+        format!(r#"{{"from":"{cid}","to":"{sid}","type":"offer","message":{odd}}}"#)
+    );
     c.close(None).unwrap();
     assert_eq!(
         recv_text(&mut s),

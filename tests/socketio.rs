@@ -705,3 +705,59 @@ fn connection_gauges_stay_exact_through_session_ends() {
     }
     common::stop(h);
 }
+
+/// The next event packet on `ws` whose name is `name`, exactly as it came.
+fn event_text(ws: &mut tungstenite::WebSocket<TcpStream>, name: &str) -> String {
+    let prefix = format!(r#"42["{name}""#);
+    loop {
+        let t = ws_text(ws);
+        if t.starts_with(&prefix) {
+            return t;
+        }
+    }
+}
+
+#[test]
+fn mewconnect_v1_relays_signals_byte_for_byte() {
+    let h = common::start(|b| b);
+    let addr = h.plain_addr().unwrap();
+    let (conn, signed) = ("0a1b2c3d4e5f", "deadbeef");
+    let open = |query: &str| {
+        let mut ws = common::ws(
+            addr,
+            &format!("/socket.io/?EIO=3&transport=websocket&connId={conn}&{query}"),
+        );
+        assert!(ws_text(&mut ws).starts_with("0{"));
+        assert_eq!(ws_text(&mut ws), "40");
+        ws
+    };
+    let mut i = open(&format!("stage=initiator&signed={signed}&message=cafe"));
+    let mut r = open(&format!("stage=receiver&signed={signed}"));
+    assert_eq!(
+        event_text(&mut r, "handshake"),
+        r#"42["handshake",{"toSign":"cafe"}]"#
+    );
+    let sig =
+        format!(r#"42["signature",{{"signed":"{signed}","connId":"{conn}","version":"0.2.7"}}]"#);
+    r.send(Message::text(sig)).unwrap();
+    assert_eq!(
+        event_text(&mut i, "confirmation"),
+        format!(r#"42["confirmation",{{"connId":"{conn}","version":"0.2.7"}}]"#)
+    );
+    // Spacing, key order, 1.0, an escape: what the peer gets is what was sent.
+    let data = r#"{ "ciphertext": {"type":"Buffer","data":[1, 2]}, "iv": "\u0041", "n": 1.0 }"#;
+    let offer = format!(r#"42["offerSignal",{{"data":{data},"connId":"{conn}"}}]"#);
+    i.send(Message::text(offer)).unwrap();
+    let expected = format!(r#"42["offer",{{"data":{data}}}]"#);
+    assert_eq!(event_text(&mut r, "offer"), expected);
+    assert_eq!(event_text(&mut i, "offer"), expected);
+    let answer = format!(
+        r#"42["answerSignal",{{"data":{data},"connId":"{conn}","options":{{"z":1, "a":2}}}}]"#
+    );
+    r.send(Message::text(answer)).unwrap();
+    assert_eq!(
+        event_text(&mut i, "answer"),
+        format!(r#"42["answer",{{"data":{data},"options":{{"z":1, "a":2}}}}]"#)
+    );
+    common::stop(h);
+}

@@ -320,7 +320,7 @@ mod restart_tests {
     fn emitted(out: &[Action], event: &str) -> Value {
         out.iter()
             .find_map(|a| match a {
-                Action::Emit { event: e, args, .. } if e == event => Some(args[0].clone()),
+                Action::Emit { event: e, args, .. } if e == event => Some(args[0].value()),
                 _ => None,
             })
             .unwrap_or_else(|| panic!("no {event} in {out:?}"))

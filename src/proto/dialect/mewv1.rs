@@ -35,7 +35,7 @@
 //! and an unknown event, answers `44"invalid signal or paramaters"` (sic) where the original
 //! would; no event the real clients send gets it.
 
-use super::sio::{Action, SioCx, SioDialect, To};
+use super::sio::{Action, Members, ObjectWriter, Raw, SioCx, SioDialect, To};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -185,19 +185,19 @@ impl MewV1 {
                     out,
                     To::Socket(sid.into()),
                     "handshake",
-                    vec![Value::Object(m)],
+                    vec![Raw::from_value(&Value::Object(m))],
                 );
             }
             None => emit(out, To::Socket(sid.into()), "InvalidConnection", vec![]),
         }
     }
 
-    fn signature(&mut self, sid: &str, conn_id: &str, data: &Value, out: &mut Vec<Action>) {
+    fn signature(&mut self, sid: &str, conn_id: &str, data: &Members, out: &mut Vec<Action>) {
         let Some(pair) = self.pairs.get_mut(conn_id) else {
             return emit(out, To::Socket(sid.into()), "InvalidConnection", vec![]);
         };
-        let signed = data["signed"].as_str();
-        if signed.is_none() || signed != pair.initial_signed.as_deref() {
+        let signed = data.str("signed");
+        if signed.is_none() || signed != pair.initial_signed {
             return emit(out, To::Socket(sid.into()), "confirmationFailed", vec![]);
         }
         out.push(Action::Join {
@@ -212,12 +212,11 @@ impl MewV1 {
             return emit(out, to, "confirmationFailedBusy", vec![]);
         }
         pair.receiver = Some(sid.to_string());
-        let mut m = Map::new();
-        m.insert("connId".into(), conn_id.into());
-        if let Some(v) = data.get("version") {
-            m.insert("version".into(), v.clone());
-        }
-        emit(out, to, "confirmation", vec![Value::Object(m)]);
+        let m = ObjectWriter::new()
+            .value("connId", &conn_id.into())
+            .raw("version", data.raw("version"))
+            .finish();
+        emit(out, to, "confirmation", vec![m]);
     }
 }
 
@@ -235,7 +234,7 @@ impl SioDialect for MewV1 {
         }
     }
 
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
         let env = &mut *cx.env;
         let out = &mut *cx.out;
         let Some(own) = self.sockets.get(sid).map(|s| s.conn_id.clone()) else {
@@ -255,12 +254,12 @@ impl SioDialect for MewV1 {
             });
             return;
         }
-        let data = args.first().unwrap_or(&Value::Null);
+        let data = args.first().map(Raw::members).unwrap_or_default();
         let known = matches!(
             event,
             "signature" | "offerSignal" | "answerSignal" | "tryTurn"
         );
-        if !known || data["connId"].as_str() != Some(own.as_str()) {
+        if !known || data.str("connId").as_deref() != Some(own.as_str()) {
             out.push(Action::Error {
                 sid: sid.into(),
                 data: Value::from(INVALID_SIGNAL),
@@ -269,25 +268,15 @@ impl SioDialect for MewV1 {
         }
         let room = To::Room(own.clone());
         match event {
-            "signature" => self.signature(sid, &own, data, out),
+            "signature" => self.signature(sid, &own, &data, out),
+            // The signal as sent; `{}` when there is none (§1.10).
             "offerSignal" => {
-                let mut m = Map::new();
-                m.insert(
-                    "data".into(),
-                    data.get("data").cloned().unwrap_or(json!({})),
-                );
-                emit(out, room, "offer", vec![Value::Object(m)]);
+                let m = signal(&data).finish();
+                emit(out, room, "offer", vec![m]);
             }
             "answerSignal" => {
-                let mut m = Map::new();
-                m.insert(
-                    "data".into(),
-                    data.get("data").cloned().unwrap_or(json!({})),
-                );
-                if let Some(o) = data.get("options") {
-                    m.insert("options".into(), o.clone());
-                }
-                emit(out, room, "answer", vec![Value::Object(m)]);
+                let m = signal(&data).raw("options", data.raw("options")).finish();
+                emit(out, room, "answer", vec![m]);
             }
             // tryTurn
             _ => {
@@ -295,13 +284,14 @@ impl SioDialect for MewV1 {
                     out,
                     room.clone(),
                     "attemptingTurn",
-                    vec![json!({"data": null})],
+                    vec![Raw::from_value(&json!({"data": null}))],
                 );
                 if let Some(p) = self.pairs.get_mut(&own) {
                     p.require_turn = true;
                     p.try_turn_count = p.try_turn_count.saturating_add(1);
                     let servers = env.ice_servers(&own).servers;
-                    emit(out, room, "turnToken", vec![json!({ "data": servers })]);
+                    let token = Raw::from_value(&json!({ "data": servers }));
+                    emit(out, room, "turnToken", vec![token]);
                 }
             }
         }
@@ -341,7 +331,17 @@ impl Query<'_> {
     }
 }
 
-fn emit(out: &mut Vec<Action>, to: To, event: &str, args: Vec<Value>) {
+/// `{data}` of an offer or answer: the sender's `data` as sent, `{}` when it has none.
+fn signal(data: &Members) -> ObjectWriter {
+    let mut m = ObjectWriter::new();
+    match data.raw("data") {
+        Some(d) => m.raw("data", Some(d)),
+        None => m.value("data", &json!({})),
+    };
+    m
+}
+
+fn emit(out: &mut Vec<Action>, to: To, event: &str, args: Vec<Raw>) {
     out.push(Action::Emit {
         to,
         event: event.to_string(),

@@ -7,7 +7,146 @@
 //! socket is in the room named after its own id.
 
 use super::Cx;
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::collections::HashMap;
+
+/// A JSON value as the client wrote it (an event argument, or one of its members): relayed
+/// with its bytes unchanged, so nothing a client sends is reordered or reformatted. Values the
+/// server makes are written once with [`Raw::from_value`].
+#[derive(Debug, Clone)]
+pub struct Raw(Box<RawValue>);
+
+impl Raw {
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+
+    /// A value the server makes.
+    pub fn from_value(v: &Value) -> Raw {
+        // A `Value` always serializes (its map keys are strings).
+        Raw(serde_json::value::to_raw_value(v).unwrap_or_else(|_| null()))
+    }
+
+    /// The value parsed, for a dialect's checks (`Null` if it is not JSON, which the layer
+    /// never hands out).
+    pub fn value(&self) -> Value {
+        serde_json::from_str(self.get()).unwrap_or(Value::Null)
+    }
+
+    /// The members of an object as sent; none for anything else.
+    pub fn members(&self) -> Members<'_> {
+        Members::of(Some(&self.0))
+    }
+
+    /// Splits a JSON array into its elements as sent; `None` if `json` is not one.
+    pub fn elements(json: &str) -> Option<Vec<Raw>> {
+        let items: Vec<Box<RawValue>> = serde_json::from_str(json).ok()?;
+        Some(items.into_iter().map(Raw).collect())
+    }
+}
+
+impl std::ops::Deref for Raw {
+    type Target = RawValue;
+    fn deref(&self) -> &RawValue {
+        &self.0
+    }
+}
+
+impl From<&RawValue> for Raw {
+    fn from(v: &RawValue) -> Raw {
+        Raw(v.to_owned())
+    }
+}
+
+impl serde::Serialize for Raw {
+    /// The text as it is.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl PartialEq for Raw {
+    /// The same text (the bytes the peer gets).
+    fn eq(&self, other: &Raw) -> bool {
+        self.get() == other.get()
+    }
+}
+
+/// The members of an object argument as sent (the last of a repeated name, as `JSON.parse`
+/// keeps it).
+#[derive(Debug, Default)]
+pub struct Members<'a>(HashMap<String, &'a RawValue>);
+
+impl<'a> Members<'a> {
+    /// The members of `arg` if it is an object (none otherwise, or without an argument).
+    pub fn of(arg: Option<&'a RawValue>) -> Members<'a> {
+        Members(
+            arg.and_then(|a| serde_json::from_str(a.get()).ok())
+                .unwrap_or_default(),
+        )
+    }
+
+    /// A member's value as sent.
+    pub fn raw(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.get(name).copied()
+    }
+
+    /// A member that is a string: its text.
+    pub fn str(&self, name: &str) -> Option<String> {
+        serde_json::from_str(self.raw(name)?.get()).ok()
+    }
+}
+
+fn null() -> Box<RawValue> {
+    RawValue::from_string("null".into()).expect("null is JSON")
+}
+
+/// An object written member by member, its values as sent or made here: `JSON.stringify` of
+/// an object literal, with members that are `undefined` (absent) left out.
+#[derive(Debug, Default)]
+pub struct ObjectWriter(String);
+
+impl ObjectWriter {
+    pub fn new() -> ObjectWriter {
+        ObjectWriter(String::from("{"))
+    }
+
+    /// `name: value`, if the value is present.
+    pub fn raw(&mut self, name: &str, value: Option<&RawValue>) -> &mut ObjectWriter {
+        if let Some(v) = value {
+            self.name(name);
+            self.0.push_str(v.get());
+        }
+        self
+    }
+
+    /// `name: value` for a value the server makes.
+    pub fn value(&mut self, name: &str, value: &Value) -> &mut ObjectWriter {
+        self.name(name);
+        self.0.push_str(&value.to_string());
+        self
+    }
+
+    fn name(&mut self, name: &str) {
+        if self.0.len() > 1 {
+            self.0.push(',');
+        }
+        self.0.push_str(&Value::from(name).to_string());
+        self.0.push(':');
+    }
+
+    pub fn finish(&mut self) -> Raw {
+        let mut text = std::mem::take(&mut self.0);
+        if text.is_empty() {
+            text.push('{');
+        }
+        text.push('}');
+        // Members are JSON values and names are JSON strings: the text is an object.
+        Raw(RawValue::from_string(text).unwrap_or_else(|_| null()))
+    }
+}
 
 /// A Socket.IO dialect's context: the contract's [`Cx`] with [`Action`]s as outputs.
 pub type SioCx<'a> = Cx<'a, Vec<Action>>;
@@ -30,7 +169,7 @@ pub enum Action {
     Emit {
         to: To,
         event: String,
-        args: Vec<Value>,
+        args: Vec<Raw>,
     },
     /// `44<data>`: a Socket.IO error packet to one socket.
     Error {
@@ -57,8 +196,8 @@ pub trait SioDialect {
     /// A socket connected to the default namespace; `query` is the handshake's query string
     /// (percent-decoded pairs, in order).
     fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]);
-    /// `42["event", args...]` from a socket.
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]);
+    /// `42["event", args...]` from a socket, its arguments as sent.
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]);
     /// The socket is gone (client disconnect, transport close, ping timeout, or after an
     /// [`Action::Disconnect`]). It has already left all rooms.
     fn on_disconnect(&mut self, cx: &mut SioCx<'_>, sid: &str);

@@ -1,7 +1,7 @@
 //! A harness that drives one dialect through the contract without sockets: a fake clock,
 //! seeded randomness, and the outputs recorded per kind. The dialects' unit tests use it.
 
-use super::sio::{Action, SioCx, SioDialect};
+use super::sio::{Action, Raw, SioCx, SioDialect};
 use super::{Answer, Cx, Dialect, Env, Handle, Kind, Locator, NoEnv, Output, Outputs, Placement};
 use super::{Random, Seeded};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
@@ -256,7 +256,20 @@ impl<E: Env> SioHarness<E> {
         event: &str,
         args: &[serde_json::Value],
     ) -> Vec<Action> {
-        self.call(|cx| d.on_event(cx, sid, event, args))
+        let args: Vec<Raw> = args.iter().map(Raw::from_value).collect();
+        self.call(|cx| d.on_event(cx, sid, event, &args))
+    }
+
+    /// An event whose arguments are the elements of the JSON array `args`, as written.
+    pub fn event_text(
+        &mut self,
+        d: &mut dyn SioDialect,
+        sid: &str,
+        event: &str,
+        args: &str,
+    ) -> Vec<Action> {
+        let args = Raw::elements(args).expect("a JSON array");
+        self.call(|cx| d.on_event(cx, sid, event, &args))
     }
 
     pub fn disconnect(&mut self, d: &mut dyn SioDialect, sid: &str) -> Vec<Action> {

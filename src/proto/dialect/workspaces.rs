@@ -26,7 +26,7 @@
 
 pub mod token;
 
-use super::sio::{Action, SioCx, SioDialect, To};
+use super::sio::{Action, Members, ObjectWriter, Raw, SioCx, SioDialect, To};
 use super::Random;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -599,7 +599,15 @@ impl Workspaces {
         Some(id.to_string())
     }
 
-    fn on_call_event(&mut self, sid: &str, event: &str, data: &Value, out: &mut Vec<Action>) {
+    /// A call event, relayed with the sender's values as sent (`sent`: its members).
+    fn on_call_event(
+        &mut self,
+        sid: &str,
+        event: &str,
+        data: &Value,
+        sent: &Members,
+        out: &mut Vec<Action>,
+    ) {
         let caller = match event {
             "icecandidate" | "negotiation" => "broadcaster",
             _ => "attendee",
@@ -608,14 +616,14 @@ impl Workspaces {
             return;
         };
         let ws = &self.workspaces[&id];
-        let mut m = Map::new();
+        let mut m = ObjectWriter::new();
         let to = match event {
             "ring" => {
-                put(&mut m, "workspace", data.get("workspace"));
-                put(&mut m, "caller", data.get("attendee"));
-                put(&mut m, "offer", data.get("offer"));
-                put(&mut m, "call", data.get("call"));
-                m.insert("nonce".into(), nonce(data));
+                m.raw("workspace", sent.raw("workspace"))
+                    .raw("caller", sent.raw("attendee"))
+                    .raw("offer", sent.raw("offer"))
+                    .raw("call", sent.raw("call"));
+                put_nonce(&mut m, data, sent);
                 let to = self.direct(ws, &data["callee"]["id"]);
                 let call = data["workspace"].get("call").cloned();
                 let ws = self.workspaces.get_mut(&id).expect("checked above");
@@ -626,22 +634,22 @@ impl Workspaces {
                 to
             }
             "answer" => {
-                put(&mut m, "workspace", data.get("workspace"));
-                put(&mut m, "callee", data.get("attendee"));
-                put(&mut m, "answer", data.get("answer"));
-                put(&mut m, "call", data.get("call"));
-                m.insert("nonce".into(), nonce(data));
+                m.raw("workspace", sent.raw("workspace"))
+                    .raw("callee", sent.raw("attendee"))
+                    .raw("answer", sent.raw("answer"))
+                    .raw("call", sent.raw("call"));
+                put_nonce(&mut m, data, sent);
                 self.direct(ws, &data["caller"]["id"])
             }
             "busy" => {
-                put(&mut m, "workspace", data.get("workspace"));
-                put(&mut m, "callee", data.get("attendee"));
-                put(&mut m, "call", data.get("call"));
+                m.raw("workspace", sent.raw("workspace"))
+                    .raw("callee", sent.raw("attendee"))
+                    .raw("call", sent.raw("call"));
                 Some(others(&id, sid))
             }
             "hangup" => {
-                put(&mut m, "attendee", data.get("attendee"));
-                put(&mut m, "call", data.get("call"));
+                m.raw("attendee", sent.raw("attendee"))
+                    .raw("call", sent.raw("call"));
                 let ws = self.workspaces.get_mut(&id).expect("checked above");
                 if ws.call.take().is_some() {
                     self.changed();
@@ -649,29 +657,28 @@ impl Workspaces {
                 Some(others(&id, sid))
             }
             "icecandidate" => {
-                let mut target = Map::new();
-                if let Some(t) = data["attendee"].get("id") {
-                    target.insert("id".into(), t.clone());
-                }
-                m.insert("attendee".into(), Value::Object(target));
-                put(&mut m, "broadcaster", data.get("broadcaster"));
-                put(&mut m, "candidate", data.get("candidate"));
+                // `attendee: {id: data.attendee.id}`
+                let target = Members::of(sent.raw("attendee"));
+                let attendee = ObjectWriter::new().raw("id", target.raw("id")).finish();
+                m.raw("attendee", Some(&*attendee))
+                    .raw("broadcaster", sent.raw("broadcaster"))
+                    .raw("candidate", sent.raw("candidate"));
                 self.direct(ws, &data["attendee"]["id"])
             }
             "negotiation" => {
-                put(&mut m, "attendee", data.get("broadcaster"));
-                put(&mut m, "message", data.get("message"));
+                m.raw("attendee", sent.raw("broadcaster"))
+                    .raw("message", sent.raw("message"));
                 self.direct(ws, &data["attendee"]["id"])
             }
             // mic-toggle, cam-toggle
             _ => {
-                put(&mut m, "attendee", data.get("attendee"));
-                put(&mut m, "state", data.get("state"));
+                m.raw("attendee", sent.raw("attendee"))
+                    .raw("state", sent.raw("state"));
                 Some(others(&id, sid))
             }
         };
         if let Some(to) = to {
-            emit(out, to, event, Value::Object(m));
+            emit_raw(out, to, event, m.finish());
         }
     }
 }
@@ -688,9 +695,9 @@ impl SioDialect for Workspaces {
         self.connected.insert(sid.to_string());
     }
 
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
         self.now_ms = cx.unix_ms;
-        let data = args.first().unwrap_or(&Value::Null);
+        let data = &args.first().map_or(Value::Null, Raw::value);
         let (rand, out) = (&mut *cx.rand, &mut *cx.out);
         match event {
             "iceservers" => emit(
@@ -706,7 +713,10 @@ impl SioDialect for Workspaces {
             "leave" => self.on_leave(sid, data, out),
             "kick" => self.on_kick(sid, data, out),
             "ring" | "answer" | "busy" | "hangup" | "icecandidate" | "negotiation"
-            | "mic-toggle" | "cam-toggle" => self.on_call_event(sid, event, data, out),
+            | "mic-toggle" | "cam-toggle" => {
+                let sent = args.first().map(Raw::members).unwrap_or_default();
+                self.on_call_event(sid, event, data, &sent, out)
+            }
             // `attendees` has no handler in the original; unknown events are ignored too.
             _ => {}
         }
@@ -718,14 +728,12 @@ impl SioDialect for Workspaces {
     }
 }
 
-/// Copies a field that is present (JSON.stringify drops `undefined` ones).
-fn put(m: &mut Map<String, Value>, k: &str, v: Option<&Value>) {
-    if let Some(v) = v {
-        m.insert(k.to_string(), v.clone());
-    }
+/// An event with one argument the server makes.
+fn emit(out: &mut Vec<Action>, to: To, event: &str, arg: Value) {
+    emit_raw(out, to, event, Raw::from_value(&arg));
 }
 
-fn emit(out: &mut Vec<Action>, to: To, event: &str, arg: Value) {
+fn emit_raw(out: &mut Vec<Action>, to: To, event: &str, arg: Raw) {
     out.push(Action::Emit {
         to,
         event: event.to_string(),
@@ -766,6 +774,14 @@ fn nonce(data: &Value) -> Value {
         Some(n) if truthy(n) => n.clone(),
         _ => Value::from(""),
     }
+}
+
+/// `nonce: data.nonce ? data.nonce : ''`, the nonce as sent.
+fn put_nonce(m: &mut ObjectWriter, data: &Value, sent: &Members) {
+    match data.get("nonce") {
+        Some(n) if truthy(n) => m.raw("nonce", sent.raw("nonce")),
+        _ => m.value("nonce", &Value::from("")),
+    };
 }
 
 /// `o[k]` if it is a non-empty string.

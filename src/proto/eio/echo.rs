@@ -14,7 +14,7 @@
 //! | `bye` | server-side disconnect |
 //! | (disconnect) | `gone` sid to the room `watchers` |
 
-use crate::proto::dialect::sio::{Action, SioCx, SioDialect, To};
+use crate::proto::dialect::sio::{Action, Raw, SioCx, SioDialect, To};
 use serde_json::{json, Value};
 
 #[derive(Default)]
@@ -25,8 +25,9 @@ pub fn claims(query: &[(String, String)]) -> Option<String> {
     super::query_get(query, "echo").map(|_| "sio/echo".to_string())
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::to_owned)
+/// A string argument's text.
+fn text(v: Option<&Raw>) -> Option<String> {
+    serde_json::from_str(v?.get()).ok()
 }
 
 impl SioDialect for Echo {
@@ -39,11 +40,11 @@ impl SioDialect for Echo {
         out.push(Action::Emit {
             to: To::Socket(sid.into()),
             event: "welcome".into(),
-            args: vec![json!({"sid": sid, "query": q})],
+            args: vec![Raw::from_value(&json!({"sid": sid, "query": q}))],
         });
     }
 
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
         let ice = (event == "ice").then(|| cx.env.ice_servers(sid).servers);
         let out = &mut *cx.out;
         let me = || To::Socket(sid.into());
@@ -63,7 +64,7 @@ impl SioDialect for Echo {
                     out.push(Action::Emit {
                         to: me(),
                         event: "joined".into(),
-                        args: vec![Value::String(room)],
+                        args: vec![Raw::from_value(&Value::String(room))],
                     });
                 }
             }
@@ -95,7 +96,7 @@ impl SioDialect for Echo {
             "ice" => out.push(Action::Emit {
                 to: me(),
                 event: "ice".into(),
-                args: vec![ice.unwrap_or_default()],
+                args: vec![Raw::from_value(&ice.unwrap_or_default())],
             }),
             "fail" => out.push(Action::Error {
                 sid: sid.into(),
@@ -110,7 +111,7 @@ impl SioDialect for Echo {
         cx.out.push(Action::Emit {
             to: To::Room("watchers".into()),
             event: "gone".into(),
-            args: vec![Value::String(sid.into())],
+            args: vec![Raw::from_value(&Value::from(sid))],
         });
     }
 }

@@ -6,6 +6,7 @@
 //! `String.length` says); a binary packet travels in it as `b<type><base64>`. A Socket.IO
 //! packet rides in a message packet: `<type>[<attachments>-][<nsp>,][<ack id>][<json>]`.
 
+use crate::proto::dialect::sio::Raw;
 use base64::Engine;
 use serde_json::Value;
 
@@ -126,10 +127,12 @@ pub enum SioPacket {
     Disconnect {
         nsp: String,
     },
+    /// `["event", args...]`: the name, and the arguments as sent.
     Event {
         nsp: String,
         id: Option<u64>,
-        data: Value,
+        event: String,
+        args: Vec<Raw>,
     },
     Ack {
         nsp: String,
@@ -182,6 +185,20 @@ pub fn decode_sio(s: &str) -> Option<SioPacket> {
         None
     };
     let json = &s[i..];
+    if t == b'2' {
+        // Only the name is read: the arguments stay as sent, to be relayed unchanged.
+        let mut args = Raw::elements(json)?;
+        if args.is_empty() {
+            return None;
+        }
+        let event: String = serde_json::from_str(args.remove(0).get()).ok()?;
+        return Some(SioPacket::Event {
+            nsp,
+            id,
+            event,
+            args,
+        });
+    }
     let data = if json.is_empty() {
         Value::Null
     } else {
@@ -190,15 +207,6 @@ pub fn decode_sio(s: &str) -> Option<SioPacket> {
     Some(match t {
         b'0' => SioPacket::Connect { nsp },
         b'1' => SioPacket::Disconnect { nsp },
-        b'2' => {
-            let Value::Array(ref a) = data else {
-                return None;
-            };
-            if !a.first().is_some_and(Value::is_string) {
-                return None;
-            }
-            SioPacket::Event { nsp, id, data }
-        }
         b'3' => SioPacket::Ack { nsp, id: id?, data },
         b'4' => SioPacket::Error { nsp, data },
         b'5' | b'6' => SioPacket::Binary { nsp },
@@ -207,11 +215,18 @@ pub fn decode_sio(s: &str) -> Option<SioPacket> {
 }
 
 /// The Engine.IO message (`4…`) carrying a Socket.IO event to the default namespace.
-pub fn event_packet(event: &str, args: &[Value]) -> String {
-    let mut arr = Vec::with_capacity(args.len() + 1);
-    arr.push(Value::String(event.to_owned()));
-    arr.extend(args.iter().cloned());
-    format!("42{}", Value::Array(arr))
+pub fn event_packet(event: &str, args: &[Raw]) -> String {
+    let name = Value::from(event).to_string();
+    let len = 4 + name.len() + args.iter().map(|a| a.get().len() + 1).sum::<usize>();
+    let mut p = String::with_capacity(len);
+    p.push_str("42[");
+    p.push_str(&name);
+    for a in args {
+        p.push(',');
+        p.push_str(a.get());
+    }
+    p.push(']');
+    p
 }
 
 /// The Engine.IO message carrying a Socket.IO error packet to the default namespace.

@@ -26,7 +26,6 @@ use super::packet::{self, decode_packet, decode_payload, decode_sio, EioError, P
 use crate::proto::dialect::sio::{Action, Apps, SioDialect, To};
 use crate::proto::dialect::{Cx, Handle};
 use crate::proto::http::Response;
-use serde_json::Value;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
 
@@ -573,12 +572,10 @@ impl<A: Apps> Sessions<A> {
                 }
             }
             Packet::Message(m) if !s.closing => match decode_sio(&m) {
-                Some(SioPacket::Event { nsp, data, .. }) if nsp == "/" => {
-                    let Value::Array(mut a) = data else { return };
-                    let Value::String(event) = a.remove(0) else {
-                        return;
-                    };
-                    self.call_app(cx, app, |d, acx| d.on_event(acx, sid, &event, &a));
+                Some(SioPacket::Event {
+                    nsp, event, args, ..
+                }) if nsp == "/" => {
+                    self.call_app(cx, app, |d, acx| d.on_event(acx, sid, &event, &args));
                 }
                 Some(SioPacket::Disconnect { nsp }) if nsp == "/" => self.end(cx, sid),
                 Some(SioPacket::Connect { nsp }) if nsp != "/" => {

@@ -1,5 +1,6 @@
 use super::packet::*;
 use super::*;
+use crate::proto::dialect::sio::Raw;
 use crate::proto::dialect::{Handle, NoEnv, Output, Outputs, Seeded};
 use crate::proto::fuzzing::eio_session::OneApp;
 use crate::proto::http::Response;
@@ -86,7 +87,8 @@ fn socketio_packets_parse() {
         Some(SioPacket::Event {
             nsp: "/".into(),
             id: None,
-            data: json!(["ev", {"a": 1}])
+            event: "ev".into(),
+            args: Raw::elements(r#"[{"a":1}]"#).unwrap()
         })
     );
     assert_eq!(
@@ -94,7 +96,8 @@ fn socketio_packets_parse() {
         Some(SioPacket::Event {
             nsp: "/".into(),
             id: Some(12),
-            data: json!(["ev"])
+            event: "ev".into(),
+            args: vec![]
         })
     );
     assert_eq!(
@@ -102,7 +105,8 @@ fn socketio_packets_parse() {
         Some(SioPacket::Event {
             nsp: "/chat".into(),
             id: Some(7),
-            data: json!(["ev"])
+            event: "ev".into(),
+            args: vec![]
         })
     );
     assert_eq!(
@@ -139,7 +143,23 @@ fn socketio_packets_parse() {
     ] {
         assert_eq!(decode_sio(bad), None, "{bad:?}");
     }
-    assert_eq!(event_packet("alert", &[json!("no")]), r#"42["alert","no"]"#);
+    assert_eq!(
+        event_packet("alert", &[Raw::from_value(&json!("no"))]),
+        r#"42["alert","no"]"#
+    );
+    // Arguments go out as they came in: spacing, key order, number forms, escapes.
+    let sent = r#"2["relay", {"b":1, "a":[1.0,2e3]},"é"]"#;
+    let Some(SioPacket::Event { event, args, .. }) = decode_sio(sent) else {
+        panic!("an event")
+    };
+    assert_eq!(
+        event_packet(&event, &args),
+        r#"42["relay",{"b":1, "a":[1.0,2e3]},"é"]"#
+    );
+    // An event needs a name.
+    assert_eq!(decode_sio("2[]"), None);
+    assert_eq!(decode_sio("2[1]"), None);
+    assert_eq!(decode_sio(r#"2["ev",]"#), None);
     assert_eq!(error_packet(&json!("bad")), r#"44"bad""#);
 }
 

@@ -33,9 +33,7 @@ use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 
-use serde_json::Value;
-
-use crate::proto::dialect::sio::{Apps, SioCx, SioDialect};
+use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
 use crate::proto::dialect::{Cx, Handle, Locator, NoEnv, Output, Outputs, Seeded};
 use crate::proto::eio::echo::Echo;
 use crate::proto::eio::packet::{
@@ -284,7 +282,7 @@ impl SioDialect for Recorder {
         self.inner.on_connect(cx, sid, query);
     }
 
-    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Value]) {
+    fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
         if event == "echo" {
             self.log
                 .borrow_mut()

@@ -79,7 +79,7 @@ fn emit_(to: To, event: &str, args: Vec<Value>) -> Action {
     Action::Emit {
         to,
         event: event.into(),
-        args,
+        args: args.iter().map(Raw::from_value).collect(),
     }
 }
 
@@ -290,6 +290,36 @@ fn offer_and_answer_go_to_the_whole_room_in_either_byte_form() {
             vec![json!({"data": 1, "options": {"a": 1}})]
         )]
     );
+}
+
+#[test]
+fn signals_and_the_version_keep_their_bytes() {
+    let mut t = T::new();
+    t.connect(0, "I", &initiator_query());
+    t.connect(0, "R", &receiver_query());
+    let sent = format!(r#"[{{"signed":"{SIGNED}","connId":"{CONN}","version": "1.0.0" }}]"#);
+    let out = t.h.event_text(&mut t.d, "R", "signature", &sent);
+    let confirmation = out.iter().find_map(|a| match a {
+        Action::Emit { event, args, .. } if event == "confirmation" => Some(args[0].get()),
+        _ => None,
+    });
+    assert_eq!(
+        confirmation,
+        Some(format!(r#"{{"connId":"{CONN}","version":"1.0.0"}}"#).as_str())
+    );
+    let data = r#"{ "ciphertext": {"type":"Buffer","data":[1, 2]}, "iv":"\u0041", "n": 1.0 }"#;
+    for (event, out_event, extra) in [
+        ("offerSignal", "offer", ""),
+        ("answerSignal", "answer", r#","options":{"b":1,"a":2}"#),
+    ] {
+        let sent = format!(r#"[{{"data":{data},"connId":"{CONN}"{extra}}}]"#);
+        let out = t.h.event_text(&mut t.d, "I", event, &sent);
+        let [Action::Emit { event, args, .. }] = out.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert_eq!(event, out_event);
+        assert_eq!(args[0].get(), format!(r#"{{"data":{data}{extra}}}"#));
+    }
 }
 
 #[test]

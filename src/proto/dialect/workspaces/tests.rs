@@ -107,11 +107,11 @@ impl Member {
     }
 }
 
-fn payload<'a>(a: &'a Action, event: &str) -> &'a Value {
+fn payload(a: &Action, event: &str) -> Value {
     match a {
         Action::Emit { event: e, args, .. } if e == event => {
             assert_eq!(args.len(), 1);
-            &args[0]
+            args[0].value()
         }
         other => panic!("expected {event}, got {other:?}"),
     }
@@ -121,7 +121,7 @@ fn emit_(to: To, event: &str, arg: Value) -> Action {
     Action::Emit {
         to,
         event: event.into(),
-        args: vec![arg],
+        args: vec![Raw::from_value(&arg)],
     }
 }
 
@@ -979,6 +979,49 @@ fn icecandidate_and_negotiation_are_checked_against_the_broadcaster() {
     assert_eq!(
         t.ev("A", "icecandidate", forged),
         alert_("A", ALERT_INVALID_ACCESS)
+    );
+}
+
+#[test]
+fn relayed_values_keep_their_bytes() {
+    let mut t = T::new();
+    let owner = t.created();
+    let bob = t.attend("B", &owner, "Bob");
+    // A candidate as a browser's JSON.stringify writes it (sdpMid before sdpMLineIndex), and
+    // values in forms a re-serializer would change: spacing, 1.0, an escape, a big integer.
+    let candidate = r#"{"candidate":"candidate:1 1 udp 2 127.0.0.1 9 typ host","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":null}"#;
+    let odd = r#"{ "z": 1.0, "a": "\u00e9", "n": 12345678901234567890 }"#;
+    let sent = format!(
+        r#"[{{"attendee":{{"id":"{}","x":1}},"broadcaster":{{"id":"{}", "note":{odd}}},"workspace":{{"id":"{}"}},"accessToken":"{}","candidate":{candidate}}}]"#,
+        owner.id, bob.id, owner.ws, bob.access
+    );
+    let out = t.h.event_text(&mut t.d, "B", "icecandidate", &sent);
+    let [Action::Emit { event, args, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(event, "icecandidate");
+    assert_eq!(
+        args[0].get(),
+        format!(
+            r#"{{"attendee":{{"id":"{}"}},"broadcaster":{{"id":"{}", "note":{odd}}},"candidate":{candidate}}}"#,
+            owner.id, bob.id
+        )
+    );
+    // A ring's offer and nonce, as sent.
+    let sent = format!(
+        r#"[{{"workspace":{{"id":"{}"}},"attendee":{{"id":"{}"}},"callee":{{"id":"{}"}},"accessToken":"{}","offer":{odd},"nonce":[ 7 ]}}]"#,
+        owner.ws, bob.id, owner.id, bob.access
+    );
+    let out = t.h.event_text(&mut t.d, "B", "ring", &sent);
+    let [Action::Emit { args, .. }] = out.as_slice() else {
+        panic!("{out:?}")
+    };
+    assert_eq!(
+        args[0].get(),
+        format!(
+            r#"{{"workspace":{{"id":"{}"}},"caller":{{"id":"{}"}},"offer":{odd},"nonce":[ 7 ]}}"#,
+            owner.ws, bob.id
+        )
     );
 }
 
