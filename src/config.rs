@@ -109,6 +109,8 @@ pub struct Config {
     pub limits: Limits,
     pub ice: IceConfig,
     pub mew: MewOptions,
+    /// Paths whose WebSocket upgrades are y-webrtc signaling (PROTOCOLS-beyond.md §8).
+    pub ywebrtc_paths: Vec<String>,
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
     pub api: ApiConfig,
@@ -312,6 +314,7 @@ impl Default for Config {
                 max_lifetime: secs(7200),
                 error_frames: true,
             },
+            ywebrtc_paths: vec!["/y-webrtc".into()],
             peerolator_server_info: None,
             sio: SioConfig {
                 ping_interval: secs(25),
@@ -470,6 +473,7 @@ static OPTS: &[Opt] = &[
     opt("mew-idle-timeout", "DURATION", "10m", "Close a MewConnect socket that sent no message for this long (close 1001); 0 = off."),
     opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
+    opt("ywebrtc-paths", "PATHS", "/y-webrtc", "y-webrtc signaling WebSocket paths, comma-separated. Upgrades on a MewConnect path without role, connId or signed, and on any path no dialect claims, are y-webrtc too (the client connects to the bare URL)."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
     opt("sio-ping-interval", "DURATION", "25s", "Socket.IO (Engine.IO 3) pingInterval: how often clients ping."),
     opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
@@ -499,7 +503,7 @@ static OPTS: &[Opt] = &[
     opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
     opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
     opt("allowed-origins", "ORIGINS", "*", "Web origins whose pages may open WebSockets and call the HTTP endpoints (exact origins, https://*.example.org, null, or *); others get 403. Requests without Origin always pass."),
-    Opt { repeatable: true, ..opt("allowed-origins-for", "NAME=ORIGINS", "none", "Per dialect (echo, cevitxe, mewconnect, peerolator, socketio, httpapi), its own space-separated origins instead of --allowed-origins; repeatable.") },
+    Opt { repeatable: true, ..opt("allowed-origins-for", "NAME=ORIGINS", "none", "Per dialect (echo, cevitxe, mewconnect, peerolator, socketio, httpapi, ywebrtc), its own space-separated origins instead of --allowed-origins; repeatable.") },
     opt("cluster", "URL", "none", "Be a node of the cluster kept in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB]. none = one process on its own."),
     opt("cluster-password", "SECRET", "none", "Redis AUTH password when the --cluster URL has none (best from SIGYARD_CLUSTER_PASSWORD)."),
     opt("cluster-node-timeout", "DURATION", "3s", "A node without a heartbeat for this long is gone: its clients' peers are told, its keys are free. 1s to 60s."),
@@ -553,6 +557,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
             set_ice(&mut c.ice, name, v)?
         }
         "mew-paths" => c.mew.paths = parse_paths(v)?,
+        "ywebrtc-paths" => c.ywebrtc_paths = parse_paths(v)?,
         "mew-idle-timeout" => c.mew.idle_timeout = parse_duration(v)?,
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
@@ -648,13 +653,14 @@ fn parse_separator(s: &str) -> Result<char, String> {
 }
 
 /// The names `--allowed-origins-for` takes: the dialect families of the routes.
-pub const ORIGIN_FAMILIES: [&str; 6] = [
+pub const ORIGIN_FAMILIES: [&str; 7] = [
     "echo",
     "cevitxe",
     "mewconnect",
     "peerolator",
     "socketio",
     "httpapi",
+    "ywebrtc",
 ];
 
 /// Empties a repeatable option before a source sets it: higher sources replace lower ones.

@@ -24,6 +24,7 @@ use crate::proto::dialect::peerolator::{self, PeerPath, Peerolator};
 use crate::proto::dialect::pipe::{self, HoldLimits, PipeDialect, PipeOptions};
 use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
 use crate::proto::dialect::workspaces::{self, token, Workspaces, WorkspacesConfig};
+use crate::proto::dialect::ywebrtc::YWebrtc;
 use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Placement, Random};
 use crate::proto::eio::{self, Engine, EngineOptions};
 use crate::proto::http::{Method, RequestHead, Response};
@@ -50,10 +51,11 @@ const MEWCONNECT: usize = 3;
 const PEEROLATOR: usize = 4;
 const SOCKETIO: usize = 5;
 const HTTPAPI: usize = 6;
+const YWEBRTC: usize = 7;
 
 /// The dialects, in instance order: a name for logs, and the gauge it reports on `/metrics`
 /// (name and help), if any.
-pub const DIALECTS: [(&str, Option<(&str, &str)>); 7] = [
+pub const DIALECTS: [(&str, Option<(&str, &str)>); 8] = [
     ("echo", None),
     ("cevitxe-introduction", None),
     ("cevitxe-pipe", None),
@@ -67,6 +69,13 @@ pub const DIALECTS: [(&str, Option<(&str, &str)>); 7] = [
         )),
     ),
     ("httpapi", None),
+    (
+        "ywebrtc",
+        Some((
+            "sigyard_ywebrtc_topics",
+            "y-webrtc topics with at least one subscriber",
+        )),
+    ),
 ];
 
 const R_ECHO: RouteId = 0;
@@ -77,9 +86,10 @@ const R_PEER_SERVER: RouteId = 4;
 const R_PEER_CLIENT: RouteId = 5;
 const R_SOCKETIO: RouteId = 6;
 const R_HTTPAPI: RouteId = 7;
+const R_YWEBRTC: RouteId = 8;
 
 /// Every route, with its metrics label (indexed by the `R_*` constants).
-pub const ROUTES: [RouteInfo; 8] = [
+pub const ROUTES: [RouteInfo; 9] = [
     route("echo", ECHO, true),
     route("cevitxe_introduction", INTRODUCTION, true),
     route("cevitxe_connection", PIPE, true),
@@ -88,6 +98,7 @@ pub const ROUTES: [RouteInfo; 8] = [
     route("peerolator_client", PEEROLATOR, true),
     route("socketio", SOCKETIO, true),
     route("httpapi", HTTPAPI, false),
+    route("ywebrtc", YWEBRTC, true),
 ];
 
 const fn route(label: &'static str, dialect: usize, websocket: bool) -> RouteInfo {
@@ -234,7 +245,20 @@ impl Registry {
         }
         let mew_path = self.cfg.mew.paths.iter().any(|p| p == path);
         match fixed {
-            _ if upgrade && mew_path => Target::Dialect(R_MEWCONNECT),
+            // Its own paths (a plain request gets the original's `okay` unless the path is
+            // another endpoint's, such as the status page).
+            _ if (upgrade || fixed == Target::NotFound)
+                && self.cfg.ywebrtc_paths.iter().any(|p| p == path) =>
+            {
+                Target::Dialect(R_YWEBRTC)
+            }
+            // A MewConnect client always says who it is; a y-webrtc client connects to the
+            // bare URL with no query (PROTOCOLS-beyond.md, "Routing").
+            _ if upgrade && mew_path && mewconnect::names_itself(head.query.as_deref()) => {
+                Target::Dialect(R_MEWCONNECT)
+            }
+            Target::NotFound | Target::Status if upgrade => Target::Dialect(R_YWEBRTC),
+            _ if upgrade && mew_path => Target::Dialect(R_YWEBRTC),
             // A MewConnect path without an upgrade: its dialect answers 426.
             Target::NotFound if mew_path => Target::Dialect(R_MEWCONNECT),
             t => t,
@@ -292,6 +316,7 @@ impl Registry {
                 SioApps::new(self.clone()),
             )),
             api,
+            Box::new(YWebrtc::default()),
         ];
         Instances { list }
     }

@@ -125,6 +125,15 @@ impl Refusal {
 /// rules (§1.3): `role` exactly `initiator` or `receiver`; `connId` 32 characters long with at
 /// least one hex digit somewhere; `signed` with at least one hex digit. Values are
 /// percent-decoded; of a repeated parameter the first counts.
+/// Whether an upgrade's query carries any of MewConnect's parameters (`role`, `connId`,
+/// `signed`): every MewConnect client sends them, a y-webrtc client none.
+pub fn names_itself(query: Option<&str>) -> bool {
+    query.unwrap_or("").split('&').any(|pair| {
+        let k = pair.split_once('=').map_or(pair, |(k, _)| k);
+        matches!(k, "role" | "connId" | "signed")
+    })
+}
+
 pub fn parse_params(query: Option<&str>) -> Result<Params, ParamError> {
     let mut role = None;
     let mut conn_id = None;

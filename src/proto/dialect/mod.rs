@@ -73,6 +73,7 @@ pub mod peerolator;
 pub mod pipe;
 pub mod sio;
 pub mod workspaces;
+pub mod ywebrtc;
 
 use crate::proto::http::{RequestHead, Response};
 use crate::proto::ws::DataKind;
@@ -359,6 +360,22 @@ impl Cx<'_, Outputs> {
     pub fn send_all(&mut self, msgs: impl IntoIterator<Item = Outgoing>) {
         for m in msgs {
             self.send(m.to, m.kind, &m.payload);
+        }
+    }
+
+    /// Queue one message for each of `tos`, its bytes stored once.
+    pub fn send_many(&mut self, tos: impl IntoIterator<Item = Handle>, kind: Kind, payload: &[u8]) {
+        let start = self.out.bytes.len();
+        self.out.bytes.extend_from_slice(payload);
+        let payload = start..self.out.bytes.len();
+        let before = self.out.list.len();
+        self.out.list.extend(tos.into_iter().map(|to| Output::Send {
+            to,
+            kind,
+            payload: payload.clone(),
+        }));
+        if self.out.list.len() == before {
+            self.out.bytes.truncate(start);
         }
     }
 

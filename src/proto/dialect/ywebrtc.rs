@@ -1,0 +1,284 @@
+//! y-webrtc signaling (PROTOCOLS-beyond.md §8), as a pure table: sockets are [`Handle`]s,
+//! input is whole WebSocket messages, output is [`Outgoing`]-style sends through the call's
+//! [`Cx`].
+//!
+//! Owns: topics and their subscribers in subscription order, the four message types
+//! (`subscribe`, `unsubscribe`, `publish`, `ping`), the fan-out with `clients`, and the limits
+//! of §8.7 (topics per connection, topic name length; past one the frame is dropped, as the
+//! protocol has no errors).
+//!
+//! Does not own: placement (every y-webrtc socket lives on the instance owning [`PLACEMENT_KEY`],
+//! so one table sees every topic, on one node or across a cluster), WebSocket keepalive (the
+//! shell's pings and idle timeout), frame size (the shell's `--max-message-size`).
+//!
+//! # Messages
+//!
+//! A frame, text or binary, is a JSON object with a string `type`; anything else is dropped
+//! and the connection stays (the original process dies on it). A publish goes to every
+//! subscriber of its topic, the sender included if it subscribed, as the object it came in:
+//! every member in its order with its value as sent, and `clients` (the topic's subscriber
+//! count) set in place or appended last. Publishing to a topic one has not subscribed is
+//! allowed; to a topic nobody has, nothing happens. `{"type":"ping"}` gets `{"type":"pong"}`.
+
+use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Placement, Random};
+use crate::proto::http::{RequestHead, Response};
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
+use serde_json::value::RawValue;
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+
+/// The key every y-webrtc socket is placed by.
+pub const PLACEMENT_KEY: &str = "y-webrtc";
+/// Topics one connection may subscribe to (§8.7); more in a `subscribe` are skipped.
+pub const MAX_TOPICS_PER_CONN: usize = 1000;
+/// The longest topic name (§8.7); a longer one is skipped.
+pub const MAX_TOPIC_LEN: usize = 1024;
+
+/// A JSON object's members in order with their values as sent. A repeated name keeps its
+/// first place and its last value, as `JSON.parse` does.
+#[derive(Debug, Default)]
+pub struct Members<'a>(pub Vec<(String, &'a RawValue)>);
+
+impl<'a> Members<'a> {
+    /// The members of `json` if it is an object.
+    pub fn parse(json: &'a [u8]) -> Option<Members<'a>> {
+        serde_json::from_slice(json).ok()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+    }
+
+    /// A member that is a JSON string: its text.
+    pub fn str(&self, name: &str) -> Option<String> {
+        serde_json::from_str(self.get(name)?.get()).ok()
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Members<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Members<'a>, M::Error> {
+                let mut out: Vec<(String, &'a RawValue)> = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, &'a RawValue>()? {
+                    match out.iter_mut().find(|(name, _)| *name == k) {
+                        Some(slot) => slot.1 = v,
+                        None => out.push((k, v)),
+                    }
+                }
+                Ok(Members(out))
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+struct Topic {
+    /// Subscribers by subscription number: the original's Set insertion order.
+    subscribers: BTreeMap<u64, Handle>,
+}
+
+/// The y-webrtc table of one instance.
+#[derive(Default)]
+pub struct Topics {
+    topics: HashMap<Box<str>, Topic>,
+    /// Each connection's topics, with its subscription number in each.
+    conns: HashMap<Handle, HashMap<Box<str>, u64>>,
+    next: u64,
+}
+
+impl Topics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Connections that subscribed to anything.
+    pub fn conns(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Topics with at least one subscriber.
+    pub fn topics(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// One frame from `conn`: its answers and fan-out go to `cx`.
+    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+        let Some(m) = Members::parse(payload) else {
+            return;
+        };
+        match m.str("type").as_deref() {
+            Some("subscribe") => {
+                for t in topic_list(&m) {
+                    self.subscribe(conn, &t);
+                }
+            }
+            Some("unsubscribe") => {
+                for t in topic_list(&m) {
+                    self.unsubscribe(conn, &t);
+                }
+            }
+            Some("publish") => self.publish(cx, &m),
+            Some("ping") => cx.text(conn, r#"{"type":"pong"}"#),
+            _ => {}
+        }
+    }
+
+    fn subscribe(&mut self, conn: Handle, topic: &str) {
+        if topic.len() > MAX_TOPIC_LEN {
+            return;
+        }
+        let mine = self.conns.entry(conn).or_default();
+        if mine.contains_key(topic) || mine.len() >= MAX_TOPICS_PER_CONN {
+            return;
+        }
+        let n = self.next;
+        self.next += 1;
+        mine.insert(topic.into(), n);
+        self.topics
+            .entry(topic.into())
+            .or_insert_with(|| Topic {
+                subscribers: BTreeMap::new(),
+            })
+            .subscribers
+            .insert(n, conn);
+    }
+
+    fn unsubscribe(&mut self, conn: Handle, topic: &str) {
+        let Some(mine) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if let Some(n) = mine.remove(topic) {
+            if mine.is_empty() {
+                self.conns.remove(&conn);
+            }
+            self.leave_topic(topic, n);
+        }
+    }
+
+    fn leave_topic(&mut self, topic: &str, n: u64) {
+        if let Some(t) = self.topics.get_mut(topic) {
+            t.subscribers.remove(&n);
+            if t.subscribers.is_empty() {
+                self.topics.remove(topic);
+            }
+        }
+    }
+
+    fn publish(&mut self, cx: &mut Cx<'_>, m: &Members) {
+        let Some(topic) = m.str("topic").filter(|t| !t.is_empty()) else {
+            return;
+        };
+        let Some(t) = self.topics.get(topic.as_str()) else {
+            return;
+        };
+        let msg = with_clients(m, t.subscribers.len());
+        cx.send_many(t.subscribers.values().copied(), Kind::Text, msg.as_bytes());
+    }
+
+    /// `conn` is gone: it leaves every topic.
+    pub fn close(&mut self, conn: Handle) {
+        let Some(mine) = self.conns.remove(&conn) else {
+            return;
+        };
+        for (topic, n) in mine {
+            self.leave_topic(&topic, n);
+        }
+    }
+}
+
+/// The string elements of `topics` (skipping others; nothing if it is not an array).
+fn topic_list(m: &Members) -> Vec<String> {
+    let Some(raw) = m.get("topics") else {
+        return Vec::new();
+    };
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
+    items
+        .iter()
+        .filter_map(|v| serde_json::from_str::<String>(v.get()).ok())
+        .collect()
+}
+
+/// The object `m` with `clients` set to `n`: in its place if present, else last.
+fn with_clients(m: &Members, n: usize) -> String {
+    let mut s = String::with_capacity(
+        64 + m
+            .0
+            .iter()
+            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .sum::<usize>(),
+    );
+    s.push('{');
+    let mut set = false;
+    for (i, (k, v)) in m.0.iter().enumerate() {
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&serde_json::Value::from(k.as_str()).to_string());
+        s.push(':');
+        if k == "clients" {
+            s.push_str(&n.to_string());
+            set = true;
+        } else {
+            s.push_str(v.get());
+        }
+    }
+    if !set {
+        if !m.0.is_empty() {
+            s.push(',');
+        }
+        s.push_str(r#""clients":"#);
+        s.push_str(&n.to_string());
+    }
+    s.push('}');
+    s
+}
+
+/// y-webrtc as a dialect.
+#[derive(Default)]
+pub struct YWebrtc {
+    table: Topics,
+}
+
+impl Dialect for YWebrtc {
+    fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+        if req.upgrade.is_none() {
+            // The client makes no HTTP requests; the original answers every one so.
+            return Placement::Answer(Response::new(200, "text/plain", "okay"));
+        }
+        Placement::Key(PLACEMENT_KEY.into())
+    }
+
+    fn on_request(
+        &mut self,
+        _cx: &mut Cx<'_>,
+        _conn: Handle,
+        _key: Option<&str>,
+        req: &RequestHead,
+    ) -> Answer {
+        match req.upgrade.is_some() {
+            true => Answer::Upgrade,
+            false => Answer::Respond(upgrade_required()),
+        }
+    }
+
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, _kind: Kind, payload: &[u8]) {
+        self.table.message(cx, conn, payload);
+    }
+
+    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
+        self.table.close(conn);
+    }
+
+    fn gauge(&self) -> u64 {
+        self.table.topics() as u64
+    }
+}
+
+#[cfg(test)]
+mod tests;

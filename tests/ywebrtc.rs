@@ -1,0 +1,113 @@
+//! y-webrtc signaling (PROTOCOLS-beyond.md §8) over real sockets: the bare URL and the
+//! dedicated path, subscribe / publish fan-out with `clients`, members kept as sent, ping,
+//! bad frames dropped with the socket kept, unsubscribe and close, and MewConnect still
+//! reached on `/` with its parameters.
+
+mod common;
+use common::*;
+use std::net::TcpStream;
+use std::time::Duration;
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+fn silent(c: &mut Ws) -> bool {
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let quiet = loop {
+        match c.read() {
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(_) => break false,
+            Err(_) => break true,
+        }
+    };
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
+}
+
+#[test]
+fn subscribers_get_each_publish_with_clients() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    // The client's default: the bare URL, no query. The dedicated path is the same dialect.
+    let mut alice = ws(a, "/");
+    let mut bob = ws(a, "/y-webrtc");
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    text(&mut alice, r#"{"type":"subscribe","topics":["doc-42"]}"#);
+    text(
+        &mut alice,
+        r#"{"type":"publish","topic":"doc-42","data":{"type":"announce","from":"a1"}}"#,
+    );
+    assert_eq!(
+        recv_text(&mut alice),
+        r#"{"type":"publish","topic":"doc-42","data":{"type":"announce","from":"a1"},"clients":1}"#
+    );
+    text(&mut bob, r#"{"type":"subscribe","topics":["doc-42"]}"#);
+    // Binary frames count as text; members keep their order and bytes, `clients` is set in
+    // place.
+    bob.send(Message::binary(
+        &br#"{"type":"publish","data":{ "to":"a1", "n":1.0 },"topic":"doc-42","clients":9}"#[..],
+    ))
+    .unwrap();
+    let want = r#"{"type":"publish","data":{ "to":"a1", "n":1.0 },"topic":"doc-42","clients":2}"#;
+    assert_eq!(recv_text(&mut alice), want);
+    assert_eq!(recv_text(&mut bob), want);
+    // Bad frames are dropped and the socket stays.
+    for bad in [
+        "not json",
+        "[]",
+        r#"{"type":"subscribe","topics":"doc-42"}"#,
+    ] {
+        text(&mut bob, bad);
+    }
+    bob.send(Message::binary(vec![0xff, 0x00])).unwrap();
+    text(&mut bob, r#"{"type":"ping"}"#);
+    assert_eq!(recv_text(&mut bob), r#"{"type":"pong"}"#);
+    // Unsubscribed, then gone: the count follows.
+    text(&mut bob, r#"{"type":"unsubscribe","topics":["doc-42"]}"#);
+    text(
+        &mut alice,
+        r#"{"type":"publish","topic":"doc-42","data":1}"#,
+    );
+    assert_eq!(
+        recv_text(&mut alice),
+        r#"{"type":"publish","topic":"doc-42","data":1,"clients":1}"#
+    );
+    assert!(silent(&mut bob));
+    text(&mut bob, r#"{"type":"subscribe","topics":["doc-42"]}"#);
+    alice.close(None).unwrap();
+    drop(alice);
+    std::thread::sleep(Duration::from_millis(100));
+    text(&mut bob, r#"{"type":"publish","topic":"doc-42","data":2}"#);
+    assert_eq!(
+        recv_text(&mut bob),
+        r#"{"type":"publish","topic":"doc-42","data":2,"clients":1}"#
+    );
+    assert_eq!(metric(a, "sigyard_ywebrtc_topics"), 1.0);
+    stop(h);
+}
+
+#[test]
+fn bare_url_routing() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    // A plain GET / is still the status page; on the dedicated path it is the original's
+    // answer.
+    assert!(http_get(a, "/").contains("sigyard"));
+    let r = http_get(a, "/y-webrtc");
+    assert!(
+        r.starts_with("HTTP/1.1 200") && r.ends_with("\r\n\r\nokay"),
+        "{r}"
+    );
+    // MewConnect's parameters on `/` still reach MewConnect (here: its refusal).
+    let r = raw_exchange(a, ws_request("/?role=nobody&connId=x&signed=y").as_bytes());
+    assert!(r.starts_with("HTTP/1.1 500"), "{r}");
+    // Any other path an upgrade reaches is y-webrtc's.
+    let mut c = ws(a, "/some/room?x=1");
+    c.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+    assert_eq!(recv_text(&mut c), r#"{"type":"pong"}"#);
+    stop(h);
+}
