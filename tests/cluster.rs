@@ -386,6 +386,50 @@ fn cevitxe_introductions_see_peers_on_every_node() {
     assert_eq!(recv(&mut bob), intro("carol"));
 }
 
+#[test]
+fn ywebrtc_topics_span_the_nodes() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let mut peers: Vec<Ws> = nodes
+        .iter()
+        .map(|n| connect(n.addr, "/").unwrap())
+        .collect();
+    for p in &mut peers {
+        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
+        // Its pong comes after its subscription took effect, wherever the topic lives.
+        text(p, r#"{"type":"ping"}"#);
+        assert_eq!(common::recv_text(p), r#"{"type":"pong"}"#);
+    }
+    text(
+        &mut peers[2],
+        r#"{"type":"publish","topic":"room","data":{"from":"c"}}"#,
+    );
+    for p in &mut peers {
+        assert_eq!(
+            common::recv_text(p),
+            r#"{"type":"publish","topic":"room","data":{"from":"c"},"clients":3}"#
+        );
+    }
+    let bob = peers.remove(1);
+    drop(bob);
+    let t = Instant::now();
+    loop {
+        text(
+            &mut peers[0],
+            r#"{"type":"publish","topic":"room","data":1}"#,
+        );
+        let got = common::recv_text(&mut peers[0]);
+        assert_eq!(common::recv_text(&mut peers[1]), got);
+        if got.ends_with(r#""clients":2}"#) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Two pipe ends on two nodes, once the pipe carries a message each way.
 fn pipe(a: SocketAddr, b: SocketAddr, x: &str, y: &str) -> (Ws, Ws) {
     let mut first = connect(a, &format!("/connection/{x}/{y}/doc")).unwrap();
