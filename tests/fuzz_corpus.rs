@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 16] = [
+const TARGETS: [&str; 17] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -45,6 +45,7 @@ const TARGETS: [&str; 16] = [
     "workspaces_tokens",
     "cluster_records",
     "proxy_header",
+    "ywebrtc",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -99,6 +100,11 @@ fn conn_ops_corpus() {
 #[test]
 fn proxy_header_corpus() {
     replay("proxy_header", sigyard::proto::fuzzing::check_proxy_header);
+}
+
+#[test]
+fn ywebrtc_corpus() {
+    replay("ywebrtc", sigyard::proto::fuzzing::check_ywebrtc);
 }
 
 #[test]

@@ -29,6 +29,7 @@ mod peerolator;
 mod pipe_table;
 mod proxy_header;
 mod workspaces_tokens;
+mod ywebrtc;
 
 pub use cevitxe_intro::{
     check_cevitxe_intro, decode_intro_ops, encode_intro_ops, Format, IntroMsg, IntroOp, Payload,
@@ -48,6 +49,7 @@ pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
 pub use proxy_header::check_proxy_header;
 pub use workspaces_tokens::check_workspaces_tokens;
+pub use ywebrtc::check_ywebrtc;
 
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
 
