@@ -1,7 +1,9 @@
-//! A real browser against the HTTP API: headless Chromium (Debian `chromium`, driven by npm
-//! `playwright-core` in tests/browser/) opens two pages that set up an `RTCPeerConnection`
-//! data channel to each other, signaled only through sigyard's HTTP API, and a message
-//! crosses it both ways.
+//! Real browsers: headless Chromium (Debian `chromium`, driven by npm `playwright-core` in
+//! tests/browser/) opens two pages that set up an `RTCPeerConnection` data channel to each
+//! other, signaled only through sigyard's HTTP API, and a message crosses it both ways
+//! (run.mjs); and two browser contexts share a Yjs document through the unmodified y-webrtc
+//! `WebrtcProvider`, signaled only through sigyard (ywebrtc.mjs, the npm `yjs` and `y-webrtc`
+//! bundled for the page with esbuild). Each also with its two sides on two cluster nodes.
 //!
 //! The browser runs in its own network namespace (`unshare -rn`: a user namespace too, so
 //! root is not needed where unprivileged user namespaces are enabled) holding `lo` and a veth pair with private addresses, so WebRTC's candidates are
@@ -27,7 +29,7 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 const NETNS_SETUP: &str = "set -e; ip link set lo up; \
     ip link add sy0 type veth peer name sy1; \
     ip addr add 10.99.0.1/24 dev sy0; ip addr add 10.99.0.2/24 dev sy1; \
-    ip link set sy0 up; ip link set sy1 up; ip route add default dev sy0; exec node run.mjs";
+    ip link set sy0 up; ip link set sy1 up; ip route add default dev sy0; exec node \"$SCRIPT\"";
 
 /// Copy one direction until EOF, then pass the EOF on.
 fn pump(mut from: impl Read, mut to: impl Write, done: impl FnOnce()) {
@@ -88,16 +90,60 @@ fn bridge(sock: &Path, server: SocketAddr) {
     });
 }
 
+/// y-webrtc's unmodified `WebrtcProvider` in two browser contexts on one room: an edit in
+/// each reaches the other over the WebRTC connection sigyard signaled.
+#[test]
+fn ywebrtc_providers_sync_a_document() {
+    if skipped("browser") {
+        return;
+    }
+    let h = common::start(|b| b.threads(2));
+    let result = run_script("ywebrtc.mjs", &[h.plain_addr().unwrap()]);
+    assert!(result.contains(r#""webrtcPeers":1"#), "{result}");
+    common::stop(h);
+}
+
+/// The same with the two contexts on two nodes of a cluster.
+#[test]
+fn ywebrtc_providers_on_two_cluster_nodes() {
+    if skipped("browser") {
+        return;
+    }
+    let Some(redis) = common::cluster::Redis::start() else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| common::cluster::Node::start(&redis.url(), &[]))
+        .collect();
+    run_script("ywebrtc.mjs", &[nodes[0].addr, nodes[1].addr]);
+}
+
 /// Run the two pages, the offering one against `servers[0]` and the answering one against the
 /// last, and check what crossed the data channel.
 fn run_pages(servers: &[SocketAddr]) {
+    let result = run_script("run.mjs", servers);
+    // Every candidate either side saw is on the namespace's private pair.
+    let candidates: Vec<&str> = result.split("candidate candidate:").skip(1).collect();
+    assert!(!candidates.is_empty(), "{result}");
+    for c in candidates {
+        let c = c.split('"').next().unwrap_or(c);
+        assert!(
+            c.contains(" 10.99.0."),
+            "a candidate outside the namespace: {c}"
+        );
+    }
+}
+
+/// Run the driver `script` of tests/browser/ in the namespace against `servers` (bridged over
+/// Unix sockets); it must succeed and print a result with `"ok":true`, which is returned.
+fn run_script(script: &str, servers: &[SocketAddr]) -> String {
     assert!(
         Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: `./run-tests` installs it, or `apt-get install chromium`; \
          SIGYARD_TEST_SKIP=browser leaves this test out"
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules").is_dir() {
+    if !dir.join("node_modules/y-webrtc").is_dir() {
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
@@ -122,6 +168,7 @@ fn run_pages(servers: &[SocketAddr]) {
     let out = Command::new("unshare")
         .args(["-rn", "sh", "-c", NETNS_SETUP])
         .env("SIGYARD_SOCK", sock_list.join(","))
+        .env("SCRIPT", script)
         .env("CHROMIUM", CHROMIUM)
         .current_dir(&dir)
         .output()
@@ -138,16 +185,7 @@ fn run_pages(servers: &[SocketAddr]) {
     }
     assert!(
         out.status.success() && result.contains("\"ok\":true"),
-        "the data channel did not carry the message: {result}\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{script} failed: {result}\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
-    // Every candidate either side saw is on the namespace's private pair.
-    let candidates: Vec<&str> = result.split("candidate candidate:").skip(1).collect();
-    assert!(!candidates.is_empty(), "{result}");
-    for c in candidates {
-        let c = c.split('"').next().unwrap_or(c);
-        assert!(
-            c.contains(" 10.99.0."),
-            "a candidate outside the namespace: {c}"
-        );
-    }
+    result.to_string()
 }

@@ -1,0 +1,85 @@
+// Two headless Chromium contexts (not two tabs of one: those would sync over BroadcastChannel
+// and never need the server) open the same y-webrtc room with the unmodified WebrtcProvider,
+// signaled only through sigyard; an edit made in each appears in the other.
+//
+// Runs inside its own network namespace like run.mjs (see tests/browser.rs) and bridges a
+// local TCP port to each Unix socket in SIGYARD_SOCK (comma-separated; with two, each context
+// uses its own: two nodes of a cluster). Prints `RESULT <json>`, exits 0 on success.
+import http from 'node:http';
+import net from 'node:net';
+import { readFile } from 'node:fs/promises';
+import { build } from 'esbuild';
+import { chromium } from 'playwright-core';
+
+const socks = process.env.SIGYARD_SOCK.split(',');
+const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
+const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
+
+function listen(server) {
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
+}
+
+const bridges = socks.map((sock) => net.createServer((client) => {
+  const upstream = net.createConnection({ path: sock });
+  client.pipe(upstream).pipe(client);
+  const end = () => { client.destroy(); upstream.destroy(); };
+  client.on('error', end);
+  upstream.on('error', end);
+}));
+const ports = await Promise.all(bridges.map(listen));
+
+const bundle = (await build({
+  entryPoints: [new URL('./ywebrtc-entry.mjs', import.meta.url).pathname],
+  bundle: true,
+  format: 'esm',
+  write: false,
+  logLevel: 'silent',
+})).outputFiles[0].contents;
+const page = await readFile(new URL('./ywebrtc.html', import.meta.url));
+const web = http.createServer((req, res) => {
+  const js = req.url.startsWith('/bundle.js');
+  res.writeHead(200, { 'Content-Type': js ? 'text/javascript' : 'text/html; charset=utf-8' });
+  res.end(js ? bundle : page);
+});
+const webPort = await listen(web);
+
+const result = { ok: false };
+const pages = [];
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+    '--disable-features=WebRtcHideLocalIpsWithMdns',
+    ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(' ') : []),
+  ],
+});
+try {
+  const room = `sigyard-${process.pid}`;
+  for (let i = 0; i < 2; i++) {
+    const ctx = await browser.newContext();
+    const p = await ctx.newPage();
+    const signaling = encodeURIComponent(`ws://127.0.0.1:${ports[i % ports.length]}`);
+    await p.goto(`http://127.0.0.1:${webPort}/ywebrtc.html?room=${room}&signaling=${signaling}`);
+    await p.waitForFunction(() => window.ready, null, { timeout: timeoutMs });
+    pages.push(p);
+  }
+  const [a, b] = pages;
+  await a.evaluate(() => window.text.insert(0, 'hello from A'));
+  result.seenByB = await (await b.waitForFunction(() => window.text.toString().includes('hello from A') && window.text.toString(), null, { timeout: timeoutMs })).jsonValue();
+  await b.evaluate(() => window.text.insert(window.text.length, ', and from B'));
+  result.seenByA = await (await a.waitForFunction(() => window.text.toString().includes('and from B') && window.text.toString(), null, { timeout: timeoutMs })).jsonValue();
+  result.webrtcPeers = await a.evaluate(() => window.webrtcPeers);
+  result.ok = result.seenByA === 'hello from A, and from B' && result.seenByB === 'hello from A' && result.webrtcPeers === 1;
+} catch (e) {
+  result.error = String(e && e.message || e);
+} finally {
+  result.events = [];
+  for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
+  await browser.close().catch(() => {});
+  for (const b of bridges) b.close();
+  web.close();
+}
+console.log(`RESULT ${JSON.stringify(result)}`);
+process.exit(result.ok ? 0 : 1);
