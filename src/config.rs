@@ -113,6 +113,8 @@ pub struct Config {
     pub ywebrtc_paths: Vec<String>,
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
+    /// PeerJS (PROTOCOLS-beyond.md §7), the options users set on `peer`.
+    pub peerjs: crate::proto::dialect::peerjs::Options,
     pub api: ApiConfig,
     pub sio: SioConfig,
     pub workspaces: WorkspacesOptions,
@@ -316,6 +318,7 @@ impl Default for Config {
             },
             ywebrtc_paths: vec!["/y-webrtc".into()],
             peerolator_server_info: None,
+            peerjs: crate::proto::dialect::peerjs::Options::default(),
             sio: SioConfig {
                 ping_interval: secs(25),
                 ping_timeout: secs(5),
@@ -475,6 +478,15 @@ static OPTS: &[Opt] = &[
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
     opt("ywebrtc-paths", "PATHS", "/y-webrtc", "y-webrtc signaling WebSocket paths, comma-separated. Upgrades on a MewConnect path without role, connId or signed, and on any path no dialect claims, are y-webrtc too (the client connects to the bare URL)."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
+    opt("peerjs-path", "PATH", "/", "PeerJS: the mount path (peer's --path): its WebSocket is PATHpeerjs, its ids PATH{key}/id."),
+    opt("peerjs-key", "TEXT", "peerjs", "PeerJS: the key clients must give on the WebSocket (peer's --key)."),
+    opt("peerjs-expire-timeout", "DURATION", "5s", "PeerJS: messages for an id that is not connected wait this long, then the sender gets EXPIRE (peer's --expire_timeout)."),
+    opt("peerjs-alive-timeout", "DURATION", "60s", "PeerJS: close a client that sent nothing for this long (peer's --alive_timeout); 0 = off."),
+    opt("peerjs-concurrent-limit", "N", "5000", "PeerJS: registered clients at most (peer's --concurrent_limit)."),
+    opt("peerjs-allow-discovery", "BOOL", "false", "PeerJS: serve the list of registered ids at PATH{key}/peers (peer's --allow_discovery)."),
+    opt("peerjs-queue-messages", "N", "64", "PeerJS: messages waiting for one id at most; more are dropped."),
+    opt("peerjs-queue-bytes", "SIZE", "256KiB", "PeerJS: bytes waiting for one id at most; more are dropped."),
+    opt("peerjs-max-queues", "N", "10000", "PeerJS: ids with waiting messages at most; messages for more are dropped."),
     opt("sio-ping-interval", "DURATION", "25s", "Socket.IO (Engine.IO 3) pingInterval: how often clients ping."),
     opt("sio-ping-timeout", "DURATION", "5s", "Socket.IO pingTimeout for MewConnect v1: a session with no packet for pingInterval + pingTimeout ends."),
     opt("sio-workspaces-ping-timeout", "DURATION", "12s", "Socket.IO pingTimeout for webRTWorkspaces (its original's value)."),
@@ -503,7 +515,7 @@ static OPTS: &[Opt] = &[
     opt("mew-v1-pair-ttl", "DURATION", "120s", "MewConnect v1: a pair expires this long after its initiator connected (REDIS_TIMOUT)."),
     opt("mew-v1-max-pairs", "N", "100000", "MewConnect v1: most live pairs; an initiator past it is disconnected."),
     opt("allowed-origins", "ORIGINS", "*", "Web origins whose pages may open WebSockets and call the HTTP endpoints (exact origins, https://*.example.org, null, or *); others get 403. Requests without Origin always pass."),
-    Opt { repeatable: true, ..opt("allowed-origins-for", "NAME=ORIGINS", "none", "Per dialect (echo, cevitxe, mewconnect, peerolator, socketio, httpapi, ywebrtc), its own space-separated origins instead of --allowed-origins; repeatable.") },
+    Opt { repeatable: true, ..opt("allowed-origins-for", "NAME=ORIGINS", "none", "Per dialect (echo, cevitxe, mewconnect, peerolator, socketio, httpapi, ywebrtc, peerjs), its own space-separated origins instead of --allowed-origins; repeatable.") },
     opt("cluster", "URL", "none", "Be a node of the cluster kept in this Redis: redis://[:PASSWORD@]HOST:PORT[/DB]. none = one process on its own."),
     opt("cluster-password", "SECRET", "none", "Redis AUTH password when the --cluster URL has none (best from SIGYARD_CLUSTER_PASSWORD)."),
     opt("cluster-node-timeout", "DURATION", "3s", "A node without a heartbeat for this long is gone: its clients' peers are told, its keys are free. 1s to 60s."),
@@ -562,6 +574,15 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
         "peerolator-server-info" => c.peerolator_server_info = Some(parse_text(v)?),
+        "peerjs-path" => c.peerjs.path = parse_mount(v)?,
+        "peerjs-key" => c.peerjs.key = parse_text(v)?,
+        "peerjs-expire-timeout" => c.peerjs.expire_timeout_ms = parse_ms(v)?,
+        "peerjs-alive-timeout" => c.peerjs.alive_timeout_ms = parse_ms(v)?,
+        "peerjs-concurrent-limit" => c.peerjs.concurrent_limit = parse_count(v)?,
+        "peerjs-allow-discovery" => c.peerjs.allow_discovery = parse_bool(v)?,
+        "peerjs-queue-messages" => c.peerjs.queue_messages = parse_count(v)?,
+        "peerjs-queue-bytes" => c.peerjs.queue_bytes = parse_size(v)?,
+        "peerjs-max-queues" => c.peerjs.max_queues = parse_count(v)?,
         "sio-ping-interval" => c.sio.ping_interval = parse_duration(v)?,
         "sio-ping-timeout" => c.sio.ping_timeout = parse_duration(v)?,
         "sio-workspaces-ping-timeout" => c.sio.workspaces_ping_timeout = parse_duration(v)?,
@@ -653,7 +674,7 @@ fn parse_separator(s: &str) -> Result<char, String> {
 }
 
 /// The names `--allowed-origins-for` takes: the dialect families of the routes.
-pub const ORIGIN_FAMILIES: [&str; 7] = [
+pub const ORIGIN_FAMILIES: [&str; 8] = [
     "echo",
     "cevitxe",
     "mewconnect",
@@ -661,6 +682,7 @@ pub const ORIGIN_FAMILIES: [&str; 7] = [
     "socketio",
     "httpapi",
     "ywebrtc",
+    "peerjs",
 ];
 
 /// Empties a repeatable option before a source sets it: higher sources replace lower ones.
@@ -742,6 +764,20 @@ fn parse_count(s: &str) -> Result<usize, String> {
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let msg = || format!("{s:?} is not a socket address (use IP:PORT: 0.0.0.0:8080, [::1]:8080)");
     s.trim().parse().map_err(|_| msg())
+}
+
+/// A duration in milliseconds.
+fn parse_ms(s: &str) -> Result<u64, String> {
+    parse_duration(s).map(|d| d.as_millis() as u64)
+}
+
+/// A mount path: `/`, or `/a/b` given with or without its trailing `/` (stored with one).
+fn parse_mount(s: &str) -> Result<String, String> {
+    let p = s.trim();
+    if !p.starts_with('/') || p.contains(['?', '#', ' ']) {
+        return Err(format!("{p:?} is not a URL path (use / or /myapp)"));
+    }
+    Ok(format!("{}/", p.trim_end_matches('/')))
 }
 
 /// Comma-separated URL paths, each starting with `/`, none claimed by another endpoint.

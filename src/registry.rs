@@ -20,6 +20,7 @@ use crate::proto::dialect::echo::{self, Echo};
 use crate::proto::dialect::httpapi::{Cors, HttpApi};
 use crate::proto::dialect::mewconnect::{self, MewConnect};
 use crate::proto::dialect::mewv1::{self, MewV1, MewV1Config};
+use crate::proto::dialect::peerjs::{self, PeerJs};
 use crate::proto::dialect::peerolator::{self, PeerPath, Peerolator};
 use crate::proto::dialect::pipe::{self, HoldLimits, PipeDialect, PipeOptions};
 use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
@@ -52,10 +53,11 @@ const PEEROLATOR: usize = 4;
 const SOCKETIO: usize = 5;
 const HTTPAPI: usize = 6;
 const YWEBRTC: usize = 7;
+const PEERJS: usize = 8;
 
 /// The dialects, in instance order: a name for logs, and the gauge it reports on `/metrics`
 /// (name and help), if any.
-pub const DIALECTS: [(&str, Option<(&str, &str)>); 8] = [
+pub const DIALECTS: [(&str, Option<(&str, &str)>); 9] = [
     ("echo", None),
     ("cevitxe-introduction", None),
     ("cevitxe-pipe", None),
@@ -76,6 +78,10 @@ pub const DIALECTS: [(&str, Option<(&str, &str)>); 8] = [
             "y-webrtc topics with at least one subscriber",
         )),
     ),
+    (
+        "peerjs",
+        Some(("sigyard_peerjs_clients", "PeerJS clients registered")),
+    ),
 ];
 
 const R_ECHO: RouteId = 0;
@@ -87,9 +93,10 @@ const R_PEER_CLIENT: RouteId = 5;
 const R_SOCKETIO: RouteId = 6;
 const R_HTTPAPI: RouteId = 7;
 const R_YWEBRTC: RouteId = 8;
+const R_PEERJS: RouteId = 9;
 
 /// Every route, with its metrics label (indexed by the `R_*` constants).
-pub const ROUTES: [RouteInfo; 9] = [
+pub const ROUTES: [RouteInfo; 10] = [
     route("echo", ECHO, true),
     route("cevitxe_introduction", INTRODUCTION, true),
     route("cevitxe_connection", PIPE, true),
@@ -99,6 +106,7 @@ pub const ROUTES: [RouteInfo; 9] = [
     route("socketio", SOCKETIO, true),
     route("httpapi", HTTPAPI, false),
     route("ywebrtc", YWEBRTC, true),
+    route("peerjs", PEERJS, true),
 ];
 
 const fn route(label: &'static str, dialect: usize, websocket: bool) -> RouteInfo {
@@ -233,6 +241,16 @@ impl Registry {
         let path = head.path.as_str();
         let upgrade = head.upgrade.is_some();
         let fixed = fixed_route(path, self.cfg.echo);
+        // PeerJS first (PROTOCOLS-beyond.md, "Routing"): its socket, and its ids and peers
+        // (plain requests only, so a WebSocket dialect's path keeps its upgrades); `GET /`
+        // stays the status page.
+        let peerjs_plain = matches!(head.method, Method::Get | Method::Head | Method::Options);
+        if (upgrade || peerjs_plain)
+            && fixed != Target::Status
+            && peerjs::route(&self.cfg.peerjs.path, path, upgrade).is_some()
+        {
+            return Target::Dialect(R_PEERJS);
+        }
         if self.api.is_some() && !upgrade {
             let api_path = match self.cfg.api.path.as_str() {
                 "*" => matches!(fixed, Target::NotFound | Target::Status),
@@ -317,6 +335,7 @@ impl Registry {
             )),
             api,
             Box::new(YWebrtc::default()),
+            Box::new(PeerJs::new(cfg.peerjs.clone())),
         ];
         Instances { list }
     }

@@ -69,6 +69,7 @@ pub mod httpapi;
 pub mod mewconnect;
 pub mod mewv1;
 pub mod msgpack;
+pub mod peerjs;
 pub mod peerolator;
 pub mod pipe;
 pub mod sio;
