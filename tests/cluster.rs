@@ -430,6 +430,49 @@ fn ywebrtc_topics_span_the_nodes() {
     }
 }
 
+#[test]
+fn peerjs_ids_and_messages_span_the_nodes() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let peer = |n: usize, id: &str, token: &str| {
+        let q = format!("/peerjs?key=peerjs&id={id}&token={token}&version=1.5.5");
+        connect(nodes[n].addr, &q).unwrap()
+    };
+    let mut alice = peer(0, "alice", "t1");
+    assert_eq!(common::recv_text(&mut alice), r#"{"type":"OPEN"}"#);
+    // Waiting for bob, who then connects to another node.
+    alice
+        .send(Message::text(
+            r#"{"type":"OFFER","payload":{"n":1},"dst":"bob"}"#,
+        ))
+        .unwrap();
+    let mut bob = peer(1, "bob", "t2");
+    assert_eq!(common::recv_text(&mut bob), r#"{"type":"OPEN"}"#);
+    assert_eq!(
+        common::recv_text(&mut bob),
+        r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"n":1}}"#
+    );
+    bob.send(Message::text(
+        r#"{"type":"ANSWER","payload":2,"dst":"alice"}"#,
+    ))
+    .unwrap();
+    assert_eq!(
+        common::recv_text(&mut alice),
+        r#"{"type":"ANSWER","src":"bob","dst":"alice","payload":2}"#
+    );
+    // The id is taken on every node.
+    let mut thief = peer(2, "alice", "other");
+    assert_eq!(
+        common::recv_text(&mut thief),
+        r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#
+    );
+    // A fresh id from any node is no registered one.
+    let id = common::http_get(nodes[2].addr, "/peerjs/id");
+    assert!(id.starts_with("HTTP/1.1 200"), "{id}");
+    assert_eq!(id.split("\r\n\r\n").nth(1).unwrap().len(), 36);
+}
+
 /// Two pipe ends on two nodes, once the pipe carries a message each way.
 fn pipe(a: SocketAddr, b: SocketAddr, x: &str, y: &str) -> (Ws, Ws) {
     let mut first = connect(a, &format!("/connection/{x}/{y}/doc")).unwrap();
