@@ -3,7 +3,9 @@
 //! other, signaled only through sigyard's HTTP API, and a message crosses it both ways
 //! (run.mjs); and two browser contexts share a Yjs document through the unmodified y-webrtc
 //! `WebrtcProvider`, signaled only through sigyard (ywebrtc.mjs, the npm `yjs` and `y-webrtc`
-//! bundled for the page with esbuild). Each also with its two sides on two cluster nodes.
+//! bundled for the page with esbuild); and three pages run the PeerJS 1.5.5 client (its
+//! published build): an id from the server, a DataConnection both ways, a taken id refused
+//! (peerjs.mjs). Each also with its sides on two cluster nodes.
 //!
 //! The browser runs in its own network namespace (`unshare -rn`: a user namespace too, so
 //! root is not needed where unprivileged user namespaces are enabled) holding `lo` and a veth pair with private addresses, so WebRTC's candidates are
@@ -118,6 +120,33 @@ fn ywebrtc_providers_on_two_cluster_nodes() {
     run_script("ywebrtc.mjs", &[nodes[0].addr, nodes[1].addr]);
 }
 
+/// The unmodified PeerJS 1.5.5 client in three pages: an id from the server, a DataConnection
+/// carrying a message both ways, and a taken id refused with `unavailable-id`.
+#[test]
+fn peerjs_clients_open_a_data_connection() {
+    if skipped("browser") {
+        return;
+    }
+    let h = common::start(|b| b.threads(2));
+    run_script("peerjs.mjs", &[h.plain_addr().unwrap()]);
+    common::stop(h);
+}
+
+/// The same with the first page on one cluster node and the others on another.
+#[test]
+fn peerjs_clients_on_two_cluster_nodes() {
+    if skipped("browser") {
+        return;
+    }
+    let Some(redis) = common::cluster::Redis::start() else {
+        return;
+    };
+    let nodes: Vec<_> = (0..2)
+        .map(|_| common::cluster::Node::start(&redis.url(), &[]))
+        .collect();
+    run_script("peerjs.mjs", &[nodes[0].addr, nodes[1].addr]);
+}
+
 /// Run the two pages, the offering one against `servers[0]` and the answering one against the
 /// last, and check what crossed the data channel.
 fn run_pages(servers: &[SocketAddr]) {
@@ -143,7 +172,7 @@ fn run_script(script: &str, servers: &[SocketAddr]) -> String {
          SIGYARD_TEST_SKIP=browser leaves this test out"
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules/y-webrtc").is_dir() {
+    if !dir.join("node_modules/peerjs").is_dir() {
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)
