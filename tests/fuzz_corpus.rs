@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 17] = [
+const TARGETS: [&str; 18] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -46,6 +46,7 @@ const TARGETS: [&str; 17] = [
     "cluster_records",
     "proxy_header",
     "ywebrtc",
+    "peerjs",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -100,6 +101,11 @@ fn conn_ops_corpus() {
 #[test]
 fn proxy_header_corpus() {
     replay("proxy_header", sigyard::proto::fuzzing::check_proxy_header);
+}
+
+#[test]
+fn peerjs_corpus() {
+    replay("peerjs", sigyard::proto::fuzzing::check_peerjs);
 }
 
 #[test]

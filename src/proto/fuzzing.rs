@@ -25,6 +25,7 @@ mod httpapi;
 mod ice_provider;
 mod mewconnect;
 mod msgpack_decode;
+mod peerjs;
 mod peerolator;
 mod pipe_table;
 mod proxy_header;
@@ -45,6 +46,7 @@ pub use mewconnect::{
     ActionMsg, MewMsg, MewOp, MewSetup,
 };
 pub use msgpack_decode::check_msgpack_decode;
+pub use peerjs::check_peerjs;
 pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg, PeerOp};
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
 pub use proxy_header::check_proxy_header;
