@@ -3,7 +3,8 @@
 //! sockets, and the V2 signaling code of `@myetherwallet/mewconnect-web-client`
 //! (tests/npm/README.md), and `socket.io-client` 2.5.0 against the Socket.IO layer
 //! (polling, websocket, upgrade), webRTWorkspaces and MewConnect v1 (the web client's V1
-//! initiator). Needs Node.js and npm; the packages are installed from
+//! initiator), and the `peerjs` 1.5.5 and `y-webrtc` 10.3.0 clients' signaling (no WebRTC in
+//! Node). Needs Node.js and npm; the packages are installed from
 //! tests/npm/package-lock.json on first run. (tests/cluster.rs runs them over three nodes.)
 
 mod common;

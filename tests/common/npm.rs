@@ -17,6 +17,8 @@ pub fn install() {
         "@localfirst/relay",
         "@myetherwallet/mewconnect-web-client",
         "socket.io-client",
+        "peerjs",
+        "y-webrtc",
     ]
     .iter()
     .all(|p| dir.join("node_modules").join(p).is_dir());
