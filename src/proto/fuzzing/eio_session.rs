@@ -37,7 +37,7 @@ use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
 use crate::proto::dialect::{Cx, Handle, Locator, NoEnv, Output, Outputs, Seeded};
 use crate::proto::eio::echo::Echo;
 use crate::proto::eio::packet::{
-    decode_packet, decode_payload, encode_payload, event_packet, EioError,
+    decode_packet, decode_payload, encode_payload, event_packet, EioError, Packet,
 };
 use crate::proto::eio::{Options, PollGet, Refused, Sessions};
 use crate::proto::http::Response;
@@ -723,7 +723,8 @@ impl Harness {
             return;
         };
         self.touch(slot);
-        if text == "5" {
+        // An upgrade packet, whatever follows its type digit (the layer reads only the type).
+        if matches!(decode_packet(text), Ok(Packet::Upgrade)) {
             if let Some(Owner::Ws { upgraded, .. }) = self.owners.get_mut(&c) {
                 *upgraded = true;
             }

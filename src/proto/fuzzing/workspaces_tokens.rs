@@ -123,8 +123,13 @@ fn check_signed(keys: &Keys, other: &Keys, data: &[u8]) {
         want.insert((*k).to_owned(), Value::from(*v));
     }
     want.insert("iat".into(), Value::from(iat));
-    let refused =
-        token.len() > MAX_TOKEN_LEN || want.contains_key("exp") || want.contains_key("nbf");
+    // serde_json (whose `raw_value` feature the dialects use to relay values as sent)
+    // reserves one member name: a payload that uses it does not parse, so its token is
+    // refused. The server signs only its own fixed claim names.
+    let refused = token.len() > MAX_TOKEN_LEN
+        || want.contains_key("exp")
+        || want.contains_key("nbf")
+        || want.contains_key("$serde_json::private::RawValue");
     let got = check_token(keys, other, &token);
     if refused {
         assert_eq!(got, None);
