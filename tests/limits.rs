@@ -80,6 +80,52 @@ fn oversized_frame_closes_1009_and_others_go_on() {
 }
 
 #[test]
+fn a_frame_cut_short_still_meets_the_idle_timeout() {
+    let h = start(|b| {
+        b.limits(|l| {
+            l.idle_timeout = Duration::from_millis(800);
+            l.ping_interval = Duration::from_millis(200);
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    for path in ["/echo", "/y-webrtc", "/introduction/cut"] {
+        // A raw client: it answers no ping, so only its one byte ever arrives.
+        let mut c = TcpStream::connect(a).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(ws_request(path).as_bytes()).unwrap();
+        assert!(read_head(&mut c).starts_with("HTTP/1.1 101"), "{path}");
+        let t0 = Instant::now();
+        c.write_all(&[0x81]).unwrap(); // one byte of a frame header, then silence
+        let (mut got, mut buf) = (Vec::new(), [0u8; 256]);
+        let code = loop {
+            // Server frames are unmasked and short here: pings, then the close.
+            if let [b0, len, rest @ ..] = got.as_slice() {
+                let len = usize::from(*len & 0x7f);
+                if rest.len() >= len {
+                    if b0 & 0x0f == 0x8 {
+                        break u16::from_be_bytes([rest[0], rest[1]]);
+                    }
+                    got.drain(..2 + len);
+                    continue;
+                }
+            }
+            assert!(t0.elapsed() < Duration::from_secs(3), "{path}: still open");
+            match c.read(&mut buf) {
+                Ok(0) | Err(_) => panic!("{path}: no close after {:?}", t0.elapsed()),
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        };
+        assert_eq!(code, 1001, "{path}");
+        let took = t0.elapsed();
+        assert!(
+            took < Duration::from_millis(1500),
+            "{path}: closed after {took:?}"
+        );
+    }
+    stop(h);
+}
+
+#[test]
 fn a_reader_that_never_reads_is_contained() {
     let h = start(|b| {
         b.limits(|l| {

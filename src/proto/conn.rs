@@ -164,6 +164,9 @@ pub struct Conn {
     phase_at: Tick,
     /// Last time any byte arrived.
     last_rx: Tick,
+    /// Input bytes the last read left unconsumed (a frame header cut short, say): the shell
+    /// offers them again with what comes next, and they are not news.
+    unread: u32,
     /// What a connection holds between reads, boxed: one pointer in every idle connection.
     partial: Option<Box<Pending>>,
     /// Switch to piped mode at the next message boundary.
@@ -216,6 +219,7 @@ impl Conn {
             decoder: Decoder::new(decoder_limits(limits)),
             phase_at: now,
             last_rx: now,
+            unread: 0,
             partial: None,
             pipe_pending: false,
         }
@@ -340,7 +344,9 @@ impl Conn {
         if matches!(self.partial.as_deref(), Some(Pending::Delivered(_))) {
             self.partial = None;
         }
-        if !input.is_empty() {
+        // Only bytes beyond those left over last time are a sign of life: a peer that sends
+        // one byte of a frame header and goes quiet still meets the idle timeout.
+        if input.len() > std::mem::take(&mut self.unread) as usize {
             self.last_rx = now;
         }
         match self.state {
@@ -757,7 +763,11 @@ impl Conn {
             let base = pos;
             pos += used;
             match item {
-                Item::NeedMore => return (Step::Idle, pos),
+                Item::NeedMore => {
+                    // A frame header cut short: offered again with the next bytes.
+                    self.unread = u32::try_from(input.len() - pos).unwrap_or(u32::MAX);
+                    return (Step::Idle, pos);
+                }
                 Item::Data {
                     range,
                     kind,
@@ -1017,6 +1027,8 @@ impl Conn {
                 }
             }
         }
+        // What is left is a frame header cut short: offered again with the next bytes.
+        self.unread = u32::try_from(input.len() - pos).unwrap_or(u32::MAX);
         (Step::Idle, pos)
     }
 
