@@ -62,13 +62,19 @@ fn chromium_pages_on_two_cluster_nodes() {
     if skipped("browser") {
         return;
     }
-    let Some(redis) = common::cluster::Redis::start() else {
+    let Some((_redis, nodes)) = two_nodes() else {
         return;
     };
-    let nodes: Vec<_> = (0..2)
+    run_pages(&[nodes[0].addr, nodes[1].addr]);
+}
+
+/// Redis and two cluster nodes on it (`None` when the cluster tests are skipped).
+fn two_nodes() -> Option<(common::cluster::Redis, Vec<common::cluster::Node>)> {
+    let redis = common::cluster::Redis::start()?;
+    let nodes = (0..2)
         .map(|_| common::cluster::Node::start(&redis.url(), &[]))
         .collect();
-    run_pages(&[nodes[0].addr, nodes[1].addr]);
+    Some((redis, nodes))
 }
 
 /// Forward one Unix socket to `server`.
@@ -111,12 +117,9 @@ fn ywebrtc_providers_on_two_cluster_nodes() {
     if skipped("browser") {
         return;
     }
-    let Some(redis) = common::cluster::Redis::start() else {
+    let Some((_redis, nodes)) = two_nodes() else {
         return;
     };
-    let nodes: Vec<_> = (0..2)
-        .map(|_| common::cluster::Node::start(&redis.url(), &[]))
-        .collect();
     run_script("ywebrtc.mjs", &[nodes[0].addr, nodes[1].addr]);
 }
 
@@ -138,12 +141,9 @@ fn peerjs_clients_on_two_cluster_nodes() {
     if skipped("browser") {
         return;
     }
-    let Some(redis) = common::cluster::Redis::start() else {
+    let Some((_redis, nodes)) = two_nodes() else {
         return;
     };
-    let nodes: Vec<_> = (0..2)
-        .map(|_| common::cluster::Node::start(&redis.url(), &[]))
-        .collect();
     run_script("peerjs.mjs", &[nodes[0].addr, nodes[1].addr]);
 }
 

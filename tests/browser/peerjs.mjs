@@ -7,52 +7,20 @@
 // local TCP port to each Unix socket in SIGYARD_SOCK (comma-separated; with two, A uses the
 // first and B and C the second: two nodes of a cluster). Prints `RESULT <json>`, exits 0 on
 // success.
-import http from 'node:http';
-import net from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
+import { bridges, serve, launch, timeoutMs } from './lib.mjs';
 
-const socks = process.env.SIGYARD_SOCK.split(',');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
-
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
-}
-
-const bridges = socks.map((sock) => net.createServer((client) => {
-  const upstream = net.createConnection({ path: sock });
-  client.pipe(upstream).pipe(client);
-  const end = () => { client.destroy(); upstream.destroy(); };
-  client.on('error', end);
-  upstream.on('error', end);
-}));
-const ports = await Promise.all(bridges.map(listen));
-
-const files = {
+const bridge = await bridges();
+const ports = bridge.ports;
+const web = await serve({
   '/peerjs.html': ['text/html; charset=utf-8', await readFile(new URL('./peerjs.html', import.meta.url))],
   '/peerjs.min.js': ['text/javascript', await readFile(new URL('./node_modules/peerjs/dist/peerjs.min.js', import.meta.url))],
-};
-const web = http.createServer((req, res) => {
-  const f = files[req.url.split('?')[0]];
-  if (!f) { res.writeHead(404); res.end(); return; }
-  res.writeHead(200, { 'Content-Type': f[0] });
-  res.end(f[1]);
 });
-const webPort = await listen(web);
+const webPort = web.port;
 
 const result = { ok: false };
 const pages = [];
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(' ') : []),
-  ],
-});
+const browser = await launch();
 const open = async (i, id) => {
   const p = await (await browser.newContext()).newPage();
   const port = ports[Math.min(i, ports.length - 1)];
@@ -80,7 +48,7 @@ try {
   result.events = [];
   for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
   await browser.close().catch(() => {});
-  for (const b of bridges) b.close();
+  bridge.close();
   web.close();
 }
 console.log(`RESULT ${JSON.stringify(result)}`);

@@ -8,50 +8,20 @@
 // sockets in SIGYARD_SOCK (comma-separated: two nodes of a cluster), each page uses its own.
 //
 // Prints one line `RESULT <json>` and exits 0 on success.
-import http from 'node:http';
-import net from 'node:net';
 import { readFile } from 'node:fs/promises';
-import { chromium } from 'playwright-core';
+import { bridges, serve, launch, timeoutMs } from './lib.mjs';
 
-const socks = process.env.SIGYARD_SOCK.split(',');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
-
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
-}
-
-const bridges = socks.map((sock) => net.createServer((client) => {
-  const upstream = net.createConnection({ path: sock });
-  client.pipe(upstream).pipe(client);
-  const end = () => { client.destroy(); upstream.destroy(); };
-  client.on('error', end);
-  upstream.on('error', end);
-}));
-const apiPorts = await Promise.all(bridges.map(listen));
-
-const page = await readFile(new URL('./page.html', import.meta.url));
-const web = http.createServer((req, res) => {
-  res.writeHead(200, { 'Content-Type': 'text/html; charset=utf-8' });
-  res.end(page);
+const bridge = await bridges();
+const apiPorts = bridge.ports;
+const web = await serve({
+  '/page.html': ['text/html; charset=utf-8', await readFile(new URL('./page.html', import.meta.url))],
 });
-const webPort = await listen(web);
+const webPort = web.port;
 
 const result = { ok: false };
 let a;
 let b;
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    // Host candidates as addresses, not mDNS names nobody here can resolve.
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    // Extra flags for debugging, space-separated.
-    ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(' ') : []),
-  ],
-});
+const browser = await launch();
 try {
   const ctx = await browser.newContext();
   const base = (i) => {
@@ -75,7 +45,7 @@ try {
     if (p) result[name] = await p.evaluate(() => window.events).catch((e) => [String(e)]);
   }
   await browser.close().catch(() => {});
-  for (const b of bridges) b.close();
+  bridge.close();
   web.close();
 }
 console.log(`RESULT ${JSON.stringify(result)}`);

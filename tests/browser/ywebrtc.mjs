@@ -5,29 +5,12 @@
 // Runs inside its own network namespace like run.mjs (see tests/browser.rs) and bridges a
 // local TCP port to each Unix socket in SIGYARD_SOCK (comma-separated; with two, each context
 // uses its own: two nodes of a cluster). Prints `RESULT <json>`, exits 0 on success.
-import http from 'node:http';
-import net from 'node:net';
 import { readFile } from 'node:fs/promises';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
+import { bridges, serve, launch, timeoutMs } from './lib.mjs';
 
-const socks = process.env.SIGYARD_SOCK.split(',');
-const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
-const timeoutMs = Number(process.env.BROWSER_TIMEOUT_MS || 30000);
-
-function listen(server) {
-  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server.address().port)));
-}
-
-const bridges = socks.map((sock) => net.createServer((client) => {
-  const upstream = net.createConnection({ path: sock });
-  client.pipe(upstream).pipe(client);
-  const end = () => { client.destroy(); upstream.destroy(); };
-  client.on('error', end);
-  upstream.on('error', end);
-}));
-const ports = await Promise.all(bridges.map(listen));
-
+const bridge = await bridges();
+const ports = bridge.ports;
 const bundle = (await build({
   entryPoints: [new URL('./ywebrtc-entry.mjs', import.meta.url).pathname],
   bundle: true,
@@ -35,26 +18,15 @@ const bundle = (await build({
   write: false,
   logLevel: 'silent',
 })).outputFiles[0].contents;
-const page = await readFile(new URL('./ywebrtc.html', import.meta.url));
-const web = http.createServer((req, res) => {
-  const js = req.url.startsWith('/bundle.js');
-  res.writeHead(200, { 'Content-Type': js ? 'text/javascript' : 'text/html; charset=utf-8' });
-  res.end(js ? bundle : page);
+const web = await serve({
+  '/ywebrtc.html': ['text/html; charset=utf-8', await readFile(new URL('./ywebrtc.html', import.meta.url))],
+  '/bundle.js': ['text/javascript', bundle],
 });
-const webPort = await listen(web);
+const webPort = web.port;
 
 const result = { ok: false };
 const pages = [];
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-    '--disable-features=WebRtcHideLocalIpsWithMdns',
-    ...(process.env.CHROMIUM_ARGS ? process.env.CHROMIUM_ARGS.split(' ') : []),
-  ],
-});
+const browser = await launch();
 try {
   const room = `sigyard-${process.pid}`;
   for (let i = 0; i < 2; i++) {
@@ -78,7 +50,7 @@ try {
   result.events = [];
   for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
   await browser.close().catch(() => {});
-  for (const b of bridges) b.close();
+  bridge.close();
   web.close();
 }
 console.log(`RESULT ${JSON.stringify(result)}`);
