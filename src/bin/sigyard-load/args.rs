@@ -44,6 +44,21 @@ SCENARIOS
                WebSocket per session) or polling (a held GET and a POST connection per
                session, keep-alive). Reports sessions/s, events/s and the emit-to-echo
                latency. The URL path is ignored (/socket.io/). No --workers.
+    peerjs     PeerJS (npm peer's protocol): --pairs pairs of clients registered (ids and
+               tokens random per run; both connect, both wait for OPEN; at most
+               --concurrency pairs in flight), then for --duration each pair loops: A sends
+               an OFFER whose SDP has --size bytes, B an ANSWER of the same size, then A a
+               CANDIDATE and B one back. Reports messages relayed/s, offer/answer round
+               trips/s and the OFFER-to-ANSWER latency. The URL path is the PeerJS mount
+               (default /; the socket is {path}peerjs, key peerjs). ws:// only, no
+               --workers.
+    ywebrtc    y-webrtc signaling: --connections subscribers in topics of --fanout each
+               (at most --concurrency setting up), each subscribed (subscribe, then a ping
+               whose pong confirms it); then for --duration every topic has one publish of
+               --size data characters in flight, sent by its subscribers in turn and
+               delivered by the server to all of them. Reports deliveries/s, publishes/s and
+               the latency from the publish to the last subscriber's receipt. The URL path
+               defaults to /y-webrtc. ws:// only, no --workers.
 
 OPTIONS (all scenarios)
     --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
@@ -65,6 +80,8 @@ OPTIONS (all scenarios)
                          server address). Default 1 = no explicit bind.
     --timeout SECONDS    connect + upgrade deadline per connection (default 10)
     --server-pid PID     read the server's VmRSS and RssAnon from /proc/PID/status before and after
+                         (idle, peerjs, ywebrtc: also with every connection set up, and per
+                         connection)
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
@@ -101,6 +118,16 @@ OPTIONS (per scenario)
                (default 64), --transport websocket|polling (default websocket),
                --peer-url URL: sessions in pairs across two servers (nodes), each pair
                playing ping-pong with `direct` events (latency = both legs)
+    peerjs:    --pairs P (default 10), --duration SECONDS (default 10),
+               --concurrency C pairs setting up at once (default 16), --size BYTES of SDP
+               in OFFER and ANSWER (default 64), --rate EXCHANGES_PER_SEC over all pairs,
+               round robin, a pair still exchanging skipped (default: closed loop)
+    ywebrtc:   --connections N (default 100), --fanout M subscribers per topic (default
+               10; the last topic takes the rest), --duration SECONDS (default 10),
+               --concurrency C subscribers setting up at once (default 16), --size CHARS
+               of publish data (default 64, at least 16: the send time is in it),
+               --rate PUBLISHES_PER_SEC over all topics, round robin, a topic still
+               waiting skipped (default: closed loop, one publish in flight per topic)
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -139,6 +166,10 @@ pub enum Scenario {
     HttpApi,
     /// Socket.IO sessions emitting events (`socketio.rs`).
     SocketIo,
+    /// PeerJS pairs exchanging offer, answer and candidates (`peerjs.rs`).
+    PeerJs,
+    /// y-webrtc topics with publishes fanned out to their subscribers (`ywebrtc.rs`).
+    YWebrtc,
 }
 
 impl Scenario {
@@ -151,6 +182,8 @@ impl Scenario {
             Scenario::MewConnect => "mewconnect",
             Scenario::HttpApi => "httpapi",
             Scenario::SocketIo => "socketio",
+            Scenario::PeerJs => "peerjs",
+            Scenario::YWebrtc => "ywebrtc",
         }
     }
 }
@@ -202,6 +235,8 @@ pub struct Opts {
     /// relay pipe / mewconnect: where the second end of each pair connects (`--peer-url`;
     /// another node of a cluster), and its Host header.
     pub peer: Option<(SocketAddr, String)>,
+    /// ywebrtc: subscribers per topic (`--fanout`).
+    pub fanout: u64,
 }
 
 pub enum Parsed {
@@ -245,6 +280,15 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
             "--size",
             "--transport",
             "--peer-url",
+        ],
+        Scenario::PeerJs => &["--pairs", "--duration", "--concurrency", "--size", "--rate"],
+        Scenario::YWebrtc => &[
+            "--connections",
+            "--fanout",
+            "--duration",
+            "--concurrency",
+            "--size",
+            "--rate",
         ],
     }
 }
@@ -360,7 +404,7 @@ fn parse_url(v: &str) -> Result<Url, String> {
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if args.is_empty() {
         return Err(
-            "missing scenario (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
+            "missing scenario (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
                 .into(),
         );
     }
@@ -378,14 +422,16 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "mewconnect" => Scenario::MewConnect,
         "httpapi" => Scenario::HttpApi,
         "socketio" => Scenario::SocketIo,
+        "peerjs" => Scenario::PeerJs,
+        "ywebrtc" => Scenario::YWebrtc,
         s if s.starts_with('-') => {
             return Err(format!(
-                "{s}: a scenario must come first (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
+                "{s}: a scenario must come first (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
             ))
         }
         s => {
             return Err(format!(
-                "unknown scenario '{s}' (idle, relay, handshake, churn, mewconnect, httpapi or socketio)"
+                "unknown scenario '{s}' (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
             ))
         }
     };
@@ -420,6 +466,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         raw: args[1..].to_vec(),
         polling: false,
         peer: None,
+        fanout: 10,
     };
     let mut seen_connections = false;
     let mut i = 1;
@@ -520,6 +567,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             }
             "--concurrency" => o.concurrency = num(flag, &v, 1u64)?,
             "--pairs" => o.pairs = num(flag, &v, 1u64)?,
+            "--fanout" => o.fanout = num(flag, &v, 1u64)?,
             "--size" => {
                 o.size = num(flag, &v, 16usize)?;
                 if o.size > (16 << 20) {
@@ -557,7 +605,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if scenario == Scenario::Idle && !seen_connections {
         return Err("--connections: required for the idle scenario".into());
     }
-    if scenario == Scenario::SocketIo && !seen_connections {
+    if matches!(scenario, Scenario::SocketIo | Scenario::YWebrtc) && !seen_connections {
         o.connections = 100;
     }
     if o.raw_tcp && !(scenario == Scenario::Relay && o.mode == Mode::Pipe) {
@@ -639,5 +687,18 @@ mod tests {
             parse(&["churn".into(), "-h".into()]),
             Ok(Parsed::Help)
         ));
+        let o = p("ywebrtc --fanout 5 --size 16 --rate 20").unwrap();
+        assert_eq!((o.fanout, o.connections, o.rate), (5, 100, Some(20.0)));
+        assert_eq!(p("ywebrtc").unwrap().fanout, 10);
+        assert!(p("ywebrtc --fanout 0").unwrap_err().starts_with("--fanout"));
+        assert!(p("peerjs --fanout 2").unwrap_err().starts_with("--fanout"));
+        let o = p("peerjs --pairs 7 --url ws://127.0.0.1:9/app/").unwrap();
+        assert_eq!(
+            (o.scenario, o.pairs, o.path.as_str()),
+            (Scenario::PeerJs, 7, "/app/")
+        );
+        assert!(p("peerjs --connections 4")
+            .unwrap_err()
+            .starts_with("--connections"));
     }
 }

@@ -172,7 +172,8 @@ pub struct Worker {
     out: Outcome,
 }
 
-fn classify(e: &io::Error) -> (String, bool) {
+/// A socket error as the summary names it, and whether it is a limit of the client itself.
+pub fn classify(e: &io::Error) -> (String, bool) {
     match e.raw_os_error() {
         Some(libc::EMFILE) => (
             "client limit: EMFILE (this process is out of file descriptors)".into(),
@@ -197,7 +198,8 @@ fn classify(e: &io::Error) -> (String, bool) {
     }
 }
 
-fn open_socket(addr: SocketAddr, src: Option<IpAddr>) -> io::Result<TcpStream> {
+/// A non-blocking TCP connect to `addr` (from `src` when given), `TCP_NODELAY` set.
+pub fn open_socket(addr: SocketAddr, src: Option<IpAddr>) -> io::Result<TcpStream> {
     let s = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     s.set_nonblocking(true)?;
     s.set_tcp_nodelay(true)?;
@@ -393,8 +395,8 @@ impl Worker {
                     }
                 }
             }
-            // Run their own loops (mewconnect.rs, socketio.rs), never this engine.
-            Scenario::MewConnect | Scenario::SocketIo => {}
+            // Run their own loops (mewconnect.rs, socketio.rs, peerjs.rs, ywebrtc.rs), never here.
+            Scenario::MewConnect | Scenario::SocketIo | Scenario::PeerJs | Scenario::YWebrtc => {}
             // Runs in httpapi.rs, never through this engine.
             Scenario::HttpApi => {}
             Scenario::Handshake | Scenario::Churn => {

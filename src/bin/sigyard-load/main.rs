@@ -10,11 +10,14 @@ mod engine;
 mod hist;
 mod httpapi;
 mod mewconnect;
+mod peerjs;
 mod phases;
 mod report;
 mod socketio;
 mod tls;
 mod ws;
+mod wsconn;
+mod ywebrtc;
 
 use args::{Mode, Opts, Parsed, Scenario};
 use engine::{Counters, Plan, Shared, RUNNING, SETUP, STOP};
@@ -115,15 +118,25 @@ fn main() -> ExitCode {
             }
         };
     }
-    if opts.scenario == Scenario::MewConnect {
-        return match mewconnect::run(&opts) {
+    type Dialect = (
+        fn(&Opts) -> Result<serde_json::Value, String>,
+        fn(&serde_json::Value) -> String,
+    );
+    let dialect: Option<Dialect> = match opts.scenario {
+        Scenario::MewConnect => Some((mewconnect::run, mewconnect::text)),
+        Scenario::PeerJs => Some((peerjs::run, peerjs::text)),
+        Scenario::YWebrtc => Some((ywebrtc::run, ywebrtc::text)),
+        _ => None,
+    };
+    if let Some((run, text)) = dialect {
+        return match run(&opts) {
             Ok(v) if opts.json => {
-                eprint!("{}", mewconnect::text(&v));
+                eprint!("{}", text(&v));
                 println!("{v}");
                 ExitCode::SUCCESS
             }
             Ok(v) => {
-                print!("{}", mewconnect::text(&v));
+                print!("{}", text(&v));
                 ExitCode::SUCCESS
             }
             Err(e) => {

@@ -1,8 +1,10 @@
-//! What the dialect scenarios that run their own event loops (`mewconnect`, `socketio`) share:
-//! the coordinator (set-up, a timed run, stop, collect) and the latency summaries.
+//! What the dialect scenarios that run their own event loops (`mewconnect`, `socketio`,
+//! `peerjs`, `ywebrtc`) share: the coordinator (set-up, a timed run, stop, collect), the
+//! latency summaries and the server's memory.
 
 use crate::engine::{RUNNING, STOP};
 use crate::hist::Histogram;
+use crate::Mem;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
@@ -77,5 +79,59 @@ pub fn latency_text(h: &Value) -> String {
         f("p999"),
         f("max"),
         h["count"]
+    )
+}
+
+/// The server's memory in a summary (`--server-pid`): VmRSS and RssAnon in KiB before the
+/// first connection, with all `n` connections set up, and at the end, and the growth up to
+/// `n` per connection, as the `idle` scenario reports them. Members to add to the summary.
+pub fn memory_json(before: Option<Mem>, at_n: Option<Mem>, end: Option<Mem>, n: u64) -> Value {
+    let per = |part: fn(&Mem) -> u64| match (before, at_n) {
+        (Some(b), Some(a)) if n > 0 => {
+            Some((part(&a).saturating_sub(part(&b)) as f64 * 1024.0 / n as f64).round())
+        }
+        _ => None,
+    };
+    let kib = |part: fn(&Mem) -> u64| {
+        serde_json::json!({
+            "before": before.as_ref().map(part),
+            "at_n": at_n.as_ref().map(part),
+            "end": end.as_ref().map(part),
+        })
+    };
+    serde_json::json!({
+        "server_rss_kib": kib(|m| m.rss_kib),
+        "server_anon_kib": kib(|m| m.anon_kib),
+        "server_rss_per_connection_bytes": per(|m| m.rss_kib),
+        "server_anon_per_connection_bytes": per(|m| m.anon_kib),
+    })
+}
+
+/// Add `extra`'s members (an object) to the object `v`.
+pub fn extend(v: &mut Value, extra: Value) {
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+}
+
+/// The readable line of [`memory_json`]'s members in `v` (empty without `--server-pid`), at
+/// `n` connections called `what`.
+pub fn memory_text(v: &Value, n: u64, what: &str) -> String {
+    let rss = &v["server_rss_kib"];
+    let (Some(b), Some(a)) = (rss["before"].as_u64(), rss["at_n"].as_u64()) else {
+        return String::new();
+    };
+    let k = crate::report::n;
+    format!(
+        "server RSS: {} KiB before, {} KiB at {} {what}s, {} KiB at the end; \
+         {:.0} B per {what} ({:.0} B of it anonymous)\n",
+        k(b),
+        k(a),
+        k(n),
+        k(rss["end"].as_u64().unwrap_or(a)),
+        v["server_rss_per_connection_bytes"].as_f64().unwrap_or(0.0),
+        v["server_anon_per_connection_bytes"]
+            .as_f64()
+            .unwrap_or(0.0),
     )
 }

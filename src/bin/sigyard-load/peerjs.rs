@@ -1,0 +1,599 @@
+//! The `peerjs` scenario: PeerJS clients (the protocol of npm `peer` 1.0.2) registered in
+//! pairs, then offer/answer/candidate exchanges relayed between the two clients of each pair.
+//!
+//! Setup: `--pairs` pairs, at most `--concurrency` of them setting up at once. Both clients of
+//! a pair connect together to `{mount}peerjs?key=peerjs&id=…&token=…&version=1.5.5` (the URL's
+//! path is the mount, `/` by default; ids and tokens are random per run), and the pair is
+//! registered once both got `{"type":"OPEN"}`; its latency runs from the connects to the
+//! second `OPEN`. Then, for `--duration`, every pair loops: A sends an `OFFER` to B whose
+//! payload is `{"sdp":{"type":"offer","sdp":"<--size bytes of SDP text>"},"type":"data",
+//! "connectionId":"dc_…"}`, B answers with an `ANSWER` of the same size, A sends a `CANDIDATE`
+//! and B one back; then the next `OFFER`. Four messages relayed per exchange; the latency is
+//! `OFFER` sent → `ANSWER` received. Closed loop by default; with `--rate R`, R exchanges per
+//! second over all pairs, round robin, a pair still exchanging skipped. Every client sends
+//! `{"type":"HEARTBEAT"}` every 5 s, as the real client does (the original server closes a
+//! client without one for 60 s).
+//!
+//! With `--server-pid`, the server's memory before the first connect and with every pair
+//! registered (before the exchanges), per client. One mio event loop per thread (`--threads`),
+//! each owning its share of the pairs; `--workers` is not supported for this scenario.
+
+use crate::args::Opts;
+use crate::hist::Histogram;
+use crate::phases;
+use crate::ws::Rng;
+use crate::wsconn::Conn;
+use mio::{Events, Poll, Token};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// Phase 0 (the default) is setup.
+const RUNNING: u8 = 1;
+const STOP: u8 = 2;
+/// The real client's heartbeat period.
+const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
+const HEARTBEAT: &[u8] = br#"{"type":"HEARTBEAT"}"#;
+const OPEN: &[u8] = br#"{"type":"OPEN"}"#;
+const OFFER: &[u8] = br#"{"type":"OFFER","#;
+const ANSWER: &[u8] = br#"{"type":"ANSWER","#;
+const CANDIDATE: &[u8] = br#"{"type":"CANDIDATE","#;
+
+/// What the threads share with the coordinator.
+#[derive(Default)]
+struct Shared {
+    phase: AtomicU8,
+    registered: AtomicU64,
+    failed: AtomicU64,
+    messages: AtomicU64,
+    round_trips: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    /// Waiting for `OPEN` on A and B (true once it came).
+    Opening(bool, bool),
+    /// Registered, no exchange under way.
+    Ready,
+    /// B waits for the `OFFER`.
+    WaitOffer,
+    /// A waits for the `ANSWER`.
+    WaitAnswer,
+    /// B waits for A's `CANDIDATE`.
+    WaitCandidateA,
+    /// A waits for B's `CANDIDATE`.
+    WaitCandidateB,
+    Failed,
+}
+
+struct Pair {
+    step: Step,
+    started: Instant,
+    sent_at: Instant,
+    last_beat: Instant,
+    sides: [Option<Conn>; 2],
+    /// The pair's messages as sent: `OFFER`, `ANSWER`, A's `CANDIDATE`, B's `CANDIDATE`.
+    msgs: [Vec<u8>; 4],
+}
+
+/// What one thread measured.
+struct Outcome {
+    setup: Histogram,
+    rtt: Histogram,
+    errors: Vec<String>,
+}
+
+pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
+    if o.workers > 1 {
+        return Err("--workers: not supported by the peerjs scenario".into());
+    }
+    if o.tls_name.is_some() {
+        return Err("--url: ws:// only for the peerjs scenario".into());
+    }
+    let mut mount = if o.path == "/echo" { "/" } else { &o.path }.to_string();
+    if !mount.ends_with('/') {
+        mount.push('/');
+    }
+    let threads = (o.threads as u64).clamp(1, o.pairs.max(1));
+    let shared = Arc::new(Shared::default());
+    let sources: Vec<IpAddr> = (1..=o.source_ips)
+        .filter(|_| o.source_ips > 1)
+        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
+        .collect();
+    let run_tag = seed();
+    let sdp = serde_json::to_string(&sdp_text(o.size)).expect("a string");
+    let mem_before = o.server_pid.and_then(crate::server_mem);
+    let mut done = Vec::new();
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    for t in 0..threads {
+        let pairs = o.pairs / threads + u64::from(t < o.pairs % threads);
+        let setup_done = Arc::new(AtomicBool::new(false));
+        done.push(setup_done.clone());
+        let mut my_sources = sources.clone();
+        if !my_sources.is_empty() {
+            my_sources.rotate_left(t as usize % sources.len());
+        }
+        let w = Worker {
+            addr: o.addr,
+            host: o.host.clone(),
+            path: format!("{mount}peerjs?key=peerjs"),
+            sources: my_sources,
+            timeout: o.timeout,
+            concurrency: (o.concurrency / threads).max(1),
+            rate: o.rate.map(|r| r * pairs as f64 / o.pairs.max(1) as f64),
+            sdp: sdp.clone(),
+            id_prefix: format!("load-{:012x}-{t}", run_tag & 0xffff_ffff_ffff),
+            rng: Rng::new(0x7065_6572 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag),
+            shared: shared.clone(),
+            setup_done,
+            connects: 0,
+            pairs: (0..pairs).map(|_| None).collect(),
+        };
+        let h = std::thread::Builder::new()
+            .name(format!("peerjs-{t}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        handles.push(h);
+    }
+    let mut mem_at_n = None;
+    let run = phases::run_threads(
+        start,
+        &done,
+        &shared.phase,
+        o.duration,
+        handles,
+        |setup_s| {
+            if o.server_pid.is_some() {
+                // Let the server finish its side of the last registrations.
+                std::thread::sleep(Duration::from_millis(300));
+                mem_at_n = o.server_pid.and_then(crate::server_mem);
+            }
+            if !o.quiet {
+                eprintln!(
+                    "sigyard-load: {} pairs registered in {setup_s:.2} s ({} failed); exchanges for {:?}",
+                    shared.registered.load(Relaxed),
+                    shared.failed.load(Relaxed),
+                    o.duration
+                );
+            }
+        },
+    )?;
+    let mem_end = o.server_pid.and_then(crate::server_mem);
+    let (setup_s, window_s) = (run.setup_s, run.window_s);
+    let registered = shared.registered.load(Relaxed);
+    let mut setup = Histogram::new();
+    let mut rtt = Histogram::new();
+    for out in &run.outcomes {
+        setup.merge(&out.setup);
+        rtt.merge(&out.rtt);
+    }
+    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    if registered == 0 {
+        return Err(format!("no pair could be registered: {errors:?}"));
+    }
+    let lat = phases::latency_json;
+    let (messages, round_trips) = (
+        shared.messages.load(Relaxed),
+        shared.round_trips.load(Relaxed),
+    );
+    let mut v = serde_json::json!({
+        "scenario": "peerjs",
+        "url": o.url,
+        "threads": threads,
+        "pairs": o.pairs,
+        "registered": registered,
+        "clients": registered * 2,
+        "failed": shared.failed.load(Relaxed),
+        "setup_s": setup_s,
+        "clients_per_s": (registered * 2) as f64 / setup_s.max(1e-9),
+        "setup_latency_us": lat(&setup),
+        "window_s": window_s,
+        "messages": messages,
+        "messages_per_s": messages as f64 / window_s.max(1e-9),
+        "round_trips": round_trips,
+        "round_trips_per_s": round_trips as f64 / window_s.max(1e-9),
+        "latency_us": lat(&rtt),
+        "errors": errors,
+    });
+    let mem = phases::memory_json(mem_before, mem_at_n, mem_end, registered * 2);
+    phases::extend(&mut v, mem);
+    Ok(v)
+}
+
+/// The readable summary of `run`'s JSON.
+pub fn text(v: &serde_json::Value) -> String {
+    let l = |k: &str| phases::latency_text(&v[k]);
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    format!(
+        "scenario peerjs  url {}  threads {}\n\
+         pairs: {} of {} registered ({} clients) in {:.2} s, {} failed: {:.0} clients/s\n\
+         registration latency (connects to both OPENs): {}\n\
+         {}\
+         messages relayed: {} in {:.1} s = {:.0}/s; offer/answer/candidate exchanges {:.0}/s at {} pairs\n\
+         offer-to-answer latency: {}\n\
+         errors: {}\n",
+        v["url"].as_str().unwrap_or(""),
+        v["threads"],
+        v["registered"],
+        v["pairs"],
+        v["clients"],
+        f("setup_s"),
+        v["failed"],
+        f("clients_per_s"),
+        l("setup_latency_us"),
+        phases::memory_text(v, v["clients"].as_u64().unwrap_or(0), "client"),
+        v["messages"],
+        f("window_s"),
+        f("messages_per_s"),
+        f("round_trips_per_s"),
+        v["registered"],
+        l("latency_us"),
+        v["errors"]
+    )
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()) << 32
+}
+
+/// `size` bytes of text shaped like a browser's data-channel offer (lines end in CRLF).
+fn sdp_text(size: usize) -> String {
+    const LINES: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:Xk3x\r\na=ice-pwd:q8w0e2r4t6y8u0i2o4p6a8s0\r\na=ice-options:trickle\r\n\
+        a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:\
+        24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n\
+        a=max-message-size:262144\r\n";
+    LINES.chars().cycle().take(size).collect()
+}
+
+struct Worker {
+    addr: SocketAddr,
+    host: String,
+    /// The WebSocket path up to the key (`{mount}peerjs?key=peerjs`).
+    path: String,
+    /// `--source-ips`: the addresses to bind to, round robin (empty: none).
+    sources: Vec<IpAddr>,
+    timeout: Duration,
+    concurrency: u64,
+    /// `--rate`: exchanges per second for this thread (paced); `None`: closed loop.
+    rate: Option<f64>,
+    /// The SDP text as a JSON string.
+    sdp: String,
+    id_prefix: String,
+    rng: Rng,
+    shared: Arc<Shared>,
+    setup_done: Arc<AtomicBool>,
+    connects: usize,
+    pairs: Vec<Option<Pair>>,
+}
+
+const A: usize = 0;
+const B: usize = 1;
+
+fn setting_up(step: Option<Step>) -> bool {
+    matches!(step, Some(Step::Opening(..)))
+}
+
+impl Worker {
+    fn run(mut self) -> Outcome {
+        let mut out = Outcome {
+            setup: Histogram::new(),
+            rtt: Histogram::new(),
+            errors: Vec::new(),
+        };
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                out.errors.push(format!("poll: {e}"));
+                self.setup_done.store(true, Relaxed);
+                return out;
+            }
+        };
+        let mut events = Events::with_capacity(1024);
+        let mut next = 0usize; // the next pair to start
+        let mut in_flight = 0u64;
+        let mut running = false;
+        // Paced exchanges: how many were started since the run began, and where to look next.
+        let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
+        let mut last_scan = Instant::now();
+        loop {
+            let phase = self.shared.phase.load(Relaxed);
+            if phase == STOP {
+                break;
+            }
+            // Setup: keep `concurrency` pairs setting up.
+            while next < self.pairs.len() && in_flight < self.concurrency {
+                self.start(&poll, next, &mut out);
+                in_flight += u64::from(setting_up(self.step(next)));
+                next += 1;
+            }
+            // Deadlines of pairs setting up, and heartbeats, ten times a second.
+            let now = Instant::now();
+            if now.duration_since(last_scan) >= Duration::from_millis(100) {
+                last_scan = now;
+                for i in 0..self.pairs.len() {
+                    let Some(p) = self.pairs[i].as_mut() else {
+                        continue;
+                    };
+                    match p.step {
+                        Step::Failed => {}
+                        Step::Opening(..) if now.duration_since(p.started) > self.timeout => {
+                            fail(p, &poll, &self.shared, &mut out.errors, "setup timed out");
+                            in_flight -= 1;
+                        }
+                        Step::Opening(..) => {}
+                        _ if now.duration_since(p.last_beat) >= HEARTBEAT_EVERY => {
+                            p.last_beat = now;
+                            for c in p.sides.iter_mut().flatten() {
+                                c.send(HEARTBEAT, &mut self.rng);
+                            }
+                            self.flush(&poll, i, &mut out);
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            if next == self.pairs.len() && in_flight == 0 {
+                self.setup_done.store(true, Relaxed);
+            }
+            if phase == RUNNING && !running {
+                running = true;
+                run_start = Instant::now();
+                if self.rate.is_none() {
+                    for i in 0..self.pairs.len() {
+                        self.send_offer(i);
+                        self.flush(&poll, i, &mut out);
+                    }
+                }
+            }
+            if let (true, Some(rate)) = (running, self.rate) {
+                // Open loop: exchanges on schedule, round robin over the pairs not exchanging
+                // (a pair still exchanging is skipped, not queued).
+                let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
+                let n = self.pairs.len();
+                let mut looked = 0;
+                while paced < due && looked < n {
+                    let i = cursor;
+                    cursor = (cursor + 1) % n;
+                    looked += 1;
+                    if self.step(i) == Some(Step::Ready) {
+                        self.send_offer(i);
+                        self.flush(&poll, i, &mut out);
+                        paced += 1;
+                        looked = 0;
+                    }
+                }
+                paced = paced.max(due.saturating_sub(n as u64));
+            }
+            let tick = if self.rate.is_some() && running { 1 } else { 5 };
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(tick)));
+            let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
+            for i in ready {
+                let before = self.step(i);
+                self.drive(&poll, i, running, &mut out);
+                if setting_up(before) && !setting_up(self.step(i)) {
+                    in_flight -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn step(&self, i: usize) -> Option<Step> {
+        self.pairs[i].as_ref().map(|p| p.step)
+    }
+
+    fn start(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let ids = [
+            format!("{}-{i}-a", self.id_prefix),
+            format!("{}-{i}-b", self.id_prefix),
+        ];
+        let cid = format!("dc_{:x}", self.rng.next_u64());
+        let sdp = &self.sdp;
+        let msg = |ty: &str, payload: &str, dst: &str| {
+            format!(r#"{{"type":"{ty}","payload":{{{payload},"type":"data","connectionId":"{cid}"}},"dst":"{dst}"}}"#)
+                .into_bytes()
+        };
+        let candidate = r#""candidate":{"candidate":"candidate:842163049 1 udp 1677729535 127.0.0.1 50000 typ srflx raddr 0.0.0.0 rport 0 generation 0 ufrag Xk3x network-cost 999","sdpMid":"0","sdpMLineIndex":0,"usernameFragment":"Xk3x"}"#;
+        let msgs = [
+            msg(
+                "OFFER",
+                &format!(r#""sdp":{{"type":"offer","sdp":{sdp}}}"#),
+                &ids[B],
+            ),
+            msg(
+                "ANSWER",
+                &format!(r#""sdp":{{"type":"answer","sdp":{sdp}}}"#),
+                &ids[A],
+            ),
+            msg("CANDIDATE", candidate, &ids[B]),
+            msg("CANDIDATE", candidate, &ids[A]),
+        ];
+        let now = Instant::now();
+        let mut p = Pair {
+            step: Step::Opening(false, false),
+            started: now,
+            sent_at: now,
+            last_beat: now,
+            sides: [None, None],
+            msgs,
+        };
+        for side in [A, B] {
+            let token = self.rng.next_u64();
+            let q = format!(
+                "{}&id={}&token={:010x}&version=1.5.5",
+                self.path,
+                ids[side],
+                token & 0xff_ffff_ffff
+            );
+            let src = (!self.sources.is_empty())
+                .then(|| self.sources[self.connects % self.sources.len()]);
+            self.connects += 1;
+            match Conn::connect(
+                poll,
+                Token(i * 2 + side),
+                self.addr,
+                src,
+                &self.host,
+                &q,
+                &mut self.rng,
+            ) {
+                Ok(c) => p.sides[side] = Some(c),
+                Err(e) => {
+                    fail(&mut p, poll, &self.shared, &mut out.errors, &e);
+                    break;
+                }
+            }
+        }
+        self.pairs[i] = Some(p);
+        self.flush(poll, i, out);
+    }
+
+    fn send_offer(&mut self, i: usize) {
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        if p.step != Step::Ready {
+            return;
+        }
+        if let Some(c) = p.sides[A].as_mut() {
+            c.send(&p.msgs[0], &mut self.rng);
+            p.sent_at = Instant::now();
+            p.step = Step::WaitOffer;
+        }
+    }
+
+    /// Write what is queued on both sides.
+    fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        for side in [A, B] {
+            if let Some(Err(e)) = p.sides[side].as_mut().map(Conn::flush) {
+                fail(p, poll, &self.shared, &mut out.errors, &e);
+                return;
+            }
+        }
+    }
+
+    fn drive(&mut self, poll: &Poll, i: usize, running: bool, out: &mut Outcome) {
+        self.flush(poll, i, out);
+        let mut msgs = Vec::new();
+        for side in [A, B] {
+            let Some(p) = self.pairs[i].as_mut() else {
+                return;
+            };
+            let Some(c) = p.sides[side].as_mut() else {
+                continue;
+            };
+            let got = c.read(&mut msgs, &mut self.rng);
+            for m in msgs.drain(..) {
+                self.on_message(poll, i, side, &m, running, out);
+            }
+            if let Err(e) = got {
+                if let Some(p) = self.pairs[i].as_mut() {
+                    fail(p, poll, &self.shared, &mut out.errors, &e);
+                }
+                return;
+            }
+        }
+        self.flush(poll, i, out);
+    }
+
+    fn on_message(
+        &mut self,
+        poll: &Poll,
+        i: usize,
+        side: usize,
+        text: &[u8],
+        running: bool,
+        out: &mut Outcome,
+    ) {
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
+        let relayed = |p: &mut Pair, from: usize, msg: usize, next: Step, rng: &mut Rng| {
+            if let Some(c) = p.sides[from].as_mut() {
+                c.send(&p.msgs[msg], rng);
+            }
+            p.step = next;
+        };
+        match (p.step, side) {
+            (Step::Failed, _) => return,
+            (Step::Opening(a, b), _) if text == OPEN => {
+                let (a, b) = (a || side == A, b || side == B);
+                p.step = Step::Opening(a, b);
+                if a && b {
+                    p.step = Step::Ready;
+                    out.setup.record(p.started.elapsed().as_nanos() as u64);
+                    self.shared.registered.fetch_add(1, Relaxed);
+                    if running && self.rate.is_none() {
+                        self.send_offer(i);
+                    }
+                }
+                return;
+            }
+            (Step::WaitOffer, B) if text.starts_with(OFFER) => {
+                relayed(p, B, 1, Step::WaitAnswer, &mut self.rng);
+            }
+            (Step::WaitAnswer, A) if text.starts_with(ANSWER) => {
+                out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
+                self.shared.round_trips.fetch_add(1, Relaxed);
+                relayed(p, A, 2, Step::WaitCandidateA, &mut self.rng);
+            }
+            (Step::WaitCandidateA, B) if text.starts_with(CANDIDATE) => {
+                relayed(p, B, 3, Step::WaitCandidateB, &mut self.rng);
+            }
+            (Step::WaitCandidateB, A) if text.starts_with(CANDIDATE) => {
+                p.step = Step::Ready;
+                if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
+                    self.send_offer(i);
+                }
+            }
+            _ => {
+                let what = String::from_utf8_lossy(&text[..text.len().min(80)]).into_owned();
+                let msg = format!("unexpected message: {what}");
+                fail(p, poll, &self.shared, &mut out.errors, &msg);
+                return;
+            }
+        }
+        self.shared.messages.fetch_add(1, Relaxed);
+    }
+}
+
+fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, why: &str) {
+    if p.step == Step::Failed {
+        return;
+    }
+    p.step = Step::Failed;
+    shared.failed.fetch_add(1, Relaxed);
+    errors.push(why.to_string());
+    for s in p.sides.iter_mut() {
+        if let Some(mut c) = s.take() {
+            c.deregister(poll);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdp_has_the_size_asked_for_and_survives_json() {
+        for size in [16, 64, 700, 5000] {
+            let text = sdp_text(size);
+            assert_eq!(text.len(), size);
+            assert!(text.starts_with("v=0\r\n"));
+            let json = serde_json::to_string(&text).unwrap();
+            assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! One client WebSocket of the dialect scenarios that hold many plain ones (`peerjs`,
+//! `ywebrtc`): a non-blocking socket registered with a mio poll (bound to a `--source-ips`
+//! address if given), its upgrade, queued writes, and the server's whole text or binary
+//! messages read off it, pings answered. The scenarios keep their own state per connection and
+//! only look at messages.
+
+use crate::engine;
+use crate::ws::{self, Rng, Upgrade, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
+use mio::net::TcpStream;
+use mio::{Interest, Poll, Token};
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, SocketAddr};
+
+pub struct Conn {
+    sock: TcpStream,
+    /// `Some(accept)` until the 101 arrived.
+    accept: Option<String>,
+    rx: Vec<u8>,
+    tx: Vec<u8>,
+    /// A fragmented message being put together.
+    frag: Option<Vec<u8>>,
+}
+
+impl Conn {
+    /// Connect to `addr` (from `src` if given), register with `poll` as `token`, and queue the
+    /// upgrade request for `path`.
+    pub fn connect(
+        poll: &Poll,
+        token: Token,
+        addr: SocketAddr,
+        src: Option<IpAddr>,
+        host: &str,
+        path: &str,
+        rng: &mut Rng,
+    ) -> Result<Conn, String> {
+        let mut sock = engine::open_socket(addr, src).map_err(|e| engine::classify(&e).0)?;
+        poll.registry()
+            .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+            .map_err(|e| format!("register: {e}"))?;
+        let (tx, accept) = ws::upgrade_request(host, path, rng);
+        Ok(Conn {
+            sock,
+            accept: Some(accept),
+            rx: Vec::new(),
+            tx,
+            frag: None,
+        })
+    }
+
+    /// The upgrade is done (messages may be sent).
+    pub fn is_open(&self) -> bool {
+        self.accept.is_none()
+    }
+
+    /// Queue one text message.
+    pub fn send(&mut self, text: &[u8], rng: &mut Rng) {
+        ws::encode_frame(&mut self.tx, OP_TEXT, text, rng);
+    }
+
+    /// Write what is queued, as far as the socket takes it.
+    pub fn flush(&mut self) -> Result<(), String> {
+        while !self.tx.is_empty() {
+            match self.sock.write(&self.tx) {
+                Ok(n) => {
+                    self.tx.drain(..n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                // Still connecting: the writable event comes later.
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("write: {}", engine::classify(&e).0)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Read what arrived and append the server's whole messages to `out`; pings are answered
+    /// (queued, flushed by the caller). `Err` when the connection is over or broke the
+    /// protocol.
+    pub fn read(&mut self, out: &mut Vec<Vec<u8>>, rng: &mut Rng) -> Result<(), String> {
+        let mut buf = [0u8; 16384];
+        loop {
+            match self.sock.read(&mut buf) {
+                Ok(0) => return Err("closed by the server".into()),
+                Ok(n) => {
+                    self.rx.extend_from_slice(&buf[..n]);
+                    self.parse(out, rng)?;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("read: {}", engine::classify(&e).0)),
+            }
+        }
+    }
+
+    fn parse(&mut self, out: &mut Vec<Vec<u8>>, rng: &mut Rng) -> Result<(), String> {
+        if let Some(accept) = &self.accept {
+            match ws::parse_upgrade(&self.rx, accept) {
+                Upgrade::Partial => return Ok(()),
+                Upgrade::Done(n) => {
+                    self.rx.drain(..n);
+                    self.accept = None;
+                }
+                Upgrade::Status(code) => {
+                    let text = String::from_utf8_lossy(&self.rx);
+                    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+                    let body: String = body.trim().chars().take(80).collect();
+                    return Err(format!("upgrade refused: HTTP {code} {body}"));
+                }
+                Upgrade::Invalid(why) => return Err(why.into()),
+            }
+        }
+        let mut used = 0;
+        while let Some(f) = ws::parse_frame(&self.rx[used..])? {
+            let payload = &self.rx[used + f.payload.start..used + f.payload.end];
+            match (f.opcode, &mut self.frag) {
+                (OP_PING, _) => ws::encode_frame(&mut self.tx, OP_PONG, payload, rng),
+                (OP_PONG, _) => {}
+                (OP_CLOSE, _) => {
+                    let code = match payload {
+                        [a, b, ..] => u16::from_be_bytes([*a, *b]).to_string(),
+                        _ => "none".into(),
+                    };
+                    return Err(format!("closed by the server (code {code})"));
+                }
+                (OP_TEXT | OP_BINARY, None) if f.fin => out.push(payload.to_vec()),
+                (OP_TEXT | OP_BINARY, None) => self.frag = Some(payload.to_vec()),
+                (OP_CONT, Some(m)) => {
+                    if m.len() + payload.len() > ws::MAX_FRAME as usize {
+                        return Err("message too large".into());
+                    }
+                    m.extend_from_slice(payload);
+                    if f.fin {
+                        out.extend(self.frag.take());
+                    }
+                }
+                _ => return Err("protocol error from the server: bad fragmentation".into()),
+            }
+            used += f.payload.end;
+        }
+        self.rx.drain(..used);
+        Ok(())
+    }
+
+    pub fn deregister(&mut self, poll: &Poll) {
+        let _ = poll.registry().deregister(&mut self.sock);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A connected pair: a `Conn` on one end (registered with `poll`), the server's end raw.
+    fn pair(poll: &Poll) -> (Conn, std::net::TcpStream) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut rng = Rng::new(7);
+        let addr = l.local_addr().unwrap();
+        let c = Conn::connect(poll, Token(0), addr, None, "h", "/p", &mut rng).unwrap();
+        let (s, _) = l.accept().unwrap();
+        (c, s)
+    }
+
+    fn read_all(c: &mut Conn, out: &mut Vec<Vec<u8>>) -> Result<(), String> {
+        let mut rng = Rng::new(3);
+        for _ in 0..200 {
+            c.read(out, &mut rng)?;
+            if !out.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn upgrade_then_whole_messages_pings_answered() {
+        let poll = Poll::new().unwrap();
+        let (mut c, mut s) = pair(&poll);
+        for _ in 0..100 {
+            c.flush().unwrap();
+            if c.tx.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let mut head = vec![0u8; 4096];
+        let n = s.read(&mut head).unwrap();
+        let head = String::from_utf8_lossy(&head[..n]).into_owned();
+        assert!(head.starts_with("GET /p HTTP/1.1\r\n"), "{head}");
+        let key = head
+            .lines()
+            .find_map(|l| l.strip_prefix("Sec-WebSocket-Key: "))
+            .unwrap();
+        assert!(!c.is_open());
+        // The 101, a ping, a message in two fragments and a whole one, in one write.
+        let mut w = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            ws::accept_for(key)
+        )
+        .into_bytes();
+        w.extend_from_slice(&[0x89, 2, b'h', b'i']);
+        w.extend_from_slice(&[0x01, 3, b'a', b'b', b'c']);
+        w.extend_from_slice(&[0x80, 2, b'd', b'e']);
+        w.extend_from_slice(&[0x81, 1, b'f']);
+        s.write_all(&w).unwrap();
+        let mut out = Vec::new();
+        read_all(&mut c, &mut out).unwrap();
+        assert!(c.is_open());
+        assert_eq!(out, vec![b"abcde".to_vec(), b"f".to_vec()]);
+        // The pong is queued, masked, with the ping's payload.
+        let f = c.tx.clone();
+        assert_eq!((f[0], f[1]), (0x8A, 0x82));
+        let mut body = f[6..8].to_vec();
+        ws::mask(&mut body, [f[2], f[3], f[4], f[5]]);
+        assert_eq!(body, b"hi");
+        // A close frame ends it, naming the code.
+        s.write_all(&[0x88, 2, 0x03, 0xe8]).unwrap();
+        out.clear();
+        let e = read_all(&mut c, &mut out).unwrap_err();
+        assert!(e.contains("1000"), "{e}");
+    }
+
+    #[test]
+    fn a_refused_upgrade_names_the_status() {
+        let poll = Poll::new().unwrap();
+        let (mut c, mut s) = pair(&poll);
+        s.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nno!")
+            .unwrap();
+        let e = read_all(&mut c, &mut Vec::new()).unwrap_err();
+        assert!(e.starts_with("upgrade refused: HTTP 400 no!"), "{e}");
+    }
+}

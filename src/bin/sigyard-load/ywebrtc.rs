@@ -1,0 +1,603 @@
+//! The `ywebrtc` scenario: y-webrtc signaling (the protocol of y-webrtc 10.3.0's
+//! `bin/server.js`), publishes fanned out to every subscriber of a topic.
+//!
+//! Setup: `--connections` WebSockets on the URL's path (`/y-webrtc` by default; the original
+//! server takes any path), at most `--concurrency` setting up at once, split into topics of
+//! `--fanout` subscribers each (the last topic takes the rest; topic names are random per run).
+//! Each sends `{"type":"subscribe","topics":[T]}` once upgraded, then `{"type":"ping"}`: the
+//! server handles a socket's messages in order, so its `pong` says the subscription is in
+//! place. Setup latency runs from the connect to the `pong`.
+//!
+//! Then, for `--duration`, every topic has one publish in flight at a time: a subscriber (each
+//! of the topic's subscribers in turn) sends `{"type":"publish","topic":T,"data":"…"}` whose
+//! data is `--size` characters, the send time first (16 hex digits of the tool's clock), and
+//! the server delivers it to every subscriber of T, the sender too. The publish is complete
+//! when the last of them got it; its latency runs from the send time in the data to that last
+//! receipt (one clock: all subscribers of a topic live in one thread of this process). Closed
+//! loop by default (the next publish as soon as one completes); with `--rate R`, R publishes
+//! per second over all topics, round robin, a topic whose publish is still in flight skipped.
+//! Deliveries are the publishes received, by all subscribers.
+//!
+//! With `--server-pid`, the server's memory before the first connect and with every
+//! subscription in place (before the publishes), per subscriber. One mio event loop per thread
+//! (`--threads`), each owning whole topics; `--workers` is not supported for this scenario.
+
+use crate::args::Opts;
+use crate::engine::now_ns;
+use crate::hist::Histogram;
+use crate::phases;
+use crate::ws::Rng;
+use crate::wsconn::Conn;
+use mio::{Events, Poll, Token};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+// Phase 0 (the default) is setup.
+const RUNNING: u8 = 1;
+const STOP: u8 = 2;
+const PING: &[u8] = br#"{"type":"ping"}"#;
+const PONG: &[u8] = br#"{"type":"pong"}"#;
+const PUBLISH: &[u8] = br#"{"type":"publish","#;
+const DATA: &[u8] = br#""data":""#;
+
+/// What the threads share with the coordinator.
+#[derive(Default)]
+struct Shared {
+    phase: AtomicU8,
+    subscribed: AtomicU64,
+    failed: AtomicU64,
+    publishes: AtomicU64,
+    deliveries: AtomicU64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Step {
+    /// Waiting for the 101.
+    Connecting,
+    /// Subscribe and ping sent, waiting for the pong.
+    Subscribing,
+    Subscribed,
+    Failed,
+}
+
+struct Sub {
+    conn: Option<Conn>,
+    step: Step,
+    topic: usize,
+    started: Instant,
+    /// The send time of the last publish this subscriber got (each counts once).
+    seen: u64,
+}
+
+struct Topic {
+    /// Its subscribers (indexes into the thread's `subs`).
+    members: Vec<usize>,
+    /// The subscribe message.
+    subscribe: Vec<u8>,
+    /// The publish message; the send time goes at `stamp_at`.
+    publish: Vec<u8>,
+    stamp_at: usize,
+    /// Subscribers subscribed and still connected.
+    alive: u32,
+    /// The next publisher, counting round the members.
+    turn: usize,
+    /// The publish in flight: its send time and how many subscribers have yet to get it.
+    in_flight: Option<(u64, u32)>,
+}
+
+/// What one thread measured.
+struct Outcome {
+    setup: Histogram,
+    latency: Histogram,
+    errors: Vec<String>,
+}
+
+pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
+    if o.workers > 1 {
+        return Err("--workers: not supported by the ywebrtc scenario".into());
+    }
+    if o.tls_name.is_some() {
+        return Err("--url: ws:// only for the ywebrtc scenario".into());
+    }
+    let path = if o.path == "/echo" {
+        "/y-webrtc"
+    } else {
+        &o.path
+    }
+    .to_string();
+    let topics = o.connections.div_ceil(o.fanout);
+    let threads = (o.threads as u64).clamp(1, topics.max(1));
+    let shared = Arc::new(Shared::default());
+    let sources: Vec<IpAddr> = (1..=o.source_ips)
+        .filter(|_| o.source_ips > 1)
+        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
+        .collect();
+    let run_tag = seed();
+    let mem_before = o.server_pid.and_then(crate::server_mem);
+    let mut done = Vec::new();
+    let mut handles = Vec::new();
+    let start = Instant::now();
+    let mut first_topic = 0;
+    for t in 0..threads {
+        let my_topics = topics / threads + u64::from(t < topics % threads);
+        let setup_done = Arc::new(AtomicBool::new(false));
+        done.push(setup_done.clone());
+        let mut my_sources = sources.clone();
+        if !my_sources.is_empty() {
+            my_sources.rotate_left(t as usize % sources.len());
+        }
+        let mut w = Worker {
+            addr: o.addr,
+            host: o.host.clone(),
+            path: path.clone(),
+            sources: my_sources,
+            timeout: o.timeout,
+            concurrency: (o.concurrency / threads).max(1),
+            rate: o.rate.map(|r| r * my_topics as f64 / topics.max(1) as f64),
+            rng: Rng::new(0x0079_7765 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag),
+            shared: shared.clone(),
+            setup_done,
+            subs: Vec::new(),
+            topics: Vec::new(),
+        };
+        for k in first_topic..first_topic + my_topics {
+            let members = o.fanout.min(o.connections - k * o.fanout);
+            let name = format!("load-{:012x}-{k}", run_tag & 0xffff_ffff_ffff);
+            w.add_topic(&name, members as usize, o.size);
+        }
+        first_topic += my_topics;
+        let h = std::thread::Builder::new()
+            .name(format!("ywebrtc-{t}"))
+            .spawn(move || w.run())
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        handles.push(h);
+    }
+    let mut mem_at_n = None;
+    let run = phases::run_threads(
+        start,
+        &done,
+        &shared.phase,
+        o.duration,
+        handles,
+        |setup_s| {
+            if o.server_pid.is_some() {
+                // Let the server finish its side of the last subscriptions.
+                std::thread::sleep(Duration::from_millis(300));
+                mem_at_n = o.server_pid.and_then(crate::server_mem);
+            }
+            if !o.quiet {
+                eprintln!(
+                    "sigyard-load: {} subscribers in {setup_s:.2} s ({} failed); publishes for {:?}",
+                    shared.subscribed.load(Relaxed),
+                    shared.failed.load(Relaxed),
+                    o.duration
+                );
+            }
+        },
+    )?;
+    let mem_end = o.server_pid.and_then(crate::server_mem);
+    let (setup_s, window_s) = (run.setup_s, run.window_s);
+    let subscribed = shared.subscribed.load(Relaxed);
+    let mut setup = Histogram::new();
+    let mut latency = Histogram::new();
+    for out in &run.outcomes {
+        setup.merge(&out.setup);
+        latency.merge(&out.latency);
+    }
+    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    if subscribed == 0 {
+        return Err(format!("no subscriber could be set up: {errors:?}"));
+    }
+    let lat = phases::latency_json;
+    let (publishes, deliveries) = (
+        shared.publishes.load(Relaxed),
+        shared.deliveries.load(Relaxed),
+    );
+    let mut v = serde_json::json!({
+        "scenario": "ywebrtc",
+        "url": o.url,
+        "threads": threads,
+        "connections": o.connections,
+        "fanout": o.fanout,
+        "topics": topics,
+        "subscribed": subscribed,
+        "failed": shared.failed.load(Relaxed),
+        "setup_s": setup_s,
+        "subscribers_per_s": subscribed as f64 / setup_s.max(1e-9),
+        "setup_latency_us": lat(&setup),
+        "window_s": window_s,
+        "publishes": publishes,
+        "publishes_per_s": publishes as f64 / window_s.max(1e-9),
+        "deliveries": deliveries,
+        "deliveries_per_s": deliveries as f64 / window_s.max(1e-9),
+        "latency_us": lat(&latency),
+        "errors": errors,
+    });
+    phases::extend(
+        &mut v,
+        phases::memory_json(mem_before, mem_at_n, mem_end, subscribed),
+    );
+    Ok(v)
+}
+
+/// The readable summary of `run`'s JSON.
+pub fn text(v: &serde_json::Value) -> String {
+    let l = |k: &str| phases::latency_text(&v[k]);
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
+    format!(
+        "scenario ywebrtc  url {}  threads {}\n\
+         subscribers: {} of {} in {} topics of {} subscribed in {:.2} s, {} failed: {:.0} subscribers/s\n\
+         subscribe latency (connect to the pong after the subscribe): {}\n\
+         {}\
+         publishes: {} in {:.1} s = {:.0}/s; deliveries {} = {:.0}/s\n\
+         publish-to-last-subscriber latency: {}\n\
+         errors: {}\n",
+        v["url"].as_str().unwrap_or(""),
+        v["threads"],
+        v["subscribed"],
+        v["connections"],
+        v["topics"],
+        v["fanout"],
+        f("setup_s"),
+        v["failed"],
+        f("subscribers_per_s"),
+        l("setup_latency_us"),
+        phases::memory_text(v, v["subscribed"].as_u64().unwrap_or(0), "subscriber"),
+        v["publishes"],
+        f("window_s"),
+        f("publishes_per_s"),
+        v["deliveries"],
+        f("deliveries_per_s"),
+        l("latency_us"),
+        v["errors"]
+    )
+}
+
+fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()) << 32
+}
+
+/// Where `needle` first occurs in `hay`.
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+/// The send time at the front of a publish's data (16 hex digits).
+fn stamp_of(text: &[u8]) -> Option<u64> {
+    let at = find(text, DATA)? + DATA.len();
+    let hex = std::str::from_utf8(text.get(at..at + 16)?).ok()?;
+    u64::from_str_radix(hex, 16).ok()
+}
+
+struct Worker {
+    addr: SocketAddr,
+    host: String,
+    path: String,
+    /// `--source-ips`: the addresses to bind to, round robin (empty: none).
+    sources: Vec<IpAddr>,
+    timeout: Duration,
+    concurrency: u64,
+    /// `--rate`: publishes per second for this thread (paced); `None`: closed loop.
+    rate: Option<f64>,
+    rng: Rng,
+    shared: Arc<Shared>,
+    setup_done: Arc<AtomicBool>,
+    subs: Vec<Sub>,
+    topics: Vec<Topic>,
+}
+
+impl Worker {
+    fn add_topic(&mut self, name: &str, members: usize, size: usize) {
+        let k = self.topics.len();
+        let first = self.subs.len();
+        let now = Instant::now();
+        self.subs.extend((0..members).map(|_| Sub {
+            conn: None,
+            step: Step::Connecting,
+            topic: k,
+            started: now,
+            seen: 0,
+        }));
+        let name = serde_json::to_string(name).expect("a string");
+        let head = format!(r#"{{"type":"publish","topic":{name},"data":""#);
+        let mut publish = head.clone().into_bytes();
+        publish.resize(publish.len() + size, b'A');
+        publish.extend_from_slice(b"\"}");
+        self.topics.push(Topic {
+            members: (first..first + members).collect(),
+            subscribe: format!(r#"{{"type":"subscribe","topics":[{name}]}}"#).into_bytes(),
+            publish,
+            stamp_at: head.len(),
+            alive: 0,
+            turn: 0,
+            in_flight: None,
+        });
+    }
+
+    fn run(mut self) -> Outcome {
+        let mut out = Outcome {
+            setup: Histogram::new(),
+            latency: Histogram::new(),
+            errors: Vec::new(),
+        };
+        let mut poll = match Poll::new() {
+            Ok(p) => p,
+            Err(e) => {
+                out.errors.push(format!("poll: {e}"));
+                self.setup_done.store(true, Relaxed);
+                return out;
+            }
+        };
+        let mut events = Events::with_capacity(1024);
+        let mut next = 0usize; // the next subscriber to start
+        let mut in_flight = 0u64;
+        let mut running = false;
+        // Paced publishes: how many were sent since the run began, and where to look next.
+        let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
+        let mut last_scan = Instant::now();
+        loop {
+            let phase = self.shared.phase.load(Relaxed);
+            if phase == STOP {
+                break;
+            }
+            // Setup: keep `concurrency` subscribers setting up.
+            while next < self.subs.len() && in_flight < self.concurrency {
+                self.start(&poll, next, &mut out);
+                in_flight += u64::from(self.subs[next].step != Step::Failed);
+                next += 1;
+            }
+            // Deadlines of subscribers setting up, ten times a second while there are any.
+            let now = Instant::now();
+            if in_flight > 0 && now.duration_since(last_scan) >= Duration::from_millis(100) {
+                last_scan = now;
+                for s in 0..next {
+                    let sub = &self.subs[s];
+                    let late = now.duration_since(sub.started) > self.timeout;
+                    if matches!(sub.step, Step::Connecting | Step::Subscribing) && late {
+                        self.fail(&poll, s, "setup timed out", &mut out);
+                        in_flight -= 1;
+                    }
+                }
+            }
+            if next == self.subs.len() && in_flight == 0 {
+                self.setup_done.store(true, Relaxed);
+            }
+            if phase == RUNNING && !running {
+                running = true;
+                run_start = Instant::now();
+                if self.rate.is_none() {
+                    for k in 0..self.topics.len() {
+                        self.publish(&poll, k, &mut out);
+                    }
+                }
+            }
+            if let (true, Some(rate)) = (running, self.rate) {
+                // Open loop: publishes on schedule, round robin over the topics with none in
+                // flight (a topic still waiting is skipped, not queued).
+                let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
+                let n = self.topics.len();
+                let mut looked = 0;
+                while paced < due && looked < n {
+                    let k = cursor;
+                    cursor = (cursor + 1) % n;
+                    looked += 1;
+                    if self.topics[k].in_flight.is_none() && self.publish(&poll, k, &mut out) {
+                        paced += 1;
+                        looked = 0;
+                    }
+                }
+                paced = paced.max(due.saturating_sub(n as u64));
+            }
+            let tick = if self.rate.is_some() && running { 1 } else { 5 };
+            let _ = poll.poll(&mut events, Some(Duration::from_millis(tick)));
+            let ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
+            for s in ready {
+                let before = self.subs[s].step;
+                self.drive(&poll, s, running, &mut out);
+                let after = self.subs[s].step;
+                let setting_up = |st| matches!(st, Step::Connecting | Step::Subscribing);
+                if setting_up(before) && !setting_up(after) {
+                    in_flight -= 1;
+                }
+            }
+        }
+        out
+    }
+
+    fn start(&mut self, poll: &Poll, s: usize, out: &mut Outcome) {
+        let src = (!self.sources.is_empty()).then(|| self.sources[s % self.sources.len()]);
+        self.subs[s].started = Instant::now();
+        match Conn::connect(
+            poll,
+            Token(s),
+            self.addr,
+            src,
+            &self.host,
+            &self.path,
+            &mut self.rng,
+        ) {
+            Ok(c) => {
+                self.subs[s].conn = Some(c);
+                self.flush(poll, s, out);
+            }
+            Err(e) => self.fail(poll, s, &e, out),
+        }
+    }
+
+    /// Publish on topic `k` from its next subscriber; false if none is left.
+    fn publish(&mut self, poll: &Poll, k: usize, out: &mut Outcome) -> bool {
+        let t = &mut self.topics[k];
+        if t.in_flight.is_some() || t.alive == 0 {
+            return false;
+        }
+        let n = t.members.len();
+        let Some(from) = (0..n)
+            .map(|j| t.members[(t.turn + j) % n])
+            .find(|&s| self.subs[s].step == Step::Subscribed)
+        else {
+            return false;
+        };
+        t.turn = t.turn.wrapping_add(1);
+        let stamp = now_ns();
+        let hex = format!("{stamp:016x}");
+        t.publish[t.stamp_at..t.stamp_at + 16].copy_from_slice(hex.as_bytes());
+        t.in_flight = Some((stamp, t.alive));
+        if let Some(c) = self.subs[from].conn.as_mut() {
+            c.send(&t.publish, &mut self.rng);
+        }
+        self.shared.publishes.fetch_add(1, Relaxed);
+        self.flush(poll, from, out);
+        true
+    }
+
+    /// Publish `k`'s publish in flight reached every subscriber still there.
+    fn complete(&mut self, poll: &Poll, k: usize, out: &mut Outcome) {
+        let Some((stamp, _)) = self.topics[k].in_flight.take() else {
+            return;
+        };
+        out.latency.record(now_ns().saturating_sub(stamp));
+        if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
+            self.publish(poll, k, out);
+        }
+    }
+
+    fn flush(&mut self, poll: &Poll, s: usize, out: &mut Outcome) {
+        if let Some(Err(e)) = self.subs[s].conn.as_mut().map(Conn::flush) {
+            self.fail(poll, s, &e, out);
+        }
+    }
+
+    fn drive(&mut self, poll: &Poll, s: usize, running: bool, out: &mut Outcome) {
+        self.flush(poll, s, out);
+        let sub = &mut self.subs[s];
+        let Some(c) = sub.conn.as_mut() else {
+            return;
+        };
+        let mut msgs = Vec::new();
+        let got = c.read(&mut msgs, &mut self.rng);
+        if sub.step == Step::Connecting && c.is_open() {
+            c.send(&self.topics[sub.topic].subscribe, &mut self.rng);
+            c.send(PING, &mut self.rng);
+            sub.step = Step::Subscribing;
+        }
+        for m in msgs {
+            self.on_message(poll, s, &m, running, out);
+        }
+        match got {
+            Err(e) => self.fail(poll, s, &e, out),
+            Ok(()) => self.flush(poll, s, out),
+        }
+    }
+
+    fn on_message(&mut self, poll: &Poll, s: usize, text: &[u8], running: bool, out: &mut Outcome) {
+        let sub = &mut self.subs[s];
+        let k = sub.topic;
+        match sub.step {
+            Step::Subscribing if text == PONG => {
+                sub.step = Step::Subscribed;
+                out.setup.record(sub.started.elapsed().as_nanos() as u64);
+                self.shared.subscribed.fetch_add(1, Relaxed);
+                self.topics[k].alive += 1;
+                if running && self.rate.is_none() {
+                    self.publish(poll, k, out);
+                }
+            }
+            Step::Subscribed if text.starts_with(PUBLISH) => {
+                self.shared.deliveries.fetch_add(1, Relaxed);
+                let stamp = stamp_of(text);
+                match self.topics[k].in_flight {
+                    Some((want, left)) if stamp == Some(want) && sub.seen != want => {
+                        sub.seen = want;
+                        self.topics[k].in_flight = Some((want, left - 1));
+                        if left == 1 {
+                            self.complete(poll, k, out);
+                        }
+                    }
+                    _ => out.errors.push("a publish not in flight".into()),
+                }
+            }
+            Step::Subscribed if text == PONG => {}
+            Step::Failed => {}
+            _ => {
+                let what = String::from_utf8_lossy(&text[..text.len().min(80)]).into_owned();
+                self.fail(poll, s, &format!("unexpected message: {what}"), out);
+            }
+        }
+    }
+
+    fn fail(&mut self, poll: &Poll, s: usize, why: &str, out: &mut Outcome) {
+        let sub = &mut self.subs[s];
+        if sub.step == Step::Failed {
+            return;
+        }
+        let was = std::mem::replace(&mut sub.step, Step::Failed);
+        if let Some(mut c) = sub.conn.take() {
+            c.deregister(poll);
+        }
+        self.shared.failed.fetch_add(1, Relaxed);
+        out.errors.push(why.to_string());
+        if was == Step::Subscribed {
+            let (k, seen) = (sub.topic, sub.seen);
+            let t = &mut self.topics[k];
+            t.alive -= 1;
+            // The publish in flight no longer waits for this one.
+            if let Some((want, left)) = t.in_flight {
+                if seen != want {
+                    t.in_flight = Some((want, left - 1));
+                    if left == 1 {
+                        self.complete(poll, k, out);
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publish_carries_its_send_time_and_size() {
+        let mut w = Worker {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            host: String::new(),
+            path: "/y-webrtc".into(),
+            sources: Vec::new(),
+            timeout: Duration::from_secs(1),
+            concurrency: 1,
+            rate: None,
+            rng: Rng::new(1),
+            shared: Arc::default(),
+            setup_done: Arc::default(),
+            subs: Vec::new(),
+            topics: Vec::new(),
+        };
+        w.add_topic("room \"a\"", 3, 40);
+        w.add_topic("b", 2, 16);
+        assert_eq!(w.subs.len(), 5);
+        assert_eq!(w.topics[1].members, vec![3, 4]);
+        let t = &mut w.topics[0];
+        t.publish[t.stamp_at..t.stamp_at + 16].copy_from_slice(b"00000000deadbeef");
+        let v: serde_json::Value = serde_json::from_slice(&t.publish).unwrap();
+        assert_eq!(v["topic"], "room \"a\"");
+        assert_eq!(v["data"].as_str().unwrap().len(), 40);
+        let sub: serde_json::Value = serde_json::from_slice(&t.subscribe).unwrap();
+        assert_eq!(sub["topics"][0], "room \"a\"");
+        // What the server sends back: the publish with `clients` appended.
+        let mut back = t.publish[..t.publish.len() - 1].to_vec();
+        back.extend_from_slice(br#","clients":3}"#);
+        assert!(back.starts_with(PUBLISH));
+        assert_eq!(stamp_of(&back), Some(0xdead_beef));
+        assert_eq!(stamp_of(br#"{"type":"publish","data":"12"}"#), None);
+        assert_eq!(
+            stamp_of(br#"{"type":"publish","data":"zzzzzzzzzzzzzzzz"}"#),
+            None
+        );
+    }
+}
