@@ -28,6 +28,7 @@ const fmtUs = us => (us >= 10000 ? `${(us / 1000).toFixed(1)} ms` : us >= 1000 ?
 function measure(r, what) {
   const j = r.json
   if (!j) return { why: r.note || 'no result' }
+  if (j.scenario === 'peerjs' || j.scenario === 'ywebrtc') return measureDialect(r, what)
   if (what === 'idle') {
     if (j.established < j.attempted) return { why: `only ${fmtInt(j.established)} of ${fmtInt(j.attempted)} connections opened` }
     const v = j.server_rss_per_connection_bytes
@@ -40,6 +41,24 @@ function measure(r, what) {
   if (r.ticks == null) return { why: 'no CPU reading' }
   if (what === 'cpugib') return { value: r.ticks / tck / ((j.messages_received * Number(opt['stream-size'])) / 2 ** 30) }
   return { value: r.ticks / tck / (j.messages_received / 1e6) }
+}
+// The same for a peerjs / ywebrtc summary: clients set up (idle) or messages relayed (PeerJS)
+// and delivered (y-webrtc).
+function measureDialect(r, what) {
+  const j = r.json
+  const [got, want] = j.scenario === 'peerjs' ? [j.clients, 2 * j.pairs] : [j.subscribed, j.connections]
+  if (what === 'idle') {
+    if (got < want) return { why: `only ${fmtInt(got)} of ${fmtInt(want)} clients set up` }
+    const v = j.server_rss_per_connection_bytes
+    return v == null ? { why: 'no RSS reading' } : { value: v }
+  }
+  const msgs = j.scenario === 'peerjs' ? j.messages : j.deliveries
+  const errors = Object.keys(j.errors ?? {})
+  if (j.failed > 0 || msgs === 0) return { why: `${j.failed} failed, ${msgs} messages${errors.length ? ': ' + errors[0] : ''}` }
+  if (what === 'rate') return { value: j.scenario === 'peerjs' ? j.messages_per_s : j.deliveries_per_s }
+  if (what === 'p99') return { value: j.latency_us.p99 }
+  if (r.ticks == null) return { why: 'no CPU reading' }
+  return { value: r.ticks / tck / (msgs / 1e6) }
 }
 const fmt = {
   idle: v => `${fmtInt(v)} B`,
@@ -60,6 +79,11 @@ function series(server, workload, what) {
 const mean = xs => xs.reduce((a, b) => a + b, 0) / xs.length
 
 const rows = []
+const parts = (opt.only || 'base,peerjs,ywebrtc').split(',')
+// The sigyard ÷ original ratio of the means of one metric (null if either is missing).
+function ratioOf(a, b) {
+  return a.why || b.why ? null : mean(a.values) / mean(b.values)
+}
 function row(peer, workload, metric, what, a, b) {
   const cell = m => (m.why ? `— (${m.why})` : fmt[what](mean(m.values)))
   let ratio = '—'
@@ -76,33 +100,59 @@ const peers = [
   ['tokio', 'tokio-tungstenite echo, 4 KiB buffers, 1 thread', 'echo'],
   ['bun', `bun${opt.bun ? ' ' + opt.bun : ''} \`Bun.serve\` (µWebSockets)`, 'echo'],
 ]
-for (const [key, label, mode] of peers) {
-  const idleLabel = key === 'relay4' ? 'idle (waiting pipe sockets)' : 'idle'
+if (parts.includes('base')) {
+  for (const [key, label, mode] of peers) {
+    const idleLabel = key === 'relay4' ? 'idle (waiting pipe sockets)' : 'idle'
+    if (results[key]?.start) {
+      rows.push(`| ${label} | ${idleLabel}, ${mode} | all | — | — (${results[key].start[0].note}) | — |`)
+      continue
+    }
+    row(label, idleLabel, 'memory per connection', 'idle', series('sigyard', 'idle', 'idle'), series(key, 'idle', 'idle'))
+    row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
+    row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
+    row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
+    if (mode === 'echo') {
+      const w = `echo, ${opt.window} in flight`
+      row(label, w, 'messages/s', 'rate', series('sigyard', 'echo-window', 'rate'), series(key, 'echo-window', 'rate'))
+      row(label, w, 'server CPU s per million messages', 'cpu', series('sigyard', 'echo-window', 'cpu'), series(key, 'echo-window', 'cpu'))
+    }
+  }
+  {
+    const label = 'plain TCP copy (`benches/compare.d/tcp-copy`)'
+    const w = `pipe stream, ${fmtInt(Number(opt['stream-size']) / 1024)} KiB × ${opt['stream-window']} in flight`
+    if (results['tcp-copy']?.start) rows.push(`| ${label} | ${w} | all | — | — (${results['tcp-copy'].start[0].note}) | — |`)
+    else {
+      row(label, w, 'payload throughput', 'mibps', series('sigyard', 'stream', 'mibps'), series('tcp-copy', 'stream', 'mibps'))
+      row(label, w, 'server CPU s per GiB', 'cpugib', series('sigyard', 'stream', 'cpugib'), series('tcp-copy', 'stream', 'cpugib'))
+    }
+  }
+}
+// The dialects against their original servers, and the targets: at most 1/10 of the original's
+// CPU per message and 1/20 of its memory per client.
+const C = fmtInt(Number(opt.clients))
+const dialects = [
+  ['peerjs', 'peer', '`peer` 1.0.2 (PeerJS server, node)', `idle, ${C} registered clients`,
+    `${opt.pairs} pairs: OFFER, ANSWER (${opt['signal-size']} B SDP), 2 CANDIDATE`, 'messages relayed/s', 'p99 OFFER → ANSWER'],
+  ['ywebrtc', 'ywebrtc', '`y-webrtc` 10.3.0 `bin/server.js` (node)', `idle, ${C} subscribed clients`,
+    `${fmtInt(opt.fanout * opt.pairs)} subscribers, topics of ${opt.fanout}, ${opt['signal-size']}-char publishes`, 'deliveries/s', 'p99 publish → last subscriber'],
+]
+const verdicts = []
+for (const [part, key, label, idle, load, rateName, p99Name] of dialects) {
+  if (!parts.includes(part)) continue
   if (results[key]?.start) {
-    rows.push(`| ${label} | ${idleLabel}, ${mode} | all | — | — (${results[key].start[0].note}) | — |`)
+    rows.push(`| ${label} | ${part} | all | — | — (${results[key].start[0].note}) | — |`)
     continue
   }
-  row(label, idleLabel, 'memory per connection', 'idle', series('sigyard', 'idle', 'idle'), series(key, 'idle', 'idle'))
-  row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
-  row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
-  row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
-  if (mode === 'echo') {
-    const w = `echo, ${opt.window} in flight`
-    row(label, w, 'messages/s', 'rate', series('sigyard', 'echo-window', 'rate'), series(key, 'echo-window', 'rate'))
-    row(label, w, 'server CPU s per million messages', 'cpu', series('sigyard', 'echo-window', 'cpu'), series(key, 'echo-window', 'cpu'))
-  }
+  const mem = [series('sigyard', `${part}-idle`, 'idle'), series(key, `${part}-idle`, 'idle')]
+  const cpu = [series('sigyard', part, 'cpu'), series(key, part, 'cpu')]
+  row(label, idle, 'memory per client', 'idle', ...mem)
+  row(label, load, rateName, 'rate', series('sigyard', part, 'rate'), series(key, part, 'rate'))
+  row(label, load, p99Name, 'p99', series('sigyard', part, 'p99'), series(key, part, 'p99'))
+  row(label, load, `server CPU s per million ${part === 'peerjs' ? 'messages' : 'deliveries'}`, 'cpu', ...cpu)
+  const verdict = (r, limit) => (r == null ? 'not measured' : `${r.toFixed(3)}, ${r <= limit ? 'met' : 'NOT met'}`)
+  verdicts.push(`* ${label}: CPU per message ÷ the original's ${verdict(ratioOf(...cpu), 0.1)} (target ≤ 0.1);` +
+    ` memory per client ÷ the original's ${verdict(ratioOf(...mem), 0.05)} (target ≤ 0.05).`)
 }
-{
-  const label = 'plain TCP copy (`benches/compare.d/tcp-copy`)'
-  const w = `pipe stream, ${fmtInt(Number(opt['stream-size']) / 1024)} KiB × ${opt['stream-window']} in flight`
-  if (results['tcp-copy']?.start) rows.push(`| ${label} | ${w} | all | — | — (${results['tcp-copy'].start[0].note}) | — |`)
-  else {
-    row(label, w, 'payload throughput', 'mibps', series('sigyard', 'stream', 'mibps'), series('tcp-copy', 'stream', 'mibps'))
-    row(label, w, 'server CPU s per GiB', 'cpugib', series('sigyard', 'stream', 'cpugib'), series('tcp-copy', 'stream', 'cpugib'))
-  }
-}
-for (const p of ['`peer` 1.0.2 (PeerJS server)', '`y-webrtc` 10.3.0 signaling server'])
-  rows.push(`| ${p} | — | — | — | — | protocol not spoken by sigyard yet |`)
 
 let tt = ''
 try {
@@ -111,16 +161,8 @@ try {
   tt = ` (tokio ${ver('tokio')}, tokio-tungstenite ${ver('tokio-tungstenite')})`
 } catch {}
 
-const C = fmtInt(Number(opt.connections))
-const section = `## Side by side (benches/compare)
-
-\`${opt.cmd}\`, ${opt.date}, on the project's shared 2-core machine (${opt.cpu || 'unknown CPU'};
-load average ${opt.loadavg} at the start: other work kept running), loopback only. One script
-run of ${opt.rounds} rounds; in each round one server after another, each a fresh process alone on
-core 0 (\`taskset -c 0\`), the load generator on core 1 (\`taskset -c 1 sigyard-load --threads 1\`);
-measuring took ${opt.elapsed} s.
-
-* sigyard: release build, \`--echo --threads 1 --ping-interval 0 --idle-timeout 0\`.
+const N = fmtInt(Number(opt.connections))
+const baseText = `* sigyard: release build, \`--echo --threads 1 --ping-interval 0 --idle-timeout 0\`.
 * \`@localfirst/relay\` 4.2.2 on node ${opt.node}, started by \`tests/npm/reference-server.mjs relay4\`;
   it has no echo endpoint, so it is compared on the pipe, and its idle sockets are pipe requests
   waiting for their peer (all on one \`/connection/…\` path) against sigyard's idle \`/echo\` sockets.
@@ -133,22 +175,47 @@ measuring took ${opt.elapsed} s.
   per direction): the floor for any relay. \`sigyard-load --url tcp://…\` sends it the same
   frames, unmasked, that the pipe clients send sigyard masked.
 
-Workloads (\`sigyard-load\`): **idle** opens ${C} WebSockets, holds them ${opt.hold} s, and takes
-the server's VmRSS at ${C} minus before, per connection (kernel socket memory is not in RSS).
+Workloads (\`sigyard-load\`): **idle** opens ${N} WebSockets, holds them ${opt.hold} s, and takes
+the server's VmRSS at ${N} minus before, per connection (kernel socket memory is not in RSS).
 **echo** / **pipe**: ${opt.pairs} connections (pairs) in closed loop, ${opt.size}-byte binary
 messages, ${opt.duration} s; p99 is the round trip (echo) or one way through the server (pipe).
 **echo, ${opt.window} in flight**: the same with \`--window ${opt.window}\` (pipelined clients: several
 messages per read and write). **pipe stream**: one pipe pair, \`--size ${opt['stream-size']} --window ${opt['stream-window']}\`,
 payload bytes delivered per second.
-**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
-included, per million messages delivered. Figures are the mean over the rounds. Ratios are
-sigyard ÷ peer of those means, then each round's own ratio in parentheses: above 1 favours
-sigyard for messages/s, below 1 favours sigyard for memory, p99 and CPU.
+`
+const dialectParts = parts.filter(p => p !== 'base').length > 0
+const dialectText = `* Dialects: a fresh sigyard per dialect (release, \`--threads 1 --ping-interval 0 --idle-timeout 0\`,
+  the limits off, \`--peerjs-concurrent-limit 20000\`) against the original on node ${opt.node}, run
+  unmodified from \`benches/compare.d/originals\` (package.json and lock) with \`loopback.cjs\`
+  preloaded (binds 127.0.0.1, prints the port): npm \`peer\` 1.0.2's CLI \`peerjs --key peerjs --path /
+  --concurrent_limit 20000\`, and y-webrtc 10.3.0's \`bin/server.js\` (\`PORT=0\`).
+
+Dialect workloads: **idle** sets up ${C} clients (\`sigyard-load peerjs --pairs ${fmtInt(opt.clients / 2)}\`, each
+client registered with its own id; \`sigyard-load ywebrtc --connections ${C} --fanout ${opt.fanout}\`, each
+subscribed) from 4 source addresses and takes the server's VmRSS with all of them set up minus
+before, per client. **PeerJS traffic**: ${opt.pairs} pairs in closed loop, each OFFER → ANSWER → CANDIDATE →
+CANDIDATE (\`--size ${opt['signal-size']}\`), ${opt.duration} s; messages relayed, p99 of OFFER sent → ANSWER
+received. **y-webrtc traffic**: ${fmtInt(opt.fanout * opt.pairs)} subscribers in topics of ${opt.fanout}, one publish of
+${opt['signal-size']} data characters in flight per topic, ${opt.duration} s; deliveries (each publish reaches the
+${opt.fanout} subscribers of its topic), p99 of publish → its last subscriber's receipt.
+`
+const section = `## Side by side (benches/compare)
+
+\`${opt.cmd}\`, ${opt.date}, on the project's shared 2-core machine (${opt.cpu || 'unknown CPU'};
+load average ${opt.loadavg} at the start: other work kept running), loopback only. One script
+run of ${opt.rounds} rounds; in each round one server after another, each a fresh process alone on
+core 0 (\`taskset -c 0\`), the load generator on core 1 (\`taskset -c 1 sigyard-load --threads 1\`);
+measuring took ${opt.elapsed} s.
+
+${[parts.includes('base') && baseText, dialectParts && dialectText].filter(Boolean).join('\n')}**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
+included, per million messages delivered (y-webrtc: deliveries). Figures are the mean over the
+rounds. Ratios are sigyard ÷ peer of those means, then each round's own ratio in parentheses:
+above 1 favours sigyard for messages/s, below 1 favours sigyard for memory, p99 and CPU.
 
 | peer | workload | metric | sigyard | peer | sigyard ÷ peer |
 |---|---|---|---|---|---|
 ${rows.join('\n')}
-
+${verdicts.length ? '\n' + verdicts.join('\n') + '\n' : ''}
 On this shared machine the rates and tails move by tens of percent between runs (see "Whole
 server" above and the per-round ratios); the memory figures move much less.
 `
