@@ -26,6 +26,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::Arc;
 
 /// The key every y-webrtc socket is placed by.
 pub const PLACEMENT_KEY: &str = "y-webrtc";
@@ -83,12 +84,62 @@ struct Topic {
     subscribers: BTreeMap<u64, Handle>,
 }
 
-/// The y-webrtc table of one instance.
+/// A connection's topics with its subscription number in each. Most clients subscribe to one
+/// room: that one is kept inline, more go to a vector.
+enum Subs {
+    One(Arc<str>, u64),
+    Many(Vec<(Arc<str>, u64)>),
+}
+
+impl Subs {
+    fn len(&self) -> usize {
+        match self {
+            Subs::One(..) => 1,
+            Subs::Many(v) => v.len(),
+        }
+    }
+
+    fn contains(&self, topic: &str) -> bool {
+        match self {
+            Subs::One(t, _) => &**t == topic,
+            Subs::Many(v) => v.iter().any(|(t, _)| &**t == topic),
+        }
+    }
+
+    fn push(&mut self, topic: Arc<str>, n: u64) {
+        match self {
+            Subs::One(t, m) => *self = Subs::Many(vec![(t.clone(), *m), (topic, n)]),
+            Subs::Many(v) => v.push((topic, n)),
+        }
+    }
+
+    /// Takes `topic` out: its subscription number, and whether none is left.
+    fn remove(&mut self, topic: &str) -> Option<(u64, bool)> {
+        match self {
+            Subs::One(t, n) => (&**t == topic).then_some((*n, true)),
+            Subs::Many(v) => {
+                let i = v.iter().position(|(t, _)| &**t == topic)?;
+                let (_, n) = v.swap_remove(i);
+                Some((n, v.is_empty()))
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<(Arc<str>, u64)> {
+        match self {
+            Subs::One(t, n) => vec![(t, n)],
+            Subs::Many(v) => v,
+        }
+    }
+}
+
+/// The y-webrtc table of one instance. A topic's name is allocated once and shared by its
+/// subscribers' lists, and a connection's list holds one topic inline, so a subscriber costs
+/// a few tens of bytes beyond its socket.
 #[derive(Default)]
 pub struct Topics {
-    topics: HashMap<Box<str>, Topic>,
-    /// Each connection's topics, with its subscription number in each.
-    conns: HashMap<Handle, HashMap<Box<str>, u64>>,
+    topics: HashMap<Arc<str>, Topic>,
+    conns: HashMap<Handle, Subs>,
     next: u64,
 }
 
@@ -133,15 +184,25 @@ impl Topics {
         if topic.len() > MAX_TOPIC_LEN {
             return;
         }
-        let mine = self.conns.entry(conn).or_default();
-        if mine.contains_key(topic) || mine.len() >= MAX_TOPICS_PER_CONN {
-            return;
+        if let Some(mine) = self.conns.get(&conn) {
+            if mine.len() >= MAX_TOPICS_PER_CONN || mine.contains(topic) {
+                return;
+            }
         }
         let n = self.next;
         self.next += 1;
-        mine.insert(topic.into(), n);
+        let name = match self.topics.get_key_value(topic) {
+            Some((name, _)) => name.clone(),
+            None => Arc::from(topic),
+        };
+        match self.conns.get_mut(&conn) {
+            Some(mine) => mine.push(name.clone(), n),
+            None => {
+                self.conns.insert(conn, Subs::One(name.clone(), n));
+            }
+        }
         self.topics
-            .entry(topic.into())
+            .entry(name)
             .or_insert_with(|| Topic {
                 subscribers: BTreeMap::new(),
             })
@@ -153,8 +214,8 @@ impl Topics {
         let Some(mine) = self.conns.get_mut(&conn) else {
             return;
         };
-        if let Some(n) = mine.remove(topic) {
-            if mine.is_empty() {
+        if let Some((n, none_left)) = mine.remove(topic) {
+            if none_left {
                 self.conns.remove(&conn);
             }
             self.leave_topic(topic, n);
@@ -186,7 +247,7 @@ impl Topics {
         let Some(mine) = self.conns.remove(&conn) else {
             return;
         };
-        for (topic, n) in mine {
+        for (topic, n) in mine.into_vec() {
             self.leave_topic(&topic, n);
         }
     }
