@@ -20,6 +20,7 @@ use super::ywebrtc::Members;
 use super::{uuid_v4, Answer, Cx, Dialect, Handle, Kind, Placement, Random};
 use crate::proto::http::{percent_decode, Method, RequestHead, Response};
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// The key every PeerJS request is placed by.
 pub const PLACEMENT_KEY: &str = "peerjs";
@@ -121,9 +122,36 @@ fn params(query: Option<&str>) -> [String; 3] {
 }
 
 struct Client {
-    token: Box<str>,
+    token: Token,
     conn: Handle,
     last_seen: u64,
+}
+
+/// A client's token, compared exactly; the client's own (11 characters or so) are kept
+/// inline, longer ones on the heap.
+enum Token {
+    Inline(u8, [u8; 22]),
+    Heap(Box<str>),
+}
+
+impl Token {
+    fn new(t: &str) -> Token {
+        let mut bytes = [0u8; 22];
+        match bytes.get_mut(..t.len()) {
+            Some(b) => {
+                b.copy_from_slice(t.as_bytes());
+                Token::Inline(t.len() as u8, bytes)
+            }
+            None => Token::Heap(t.into()),
+        }
+    }
+
+    fn is(&self, t: &str) -> bool {
+        match self {
+            Token::Inline(n, b) => &b[..usize::from(*n)] == t.as_bytes(),
+            Token::Heap(h) => **h == *t,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -137,9 +165,10 @@ struct Queue {
 /// The PeerJS table of one instance.
 pub struct Peers {
     opts: Options,
-    clients: HashMap<Box<str>, Client>,
+    /// Ids are allocated once, shared by the socket that speaks for them.
+    clients: HashMap<Arc<str>, Client>,
     /// The id each socket speaks for (sockets that are no longer any id's are not here).
-    conns: HashMap<Handle, Box<str>>,
+    conns: HashMap<Handle, Arc<str>>,
     queues: HashMap<Box<str>, Queue>,
 }
 
@@ -182,7 +211,7 @@ impl Peers {
         }
         let full = self.clients.len() >= self.opts.concurrent_limit;
         match self.clients.get_mut(id.as_str()) {
-            Some(c) if *c.token != *token => return refuse(cx, ID_TAKEN),
+            Some(c) if !c.token.is(&token) => return refuse(cx, ID_TAKEN),
             Some(c) => {
                 // Rebind: the new socket speaks for the id; the old one is closed.
                 let old = std::mem::replace(&mut c.conn, conn);
@@ -195,14 +224,16 @@ impl Peers {
                 self.clients.insert(
                     id.as_str().into(),
                     Client {
-                        token: token.into(),
+                        token: Token::new(&token),
                         conn,
                         last_seen: cx.now,
                     },
                 );
             }
         }
-        self.conns.insert(conn, id.as_str().into());
+        if let Some((shared, _)) = self.clients.get_key_value(id.as_str()) {
+            self.conns.insert(conn, shared.clone());
+        }
         cx.text(conn, OPEN);
         if let Some(q) = self.queues.remove(id.as_str()) {
             for (_, msg) in q.msgs {
@@ -293,7 +324,7 @@ impl Peers {
     pub fn sweep(&mut self, cx: &mut Cx<'_>) {
         let now = cx.now;
         if self.opts.alive_timeout_ms > 0 {
-            let dead: Vec<Box<str>> = self
+            let dead: Vec<Arc<str>> = self
                 .clients
                 .iter()
                 .filter(|(_, c)| now.saturating_sub(c.last_seen) >= self.opts.alive_timeout_ms)
@@ -302,7 +333,7 @@ impl Peers {
             for id in dead {
                 if let Some(c) = self.clients.remove(&id) {
                     self.conns.remove(&c.conn);
-                    self.queues.remove(&id);
+                    self.queues.remove(&*id);
                     cx.close(c.conn, crate::proto::ws::NO_STATUS, "");
                 }
             }
@@ -324,7 +355,7 @@ impl Peers {
                 if !told.insert(src.clone()) {
                     continue;
                 }
-                if let Some(c) = self.clients.get(&src) {
+                if let Some(c) = self.clients.get(&*src) {
                     let msg = format!(
                         r#"{{"type":"EXPIRE","src":{},"dst":{}}}"#,
                         json_str(&dst),

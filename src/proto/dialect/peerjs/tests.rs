@@ -193,3 +193,15 @@ fn http_endpoints() {
     assert_eq!(route("/", "/", false), None);
     assert_eq!(route("/", "/a/b/id", false), None);
 }
+
+#[test]
+fn tokens_compare_exactly_inline_or_not() {
+    let long = "t".repeat(40);
+    for (kept, other) in [("x7k2p9q1ab", "x7k2p9q1a"), ("", "a"), (long.as_str(), "t")] {
+        let t = Token::new(kept);
+        assert!(t.is(kept));
+        assert!(!t.is(other), "{kept:?} vs {other:?}");
+    }
+    assert!(matches!(Token::new("x7k2p9q1ab"), Token::Inline(10, _)));
+    assert!(matches!(Token::new(&long), Token::Heap(_)));
+}
