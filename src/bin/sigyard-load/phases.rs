@@ -2,6 +2,7 @@
 //! `peerjs`, `ywebrtc`) share: the coordinator (set-up, a timed run, stop, collect), the
 //! latency summaries and the server's memory.
 
+use crate::args::Opts;
 use crate::engine::{RUNNING, STOP};
 use crate::hist::Histogram;
 use crate::Mem;
@@ -48,6 +49,41 @@ pub fn run_threads<T>(
         window_s,
         outcomes,
     })
+}
+
+/// What a run with every client set up first measured: the run, and the server's memory
+/// with every client in place (`at_n`) and at the end (`None` without `--server-pid`).
+pub struct Measured<T> {
+    pub run: Run<T>,
+    pub at_n: Option<Mem>,
+    pub end: Option<Mem>,
+}
+
+/// [`run_threads`] for the scenarios that set up all their clients before the traffic: once
+/// set up, the server's memory (300 ms later, so the server has done its side of the last
+/// set-ups) and, unless `--quiet`, the line `said(setup seconds)` on stderr; the run lasts
+/// `--duration`.
+pub fn run_measured<T>(
+    o: &Opts,
+    start: Instant,
+    done: &[Arc<AtomicBool>],
+    phase: &AtomicU8,
+    handles: Vec<JoinHandle<T>>,
+    said: impl FnOnce(f64) -> String,
+) -> Result<Measured<T>, String> {
+    let (server_pid, quiet) = (o.server_pid, o.quiet);
+    let mut at_n = None;
+    let run = run_threads(start, done, phase, o.duration, handles, |setup_s| {
+        if server_pid.is_some() {
+            std::thread::sleep(Duration::from_millis(300));
+            at_n = server_pid.and_then(crate::server_mem);
+        }
+        if !quiet {
+            eprintln!("{}", said(setup_s));
+        }
+    })?;
+    let end = server_pid.and_then(crate::server_mem);
+    Ok(Measured { run, at_n, end })
 }
 
 /// Errors by text, with their counts.

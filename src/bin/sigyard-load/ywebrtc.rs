@@ -154,30 +154,18 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             .map_err(|e| format!("cannot start a thread: {e}"))?;
         handles.push(h);
     }
-    let mut mem_at_n = None;
-    let run = phases::run_threads(
-        start,
-        &done,
-        &shared.phase,
-        o.duration,
-        handles,
-        |setup_s| {
-            if o.server_pid.is_some() {
-                // Let the server finish its side of the last subscriptions.
-                std::thread::sleep(Duration::from_millis(300));
-                mem_at_n = o.server_pid.and_then(crate::server_mem);
-            }
-            if !o.quiet {
-                eprintln!(
-                    "sigyard-load: {} subscribers in {setup_s:.2} s ({} failed); publishes for {:?}",
-                    shared.subscribed.load(Relaxed),
-                    shared.failed.load(Relaxed),
-                    o.duration
-                );
-            }
-        },
-    )?;
-    let mem_end = o.server_pid.and_then(crate::server_mem);
+    let phases::Measured {
+        run,
+        at_n: mem_at_n,
+        end: mem_end,
+    } = phases::run_measured(o, start, &done, &shared.phase, handles, |setup_s| {
+        format!(
+            "sigyard-load: {} subscribers in {setup_s:.2} s ({} failed); publishes for {:?}",
+            shared.subscribed.load(Relaxed),
+            shared.failed.load(Relaxed),
+            o.duration
+        )
+    })?;
     let (setup_s, window_s) = (run.setup_s, run.window_s);
     let subscribed = shared.subscribed.load(Relaxed);
     let mut setup = Histogram::new();
