@@ -4,28 +4,7 @@
 
 mod common;
 
-use serde_json::Value;
-use std::process::Command;
-
-const BIN: &str = env!("CARGO_BIN_EXE_sigyard-load");
-
-fn run(url: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--url", url, "--json", "--quiet", "--threads", "2"])
-        .output()
-        .expect("run sigyard-load");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
-    assert_eq!(v["failed"], 0, "{v}");
-    let no_errors = v["errors"].as_object().is_some_and(|m| m.is_empty());
-    assert!(no_errors, "{v}");
-    let l = &v["latency_us"];
-    assert!(l["count"].as_u64().unwrap() > 0, "{v}");
-    assert!(l["p50"].as_f64().unwrap() > 0.0 && l["p50"].as_f64() <= l["p99"].as_f64());
-    v
-}
+use common::run_load_scenario as run;
 
 #[test]
 fn peerjs_scenario_registers_pairs_and_relays_exchanges() {

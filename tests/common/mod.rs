@@ -244,3 +244,23 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
         name.into()
     }
 }
+
+/// Run `sigyard-load` with `args` against `url` (JSON summary, two threads) and check what
+/// every dialect scenario owes: success, no failed client, no error, latencies recorded.
+pub fn run_load_scenario(url: &str, args: &[&str]) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard-load"))
+        .args(args)
+        .args(["--url", url, "--json", "--quiet", "--threads", "2"])
+        .output()
+        .expect("run sigyard-load");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
+    assert_eq!(v["failed"], 0, "{v}");
+    let no_errors = v["errors"].as_object().is_some_and(|m| m.is_empty());
+    assert!(no_errors, "{v}");
+    let l = &v["latency_us"];
+    assert!(l["count"].as_u64().unwrap() > 0, "{v}");
+    assert!(l["p50"].as_f64().unwrap() > 0.0 && l["p50"].as_f64() <= l["p99"].as_f64());
+    v
+}
