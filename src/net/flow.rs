@@ -290,20 +290,28 @@ impl Reactor {
     /// stays in the input for the core it moves to, or until the cluster answers.
     fn answer_request(&mut self, key: usize, head: RequestHead, len: usize) -> bool {
         let shared = self.core.shared.clone();
-        let client_behind = || {
-            crate::proto::proxy::client_behind(
-                head.forwarded.as_deref(),
-                head.forwarded_for.as_deref(),
-                &shared.cfg.trusted_proxies,
-            )
-        };
+        // The client a trusted proxy names in this request's forwarding headers, read once.
+        let via_proxy = self
+            .slots
+            .get(key)
+            .and_then(|s| s.extra.as_ref())
+            .is_some_and(|e| e.trusted_peer || e.forwards);
+        let behind = via_proxy
+            .then(|| {
+                crate::proto::proxy::client_behind(
+                    head.forwarded.as_deref(),
+                    head.forwarded_for.as_deref(),
+                    &shared.cfg.trusted_proxies,
+                )
+            })
+            .flatten();
         if self.slots.get(key).is_some_and(Slot::trusted_peer) {
             // The first request from a trusted proxy names the client behind it.
             if let Some(e) = self.slots.get_mut(key).and_then(|s| s.extra.as_mut()) {
                 e.trusted_peer = false;
                 e.forwards = true;
             }
-            if let Some(ip) = client_behind() {
+            if let Some(ip) = behind {
                 if let Err(refusal) = self.reaccount(key, ip) {
                     let (status, why) = refusal.answer();
                     let r = Response::text(status, why);
@@ -327,7 +335,7 @@ impl Reactor {
         if head.upgrade.is_none() && first_look {
             // A plain request, on the core that read it (`--max-http-requests-per-ip`).
             let client = match slot.extra.as_ref().is_some_and(|e| e.forwards) {
-                true => client_behind().map_or(0, crate::net::ip_key),
+                true => behind.map_or(0, crate::net::ip_key),
                 false => slot.ip_key,
             };
             let now = shared.started.elapsed().as_millis() as u64;
