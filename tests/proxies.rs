@@ -53,43 +53,36 @@ fn server() -> (sigyard::Handle, SocketAddr, SocketAddr) {
 #[test]
 fn forwarding_headers_from_a_trusted_proxy_only() {
     let (h, a, _) = server();
-    // From the trusted proxy (127.0.0.1): one connection per reported client.
-    let mut c1 = open_from("127.0.0.1", a);
-    assert_eq!(
-        upgrade(&mut c1, b"", "X-Forwarded-For: 1.2.3.4, 203.0.113.9\r\n"),
-        101
-    );
-    let mut c2 = open_from("127.0.0.1", a);
-    assert_eq!(
-        upgrade(&mut c2, b"", "X-Forwarded-For: 203.0.113.9\r\n"),
-        503
-    );
-    let mut c3 = open_from("127.0.0.1", a);
-    assert_eq!(
-        upgrade(&mut c3, b"", "Forwarded: for=203.0.113.9;proto=http\r\n"),
-        503
-    );
-    let mut c4 = open_from("127.0.0.1", a);
-    assert_eq!(
-        upgrade(&mut c4, b"", "Forwarded: for=\"[2001:db8::7]:4711\"\r\n"),
-        101
-    );
-    let mut c5 = open_from("127.0.0.1", a);
-    assert_eq!(
-        upgrade(&mut c5, b"", "X-Forwarded-For: 203.0.113.10\r\n"),
-        101
-    );
-    // From an untrusted peer (127.0.0.2) the headers are ignored: it is limited as itself.
-    let mut u1 = open_from("127.0.0.2", a);
-    assert_eq!(
-        upgrade(&mut u1, b"", "X-Forwarded-For: 198.51.100.1\r\n"),
-        101
-    );
-    let mut u2 = open_from("127.0.0.2", a);
-    assert_eq!(
-        upgrade(&mut u2, b"", "X-Forwarded-For: 198.51.100.2\r\n"),
-        503
-    );
+    // From the trusted proxy (127.0.0.1): one connection per reported client. From an
+    // untrusted peer (127.0.0.2) the headers are ignored: it is limited as itself. Every
+    // connection stays open to the end, so each holds its client's one place.
+    let cases = [
+        (
+            "127.0.0.1",
+            "X-Forwarded-For: 1.2.3.4, 203.0.113.9\r\n",
+            101,
+        ),
+        ("127.0.0.1", "X-Forwarded-For: 203.0.113.9\r\n", 503),
+        (
+            "127.0.0.1",
+            "Forwarded: for=203.0.113.9;proto=http\r\n",
+            503,
+        ),
+        (
+            "127.0.0.1",
+            "Forwarded: for=\"[2001:db8::7]:4711\"\r\n",
+            101,
+        ),
+        ("127.0.0.1", "X-Forwarded-For: 203.0.113.10\r\n", 101),
+        ("127.0.0.2", "X-Forwarded-For: 198.51.100.1\r\n", 101),
+        ("127.0.0.2", "X-Forwarded-For: 198.51.100.2\r\n", 503),
+    ];
+    let mut open = Vec::new();
+    for (src, headers, status) in cases {
+        let mut c = open_from(src, a);
+        assert_eq!(upgrade(&mut c, b"", headers), status, "{src} {headers}");
+        open.push(c);
+    }
     // Two refusals for a reported client, one for the untrusted peer (published by the cores
     // at the end of their loop iteration).
     let t = std::time::Instant::now();
@@ -97,7 +90,7 @@ fn forwarding_headers_from_a_trusted_proxy_only() {
         assert!(t.elapsed() < Duration::from_secs(2), "refusals not counted");
         std::thread::sleep(Duration::from_millis(20));
     }
-    drop((c1, c4, c5, u1));
+    drop(open);
     stop(h);
 }
 
