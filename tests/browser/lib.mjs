@@ -50,3 +50,25 @@ export function launch() {
     ],
   });
 }
+
+/**
+ * Run `steps(result)`, which sets `result.ok`; whatever happens, collect every page's
+ * `window.events`, close the browser, `bridge` and `web`, print `RESULT <json>` and exit
+ * 0 only on success.
+ */
+export async function conclude({ browser, pages, bridge, web }, steps) {
+  const result = { ok: false };
+  try {
+    await steps(result);
+  } catch (e) {
+    result.error = String(e && e.message || e);
+  } finally {
+    result.events = [];
+    for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
+    await browser.close().catch(() => {});
+    bridge.close();
+    web.close();
+  }
+  console.log(`RESULT ${JSON.stringify(result)}`);
+  process.exit(result.ok ? 0 : 1);
+}

@@ -8,7 +8,7 @@
 // first and B and C the second: two nodes of a cluster). Prints `RESULT <json>`, exits 0 on
 // success.
 import { readFile } from 'node:fs/promises';
-import { bridges, serve, launch, timeoutMs } from './lib.mjs';
+import { bridges, serve, launch, conclude, timeoutMs } from './lib.mjs';
 
 const bridge = await bridges();
 const ports = bridge.ports;
@@ -18,7 +18,6 @@ const web = await serve({
 });
 const webPort = web.port;
 
-const result = { ok: false };
 const pages = [];
 const browser = await launch();
 const open = async (i, id) => {
@@ -28,7 +27,7 @@ const open = async (i, id) => {
   pages.push(p);
   return p;
 };
-try {
+await conclude({ browser, pages, bridge, web }, async (result) => {
   const a = await open(0);
   result.a = await (await a.waitForFunction(() => window.peerId || window.errors[0], null, { timeout: timeoutMs })).jsonValue();
   const bId = `bob-${process.pid}`;
@@ -42,14 +41,4 @@ try {
   result.ok = /^[0-9a-f-]{36}$/.test(result.a) && result.b === bId
     && result.atA === `hello from ${bId}` && result.atB === `echo: hello from ${bId}`
     && result.c === 'unavailable-id';
-} catch (e) {
-  result.error = String(e && e.message || e);
-} finally {
-  result.events = [];
-  for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
-  await browser.close().catch(() => {});
-  bridge.close();
-  web.close();
-}
-console.log(`RESULT ${JSON.stringify(result)}`);
-process.exit(result.ok ? 0 : 1);
+});

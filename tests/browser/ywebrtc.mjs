@@ -7,7 +7,7 @@
 // uses its own: two nodes of a cluster). Prints `RESULT <json>`, exits 0 on success.
 import { readFile } from 'node:fs/promises';
 import { build } from 'esbuild';
-import { bridges, serve, launch, timeoutMs } from './lib.mjs';
+import { bridges, serve, launch, conclude, timeoutMs } from './lib.mjs';
 
 const bridge = await bridges();
 const ports = bridge.ports;
@@ -24,10 +24,9 @@ const web = await serve({
 });
 const webPort = web.port;
 
-const result = { ok: false };
 const pages = [];
 const browser = await launch();
-try {
+await conclude({ browser, pages, bridge, web }, async (result) => {
   const room = `sigyard-${process.pid}`;
   for (let i = 0; i < 2; i++) {
     const ctx = await browser.newContext();
@@ -44,14 +43,4 @@ try {
   result.seenByA = await (await a.waitForFunction(() => window.text.toString().includes('and from B') && window.text.toString(), null, { timeout: timeoutMs })).jsonValue();
   result.webrtcPeers = await a.evaluate(() => window.webrtcPeers);
   result.ok = result.seenByA === 'hello from A, and from B' && result.seenByB === 'hello from A' && result.webrtcPeers === 1;
-} catch (e) {
-  result.error = String(e && e.message || e);
-} finally {
-  result.events = [];
-  for (const p of pages) result.events.push(await p.evaluate(() => window.events).catch((e) => [String(e)]));
-  await browser.close().catch(() => {});
-  bridge.close();
-  web.close();
-}
-console.log(`RESULT ${JSON.stringify(result)}`);
-process.exit(result.ok ? 0 : 1);
+});
