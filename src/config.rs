@@ -111,6 +111,10 @@ pub struct Config {
     pub mew: MewOptions,
     /// Paths whose WebSocket upgrades are y-webrtc signaling (PROTOCOLS-beyond.md §8).
     pub ywebrtc_paths: Vec<String>,
+    /// Paths whose WebSocket upgrades are the WebTorrent tracker (PROTOCOLS-beyond.md §9).
+    pub webtorrent_paths: Vec<String>,
+    /// The WebTorrent tracker's intervals, limits and allow-list.
+    pub webtorrent: crate::proto::dialect::webtorrent::Options,
     /// Peerolator: the `serverInfo` string in every HELLO (omitted when `None`).
     pub peerolator_server_info: Option<String>,
     /// PeerJS (PROTOCOLS-beyond.md §7), the options users set on `peer`.
@@ -317,6 +321,8 @@ impl Default for Config {
                 error_frames: true,
             },
             ywebrtc_paths: vec!["/y-webrtc".into()],
+            webtorrent_paths: vec!["/announce".into()],
+            webtorrent: crate::proto::dialect::webtorrent::Options::default(),
             peerolator_server_info: None,
             peerjs: crate::proto::dialect::peerjs::Options::default(),
             sio: SioConfig {
@@ -476,7 +482,14 @@ static OPTS: &[Opt] = &[
     opt("mew-idle-timeout", "DURATION", "10m", "Close a MewConnect socket that sent no message for this long (close 1001); 0 = off."),
     opt("mew-max-lifetime", "DURATION", "2h", "Close a MewConnect socket this long after its upgrade (close 1001); 0 = off."),
     opt("mew-error-frames", "BOOL", "true", "Answer bad MewConnect frames with API Gateway's error frames (Forbidden, Internal server error)."),
-    opt("ywebrtc-paths", "PATHS", "/y-webrtc", "y-webrtc signaling WebSocket paths, comma-separated. Upgrades on a MewConnect path without role, connId or signed, and on any path no dialect claims, are y-webrtc too (the client connects to the bare URL)."),
+    opt("ywebrtc-paths", "PATHS", "/y-webrtc", "y-webrtc signaling WebSocket paths, comma-separated. Upgrades on a MewConnect path without role, connId or signed, and on any path no dialect claims, are y-webrtc or WebTorrent by their first frame (both clients connect to the bare URL)."),
+    opt("webtorrent-paths", "PATHS", "/announce", "WebTorrent tracker WebSocket paths, comma-separated (see --ywebrtc-paths for the bare URL)."),
+    opt("webtorrent-interval", "DURATION", "120s", "WebTorrent: the announce interval given to clients; scrapes' min_request_interval is five times it."),
+    opt("webtorrent-peer-timeout", "DURATION", "20m", "WebTorrent: a peer that has not announced for this long leaves its swarm."),
+    opt("webtorrent-max-peers-per-swarm", "N", "1000", "WebTorrent: peers per swarm at most; a new one evicts the one that announced least recently."),
+    opt("webtorrent-max-offers", "N", "10", "WebTorrent: offers sent on per announce at most (the browser client sends 5)."),
+    opt("webtorrent-full-scrape", "BOOL", "false", "WebTorrent: answer a scrape without info_hash with every swarm (refused otherwise)."),
+    opt("webtorrent-info-hashes", "PATH", "none", "WebTorrent: a file of allowed info hashes, 40 hex digits a line (# comments); others get \"Info hash not allowed\". Read at start."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
     opt("peerjs-path", "PATH", "/", "PeerJS: the mount path (peer's --path): its WebSocket is PATHpeerjs, its ids PATH{key}/id."),
     opt("peerjs-key", "TEXT", "peerjs", "PeerJS: the key clients must give on the WebSocket (peer's --key)."),
@@ -570,6 +583,18 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         }
         "mew-paths" => c.mew.paths = parse_paths(v)?,
         "ywebrtc-paths" => c.ywebrtc_paths = parse_paths(v)?,
+        "webtorrent-paths" => c.webtorrent_paths = parse_paths(v)?,
+        "webtorrent-interval" => c.webtorrent.interval_s = parse_secs(v)?,
+        "webtorrent-peer-timeout" => c.webtorrent.peer_timeout_ms = parse_ms(v)?,
+        "webtorrent-max-peers-per-swarm" => c.webtorrent.max_peers_per_swarm = parse_positive(v)?,
+        "webtorrent-max-offers" => c.webtorrent.max_offers = parse_count(v)?,
+        "webtorrent-full-scrape" => c.webtorrent.full_scrape = parse_bool(v)?,
+        "webtorrent-info-hashes" => {
+            c.webtorrent.allowed = match v {
+                "none" => None,
+                path => Some(std::sync::Arc::new(read_info_hashes(path)?)),
+            }
+        }
         "mew-idle-timeout" => c.mew.idle_timeout = parse_duration(v)?,
         "mew-max-lifetime" => c.mew.max_lifetime = parse_duration(v)?,
         "mew-error-frames" => c.mew.error_frames = parse_bool(v)?,
@@ -674,7 +699,7 @@ fn parse_separator(s: &str) -> Result<char, String> {
 }
 
 /// The names `--allowed-origins-for` takes: the dialect families of the routes.
-pub const ORIGIN_FAMILIES: [&str; 8] = [
+pub const ORIGIN_FAMILIES: [&str; 9] = [
     "echo",
     "cevitxe",
     "mewconnect",
@@ -683,6 +708,7 @@ pub const ORIGIN_FAMILIES: [&str; 8] = [
     "httpapi",
     "ywebrtc",
     "peerjs",
+    "webtorrent",
 ];
 
 /// Empties a repeatable option before a source sets it: higher sources replace lower ones.
@@ -767,6 +793,44 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
 }
 
 /// A duration in milliseconds.
+/// A duration in whole seconds, at least one.
+fn parse_secs(s: &str) -> Result<u64, String> {
+    let d = parse_duration(s)?;
+    match d.as_secs() {
+        0 => Err(format!("{s:?} is shorter than a second")),
+        n => Ok(n),
+    }
+}
+
+fn parse_positive(s: &str) -> Result<usize, String> {
+    match parse_count(s)? {
+        0 => Err("must be at least 1".into()),
+        n => Ok(n),
+    }
+}
+
+/// A file of info hashes, 40 hex digits a line; blank lines and `#` comments skipped.
+fn read_info_hashes(path: &str) -> Result<std::collections::HashSet<[u8; 20]>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut out = std::collections::HashSet::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.split('#').next().unwrap_or("").trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = || format!("{path}:{}: {line:?} is not 40 hex digits", n + 1);
+        if line.len() != 40 || !line.is_ascii() {
+            return Err(bad());
+        }
+        let mut h = [0u8; 20];
+        for (i, b) in h.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+        }
+        out.insert(h);
+    }
+    Ok(out)
+}
+
 fn parse_ms(s: &str) -> Result<u64, String> {
     parse_duration(s).map(|d| d.as_millis() as u64)
 }
@@ -1644,6 +1708,33 @@ mod ice_tests {
         let e = run(&format!("--config {}", f.display()), &[]).unwrap_err();
         assert!(e.ends_with(":2: turn-secret: empty secret"), "{e}");
         std::fs::remove_file(f).unwrap();
+    }
+}
+
+#[cfg(test)]
+mod info_hashes {
+    #[test]
+    fn the_allow_list_file_is_read_or_refused_with_its_line() {
+        let f = std::env::temp_dir().join(format!("sigyard-{}-hashes", std::process::id()));
+        let p = f.display().to_string();
+        std::fs::write(
+            &f,
+            format!(
+                "# torrents\n\n{}  # one\n{}\n",
+                "68".repeat(20),
+                "0A".repeat(20)
+            ),
+        )
+        .unwrap();
+        let set = super::read_info_hashes(&p).unwrap();
+        assert!(set.contains(b"hhhhhhhhhhhhhhhhhhhh") && set.contains(&[10; 20]) && set.len() == 2);
+        std::fs::write(&f, "68686868\n").unwrap();
+        let e = super::read_info_hashes(&p).unwrap_err();
+        assert_eq!(e, format!("{p}:1: \"68686868\" is not 40 hex digits"));
+        std::fs::write(&f, "zz".repeat(20)).unwrap();
+        assert!(super::read_info_hashes(&p).is_err());
+        std::fs::remove_file(&f).unwrap();
+        assert!(super::read_info_hashes(&p).unwrap_err().starts_with(&p));
     }
 }
 

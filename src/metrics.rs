@@ -7,7 +7,7 @@
 //! protocol machine do) or serve HTTP (the reactor's App does).
 
 use crate::proto::conn::Counters;
-use crate::registry::{DIALECTS, ROUTES};
+use crate::registry::{DIALECTS, DIALECT_METRICS, ROUTES};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Mutex;
@@ -109,8 +109,8 @@ pub struct CoreMetrics {
     endpoints: [AtomicU64; ROUTES.len()],
     lag_us: AtomicU64,
     buffers: AtomicU64,
-    /// Each dialect instance's gauge (see [`DIALECTS`]).
-    dialects: [AtomicU64; DIALECTS.len()],
+    /// The dialect instances' metrics (see [`DIALECTS`]).
+    dialects: [AtomicU64; DIALECT_METRICS],
     /// Handshake failures by (status, reason); rare, so a lock is fine.
     failures: Mutex<Vec<(u16, &'static str, u64)>>,
 }
@@ -174,11 +174,11 @@ impl CoreMetrics {
         self.buffers.store(buffers_in_use as u64, Relaxed);
     }
 
-    /// Publish the dialect instances' gauges, in [`DIALECTS`] order (called by the owning
+    /// Publish the dialect instances' metrics, in [`DIALECTS`] order (called by the owning
     /// core only).
-    pub fn publish_dialects(&self, gauges: impl Iterator<Item = u64>) {
-        for (slot, v) in self.dialects.iter().zip(gauges) {
-            slot.store(v, Relaxed);
+    pub fn publish_dialects(&self, values: &[u64; DIALECT_METRICS]) {
+        for (slot, v) in self.dialects.iter().zip(values) {
+            slot.store(*v, Relaxed);
         }
     }
 
@@ -225,11 +225,11 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
         let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
     }
-    for (i, (_, gauge)) in DIALECTS.iter().enumerate() {
-        if let Some((name, help)) = gauge {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge");
-            let _ = writeln!(o, "{name} {}", sum(&|c| c.dialects[i].load(Relaxed)));
-        }
+    for (i, m) in DIALECTS.iter().flat_map(|(_, m)| m.iter()).enumerate() {
+        let (name, help) = (m.name, m.help);
+        let kind = if m.counter { "counter" } else { "gauge" };
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        let _ = writeln!(o, "{name} {}", sum(&|c| c.dialects[i].load(Relaxed)));
     }
     let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(

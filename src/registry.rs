@@ -15,6 +15,7 @@ pub mod api;
 pub mod workspace_store;
 
 use crate::config::Config;
+use crate::proto::dialect::anypath::{self, AnyPath};
 use crate::proto::dialect::cevitxe::{self, IntroductionDialect};
 use crate::proto::dialect::echo::{self, Echo};
 use crate::proto::dialect::httpapi::{Cors, HttpApi};
@@ -25,8 +26,7 @@ use crate::proto::dialect::peerolator::{self, PeerPath, Peerolator};
 use crate::proto::dialect::pipe::{self, HoldLimits, PipeDialect, PipeOptions};
 use crate::proto::dialect::sio::{Apps, Raw, SioCx, SioDialect};
 use crate::proto::dialect::workspaces::{self, token, Workspaces, WorkspacesConfig};
-use crate::proto::dialect::ywebrtc::YWebrtc;
-use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Placement, Random};
+use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Metric, Placement, Random};
 use crate::proto::eio::{self, Engine, EngineOptions};
 use crate::proto::http::{Method, RequestHead, Response};
 use std::sync::{Arc, Mutex};
@@ -52,37 +52,45 @@ const MEWCONNECT: usize = 3;
 const PEEROLATOR: usize = 4;
 const SOCKETIO: usize = 5;
 const HTTPAPI: usize = 6;
-const YWEBRTC: usize = 7;
+const ANYPATH: usize = 7;
 const PEERJS: usize = 8;
 
-/// The dialects, in instance order: a name for logs, and the gauge it reports on `/metrics`
-/// (name and help), if any.
-pub const DIALECTS: [(&str, Option<(&str, &str)>); 9] = [
-    ("echo", None),
-    ("cevitxe-introduction", None),
-    ("cevitxe-pipe", None),
-    ("mewconnect", None),
-    ("peerolator", None),
+/// The dialects, in instance order: a name for logs, and the metrics it reports on `/metrics`
+/// ([`Dialect::metrics`] fills them in this order).
+pub const DIALECTS: [(&str, &[Metric]); 9] = [
+    ("echo", &[]),
+    ("cevitxe-introduction", &[]),
+    ("cevitxe-pipe", &[]),
+    ("mewconnect", &[]),
+    ("peerolator", &[]),
     (
         "socketio",
-        Some((
+        &[Metric::gauge(
             "sigyard_socketio_sessions",
             "Engine.IO / Socket.IO sessions (polling or WebSocket)",
-        )),
+        )],
     ),
-    ("httpapi", None),
-    (
-        "ywebrtc",
-        Some((
-            "sigyard_ywebrtc_topics",
-            "y-webrtc topics with at least one subscriber",
-        )),
-    ),
+    ("httpapi", &[]),
+    ("ywebrtc-webtorrent", anypath::METRICS),
     (
         "peerjs",
-        Some(("sigyard_peerjs_clients", "PeerJS clients registered")),
+        &[Metric::gauge(
+            "sigyard_peerjs_clients",
+            "PeerJS clients registered",
+        )],
     ),
 ];
+
+/// The metrics of every dialect together, in [`DIALECTS`] order.
+pub const DIALECT_METRICS: usize = {
+    let mut n = 0;
+    let mut i = 0;
+    while i < DIALECTS.len() {
+        n += DIALECTS[i].1.len();
+        i += 1;
+    }
+    n
+};
 
 const R_ECHO: RouteId = 0;
 const R_INTRODUCTION: RouteId = 1;
@@ -94,9 +102,11 @@ const R_SOCKETIO: RouteId = 6;
 const R_HTTPAPI: RouteId = 7;
 const R_YWEBRTC: RouteId = 8;
 const R_PEERJS: RouteId = 9;
+const R_WEBTORRENT: RouteId = 10;
+const R_ANYPATH: RouteId = 11;
 
 /// Every route, with its metrics label (indexed by the `R_*` constants).
-pub const ROUTES: [RouteInfo; 10] = [
+pub const ROUTES: [RouteInfo; 12] = [
     route("echo", ECHO, true),
     route("cevitxe_introduction", INTRODUCTION, true),
     route("cevitxe_connection", PIPE, true),
@@ -105,8 +115,11 @@ pub const ROUTES: [RouteInfo; 10] = [
     route("peerolator_client", PEEROLATOR, true),
     route("socketio", SOCKETIO, true),
     route("httpapi", HTTPAPI, false),
-    route("ywebrtc", YWEBRTC, true),
+    route("ywebrtc", ANYPATH, true),
     route("peerjs", PEERJS, true),
+    route("webtorrent", ANYPATH, true),
+    // An upgrade on a path no dialect claims: its first frame decides (PROTOCOLS-beyond.md).
+    route("ywebrtc_or_webtorrent", ANYPATH, true),
 ];
 
 const fn route(label: &'static str, dialect: usize, websocket: bool) -> RouteInfo {
@@ -262,21 +275,22 @@ impl Registry {
             }
         }
         let mew_path = self.cfg.mew.paths.iter().any(|p| p == path);
+        // Their own paths (a plain request gets the original's answer unless the path is
+        // another endpoint's, such as the status page).
+        let own = |paths: &[String]| {
+            (upgrade || fixed == Target::NotFound) && paths.iter().any(|p| p == path)
+        };
         match fixed {
-            // Its own paths (a plain request gets the original's `okay` unless the path is
-            // another endpoint's, such as the status page).
-            _ if (upgrade || fixed == Target::NotFound)
-                && self.cfg.ywebrtc_paths.iter().any(|p| p == path) =>
-            {
-                Target::Dialect(R_YWEBRTC)
-            }
-            // A MewConnect client always says who it is; a y-webrtc client connects to the
-            // bare URL with no query (PROTOCOLS-beyond.md, "Routing").
+            // A MewConnect client always says who it is (PROTOCOLS-beyond.md, "Routing").
             _ if upgrade && mew_path && mewconnect::names_itself(head.query.as_deref()) => {
                 Target::Dialect(R_MEWCONNECT)
             }
-            Target::NotFound | Target::Status if upgrade => Target::Dialect(R_YWEBRTC),
-            _ if upgrade && mew_path => Target::Dialect(R_YWEBRTC),
+            _ if own(&self.cfg.webtorrent_paths) => Target::Dialect(R_WEBTORRENT),
+            _ if own(&self.cfg.ywebrtc_paths) => Target::Dialect(R_YWEBRTC),
+            // The y-webrtc and WebTorrent clients connect to the bare URL: the first frame
+            // tells them apart.
+            Target::NotFound | Target::Status if upgrade => Target::Dialect(R_ANYPATH),
+            _ if upgrade && mew_path => Target::Dialect(R_ANYPATH),
             // A MewConnect path without an upgrade: its dialect answers 426.
             Target::NotFound if mew_path => Target::Dialect(R_MEWCONNECT),
             t => t,
@@ -334,7 +348,11 @@ impl Registry {
                 SioApps::new(self.clone()),
             )),
             api,
-            Box::new(YWebrtc::default()),
+            Box::new(AnyPath::new(anypath::Options {
+                ywebrtc_paths: cfg.ywebrtc_paths.clone(),
+                webtorrent_paths: cfg.webtorrent_paths.clone(),
+                tracker: cfg.webtorrent.clone(),
+            })),
             Box::new(PeerJs::new(cfg.peerjs.clone())),
         ];
         Instances { list }
@@ -389,9 +407,14 @@ impl Instances {
         self.list.iter().map(|d| d.poll_timeout())
     }
 
-    /// Each instance's gauge, in order.
-    pub fn gauges(&self) -> impl Iterator<Item = u64> + '_ {
-        self.list.iter().map(|d| d.gauge())
+    /// Every instance's metrics, in [`DIALECTS`] order.
+    pub fn metrics(&self, out: &mut [u64; DIALECT_METRICS]) {
+        let mut at = 0;
+        for (d, (_, metrics)) in self.list.iter().zip(DIALECTS) {
+            let n = metrics.len();
+            d.metrics(&mut out[at..at + n]);
+            at += n;
+        }
     }
 }
 

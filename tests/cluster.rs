@@ -431,6 +431,75 @@ fn ywebrtc_topics_span_the_nodes() {
 }
 
 #[test]
+fn webtorrent_swarms_span_the_nodes() {
+    let Some((_redis, nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let id = |c: char| -> String { std::iter::repeat(c).take(20).collect() };
+    let ih = id('h');
+    let announce = |who: &str, extra: &str| {
+        format!(r#"{{"action":"announce","info_hash":"{ih}","peer_id":"{who}","left":1{extra}}}"#)
+    };
+    let response = |incomplete: u32| {
+        format!(
+            r#"{{"complete":0,"incomplete":{incomplete},"action":"announce","interval":120,"info_hash":"{ih}"}}"#
+        )
+    };
+    // A on node 0 by the tracker's path, B on node 1 by the bare URL, C on node 2.
+    let mut a = connect(nodes[0].addr, "/announce").unwrap();
+    text(&mut a, &announce(&id('A'), ""));
+    assert_eq!(common::recv_text(&mut a), response(1));
+    let mut b = connect(nodes[1].addr, "/").unwrap();
+    text(
+        &mut b,
+        &announce(
+            &id('B'),
+            r#","offers":[{"offer":{"type":"offer","sdp":"b"},"offer_id":"ob"}]"#,
+        ),
+    );
+    assert_eq!(common::recv_text(&mut b), response(2));
+    assert_eq!(
+        common::recv_text(&mut a),
+        format!(
+            r#"{{"action":"announce","offer":{{"type":"offer","sdp":"b"}},"offer_id":"ob","peer_id":"{}","info_hash":"{ih}"}}"#,
+            id('B')
+        )
+    );
+    text(
+        &mut a,
+        &format!(
+            r#"{{"action":"announce","info_hash":"{ih}","peer_id":"{}","to_peer_id":"{}","answer":{{"sdp":"a"}},"offer_id":"ob"}}"#,
+            id('A'),
+            id('B')
+        ),
+    );
+    assert_eq!(
+        common::recv_text(&mut b),
+        format!(
+            r#"{{"action":"announce","answer":{{"sdp":"a"}},"offer_id":"ob","peer_id":"{}","info_hash":"{ih}"}}"#,
+            id('A')
+        )
+    );
+    // The counts are the whole swarm's, and a socket that goes away on its node leaves the
+    // swarm.
+    let mut c = connect(nodes[2].addr, "/announce").unwrap();
+    text(&mut c, &announce(&id('C'), ""));
+    assert_eq!(common::recv_text(&mut c), response(3));
+    drop(b);
+    let t = Instant::now();
+    loop {
+        text(&mut c, &announce(&id('C'), ""));
+        let got = common::recv_text(&mut c);
+        if got == response(2) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
 fn peerjs_ids_and_messages_span_the_nodes() {
     let Some((_redis, nodes)) = cluster(3, &[]) else {
         return;

@@ -312,7 +312,9 @@ impl Reactor {
             m.handshake_failed(status, reason);
         }
         m.publish(&c.proto, &c.shell, &c.gauges, c.pool.in_use());
-        m.publish_dialects(c.dialects.gauges());
+        let mut values = [0; crate::registry::DIALECT_METRICS];
+        c.dialects.metrics(&mut values);
+        m.publish_dialects(&values);
     }
 
     fn drained(&self) -> bool {

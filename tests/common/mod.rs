@@ -180,6 +180,19 @@ pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
         .sum()
 }
 
+/// [`metric`], read again for up to two seconds until it is `want` (a core publishes its
+/// figures at the end of a loop turn, which may come just after the reply a test reacts to).
+pub fn metric_reaches(addr: SocketAddr, prefix: &str, want: f64) -> f64 {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        let v = metric(addr, prefix);
+        if v == want || std::time::Instant::now() >= deadline {
+            return v;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
 /// A stream that splits every write into random pieces of 1..=max bytes, each sent separately
 /// (with TCP_NODELAY, so the server sees many small reads).
 pub struct Chunker {

@@ -63,6 +63,7 @@
 //! later requests carry (a session id) writes [`Cx::here`] into them and places those requests
 //! with [`Placement::At`].
 
+pub mod anypath;
 pub mod cevitxe;
 pub mod echo;
 pub mod httpapi;
@@ -73,6 +74,7 @@ pub mod peerjs;
 pub mod peerolator;
 pub mod pipe;
 pub mod sio;
+pub mod webtorrent;
 pub mod workspaces;
 pub mod ywebrtc;
 
@@ -501,6 +503,41 @@ pub trait Dialect {
     /// A number this dialect reports as its gauge (sessions, members), if it has one.
     fn gauge(&self) -> u64 {
         0
+    }
+
+    /// The values of the metrics the registry lists for this dialect, in that order. By
+    /// default its one metric is [`Dialect::gauge`].
+    fn metrics(&self, out: &mut [u64]) {
+        if let Some(first) = out.first_mut() {
+            *first = self.gauge();
+        }
+    }
+}
+
+/// A number a dialect reports on `/metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    pub name: &'static str,
+    pub help: &'static str,
+    /// A counter (only grows) rather than a gauge.
+    pub counter: bool,
+}
+
+impl Metric {
+    pub const fn gauge(name: &'static str, help: &'static str) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: false,
+        }
+    }
+
+    pub const fn counter(name: &'static str, help: &'static str) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: true,
+        }
     }
 }
 

@@ -7,9 +7,9 @@
 //! of §8.7 (topics per connection, topic name length; past one the frame is dropped, as the
 //! protocol has no errors).
 //!
-//! Does not own: placement (every y-webrtc socket lives on the instance owning [`PLACEMENT_KEY`],
-//! so one table sees every topic, on one node or across a cluster), WebSocket keepalive (the
-//! shell's pings and idle timeout), frame size (the shell's `--max-message-size`).
+//! Does not own: placement and paths (`anypath`: every y-webrtc socket lives on the instance
+//! owning its key, so one table sees every topic, on one node or across a cluster), WebSocket
+//! keepalive (the shell's pings and idle timeout), frame size (the shell's `--max-message-size`).
 //!
 //! # Messages
 //!
@@ -20,16 +20,13 @@
 //! count) set in place or appended last. Publishing to a topic one has not subscribed is
 //! allowed; to a topic nobody has, nothing happens. `{"type":"ping"}` gets `{"type":"pong"}`.
 
-use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Placement, Random};
-use crate::proto::http::{RequestHead, Response};
+use super::{Cx, Handle, Kind};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
 
-/// The key every y-webrtc socket is placed by.
-pub const PLACEMENT_KEY: &str = "y-webrtc";
 /// Topics one connection may subscribe to (§8.7); more in a `subscribe` are skipped.
 pub const MAX_TOPICS_PER_CONN: usize = 1000;
 /// The longest topic name (§8.7); a longer one is skipped.
@@ -300,45 +297,10 @@ fn with_clients(m: &Members, n: usize) -> String {
     s
 }
 
-/// y-webrtc as a dialect.
-#[derive(Default)]
-pub struct YWebrtc {
-    table: Topics,
-}
-
-impl Dialect for YWebrtc {
-    fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
-        if req.upgrade.is_none() {
-            // The client makes no HTTP requests; the original answers every one so.
-            return Placement::Answer(Response::new(200, "text/plain", "okay"));
-        }
-        Placement::Key(PLACEMENT_KEY.into())
-    }
-
-    fn on_request(
-        &mut self,
-        _cx: &mut Cx<'_>,
-        _conn: Handle,
-        _key: Option<&str>,
-        req: &RequestHead,
-    ) -> Answer {
-        match req.upgrade.is_some() {
-            true => Answer::Upgrade,
-            false => Answer::Respond(upgrade_required()),
-        }
-    }
-
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, _kind: Kind, payload: &[u8]) {
-        self.table.message(cx, conn, payload);
-    }
-
-    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
-        self.table.close(conn);
-    }
-
-    fn gauge(&self) -> u64 {
-        self.table.topics() as u64
-    }
+/// Whether a frame is a y-webrtc message: a JSON object with a string `type` (how a socket on a
+/// shared path is told apart).
+pub fn claims(payload: &[u8]) -> bool {
+    Members::parse(payload).is_some_and(|m| m.str("type").is_some())
 }
 
 #[cfg(test)]

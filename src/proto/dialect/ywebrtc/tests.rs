@@ -1,13 +1,22 @@
 use super::*;
+use crate::proto::dialect::anypath::{AnyPath, Options, PLACEMENT_KEY};
 use crate::proto::dialect::testing::{get, upgrade, Harness};
+use crate::proto::dialect::Placement;
 
-fn open(h: &mut Harness<YWebrtc>) -> Handle {
+fn dialect() -> AnyPath {
+    AnyPath::new(Options {
+        ywebrtc_paths: vec!["/y-webrtc".into()],
+        ..Options::default()
+    })
+}
+
+fn open(h: &mut Harness<AnyPath>) -> Handle {
     h.open("/y-webrtc")
 }
 
 #[test]
 fn publish_goes_to_every_subscriber_with_clients() {
-    let mut h = Harness::new(YWebrtc::default());
+    let mut h = Harness::new(dialect());
     let (a, b, c) = (open(&mut h), open(&mut h), open(&mut h));
     h.text(a, r#"{"type":"subscribe","topics":["doc-42"]}"#);
     h.text(
@@ -54,7 +63,7 @@ fn publish_goes_to_every_subscriber_with_clients() {
 
 #[test]
 fn unsubscribe_close_and_ping() {
-    let mut h = Harness::new(YWebrtc::default());
+    let mut h = Harness::new(dialect());
     let (a, b) = (open(&mut h), open(&mut h));
     h.text(a, r#"{"type":"subscribe","topics":["t","u"]}"#);
     h.text(b, r#"{"type":"subscribe","topics":["t"]}"#);
@@ -72,17 +81,17 @@ fn unsubscribe_close_and_ping() {
         [r#"{"type":"publish","topic":"t","clients":1}"#]
     );
     assert!(h.take_sent().is_empty());
-    assert_eq!(h.d.table.topics(), 2);
+    assert_eq!(h.d.topics().topics(), 2);
     h.close(a);
-    assert_eq!(h.d.table.topics(), 0, "empty topics are gone");
-    assert_eq!(h.d.table.conns(), 0);
+    assert_eq!(h.d.topics().topics(), 0, "empty topics are gone");
+    assert_eq!(h.d.topics().conns(), 0);
     h.text(b, r#"{"type":"ping"}"#);
     assert_eq!(h.texts_to(b), [r#"{"type":"pong"}"#]);
 }
 
 #[test]
 fn bad_frames_are_dropped_and_the_socket_stays() {
-    let mut h = Harness::new(YWebrtc::default());
+    let mut h = Harness::new(dialect());
     let a = open(&mut h);
     for bad in [
         "not json",
@@ -100,17 +109,17 @@ fn bad_frames_are_dropped_and_the_socket_stays() {
     }
     assert!(h.take_sent().is_empty());
     assert!(h.take_closed().is_empty());
-    assert_eq!(h.d.table.topics(), 0);
+    assert_eq!(h.d.topics().topics(), 0);
     // A topic name past the limit, and topics past the per-connection limit, are skipped.
     let long = "x".repeat(MAX_TOPIC_LEN + 1);
     h.text(a, &format!(r#"{{"type":"subscribe","topics":["{long}"]}}"#));
-    assert_eq!(h.d.table.topics(), 0);
+    assert_eq!(h.d.topics().topics(), 0);
     let many: Vec<String> = (0..MAX_TOPICS_PER_CONN + 5)
         .map(|i| format!("t{i}"))
         .collect();
     let msg = serde_json::json!({"type": "subscribe", "topics": many}).to_string();
     h.text(a, &msg);
-    assert_eq!(h.d.table.topics(), MAX_TOPICS_PER_CONN);
+    assert_eq!(h.d.topics().topics(), MAX_TOPICS_PER_CONN);
 }
 
 #[test]
@@ -123,7 +132,7 @@ fn repeated_members_keep_the_first_place_and_the_last_value() {
 
 #[test]
 fn placement_and_plain_requests() {
-    let mut h = Harness::new(YWebrtc::default());
+    let mut h = Harness::new(dialect());
     assert!(matches!(h.place(&upgrade("/y-webrtc")), Placement::Key(k) if &*k == PLACEMENT_KEY));
     match h.place(&get("/y-webrtc")) {
         Placement::Answer(r) => assert_eq!((r.status, r.body.as_slice()), (200, &b"okay"[..])),

@@ -1,0 +1,908 @@
+//! The WebTorrent tracker over WebSocket (PROTOCOLS-beyond.md §9), as a pure table: sockets are
+//! [`Handle`]s, input is whole WebSocket messages, output goes through the call's [`Cx`].
+//!
+//! Owns: swarms by info hash and their peers (which socket speaks for each, seeder or not, when
+//! it last announced), the `announce` and `scrape` requests with every `failure reason` of §9.6
+//! and §9.9, the offer fan-out to distinct random peers, the answer relay, the per-swarm cap,
+//! peer expiry, the info-hash allow-list and the counters an operator watches.
+//!
+//! Does not own: placement and telling a tracker socket from a y-webrtc one on a shared path
+//! (`anypath`), WebSocket keepalive (the shell's pings), frame size (the shell's
+//! `--max-message-size`).
+//!
+//! Decisions of §9.9 taken: the bittorrent-tracker member orders; offers, answers and
+//! `offer_id`s forwarded as the JSON sent; 20-character binary strings checked (each character
+//! at most U+00FF) and written back as `JSON.stringify` would; errors name `action` (and
+//! `info_hash`) when those were valid; `left` null or absent is a leecher; at most
+//! [`Options::max_offers`] offers, none on `stopped`; unknown hashes scraped as zeros, at most
+//! [`MAX_SCRAPE`] per request, full scrapes refused unless allowed; a peer entry belongs to the
+//! socket that created it (other sockets' announces for it are ignored) and closing a socket
+//! removes every entry it owns; empty swarms are deleted.
+
+use super::{Cx, Handle, Kind};
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::sync::Arc;
+
+/// An info hash or a peer id: 20 bytes, sent as 20 characters U+0000–U+00FF.
+pub type Id20 = [u8; 20];
+
+/// Hashes one scrape reports at most; the rest are ignored.
+pub const MAX_SCRAPE: usize = 255;
+
+/// What an operator sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The announce interval clients are given, in seconds (`min_request_interval` in a scrape
+    /// is five times it, as in the original).
+    pub interval_s: u64,
+    /// A peer that has not announced for this long leaves its swarm.
+    pub peer_timeout_ms: u64,
+    /// Peers per swarm at most: a new one evicts the one that announced least recently.
+    pub max_peers_per_swarm: usize,
+    /// Offers forwarded per announce at most.
+    pub max_offers: usize,
+    /// Whether a scrape without `info_hash` reports every swarm.
+    pub full_scrape: bool,
+    /// Only these info hashes may be announced, if set.
+    pub allowed: Option<Arc<HashSet<Id20>>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            interval_s: 120,
+            peer_timeout_ms: 20 * 60_000,
+            max_peers_per_swarm: 1000,
+            max_offers: 10,
+            full_scrape: false,
+            allowed: None,
+        }
+    }
+}
+
+/// Counters since start, for `/metrics`.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Counters {
+    pub announces: u64,
+    pub scrapes: u64,
+    pub offers_relayed: u64,
+    pub answers_relayed: u64,
+    pub failures: u64,
+}
+
+struct Peer {
+    id: Id20,
+    conn: Handle,
+    seeder: bool,
+    /// When it last announced (the instance's clock).
+    last: u64,
+}
+
+#[derive(Default)]
+struct Swarm {
+    peers: Vec<Peer>,
+    seeders: u32,
+    /// Peer id → index in `peers`, once the swarm is too large for a scan.
+    index: Option<HashMap<Id20, u32>>,
+}
+
+/// Swarms past this many peers keep an index; smaller ones are scanned.
+const INDEX_FROM: usize = 24;
+
+impl Swarm {
+    fn find(&self, id: &Id20) -> Option<usize> {
+        match &self.index {
+            Some(ix) => ix.get(id).map(|&i| i as usize),
+            None => self.peers.iter().position(|p| p.id == *id),
+        }
+    }
+
+    fn push(&mut self, p: Peer) {
+        self.seeders += u32::from(p.seeder);
+        if let Some(ix) = &mut self.index {
+            ix.insert(p.id, self.peers.len() as u32);
+        }
+        self.peers.push(p);
+        if self.index.is_none() && self.peers.len() > INDEX_FROM {
+            let ix = self.peers.iter().enumerate();
+            self.index = Some(ix.map(|(i, p)| (p.id, i as u32)).collect());
+        }
+    }
+
+    fn remove(&mut self, i: usize) -> Peer {
+        let p = self.peers.swap_remove(i);
+        self.seeders -= u32::from(p.seeder);
+        if let Some(ix) = &mut self.index {
+            ix.remove(&p.id);
+            if let Some(moved) = self.peers.get(i) {
+                ix.insert(moved.id, i as u32);
+            }
+            if self.peers.len() < INDEX_FROM / 2 {
+                self.index = None;
+            }
+        }
+        p
+    }
+
+    fn counts(&self) -> (u32, u32) {
+        (self.seeders, self.peers.len() as u32 - self.seeders)
+    }
+}
+
+/// The (info hash, peer id) entries a socket owns. Most sockets own one: kept inline.
+enum Owned {
+    One(Id20, Id20),
+    Many(Vec<(Id20, Id20)>),
+}
+
+impl Owned {
+    fn push(&mut self, ih: Id20, id: Id20) {
+        match self {
+            Owned::One(a, b) => *self = Owned::Many(vec![(*a, *b), (ih, id)]),
+            Owned::Many(v) => v.push((ih, id)),
+        }
+    }
+
+    /// Takes the entry out; whether none is left.
+    fn remove(&mut self, ih: &Id20, id: &Id20) -> bool {
+        match self {
+            Owned::One(a, b) => a == ih && b == id,
+            Owned::Many(v) => {
+                if let Some(i) = v.iter().position(|(a, b)| a == ih && b == id) {
+                    v.swap_remove(i);
+                }
+                v.is_empty()
+            }
+        }
+    }
+
+    fn into_vec(self) -> Vec<(Id20, Id20)> {
+        match self {
+            Owned::One(a, b) => vec![(a, b)],
+            Owned::Many(v) => v,
+        }
+    }
+}
+
+/// The tracker of one instance.
+pub struct Tracker {
+    opts: Options,
+    swarms: HashMap<Id20, Swarm>,
+    owned: HashMap<Handle, Owned>,
+    peers: usize,
+    counters: Counters,
+    /// For picking peers (not capabilities: seeded once from the shell's randomness).
+    rng: u64,
+    /// Reused for every message written.
+    buf: Vec<u8>,
+}
+
+impl Tracker {
+    pub fn new(opts: Options) -> Tracker {
+        Tracker {
+            opts,
+            swarms: HashMap::new(),
+            owned: HashMap::new(),
+            peers: 0,
+            counters: Counters::default(),
+            rng: 0,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn swarms(&self) -> usize {
+        self.swarms.len()
+    }
+
+    pub fn peers(&self) -> usize {
+        self.peers
+    }
+
+    pub fn counters(&self) -> Counters {
+        self.counters
+    }
+
+    /// Whether a frame is a tracker request (how a socket on a shared path is told apart).
+    pub fn claims(payload: &[u8]) -> bool {
+        let Ok(r) = serde_json::from_slice::<Request>(payload) else {
+            return false;
+        };
+        matches!(
+            r.action.and_then(json_str).as_deref(),
+            Some("announce" | "scrape")
+        )
+    }
+
+    /// One frame from `conn`.
+    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+        let Ok(req) = serde_json::from_slice::<Request>(payload) else {
+            self.fail(cx, conn, None, None, "Invalid request");
+            return;
+        };
+        match req.action.and_then(json_str).as_deref() {
+            Some("announce") => self.announce(cx, conn, &req),
+            Some("scrape") => self.scrape(cx, conn, &req),
+            _ => {
+                let what = req.action.map_or_else(|| "undefined".into(), js_text);
+                let reason = format!("invalid action in WS request: {what}");
+                self.fail(cx, conn, None, None, &reason);
+            }
+        }
+    }
+
+    fn fail(
+        &mut self,
+        cx: &mut Cx<'_>,
+        conn: Handle,
+        action: Option<&str>,
+        ih: Option<&Id20>,
+        reason: &str,
+    ) {
+        self.counters.failures += 1;
+        let b = &mut self.buf;
+        b.clear();
+        b.push(b'{');
+        if let Some(a) = action {
+            b.extend_from_slice(br#""action":""#);
+            b.extend_from_slice(a.as_bytes());
+            b.extend_from_slice(b"\",");
+        }
+        b.extend_from_slice(br#""failure reason":"#);
+        // The texts are fixed or quote what the client sent: JSON-escape them.
+        b.extend_from_slice(serde_json::Value::from(reason).to_string().as_bytes());
+        if let Some(ih) = ih {
+            b.extend_from_slice(br#","info_hash":"#);
+            write_bin(b, ih);
+        }
+        b.push(b'}');
+        cx.send(conn, Kind::Text, b);
+    }
+
+    fn announce(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &Request) {
+        const A: Option<&str> = Some("announce");
+        let Some(ih) = req.info_hash.and_then(bin20) else {
+            return self.fail(cx, conn, A, None, "invalid info_hash");
+        };
+        let Some(me) = req.peer_id.and_then(bin20) else {
+            return self.fail(cx, conn, A, Some(&ih), "invalid peer_id");
+        };
+        let answer = req.answer.filter(|a| truthy(a));
+        let to = match answer {
+            Some(_) => match req.to_peer_id.and_then(bin20) {
+                Some(to) => Some(to),
+                None => {
+                    let reason = "invalid `to_peer_id` (required with `answer`)";
+                    return self.fail(cx, conn, A, Some(&ih), reason);
+                }
+            },
+            None => None,
+        };
+        let event = match req.event.map(json_str) {
+            None => Event::Update,
+            Some(Some(e)) => match &*e {
+                "started" => Event::Started,
+                "completed" => Event::Completed,
+                "stopped" => Event::Stopped,
+                "update" | "paused" | "empty" => Event::Update,
+                _ => return self.fail(cx, conn, A, Some(&ih), "invalid event"),
+            },
+            Some(None) if req.event.is_some_and(|e| e.get() == "null") => Event::Update,
+            Some(None) => return self.fail(cx, conn, A, Some(&ih), "invalid event"),
+        };
+        if let Some(allowed) = &self.opts.allowed {
+            if !allowed.contains(&ih) {
+                return self.fail(cx, conn, A, Some(&ih), "Info hash not allowed");
+            }
+        }
+        let seeder = event == Event::Completed || req.left.is_some_and(left_is_zero);
+        if !self.update(cx.now, conn, ih, me, event, seeder) {
+            return; // another socket's peer id: ignored
+        }
+        self.counters.announces += 1;
+        let (complete, incomplete) = self.swarms.get(&ih).map_or((0, 0), Swarm::counts);
+        if answer.is_none() {
+            let b = &mut self.buf;
+            b.clear();
+            b.extend_from_slice(br#"{"complete":"#);
+            push_num(b, complete.into());
+            b.extend_from_slice(br#","incomplete":"#);
+            push_num(b, incomplete.into());
+            b.extend_from_slice(br#","action":"announce","interval":"#);
+            push_num(b, self.opts.interval_s);
+            b.extend_from_slice(br#","info_hash":"#);
+            write_bin(b, &ih);
+            b.push(b'}');
+            cx.send(conn, Kind::Text, b);
+        }
+        if event == Event::Stopped {
+            return;
+        }
+        if let Some(Offers::List(offers)) = &req.offers {
+            self.offer(cx, &ih, &me, offers);
+        }
+        if let (Some(answer), Some(to), Some(offer_id)) = (answer, to, req.offer_id) {
+            let Some(target) = self
+                .swarms
+                .get(&ih)
+                .and_then(|s| s.find(&to).map(|i| s.peers[i].conn))
+            else {
+                return;
+            };
+            let b = &mut self.buf;
+            b.clear();
+            b.extend_from_slice(br#"{"action":"announce","answer":"#);
+            b.extend_from_slice(answer.get().as_bytes());
+            b.extend_from_slice(br#","offer_id":"#);
+            b.extend_from_slice(offer_id.get().as_bytes());
+            relayed_tail(b, &me, &ih);
+            cx.send(target, Kind::Text, b);
+            self.counters.answers_relayed += 1;
+        }
+    }
+
+    /// Applies an announce to the swarm; false when the peer id is another socket's.
+    fn update(
+        &mut self,
+        now: u64,
+        conn: Handle,
+        ih: Id20,
+        me: Id20,
+        event: Event,
+        seeder: bool,
+    ) -> bool {
+        let swarm = self.swarms.entry(ih).or_default();
+        match swarm.find(&me) {
+            Some(i) if swarm.peers[i].conn != conn => {
+                if swarm.peers.is_empty() {
+                    self.swarms.remove(&ih);
+                }
+                return false;
+            }
+            Some(i) if event == Event::Stopped => {
+                swarm.remove(i);
+                self.peers -= 1;
+                if swarm.peers.is_empty() {
+                    self.swarms.remove(&ih);
+                }
+                if let Some(o) = self.owned.get_mut(&conn) {
+                    if o.remove(&ih, &me) {
+                        self.owned.remove(&conn);
+                    }
+                }
+            }
+            Some(i) => {
+                let p = &mut swarm.peers[i];
+                p.last = now;
+                if seeder && !p.seeder {
+                    p.seeder = true;
+                    swarm.seeders += 1;
+                }
+            }
+            None if event == Event::Stopped => {
+                if swarm.peers.is_empty() {
+                    self.swarms.remove(&ih);
+                }
+            }
+            None => {
+                if swarm.peers.len() >= self.opts.max_peers_per_swarm.max(1) {
+                    let oldest = (0..swarm.peers.len()).min_by_key(|&i| swarm.peers[i].last);
+                    if let Some(i) = oldest {
+                        let gone = swarm.remove(i);
+                        self.peers -= 1;
+                        disown(&mut self.owned, gone.conn, &ih, &gone.id);
+                    }
+                }
+                swarm.push(Peer {
+                    id: me,
+                    conn,
+                    seeder,
+                    last: now,
+                });
+                self.peers += 1;
+                match self.owned.get_mut(&conn) {
+                    Some(o) => o.push(ih, me),
+                    None => {
+                        self.owned.insert(conn, Owned::One(ih, me));
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Sends the offers that are objects, each to a distinct random other peer of the swarm.
+    fn offer(&mut self, cx: &mut Cx<'_>, ih: &Id20, me: &Id20, offers: &[Option<OfferEntry>]) {
+        let Some(swarm) = self.swarms.get(ih) else {
+            return;
+        };
+        let offers: Vec<&OfferEntry> = offers.iter().flatten().collect();
+        let mine = swarm.find(me);
+        let others = swarm.peers.len() - usize::from(mine.is_some());
+        let want = offers.len().min(self.opts.max_offers).min(others);
+        if want == 0 {
+            return;
+        }
+        if self.rng == 0 {
+            self.rng = u64::from_le_bytes(cx.random::<8>()) | 1;
+        }
+        let picked = pick(&mut self.rng, swarm.peers.len(), mine, want);
+        for (offer, i) in offers.into_iter().zip(picked) {
+            let b = &mut self.buf;
+            b.clear();
+            b.extend_from_slice(br#"{"action":"announce""#);
+            if let Some(o) = offer.offer {
+                b.extend_from_slice(br#","offer":"#);
+                b.extend_from_slice(o.get().as_bytes());
+            }
+            if let Some(id) = offer.offer_id {
+                b.extend_from_slice(br#","offer_id":"#);
+                b.extend_from_slice(id.get().as_bytes());
+            }
+            relayed_tail(b, me, ih);
+            cx.send(swarm.peers[i].conn, Kind::Text, b);
+            self.counters.offers_relayed += 1;
+        }
+    }
+
+    fn scrape(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &Request) {
+        const S: Option<&str> = Some("scrape");
+        let hashes: Vec<Id20> = match req.info_hash {
+            None => Vec::new(),
+            Some(raw) if raw.get() == "null" => Vec::new(),
+            Some(raw) => match scrape_hashes(raw) {
+                Some(h) => h,
+                None => return self.fail(cx, conn, S, None, "invalid info_hash"),
+            },
+        };
+        let full = req.info_hash.map_or(true, |raw| raw.get() == "null");
+        if full && !self.opts.full_scrape {
+            return self.fail(cx, conn, S, None, "Full scrapes are not allowed");
+        }
+        self.counters.scrapes += 1;
+        let b = &mut self.buf;
+        b.clear();
+        b.extend_from_slice(br#"{"action":"scrape","files":{"#);
+        let mut first = true;
+        let mut file = |b: &mut Vec<u8>, ih: &Id20, s: Option<&Swarm>| {
+            if !std::mem::take(&mut first) {
+                b.push(b',');
+            }
+            let (c, i) = s.map_or((0, 0), Swarm::counts);
+            write_bin(b, ih);
+            b.extend_from_slice(br#":{"complete":"#);
+            push_num(b, c.into());
+            b.extend_from_slice(br#","incomplete":"#);
+            push_num(b, i.into());
+            b.extend_from_slice(br#","downloaded":"#);
+            push_num(b, c.into());
+            b.push(b'}');
+        };
+        if full {
+            for (ih, s) in &self.swarms {
+                file(b, ih, Some(s));
+            }
+        } else {
+            for (n, ih) in hashes.iter().enumerate().take(MAX_SCRAPE) {
+                // A repeated hash is one key of the object, as in the original.
+                if !hashes[..n].contains(ih) {
+                    file(b, ih, self.swarms.get(ih));
+                }
+            }
+        }
+        b.extend_from_slice(br#"},"flags":{"min_request_interval":"#);
+        push_num(b, 5 * self.opts.interval_s);
+        b.extend_from_slice(b"}}");
+        cx.send(conn, Kind::Text, b);
+    }
+
+    /// `conn` is gone: every peer entry it owns leaves its swarm.
+    pub fn close(&mut self, conn: Handle) {
+        let Some(owned) = self.owned.remove(&conn) else {
+            return;
+        };
+        for (ih, id) in owned.into_vec() {
+            if let Some(s) = self.swarms.get_mut(&ih) {
+                if let Some(i) = s.find(&id).filter(|&i| s.peers[i].conn == conn) {
+                    s.remove(i);
+                    self.peers -= 1;
+                    if s.peers.is_empty() {
+                        self.swarms.remove(&ih);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Removes the peers that have not announced for the peer timeout.
+    pub fn expire(&mut self, now: u64) {
+        let cutoff = now.saturating_sub(self.opts.peer_timeout_ms);
+        let owned = &mut self.owned;
+        let mut gone = 0;
+        self.swarms.retain(|ih, s| {
+            let mut i = 0;
+            while i < s.peers.len() {
+                if s.peers[i].last <= cutoff {
+                    let p = s.remove(i);
+                    disown(owned, p.conn, ih, &p.id);
+                    gone += 1;
+                } else {
+                    i += 1;
+                }
+            }
+            !s.peers.is_empty()
+        });
+        self.peers -= gone;
+    }
+
+    /// How often [`Tracker::expire`] should run.
+    pub fn sweep_every_ms(&self) -> u64 {
+        (self.opts.peer_timeout_ms / 10).clamp(1_000, 60_000)
+    }
+}
+
+fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20) {
+    if let Some(o) = owned.get_mut(&conn) {
+        if o.remove(ih, id) {
+            owned.remove(&conn);
+        }
+    }
+}
+
+/// `want` distinct indices of `0..n` other than `skip`, in random order.
+fn pick(rng: &mut u64, n: usize, skip: Option<usize>, want: usize) -> Vec<usize> {
+    let mut next = |below: usize| -> usize {
+        // xorshift64*: fast, and good enough to spread offers over a swarm.
+        *rng ^= *rng >> 12;
+        *rng ^= *rng << 25;
+        *rng ^= *rng >> 27;
+        (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % below
+    };
+    let others = n - usize::from(skip.is_some());
+    if others <= 4 * want {
+        // Few enough to shuffle the candidates: a partial Fisher-Yates.
+        let mut all: Vec<usize> = (0..n).filter(|&i| Some(i) != skip).collect();
+        for k in 0..want {
+            let j = k + next(all.len() - k);
+            all.swap(k, j);
+        }
+        all.truncate(want);
+        return all;
+    }
+    let mut out = Vec::with_capacity(want);
+    while out.len() < want {
+        let i = next(n);
+        if Some(i) != skip && !out.contains(&i) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Event {
+    Started,
+    Completed,
+    Stopped,
+    Update,
+}
+
+/// The members of a request sigyard reads; a repeated member's last value wins, as in
+/// `JSON.parse`.
+#[derive(Default)]
+struct Request<'a> {
+    action: Option<&'a RawValue>,
+    info_hash: Option<&'a RawValue>,
+    peer_id: Option<&'a RawValue>,
+    event: Option<&'a RawValue>,
+    left: Option<&'a RawValue>,
+    offers: Option<Offers<'a>>,
+    answer: Option<&'a RawValue>,
+    to_peer_id: Option<&'a RawValue>,
+    offer_id: Option<&'a RawValue>,
+}
+
+/// `offers`: an array of entries, each an object or not; anything else is not offers.
+enum Offers<'a> {
+    List(Vec<Option<OfferEntry<'a>>>),
+    NotAList,
+}
+
+#[derive(Default)]
+struct OfferEntry<'a> {
+    offer: Option<&'a RawValue>,
+    offer_id: Option<&'a RawValue>,
+}
+
+enum Field {
+    Action,
+    InfoHash,
+    PeerId,
+    Event,
+    Left,
+    Offers,
+    Answer,
+    ToPeerId,
+    OfferId,
+    Offer,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Field;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a member name")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
+                Ok(match s {
+                    "action" => Field::Action,
+                    "info_hash" => Field::InfoHash,
+                    "peer_id" => Field::PeerId,
+                    "event" => Field::Event,
+                    "left" => Field::Left,
+                    "offers" => Field::Offers,
+                    "answer" => Field::Answer,
+                    "to_peer_id" => Field::ToPeerId,
+                    "offer_id" => Field::OfferId,
+                    "offer" => Field::Offer,
+                    _ => Field::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Request<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Request<'a>, M::Error> {
+                let mut r = Request::default();
+                while let Some(k) = m.next_key::<Field>()? {
+                    let slot = match k {
+                        Field::Offers => {
+                            r.offers = Some(m.next_value()?);
+                            continue;
+                        }
+                        Field::Other | Field::Offer => {
+                            m.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                        Field::Action => &mut r.action,
+                        Field::InfoHash => &mut r.info_hash,
+                        Field::PeerId => &mut r.peer_id,
+                        Field::Event => &mut r.event,
+                        Field::Left => &mut r.left,
+                        Field::Answer => &mut r.answer,
+                        Field::ToPeerId => &mut r.to_peer_id,
+                        Field::OfferId => &mut r.offer_id,
+                    };
+                    *slot = Some(m.next_value()?);
+                }
+                Ok(r)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Offers<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Offers<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<Offers<'a>, S::Error> {
+                let mut list = Vec::new();
+                while let Some(MaybeOffer(e)) = s.next_element()? {
+                    list.push(e);
+                }
+                Ok(Offers::List(list))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Offers<'a>, M::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Offers::NotAList)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+            fn visit_unit<E>(self) -> Result<Offers<'a>, E> {
+                Ok(Offers::NotAList)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// One element of `offers`: its `offer` and `offer_id` if it is an object.
+struct MaybeOffer<'a>(Option<OfferEntry<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeOffer<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeOffer<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<MaybeOffer<'a>, M::Error> {
+                let mut e = OfferEntry::default();
+                while let Some(k) = m.next_key::<Field>()? {
+                    match k {
+                        Field::Offer => e.offer = Some(m.next_value()?),
+                        Field::OfferId => e.offer_id = Some(m.next_value()?),
+                        _ => {
+                            m.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(MaybeOffer(Some(e)))
+            }
+            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<MaybeOffer<'a>, S::Error> {
+                while s.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeOffer(None))
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+            fn visit_str<E>(self, _: &str) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+            fn visit_unit<E>(self) -> Result<MaybeOffer<'a>, E> {
+                Ok(MaybeOffer(None))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// A JSON string's text.
+fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
+    let s = raw.get();
+    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(inner.into());
+    }
+    serde_json::from_str::<String>(s).ok().map(Into::into)
+}
+
+/// A value as JavaScript's template literal would show it (for `invalid action`).
+fn js_text(raw: &RawValue) -> String {
+    match json_str(raw) {
+        Some(s) => s.into_owned(),
+        None if raw.get().starts_with('{') => "[object Object]".into(),
+        None => raw.get().to_owned(),
+    }
+}
+
+/// A 20-character string of characters at most U+00FF, as its bytes.
+pub fn bin20(raw: &RawValue) -> Option<Id20> {
+    let text = json_str(raw)?;
+    let mut out = [0u8; 20];
+    let mut n = 0;
+    for c in text.chars() {
+        let b = u8::try_from(u32::from(c)).ok()?;
+        *out.get_mut(n)? = b;
+        n += 1;
+    }
+    (n == 20).then_some(out)
+}
+
+/// A scrape's `info_hash`: one such string or an array of them.
+fn scrape_hashes(raw: &RawValue) -> Option<Vec<Id20>> {
+    if raw.get().starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
+        return items.into_iter().map(bin20).collect();
+    }
+    bin20(raw).map(|h| vec![h])
+}
+
+/// JavaScript truthiness of a JSON value.
+fn truthy(raw: &RawValue) -> bool {
+    match raw.get() {
+        "null" | "false" | "\"\"" => false,
+        s if s.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) => {
+            s.parse::<f64>().is_ok_and(|x| x != 0.0)
+        }
+        _ => true,
+    }
+}
+
+/// Whether `left` says nothing is left: a number or numeric string equal to zero.
+fn left_is_zero(raw: &RawValue) -> bool {
+    let s = raw.get();
+    let text = match json_str(raw) {
+        Some(t) => t,
+        None => s.into(),
+    };
+    let t = text.trim();
+    !t.is_empty() && t.parse::<f64>().is_ok_and(|x| x == 0.0)
+}
+
+/// `"peer_id":…,"info_hash":…}`, the end of a relayed offer or answer.
+fn relayed_tail(b: &mut Vec<u8>, from: &Id20, ih: &Id20) {
+    b.extend_from_slice(br#","peer_id":"#);
+    write_bin(b, from);
+    b.extend_from_slice(br#","info_hash":"#);
+    write_bin(b, ih);
+    b.push(b'}');
+}
+
+fn push_num(b: &mut Vec<u8>, n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    b.extend_from_slice(&digits[i..]);
+}
+
+/// 20 bytes as the JSON string `JSON.stringify` writes for their latin1 characters.
+pub fn write_bin(b: &mut Vec<u8>, bytes: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    b.push(b'"');
+    for &x in bytes {
+        match x {
+            b'"' => b.extend_from_slice(b"\\\""),
+            b'\\' => b.extend_from_slice(b"\\\\"),
+            0x08 => b.extend_from_slice(b"\\b"),
+            b'\t' => b.extend_from_slice(b"\\t"),
+            b'\n' => b.extend_from_slice(b"\\n"),
+            0x0c => b.extend_from_slice(b"\\f"),
+            b'\r' => b.extend_from_slice(b"\\r"),
+            0..=0x1f => {
+                b.extend_from_slice(b"\\u00");
+                b.push(HEX[usize::from(x >> 4)]);
+                b.push(HEX[usize::from(x & 15)]);
+            }
+            0x20..=0x7f => b.push(x),
+            _ => {
+                b.push(0xc0 | (x >> 6));
+                b.push(0x80 | (x & 0x3f));
+            }
+        }
+    }
+    b.push(b'"');
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,542 @@
+use super::*;
+use crate::proto::dialect::anypath::{AnyPath, Options as AnyOptions};
+use crate::proto::dialect::testing::Harness;
+use crate::proto::dialect::Dialect;
+
+fn harness(opts: Options) -> Harness<AnyPath> {
+    Harness::new(AnyPath::new(AnyOptions {
+        ywebrtc_paths: vec!["/y-webrtc".into()],
+        webtorrent_paths: vec!["/announce".into()],
+        tracker: opts,
+    }))
+}
+
+/// A 20-character id of one repeated character.
+fn id(c: char) -> String {
+    std::iter::repeat(c).take(20).collect()
+}
+
+/// `s` as a JSON string (the way `JSON.stringify` writes it).
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+fn announce(ih: &str, peer: &str, extra: &str) -> String {
+    format!(
+        r#"{{"numwant":5,"uploaded":0,"downloaded":0{extra},"action":"announce","info_hash":{},"peer_id":{}}}"#,
+        js(ih),
+        js(peer)
+    )
+}
+
+fn offers(tags: &[&str]) -> String {
+    let list: Vec<String> = tags
+        .iter()
+        .map(|t| {
+            format!(
+                r#"{{"offer":{{"type":"offer","sdp":"v=0 {t}"}},"offer_id":{}}}"#,
+                js(&format!("{t:_<20}"))
+            )
+        })
+        .collect();
+    format!(r#","offers":[{}]"#, list.join(","))
+}
+
+fn response(c: u32, i: u32, ih: &str) -> String {
+    format!(
+        r#"{{"complete":{c},"incomplete":{i},"action":"announce","interval":120,"info_hash":{}}}"#,
+        js(ih)
+    )
+}
+
+#[test]
+fn the_example_exchange_byte_for_byte() {
+    let mut h = harness(Options::default());
+    let (ih, ih2, a, b) = (id('h'), id('i'), id('A'), id('B'));
+    let ca = h.open("/announce");
+    h.text(
+        ca,
+        &announce(
+            &ih,
+            &a,
+            &format!(r#","left":0,"event":"started"{}"#, offers(&["a1"])),
+        ),
+    );
+    assert_eq!(
+        h.texts_to(ca),
+        [response(1, 0, &ih)],
+        "no other peer: no offer"
+    );
+    let cb = h.open("/announce");
+    h.text(
+        cb,
+        &announce(
+            &ih,
+            &b,
+            &format!(
+                r#","left":1048576,"event":"started"{}"#,
+                offers(&["o1", "o2"])
+            ),
+        ),
+    );
+    assert_eq!(h.texts_to(cb), [response(1, 1, &ih)]);
+    let o1 = js(&format!("{:_<20}", "o1"));
+    assert_eq!(
+        h.texts_to(ca),
+        [format!(
+            r#"{{"action":"announce","offer":{{"type":"offer","sdp":"v=0 o1"}},"offer_id":{o1},"peer_id":{},"info_hash":{}}}"#,
+            js(&b),
+            js(&ih)
+        )],
+        "one other peer: the first offer only"
+    );
+    h.text(
+        ca,
+        &format!(
+            r#"{{"action":"announce","info_hash":{},"peer_id":{},"to_peer_id":{},"answer":{{"type":"answer","sdp":"v=0 x"}},"offer_id":{o1}}}"#,
+            js(&ih),
+            js(&a),
+            js(&b)
+        ),
+    );
+    assert_eq!(
+        h.texts_to(ca),
+        Vec::<String>::new(),
+        "no response to an answer"
+    );
+    assert_eq!(
+        h.texts_to(cb),
+        [format!(
+            r#"{{"action":"announce","answer":{{"type":"answer","sdp":"v=0 x"}},"offer_id":{o1},"peer_id":{},"info_hash":{}}}"#,
+            js(&a),
+            js(&ih)
+        )]
+    );
+    h.text(
+        cb,
+        &format!(
+            r#"{{"action":"scrape","info_hash":[{},{}]}}"#,
+            js(&ih),
+            js(&ih2)
+        ),
+    );
+    assert_eq!(
+        h.texts_to(cb),
+        [format!(
+            r#"{{"action":"scrape","files":{{{}:{{"complete":1,"incomplete":1,"downloaded":1}},{}:{{"complete":0,"incomplete":0,"downloaded":0}}}},"flags":{{"min_request_interval":600}}}}"#,
+            js(&ih),
+            js(&ih2)
+        )]
+    );
+    h.text(cb, &announce(&ih, &b, r#","left":0,"event":"completed""#));
+    assert_eq!(h.texts_to(cb), [response(2, 0, &ih)]);
+    h.text(
+        cb,
+        r#"{"action":"announce","info_hash":"short","peer_id":"BBBBBBBBBBBBBBBBBBBB"}"#,
+    );
+    assert_eq!(
+        h.texts_to(cb),
+        [r#"{"action":"announce","failure reason":"invalid info_hash"}"#]
+    );
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn every_failure_reason() {
+    let mut h = harness(Options::default());
+    let c = h.open("/announce");
+    let ih = id('h');
+    let cases: Vec<(String, String)> = vec![
+        (
+            "not json".into(),
+            r#"{"failure reason":"Invalid request"}"#.into(),
+        ),
+        (
+            "null".into(),
+            r#"{"failure reason":"Invalid request"}"#.into(),
+        ),
+        ("5".into(), r#"{"failure reason":"Invalid request"}"#.into()),
+        (
+            r#"{"info_hash":"x"}"#.into(),
+            r#"{"failure reason":"invalid action in WS request: undefined"}"#.into(),
+        ),
+        (
+            r#"{"action":"publish"}"#.into(),
+            r#"{"failure reason":"invalid action in WS request: publish"}"#.into(),
+        ),
+        (
+            r#"{"action":7}"#.into(),
+            r#"{"failure reason":"invalid action in WS request: 7"}"#.into(),
+        ),
+        (
+            announce(&ih, "short", ""),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid peer_id","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            announce(&ih, &id('A'), r#","answer":{"sdp":"x"},"to_peer_id":5"#),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid `to_peer_id` (required with `answer`)","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            announce(&ih, &id('A'), r#","event":"finished""#),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid event","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            announce(&ih, &id('A'), r#","event":5"#),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid event","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            r#"{"action":"scrape","info_hash":5}"#.into(),
+            r#"{"action":"scrape","failure reason":"invalid info_hash"}"#.into(),
+        ),
+        (
+            format!(r#"{{"action":"scrape","info_hash":[{},"short"]}}"#, js(&ih)),
+            r#"{"action":"scrape","failure reason":"invalid info_hash"}"#.into(),
+        ),
+        (
+            r#"{"action":"scrape"}"#.into(),
+            r#"{"action":"scrape","failure reason":"Full scrapes are not allowed"}"#.into(),
+        ),
+        (
+            r#"{"action":"announce","info_hash":"ĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀĀ","peer_id":"x"}"#.into(),
+            r#"{"action":"announce","failure reason":"invalid info_hash"}"#.into(),
+        ),
+    ];
+    for (frame, want) in cases {
+        h.text(c, &frame);
+        assert_eq!(h.texts_to(c), [want], "for {frame}");
+    }
+    assert_eq!(h.d.tracker().peers(), 0, "no failed request joined a swarm");
+    assert_eq!(h.d.tracker().counters().failures, 14);
+}
+
+#[test]
+fn binary_strings_come_back_as_json_stringify_writes_them() {
+    let mut h = harness(Options::default());
+    let c = h.open("/announce");
+    // Every kind of character: controls (named and \u escapes), quote, backslash, DEL, latin1.
+    let ih: String = "\u{0}\u{8}\t\n\u{c}\r\u{1f}\"\\\u{7f}\u{80}é\u{ff} az09+/".into();
+    assert_eq!(ih.chars().count(), 20);
+    h.text(c, &announce(&ih, &id('A'), ""));
+    let want = r#"{"complete":0,"incomplete":1,"action":"announce","interval":120,"info_hash":"\u0000\b\t\n\f\r\u001f\"\\"#
+        .to_string()
+        + "\u{7f}\u{80}é\u{ff} az09+/\"}";
+    assert_eq!(h.texts_to(c), [want]);
+    // Escapes in the request are read as the characters they stand for.
+    h.text(
+        c,
+        r#"{"action":"announce","info_hash":"\u0061aaaaaaaaaaaaaaaaaaa","peer_id":"AAAAAAAAAAAAAAAAAAAA"}"#,
+    );
+    assert_eq!(h.texts_to(c), [response(0, 1, &id('a'))]);
+    // 19 or 21 characters are not an id.
+    for bad in [&id('x')[1..], &format!("{}x", id('x'))] {
+        h.text(c, &announce(bad, &id('A'), ""));
+        assert!(h.texts_to(c)[0].contains("invalid info_hash"));
+    }
+}
+
+#[test]
+fn offers_go_to_distinct_random_other_peers_up_to_the_limit() {
+    let mut h = harness(Options::default());
+    let ih = id('h');
+    let peers: Vec<(Handle, String)> = (0..12)
+        .map(|n| {
+            let c = h.open("/announce");
+            let p = format!("{n:0>20}");
+            h.text(c, &announce(&ih, &p, ""));
+            (c, p)
+        })
+        .collect();
+    h.take_sent();
+    let (me, my_id) = &peers[0];
+    let tags: Vec<String> = (0..12).map(|n| format!("t{n}")).collect();
+    let tags: Vec<&str> = tags.iter().map(String::as_str).collect();
+    h.text(*me, &announce(&ih, my_id, &offers(&tags)));
+    assert_eq!(h.texts_to(*me), [response(0, 12, &ih)]);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 10, "--webtorrent-max-offers 10");
+    let mut to: Vec<Handle> = sent.iter().map(|(c, _, _)| *c).collect();
+    to.sort();
+    to.dedup();
+    assert_eq!(to.len(), 10, "distinct peers");
+    assert!(!to.contains(me), "never back to the announcer");
+    for (n, (_, _, p)) in sent.iter().enumerate() {
+        let text = String::from_utf8(p.clone()).unwrap();
+        assert!(
+            text.contains(&format!("v=0 t{n}\"")),
+            "offer {n} in order: {text}"
+        );
+    }
+    // Entries that are not objects are skipped; an object without offer or offer_id is sent
+    // as the members it has.
+    h.text(*me, &announce(&ih, my_id, r#","offers":[null,5,"x",{}]"#));
+    h.texts_to(*me);
+    let sent = h.take_sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        String::from_utf8(sent[0].2.clone()).unwrap(),
+        format!(
+            r#"{{"action":"announce","peer_id":{},"info_hash":{}}}"#,
+            js(my_id),
+            js(&ih)
+        )
+    );
+    // `stopped` sends none, and leaves the swarm.
+    h.text(
+        *me,
+        &announce(
+            &ih,
+            my_id,
+            &format!(r#","event":"stopped"{}"#, offers(&["s"])),
+        ),
+    );
+    assert_eq!(h.texts_to(*me), [response(0, 11, &ih)]);
+    assert!(h.take_sent().is_empty());
+    // Over many rounds every other peer gets offers: the choice is spread.
+    let mut seen = std::collections::HashSet::new();
+    let (c1, id1) = &peers[1];
+    for _ in 0..50 {
+        h.text(*c1, &announce(&ih, id1, &offers(&["r"])));
+        h.texts_to(*c1);
+        seen.extend(h.take_sent().into_iter().map(|(c, _, _)| c));
+    }
+    assert_eq!(
+        seen.len(),
+        10,
+        "each of the 10 others was picked at some point"
+    );
+}
+
+#[test]
+fn counts_follow_left_and_events() {
+    let mut h = harness(Options::default());
+    let ih = id('h');
+    let c = h.open("/announce");
+    let cases = [
+        ('a', r#","left":null"#, (0, 1)),
+        ('b', "", (0, 2)),
+        ('c', r#","left":"0""#, (1, 2)),
+        ('d', r#","left":0"#, (2, 2)),
+        ('e', r#","left":"""#, (2, 3)),
+        ('f', r#","left":12,"event":"completed""#, (3, 3)),
+        ('a', r#","left":0"#, (4, 2)),
+        ('a', r#","left":10"#, (4, 2)),
+        ('b', r#","event":"stopped""#, (4, 1)),
+        ('b', r#","event":"stopped""#, (4, 1)),
+    ];
+    for (who, extra, (complete, incomplete)) in cases {
+        h.text(c, &announce(&ih, &id(who), extra));
+        assert_eq!(
+            h.texts_to(c),
+            [response(complete, incomplete, &ih)],
+            "{who} {extra}"
+        );
+    }
+}
+
+#[test]
+fn a_peer_belongs_to_its_socket_and_leaves_with_it() {
+    let mut h = harness(Options::default());
+    let (ih, ih2) = (id('h'), id('i'));
+    let owner = h.open("/announce");
+    let other = h.open("/announce");
+    h.text(owner, &announce(&ih, &id('A'), ""));
+    h.text(owner, &announce(&ih, &id('B'), ""));
+    h.text(owner, &announce(&ih2, &id('A'), ""));
+    h.take_sent();
+    // Another socket speaking for A is ignored: no answer, no change.
+    h.text(other, &announce(&ih, &id('A'), r#","event":"stopped""#));
+    assert!(h.take_sent().is_empty());
+    assert_eq!(h.d.tracker().peers(), 3);
+    h.text(other, &announce(&ih, &id('C'), ""));
+    assert_eq!(h.texts_to(other), [response(0, 3, &ih)]);
+    h.close(owner);
+    assert_eq!(
+        h.d.tracker().peers(),
+        1,
+        "every entry the socket owned is gone"
+    );
+    assert_eq!(h.d.tracker().swarms(), 1, "an empty swarm is deleted");
+    // Now A is free for another socket.
+    h.text(other, &announce(&ih, &id('A'), ""));
+    assert_eq!(h.texts_to(other), [response(0, 2, &ih)]);
+}
+
+#[test]
+fn answers_reach_the_named_peer_only() {
+    let mut h = harness(Options::default());
+    let ih = id('h');
+    let (ca, cb) = (h.open("/announce"), h.open("/announce"));
+    h.text(ca, &announce(&ih, &id('A'), ""));
+    h.text(cb, &announce(&ih, &id('B'), ""));
+    h.take_sent();
+    let answer = |to: &str, extra: &str| {
+        format!(
+            r#"{{"action":"announce","info_hash":{},"peer_id":{},"to_peer_id":{},"answer":{{"sdp":"y"}}{extra}}}"#,
+            js(&ih),
+            js(&id('B')),
+            js(to)
+        )
+    };
+    h.text(cb, &answer(&id('Z'), r#","offer_id":"o""#));
+    assert!(h.take_sent().is_empty(), "unknown peer: dropped");
+    h.text(cb, &answer(&id('A'), ""));
+    assert!(h.take_sent().is_empty(), "no offer_id: dropped");
+    h.text(cb, &answer(&id('A'), r#","offer_id":"o""#));
+    assert_eq!(
+        h.texts_to(ca),
+        [format!(
+            r#"{{"action":"announce","answer":{{"sdp":"y"}},"offer_id":"o","peer_id":{},"info_hash":{}}}"#,
+            js(&id('B')),
+            js(&ih)
+        )]
+    );
+    assert_eq!(h.d.tracker().counters().answers_relayed, 1);
+    // A falsy answer is no answer: an ordinary announce, answered.
+    h.text(cb, &answer(&id('A'), "").replace(r#"{"sdp":"y"}"#, "0"));
+    assert_eq!(h.texts_to(cb), [response(0, 2, &ih)]);
+}
+
+#[test]
+fn scrape_reports_zeros_dedupes_and_stops_at_255() {
+    let mut h = harness(Options::default());
+    let c = h.open("/announce");
+    let ih = id('h');
+    h.text(c, &announce(&ih, &id('A'), ""));
+    h.take_sent();
+    h.text(
+        c,
+        &format!(r#"{{"action":"scrape","info_hash":{}}}"#, js(&ih)),
+    );
+    assert_eq!(
+        h.texts_to(c),
+        [format!(
+            r#"{{"action":"scrape","files":{{{}:{{"complete":0,"incomplete":1,"downloaded":0}}}},"flags":{{"min_request_interval":600}}}}"#,
+            js(&ih)
+        )]
+    );
+    let many: Vec<String> = (0..300).map(|n| js(&format!("{n:0>20}"))).collect();
+    let mut list = many.clone();
+    list.insert(1, many[0].clone());
+    h.text(
+        c,
+        &format!(r#"{{"action":"scrape","info_hash":[{}]}}"#, list.join(",")),
+    );
+    let reply: serde_json::Value = serde_json::from_str(&h.texts_to(c)[0]).unwrap();
+    assert_eq!(
+        reply["files"].as_object().unwrap().len(),
+        254,
+        "255 read, one repeated"
+    );
+}
+
+#[test]
+fn full_scrape_when_allowed() {
+    let mut h = harness(Options {
+        full_scrape: true,
+        interval_s: 30,
+        ..Options::default()
+    });
+    let c = h.open("/announce");
+    h.text(c, &announce(&id('h'), &id('A'), r#","left":0"#));
+    h.take_sent();
+    h.text(c, r#"{"action":"scrape","info_hash":null}"#);
+    assert_eq!(
+        h.texts_to(c),
+        [format!(
+            r#"{{"action":"scrape","files":{{{}:{{"complete":1,"incomplete":0,"downloaded":1}}}},"flags":{{"min_request_interval":150}}}}"#,
+            js(&id('h'))
+        )]
+    );
+}
+
+#[test]
+fn the_allow_list_refuses_other_hashes() {
+    let allowed: HashSet<Id20> = [*b"hhhhhhhhhhhhhhhhhhhh"].into_iter().collect();
+    let mut h = harness(Options {
+        allowed: Some(Arc::new(allowed)),
+        ..Options::default()
+    });
+    let c = h.open("/announce");
+    h.text(c, &announce(&id('h'), &id('A'), ""));
+    assert_eq!(h.texts_to(c), [response(0, 1, &id('h'))]);
+    h.text(c, &announce(&id('x'), &id('A'), ""));
+    assert_eq!(
+        h.texts_to(c),
+        [format!(
+            r#"{{"action":"announce","failure reason":"Info hash not allowed","info_hash":{}}}"#,
+            js(&id('x'))
+        )]
+    );
+    assert_eq!(h.d.tracker().swarms(), 1);
+}
+
+#[test]
+fn peers_expire_and_full_swarms_evict_the_least_recent() {
+    let mut h = harness(Options {
+        max_peers_per_swarm: 3,
+        peer_timeout_ms: 60_000,
+        ..Options::default()
+    });
+    let ih = id('h');
+    let c = h.open("/announce");
+    for (n, who) in ['a', 'b', 'c'].into_iter().enumerate() {
+        h.advance(1_000);
+        h.text(c, &announce(&ih, &id(who), ""));
+        assert_eq!(h.texts_to(c), [response(0, n as u32 + 1, &ih)]);
+    }
+    h.advance(10_000);
+    h.text(c, &announce(&ih, &id('a'), ""));
+    h.text(c, &announce(&ih, &id('d'), ""));
+    h.take_sent();
+    // b announced least recently: it made room for d.
+    h.text(c, &announce(&ih, &id('b'), r#","event":"stopped""#));
+    assert_eq!(
+        h.texts_to(c),
+        [response(0, 3, &ih)],
+        "b was no longer there"
+    );
+    assert_eq!(h.d.tracker().peers(), 3);
+    // Swept every 6 s (a tenth of the timeout): c (last at 4 s) is gone by 70 s, a and d (at
+    // 14 s) by 80 s.
+    h.advance(56_000);
+    assert_eq!(
+        h.d.tracker().peers(),
+        2,
+        "c's last announce is over a minute old"
+    );
+    h.advance(10_000);
+    assert_eq!(h.d.tracker().peers(), 0);
+    assert_eq!(h.d.tracker().swarms(), 0);
+    assert_eq!(h.d.poll_timeout(), None, "nothing to sweep");
+    h.close(c);
+}
+
+#[test]
+fn picks_are_distinct_and_skip_the_announcer() {
+    let mut rng = 0x1234_5678_9abc_def1;
+    for n in 1..40 {
+        for skip in [None, Some(0), Some(n - 1)] {
+            let others = n - usize::from(skip.is_some());
+            for want in 0..=others.min(12) {
+                let mut p = pick(&mut rng, n, skip, want);
+                assert_eq!(p.len(), want);
+                assert!(p.iter().all(|&i| i < n && Some(i) != skip));
+                p.sort();
+                p.dedup();
+                assert_eq!(p.len(), want);
+            }
+        }
+    }
+}

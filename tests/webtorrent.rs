@@ -1,0 +1,323 @@
+//! The WebTorrent tracker (PROTOCOLS-beyond.md §9) over real sockets: `/announce` and the bare
+//! URL told apart from y-webrtc by the first frame, announce responses and offers in the
+//! original's member order, answers relayed, scrape, failures without closing the socket,
+//! closing a socket taking its peers out of their swarms, the options and the metrics.
+
+mod common;
+use common::*;
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+use tungstenite::{Message, WebSocket};
+
+type Ws = WebSocket<TcpStream>;
+
+fn id(c: char) -> String {
+    std::iter::repeat(c).take(20).collect()
+}
+
+fn js(s: &str) -> String {
+    serde_json::to_string(s).unwrap()
+}
+
+fn send(c: &mut Ws, t: &str) {
+    c.send(Message::text(t)).unwrap();
+}
+
+fn announce(ih: &str, peer: &str, extra: &str) -> String {
+    format!(
+        r#"{{"numwant":5,"uploaded":0,"downloaded":0{extra},"action":"announce","info_hash":{},"peer_id":{}}}"#,
+        js(ih),
+        js(peer)
+    )
+}
+
+fn response(c: u32, i: u32, ih: &str) -> String {
+    format!(
+        r#"{{"complete":{c},"incomplete":{i},"action":"announce","interval":120,"info_hash":{}}}"#,
+        js(ih)
+    )
+}
+
+fn quiet(c: &mut Ws) -> bool {
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let quiet = loop {
+        match c.read() {
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Ok(m) => {
+                eprintln!("unexpected: {m:?}");
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
+}
+
+/// A peer that announced `ih` as `who` with one offer; its announce response read.
+fn peer(a: SocketAddr, path: &str, ih: &str, who: &str, complete: u32, incomplete: u32) -> Ws {
+    let mut c = ws(a, path);
+    let offer = r#","offers":[{"offer":{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1"},"offer_id":"oooooooooooooooooooo"}]"#;
+    send(
+        &mut c,
+        &announce(ih, who, &format!(r#","left":1,"event":"started"{offer}"#)),
+    );
+    assert_eq!(recv_text(&mut c), response(complete, incomplete, ih));
+    c
+}
+
+#[test]
+fn a_swarm_relays_offers_and_answers_on_announce_and_the_bare_url() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    let ih = id('h');
+    // The upstream test URL and the bare URL the browser client uses.
+    let mut alice = peer(a, "/announce", &ih, &id('A'), 0, 1);
+    let mut bob = peer(a, "/", &ih, &id('B'), 0, 2);
+    let offer = recv_text(&mut alice);
+    assert_eq!(
+        offer,
+        format!(
+            r#"{{"action":"announce","offer":{{"type":"offer","sdp":"v=0\r\no=- 1 2 IN IP4 127.0.0.1"}},"offer_id":"oooooooooooooooooooo","peer_id":{},"info_hash":{}}}"#,
+            js(&id('B')),
+            js(&ih)
+        )
+    );
+    send(
+        &mut alice,
+        &format!(
+            r#"{{"action":"announce","info_hash":{},"peer_id":{},"to_peer_id":{},"answer":{{"type":"answer","sdp":"v=0 a"}},"offer_id":"oooooooooooooooooooo"}}"#,
+            js(&ih),
+            js(&id('A')),
+            js(&id('B'))
+        ),
+    );
+    assert_eq!(
+        recv_text(&mut bob),
+        format!(
+            r#"{{"action":"announce","answer":{{"type":"answer","sdp":"v=0 a"}},"offer_id":"oooooooooooooooooooo","peer_id":{},"info_hash":{}}}"#,
+            js(&id('A')),
+            js(&ih)
+        )
+    );
+    assert!(quiet(&mut alice), "no response to an answering announce");
+    // Scrape: the swarm and an unknown hash.
+    send(
+        &mut bob,
+        &format!(
+            r#"{{"action":"scrape","info_hash":[{},{}]}}"#,
+            js(&ih),
+            js(&id('x'))
+        ),
+    );
+    assert_eq!(
+        recv_text(&mut bob),
+        format!(
+            r#"{{"action":"scrape","files":{{{}:{{"complete":0,"incomplete":2,"downloaded":0}},{}:{{"complete":0,"incomplete":0,"downloaded":0}}}},"flags":{{"min_request_interval":600}}}}"#,
+            js(&ih),
+            js(&id('x'))
+        )
+    );
+    assert_eq!(metric_reaches(a, "sigyard_webtorrent_swarms", 1.0), 1.0);
+    assert_eq!(metric_reaches(a, "sigyard_webtorrent_peers", 2.0), 2.0);
+    assert_eq!(
+        metric_reaches(a, "sigyard_webtorrent_offers_relayed_total", 1.0),
+        1.0
+    );
+    assert_eq!(
+        metric_reaches(a, "sigyard_webtorrent_answers_relayed_total", 1.0),
+        1.0
+    );
+    assert_eq!(
+        metric_reaches(a, "sigyard_webtorrent_announces_total", 3.0),
+        3.0
+    );
+    assert_eq!(
+        metric_reaches(
+            a,
+            "sigyard_websocket_connections{dialect=\"webtorrent\"}",
+            1.0
+        ),
+        1.0
+    );
+    // Closing a socket takes its peer out of the swarm.
+    bob.close(None).unwrap();
+    drop(bob);
+    std::thread::sleep(Duration::from_millis(150));
+    send(&mut alice, &announce(&ih, &id('A'), r#","left":0"#));
+    assert_eq!(recv_text(&mut alice), response(1, 0, &ih));
+    stop(h);
+}
+
+#[test]
+fn bad_requests_get_a_failure_reason_and_the_socket_stays() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    let mut c = ws(a, "/announce");
+    let ih = id('h');
+    let cases = [
+        (
+            "not json".to_string(),
+            r#"{"failure reason":"Invalid request"}"#.to_string(),
+        ),
+        (
+            r#"{"action":"connect"}"#.into(),
+            r#"{"failure reason":"invalid action in WS request: connect"}"#.into(),
+        ),
+        (
+            r#"{"action":"announce","info_hash":"short"}"#.into(),
+            r#"{"action":"announce","failure reason":"invalid info_hash"}"#.into(),
+        ),
+        (
+            announce(&ih, "x", ""),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid peer_id","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            announce(&ih, &id('A'), r#","event":"bogus""#),
+            format!(
+                r#"{{"action":"announce","failure reason":"invalid event","info_hash":{}}}"#,
+                js(&ih)
+            ),
+        ),
+        (
+            r#"{"action":"scrape","info_hash":5}"#.into(),
+            r#"{"action":"scrape","failure reason":"invalid info_hash"}"#.into(),
+        ),
+        (
+            r#"{"action":"scrape"}"#.into(),
+            r#"{"action":"scrape","failure reason":"Full scrapes are not allowed"}"#.into(),
+        ),
+    ];
+    for (frame, want) in cases {
+        send(&mut c, &frame);
+        assert_eq!(recv_text(&mut c), want, "for {frame}");
+    }
+    // Binary frames are requests too; the socket still works.
+    c.send(Message::binary(announce(&ih, &id('A'), "").into_bytes()))
+        .unwrap();
+    assert_eq!(recv_text(&mut c), response(0, 1, &ih));
+    assert_eq!(
+        metric_reaches(a, "sigyard_webtorrent_failures_total", 7.0),
+        7.0
+    );
+    stop(h);
+}
+
+#[test]
+fn the_first_frame_tells_the_tracker_from_y_webrtc() {
+    let h = start(|b| b);
+    let a = h.plain_addr().unwrap();
+    let mut t = ws(a, "/");
+    let mut y = ws(a, "/");
+    // Neither dialect's frame on the bare URL: dropped, nothing said.
+    send(&mut t, "hello");
+    send(&mut t, r#"{"x":1}"#);
+    assert!(quiet(&mut t));
+    send(&mut y, r#"{"type":"ping"}"#);
+    assert_eq!(recv_text(&mut y), r#"{"type":"pong"}"#);
+    send(
+        &mut t,
+        r#"{"action":"scrape","info_hash":"hhhhhhhhhhhhhhhhhhhh"}"#,
+    );
+    assert!(recv_text(&mut t).starts_with(r#"{"action":"scrape","files":"#));
+    // Decided: each stays in its dialect.
+    send(&mut y, &announce(&id('h'), &id('A'), ""));
+    assert!(quiet(&mut y));
+    send(&mut t, r#"{"type":"ping"}"#);
+    assert_eq!(
+        recv_text(&mut t),
+        r#"{"failure reason":"invalid action in WS request: undefined"}"#
+    );
+    assert_eq!(
+        metric_reaches(
+            a,
+            "sigyard_websocket_connections{dialect=\"ywebrtc_or_webtorrent\"}",
+            2.0
+        ),
+        2.0
+    );
+    // A plain request on the tracker's path gets the original's 404.
+    let r = http_get(a, "/announce");
+    assert!(
+        r.starts_with("HTTP/1.1 404") && r.ends_with("404 Not Found"),
+        "{r}"
+    );
+    stop(h);
+}
+
+#[test]
+fn options_interval_offers_and_allow_list() {
+    let h = start(|b| {
+        b.configure(|c| {
+            c.webtorrent.interval_s = 30;
+            c.webtorrent.max_offers = 1;
+            let allowed = [*b"hhhhhhhhhhhhhhhhhhhh"].into_iter().collect();
+            c.webtorrent.allowed = Some(std::sync::Arc::new(allowed));
+            c.webtorrent_paths = vec!["/tracker".into()];
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    let ih = id('h');
+    let mut c = ws(a, "/tracker");
+    send(&mut c, &announce(&ih, &id('A'), ""));
+    assert_eq!(
+        recv_text(&mut c),
+        response(0, 1, &ih).replace("\"interval\":120", "\"interval\":30")
+    );
+    send(&mut c, &announce(&id('x'), &id('A'), ""));
+    assert_eq!(
+        recv_text(&mut c),
+        format!(
+            r#"{{"action":"announce","failure reason":"Info hash not allowed","info_hash":{}}}"#,
+            js(&id('x'))
+        )
+    );
+    // Two others in the swarm, two offers: one goes out.
+    let mut others: Vec<Ws> = ['B', 'C']
+        .iter()
+        .map(|&p| {
+            let mut o = ws(a, "/tracker");
+            send(&mut o, &announce(&ih, &id(p), ""));
+            recv_text(&mut o);
+            o
+        })
+        .collect();
+    send(
+        &mut c,
+        &announce(
+            &ih,
+            &id('A'),
+            r#","offers":[{"offer":1,"offer_id":"a"},{"offer":2,"offer_id":"b"}]"#,
+        ),
+    );
+    recv_text(&mut c);
+    let got: usize = others.iter_mut().map(|o| usize::from(!quiet(o))).sum();
+    assert_eq!(got, 1, "--webtorrent-max-offers 1");
+    stop(h);
+}
+
+#[test]
+fn a_bad_allow_list_stops_the_start() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
+        .args([
+            "--webtorrent-info-hashes",
+            "/nonexistent/hashes",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--webtorrent-info-hashes") && err.contains("/nonexistent/hashes"),
+        "{err}"
+    );
+}
