@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 18] = [
+const TARGETS: [&str; 19] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -47,6 +47,7 @@ const TARGETS: [&str; 18] = [
     "proxy_header",
     "ywebrtc",
     "peerjs",
+    "webtorrent",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -106,6 +107,11 @@ fn proxy_header_corpus() {
 #[test]
 fn peerjs_corpus() {
     replay("peerjs", sigyard::proto::fuzzing::check_peerjs);
+}
+
+#[test]
+fn webtorrent_corpus() {
+    replay("webtorrent", sigyard::proto::fuzzing::check_webtorrent);
 }
 
 #[test]

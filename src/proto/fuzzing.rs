@@ -29,6 +29,7 @@ mod peerjs;
 mod peerolator;
 mod pipe_table;
 mod proxy_header;
+mod webtorrent;
 mod workspaces_tokens;
 mod ywebrtc;
 
@@ -50,6 +51,7 @@ pub use peerjs::check_peerjs;
 pub use peerolator::{check_peerolator, decode_peer_ops, encode_peer_ops, PeerMsg, PeerOp};
 pub use pipe_table::{check_pipe_table, decode_pipe_ops, encode_pipe_ops, PipeOp, PipeSetup};
 pub use proxy_header::check_proxy_header;
+pub use webtorrent::check_webtorrent;
 pub use workspaces_tokens::check_workspaces_tokens;
 pub use ywebrtc::check_ywebrtc;
 
