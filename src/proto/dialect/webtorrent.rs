@@ -207,7 +207,7 @@ impl Tracker {
 
     /// Whether a frame is a tracker request (how a socket on a shared path is told apart).
     pub fn claims(payload: &[u8]) -> bool {
-        let Ok(r) = serde_json::from_slice::<Request>(payload) else {
+        let Some(r) = parse(payload) else {
             return false;
         };
         matches!(
@@ -218,7 +218,7 @@ impl Tracker {
 
     /// One frame from `conn`.
     pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
-        let Ok(req) = serde_json::from_slice::<Request>(payload) else {
+        let Some(req) = parse(payload) else {
             self.fail(cx, conn, None, None, "Invalid request");
             return;
         };
@@ -541,6 +541,12 @@ impl Tracker {
     pub fn sweep_every_ms(&self) -> u64 {
         (self.opts.peer_timeout_ms / 10).clamp(1_000, 60_000)
     }
+}
+
+/// A request's members. The text is checked as UTF-8 once, here, and then read as a `str`:
+/// reading bytes, serde_json would check every string and raw value it borrows again.
+fn parse(payload: &[u8]) -> Option<Request<'_>> {
+    serde_json::from_str(std::str::from_utf8(payload).ok()?).ok()
 }
 
 fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20) {
