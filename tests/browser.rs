@@ -5,7 +5,9 @@
 //! `WebrtcProvider`, signaled only through sigyard (ywebrtc.mjs, the npm `yjs` and `y-webrtc`
 //! bundled for the page with esbuild); and three pages run the PeerJS 1.5.5 client (its
 //! published build): an id from the server, a DataConnection both ways, a taken id refused
-//! (peerjs.mjs). Each also with its sides on two cluster nodes.
+//! (peerjs.mjs); and two browser contexts run webtorrent 3.0.21 (its published build) with
+//! sigyard as their only tracker: one seeds random bytes, the other downloads them by magnet
+//! link and they match (webtorrent.mjs). Each also with its sides on two cluster nodes.
 //!
 //! The browser runs in its own network namespace (`unshare -rn`: a user namespace too, so
 //! root is not needed where unprivileged user namespaces are enabled) holding `lo` and a veth pair with private addresses, so WebRTC's candidates are
@@ -147,6 +149,31 @@ fn peerjs_clients_on_two_cluster_nodes() {
     run_script("peerjs.mjs", &[nodes[0].addr, nodes[1].addr]);
 }
 
+/// webtorrent 3.0.21 in two browser contexts, sigyard (`/announce`) their only tracker: one
+/// seeds 256 KiB of random bytes, the other downloads them by magnet link over WebRTC.
+#[test]
+fn webtorrent_clients_share_a_file() {
+    if skipped("browser") {
+        return;
+    }
+    let h = common::start(|b| b.threads(2));
+    let result = run_script("webtorrent.mjs", &[h.plain_addr().unwrap()]);
+    assert!(result.contains(r#""length":262144"#), "{result}");
+    common::stop(h);
+}
+
+/// The same with the seeder on one cluster node and the downloader on another.
+#[test]
+fn webtorrent_clients_on_two_cluster_nodes() {
+    if skipped("browser") {
+        return;
+    }
+    let Some((_redis, nodes)) = two_nodes() else {
+        return;
+    };
+    run_script("webtorrent.mjs", &[nodes[0].addr, nodes[1].addr]);
+}
+
 /// Run the two pages, the offering one against `servers[0]` and the answering one against the
 /// last, and check what crossed the data channel.
 fn run_pages(servers: &[SocketAddr]) {
@@ -172,7 +199,11 @@ fn run_script(script: &str, servers: &[SocketAddr]) -> String {
          SIGYARD_TEST_SKIP=browser leaves this test out"
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    if !dir.join("node_modules/peerjs").is_dir() {
+    // (Checked per package so a checkout that installed before a package was added updates.)
+    let installed = ["peerjs", "webtorrent"]
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).is_dir());
+    if !installed {
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
             .current_dir(&dir)

@@ -19,6 +19,7 @@ pub fn install() {
         "socket.io-client",
         "peerjs",
         "y-webrtc",
+        "bittorrent-tracker",
     ]
     .iter()
     .all(|p| dir.join("node_modules").join(p).is_dir());

@@ -7,6 +7,9 @@
 //       cevitxe-signal-server package was never published to npm. Its introduction, holding and
 //       piping logic is relay 3.6.2's own, which is that of cevitxe apart from the field names
 //       (and Leave: cevitxe re-introduces on Leave, relay does not).
+//   node reference-server.mjs tracker  -> bittorrent-tracker 11.2.3's Server, WebSocket tracker
+//       only (the WebTorrent tracker dialect; webtorrent.test.mjs runs against it as against
+//       sigyard: it accepts the upgrade on any path, so ws://127.0.0.1:<n>/announce works).
 // Both servers call express's app.listen(port, cb), which binds every interface and does not
 // expose the chosen port; we wrap http.Server#listen for that one call to bind 127.0.0.1 and
 // capture the server, so the reference is loopback-only and can use port 0.
@@ -15,6 +18,8 @@ import { createRequire } from 'node:module'
 
 const which = process.argv[2] ?? 'relay4'
 const require = createRequire(import.meta.url)
+
+if (which === 'tracker') await startTracker()
 
 let Server
 if (which === 'relay4') ({ Server } = await import('@localfirst/relay/Server.js'))
@@ -77,4 +82,18 @@ function shimDialectA(server) {
     }
     return send.call(this, peer, message)
   }
+}
+
+/** bittorrent-tracker's own server, WebSocket only, on 127.0.0.1 (it accepts any path). */
+async function startTracker() {
+  const { default: Server } = await import('bittorrent-tracker/server') // the server alone: no WebRTC
+  const tracker = new Server({ udp: false, http: false, ws: true, stats: false })
+  tracker.on('error', e => console.error('[tracker] error:', e?.message ?? e))
+  tracker.on('warning', e => console.error('[tracker] warning:', e?.message ?? e))
+  await new Promise(resolve => tracker.listen(0, '127.0.0.1', resolve))
+  console.log(`PORT=${tracker.ws.address().port}`)
+  const stop = () => tracker.close(() => process.exit(0))
+  process.on('SIGTERM', stop)
+  process.on('SIGINT', stop)
+  await new Promise(() => {}) // serve until stopped
 }
