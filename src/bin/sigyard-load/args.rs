@@ -59,6 +59,20 @@ SCENARIOS
                delivered by the server to all of them. Reports deliveries/s, publishes/s and
                the latency from the publish to the last subscriber's receipt. The URL path
                defaults to /y-webrtc. ws:// only, no --workers.
+    webtorrent WebTorrent tracker over WebSocket (bittorrent-tracker 11.2.3's wire):
+               --connections peers (one WebSocket and one random 20-byte peer id each) in
+               --torrents swarms (random info hashes), at most --concurrency setting up;
+               each announces event \"started\" with --offers offers whose SDP has --size
+               characters, and is set up when that announce's response came. Then for
+               --duration every peer loops: an announce with new offers, its response and
+               the answers to the offers the server relayed (to min(K, the swarm's other
+               peers), by the response's counts), or --scrape-mix of the time a scrape of
+               its torrent and its response; then the next one. Every peer answers every
+               offer it gets (to_peer_id the offerer, offer_id as received). Every frame
+               is checked against the original's exact shape and member order; a mismatch
+               counts as an error. Reports announce responses/s, offers and answers
+               received/s, the announce-to-response and offer-to-answer latencies. The URL
+               path defaults to /announce. ws:// only, no --workers.
 
 OPTIONS (all scenarios)
     --url URL            ws://HOST:PORT[/PATH] or wss://HOST:PORT[/PATH] (default
@@ -80,8 +94,8 @@ OPTIONS (all scenarios)
                          server address). Default 1 = no explicit bind.
     --timeout SECONDS    connect + upgrade deadline per connection (default 10)
     --server-pid PID     read the server's VmRSS and RssAnon from /proc/PID/status before and after
-                         (idle, peerjs, ywebrtc: also with every connection set up, and per
-                         connection)
+                         (idle, peerjs, ywebrtc, webtorrent: also with every connection set
+                         up, and per connection)
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
@@ -128,6 +142,18 @@ OPTIONS (per scenario)
                of publish data (default 64, at least 16: the send time is in it),
                --rate PUBLISHES_PER_SEC over all topics, round robin, a topic still
                waiting skipped (default: closed loop, one publish in flight per topic)
+    webtorrent: --connections N peers (default 100), --torrents T (default 10; peer i is
+               in torrent i mod T), --offers K per announce (default 5, at most 82; the
+               real client sends at most 5, and a server relays each to one other peer of
+               the swarm: the original to at most 82 peers, sigyard to at most
+               --webtorrent-max-offers; K above a server's cap leaves exchanges waiting
+               for answers that never come), --size CHARS of SDP in offers and answers
+               (default 64), --duration SECONDS (default 10), --concurrency C peers
+               setting up at once (default 16), --scrape-mix PERCENT of the loop's
+               exchanges that are scrapes (default 0), --rate EXCHANGES_PER_SEC over all
+               peers, round robin, a peer still exchanging skipped (default: closed loop,
+               one exchange in flight per peer); an exchange unfinished after --timeout
+               counts as an error
 
 Durations are seconds, or take ms / s / m suffixes (500ms, 10s, 1m).
 
@@ -170,6 +196,8 @@ pub enum Scenario {
     PeerJs,
     /// y-webrtc topics with publishes fanned out to their subscribers (`ywebrtc.rs`).
     YWebrtc,
+    /// WebTorrent tracker peers announcing with offers and answering them (`webtorrent.rs`).
+    WebTorrent,
 }
 
 impl Scenario {
@@ -184,6 +212,7 @@ impl Scenario {
             Scenario::SocketIo => "socketio",
             Scenario::PeerJs => "peerjs",
             Scenario::YWebrtc => "ywebrtc",
+            Scenario::WebTorrent => "webtorrent",
         }
     }
 }
@@ -237,6 +266,12 @@ pub struct Opts {
     pub peer: Option<(SocketAddr, String)>,
     /// ywebrtc: subscribers per topic (`--fanout`).
     pub fanout: u64,
+    /// webtorrent: swarms (`--torrents`).
+    pub torrents: u64,
+    /// webtorrent: offers per announce (`--offers`).
+    pub offers: u64,
+    /// webtorrent: percentage of the loop's requests that are scrapes (`--scrape-mix`).
+    pub scrape_mix: u64,
 }
 
 pub enum Parsed {
@@ -289,6 +324,16 @@ fn flags_for(s: Scenario) -> &'static [&'static str] {
             "--concurrency",
             "--size",
             "--rate",
+        ],
+        Scenario::WebTorrent => &[
+            "--connections",
+            "--torrents",
+            "--offers",
+            "--duration",
+            "--concurrency",
+            "--size",
+            "--rate",
+            "--scrape-mix",
         ],
     }
 }
@@ -404,7 +449,7 @@ fn parse_url(v: &str) -> Result<Url, String> {
 pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if args.is_empty() {
         return Err(
-            "missing scenario (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
+            "missing scenario (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs, ywebrtc or webtorrent)"
                 .into(),
         );
     }
@@ -424,14 +469,15 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         "socketio" => Scenario::SocketIo,
         "peerjs" => Scenario::PeerJs,
         "ywebrtc" => Scenario::YWebrtc,
+        "webtorrent" => Scenario::WebTorrent,
         s if s.starts_with('-') => {
             return Err(format!(
-                "{s}: a scenario must come first (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
+                "{s}: a scenario must come first (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs, ywebrtc or webtorrent)"
             ))
         }
         s => {
             return Err(format!(
-                "unknown scenario '{s}' (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs or ywebrtc)"
+                "unknown scenario '{s}' (idle, relay, handshake, churn, mewconnect, httpapi, socketio, peerjs, ywebrtc or webtorrent)"
             ))
         }
     };
@@ -467,6 +513,9 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         polling: false,
         peer: None,
         fanout: 10,
+        torrents: 10,
+        offers: 5,
+        scrape_mix: 0,
     };
     let mut seen_connections = false;
     let mut i = 1;
@@ -568,6 +617,19 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             "--concurrency" => o.concurrency = num(flag, &v, 1u64)?,
             "--pairs" => o.pairs = num(flag, &v, 1u64)?,
             "--fanout" => o.fanout = num(flag, &v, 1u64)?,
+            "--torrents" => o.torrents = num(flag, &v, 1u64)?,
+            "--offers" => {
+                o.offers = num(flag, &v, 0u64)?;
+                if o.offers > 82 {
+                    return Err(format!("{flag}: at most 82, got '{v}'"));
+                }
+            }
+            "--scrape-mix" => {
+                o.scrape_mix = num(flag, &v, 0u64)?;
+                if o.scrape_mix > 100 {
+                    return Err(format!("{flag}: a percentage, at most 100, got '{v}'"));
+                }
+            }
             "--size" => {
                 o.size = num(flag, &v, 16usize)?;
                 if o.size > (16 << 20) {
@@ -605,7 +667,11 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     if scenario == Scenario::Idle && !seen_connections {
         return Err("--connections: required for the idle scenario".into());
     }
-    if matches!(scenario, Scenario::SocketIo | Scenario::YWebrtc) && !seen_connections {
+    if matches!(
+        scenario,
+        Scenario::SocketIo | Scenario::YWebrtc | Scenario::WebTorrent
+    ) && !seen_connections
+    {
         o.connections = 100;
     }
     if o.raw_tcp && !(scenario == Scenario::Relay && o.mode == Mode::Pipe) {
@@ -700,5 +766,33 @@ mod tests {
         assert!(p("peerjs --connections 4")
             .unwrap_err()
             .starts_with("--connections"));
+        let o = p("webtorrent --torrents 3 --offers 4 --scrape-mix 20").unwrap();
+        assert_eq!(
+            (
+                o.scenario,
+                o.connections,
+                o.torrents,
+                o.offers,
+                o.scrape_mix
+            ),
+            (Scenario::WebTorrent, 100, 3, 4, 20)
+        );
+        assert_eq!(
+            (
+                p("webtorrent").unwrap().offers,
+                p("webtorrent").unwrap().torrents
+            ),
+            (5, 10)
+        );
+        assert!(p("webtorrent --offers 83")
+            .unwrap_err()
+            .starts_with("--offers"));
+        assert!(p("webtorrent --scrape-mix 101")
+            .unwrap_err()
+            .starts_with("--scrape-mix"));
+        assert!(p("webtorrent --torrents 0")
+            .unwrap_err()
+            .starts_with("--torrents"));
+        assert!(p("ywebrtc --offers 2").unwrap_err().starts_with("--offers"));
     }
 }

@@ -395,8 +395,13 @@ impl Worker {
                     }
                 }
             }
-            // Run their own loops (mewconnect.rs, socketio.rs, peerjs.rs, ywebrtc.rs), never here.
-            Scenario::MewConnect | Scenario::SocketIo | Scenario::PeerJs | Scenario::YWebrtc => {}
+            // Run their own loops (mewconnect.rs, socketio.rs, peerjs.rs, ywebrtc.rs,
+            // webtorrent.rs), never here.
+            Scenario::MewConnect
+            | Scenario::SocketIo
+            | Scenario::PeerJs
+            | Scenario::YWebrtc
+            | Scenario::WebTorrent => {}
             // Runs in httpapi.rs, never through this engine.
             Scenario::HttpApi => {}
             Scenario::Handshake | Scenario::Churn => {

@@ -15,8 +15,10 @@ mod phases;
 mod report;
 mod socketio;
 mod tls;
+mod webtorrent;
 mod ws;
 mod wsconn;
+mod wsloop;
 mod ywebrtc;
 
 use args::{Mode, Opts, Parsed, Scenario};
@@ -126,6 +128,7 @@ fn main() -> ExitCode {
         Scenario::MewConnect => Some((mewconnect::run, mewconnect::text)),
         Scenario::PeerJs => Some((peerjs::run, peerjs::text)),
         Scenario::YWebrtc => Some((ywebrtc::run, ywebrtc::text)),
+        Scenario::WebTorrent => Some((webtorrent::run, webtorrent::text)),
         _ => None,
     };
     if let Some((run, text)) = dialect {

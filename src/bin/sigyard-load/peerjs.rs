@@ -23,15 +23,13 @@ use crate::hist::Histogram;
 use crate::phases;
 use crate::ws::Rng;
 use crate::wsconn::Conn;
-use mio::{Events, Poll, Token};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use crate::wsloop::{self, RUNNING};
+use mio::{Poll, Token};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// Phase 0 (the default) is setup.
-const RUNNING: u8 = 1;
-const STOP: u8 = 2;
 /// The real client's heartbeat period.
 const HEARTBEAT_EVERY: Duration = Duration::from_secs(5);
 const HEARTBEAT: &[u8] = br#"{"type":"HEARTBEAT"}"#;
@@ -97,12 +95,8 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     }
     let threads = (o.threads as u64).clamp(1, o.pairs.max(1));
     let shared = Arc::new(Shared::default());
-    let sources: Vec<IpAddr> = (1..=o.source_ips)
-        .filter(|_| o.source_ips > 1)
-        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
-        .collect();
-    let run_tag = seed();
-    let sdp = serde_json::to_string(&sdp_text(o.size)).expect("a string");
+    let run_tag = phases::seed();
+    let sdp = serde_json::to_string(&phases::sdp_text(o.size)).expect("a string");
     let mem_before = o.server_pid.and_then(crate::server_mem);
     let mut done = Vec::new();
     let mut handles = Vec::new();
@@ -111,15 +105,11 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         let pairs = o.pairs / threads + u64::from(t < o.pairs % threads);
         let setup_done = Arc::new(AtomicBool::new(false));
         done.push(setup_done.clone());
-        let mut my_sources = sources.clone();
-        if !my_sources.is_empty() {
-            my_sources.rotate_left(t as usize % sources.len());
-        }
         let w = Worker {
             addr: o.addr,
             host: o.host.clone(),
             path: format!("{mount}peerjs?key=peerjs"),
-            sources: my_sources,
+            sources: phases::sources(o, t as usize),
             timeout: o.timeout,
             concurrency: (o.concurrency / threads).max(1),
             rate: o.rate.map(|r| r * pairs as f64 / o.pairs.max(1) as f64),
@@ -130,6 +120,11 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             setup_done,
             connects: 0,
             pairs: (0..pairs).map(|_| None).collect(),
+            out: Outcome {
+                setup: Histogram::new(),
+                rtt: Histogram::new(),
+                errors: Vec::new(),
+            },
         };
         let h = std::thread::Builder::new()
             .name(format!("peerjs-{t}"))
@@ -222,25 +217,6 @@ pub fn text(v: &serde_json::Value) -> String {
     )
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ u64::from(std::process::id()) << 32
-}
-
-/// `size` bytes of text shaped like a browser's data-channel offer (lines end in CRLF).
-fn sdp_text(size: usize) -> String {
-    const LINES: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
-        a=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n\
-        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
-        a=ice-ufrag:Xk3x\r\na=ice-pwd:q8w0e2r4t6y8u0i2o4p6a8s0\r\na=ice-options:trickle\r\n\
-        a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:\
-        24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n\
-        a=max-message-size:262144\r\n";
-    LINES.chars().cycle().take(size).collect()
-}
-
 struct Worker {
     addr: SocketAddr,
     host: String,
@@ -260,6 +236,7 @@ struct Worker {
     setup_done: Arc<AtomicBool>,
     connects: usize,
     pairs: Vec<Option<Pair>>,
+    out: Outcome,
 }
 
 const A: usize = 0;
@@ -271,114 +248,19 @@ fn setting_up(step: Option<Step>) -> bool {
 
 impl Worker {
     fn run(mut self) -> Outcome {
-        let mut out = Outcome {
-            setup: Histogram::new(),
-            rtt: Histogram::new(),
-            errors: Vec::new(),
-        };
-        let mut poll = match Poll::new() {
-            Ok(p) => p,
-            Err(e) => {
-                out.errors.push(format!("poll: {e}"));
-                self.setup_done.store(true, Relaxed);
-                return out;
-            }
-        };
-        let mut events = Events::with_capacity(1024);
-        let mut next = 0usize; // the next pair to start
-        let mut in_flight = 0u64;
-        let mut running = false;
-        // Paced exchanges: how many were started since the run began, and where to look next.
-        let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
-        let mut last_scan = Instant::now();
-        loop {
-            let phase = self.shared.phase.load(Relaxed);
-            if phase == STOP {
-                break;
-            }
-            // Setup: keep `concurrency` pairs setting up.
-            while next < self.pairs.len() && in_flight < self.concurrency {
-                self.start(&poll, next, &mut out);
-                in_flight += u64::from(setting_up(self.step(next)));
-                next += 1;
-            }
-            // Deadlines of pairs setting up, and heartbeats, ten times a second.
-            let now = Instant::now();
-            if now.duration_since(last_scan) >= Duration::from_millis(100) {
-                last_scan = now;
-                for i in 0..self.pairs.len() {
-                    let Some(p) = self.pairs[i].as_mut() else {
-                        continue;
-                    };
-                    match p.step {
-                        Step::Failed => {}
-                        Step::Opening(..) if now.duration_since(p.started) > self.timeout => {
-                            fail(p, &poll, &self.shared, &mut out.errors, "setup timed out");
-                            in_flight -= 1;
-                        }
-                        Step::Opening(..) => {}
-                        _ if now.duration_since(p.last_beat) >= HEARTBEAT_EVERY => {
-                            p.last_beat = now;
-                            for c in p.sides.iter_mut().flatten() {
-                                c.send(HEARTBEAT, &mut self.rng);
-                            }
-                            self.flush(&poll, i, &mut out);
-                        }
-                        _ => {}
-                    }
-                }
-            }
-            if next == self.pairs.len() && in_flight == 0 {
-                self.setup_done.store(true, Relaxed);
-            }
-            if phase == RUNNING && !running {
-                running = true;
-                run_start = Instant::now();
-                if self.rate.is_none() {
-                    for i in 0..self.pairs.len() {
-                        self.send_offer(i);
-                        self.flush(&poll, i, &mut out);
-                    }
-                }
-            }
-            if let (true, Some(rate)) = (running, self.rate) {
-                // Open loop: exchanges on schedule, round robin over the pairs not exchanging
-                // (a pair still exchanging is skipped, not queued).
-                let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
-                let n = self.pairs.len();
-                let mut looked = 0;
-                while paced < due && looked < n {
-                    let i = cursor;
-                    cursor = (cursor + 1) % n;
-                    looked += 1;
-                    if self.step(i) == Some(Step::Ready) {
-                        self.send_offer(i);
-                        self.flush(&poll, i, &mut out);
-                        paced += 1;
-                        looked = 0;
-                    }
-                }
-                paced = paced.max(due.saturating_sub(n as u64));
-            }
-            let tick = if self.rate.is_some() && running { 1 } else { 5 };
-            let _ = poll.poll(&mut events, Some(Duration::from_millis(tick)));
-            let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
-            for i in ready {
-                let before = self.step(i);
-                self.drive(&poll, i, running, &mut out);
-                if setting_up(before) && !setting_up(self.step(i)) {
-                    in_flight -= 1;
-                }
-            }
+        let (shared, done) = (self.shared.clone(), self.setup_done.clone());
+        let (concurrency, rate) = (self.concurrency, self.rate);
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &done, concurrency, rate) {
+            self.out.errors.push(e);
         }
-        out
+        self.out
     }
 
     fn step(&self, i: usize) -> Option<Step> {
         self.pairs[i].as_ref().map(|p| p.step)
     }
 
-    fn start(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+    fn start(&mut self, poll: &Poll, i: usize) {
         let ids = [
             format!("{}-{i}-a", self.id_prefix),
             format!("{}-{i}-b", self.id_prefix),
@@ -435,13 +317,13 @@ impl Worker {
             ) {
                 Ok(c) => p.sides[side] = Some(c),
                 Err(e) => {
-                    fail(&mut p, poll, &self.shared, &mut out.errors, &e);
+                    fail(&mut p, poll, &self.shared, &mut self.out.errors, &e);
                     break;
                 }
             }
         }
         self.pairs[i] = Some(p);
-        self.flush(poll, i, out);
+        self.flush(poll, i);
     }
 
     fn send_offer(&mut self, i: usize) {
@@ -459,20 +341,20 @@ impl Worker {
     }
 
     /// Write what is queued on both sides.
-    fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+    fn flush(&mut self, poll: &Poll, i: usize) {
         let Some(p) = self.pairs[i].as_mut() else {
             return;
         };
         for side in [A, B] {
             if let Some(Err(e)) = p.sides[side].as_mut().map(Conn::flush) {
-                fail(p, poll, &self.shared, &mut out.errors, &e);
+                fail(p, poll, &self.shared, &mut self.out.errors, &e);
                 return;
             }
         }
     }
 
-    fn drive(&mut self, poll: &Poll, i: usize, running: bool, out: &mut Outcome) {
-        self.flush(poll, i, out);
+    fn drive(&mut self, poll: &Poll, i: usize, running: bool) {
+        self.flush(poll, i);
         let mut msgs = Vec::new();
         for side in [A, B] {
             let Some(p) = self.pairs[i].as_mut() else {
@@ -483,27 +365,19 @@ impl Worker {
             };
             let got = c.read(&mut msgs, &mut self.rng);
             for m in msgs.drain(..) {
-                self.on_message(poll, i, side, &m, running, out);
+                self.on_message(poll, i, side, &m, running);
             }
             if let Err(e) = got {
                 if let Some(p) = self.pairs[i].as_mut() {
-                    fail(p, poll, &self.shared, &mut out.errors, &e);
+                    fail(p, poll, &self.shared, &mut self.out.errors, &e);
                 }
                 return;
             }
         }
-        self.flush(poll, i, out);
+        self.flush(poll, i);
     }
 
-    fn on_message(
-        &mut self,
-        poll: &Poll,
-        i: usize,
-        side: usize,
-        text: &[u8],
-        running: bool,
-        out: &mut Outcome,
-    ) {
+    fn on_message(&mut self, poll: &Poll, i: usize, side: usize, text: &[u8], running: bool) {
         let Some(p) = self.pairs[i].as_mut() else {
             return;
         };
@@ -520,7 +394,7 @@ impl Worker {
                 p.step = Step::Opening(a, b);
                 if a && b {
                     p.step = Step::Ready;
-                    out.setup.record(p.started.elapsed().as_nanos() as u64);
+                    self.out.setup.record(p.started.elapsed().as_nanos() as u64);
                     self.shared.registered.fetch_add(1, Relaxed);
                     if running && self.rate.is_none() {
                         self.send_offer(i);
@@ -532,7 +406,7 @@ impl Worker {
                 relayed(p, B, 1, Step::WaitAnswer, &mut self.rng);
             }
             (Step::WaitAnswer, A) if text.starts_with(ANSWER) => {
-                out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
+                self.out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
                 self.shared.round_trips.fetch_add(1, Relaxed);
                 relayed(p, A, 2, Step::WaitCandidateA, &mut self.rng);
             }
@@ -548,11 +422,84 @@ impl Worker {
             _ => {
                 let what = String::from_utf8_lossy(&text[..text.len().min(80)]).into_owned();
                 let msg = format!("unexpected message: {what}");
-                fail(p, poll, &self.shared, &mut out.errors, &msg);
+                fail(p, poll, &self.shared, &mut self.out.errors, &msg);
                 return;
             }
         }
         self.shared.messages.fetch_add(1, Relaxed);
+    }
+}
+
+impl wsloop::Units for Worker {
+    fn len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    fn start(&mut self, poll: &Poll, i: usize) {
+        Worker::start(self, poll, i);
+    }
+
+    fn setting_up(&self, i: usize) -> bool {
+        setting_up(self.step(i))
+    }
+
+    fn unit_of(&self, token: Token) -> usize {
+        token.0 / 2
+    }
+
+    fn ready(&mut self, poll: &Poll, token: Token, running: bool) {
+        self.drive(poll, token.0 / 2, running);
+    }
+
+    /// Deadlines of pairs setting up, and heartbeats.
+    fn tick(&mut self, poll: &Poll, now: Instant, _setting_up: u64) {
+        for i in 0..self.pairs.len() {
+            let Some(p) = self.pairs[i].as_mut() else {
+                continue;
+            };
+            match p.step {
+                Step::Failed => {}
+                Step::Opening(..) if now.duration_since(p.started) > self.timeout => {
+                    fail(
+                        p,
+                        poll,
+                        &self.shared,
+                        &mut self.out.errors,
+                        "setup timed out",
+                    );
+                }
+                Step::Opening(..) => {}
+                _ if now.duration_since(p.last_beat) >= HEARTBEAT_EVERY => {
+                    p.last_beat = now;
+                    for c in p.sides.iter_mut().flatten() {
+                        c.send(HEARTBEAT, &mut self.rng);
+                    }
+                    self.flush(poll, i);
+                }
+                _ => {}
+            }
+        }
+    }
+
+    fn begin(&mut self, poll: &Poll) {
+        for i in 0..self.pairs.len() {
+            self.send_offer(i);
+            self.flush(poll, i);
+        }
+    }
+
+    fn paced_len(&self) -> usize {
+        self.pairs.len()
+    }
+
+    /// A pair not exchanging starts an exchange.
+    fn pace(&mut self, poll: &Poll, i: usize) -> bool {
+        if self.step(i) != Some(Step::Ready) {
+            return false;
+        }
+        self.send_offer(i);
+        self.flush(poll, i);
+        true
     }
 }
 
@@ -566,22 +513,6 @@ fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, wh
     for s in p.sides.iter_mut() {
         if let Some(mut c) = s.take() {
             c.deregister(poll);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sdp_has_the_size_asked_for_and_survives_json() {
-        for size in [16, 64, 700, 5000] {
-            let text = sdp_text(size);
-            assert_eq!(text.len(), size);
-            assert!(text.starts_with("v=0\r\n"));
-            let json = serde_json::to_string(&text).unwrap();
-            assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
         }
     }
 }

@@ -1,6 +1,7 @@
 //! What the dialect scenarios that run their own event loops (`mewconnect`, `socketio`,
-//! `peerjs`, `ywebrtc`) share: the coordinator (set-up, a timed run, stop, collect), the
-//! latency summaries and the server's memory.
+//! `peerjs`, `ywebrtc`, `webtorrent`) share: the coordinator (set-up, a timed run, stop,
+//! collect), the latency summaries, the server's memory, a run's seed, the source addresses
+//! and SDP text.
 
 use crate::args::Opts;
 use crate::engine::{RUNNING, STOP};
@@ -8,6 +9,7 @@ use crate::hist::Histogram;
 use crate::Mem;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -170,4 +172,54 @@ pub fn memory_text(v: &Value, n: u64, what: &str) -> String {
             .as_f64()
             .unwrap_or(0.0),
     )
+}
+
+/// A seed that differs between runs (ids, names and masks random per run).
+pub fn seed() -> u64 {
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    t ^ u64::from(std::process::id()) << 32
+}
+
+/// `--source-ips`: the addresses thread `t` binds its sockets to, round robin, each thread
+/// starting at another one (empty: no explicit bind).
+pub fn sources(o: &Opts, t: usize) -> Vec<IpAddr> {
+    let mut v: Vec<IpAddr> = (1..=o.source_ips)
+        .filter(|_| o.source_ips > 1)
+        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
+        .collect();
+    if !v.is_empty() {
+        let k = t % v.len();
+        v.rotate_left(k);
+    }
+    v
+}
+
+/// `size` bytes of text shaped like a browser's data-channel offer (lines end in CRLF).
+pub fn sdp_text(size: usize) -> String {
+    const LINES: &str = "v=0\r\no=- 4611731400430051336 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0\r\na=extmap-allow-mixed\r\na=msid-semantic: WMS\r\n\
+        m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\nc=IN IP4 0.0.0.0\r\n\
+        a=ice-ufrag:Xk3x\r\na=ice-pwd:q8w0e2r4t6y8u0i2o4p6a8s0\r\na=ice-options:trickle\r\n\
+        a=fingerprint:sha-256 6B:8B:F0:65:5F:78:E2:51:3B:AC:6F:F3:3F:46:1B:35:DC:B8:5F:64:1A:\
+        24:C2:43:F0:A1:58:D0:A1:2C:19:08\r\na=setup:actpass\r\na=mid:0\r\na=sctp-port:5000\r\n\
+        a=max-message-size:262144\r\n";
+    LINES.chars().cycle().take(size).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sdp_has_the_size_asked_for_and_survives_json() {
+        for size in [16, 64, 700, 5000] {
+            let text = sdp_text(size);
+            assert_eq!(text.len(), size);
+            assert!(text.starts_with("v=0\r\n"));
+            let json = serde_json::to_string(&text).unwrap();
+            assert_eq!(serde_json::from_str::<String>(&json).unwrap(), text);
+        }
+    }
 }

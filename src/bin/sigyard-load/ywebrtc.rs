@@ -28,15 +28,13 @@ use crate::hist::Histogram;
 use crate::phases;
 use crate::ws::Rng;
 use crate::wsconn::Conn;
-use mio::{Events, Poll, Token};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use crate::wsloop::{self, RUNNING};
+use mio::{Poll, Token};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-// Phase 0 (the default) is setup.
-const RUNNING: u8 = 1;
-const STOP: u8 = 2;
 const PING: &[u8] = br#"{"type":"ping"}"#;
 const PONG: &[u8] = br#"{"type":"pong"}"#;
 const PUBLISH: &[u8] = br#"{"type":"publish","#;
@@ -110,11 +108,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let topics = o.connections.div_ceil(o.fanout);
     let threads = (o.threads as u64).clamp(1, topics.max(1));
     let shared = Arc::new(Shared::default());
-    let sources: Vec<IpAddr> = (1..=o.source_ips)
-        .filter(|_| o.source_ips > 1)
-        .map(|k| IpAddr::V4(Ipv4Addr::new(127, 0, 0, k as u8)))
-        .collect();
-    let run_tag = seed();
+    let run_tag = phases::seed();
     let mem_before = o.server_pid.and_then(crate::server_mem);
     let mut done = Vec::new();
     let mut handles = Vec::new();
@@ -124,15 +118,11 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         let my_topics = topics / threads + u64::from(t < topics % threads);
         let setup_done = Arc::new(AtomicBool::new(false));
         done.push(setup_done.clone());
-        let mut my_sources = sources.clone();
-        if !my_sources.is_empty() {
-            my_sources.rotate_left(t as usize % sources.len());
-        }
         let mut w = Worker {
             addr: o.addr,
             host: o.host.clone(),
             path: path.clone(),
-            sources: my_sources,
+            sources: phases::sources(o, t as usize),
             timeout: o.timeout,
             concurrency: (o.concurrency / threads).max(1),
             rate: o.rate.map(|r| r * my_topics as f64 / topics.max(1) as f64),
@@ -141,6 +131,11 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             setup_done,
             subs: Vec::new(),
             topics: Vec::new(),
+            out: Outcome {
+                setup: Histogram::new(),
+                latency: Histogram::new(),
+                errors: Vec::new(),
+            },
         };
         for k in first_topic..first_topic + my_topics {
             let members = o.fanout.min(o.connections - k * o.fanout);
@@ -243,13 +238,6 @@ pub fn text(v: &serde_json::Value) -> String {
     )
 }
 
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ u64::from(std::process::id()) << 32
-}
-
 /// Where `needle` first occurs in `hay`.
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
@@ -277,6 +265,7 @@ struct Worker {
     setup_done: Arc<AtomicBool>,
     subs: Vec<Sub>,
     topics: Vec<Topic>,
+    out: Outcome,
 }
 
 impl Worker {
@@ -308,96 +297,15 @@ impl Worker {
     }
 
     fn run(mut self) -> Outcome {
-        let mut out = Outcome {
-            setup: Histogram::new(),
-            latency: Histogram::new(),
-            errors: Vec::new(),
-        };
-        let mut poll = match Poll::new() {
-            Ok(p) => p,
-            Err(e) => {
-                out.errors.push(format!("poll: {e}"));
-                self.setup_done.store(true, Relaxed);
-                return out;
-            }
-        };
-        let mut events = Events::with_capacity(1024);
-        let mut next = 0usize; // the next subscriber to start
-        let mut in_flight = 0u64;
-        let mut running = false;
-        // Paced publishes: how many were sent since the run began, and where to look next.
-        let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
-        let mut last_scan = Instant::now();
-        loop {
-            let phase = self.shared.phase.load(Relaxed);
-            if phase == STOP {
-                break;
-            }
-            // Setup: keep `concurrency` subscribers setting up.
-            while next < self.subs.len() && in_flight < self.concurrency {
-                self.start(&poll, next, &mut out);
-                in_flight += u64::from(self.subs[next].step != Step::Failed);
-                next += 1;
-            }
-            // Deadlines of subscribers setting up, ten times a second while there are any.
-            let now = Instant::now();
-            if in_flight > 0 && now.duration_since(last_scan) >= Duration::from_millis(100) {
-                last_scan = now;
-                for s in 0..next {
-                    let sub = &self.subs[s];
-                    let late = now.duration_since(sub.started) > self.timeout;
-                    if matches!(sub.step, Step::Connecting | Step::Subscribing) && late {
-                        self.fail(&poll, s, "setup timed out", &mut out);
-                        in_flight -= 1;
-                    }
-                }
-            }
-            if next == self.subs.len() && in_flight == 0 {
-                self.setup_done.store(true, Relaxed);
-            }
-            if phase == RUNNING && !running {
-                running = true;
-                run_start = Instant::now();
-                if self.rate.is_none() {
-                    for k in 0..self.topics.len() {
-                        self.publish(&poll, k, &mut out);
-                    }
-                }
-            }
-            if let (true, Some(rate)) = (running, self.rate) {
-                // Open loop: publishes on schedule, round robin over the topics with none in
-                // flight (a topic still waiting is skipped, not queued).
-                let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
-                let n = self.topics.len();
-                let mut looked = 0;
-                while paced < due && looked < n {
-                    let k = cursor;
-                    cursor = (cursor + 1) % n;
-                    looked += 1;
-                    if self.topics[k].in_flight.is_none() && self.publish(&poll, k, &mut out) {
-                        paced += 1;
-                        looked = 0;
-                    }
-                }
-                paced = paced.max(due.saturating_sub(n as u64));
-            }
-            let tick = if self.rate.is_some() && running { 1 } else { 5 };
-            let _ = poll.poll(&mut events, Some(Duration::from_millis(tick)));
-            let ready: Vec<usize> = events.iter().map(|e| e.token().0).collect();
-            for s in ready {
-                let before = self.subs[s].step;
-                self.drive(&poll, s, running, &mut out);
-                let after = self.subs[s].step;
-                let setting_up = |st| matches!(st, Step::Connecting | Step::Subscribing);
-                if setting_up(before) && !setting_up(after) {
-                    in_flight -= 1;
-                }
-            }
+        let (shared, done) = (self.shared.clone(), self.setup_done.clone());
+        let (concurrency, rate) = (self.concurrency, self.rate);
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &done, concurrency, rate) {
+            self.out.errors.push(e);
         }
-        out
+        self.out
     }
 
-    fn start(&mut self, poll: &Poll, s: usize, out: &mut Outcome) {
+    fn start(&mut self, poll: &Poll, s: usize) {
         let src = (!self.sources.is_empty()).then(|| self.sources[s % self.sources.len()]);
         self.subs[s].started = Instant::now();
         match Conn::connect(
@@ -411,14 +319,14 @@ impl Worker {
         ) {
             Ok(c) => {
                 self.subs[s].conn = Some(c);
-                self.flush(poll, s, out);
+                self.flush(poll, s);
             }
-            Err(e) => self.fail(poll, s, &e, out),
+            Err(e) => self.fail(poll, s, &e),
         }
     }
 
     /// Publish on topic `k` from its next subscriber; false if none is left.
-    fn publish(&mut self, poll: &Poll, k: usize, out: &mut Outcome) -> bool {
+    fn publish(&mut self, poll: &Poll, k: usize) -> bool {
         let t = &mut self.topics[k];
         if t.in_flight.is_some() || t.alive == 0 {
             return false;
@@ -439,29 +347,29 @@ impl Worker {
             c.send(&t.publish, &mut self.rng);
         }
         self.shared.publishes.fetch_add(1, Relaxed);
-        self.flush(poll, from, out);
+        self.flush(poll, from);
         true
     }
 
     /// Publish `k`'s publish in flight reached every subscriber still there.
-    fn complete(&mut self, poll: &Poll, k: usize, out: &mut Outcome) {
+    fn complete(&mut self, poll: &Poll, k: usize) {
         let Some((stamp, _)) = self.topics[k].in_flight.take() else {
             return;
         };
-        out.latency.record(now_ns().saturating_sub(stamp));
+        self.out.latency.record(now_ns().saturating_sub(stamp));
         if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
-            self.publish(poll, k, out);
+            self.publish(poll, k);
         }
     }
 
-    fn flush(&mut self, poll: &Poll, s: usize, out: &mut Outcome) {
+    fn flush(&mut self, poll: &Poll, s: usize) {
         if let Some(Err(e)) = self.subs[s].conn.as_mut().map(Conn::flush) {
-            self.fail(poll, s, &e, out);
+            self.fail(poll, s, &e);
         }
     }
 
-    fn drive(&mut self, poll: &Poll, s: usize, running: bool, out: &mut Outcome) {
-        self.flush(poll, s, out);
+    fn drive(&mut self, poll: &Poll, s: usize, running: bool) {
+        self.flush(poll, s);
         let sub = &mut self.subs[s];
         let Some(c) = sub.conn.as_mut() else {
             return;
@@ -474,25 +382,27 @@ impl Worker {
             sub.step = Step::Subscribing;
         }
         for m in msgs {
-            self.on_message(poll, s, &m, running, out);
+            self.on_message(poll, s, &m, running);
         }
         match got {
-            Err(e) => self.fail(poll, s, &e, out),
-            Ok(()) => self.flush(poll, s, out),
+            Err(e) => self.fail(poll, s, &e),
+            Ok(()) => self.flush(poll, s),
         }
     }
 
-    fn on_message(&mut self, poll: &Poll, s: usize, text: &[u8], running: bool, out: &mut Outcome) {
+    fn on_message(&mut self, poll: &Poll, s: usize, text: &[u8], running: bool) {
         let sub = &mut self.subs[s];
         let k = sub.topic;
         match sub.step {
             Step::Subscribing if text == PONG => {
                 sub.step = Step::Subscribed;
-                out.setup.record(sub.started.elapsed().as_nanos() as u64);
+                self.out
+                    .setup
+                    .record(sub.started.elapsed().as_nanos() as u64);
                 self.shared.subscribed.fetch_add(1, Relaxed);
                 self.topics[k].alive += 1;
                 if running && self.rate.is_none() {
-                    self.publish(poll, k, out);
+                    self.publish(poll, k);
                 }
             }
             Step::Subscribed if text.starts_with(PUBLISH) => {
@@ -503,22 +413,22 @@ impl Worker {
                         sub.seen = want;
                         self.topics[k].in_flight = Some((want, left - 1));
                         if left == 1 {
-                            self.complete(poll, k, out);
+                            self.complete(poll, k);
                         }
                     }
-                    _ => out.errors.push("a publish not in flight".into()),
+                    _ => self.out.errors.push("a publish not in flight".into()),
                 }
             }
             Step::Subscribed if text == PONG => {}
             Step::Failed => {}
             _ => {
                 let what = String::from_utf8_lossy(&text[..text.len().min(80)]).into_owned();
-                self.fail(poll, s, &format!("unexpected message: {what}"), out);
+                self.fail(poll, s, &format!("unexpected message: {what}"));
             }
         }
     }
 
-    fn fail(&mut self, poll: &Poll, s: usize, why: &str, out: &mut Outcome) {
+    fn fail(&mut self, poll: &Poll, s: usize, why: &str) {
         let sub = &mut self.subs[s];
         if sub.step == Step::Failed {
             return;
@@ -528,7 +438,7 @@ impl Worker {
             c.deregister(poll);
         }
         self.shared.failed.fetch_add(1, Relaxed);
-        out.errors.push(why.to_string());
+        self.out.errors.push(why.to_string());
         if was == Step::Subscribed {
             let (k, seen) = (sub.topic, sub.seen);
             let t = &mut self.topics[k];
@@ -538,11 +448,62 @@ impl Worker {
                 if seen != want {
                     t.in_flight = Some((want, left - 1));
                     if left == 1 {
-                        self.complete(poll, k, out);
+                        self.complete(poll, k);
                     }
                 }
             }
         }
+    }
+}
+
+impl wsloop::Units for Worker {
+    fn len(&self) -> usize {
+        self.subs.len()
+    }
+
+    fn start(&mut self, poll: &Poll, s: usize) {
+        Worker::start(self, poll, s);
+    }
+
+    fn setting_up(&self, s: usize) -> bool {
+        matches!(self.subs[s].step, Step::Connecting | Step::Subscribing)
+    }
+
+    fn unit_of(&self, token: Token) -> usize {
+        token.0
+    }
+
+    fn ready(&mut self, poll: &Poll, token: Token, running: bool) {
+        self.drive(poll, token.0, running);
+    }
+
+    /// Deadlines of the subscribers setting up (those started: they have a socket).
+    fn tick(&mut self, poll: &Poll, now: Instant, setting_up: u64) {
+        if setting_up == 0 {
+            return;
+        }
+        for s in 0..self.subs.len() {
+            let sub = &self.subs[s];
+            let late = now.duration_since(sub.started) > self.timeout;
+            if sub.conn.is_some() && self.setting_up(s) && late {
+                self.fail(poll, s, "setup timed out");
+            }
+        }
+    }
+
+    fn begin(&mut self, poll: &Poll) {
+        for k in 0..self.topics.len() {
+            self.publish(poll, k);
+        }
+    }
+
+    fn paced_len(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// A topic with no publish in flight publishes.
+    fn pace(&mut self, poll: &Poll, k: usize) -> bool {
+        self.topics[k].in_flight.is_none() && self.publish(poll, k)
     }
 }
 
@@ -565,6 +526,11 @@ mod tests {
             setup_done: Arc::default(),
             subs: Vec::new(),
             topics: Vec::new(),
+            out: Outcome {
+                setup: Histogram::new(),
+                latency: Histogram::new(),
+                errors: Vec::new(),
+            },
         };
         w.add_topic("room \"a\"", 3, 40);
         w.add_topic("b", 2, 16);

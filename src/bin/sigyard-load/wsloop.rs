@@ -1,0 +1,121 @@
+//! The event loop of one thread of the dialect scenarios that hold many plain WebSockets
+//! (`peerjs`, `ywebrtc`, `webtorrent`), written once: set-up with at most `--concurrency`
+//! units (a client, or a pair of them) setting up at once, a tick ten times a second (set-up
+//! deadlines, heartbeats), the start of the traffic when the coordinator says so (every unit
+//! at once in closed loop, or `--rate` per second round robin, a busy one skipped), and the
+//! sockets' readiness handed to the scenario. The scenario keeps its own state per unit and
+//! says what a unit is through [`Units`].
+
+use mio::{Events, Poll, Token};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+// Phase 0 (the default) is set-up.
+pub const RUNNING: u8 = 1;
+pub const STOP: u8 = 2;
+
+/// What the loop needs from a scenario's thread.
+pub trait Units {
+    /// How many units this thread sets up (started in index order).
+    fn len(&self) -> usize;
+    /// Start setting up unit `i` (connects, first messages queued and flushed).
+    fn start(&mut self, poll: &Poll, i: usize);
+    /// Unit `i` is still setting up (not set up and not failed).
+    fn setting_up(&self, i: usize) -> bool;
+    /// The unit whose socket is registered as `token`.
+    fn unit_of(&self, token: Token) -> usize;
+    /// The socket registered as `token` is ready: read, react, write.
+    fn ready(&mut self, poll: &Poll, token: Token, running: bool);
+    /// Ten times a second: fail the units set up for too long, send heartbeats. `setting_up`
+    /// is how many units are setting up.
+    fn tick(&mut self, poll: &Poll, now: Instant, setting_up: u64);
+    /// The traffic starts, closed loop: start it on every unit that is set up.
+    fn begin(&mut self, poll: &Poll);
+    /// Open loop (`--rate`): how many things take paced turns (units, or groups of them).
+    fn paced_len(&self) -> usize;
+    /// Open loop: give thing `k` its turn; false if it is still busy or gone (skipped).
+    fn pace(&mut self, poll: &Poll, k: usize) -> bool;
+}
+
+/// Run `u` until `phase` says stop: `concurrency` units setting up at once, `setup_done` set
+/// once every unit is set up or failed, then the traffic (paced at `rate` per second if given).
+/// `Err` only if no poll could be made (`setup_done` is set then too).
+pub fn run<U: Units>(
+    u: &mut U,
+    phase: &AtomicU8,
+    setup_done: &AtomicBool,
+    concurrency: u64,
+    rate: Option<f64>,
+) -> Result<(), String> {
+    let mut poll = match Poll::new() {
+        Ok(p) => p,
+        Err(e) => {
+            setup_done.store(true, Relaxed);
+            return Err(format!("poll: {e}"));
+        }
+    };
+    let mut events = Events::with_capacity(1024);
+    let mut next = 0usize; // the next unit to start
+    let mut in_flight = 0u64;
+    let mut running = false;
+    // Paced turns: how many were given since the run began, and where to look next.
+    let (mut paced, mut cursor, mut run_start) = (0u64, 0usize, Instant::now());
+    let mut last_scan = Instant::now();
+    loop {
+        let now_phase = phase.load(Relaxed);
+        if now_phase == STOP {
+            break;
+        }
+        // Set-up: keep `concurrency` units setting up.
+        while next < u.len() && in_flight < concurrency {
+            u.start(&poll, next);
+            in_flight += u64::from(u.setting_up(next));
+            next += 1;
+        }
+        let now = Instant::now();
+        if now.duration_since(last_scan) >= Duration::from_millis(100) {
+            last_scan = now;
+            u.tick(&poll, now, in_flight);
+            if in_flight > 0 {
+                in_flight = (0..next).filter(|&i| u.setting_up(i)).count() as u64;
+            }
+        }
+        if next == u.len() && in_flight == 0 {
+            setup_done.store(true, Relaxed);
+        }
+        if now_phase == RUNNING && !running {
+            running = true;
+            run_start = Instant::now();
+            if rate.is_none() {
+                u.begin(&poll);
+            }
+        }
+        if let (true, Some(rate)) = (running, rate) {
+            // Open loop: turns on schedule, round robin, a busy one skipped (not queued).
+            let due = (rate * run_start.elapsed().as_secs_f64()) as u64;
+            let n = u.paced_len();
+            let mut looked = 0;
+            while paced < due && looked < n {
+                let k = cursor;
+                cursor = (cursor + 1) % n;
+                looked += 1;
+                if u.pace(&poll, k) {
+                    paced += 1;
+                    looked = 0;
+                }
+            }
+            paced = paced.max(due.saturating_sub(n as u64));
+        }
+        let wait = if rate.is_some() && running { 1 } else { 5 };
+        let _ = poll.poll(&mut events, Some(Duration::from_millis(wait)));
+        for e in events.iter() {
+            let i = u.unit_of(e.token());
+            let before = u.setting_up(i);
+            u.ready(&poll, e.token(), running);
+            if before && !u.setting_up(i) {
+                in_flight -= 1;
+            }
+        }
+    }
+    Ok(())
+}
