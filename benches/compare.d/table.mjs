@@ -28,7 +28,7 @@ const fmtUs = us => (us >= 10000 ? `${(us / 1000).toFixed(1)} ms` : us >= 1000 ?
 function measure(r, what) {
   const j = r.json
   if (!j) return { why: r.note || 'no result' }
-  if (j.scenario === 'peerjs' || j.scenario === 'ywebrtc') return measureDialect(r, what)
+  if (['peerjs', 'ywebrtc', 'webtorrent'].includes(j.scenario)) return measureDialect(r, what)
   if (what === 'idle') {
     if (j.established < j.attempted) return { why: `only ${fmtInt(j.established)} of ${fmtInt(j.attempted)} connections opened` }
     const v = j.server_rss_per_connection_bytes
@@ -42,27 +42,32 @@ function measure(r, what) {
   if (what === 'cpugib') return { value: r.ticks / tck / ((j.messages_received * Number(opt['stream-size'])) / 2 ** 30) }
   return { value: r.ticks / tck / (j.messages_received / 1e6) }
 }
-// The same for a peerjs / ywebrtc summary: clients set up (idle) or messages relayed (PeerJS)
-// and delivered (y-webrtc).
+// The same for a peerjs / ywebrtc / webtorrent summary: clients set up (idle) or messages
+// relayed (PeerJS), delivered (y-webrtc), or received by the peers (WebTorrent: announce
+// responses, offers and answers).
 function measureDialect(r, what) {
   const j = r.json
-  const [got, want] = j.scenario === 'peerjs' ? [j.clients, 2 * j.pairs] : [j.subscribed, j.connections]
+  const [got, want] = { peerjs: [j.clients, 2 * j.pairs], ywebrtc: [j.subscribed, j.connections], webtorrent: [j.announced, j.connections] }[j.scenario]
   if (what === 'idle') {
     if (got < want) return { why: `only ${fmtInt(got)} of ${fmtInt(want)} clients set up` }
     const v = j.server_rss_per_connection_bytes
     return v == null ? { why: 'no RSS reading' } : { value: v }
   }
-  const msgs = j.scenario === 'peerjs' ? j.messages : j.deliveries
+  const msgs = j.scenario === 'ywebrtc' ? j.deliveries : j.messages
   const errors = Object.keys(j.errors ?? {})
   if (j.failed > 0 || msgs === 0) return { why: `${j.failed} failed, ${msgs} messages${errors.length ? ': ' + errors[0] : ''}` }
-  if (what === 'rate') return { value: j.scenario === 'peerjs' ? j.messages_per_s : j.deliveries_per_s }
+  if (what === 'rate') return { value: j.scenario === 'ywebrtc' ? j.deliveries_per_s : j.messages_per_s }
+  if (what === 'responses') return { value: j.responses_per_s }
   if (what === 'p99') return { value: j.latency_us.p99 }
+  if (what === 'p99answer') return { value: j.answer_latency_us.p99 }
   if (r.ticks == null) return { why: 'no CPU reading' }
   return { value: r.ticks / tck / (msgs / 1e6) }
 }
 const fmt = {
   idle: v => `${fmtInt(v)} B`,
   rate: fmtInt,
+  responses: fmtInt,
+  p99answer: fmtUs,
   mibps: v => `${fmtInt(v)} MiB/s`,
   p99: fmtUs,
   cpu: v => `${v.toFixed(2)} s`,
@@ -79,7 +84,7 @@ function series(server, workload, what) {
 const mean = xs => xs.reduce((a, b) => a + b, 0) / xs.length
 
 const rows = []
-const parts = (opt.only || 'base,peerjs,ywebrtc').split(',')
+const parts = (opt.only || 'base,peerjs,ywebrtc,webtorrent').split(',')
 // The sigyard ÷ original ratio of the means of one metric (null if either is missing).
 function ratioOf(a, b) {
   return a.why || b.why ? null : mean(a.values) / mean(b.values)
@@ -153,6 +158,34 @@ for (const [part, key, label, idle, load, rateName, p99Name] of dialects) {
   verdicts.push(`* ${label}: CPU per message ÷ the original's ${verdict(ratioOf(...cpu), 0.1)} (target ≤ 0.1);` +
     ` memory per client ÷ the original's ${verdict(ratioOf(...mem), 0.05)} (target ≤ 0.05).`)
 }
+// The WebTorrent tracker against bittorrent-tracker's own server; frames that did not have the
+// original's exact shape (member order included) are listed under the table.
+const K = opt.offers
+const wtPeers = fmtInt(opt.fanout * opt.pairs)
+const wtLabel = '`bittorrent-tracker` 11.2.3 `Server` (WebSocket tracker, node)'
+const wtNotes = []
+if (parts.includes('webtorrent')) {
+  const key = 'bittorrent-tracker'
+  if (results[key]?.start) rows.push(`| ${wtLabel} | webtorrent | all | — | — (${results[key].start[0].note}) | — |`)
+  else {
+    const load = `${wtPeers} peers, swarms of ${opt.fanout}: announce, ${K} offers (${opt['signal-size']}-char SDP) relayed and answered`
+    const s = (server, workload, what) => series(server, workload, what)
+    row(wtLabel, `idle, ${C} announced peers`, 'memory per peer', 'idle', s('sigyard', 'webtorrent-idle', 'idle'), s(key, 'webtorrent-idle', 'idle'))
+    row(wtLabel, load, 'announce responses/s', 'responses', s('sigyard', 'webtorrent', 'responses'), s(key, 'webtorrent', 'responses'))
+    row(wtLabel, load, 'messages received/s', 'rate', s('sigyard', 'webtorrent', 'rate'), s(key, 'webtorrent', 'rate'))
+    row(wtLabel, load, 'p99 announce → response', 'p99', s('sigyard', 'webtorrent', 'p99'), s(key, 'webtorrent', 'p99'))
+    row(wtLabel, load, 'p99 offer → answer back', 'p99answer', s('sigyard', 'webtorrent', 'p99answer'), s(key, 'webtorrent', 'p99answer'))
+    row(wtLabel, load, 'server CPU s per million messages', 'cpu', s('sigyard', 'webtorrent', 'cpu'), s(key, 'webtorrent', 'cpu'))
+  }
+  for (const server of ['sigyard', key]) {
+    const seen = {}
+    for (const r of [...(results[server]?.webtorrent ?? []), ...(results[server]?.['webtorrent-idle'] ?? [])]) {
+      for (const [why, n] of Object.entries(r.json?.errors ?? {})) seen[why] = (seen[why] ?? 0) + n
+    }
+    const list = Object.entries(seen).map(([why, n]) => `${why} (×${fmtInt(n)})`)
+    if (list.length) wtNotes.push(`* WebTorrent, ${server}: frames or exchanges that did not go as with the original: ${list.join('; ')}.`)
+  }
+}
 
 let tt = ''
 try {
@@ -183,7 +216,7 @@ messages, ${opt.duration} s; p99 is the round trip (echo) or one way through the
 messages per read and write). **pipe stream**: one pipe pair, \`--size ${opt['stream-size']} --window ${opt['stream-window']}\`,
 payload bytes delivered per second.
 `
-const dialectParts = parts.filter(p => p !== 'base').length > 0
+const dialectParts = parts.some(p => p === 'peerjs' || p === 'ywebrtc')
 const dialectText = `* Dialects: a fresh sigyard per dialect (release, \`--threads 1 --ping-interval 0 --idle-timeout 0\`,
   the limits off, \`--peerjs-concurrent-limit 20000\`) against the original on node ${opt.node}, run
   unmodified from \`benches/compare.d/originals\` (package.json and lock) with \`loopback.cjs\`
@@ -199,6 +232,21 @@ received. **y-webrtc traffic**: ${fmtInt(opt.fanout * opt.pairs)} subscribers in
 ${opt['signal-size']} data characters in flight per topic, ${opt.duration} s; deliveries (each publish reaches the
 ${opt.fanout} subscribers of its topic), p99 of publish → its last subscriber's receipt.
 `
+const webtorrentText = `* WebTorrent tracker: a fresh sigyard (release, \`--threads 1 --ping-interval 0 --idle-timeout 0\`, the
+  limits off; its tracker on \`/announce\`) against npm
+  \`bittorrent-tracker\` 11.2.3's own \`Server({ udp: false, http: false, ws: true })\` on node ${opt.node}
+  (\`benches/compare.d/originals/bittorrent-tracker.mjs\`, \`loopback.cjs\` preloaded; its CLI imports the
+  package's client, whose native WebRTC module is not built here).
+
+WebTorrent workloads (\`sigyard-load webtorrent\`, peers in swarms of ${opt.fanout}, ${K} offers per announce as the
+browser client sends): **idle** sets up ${C} peers (each announced \`started\` with its offers, which are relayed
+and answered) from 4 source addresses and takes the server's VmRSS with all of them announced minus before,
+per peer. **Traffic**: ${wtPeers} peers in closed loop, each announce (${K} offers of ${opt['signal-size']} SDP characters) →
+its response → the ${K} offers relayed to other peers of the swarm, answered at once → the ${K} answers back,
+then the next announce, ${opt.duration} s; messages are the frames the peers received (responses, offers,
+answers: ${2 * K + 1} per announce); p99 of announce sent → its response, and of offer sent → its answer back.
+Every frame is checked against bittorrent-tracker's exact shapes and member order.
+`
 const section = `## Side by side (benches/compare)
 
 \`${opt.cmd}\`, ${opt.date}, on the project's shared 2-core machine (${opt.cpu || 'unknown CPU'};
@@ -207,7 +255,7 @@ run of ${opt.rounds} rounds; in each round one server after another, each a fres
 core 0 (\`taskset -c 0\`), the load generator on core 1 (\`taskset -c 1 sigyard-load --threads 1\`);
 measuring took ${opt.elapsed} s.
 
-${[parts.includes('base') && baseText, dialectParts && dialectText].filter(Boolean).join('\n')}**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
+${[parts.includes('base') && baseText, dialectParts && dialectText, parts.includes('webtorrent') && webtorrentText].filter(Boolean).join('\n')}**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
 included, per million messages delivered (y-webrtc: deliveries). Figures are the mean over the
 rounds. Ratios are sigyard ÷ peer of those means, then each round's own ratio in parentheses:
 above 1 favours sigyard for messages/s, below 1 favours sigyard for memory, p99 and CPU.
@@ -215,7 +263,7 @@ above 1 favours sigyard for messages/s, below 1 favours sigyard for memory, p99 
 | peer | workload | metric | sigyard | peer | sigyard ÷ peer |
 |---|---|---|---|---|---|
 ${rows.join('\n')}
-${verdicts.length ? '\n' + verdicts.join('\n') + '\n' : ''}
+${verdicts.length || wtNotes.length ? '\n' + [...verdicts, ...wtNotes].join('\n') + '\n' : ''}
 On this shared machine the rates and tails move by tens of percent between runs (see "Whole
 server" above and the per-round ratios); the memory figures move much less.
 `
