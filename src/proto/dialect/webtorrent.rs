@@ -882,11 +882,18 @@ fn push_num(b: &mut Vec<u8>, n: u64) {
     b.extend_from_slice(&digits[i..]);
 }
 
-/// 20 bytes as the JSON string `JSON.stringify` writes for their latin1 characters.
+/// 20 bytes as the JSON string `JSON.stringify` writes for their latin1 characters: printable
+/// ASCII as it is, in runs; the rest escaped or as two UTF-8 bytes.
 pub fn write_bin(b: &mut Vec<u8>, bytes: &[u8]) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     b.push(b'"');
-    for &x in bytes {
+    let mut run = 0;
+    for (i, &x) in bytes.iter().enumerate() {
+        if matches!(x, 0x20..=0x7f) && x != b'"' && x != b'\\' {
+            continue;
+        }
+        b.extend_from_slice(&bytes[run..i]);
+        run = i + 1;
         match x {
             b'"' => b.extend_from_slice(b"\\\""),
             b'\\' => b.extend_from_slice(b"\\\\"),
@@ -900,13 +907,13 @@ pub fn write_bin(b: &mut Vec<u8>, bytes: &[u8]) {
                 b.push(HEX[usize::from(x >> 4)]);
                 b.push(HEX[usize::from(x & 15)]);
             }
-            0x20..=0x7f => b.push(x),
             _ => {
                 b.push(0xc0 | (x >> 6));
                 b.push(0x80 | (x & 0x3f));
             }
         }
     }
+    b.extend_from_slice(&bytes[run..]);
     b.push(b'"');
 }
 
