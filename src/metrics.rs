@@ -52,6 +52,8 @@ pub struct ShellCounters {
     pub handoffs_out: u64,
     pub handoffs_in: u64,
     pub slow_reader_disconnects: u64,
+    /// Lossy messages not sent because their connection was behind.
+    pub lossy_dropped: u64,
     /// WebSockets closed (1008) for sending past `--max-messages-per-second` or
     /// `--max-message-bytes-per-second`.
     pub rate_limited: u64,
@@ -98,6 +100,7 @@ counter_table! {
     "sigyard_handoffs_out_total", "connections moved to the core owning their key", shell.handoffs_out;
     "sigyard_handoffs_in_total", "connections adopted from another core", shell.handoffs_in;
     "sigyard_slow_reader_disconnects_total", "connections dropped because their outbound buffer exceeded max-outbound-bytes", shell.slow_reader_disconnects;
+    "sigyard_lossy_messages_dropped_total", "relayed messages that may be lost (a tracker's offers and answers) dropped because their connection had --buffer-size bytes queued", shell.lossy_dropped;
     "sigyard_tls_errors_total", "TLS handshakes or records that failed", shell.tls_errors;
     "sigyard_reactor_iterations_total", "reactor loop iterations", shell.loop_iterations;
 }

@@ -802,6 +802,7 @@ fn records_for_gone_connections_and_malformed_batches_are_counted_and_dropped() 
         to: Handle::from_raw((1u64 << 48) | 4000),
         kind: Kind::Text,
         payload: b"nobody",
+        lossy: false,
     }
     .encode(&mut batch);
     assert_eq!(redis.publish("sigyard:n:1", &batch), 1);

@@ -549,6 +549,13 @@ fn cluster_batch() -> Vec<u8> {
             to: h,
             kind: Kind::Binary,
             payload: &[1, 2, 3],
+            lossy: false,
+        },
+        Record::Send {
+            to: h,
+            kind: Kind::Text,
+            payload: b"{}",
+            lossy: true,
         },
         Record::Respond {
             to: h,

@@ -304,6 +304,54 @@ fn options_interval_offers_and_allow_list() {
 }
 
 #[test]
+fn a_peer_that_falls_behind_loses_offers_not_its_connection() {
+    let h = start(|b| b.limits(|l| l.max_outbound_bytes = 256 << 10));
+    let a = h.plain_addr().unwrap();
+    let ih = id('h');
+    let mut slow = ws(a, "/announce");
+    send(&mut slow, &announce(&ih, &id('S'), ""));
+    assert_eq!(recv_text(&mut slow), response(0, 1, &ih));
+    // 4 MiB of offers for a peer that reads nothing: far past the kernel's buffers and
+    // --max-outbound-bytes (256 KiB here).
+    let mut fast = ws(a, "/announce");
+    let sdp = "x".repeat(4096);
+    for _ in 0..1024 {
+        let offer = format!(r#","offers":[{{"offer":{{"sdp":"{sdp}"}},"offer_id":"o"}}]"#);
+        send(&mut fast, &announce(&ih, &id('F'), &offer));
+        assert_eq!(recv_text(&mut fast), response(0, 2, &ih));
+    }
+    assert!(metric(a, "sigyard_lossy_messages_dropped_total") > 0.0);
+    assert_eq!(metric(a, "sigyard_slow_reader_disconnects_total"), 0.0);
+    // The slow peer is still there: what was queued for it arrives, then answers to it again.
+    slow.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut offers = 0;
+    loop {
+        send(
+            &mut slow,
+            &format!(r#"{{"action":"scrape","info_hash":{}}}"#, js(&ih)),
+        );
+        let got = loop {
+            let m = recv_text(&mut slow);
+            if m.starts_with(r#"{"action":"scrape""#) {
+                break m;
+            }
+            offers += 1;
+        };
+        assert!(got.contains(r#""incomplete":2"#), "{got}");
+        if offers > 0 && quiet(&mut slow) {
+            break;
+        }
+    }
+    assert!(
+        offers > 0 && offers < 1024,
+        "{offers} of 1024 offers arrived"
+    );
+    stop(h);
+}
+
+#[test]
 fn a_bad_allow_list_stops_the_start() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
         .args([

@@ -601,7 +601,12 @@ impl Reactor {
                     continue;
                 }
                 match o {
-                    Output::Send { to, kind, payload } => self.deliver(to, kind, &bytes[payload]),
+                    Output::Send {
+                        to,
+                        kind,
+                        payload,
+                        lossy,
+                    } => self.deliver(to, kind, &bytes[payload], lossy),
                     Output::Close { conn, code, reason } => {
                         if let Some((k, _)) = live(&mut self.slots, self.core.here, conn) {
                             self.go_away(k, code, &reason);
@@ -619,13 +624,18 @@ impl Reactor {
         }
     }
 
-    /// A whole message to an open WebSocket of this core.
-    pub(crate) fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+    /// A whole message to an open WebSocket of this core (a `lossy` one only if the
+    /// connection is not behind, see [`Output::Send`]).
+    pub(crate) fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8], lossy: bool) {
         let c = &mut self.core;
         let Some((key, slot)) = live(&mut self.slots, c.here, to) else {
             return;
         };
         if !slot.conn.is_open() {
+            return;
+        }
+        if lossy && slot.pending_out() >= c.shared.cfg.limits.buffer_size {
+            c.shell.lossy_dropped += 1;
             return;
         }
         encode_frame(

@@ -173,12 +173,18 @@ impl Core {
     /// A dialect's output for a connection of another node, as a record to it.
     pub(crate) fn forward_output(&mut self, o: Output, bytes: &[u8]) {
         match o {
-            Output::Send { to, kind, payload } => self.emit(
+            Output::Send {
+                to,
+                kind,
+                payload,
+                lossy,
+            } => self.emit(
                 handle_node(to),
                 &Record::Send {
                     to,
                     kind,
                     payload: &bytes[payload],
+                    lossy,
                 },
             ),
             Output::Close { conn, code, reason } => self.emit(
@@ -559,7 +565,12 @@ impl Reactor {
                 }
             }
             Record::Answer { to, core, answer } => self.owner_answered(to, core, answer),
-            Record::Send { to, kind, payload } => self.deliver(to, kind, payload),
+            Record::Send {
+                to,
+                kind,
+                payload,
+                lossy,
+            } => self.deliver(to, kind, payload, lossy),
             Record::Close { to, code, reason } => {
                 if let Some((k, _)) = live(&mut self.slots, self.core.here, to) {
                     self.go_away(k, code, reason);

@@ -57,11 +57,13 @@ pub enum Record<'a> {
     },
     /// edge → owner: the connection is gone (the dialect hears `on_close`).
     Closed { core: u16, from: Handle, route: u8 },
-    /// owner → edge: a whole message for the client.
+    /// owner → edge: a whole message for the client (`lossy`: see
+    /// [`crate::proto::dialect::Output::Send`]).
     Send {
         to: Handle,
         kind: Kind,
         payload: &'a [u8],
+        lossy: bool,
     },
     /// owner → edge: close the WebSocket.
     Close {
@@ -150,6 +152,8 @@ const LINK: u8 = 9;
 const DATA: u8 = 10;
 const ACK: u8 = 11;
 const END: u8 = 12;
+/// Set in a `Send`'s kind byte when the message is lossy.
+const LOSSY: u8 = 0x80;
 
 impl Record<'_> {
     /// The core of the receiving node this record is for ([`ANY_CORE`]: the owner of its key).
@@ -263,10 +267,15 @@ impl Record<'_> {
                 u64_(out, from.raw());
                 out.push(*route);
             }
-            Record::Send { to, kind, payload } => {
+            Record::Send {
+                to,
+                kind,
+                payload,
+                lossy,
+            } => {
                 out.push(SEND);
                 u64_(out, to.raw());
-                out.push(kind_byte(*kind));
+                out.push(kind_byte(*kind) | if *lossy { LOSSY } else { 0 });
                 bytes_(out, payload);
             }
             Record::Close { to, code, reason } => {
@@ -448,6 +457,17 @@ impl<'a> Reader<'a> {
         self.take(n)
     }
 
+    /// A message kind with the lossy bit ([`LOSSY`]).
+    fn kind_lossy(&mut self) -> Result<(Kind, bool), Malformed> {
+        let b = self.u8()?;
+        let kind = match b & !LOSSY {
+            1 => Kind::Text,
+            2 => Kind::Binary,
+            _ => return Err(Malformed::BadValue),
+        };
+        Ok((kind, b & LOSSY != 0))
+    }
+
     fn kind(&mut self) -> Result<Kind, Malformed> {
         match self.u8()? {
             1 => Ok(Kind::Text),
@@ -525,11 +545,16 @@ impl<'a> Reader<'a> {
                 from: self.handle()?,
                 route: self.u8()?,
             },
-            SEND => Record::Send {
-                to: self.handle()?,
-                kind: self.kind()?,
-                payload: self.bytes()?,
-            },
+            SEND => {
+                let to = self.handle()?;
+                let (kind, lossy) = self.kind_lossy()?;
+                Record::Send {
+                    to,
+                    kind,
+                    lossy,
+                    payload: self.bytes()?,
+                }
+            }
             CLOSE => Record::Close {
                 to: self.handle()?,
                 code: self.u16()?,
@@ -663,6 +688,13 @@ mod tests {
                 to: h,
                 kind: Kind::Text,
                 payload: b"hi",
+                lossy: false,
+            },
+            Record::Send {
+                to: h,
+                kind: Kind::Binary,
+                payload: b"",
+                lossy: true,
             },
             Record::Close {
                 to: h,

@@ -42,7 +42,9 @@
 //!
 //! # Outputs ([`Output`], queued through [`Cx`])
 //!
-//! * `Send`: a whole message to a connection. `Close`: a close frame with a code and reason.
+//! * `Send`: a whole message to a connection; a lossy one is dropped instead when that
+//!   connection is behind (for relayed messages whose loss the sender copes with). `Close`: a
+//!   close frame with a code and reason.
 //!   `Respond`: the answer to a held request. `Pipe`: join two open WebSockets cut-through
 //!   (data frames flow between them without reassembly; control frames and teardown are the
 //!   shell's). `Store`: an operation for the outside store the shell keeps the dialect's state
@@ -160,10 +162,15 @@ pub enum Answer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     /// One unfragmented message; the payload is `bytes[range]` of the [`Outputs`] it is in.
+    /// A `lossy` one is dropped (and counted) instead when its connection is behind: already
+    /// `--buffer-size` bytes queued for it. For messages worth something only if they arrive
+    /// soon and whose sender copes with their loss (a tracker's relayed offers and answers):
+    /// a reader that falls behind then loses those, not its connection.
     Send {
         to: Handle,
         kind: Kind,
         payload: Range<usize>,
+        lossy: bool,
     },
     /// Close the WebSocket with this code and reason (at most 123 bytes); code 1005
     /// ([`crate::proto::ws::NO_STATUS`]) sends a close frame without a status code.
@@ -229,6 +236,7 @@ impl Outputs {
             to,
             kind,
             payload: start..self.bytes.len(),
+            lossy: false,
         });
     }
 }
@@ -376,9 +384,19 @@ impl Cx<'_, Outputs> {
             to,
             kind,
             payload: payload.clone(),
+            lossy: false,
         }));
         if self.out.list.len() == before {
             self.out.bytes.truncate(start);
+        }
+    }
+
+    /// Queue one message that may be dropped if `to` is behind (see [`Output::Send`]).
+    pub fn send_lossy(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
+        self.out
+            .push_send(to, kind, |b| b.extend_from_slice(payload));
+        if let Some(Output::Send { lossy, .. }) = self.out.list.last_mut() {
+            *lossy = true;
         }
     }
 

@@ -338,7 +338,7 @@ impl Tracker {
             b.extend_from_slice(br#","offer_id":"#);
             b.extend_from_slice(offer_id.get().as_bytes());
             relayed_tail(b, &me, &ih);
-            cx.send(target, Kind::Text, b);
+            cx.send_lossy(target, Kind::Text, b);
             self.counters.answers_relayed += 1;
         }
     }
@@ -442,7 +442,9 @@ impl Tracker {
                 b.extend_from_slice(id.get().as_bytes());
             }
             relayed_tail(b, me, ih);
-            cx.send(swarm.peers[i].conn, Kind::Text, b);
+            // An offer that cannot arrive soon is worth nothing (its sender gives up on it):
+            // a peer that falls behind loses offers, not its connection.
+            cx.send_lossy(swarm.peers[i].conn, Kind::Text, b);
             self.counters.offers_relayed += 1;
         }
     }
