@@ -170,7 +170,7 @@ if (parts.includes('webtorrent')) {
   else {
     const load = `${wtPeers} peers, swarms of ${opt.fanout}: announce, ${K} offers (${opt['signal-size']}-char SDP) relayed and answered`
     const s = (server, workload, what) => series(server, workload, what)
-    row(wtLabel, `idle, ${C} announced peers`, 'memory per peer', 'idle', s('sigyard', 'webtorrent-idle', 'idle'), s(key, 'webtorrent-idle', 'idle'))
+    row(wtLabel, `idle, ${C} announced peers (no offers)`, 'memory per peer', 'idle', s('sigyard', 'webtorrent-idle', 'idle'), s(key, 'webtorrent-idle', 'idle'))
     row(wtLabel, load, 'announce responses/s', 'responses', s('sigyard', 'webtorrent', 'responses'), s(key, 'webtorrent', 'responses'))
     row(wtLabel, load, 'messages received/s', 'rate', s('sigyard', 'webtorrent', 'rate'), s(key, 'webtorrent', 'rate'))
     row(wtLabel, load, 'p99 announce → response', 'p99', s('sigyard', 'webtorrent', 'p99'), s(key, 'webtorrent', 'p99'))
