@@ -239,9 +239,9 @@ const webtorrentText = `* WebTorrent tracker: a fresh sigyard (release, \`--thre
   package's client, whose native WebRTC module is not built here).
 
 WebTorrent workloads (\`sigyard-load webtorrent\`, peers in swarms of ${opt.fanout}, ${K} offers per announce as the
-browser client sends): **idle** sets up ${C} peers (each announced \`started\` with its offers, which are relayed
-and answered) from 4 source addresses and takes the server's VmRSS with all of them announced minus before,
-per peer. **Traffic**: ${wtPeers} peers in closed loop, each announce (${K} offers of ${opt['signal-size']} SDP characters) →
+browser client sends in traffic): **idle** sets up ${C} peers (each announced \`started\`, without offers, so
+that what is measured is the peers' state and not offers still in flight) from 4 source addresses and takes
+the server's VmRSS with all of them announced minus before, per peer. **Traffic**: ${wtPeers} peers in closed loop, each announce (${K} offers of ${opt['signal-size']} SDP characters) →
 its response → the ${K} offers relayed to other peers of the swarm, answered at once → the ${K} answers back,
 then the next announce, ${opt.duration} s; messages are the frames the peers received (responses, offers,
 answers: ${2 * K + 1} per announce); p99 of announce sent → its response, and of offer sent → its answer back.
