@@ -38,26 +38,6 @@ fn response(c: u32, i: u32, ih: &str) -> String {
     )
 }
 
-fn quiet(c: &mut Ws) -> bool {
-    c.get_mut()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let quiet = loop {
-        match c.read() {
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(m) => {
-                eprintln!("unexpected: {m:?}");
-                break false;
-            }
-            Err(_) => break true,
-        }
-    };
-    c.get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    quiet
-}
-
 /// A peer that announced `ih` as `who` with one offer; its announce response read.
 fn peer(a: SocketAddr, path: &str, ih: &str, who: &str, complete: u32, incomplete: u32) -> Ws {
     let mut c = ws(a, path);

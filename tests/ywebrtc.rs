@@ -11,23 +11,6 @@ use tungstenite::{Message, WebSocket};
 
 type Ws = WebSocket<TcpStream>;
 
-fn silent(c: &mut Ws) -> bool {
-    c.get_mut()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .unwrap();
-    let quiet = loop {
-        match c.read() {
-            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-            Ok(_) => break false,
-            Err(_) => break true,
-        }
-    };
-    c.get_mut()
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    quiet
-}
-
 #[test]
 fn subscribers_get_each_publish_with_clients() {
     let h = start(|b| b);
@@ -76,7 +59,7 @@ fn subscribers_get_each_publish_with_clients() {
         recv_text(&mut alice),
         r#"{"type":"publish","topic":"doc-42","data":1,"clients":1}"#
     );
-    assert!(silent(&mut bob));
+    assert!(quiet(&mut bob));
     text(&mut bob, r#"{"type":"subscribe","topics":["doc-42"]}"#);
     alice.close(None).unwrap();
     drop(alice);

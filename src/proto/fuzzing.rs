@@ -55,6 +55,28 @@ pub use webtorrent::check_webtorrent;
 pub use workspaces_tokens::check_workspaces_tokens;
 pub use ywebrtc::check_ywebrtc;
 
+/// Runs `f` with the context a shell would give a dialect's table at `now` (randomness seeded
+/// with `seed`, no ICE), its outputs going to `out`.
+pub(crate) fn with_cx<R>(
+    out: &mut crate::proto::dialect::Outputs,
+    now: u64,
+    seed: u64,
+    f: impl FnOnce(&mut crate::proto::dialect::Cx<'_>) -> R,
+) -> R {
+    use crate::proto::dialect::{Cx, Locator, NoEnv, Seeded};
+    let (mut rand, mut env) = (Seeded(seed), NoEnv);
+    let mut cx = Cx {
+        now,
+        unix_ms: 0,
+        here: Locator(0),
+        rand: &mut rand,
+        env: &mut env,
+        out,
+        direct: None,
+    };
+    f(&mut cx)
+}
+
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
 
 /// The request-head parser, upgrade validation, response writers and chunked decoder on

@@ -180,6 +180,28 @@ pub fn metric(addr: SocketAddr, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Whether no data message arrives on `c` for 200 ms (pings and pongs aside); the read
+/// timeout is 10 s again afterwards.
+pub fn quiet(c: &mut WebSocket<TcpStream>) -> bool {
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let quiet = loop {
+        match c.read() {
+            Ok(tungstenite::Message::Ping(_) | tungstenite::Message::Pong(_)) => continue,
+            Ok(m) => {
+                eprintln!("unexpected: {m:?}");
+                break false;
+            }
+            Err(_) => break true,
+        }
+    };
+    c.get_mut()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    quiet
+}
+
 /// [`metric`], read again for up to two seconds until it is `want` (a core publishes its
 /// figures at the end of a loop turn, which may come just after the reply a test reacts to).
 pub fn metric_reaches(addr: SocketAddr, prefix: &str, want: f64) -> f64 {

@@ -20,6 +20,7 @@
 //! removes every entry it owns; empty swarms are deleted.
 
 use super::{Cx, Handle, Kind};
+use crate::proto::http::push_decimal;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use std::collections::{HashMap, HashSet};
@@ -307,11 +308,11 @@ impl Tracker {
             let b = &mut self.buf;
             b.clear();
             b.extend_from_slice(br#"{"complete":"#);
-            push_num(b, complete.into());
+            push_decimal(b, complete.into());
             b.extend_from_slice(br#","incomplete":"#);
-            push_num(b, incomplete.into());
+            push_decimal(b, incomplete.into());
             b.extend_from_slice(br#","action":"announce","interval":"#);
-            push_num(b, self.opts.interval_s);
+            push_decimal(b, self.opts.interval_s);
             b.extend_from_slice(br#","info_hash":"#);
             write_bin(b, &ih);
             b.push(b'}');
@@ -475,11 +476,11 @@ impl Tracker {
             let (c, i) = s.map_or((0, 0), Swarm::counts);
             write_bin(b, ih);
             b.extend_from_slice(br#":{"complete":"#);
-            push_num(b, c.into());
+            push_decimal(b, c.into());
             b.extend_from_slice(br#","incomplete":"#);
-            push_num(b, i.into());
+            push_decimal(b, i.into());
             b.extend_from_slice(br#","downloaded":"#);
-            push_num(b, c.into());
+            push_decimal(b, c.into());
             b.push(b'}');
         };
         if full {
@@ -495,7 +496,7 @@ impl Tracker {
             }
         }
         b.extend_from_slice(br#"},"flags":{"min_request_interval":"#);
-        push_num(b, 5 * self.opts.interval_s);
+        push_decimal(b, 5 * self.opts.interval_s);
         b.extend_from_slice(b"}}");
         cx.send(conn, Kind::Text, b);
     }
@@ -867,21 +868,6 @@ fn relayed_tail(b: &mut Vec<u8>, from: &Id20, ih: &Id20) {
     b.extend_from_slice(br#","info_hash":"#);
     write_bin(b, ih);
     b.push(b'}');
-}
-
-fn push_num(b: &mut Vec<u8>, n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    let mut n = n;
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    b.extend_from_slice(&digits[i..]);
 }
 
 /// 20 bytes as the JSON string `JSON.stringify` writes for their latin1 characters: printable

@@ -13,7 +13,7 @@
 
 use crate::proto::dialect::peerjs::{Options, Peers};
 use crate::proto::dialect::ywebrtc::Members;
-use crate::proto::dialect::{Cx, Handle, Locator, NoEnv, Output, Outputs, Seeded};
+use crate::proto::dialect::{Cx, Handle, Output, Outputs};
 use std::collections::{HashMap, HashSet};
 
 const IDS: [&str; 3] = ["alice", "bob", "c\u{e9}"];
@@ -40,17 +40,8 @@ enum Effect {
 
 impl Drive {
     fn run(&mut self, f: impl FnOnce(&mut Peers, &mut Cx<'_>)) -> Vec<Effect> {
-        let (mut rand, mut env) = (Seeded(self.now), NoEnv);
-        let mut cx = Cx {
-            now: self.now,
-            unix_ms: 0,
-            here: Locator(0),
-            rand: &mut rand,
-            env: &mut env,
-            out: &mut self.out,
-            direct: None,
-        };
-        f(&mut self.t, &mut cx);
+        let t = &mut self.t;
+        super::with_cx(&mut self.out, self.now, self.now, |cx| f(t, cx));
         let effects = self
             .out
             .iter()

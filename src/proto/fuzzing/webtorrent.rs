@@ -14,7 +14,7 @@
 //! silence for another socket's peer id, and where an answer goes.
 
 use crate::proto::dialect::webtorrent::{Options, Tracker};
-use crate::proto::dialect::{Cx, Handle, Kind, Locator, NoEnv, Output, Outputs, Seeded};
+use crate::proto::dialect::{Handle, Kind, Output, Outputs};
 use std::collections::BTreeMap;
 
 const HASHES: [&str; 3] = [
@@ -49,17 +49,10 @@ impl Drive {
     }
 
     fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Vec<u8>)> {
-        let (mut rand, mut env) = (Seeded(7), NoEnv);
-        let mut cx = Cx {
-            now: self.now,
-            unix_ms: 0,
-            here: Locator(0),
-            rand: &mut rand,
-            env: &mut env,
-            out: &mut self.out,
-            direct: None,
-        };
-        self.t.message(&mut cx, conn, payload);
+        let t = &mut self.t;
+        super::with_cx(&mut self.out, self.now, 7, |cx| {
+            t.message(cx, conn, payload)
+        });
         let sent = self
             .out
             .iter()

@@ -13,7 +13,7 @@
 //! every recipient list exactly, in subscription order.
 
 use crate::proto::dialect::ywebrtc::{Members, Topics};
-use crate::proto::dialect::{Cx, Handle, Kind, Locator, NoEnv, Output, Outputs, Seeded};
+use crate::proto::dialect::{Handle, Kind, Output, Outputs};
 use std::collections::{BTreeMap, HashSet};
 
 /// The table with a context around it, as the shell gives one.
@@ -31,17 +31,8 @@ impl Drive {
 
     /// The sends of one frame, in order.
     fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Kind, Vec<u8>)> {
-        let (mut rand, mut env) = (Seeded(1), NoEnv);
-        let mut cx = Cx {
-            now: 0,
-            unix_ms: 0,
-            here: Locator(0),
-            rand: &mut rand,
-            env: &mut env,
-            out: &mut self.out,
-            direct: None,
-        };
-        self.t.message(&mut cx, conn, payload);
+        let t = &mut self.t;
+        super::with_cx(&mut self.out, 0, 1, |cx| t.message(cx, conn, payload));
         let sent = self
             .out
             .iter()
