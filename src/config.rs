@@ -487,6 +487,7 @@ static OPTS: &[Opt] = &[
     opt("webtorrent-interval", "DURATION", "120s", "WebTorrent: the announce interval given to clients; scrapes' min_request_interval is five times it."),
     opt("webtorrent-peer-timeout", "DURATION", "20m", "WebTorrent: a peer that has not announced for this long leaves its swarm."),
     opt("webtorrent-max-peers-per-swarm", "N", "1000", "WebTorrent: peers per swarm at most; a new one evicts the one that announced least recently."),
+    opt("webtorrent-max-peers-per-connection", "N", "1000", "WebTorrent: (torrent, peer id) entries one connection may announce at most; past it an announce for a new one gets a failure reason."),
     opt("webtorrent-max-offers", "N", "10", "WebTorrent: offers sent on per announce at most (the browser client sends 5)."),
     opt("webtorrent-full-scrape", "BOOL", "false", "WebTorrent: answer a scrape without info_hash with every swarm (refused otherwise)."),
     opt("webtorrent-info-hashes", "PATH", "none", "WebTorrent: a file of allowed info hashes, 40 hex digits a line (# comments); others get \"Info hash not allowed\". Read at start."),
@@ -588,6 +589,9 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "webtorrent-peer-timeout" => c.webtorrent.peer_timeout_ms = parse_ms(v)?,
         "webtorrent-max-peers-per-swarm" => c.webtorrent.max_peers_per_swarm = parse_positive(v)?,
         "webtorrent-max-offers" => c.webtorrent.max_offers = parse_count(v)?,
+        "webtorrent-max-peers-per-connection" => {
+            c.webtorrent.max_peers_per_connection = parse_positive(v)?
+        }
         "webtorrent-full-scrape" => c.webtorrent.full_scrape = parse_bool(v)?,
         "webtorrent-info-hashes" => {
             c.webtorrent.allowed = match v {

@@ -45,6 +45,9 @@ pub struct Options {
     pub max_peers_per_swarm: usize,
     /// Offers forwarded per announce at most.
     pub max_offers: usize,
+    /// Peer entries (torrent, peer id) one connection may own at most; an announce that would
+    /// add one more is refused.
+    pub max_peers_per_connection: usize,
     /// Whether a scrape without `info_hash` reports every swarm.
     pub full_scrape: bool,
     /// Only these info hashes may be announced, if set.
@@ -58,6 +61,7 @@ impl Default for Options {
             peer_timeout_ms: 20 * 60_000,
             max_peers_per_swarm: 1000,
             max_offers: 10,
+            max_peers_per_connection: 1000,
             full_scrape: false,
             allowed: None,
         }
@@ -140,6 +144,13 @@ enum Owned {
 }
 
 impl Owned {
+    fn len(&self) -> usize {
+        match self {
+            Owned::One(..) => 1,
+            Owned::Many(v) => v.len(),
+        }
+    }
+
     fn push(&mut self, ih: Id20, id: Id20) {
         match self {
             Owned::One(a, b) => *self = Owned::Many(vec![(*a, *b), (ih, id)]),
@@ -299,6 +310,13 @@ impl Tracker {
             }
         }
         let seeder = event == Event::Completed || req.left.is_some_and(left_is_zero);
+        let new =
+            event != Event::Stopped && self.swarms.get(&ih).and_then(|s| s.find(&me)).is_none();
+        let owned = self.owned.get(&conn).map_or(0, Owned::len);
+        if new && owned >= self.opts.max_peers_per_connection {
+            let reason = "too many torrents announced on this connection";
+            return self.fail(cx, conn, A, Some(&ih), reason);
+        }
         if !self.update(cx.now, conn, ih, me, event, seeder) {
             return; // another socket's peer id: ignored
         }

@@ -524,6 +524,34 @@ fn peers_expire_and_full_swarms_evict_the_least_recent() {
 }
 
 #[test]
+fn a_connection_announces_a_bounded_number_of_peers() {
+    let mut h = harness(Options {
+        max_peers_per_connection: 2,
+        ..Options::default()
+    });
+    let c = h.open("/announce");
+    h.text(c, &announce(&id('h'), &id('A'), ""));
+    h.text(c, &announce(&id('i'), &id('A'), ""));
+    h.take_sent();
+    h.text(c, &announce(&id('j'), &id('A'), ""));
+    assert_eq!(
+        h.texts_to(c),
+        [format!(
+            r#"{{"action":"announce","failure reason":"too many torrents announced on this connection","info_hash":{}}}"#,
+            js(&id('j'))
+        )]
+    );
+    // Its existing entries still update, and leaving one makes room.
+    h.text(c, &announce(&id('h'), &id('A'), ""));
+    assert_eq!(h.texts_to(c), [response(0, 1, &id('h'))]);
+    h.text(c, &announce(&id('h'), &id('A'), r#","event":"stopped""#));
+    h.take_sent();
+    h.text(c, &announce(&id('j'), &id('A'), ""));
+    assert_eq!(h.texts_to(c), [response(0, 1, &id('j'))]);
+    assert_eq!(h.d.tracker().peers(), 2);
+}
+
+#[test]
 fn picks_are_distinct_and_skip_the_announcer() {
     let mut rng = 0x1234_5678_9abc_def1;
     for n in 1..40 {
