@@ -15,8 +15,7 @@
 //! (text, or JSON with `--json`); `--workers` is not supported for this scenario.
 
 use crate::args::Opts;
-use crate::hist::Histogram;
-use crate::phases;
+use crate::phases::{self, Merged, Outcome, Threads};
 use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -66,12 +65,6 @@ struct Pair {
 }
 
 /// What one thread measured.
-struct Outcome {
-    pairing: Histogram,
-    rtt: Histogram,
-    errors: Vec<String>,
-}
-
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     if o.workers > 1 {
         return Err("--workers: not supported by the mewconnect scenario".into());
@@ -79,61 +72,41 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let path = if o.path == "/echo" { "/" } else { &o.path }.to_string();
     let threads = (o.threads as u64).clamp(1, o.pairs.max(1));
     let shared = Arc::new(Shared::default());
-    let mut done = Vec::new();
-    let mut handles = Vec::new();
-    let start = Instant::now();
+    let mut spawned = Threads::start();
     for t in 0..threads {
-        let pairs = o.pairs / threads + u64::from(t < o.pairs % threads);
-        let conc = (o.concurrency / threads).max(1);
-        let setup_done = Arc::new(AtomicBool::new(false));
-        done.push(setup_done.clone());
+        let pairs = phases::part(o.pairs, threads, t);
         let w = Worker {
             peer: o.peer.clone(),
             addr: o.addr,
             host: o.host.clone(),
             path: path.clone(),
             timeout: o.timeout,
-            concurrency: conc,
-            rate: o.rate.map(|r| r * pairs as f64 / o.pairs.max(1) as f64),
+            concurrency: phases::concurrency(o, threads),
+            rate: phases::rate(o, pairs, o.pairs),
             offer: frame_text("offersignal", o.size),
             answer: frame_text("answersignal", o.size),
-            rng: Rng::new(0x006d_6577 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ seed()),
+            rng: Rng::new(phases::thread_seed(0x006d_6577, t, phases::seed())),
             shared: shared.clone(),
-            setup_done,
+            setup_done: spawned.setup_flag(),
             pairs: (0..pairs).map(|_| None).collect(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("mew-{t}"))
-            .spawn(move || w.run())
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        handles.push(h);
+        spawned.spawn(format!("mew-{t}"), move || w.run())?;
     }
-    let run = phases::run_threads(
-        start,
-        &done,
-        &shared.phase,
-        o.duration,
-        handles,
-        |setup_s| {
-            if !o.quiet {
-                let paired = shared.paired.load(Relaxed);
-                eprintln!(
-            "sigyard-load: {paired} pairs made in {setup_s:.2} s ({} failed); round trips for {:?}",
+    let run = spawned.run(o, &shared.phase, |setup_s| {
+        format!(
+            "sigyard-load: {} pairs made in {setup_s:.2} s ({} failed); round trips for {:?}",
+            shared.paired.load(Relaxed),
             shared.failed.load(Relaxed),
             o.duration
-            );
-            }
-        },
-    )?;
+        )
+    })?;
     let (setup_s, window_s) = (run.setup_s, run.window_s);
     let paired = shared.paired.load(Relaxed);
-    let mut pairing = Histogram::new();
-    let mut rtt = Histogram::new();
-    for out in &run.outcomes {
-        pairing.merge(&out.pairing);
-        rtt.merge(&out.rtt);
-    }
-    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    let Merged {
+        setup: pairing,
+        latency: rtt,
+        errors,
+    } = run.merged();
     let lat = phases::latency_json;
     let round_trips = shared.round_trips.load(Relaxed);
     Ok(serde_json::json!({
@@ -148,7 +121,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "pairing_latency_us": lat(&pairing),
         "window_s": window_s,
         "round_trips": round_trips,
-        "round_trips_per_s": round_trips as f64 / window_s.max(1e-9),
+        "round_trips_per_s": run.per_s(round_trips),
         "latency_us": lat(&rtt),
         "errors": errors,
     }))
@@ -179,13 +152,6 @@ pub fn text(v: &serde_json::Value) -> String {
         l("latency_us"),
         v["errors"]
     )
-}
-
-fn seed() -> u64 {
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64);
-    t ^ u64::from(std::process::id()) << 32
 }
 
 /// `{"action":<action>,"data":{"data":<EncryptedPayload>}}` with a `size`-byte ciphertext.
@@ -221,11 +187,7 @@ const RECEIVER: usize = 1;
 
 impl Worker {
     fn run(mut self) -> Outcome {
-        let mut out = Outcome {
-            pairing: Histogram::new(),
-            rtt: Histogram::new(),
-            errors: Vec::new(),
-        };
+        let mut out = Outcome::default();
         let mut poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => {
@@ -577,7 +539,7 @@ impl Worker {
                 };
                 if i_ok && r_ok {
                     p.step = Step::Paired;
-                    out.pairing.record(p.started.elapsed().as_nanos() as u64);
+                    out.setup.record(p.started.elapsed().as_nanos() as u64);
                     self.shared.paired.fetch_add(1, Relaxed);
                     if running && self.rate.is_none() {
                         self.send_offer(i);
@@ -591,7 +553,7 @@ impl Worker {
                 p.step = Step::WaitAnswer;
             }
             (Step::WaitAnswer, INITIATOR) if is("answer") => {
-                out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
+                out.latency.record(p.sent_at.elapsed().as_nanos() as u64);
                 self.shared.round_trips.fetch_add(1, Relaxed);
                 p.step = Step::Paired;
                 if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {

@@ -19,8 +19,8 @@
 //! each owning its share of the pairs; `--workers` is not supported for this scenario.
 
 use crate::args::Opts;
-use crate::hist::Histogram;
 use crate::phases;
+use crate::phases::{Merged, Outcome, Threads};
 use crate::ws::Rng;
 use crate::wsconn::Conn;
 use crate::wsloop::{self, RUNNING};
@@ -76,12 +76,6 @@ struct Pair {
 }
 
 /// What one thread measured.
-struct Outcome {
-    setup: Histogram,
-    rtt: Histogram,
-    errors: Vec<String>,
-}
-
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     if o.workers > 1 {
         return Err("--workers: not supported by the peerjs scenario".into());
@@ -98,45 +92,33 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let run_tag = phases::seed();
     let sdp = serde_json::to_string(&phases::sdp_text(o.size)).expect("a string");
     let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut done = Vec::new();
-    let mut handles = Vec::new();
-    let start = Instant::now();
+    let mut spawned = Threads::start();
     for t in 0..threads {
-        let pairs = o.pairs / threads + u64::from(t < o.pairs % threads);
-        let setup_done = Arc::new(AtomicBool::new(false));
-        done.push(setup_done.clone());
+        let pairs = phases::part(o.pairs, threads, t);
         let w = Worker {
             addr: o.addr,
             host: o.host.clone(),
             path: format!("{mount}peerjs?key=peerjs"),
             sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: (o.concurrency / threads).max(1),
-            rate: o.rate.map(|r| r * pairs as f64 / o.pairs.max(1) as f64),
+            concurrency: phases::concurrency(o, threads),
+            rate: phases::rate(o, pairs, o.pairs),
             sdp: sdp.clone(),
             id_prefix: format!("load-{:012x}-{t}", run_tag & 0xffff_ffff_ffff),
-            rng: Rng::new(0x7065_6572 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag),
+            rng: Rng::new(phases::thread_seed(0x7065_6572, t, run_tag)),
             shared: shared.clone(),
-            setup_done,
+            setup_done: spawned.setup_flag(),
             connects: 0,
             pairs: (0..pairs).map(|_| None).collect(),
-            out: Outcome {
-                setup: Histogram::new(),
-                rtt: Histogram::new(),
-                errors: Vec::new(),
-            },
+            out: Outcome::default(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("peerjs-{t}"))
-            .spawn(move || w.run())
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        handles.push(h);
+        spawned.spawn(format!("peerjs-{t}"), move || w.run())?;
     }
     let phases::Measured {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = phases::run_measured(o, start, &done, &shared.phase, handles, |setup_s| {
+    } = spawned.measured(o, &shared.phase, |setup_s| {
         format!(
             "sigyard-load: {} pairs registered in {setup_s:.2} s ({} failed); exchanges for {:?}",
             shared.registered.load(Relaxed),
@@ -144,15 +126,12 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             o.duration
         )
     })?;
-    let (setup_s, window_s) = (run.setup_s, run.window_s);
     let registered = shared.registered.load(Relaxed);
-    let mut setup = Histogram::new();
-    let mut rtt = Histogram::new();
-    for out in &run.outcomes {
-        setup.merge(&out.setup);
-        rtt.merge(&out.rtt);
-    }
-    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    let Merged {
+        setup,
+        latency,
+        errors,
+    } = run.merged();
     if registered == 0 {
         return Err(format!("no pair could be registered: {errors:?}"));
     }
@@ -169,15 +148,15 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "registered": registered,
         "clients": registered * 2,
         "failed": shared.failed.load(Relaxed),
-        "setup_s": setup_s,
-        "clients_per_s": (registered * 2) as f64 / setup_s.max(1e-9),
+        "setup_s": run.setup_s,
+        "clients_per_s": run.setup_rate(registered * 2),
         "setup_latency_us": lat(&setup),
-        "window_s": window_s,
+        "window_s": run.window_s,
         "messages": messages,
-        "messages_per_s": messages as f64 / window_s.max(1e-9),
+        "messages_per_s": run.per_s(messages),
         "round_trips": round_trips,
-        "round_trips_per_s": round_trips as f64 / window_s.max(1e-9),
-        "latency_us": lat(&rtt),
+        "round_trips_per_s": run.per_s(round_trips),
+        "latency_us": lat(&latency),
         "errors": errors,
     });
     let mem = phases::memory_json(mem_before, mem_at_n, mem_end, registered * 2);
@@ -406,7 +385,9 @@ impl Worker {
                 relayed(p, B, 1, Step::WaitAnswer, &mut self.rng);
             }
             (Step::WaitAnswer, A) if text.starts_with(ANSWER) => {
-                self.out.rtt.record(p.sent_at.elapsed().as_nanos() as u64);
+                self.out
+                    .latency
+                    .record(p.sent_at.elapsed().as_nanos() as u64);
                 self.shared.round_trips.fetch_add(1, Relaxed);
                 relayed(p, A, 2, Step::WaitCandidateA, &mut self.rng);
             }

@@ -1,7 +1,7 @@
 //! What the dialect scenarios that run their own event loops (`mewconnect`, `socketio`,
 //! `peerjs`, `ywebrtc`, `webtorrent`) share: the coordinator (set-up, a timed run, stop,
-//! collect), the latency summaries, the server's memory, a run's seed, the source addresses
-//! and SDP text.
+//! collect), how the work splits over threads, what a thread hands back, the latency
+//! summaries, the server's memory, a run's seed, the source addresses and SDP text.
 
 use crate::args::Opts;
 use crate::engine::{RUNNING, STOP};
@@ -15,6 +15,86 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+/// The load threads of a run as they are started: each one's set-up flag and handle, and the
+/// time their set-up is measured from.
+pub struct Threads<T> {
+    start: Instant,
+    done: Vec<Arc<AtomicBool>>,
+    handles: Vec<JoinHandle<T>>,
+}
+
+impl<T: Send + 'static> Threads<T> {
+    /// No thread yet; the set-up is timed from now.
+    pub fn start() -> Self {
+        Threads {
+            start: Instant::now(),
+            done: Vec::new(),
+            handles: Vec::new(),
+        }
+    }
+
+    /// The flag the next thread sets once it has set up (or failed) every client.
+    pub fn setup_flag(&mut self) -> Arc<AtomicBool> {
+        let flag = Arc::new(AtomicBool::new(false));
+        self.done.push(flag.clone());
+        flag
+    }
+
+    /// Start the thread called `name`, doing `work`.
+    pub fn spawn(
+        &mut self,
+        name: String,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<(), String> {
+        let h = std::thread::Builder::new()
+            .name(name)
+            .spawn(work)
+            .map_err(|e| format!("cannot start a thread: {e}"))?;
+        self.handles.push(h);
+        Ok(())
+    }
+
+    /// [`run_threads`] for `--duration`, with the line `said(setup seconds)` on stderr once
+    /// every thread has set up (unless `--quiet`).
+    pub fn run(
+        self,
+        o: &Opts,
+        phase: &AtomicU8,
+        said: impl FnOnce(f64) -> String,
+    ) -> Result<Run<T>, String> {
+        let quiet = o.quiet;
+        run_threads(self, phase, o.duration, |setup_s| {
+            if !quiet {
+                eprintln!("{}", said(setup_s));
+            }
+        })
+    }
+
+    /// [`Threads::run`] for the scenarios that set up all their clients before the traffic
+    /// and report the server's memory: once set up, the server's memory (300 ms later, so the
+    /// server has done its side of the last set-ups) before the line on stderr, and at the end.
+    pub fn measured(
+        self,
+        o: &Opts,
+        phase: &AtomicU8,
+        said: impl FnOnce(f64) -> String,
+    ) -> Result<Measured<T>, String> {
+        let (server_pid, quiet) = (o.server_pid, o.quiet);
+        let mut at_n = None;
+        let run = run_threads(self, phase, o.duration, |setup_s| {
+            if server_pid.is_some() {
+                std::thread::sleep(Duration::from_millis(300));
+                at_n = server_pid.and_then(crate::server_mem);
+            }
+            if !quiet {
+                eprintln!("{}", said(setup_s));
+            }
+        })?;
+        let end = server_pid.and_then(crate::server_mem);
+        Ok(Measured { run, at_n, end })
+    }
+}
+
 /// What the coordinator measured, and what each thread handed back.
 pub struct Run<T> {
     pub setup_s: f64,
@@ -22,16 +102,31 @@ pub struct Run<T> {
     pub outcomes: Vec<T>,
 }
 
+impl<T> Run<T> {
+    /// `n` set up, per second of set-up.
+    pub fn setup_rate(&self, n: u64) -> f64 {
+        n as f64 / self.setup_s.max(1e-9)
+    }
+
+    /// `n` in the measured window, per second.
+    pub fn per_s(&self, n: u64) -> f64 {
+        n as f64 / self.window_s.max(1e-9)
+    }
+}
+
 /// Wait until every thread has set up (`done`), call `ready(setup seconds since start)`, let
 /// them run for `duration`, stop them through `phase`, and join them.
-pub fn run_threads<T>(
-    start: Instant,
-    done: &[Arc<AtomicBool>],
+fn run_threads<T>(
+    threads: Threads<T>,
     phase: &AtomicU8,
     duration: Duration,
-    handles: Vec<JoinHandle<T>>,
     ready: impl FnOnce(f64),
 ) -> Result<Run<T>, String> {
+    let Threads {
+        start,
+        done,
+        handles,
+    } = threads;
     while !done.iter().all(|d| d.load(Relaxed)) {
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -61,31 +156,62 @@ pub struct Measured<T> {
     pub end: Option<Mem>,
 }
 
-/// [`run_threads`] for the scenarios that set up all their clients before the traffic: once
-/// set up, the server's memory (300 ms later, so the server has done its side of the last
-/// set-ups) and, unless `--quiet`, the line `said(setup seconds)` on stderr; the run lasts
-/// `--duration`.
-pub fn run_measured<T>(
-    o: &Opts,
-    start: Instant,
-    done: &[Arc<AtomicBool>],
-    phase: &AtomicU8,
-    handles: Vec<JoinHandle<T>>,
-    said: impl FnOnce(f64) -> String,
-) -> Result<Measured<T>, String> {
-    let (server_pid, quiet) = (o.server_pid, o.quiet);
-    let mut at_n = None;
-    let run = run_threads(start, done, phase, o.duration, handles, |setup_s| {
-        if server_pid.is_some() {
-            std::thread::sleep(Duration::from_millis(300));
-            at_n = server_pid.and_then(crate::server_mem);
+/// Thread `t`'s part of `total` (clients, pairs, topics) over `threads` threads: the first
+/// `total % threads` take one more.
+pub fn part(total: u64, threads: u64, t: u64) -> u64 {
+    total / threads + u64::from(t < total % threads)
+}
+
+/// A thread's part of `--concurrency` (at least 1).
+pub fn concurrency(o: &Opts, threads: u64) -> u64 {
+    (o.concurrency / threads).max(1)
+}
+
+/// A thread's part of `--rate`, for `part` of `total` units.
+pub fn rate(o: &Opts, part: u64, total: u64) -> Option<f64> {
+    o.rate.map(|r| r * part as f64 / total.max(1) as f64)
+}
+
+/// The seed of thread `t`'s generator in a scenario (`salt`) and run (`run_tag`).
+pub fn thread_seed(salt: u64, t: u64, run_tag: u64) -> u64 {
+    salt ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag
+}
+
+/// What a thread of a scenario with one set-up latency and one traffic latency hands back.
+#[derive(Default)]
+pub struct Outcome {
+    /// Set-up latencies (connect to set up).
+    pub setup: Histogram,
+    /// The traffic's latencies.
+    pub latency: Histogram,
+    /// Why clients failed, one entry a failure.
+    pub errors: Vec<String>,
+}
+
+/// Every thread's [`Outcome`] together.
+pub struct Merged {
+    pub setup: Histogram,
+    pub latency: Histogram,
+    /// Errors by text, with their counts.
+    pub errors: BTreeMap<String, u64>,
+}
+
+impl Run<Outcome> {
+    /// The threads' latencies merged and their errors counted.
+    pub fn merged(&self) -> Merged {
+        let mut setup = Histogram::new();
+        let mut latency = Histogram::new();
+        for out in &self.outcomes {
+            setup.merge(&out.setup);
+            latency.merge(&out.latency);
         }
-        if !quiet {
-            eprintln!("{}", said(setup_s));
+        let errors = count_errors(self.outcomes.iter().flat_map(|o| o.errors.iter()));
+        Merged {
+            setup,
+            latency,
+            errors,
         }
-    })?;
-    let end = server_pid.and_then(crate::server_mem);
-    Ok(Measured { run, at_n, end })
+    }
 }
 
 /// Errors by text, with their counts.

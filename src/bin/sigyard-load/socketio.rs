@@ -21,8 +21,7 @@
 //! One mio event loop per thread (`--threads`), each owning its share of the sessions.
 
 use crate::args::Opts;
-use crate::hist::Histogram;
-use crate::phases;
+use crate::phases::{self, Merged, Outcome, Threads};
 use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -76,21 +75,13 @@ struct Session {
     get_out: bool,
 }
 
-struct Outcome {
-    open: Histogram,
-    rtt: Histogram,
-    errors: Vec<String>,
-}
-
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     if o.workers > 1 {
         return Err("--workers: not supported by the socketio scenario".into());
     }
     let threads = (o.threads as u64).clamp(1, o.connections.max(1));
     let shared = Arc::new(Shared::default());
-    let mut done = Vec::new();
-    let mut handles = Vec::new();
-    let start = Instant::now();
+    let mut spawned = Threads::start();
     let event = format!(r#"42["echo","{}"]"#, "x".repeat(o.size));
     if o.peer.is_some() && o.polling {
         return Err("--peer-url: with --transport websocket only".into());
@@ -99,9 +90,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let unit = if o.peer.is_some() { 2 } else { 1 };
     let units = o.connections / unit;
     for t in 0..threads {
-        let n = unit * (units / threads + u64::from(t < units % threads));
-        let setup_done = Arc::new(AtomicBool::new(false));
-        done.push(setup_done.clone());
+        let n = unit * phases::part(units, threads, t);
         let w = Worker {
             addr: o.addr,
             host: o.host.clone(),
@@ -109,45 +98,29 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             payload: "x".repeat(o.size),
             polling: o.polling,
             timeout: o.timeout,
-            concurrency: (o.concurrency / threads).max(1),
+            concurrency: phases::concurrency(o, threads),
             event: event.clone(),
-            rng: Rng::new(0x0073_696f ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15_u64)),
+            rng: Rng::new(phases::thread_seed(0x0073_696f, t, 0)),
             shared: shared.clone(),
-            setup_done,
+            setup_done: spawned.setup_flag(),
             sessions: (0..n).map(|_| None).collect(),
         };
-        let h = std::thread::Builder::new()
-            .name(format!("sio-{t}"))
-            .spawn(move || w.run())
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        handles.push(h);
+        spawned.spawn(format!("sio-{t}"), move || w.run())?;
     }
-    let run = phases::run_threads(
-        start,
-        &done,
-        &shared.phase,
-        o.duration,
-        handles,
-        |setup_s| {
-            if !o.quiet {
-                let opened = shared.opened.load(Relaxed);
-                eprintln!(
-            "sigyard-load: {opened} sessions open in {setup_s:.2} s ({} failed); events for {:?}",
+    let run = spawned.run(o, &shared.phase, |setup_s| {
+        format!(
+            "sigyard-load: {} sessions open in {setup_s:.2} s ({} failed); events for {:?}",
+            shared.opened.load(Relaxed),
             shared.failed.load(Relaxed),
             o.duration
-            );
-            }
-        },
-    )?;
-    let (setup_s, window_s) = (run.setup_s, run.window_s);
+        )
+    })?;
     let opened = shared.opened.load(Relaxed);
-    let mut open = Histogram::new();
-    let mut rtt = Histogram::new();
-    for out in &run.outcomes {
-        open.merge(&out.open);
-        rtt.merge(&out.rtt);
-    }
-    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    let Merged {
+        setup: open,
+        latency: rtt,
+        errors,
+    } = run.merged();
     if opened == 0 {
         return Err(format!("no session could be opened: {errors:?}"));
     }
@@ -161,12 +134,12 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "connections": o.connections,
         "opened": opened,
         "failed": shared.failed.load(Relaxed),
-        "setup_s": setup_s,
-        "sessions_per_s": opened as f64 / setup_s.max(1e-9),
+        "setup_s": run.setup_s,
+        "sessions_per_s": run.setup_rate(opened),
         "open_latency_us": lat(&open),
-        "window_s": window_s,
+        "window_s": run.window_s,
         "events": events,
-        "events_per_s": events as f64 / window_s.max(1e-9),
+        "events_per_s": run.per_s(events),
         "latency_us": lat(&rtt),
         "errors": errors,
     }))
@@ -275,11 +248,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<HttpResponse>, &'static str> {
 
 impl Worker {
     fn run(mut self) -> Outcome {
-        let mut out = Outcome {
-            open: Histogram::new(),
-            rtt: Histogram::new(),
-            errors: Vec::new(),
-        };
+        let mut out = Outcome::default();
         let mut poll = match Poll::new() {
             Ok(p) => p,
             Err(e) => {
@@ -567,7 +536,7 @@ impl Worker {
                     .map(|(sid, _)| sid.to_string());
             }
             s.step = Step::Open;
-            out.open.record(s.started.elapsed().as_nanos() as u64);
+            out.setup.record(s.started.elapsed().as_nanos() as u64);
             self.shared.opened.fetch_add(1, Relaxed);
             if running {
                 self.emit(i);
@@ -578,14 +547,14 @@ impl Worker {
                 // The second of a pair answers at once.
                 self.direct(i, i - 1);
             } else if s.step == Step::Waiting {
-                out.rtt.record(s.sent_at.elapsed().as_nanos() as u64);
+                out.latency.record(s.sent_at.elapsed().as_nanos() as u64);
                 s.step = Step::Open;
                 if running {
                     self.emit(i);
                 }
             }
         } else if s.step == Step::Waiting && p.starts_with(r#"42["echo""#) {
-            out.rtt.record(s.sent_at.elapsed().as_nanos() as u64);
+            out.latency.record(s.sent_at.elapsed().as_nanos() as u64);
             self.shared.events.fetch_add(1, Relaxed);
             s.step = Step::Open;
             if running {

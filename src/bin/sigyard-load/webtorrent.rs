@@ -39,7 +39,7 @@
 use crate::args::Opts;
 use crate::engine::now_ns;
 use crate::hist::Histogram;
-use crate::phases;
+use crate::phases::{self, Threads};
 use crate::ws::Rng;
 use crate::wsconn::Conn;
 use crate::wsloop;
@@ -284,7 +284,26 @@ struct Counts {
     unanswered: u64,
 }
 
+impl Counts {
+    /// Add `k`'s counts to these.
+    fn add(&mut self, k: &Counts) {
+        self.announces += k.announces;
+        self.responses += k.responses;
+        self.scrapes += k.scrapes;
+        self.scrape_responses += k.scrape_responses;
+        self.offers_sent += k.offers_sent;
+        self.offers_received += k.offers_received;
+        self.answers_sent += k.answers_sent;
+        self.answers_received += k.answers_received;
+        self.messages += k.messages;
+        self.not_relayed += k.not_relayed;
+        self.timed_out += k.timed_out;
+        self.unanswered += k.unanswered;
+    }
+}
+
 /// What one thread measured.
+#[derive(Default)]
 struct Outcome {
     setup: Histogram,
     announce: Histogram,
@@ -292,6 +311,20 @@ struct Outcome {
     scrape: Histogram,
     counts: Counts,
     errors: BTreeMap<String, u64>,
+}
+
+impl Outcome {
+    /// Add another thread's outcome to this one.
+    fn add(&mut self, out: &Outcome) {
+        self.setup.merge(&out.setup);
+        self.announce.merge(&out.announce);
+        self.answer.merge(&out.answer);
+        self.scrape.merge(&out.scrape);
+        self.counts.add(&out.counts);
+        for (why, n) in &out.errors {
+            *self.errors.entry(why.clone()).or_default() += n;
+        }
+    }
 }
 
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
@@ -317,59 +350,42 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let offer = format!(r#"{{"type":"offer","sdp":{sdp}}}"#).into_bytes();
     let answer = format!(r#"{{"type":"answer","sdp":{sdp}}}"#).into_bytes();
     let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut done = Vec::new();
-    let mut handles = Vec::new();
-    let start = Instant::now();
+    let mut spawned = Threads::start();
     let mut first = 0u64;
     for t in 0..threads {
-        let peers = o.connections / threads + u64::from(t < o.connections % threads);
-        let setup_done = Arc::new(AtomicBool::new(false));
-        done.push(setup_done.clone());
+        let peers = phases::part(o.connections, threads, t);
         let mut w = Worker {
             addr: o.addr,
             host: o.host.clone(),
             path: path.clone(),
             sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: (o.concurrency / threads).max(1),
-            rate: o
-                .rate
-                .map(|r| r * peers as f64 / o.connections.max(1) as f64),
+            concurrency: phases::concurrency(o, threads),
+            rate: phases::rate(o, peers, o.connections),
             offers: o.offers as usize,
             scrape_mix: o.scrape_mix,
             offer: offer.clone(),
             answer: answer.clone(),
             torrents: torrents.clone(),
-            rng: Rng::new(0x7774_6f72 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag),
+            rng: Rng::new(phases::thread_seed(0x7774_6f72, t, run_tag)),
             shared: shared.clone(),
-            setup_done,
+            setup_done: spawned.setup_flag(),
             running: false,
             peers: Vec::new(),
             buf: Vec::new(),
-            out: Outcome {
-                setup: Histogram::new(),
-                announce: Histogram::new(),
-                answer: Histogram::new(),
-                scrape: Histogram::new(),
-                counts: Counts::default(),
-                errors: BTreeMap::new(),
-            },
+            out: Outcome::default(),
         };
         for g in first..first + peers {
             w.add_peer(g);
         }
         first += peers;
-        let h = std::thread::Builder::new()
-            .name(format!("webtorrent-{t}"))
-            .spawn(move || w.run())
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        handles.push(h);
+        spawned.spawn(format!("webtorrent-{t}"), move || w.run())?;
     }
     let phases::Measured {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = phases::run_measured(o, start, &done, &shared.phase, handles, |setup_s| {
+    } = spawned.measured(o, &shared.phase, |setup_s| {
         format!(
             "sigyard-load: {} peers announced in {setup_s:.2} s ({} failed); exchanges for {:?}",
             shared.announced.load(Relaxed),
@@ -377,43 +393,23 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             o.duration
         )
     })?;
-    let (setup_s, window_s) = (run.setup_s, run.window_s);
     let announced = shared.announced.load(Relaxed);
-    let (mut setup, mut announce, mut answer, mut scrape) = (
-        Histogram::new(),
-        Histogram::new(),
-        Histogram::new(),
-        Histogram::new(),
-    );
-    let mut c = Counts::default();
-    let mut errors: BTreeMap<String, u64> = BTreeMap::new();
+    let mut all = Outcome::default();
     for out in &run.outcomes {
-        setup.merge(&out.setup);
-        announce.merge(&out.announce);
-        answer.merge(&out.answer);
-        scrape.merge(&out.scrape);
-        let k = &out.counts;
-        c.announces += k.announces;
-        c.responses += k.responses;
-        c.scrapes += k.scrapes;
-        c.scrape_responses += k.scrape_responses;
-        c.offers_sent += k.offers_sent;
-        c.offers_received += k.offers_received;
-        c.answers_sent += k.answers_sent;
-        c.answers_received += k.answers_received;
-        c.messages += k.messages;
-        c.not_relayed += k.not_relayed;
-        c.timed_out += k.timed_out;
-        c.unanswered += k.unanswered;
-        for (why, n) in &out.errors {
-            *errors.entry(why.clone()).or_default() += n;
-        }
+        all.add(out);
     }
+    let Outcome {
+        setup,
+        announce,
+        answer,
+        scrape,
+        counts: c,
+        errors,
+    } = all;
     if announced == 0 {
         return Err(format!("no peer could announce: {errors:?}"));
     }
     let lat = phases::latency_json;
-    let per_s = |n: u64| n as f64 / window_s.max(1e-9);
     let mut v = serde_json::json!({
         "scenario": "webtorrent",
         "url": o.url,
@@ -425,27 +421,27 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "scrape_mix": o.scrape_mix,
         "announced": announced,
         "failed": shared.failed.load(Relaxed),
-        "setup_s": setup_s,
-        "peers_per_s": announced as f64 / setup_s.max(1e-9),
+        "setup_s": run.setup_s,
+        "peers_per_s": run.setup_rate(announced),
         "setup_latency_us": lat(&setup),
-        "window_s": window_s,
+        "window_s": run.window_s,
         "announces": c.announces,
         "responses": c.responses,
-        "responses_per_s": per_s(c.responses),
+        "responses_per_s": run.per_s(c.responses),
         "scrapes": c.scrapes,
         "scrape_responses": c.scrape_responses,
-        "scrape_responses_per_s": per_s(c.scrape_responses),
+        "scrape_responses_per_s": run.per_s(c.scrape_responses),
         "offers_sent": c.offers_sent,
         "offers_received": c.offers_received,
-        "offers_received_per_s": per_s(c.offers_received),
+        "offers_received_per_s": run.per_s(c.offers_received),
         "answers_sent": c.answers_sent,
         "answers_received": c.answers_received,
-        "answers_received_per_s": per_s(c.answers_received),
+        "answers_received_per_s": run.per_s(c.answers_received),
         "offers_not_relayed": c.not_relayed,
         "exchanges_timed_out": c.timed_out,
         "offers_unanswered": c.unanswered,
         "messages": c.messages,
-        "messages_per_s": per_s(c.messages),
+        "messages_per_s": run.per_s(c.messages),
         "latency_us": lat(&announce),
         "answer_latency_us": lat(&answer),
         "scrape_latency_us": lat(&scrape),

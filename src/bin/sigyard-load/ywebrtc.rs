@@ -24,8 +24,8 @@
 
 use crate::args::Opts;
 use crate::engine::now_ns;
-use crate::hist::Histogram;
 use crate::phases;
+use crate::phases::{Merged, Outcome, Threads};
 use crate::ws::Rng;
 use crate::wsconn::Conn;
 use crate::wsloop::{self, RUNNING};
@@ -86,12 +86,6 @@ struct Topic {
 }
 
 /// What one thread measured.
-struct Outcome {
-    setup: Histogram,
-    latency: Histogram,
-    errors: Vec<String>,
-}
-
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     if o.workers > 1 {
         return Err("--workers: not supported by the ywebrtc scenario".into());
@@ -110,32 +104,24 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let shared = Arc::new(Shared::default());
     let run_tag = phases::seed();
     let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut done = Vec::new();
-    let mut handles = Vec::new();
-    let start = Instant::now();
+    let mut spawned = Threads::start();
     let mut first_topic = 0;
     for t in 0..threads {
-        let my_topics = topics / threads + u64::from(t < topics % threads);
-        let setup_done = Arc::new(AtomicBool::new(false));
-        done.push(setup_done.clone());
+        let my_topics = phases::part(topics, threads, t);
         let mut w = Worker {
             addr: o.addr,
             host: o.host.clone(),
             path: path.clone(),
             sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: (o.concurrency / threads).max(1),
-            rate: o.rate.map(|r| r * my_topics as f64 / topics.max(1) as f64),
-            rng: Rng::new(0x0079_7765 ^ (t + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ run_tag),
+            concurrency: phases::concurrency(o, threads),
+            rate: phases::rate(o, my_topics, topics),
+            rng: Rng::new(phases::thread_seed(0x0079_7765, t, run_tag)),
             shared: shared.clone(),
-            setup_done,
+            setup_done: spawned.setup_flag(),
             subs: Vec::new(),
             topics: Vec::new(),
-            out: Outcome {
-                setup: Histogram::new(),
-                latency: Histogram::new(),
-                errors: Vec::new(),
-            },
+            out: Outcome::default(),
         };
         for k in first_topic..first_topic + my_topics {
             let members = o.fanout.min(o.connections - k * o.fanout);
@@ -143,17 +129,13 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             w.add_topic(&name, members as usize, o.size);
         }
         first_topic += my_topics;
-        let h = std::thread::Builder::new()
-            .name(format!("ywebrtc-{t}"))
-            .spawn(move || w.run())
-            .map_err(|e| format!("cannot start a thread: {e}"))?;
-        handles.push(h);
+        spawned.spawn(format!("ywebrtc-{t}"), move || w.run())?;
     }
     let phases::Measured {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = phases::run_measured(o, start, &done, &shared.phase, handles, |setup_s| {
+    } = spawned.measured(o, &shared.phase, |setup_s| {
         format!(
             "sigyard-load: {} subscribers in {setup_s:.2} s ({} failed); publishes for {:?}",
             shared.subscribed.load(Relaxed),
@@ -161,15 +143,12 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             o.duration
         )
     })?;
-    let (setup_s, window_s) = (run.setup_s, run.window_s);
     let subscribed = shared.subscribed.load(Relaxed);
-    let mut setup = Histogram::new();
-    let mut latency = Histogram::new();
-    for out in &run.outcomes {
-        setup.merge(&out.setup);
-        latency.merge(&out.latency);
-    }
-    let errors = phases::count_errors(run.outcomes.iter().flat_map(|o| o.errors.iter()));
+    let Merged {
+        setup,
+        latency,
+        errors,
+    } = run.merged();
     if subscribed == 0 {
         return Err(format!("no subscriber could be set up: {errors:?}"));
     }
@@ -187,14 +166,14 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "topics": topics,
         "subscribed": subscribed,
         "failed": shared.failed.load(Relaxed),
-        "setup_s": setup_s,
-        "subscribers_per_s": subscribed as f64 / setup_s.max(1e-9),
+        "setup_s": run.setup_s,
+        "subscribers_per_s": run.setup_rate(subscribed),
         "setup_latency_us": lat(&setup),
-        "window_s": window_s,
+        "window_s": run.window_s,
         "publishes": publishes,
-        "publishes_per_s": publishes as f64 / window_s.max(1e-9),
+        "publishes_per_s": run.per_s(publishes),
         "deliveries": deliveries,
-        "deliveries_per_s": deliveries as f64 / window_s.max(1e-9),
+        "deliveries_per_s": run.per_s(deliveries),
         "latency_us": lat(&latency),
         "errors": errors,
     });
@@ -526,11 +505,7 @@ mod tests {
             setup_done: Arc::default(),
             subs: Vec::new(),
             topics: Vec::new(),
-            out: Outcome {
-                setup: Histogram::new(),
-                latency: Histogram::new(),
-                errors: Vec::new(),
-            },
+            out: Outcome::default(),
         };
         w.add_topic("room \"a\"", 3, 40);
         w.add_topic("b", 2, 16);
