@@ -12,11 +12,14 @@ fn main() -> ExitCode {
     let cfg = match config::parse(&args, &|k| std::env::var(k).ok()) {
         Ok(Parsed::Run(cfg)) => cfg,
         Ok(Parsed::Help(text)) | Ok(Parsed::Version(text)) => {
-            println!("{text}");
+            say(&mut std::io::stdout(), &text);
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("sigyard: {e}\nTry 'sigyard --help'.");
+            say(
+                &mut std::io::stderr(),
+                &format!("sigyard: {e}\nTry 'sigyard --help'."),
+            );
             return ExitCode::from(2);
         }
     };
@@ -36,14 +39,14 @@ fn main() -> ExitCode {
     let server = match Server::new(cfg) {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("sigyard: {e}");
+            say(&mut std::io::stderr(), &format!("sigyard: {e}"));
             return ExitCode::from(2);
         }
     };
     let handle = match server.start() {
         Ok(h) => h,
         Err(e) => {
-            eprintln!("sigyard: {e}");
+            say(&mut std::io::stderr(), &format!("sigyard: {e}"));
             // An unreachable cluster Redis is a configuration problem, like a bad option.
             let status = if matches!(e, sigyard::StartError::Cluster(_)) {
                 2
@@ -72,6 +75,12 @@ fn main() -> ExitCode {
     handle.join();
     info!("stopped");
     ExitCode::SUCCESS
+}
+
+/// Writes `text` and a newline. A stream that is closed (a reader that stopped early, as in
+/// `sigyard --help | head`) ends the output quietly: there is no one left to tell.
+fn say(stream: &mut dyn std::io::Write, text: &str) {
+    let _ = writeln!(stream, "{text}");
 }
 
 /// Synchronous signal handling with `sigwait`: no handler runs in signal context.
