@@ -279,7 +279,7 @@ pub fn run(o: &Opts, nofile: u64) -> Result<Summary, String> {
         if !o.quiet && last.0.elapsed() >= Duration::from_secs(1) {
             let d = done.load(Relaxed);
             let dt = last.0.elapsed().as_secs_f64();
-            eprintln!(
+            errln!(
                 "sigyard-load [{:6.1}s] {:.0} requests/s",
                 start.elapsed().as_secs_f64(),
                 (d - last.1) as f64 / dt

@@ -5,6 +5,33 @@
 //! summary (`report`). Latencies go into the tool's own histogram (`hist`); the WebSocket
 //! client codec is in `ws`.
 
+/// `print!` and friends that treat a closed stdout or stderr (a reader that stopped early, as
+/// in `sigyard-load --help | head`) as the end of the output instead of panicking.
+macro_rules! out {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+macro_rules! errln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 mod args;
 mod engine;
 mod hist;
@@ -93,12 +120,12 @@ fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     let opts = match args::parse(&argv) {
         Ok(Parsed::Help) => {
-            print!("{}", args::HELP);
+            out!("{}", args::HELP);
             return ExitCode::SUCCESS;
         }
         Ok(Parsed::Run(o)) => *o,
         Err(e) => {
-            eprintln!("sigyard-load: {e}\nTry 'sigyard-load --help'.");
+            errln!("sigyard-load: {e}\nTry 'sigyard-load --help'.");
             return ExitCode::from(2);
         }
     };
@@ -106,16 +133,16 @@ fn main() -> ExitCode {
     if opts.scenario == Scenario::SocketIo {
         return match socketio::run(&opts) {
             Ok(v) if opts.json => {
-                eprint!("{}", socketio::text(&v));
-                println!("{v}");
+                err!("{}", socketio::text(&v));
+                outln!("{v}");
                 ExitCode::SUCCESS
             }
             Ok(v) => {
-                print!("{}", socketio::text(&v));
+                out!("{}", socketio::text(&v));
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("sigyard-load: {e}");
+                errln!("sigyard-load: {e}");
                 ExitCode::from(1)
             }
         };
@@ -134,16 +161,16 @@ fn main() -> ExitCode {
     if let Some((run, text)) = dialect {
         return match run(&opts) {
             Ok(v) if opts.json => {
-                eprint!("{}", text(&v));
-                println!("{v}");
+                err!("{}", text(&v));
+                outln!("{v}");
                 ExitCode::SUCCESS
             }
             Ok(v) => {
-                print!("{}", text(&v));
+                out!("{}", text(&v));
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("sigyard-load: {e}");
+                errln!("sigyard-load: {e}");
                 ExitCode::from(1)
             }
         };
@@ -153,7 +180,7 @@ fn main() -> ExitCode {
         None => "sigyard-load".to_string(),
     };
     if !opts.quiet {
-        eprintln!(
+        errln!(
             "{tag}: open-files limit raised to {} (the hard limit)",
             n(nofile)
         );
@@ -168,17 +195,17 @@ fn main() -> ExitCode {
     let summary = match summary {
         Ok(s) => s,
         Err(e) => {
-            eprintln!("{tag}: {e}");
+            errln!("{tag}: {e}");
             return ExitCode::from(1);
         }
     };
     if opts.json {
         if opts.worker.is_none() {
-            eprint!("{}", summary.text());
+            err!("{}", summary.text());
         }
-        println!("{}", summary.to_json());
+        outln!("{}", summary.to_json());
     } else {
-        print!("{}", summary.text());
+        out!("{}", summary.text());
     }
     if summary.established == 0 && summary.attempted > 0 {
         return ExitCode::from(1);
@@ -375,7 +402,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             };
             last = (est, recv, ops);
             if !o.quiet {
-                eprintln!("{tag} [{elapsed:6.1}s] {line}{rss}");
+                errln!("{tag} [{elapsed:6.1}s] {line}{rss}");
             }
         }
     }

@@ -65,7 +65,7 @@ impl<T: Send + 'static> Threads<T> {
         let quiet = o.quiet;
         run_threads(self, phase, o.duration, |setup_s| {
             if !quiet {
-                eprintln!("{}", said(setup_s));
+                errln!("{}", said(setup_s));
             }
         })
     }
@@ -87,7 +87,7 @@ impl<T: Send + 'static> Threads<T> {
                 at_n = server_pid.and_then(crate::server_mem);
             }
             if !quiet {
-                eprintln!("{}", said(setup_s));
+                errln!("{}", said(setup_s));
             }
         })?;
         let end = server_pid.and_then(crate::server_mem);
