@@ -383,6 +383,10 @@ pub enum Parsed {
     Run(Config),
     Help(String),
     Version(String),
+    /// `--print-config`: the effective configuration as a config file.
+    PrintConfig(String),
+    /// `--check-config`: the configuration to check further (its files) without serving.
+    CheckConfig(Config),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -925,11 +929,20 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Parsed, ConfigError> {
     let mut cli: Vec<Setting> = Vec::new();
     let mut config_file = env("SIGYARD_CONFIG").map(|path| (path, "SIGYARD_CONFIG".to_string()));
+    let (mut print, mut check) = (false, false);
     let mut args = args.iter().peekable();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help(help_text())),
             "--version" => return Ok(Parsed::Version(format!("sigyard {VERSION}"))),
+            "--print-config" => {
+                print = true;
+                continue;
+            }
+            "--check-config" => {
+                check = true;
+                continue;
+            }
             _ => {}
         }
         let Some(body) = arg.strip_prefix("--") else {
@@ -971,16 +984,54 @@ pub fn parse(args: &[String], env: &dyn Fn(&str) -> Option<String>) -> Result<Pa
         _ => Vec::new(),
     };
     let mut cfg = Config::default();
-    for source in [file, env_settings(env), cli] {
+    let sources = [file, env_settings(env), cli];
+    for source in &sources {
         for (opt, _, _) in source.iter().filter(|s| s.0.repeatable) {
             reset(&mut cfg, opt.name);
         }
-        for (opt, value, origin) in &source {
+        for (opt, value, origin) in source {
             set(&mut cfg, opt.name, value).map_err(|m| err(format!("{origin}: {m}")))?;
         }
     }
     cfg.validate()?;
-    Ok(Parsed::Run(cfg))
+    match (print, check) {
+        (true, _) => Ok(Parsed::PrintConfig(effective(&sources))),
+        (false, true) => Ok(Parsed::CheckConfig(cfg)),
+        (false, false) => Ok(Parsed::Run(cfg)),
+    }
+}
+
+/// The configuration `sources` (file, environment, flags: lowest first) make, as a config
+/// file: every option in `--help` order, where its value came from in a comment, options at
+/// their default commented out. Secrets are never printed: their lines stay comments that say
+/// a value is set and where (give them again through the environment or a file).
+fn effective(sources: &[Vec<Setting>; 3]) -> String {
+    let mut s = format!(
+        "# sigyard {VERSION}: the effective configuration (--print-config), a config file.\n\
+         # Options at their default are commented out; secrets are shown as <set>, commented.\n"
+    );
+    for o in OPTS {
+        // The highest source that sets the option decides (for a repeatable one, all its
+        // values from that source).
+        let from = sources
+            .iter()
+            .rev()
+            .find(|src| src.iter().any(|(opt, _, _)| opt.name == o.name));
+        let Some(src) = from else {
+            s += &format!("# {} = {}  (default)\n", o.name, o.default);
+            continue;
+        };
+        for (_, value, origin) in src.iter().filter(|(opt, _, _)| opt.name == o.name) {
+            let line = match (o.kind == "SECRET", value.contains('"')) {
+                (true, _) => format!("# {} = <set>", o.name),
+                (false, false) => format!("{} = \"{value}\"", o.name),
+                // A quote cannot be written inside quotes: unquoted, it stops at a `#`.
+                (false, true) => format!("{} = {value}", o.name),
+            };
+            s += &format!("{line}  # from {origin}\n");
+        }
+    }
+    s
 }
 
 /// Values from `SIGYARD_*` variables; repeatable ones are comma-separated; empty = unset.
@@ -1337,7 +1388,11 @@ pub fn help_text() -> String {
         let (flag, help, default, env) = (usage(o), o.help, o.default, env_name(o.name));
         s += &format!("  {flag}\n        {help}\n        [default: {default}] [env: {env}]\n");
     }
-    s + "  -h, --help\n        Print this help.\n  --version\n        Print the version.\n\n\
+    s + "  --print-config\n        Print the effective configuration (flags, environment, file and\n        \
+         defaults) as a config file, each value's origin in a comment, and exit.\n  \
+         --check-config\n        Check the configuration, its TLS files, state directory and workspace\n        \
+         store, without binding any port; exit 0, or 2 with the problem.\n  \
+         -h, --help\n        Print this help.\n  --version\n        Print the version.\n\n\
          Values:\n  \
          SIZE      bytes, or with a suffix: B, KB/MB/GB (x1000), KiB/MiB/GiB (x1024)\n  \
          DURATION  whole number with ms, s, m or h (500ms, 10s, 2m); bare number = seconds\n  \

@@ -11,9 +11,25 @@ fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let cfg = match config::parse(&args, &|k| std::env::var(k).ok()) {
         Ok(Parsed::Run(cfg)) => cfg,
-        Ok(Parsed::Help(text)) | Ok(Parsed::Version(text)) => {
+        Ok(Parsed::Help(text)) | Ok(Parsed::Version(text)) | Ok(Parsed::PrintConfig(text)) => {
             say(&mut std::io::stdout(), &text);
             return ExitCode::SUCCESS;
+        }
+        Ok(Parsed::CheckConfig(cfg)) => {
+            let checked = Server::new(cfg).and_then(|s| s.check_files());
+            return match checked {
+                Ok(()) => {
+                    say(
+                        &mut std::io::stdout(),
+                        "sigyard: the configuration is valid",
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    say(&mut std::io::stderr(), &format!("sigyard: {e}"));
+                    ExitCode::from(2)
+                }
+            };
         }
         Err(e) => {
             say(

@@ -244,6 +244,64 @@ impl Registry {
         Ok(())
     }
 
+    /// What a listener serves, in one line for the start-up log: each dialect with its paths,
+    /// and the optional parts on or off.
+    pub fn served(cfg: &Config) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        let mew = cfg.mew.paths.join(",");
+        parts.push(format!(
+            "MewConnect v2 on {mew} (upgrades naming role, connId or signed)"
+        ));
+        parts.push("cevitxe /introduction/:id and /connection/:a/:b/:key".into());
+        parts.push("Peerolator /server, /client/:id".into());
+        let p = &cfg.peerjs.path;
+        let peers = if cfg.peerjs.allow_discovery {
+            ", {key}/peers"
+        } else {
+            ""
+        };
+        parts.push(format!(
+            "PeerJS {p}peerjs, {p}{{key}}/id{peers} (key {:?})",
+            cfg.peerjs.key
+        ));
+        parts.push(format!("y-webrtc {}", cfg.ywebrtc_paths.join(",")));
+        parts.push(format!("WebTorrent {}", cfg.webtorrent_paths.join(",")));
+        parts.push("y-webrtc or WebTorrent by the first frame on any other upgrade".into());
+        let echo = if cfg.echo { ", test rooms" } else { "" };
+        parts.push(format!(
+            "Socket.IO 2 /socket.io/ (webRTWorkspaces, MewConnect v1{echo})"
+        ));
+        parts.push(match cfg.api.enabled {
+            true => format!(
+                "HTTP API POST {}{}",
+                cfg.api.path,
+                cfg.api
+                    .state_dir
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(" (state in {})", d.display()))
+            ),
+            false => "HTTP API off".into(),
+        });
+        parts.push(format!("echo {}", if cfg.echo { "/echo" } else { "off" }));
+        parts.join("; ")
+    }
+
+    /// Checks of the files the dialects will use, without starting anything (`--check-config`):
+    /// the HTTP API's state directory can be created and written, the workspace store loads.
+    pub fn check_files(cfg: &Config) -> Result<(), String> {
+        if let (true, Some(dir)) = (cfg.api.enabled, cfg.api.state_dir.as_deref()) {
+            let fail = |e: std::io::Error| format!("state directory {}: {e}", dir.display());
+            std::fs::create_dir_all(dir).map_err(fail)?;
+            let probe = dir.join(format!(".sigyard-check-{}", std::process::id()));
+            std::fs::write(&probe, b"").map_err(fail)?;
+            std::fs::remove_file(&probe).map_err(fail)?;
+        }
+        if cfg.workspaces.storage_file.is_some() {
+            build_workspaces(cfg).map_err(|e| format!("workspace store {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Whether a request of `route` with this `Origin` may pass.
     pub fn origin_allowed(&self, route: RouteId, origin: &str) -> bool {
         self.origins.get(route).map_or(true, |o| o.allows(origin))

@@ -20,7 +20,6 @@
 //! [`Handle::reload_tls`].
 
 use crate::config::{ApiConfig, Config, Limits, Listener as ListenSpec};
-use crate::info;
 use crate::metrics::CoreMetrics;
 use crate::net::listener::bind_reuseport;
 use crate::net::mailbox::{CoreMsg, Mailbox};
@@ -28,6 +27,7 @@ use crate::net::reactor::{Listener, Reactor, WAKER};
 use crate::net::{tls, IpTable, Shared};
 use crate::registry::api::{system_clock, Clock};
 use crate::registry::Registry;
+use crate::{info, warn};
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -178,6 +178,12 @@ impl Server {
         }
     }
 
+    /// What `--check-config` checks beyond [`Server::new`]: the files the dialects will use
+    /// (the HTTP API's state directory, the workspace store). Binds nothing.
+    pub fn check_files(&self) -> Result<(), StartError> {
+        Registry::check_files(&self.cfg).map_err(StartError::Config)
+    }
+
     /// Validate `cfg` and load its TLS certificate, if any.
     pub fn new(cfg: Config) -> Result<Server, StartError> {
         cfg.validate()
@@ -288,12 +294,15 @@ impl Server {
                 .map_err(StartError::Io)?;
             threads.push(t);
         }
-        for (addr, tls) in &addrs {
+        let served = Registry::served(&self.cfg);
+        for ((addr, tls), l) in addrs.iter().zip(&self.cfg.listen) {
             info!(
-                "listening on {addr} ({}) with {n} reactor threads",
-                if *tls { "TLS" } else { "plain" }
+                "listening on {addr} ({}{}) with {n} reactor threads: {served}",
+                if *tls { "TLS" } else { "plain" },
+                if l.proxy { ", PROXY protocol" } else { "" }
             );
         }
+        log_limits(&self.cfg, n);
         shared.ice.start();
         Ok(Handle {
             addrs,
@@ -301,6 +310,52 @@ impl Server {
             threads,
             bridge_threads,
         })
+    }
+}
+
+/// The limits an operator checks first, and a warning when the process may not open as many
+/// files as `--max-connections` needs.
+fn log_limits(cfg: &Config, threads: usize) {
+    let l = &cfg.limits;
+    let per_ip = match l.max_connections_per_ip {
+        0 => "no limit".to_string(),
+        n => n.to_string(),
+    };
+    // One descriptor per connection, plus listeners, pollers, wakers and the cluster's sockets.
+    let needed = l.max_connections + 64 + 4 * cfg.listen.len() * threads;
+    match open_files_limit() {
+        Some(limit) => {
+            info!(
+                "limits: --max-connections {} (per IP {per_ip}), open files {limit} (about {needed} needed)",
+                l.max_connections
+            );
+            if limit < needed as u64 {
+                warn!(
+                    "the open-files limit ({limit}) is below what --max-connections {} needs \
+                     (about {needed}): connections past it are refused when accept fails; raise \
+                     it (ulimit -n, systemd LimitNOFILE) or lower --max-connections",
+                    l.max_connections
+                );
+            }
+        }
+        None => info!(
+            "limits: --max-connections {} (per IP {per_ip})",
+            l.max_connections
+        ),
+    }
+}
+
+/// The soft limit on open files, from `/proc/self/limits` (Linux).
+fn open_files_limit() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line
+        .strip_prefix("Max open files")?
+        .split_whitespace()
+        .next()?;
+    match soft {
+        "unlimited" => Some(u64::MAX),
+        n => n.parse().ok(),
     }
 }
 
