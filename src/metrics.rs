@@ -3,7 +3,8 @@
 //! request) reads every core's block and renders the Prometheus text format.
 //!
 //! Each block has exactly one writer (its core), so publishing is plain relaxed stores and
-//! nothing contends. What this module does not do: decide what to count (the reactor and the
+//! nothing contends. Latency [`Histogram`]s live in the same blocks and follow the same rule
+//! (one writer per core, relaxed stores), summed over cores at scrape. What this module does not do: decide what to count (the reactor and the
 //! protocol machine do) or serve HTTP (the reactor's App does).
 
 use crate::proto::conn::Counters;
@@ -105,6 +106,110 @@ counter_table! {
     "sigyard_reactor_iterations_total", "reactor loop iterations", shell.loop_iterations;
 }
 
+/// Upper bounds (`le`) of the latency histograms' buckets, in microseconds: 50 µs to 10 s,
+/// spanning a loop turn's work up to a handshake's worst case. A last bucket (`+Inf`) takes
+/// the rest.
+pub const LATENCY_BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+const N_BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
+
+/// Which latency histogram an observation is for: [`HANDSHAKE`], or a route's index in
+/// `registry::ROUTES` (the message relay of that WebSocket route).
+pub type Latency = u8;
+/// The handshake histogram (see [`Latency`]).
+pub const HANDSHAKE: Latency = u8::MAX;
+
+/// A fixed-bucket latency histogram of one core: a count per bucket (not cumulative; the
+/// rendering accumulates) and the sum of the observations in microseconds.
+///
+/// Per-core atomics written only by their core, as a relaxed load and a relaxed store (not a
+/// read-modify-write): with one writer nothing can be lost, and on x86-64 and AArch64 this is
+/// two plain moves — no lock prefix, no fence — so an observation costs what a plain `u64`
+/// counter does. That is cheaper than keeping plain counters and copying every bucket of every
+/// histogram into atomics once per loop turn (as [`CoreMetrics::publish`] does for the
+/// counters): most turns observe nothing, and a scrape sees each observation at once. A scrape
+/// may read a bucket before the sum of the same observation; `_count` is rendered as the
+/// `+Inf` bucket, so the buckets and the count always agree.
+pub struct Histogram {
+    buckets: [AtomicU64; N_BUCKETS],
+    sum_us: AtomicU64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram {
+            buckets: std::array::from_fn(|_| AtomicU64::new(0)),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// `a += n` by its only writer.
+fn bump(a: &AtomicU64, n: u64) {
+    a.store(a.load(Relaxed).wrapping_add(n), Relaxed);
+}
+
+impl Histogram {
+    /// Count one observation of `us` microseconds (called by the owning core only).
+    pub fn observe(&self, us: u64) {
+        // The first bucket whose bound is at least `us` (`le` is inclusive); past the last
+        // bound, `+Inf`.
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        bump(&self.buckets[i], 1);
+        bump(&self.sum_us, us);
+    }
+
+    /// Add this core's figures to `total`.
+    fn add_to(&self, total: &mut HistogramSum) {
+        for (t, b) in total.buckets.iter_mut().zip(&self.buckets) {
+            *t += b.load(Relaxed);
+        }
+        total.sum_us += self.sum_us.load(Relaxed);
+    }
+}
+
+/// Histograms of several cores summed, for rendering.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+struct HistogramSum {
+    buckets: [u64; N_BUCKETS],
+    sum_us: u64,
+}
+
+impl HistogramSum {
+    fn of<'a>(hs: impl IntoIterator<Item = &'a Histogram>) -> Self {
+        let mut total = HistogramSum::default();
+        for h in hs {
+            h.add_to(&mut total);
+        }
+        total
+    }
+
+    /// The series of one histogram: cumulative `_bucket`s up to `le="+Inf"`, `_sum` in
+    /// seconds and `_count`. `labels` is empty or `key="value",…` without braces.
+    fn render(&self, o: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, n) in self.buckets.iter().enumerate() {
+            cumulative += n;
+            let le = match LATENCY_BUCKETS_US.get(i) {
+                Some(&us) => format!("{}", us as f64 / 1e6),
+                None => "+Inf".to_owned(),
+            };
+            let _ = writeln!(o, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+        }
+        let braced = if labels.is_empty() {
+            String::new()
+        } else {
+            format!("{{{labels}}}")
+        };
+        let sum = self.sum_us as f64 / 1e6;
+        let _ = writeln!(o, "{name}_sum{braced} {sum:.6}");
+        let _ = writeln!(o, "{name}_count{braced} {cumulative}");
+    }
+}
+
 /// One core's published metrics.
 pub struct CoreMetrics {
     counters: [AtomicU64; N_COUNTERS],
@@ -116,6 +221,11 @@ pub struct CoreMetrics {
     dialects: [AtomicU64; DIALECT_METRICS],
     /// Handshake failures by (status, reason); rare, so a lock is fine.
     failures: Mutex<Vec<(u16, &'static str, u64)>>,
+    /// From a connection's accept to its first response's last byte written.
+    handshake: Histogram,
+    /// From a message's read to its relay's last byte written, by the receiving connection's
+    /// route (only WebSocket routes are rendered).
+    relay: [Histogram; ROUTES.len()],
 }
 
 impl Default for CoreMetrics {
@@ -128,6 +238,8 @@ impl Default for CoreMetrics {
             buffers: AtomicU64::new(0),
             dialects: std::array::from_fn(|_| AtomicU64::new(0)),
             failures: Mutex::new(Vec::new()),
+            handshake: Histogram::default(),
+            relay: std::array::from_fn(|_| Histogram::default()),
         }
     }
 }
@@ -185,6 +297,18 @@ impl CoreMetrics {
         }
     }
 
+    /// Count one latency observation of `us` microseconds (called by the owning core only).
+    pub fn observe(&self, what: Latency, us: u64) {
+        let h = match what {
+            HANDSHAKE => &self.handshake,
+            r => match self.relay.get(usize::from(r)) {
+                Some(h) => h,
+                None => return,
+            },
+        };
+        h.observe(us);
+    }
+
     /// Count one handshake failure.
     pub fn handshake_failed(&self, status: u16, reason: &'static str) {
         let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
@@ -228,11 +352,21 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
         let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
     }
+    let mut last = "";
     for (i, m) in DIALECTS.iter().flat_map(|(_, m)| m.iter()).enumerate() {
         let (name, help) = (m.name, m.help);
-        let kind = if m.counter { "counter" } else { "gauge" };
-        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        let _ = writeln!(o, "{name} {}", sum(&|c| c.dialects[i].load(Relaxed)));
+        // A labelled metric's series follow each other: its HELP and TYPE come once.
+        if name != last {
+            let kind = if m.counter { "counter" } else { "gauge" };
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            last = name;
+        }
+        let value = sum(&|c| c.dialects[i].load(Relaxed));
+        match m.labels {
+            "" => writeln!(o, "{name} {value}"),
+            labels => writeln!(o, "{name}{{{labels}}} {value}"),
+        }
+        .ok();
     }
     let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(
@@ -270,7 +404,21 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
             "sigyard_handshake_failures_total{{status=\"{s}\",reason=\"{r}\"}} {n}"
         );
     }
+    render_latencies(&mut o, cores);
     o
+}
+
+/// The latency histograms, summed over cores.
+fn render_latencies(o: &mut String, cores: &[CoreMetrics]) {
+    let name = "sigyard_handshake_duration_seconds";
+    let _ = writeln!(o, "# HELP {name} from a connection's accept to the last byte of its first response (a WebSocket's 101, or a refusal) written, TLS included; requests a dialect holds are left out\n# TYPE {name} histogram");
+    HistogramSum::of(cores.iter().map(|c| &c.handshake)).render(o, name, "");
+    let name = "sigyard_message_relay_seconds";
+    let _ = writeln!(o, "# HELP {name} from the loop turn that read a message to the end of the turn that wrote the last byte of the write batch it was queued in, by the receiving connection's dialect (the oldest message of each drained batch; messages from other cores or nodes are left out)\n# TYPE {name} histogram");
+    for (i, r) in ROUTES.iter().enumerate().filter(|(_, r)| r.websocket) {
+        let labels = format!("dialect=\"{}\"", r.label);
+        HistogramSum::of(cores.iter().map(|c| &c.relay[i])).render(o, name, &labels);
+    }
 }
 
 #[cfg(test)]
@@ -298,5 +446,63 @@ mod tests {
         assert!(text.contains(
             "sigyard_handshake_failures_total{status=\"400\",reason=\"missing_key\"} 2\n"
         ));
+    }
+
+    #[test]
+    fn histogram_buckets_accumulate_and_merge_over_cores() {
+        let cores = [CoreMetrics::default(), CoreMetrics::default()];
+        // Bounds are inclusive: 50 µs goes in le=0.00005, 51 µs in le=0.0001.
+        cores[0].observe(HANDSHAKE, 0);
+        cores[0].observe(HANDSHAKE, 50);
+        cores[1].observe(HANDSHAKE, 51);
+        cores[1].observe(HANDSHAKE, 3_000);
+        // Past the last bound: only +Inf.
+        cores[1].observe(HANDSHAKE, 60_000_000);
+        let total = HistogramSum::of(cores.iter().map(|c| &c.handshake));
+        assert_eq!(total.buckets[0], 2);
+        assert_eq!(total.buckets[1], 1);
+        assert_eq!(total.buckets[6], 1); // le=0.005
+        assert_eq!(total.buckets[N_BUCKETS - 1], 1);
+        assert_eq!(total.sum_us, 60_003_101);
+
+        let text = render(&cores, 1.0);
+        let line = |l: &str| assert!(text.contains(&format!("{l}\n")), "{l} in\n{text}");
+        let h = "sigyard_handshake_duration_seconds";
+        line(&format!("# TYPE {h} histogram"));
+        line(&format!("{h}_bucket{{le=\"0.00005\"}} 2"));
+        line(&format!("{h}_bucket{{le=\"0.0001\"}} 3"));
+        line(&format!("{h}_bucket{{le=\"0.0025\"}} 3"));
+        line(&format!("{h}_bucket{{le=\"0.005\"}} 4"));
+        line(&format!("{h}_bucket{{le=\"10\"}} 4"));
+        line(&format!("{h}_bucket{{le=\"+Inf\"}} 5"));
+        line(&format!("{h}_sum 60.003101"));
+        line(&format!("{h}_count 5"));
+
+        // Every bucket series is cumulative (never decreasing) and ends in +Inf = _count.
+        let buckets: Vec<u64> = text
+            .lines()
+            .filter(|l| l.starts_with(&format!("{h}_bucket")))
+            .map(|l| l.rsplit(' ').next().unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(buckets.len(), N_BUCKETS);
+        assert!(buckets.windows(2).all(|w| w[0] <= w[1]), "{buckets:?}");
+
+        // Relay histograms carry the dialect label, for WebSocket routes only.
+        let echo = ROUTES.iter().position(|r| r.label == "echo").unwrap();
+        cores[0].observe(echo as Latency, 700);
+        cores[1].observe(echo as Latency, 700);
+        let text = render(&cores, 1.0);
+        let r = "sigyard_message_relay_seconds";
+        assert!(text.contains(&format!("{r}_bucket{{dialect=\"echo\",le=\"0.0005\"}} 0\n")));
+        assert!(text.contains(&format!("{r}_bucket{{dialect=\"echo\",le=\"0.001\"}} 2\n")));
+        assert!(text.contains(&format!("{r}_bucket{{dialect=\"echo\",le=\"+Inf\"}} 2\n")));
+        assert!(text.contains(&format!("{r}_sum{{dialect=\"echo\"}} 0.001400\n")));
+        assert!(text.contains(&format!("{r}_count{{dialect=\"echo\"}} 2\n")));
+        for (route, _) in ROUTES.iter().enumerate().filter(|(_, r)| !r.websocket) {
+            let label = ROUTES[route].label;
+            assert!(!text.contains(&format!("{r}_count{{dialect=\"{label}\"}}")));
+        }
+        // An unknown route is ignored rather than a panic.
+        cores[0].observe((ROUTES.len()) as Latency, 1);
     }
 }

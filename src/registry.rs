@@ -61,7 +61,7 @@ pub const DIALECTS: [(&str, &[Metric]); 9] = [
     ("echo", &[]),
     ("cevitxe-introduction", &[]),
     ("cevitxe-pipe", &[]),
-    ("mewconnect", &[]),
+    ("mewconnect", mewconnect::METRICS),
     ("peerolator", &[]),
     (
         "socketio",

@@ -229,6 +229,18 @@ fn pairing_failures_are_404_at_the_upgrade() {
         refuse("initiator", &cid, SIGNED),
         (404, text("@connId already exists!"))
     );
+    // Each refusal counted by its reason, and the one pair made.
+    for (reason, n) in [
+        ("no_pair", 1.0),
+        ("connid_exists", 3.0),
+        ("bad_signed", 2.0),
+        ("pair_full", 1.0),
+        ("initiator_gone", 1.0),
+    ] {
+        let series = format!("sigyard_mewconnect_refusals_total{{reason=\"{reason}\"}}");
+        assert_eq!(metric_reaches(a, &series, n), n, "{series}");
+    }
+    assert_eq!(metric(a, "sigyard_mewconnect_pairings_total"), 1.0);
     // Once the receiver is gone too, the connId is free again.
     r.close(None).unwrap();
     while r.read().is_ok() {}

@@ -157,10 +157,17 @@ impl Reactor {
                         (None, Some(route)) => {
                             // Replies to this connection (an echo, most answers) go straight
                             // onto its send queue while nothing else is queued before them.
+                            let before = tx.data.len();
                             let direct = Some((me, &mut tx.data));
                             call_with(c, ROUTES[route].dialect, direct, |dialect, cx| {
                                 dialect.on_message(cx, me, kind, payload)
                             });
+                            // Its replies, and what it queued for others (when applied), carry
+                            // this turn's clock as their read time.
+                            if tx.data.len() > before {
+                                slot.stamp.relay(slot.route, c.clock_us);
+                            }
+                            c.from_message = true;
                         }
                         (None, None) => {}
                     }
@@ -502,6 +509,7 @@ impl Reactor {
             let until = c.tick().after(c.answer_wait());
             slot.conn
                 .hold(&head, until, crate::net::remote::no_answer());
+            slot.stamp = Default::default();
             slot.attached = true;
             c.queue(key, slot);
             return;
@@ -541,6 +549,8 @@ impl Reactor {
             Answer::Hold { until_ms, fallback } => {
                 slot.route = route.map_or(crate::net::slot::NO_ROUTE, |r| r as u8);
                 slot.attached = route.is_some();
+                // How long a dialect holds a request is not the handshake's latency.
+                slot.stamp = Default::default();
                 slot.conn.hold(&head, Tick::from_ms(until_ms), fallback)
             }
             Answer::Upgrade => {
@@ -589,6 +599,8 @@ impl Reactor {
     }
 
     fn apply_outputs(&mut self) {
+        // Outputs queued by `on_message` calls carry the read time (see `Core::from_message`).
+        let from_message = std::mem::take(&mut self.core.from_message);
         if self.core.out.is_empty() {
             return;
         }
@@ -606,7 +618,7 @@ impl Reactor {
                         kind,
                         payload,
                         lossy,
-                    } => self.deliver(to, kind, &bytes[payload], lossy),
+                    } => self.deliver(to, kind, &bytes[payload], lossy, from_message),
                     Output::Close { conn, code, reason } => {
                         if let Some((k, _)) = live(&mut self.slots, self.core.here, conn) {
                             self.go_away(k, code, &reason);
@@ -625,8 +637,16 @@ impl Reactor {
     }
 
     /// A whole message to an open WebSocket of this core (a `lossy` one only if the
-    /// connection is not behind, see [`Output::Send`]).
-    pub(crate) fn deliver(&mut self, to: Handle, kind: Kind, payload: &[u8], lossy: bool) {
+    /// connection is not behind, see [`Output::Send`]). `relayed`: it answers a message read
+    /// in this loop turn, whose relay latency is measured.
+    pub(crate) fn deliver(
+        &mut self,
+        to: Handle,
+        kind: Kind,
+        payload: &[u8],
+        lossy: bool,
+        relayed: bool,
+    ) {
         let c = &mut self.core;
         let Some((key, slot)) = live(&mut self.slots, c.here, to) else {
             return;
@@ -646,6 +666,9 @@ impl Reactor {
         );
         c.proto.frames_out += 1;
         c.proto.messages_out += 1;
+        if relayed {
+            slot.stamp_relay(c.clock_us);
+        }
         c.queue(key, slot);
     }
 

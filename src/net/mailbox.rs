@@ -5,7 +5,7 @@
 //! the few bytes already read), and control messages (shutdown, a new TLS configuration) reach
 //! every core the same way.
 
-use crate::net::slot::Placed;
+use crate::net::slot::{Placed, Stamp};
 use crate::net::tls::TlsConn;
 use crate::proto::conn::Conn;
 use std::sync::mpsc::{Receiver, Sender};
@@ -26,6 +26,8 @@ pub struct Handoff {
     pub trusted_peer: bool,
     /// Where the request was placed (it is not placed again).
     pub placed: Placed,
+    /// Its latency measurement (the handshake's, from its accept).
+    pub stamp: Stamp,
 }
 
 pub enum CoreMsg {

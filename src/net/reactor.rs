@@ -17,10 +17,10 @@
 //! pipe's other end), [`Reactor::schedule`] (the timer entry), [`Core::forget_count`]
 //! (connection counts per server and per address).
 
-use crate::metrics::{Gauges, ShellCounters};
+use crate::metrics::{Gauges, Latency, ShellCounters};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::Pool;
-use crate::net::slot::{tx_force, Linger, Placed, Slot};
+use crate::net::slot::{tx_force, Linger, Placed, Slot, Stamp, StampKind};
 use crate::net::timer::{Entry, Timers};
 use crate::net::tls::{TlsConn, TlsIoError};
 use crate::net::{resolve, same_gen, Shared};
@@ -83,6 +83,17 @@ pub(crate) struct Core {
     /// once per iteration.
     pub now_ms: u64,
     pub unix_ms: u64,
+    /// The server's clock (µs since `Shared::started`, the same on every core), read with
+    /// `now_ms`: latency stamps ([`Stamp`]) are taken on it.
+    pub clock_us: u64,
+    /// Where `epoch` is on the server's clock, in µs.
+    pub epoch_us: u64,
+    /// Latencies that ended in this loop turn (a histogram and its stamp's start), observed at
+    /// the end of the turn with one clock read ([`Reactor::publish`]).
+    pub latencies: Vec<(Latency, u32)>,
+    /// A dialect's `on_message` ran since outputs were last applied: what it queued for this
+    /// core's connections carries this turn's clock as its read time.
+    pub from_message: bool,
     pub accept_paused_until: Option<u64>,
     pub draining: Option<Instant>,
     /// This core's instance of every dialect.
@@ -161,6 +172,7 @@ struct NewSlot {
     proxy_header: bool,
     leftover: Vec<u8>,
     placed: Option<Placed>,
+    stamp: Stamp,
 }
 
 impl Reactor {
@@ -184,6 +196,8 @@ impl Reactor {
             .cluster
             .clone()
             .map(|c| Box::new(crate::net::remote::Link::new(c)));
+        let epoch = Instant::now();
+        let epoch_us = epoch.saturating_duration_since(shared.started).as_micros() as u64;
         Ok(Reactor {
             poll,
             inbox,
@@ -203,9 +217,13 @@ impl Reactor {
                 dirty: Vec::new(),
                 starved: Vec::new(),
                 next_gen: 0,
-                epoch: Instant::now(),
+                epoch,
                 now_ms: 0,
                 unix_ms: (shared.wall)(),
+                clock_us: epoch_us,
+                epoch_us,
+                latencies: Vec::new(),
+                from_message: false,
                 accept_paused_until: None,
                 draining: None,
                 dialects,
@@ -249,7 +267,9 @@ impl Reactor {
 
     fn read_clocks(&mut self) {
         let c = &mut self.core;
-        c.now_ms = c.epoch.elapsed().as_millis() as u64;
+        let since = c.epoch.elapsed();
+        c.now_ms = since.as_millis() as u64;
+        c.clock_us = c.epoch_us + since.as_micros() as u64;
         c.unix_ms = (c.shared.wall)();
         c.shell.loop_iterations += 1;
     }
@@ -310,6 +330,14 @@ impl Reactor {
         let m = &c.shared.cores[c.id];
         for (status, reason) in c.proto.rejected.drain(..) {
             m.handshake_failed(status, reason);
+        }
+        if !c.latencies.is_empty() {
+            // The end of the turn: every latency that ended in it ends now (an upper bound, by
+            // at most the turn's length), for one clock read per turn, not one per write.
+            let end = (c.epoch_us + c.epoch.elapsed().as_micros() as u64) as u32;
+            for (what, at) in c.latencies.drain(..) {
+                m.observe(what, u64::from(end.wrapping_sub(at)));
+            }
         }
         m.publish(&c.proto, &c.shell, &c.gauges, c.pool.in_use());
         let mut values = [0; crate::registry::DIALECT_METRICS];
@@ -403,6 +431,7 @@ impl Reactor {
                 proxy_header: proxy,
                 leftover: Vec::new(),
                 placed: None,
+                stamp: Stamp::accepted(self.core.clock_us),
             };
             if let Err(e) = self.insert(new) {
                 warn!("core={} register failed: {e}", self.core.id);
@@ -488,6 +517,7 @@ impl Reactor {
             proxy_header,
             leftover,
             placed,
+            stamp,
         } = new;
         let c = &mut self.core;
         let entry = self.slots.vacant_entry();
@@ -503,6 +533,7 @@ impl Reactor {
         }
         c.next_gen = c.next_gen.wrapping_add(1);
         let slot = entry.insert(Slot::new(sock, tls, conn, ip_key, c.next_gen));
+        slot.stamp = stamp;
         if trusted_peer || proxy_header {
             let e = slot.extra();
             e.trusted_peer = trusted_peer;
@@ -550,6 +581,7 @@ impl Reactor {
             ip_key,
             trusted_peer,
             placed,
+            stamp,
         } = h;
         if let Err(e) = stream.set_nonblocking(true) {
             warn!("core={} adopt failed: {e}", c.id);
@@ -566,6 +598,7 @@ impl Reactor {
             proxy_header: false,
             leftover,
             placed: Some(placed),
+            stamp,
         };
         if let Err(e) = self.insert(new) {
             warn!("core={} adopt register failed: {e}", self.core.id);
@@ -595,6 +628,7 @@ impl Reactor {
             ip_key: slot.ip_key,
             trusted_peer,
             placed,
+            stamp: slot.stamp,
         };
         match c
             .shared
@@ -935,11 +969,13 @@ impl Reactor {
         };
         let mut progress = false;
         if let Some(tls) = slot.tls.as_mut() {
+            let mut sent = false;
             if let Some(tx) = slot.tx.as_mut().filter(|t| !t.is_empty()) {
                 let n = tls.write_plaintext(tx.pending());
                 tx.written(n);
                 c.shell.bytes_out += n as u64;
                 progress |= n > 0;
+                sent = n > 0;
             }
             while slot.writable && tls.wants_write() {
                 match tls.write_tls_to(&mut slot.sock) {
@@ -952,6 +988,9 @@ impl Reactor {
                         break;
                     }
                 }
+            }
+            if progress && slot.stamp.kind() != StampKind::None {
+                c.latencies.extend(slot.flushed_stamp(sent));
             }
             return progress;
         }
@@ -973,6 +1012,9 @@ impl Reactor {
                     break;
                 }
             }
+        }
+        if progress && slot.stamp.kind() != StampKind::None {
+            c.latencies.extend(slot.flushed_stamp(true));
         }
         progress
     }

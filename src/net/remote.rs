@@ -565,12 +565,13 @@ impl Reactor {
                 }
             }
             Record::Answer { to, core, answer } => self.owner_answered(to, core, answer),
+            // From another node: its relay latency is not measured.
             Record::Send {
                 to,
                 kind,
                 payload,
                 lossy,
-            } => self.deliver(to, kind, payload, lossy),
+            } => self.deliver(to, kind, payload, lossy, false),
             Record::Close { to, code, reason } => {
                 if let Some((k, _)) = live(&mut self.slots, self.core.here, to) {
                     self.go_away(k, code, reason);

@@ -41,6 +41,64 @@ pub(crate) struct Slot {
     pub counted: Class,
     /// What only some connections need (boxed: the others pay one null pointer).
     pub extra: Option<Box<Extra>>,
+    /// The start of the latency being measured on this connection, if any.
+    pub stamp: Stamp,
+}
+
+/// What a slot's latency [`Stamp`] measures.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum StampKind {
+    /// Nothing.
+    None = 0,
+    /// Accepted at the stamp's time; no response written yet
+    /// (`sigyard_handshake_duration_seconds`).
+    Accepted = 1,
+    /// Accepted at the stamp's time; its first response is handed to the socket (through TLS
+    /// if any) and is observed when the send queue is flushed.
+    Answered = 2,
+    /// The oldest message in the send queue was read at the stamp's time
+    /// (`sigyard_message_relay_seconds`).
+    Relay = 3,
+}
+
+/// The start of a latency measured on a connection: microseconds on the server's clock
+/// (`Shared::started`, the same on every core, so a stamp survives a move) in a wrapping
+/// `u32` (intervals up to 71 minutes come out right), whose two low bits hold its
+/// [`StampKind`] instead (so 4 µs resolution, and it fits in the slot's padding). Observed,
+/// with the end of the loop turn in which the connection's send queue was flushed, by
+/// [`Slot::flushed_stamp`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub(crate) struct Stamp(u32);
+
+impl Stamp {
+    fn new(kind: StampKind, clock_us: u64) -> Stamp {
+        Stamp((clock_us as u32 & !3) | kind as u32)
+    }
+
+    pub fn accepted(clock_us: u64) -> Stamp {
+        Stamp::new(StampKind::Accepted, clock_us)
+    }
+
+    pub fn kind(self) -> StampKind {
+        match self.0 & 3 {
+            0 => StampKind::None,
+            1 => StampKind::Accepted,
+            2 => StampKind::Answered,
+            _ => StampKind::Relay,
+        }
+    }
+
+    /// Its start on the server's clock (µs, wrapping `u32`).
+    pub fn at(self) -> u32 {
+        self.0 & !3
+    }
+
+    /// See [`Slot::stamp_relay`] (for a connection on `route`).
+    pub fn relay(&mut self, route: u8, clock_us: u64) {
+        if self.kind() == StampKind::None && route != NO_ROUTE {
+            *self = Stamp::new(StampKind::Relay, clock_us);
+        }
+    }
 }
 
 /// The half-close of a connection the server ends.
@@ -202,6 +260,7 @@ impl Slot {
             route: NO_ROUTE,
             counted: Class::Handshake,
             extra: None,
+            stamp: Stamp::default(),
         }
     }
 
@@ -222,6 +281,34 @@ impl Slot {
         } else {
             Class::Http
         }
+    }
+
+    /// A message read at `clock_us` was queued for this connection: the queue's oldest
+    /// message is stamped, unless another measurement is under way. (Only a connection with a
+    /// route is: its route is the histogram's label.)
+    pub fn stamp_relay(&mut self, clock_us: u64) {
+        self.stamp.relay(self.route, clock_us);
+    }
+
+    /// After a write (`sent`: bytes were taken from the send queue): when the queue and the
+    /// TLS records are flushed, the measurement that ends here, as the histogram and the
+    /// stamp's start (see [`crate::metrics::Latency`]).
+    pub fn flushed_stamp(&mut self, sent: bool) -> Option<(crate::metrics::Latency, u32)> {
+        let flushed =
+            self.pending_out() == 0 && !self.tls.as_ref().is_some_and(|t| t.wants_write());
+        let s = &mut self.stamp;
+        if s.kind() == StampKind::Accepted && sent {
+            *s = Stamp(s.at() | StampKind::Answered as u32);
+        }
+        let what = match s.kind() {
+            StampKind::None | StampKind::Accepted => return None,
+            StampKind::Answered => crate::metrics::HANDSHAKE,
+            StampKind::Relay => self.route,
+        };
+        if !flushed {
+            return None;
+        }
+        Some((what, std::mem::take(s).at()))
     }
 
     pub fn route(&self) -> Option<RouteId> {

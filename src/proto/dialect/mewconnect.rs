@@ -30,7 +30,7 @@
 //! exist, if only a receiver remains, or if its `signed` differs from the initiator's (exact,
 //! case-sensitive string comparison: the server cannot verify the signature, §1.9).
 
-use super::{upgrade_required, Random};
+use super::{upgrade_required, Metric, Random};
 use super::{Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Outgoing, Placement};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use crate::proto::time::Tick;
@@ -93,6 +93,7 @@ impl ParamError {
 
 /// Why the pairing rules refuse an upgrade.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(usize)]
 pub enum Refusal {
     /// An initiator for a `connId` that has any entry.
     ConnIdExists,
@@ -107,6 +108,15 @@ pub enum Refusal {
 }
 
 impl Refusal {
+    /// Every refusal, in the order of [`METRICS`]' refusal counters.
+    pub const ALL: [Refusal; 5] = [
+        Refusal::ConnIdExists,
+        Refusal::NoPair,
+        Refusal::PairFull,
+        Refusal::InitiatorGone,
+        Refusal::BadSigned,
+    ];
+
     /// The response body (§1.3).
     pub fn text(self) -> &'static str {
         match self {
@@ -906,7 +916,45 @@ pub struct MewConnect {
     /// Members' idle and lifetime deadlines (revalidated with [`Pairs::due`] when they pop).
     deadlines: Deadlines<Handle>,
     out: Vec<Outgoing>,
+    /// Receivers admitted to their initiator: pairs made.
+    pairings: u64,
+    /// Upgrades refused, by [`Refusal`].
+    refusals: [u64; Refusal::ALL.len()],
 }
+
+/// The metrics [`MewConnect`] reports, in [`Dialect::metrics`] order: pairs made, then
+/// refusals by reason ([`Refusal::ALL`] order).
+pub const METRICS: &[Metric] = &[
+    Metric::counter(
+        "sigyard_mewconnect_pairings_total",
+        "MewConnect v2 pairs made (a receiver admitted to its initiator)",
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_refusals_total",
+        "MewConnect v2 upgrades refused, by reason",
+        r#"reason="connid_exists""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_refusals_total",
+        "",
+        r#"reason="no_pair""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_refusals_total",
+        "",
+        r#"reason="pair_full""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_refusals_total",
+        "",
+        r#"reason="initiator_gone""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_refusals_total",
+        "",
+        r#"reason="bad_signed""#,
+    ),
+];
 
 impl MewConnect {
     pub fn new(opts: Options) -> Self {
@@ -915,6 +963,8 @@ impl MewConnect {
             opts,
             deadlines: Deadlines::default(),
             out: Vec::new(),
+            pairings: 0,
+            refusals: [0; Refusal::ALL.len()],
         }
     }
 
@@ -959,16 +1009,21 @@ impl Dialect for MewConnect {
             Err(e) => return refuse(PARAM_STATUS, e.text()),
         };
         let api_id = api_gateway_id(cx.rand);
+        let receiver = p.role == Role::Receiver;
         match self
             .pairs
             .admit(p, conn, api_id.into(), Tick::from_ms(cx.now), &mut self.out)
         {
             Ok(()) => {
+                self.pairings += u64::from(receiver);
                 cx.send_all(self.out.drain(..));
                 self.schedule(conn, cx.now);
                 Answer::Upgrade
             }
-            Err(r) => refuse(REFUSAL_STATUS, r.text()),
+            Err(r) => {
+                self.refusals[r as usize] += 1;
+                refuse(REFUSAL_STATUS, r.text())
+            }
         }
     }
 
@@ -1003,6 +1058,13 @@ impl Dialect for MewConnect {
 
     fn gauge(&self) -> u64 {
         self.pairs.len() as u64
+    }
+
+    fn metrics(&self, out: &mut [u64]) {
+        let values = std::iter::once(self.pairings).chain(self.refusals);
+        for (o, v) in out.iter_mut().zip(values) {
+            *o = v;
+        }
     }
 }
 

@@ -536,9 +536,12 @@ pub trait Dialect {
 #[derive(Debug, Clone, Copy)]
 pub struct Metric {
     pub name: &'static str,
+    /// Given once per name: the first metric of a name carries it.
     pub help: &'static str,
     /// A counter (only grows) rather than a gauge.
     pub counter: bool,
+    /// Its labels as written between the braces (`reason="x"`), or empty.
+    pub labels: &'static str,
 }
 
 impl Metric {
@@ -547,6 +550,7 @@ impl Metric {
             name,
             help,
             counter: false,
+            labels: "",
         }
     }
 
@@ -555,6 +559,17 @@ impl Metric {
             name,
             help,
             counter: true,
+            labels: "",
+        }
+    }
+
+    /// One series of a labelled counter; consecutive entries share the name.
+    pub const fn labelled(name: &'static str, help: &'static str, labels: &'static str) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: true,
+            labels,
         }
     }
 }

@@ -506,7 +506,7 @@ fn one_pass_signal_check_agrees_with_the_tree_check() {
 
 mod contract {
     use super::{CID, SIGNED};
-    use crate::proto::dialect::mewconnect::{MewConnect, Options};
+    use crate::proto::dialect::mewconnect::{MewConnect, Options, METRICS};
     use crate::proto::dialect::testing::{upgrade, Harness, StaticIce};
     use crate::proto::dialect::{Answer, Dialect, Placement};
     use serde_json::{json, Value};
@@ -585,5 +585,11 @@ mod contract {
         h.close(r);
         assert_eq!(signals(&mut h), vec![(i.raw(), "disconnected".into())]);
         assert_eq!(h.d.gauge(), 1);
+        // One pair made; two upgrades refused: a second initiator for the connId, and a
+        // receiver before any initiator.
+        let mut m = [0; 6];
+        h.d.metrics(&mut m);
+        assert_eq!(m, [1, 1, 1, 0, 0, 0], "pairings, then refusals by reason");
+        assert_eq!(METRICS.len(), m.len());
     }
 }
