@@ -256,6 +256,7 @@ impl Reactor {
             self.expire_timers(&mut expired);
             self.dialect_deadlines();
             self.drive_dirty();
+            self.close_opened();
             self.retry_accept();
             self.flush_cluster();
             self.publish();
@@ -642,7 +643,16 @@ impl Reactor {
         }
     }
 
+    /// Stop accepting and close politely: what the kernel already queued on our listeners is
+    /// accepted first (closing a listener resets its queue; with `SO_REUSEPORT` a process that
+    /// took over the port keeps every later connection), open WebSockets get 1001, a
+    /// connection between requests closes, and a request under way is answered (the upgrades
+    /// among them then get 1001 too, see [`Reactor::close_opened`]) before its connection
+    /// closes.
     fn begin_shutdown(&mut self, deadline: Instant) {
+        for li in 0..self.listeners.len() {
+            self.accept(li);
+        }
         self.core.draining = Some(deadline);
         for l in self.listeners.drain(..) {
             let mut sock = l.sock;
@@ -650,9 +660,38 @@ impl Reactor {
         }
         let keys: Vec<usize> = self.slots.iter().map(|(k, _)| k).collect();
         for key in keys {
-            self.go_away(key, 1001, "server shutting down");
+            let Some(slot) = self.slots.get_mut(key) else {
+                continue;
+            };
+            if slot.conn.is_websocket() {
+                self.go_away(key, 1001, "server shutting down");
+            } else {
+                slot.conn.drain();
+                self.core.queue(key, slot);
+                self.settle(key);
+            }
         }
         self.flush_effects();
+    }
+
+    /// While draining: a WebSocket opened by a request that was under way at the shutdown is
+    /// closed with 1001 right after its 101.
+    fn close_opened(&mut self) {
+        if self.core.draining.is_none() {
+            return;
+        }
+        let open: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.conn.is_open())
+            .map(|(k, _)| k)
+            .collect();
+        for key in open {
+            self.go_away(key, 1001, "server shutting down");
+        }
+        if !self.core.gone.is_empty() {
+            self.flush_effects();
+        }
     }
 
     // ── timers ─────────────────────────────────────────────────────────────────────────────

@@ -169,9 +169,16 @@ pub struct Conn {
     unread: u32,
     /// What a connection holds between reads, boxed: one pointer in every idle connection.
     partial: Option<Box<Pending>>,
-    /// Switch to piped mode at the next message boundary.
-    pipe_pending: bool,
+    /// [`PIPE_PENDING`]: switch to piped mode at the next message boundary. [`DRAINING`]: the
+    /// server is shutting down; the request under way is answered, then the connection closes
+    /// ([`Conn::drain`]). (One byte for both: the struct stays small.)
+    flags: u8,
 }
+
+/// See [`Conn::flags`].
+const PIPE_PENDING: u8 = 1;
+/// See [`Conn::flags`].
+const DRAINING: u8 = 2;
 
 /// See [`Conn::partial`].
 #[allow(clippy::large_enum_variant)] // always behind the Box in `Conn::partial`
@@ -221,7 +228,7 @@ impl Conn {
             last_rx: now,
             unread: 0,
             partial: None,
-            pipe_pending: false,
+            flags: 0,
         }
     }
 
@@ -687,6 +694,25 @@ impl Conn {
         }
     }
 
+    /// The server is shutting down. A connection between requests (nothing of a next one
+    /// read) or holding a long poll closes now (its client comes back to whichever process
+    /// serves then); one whose request is under way is answered, without keep-alive, and then
+    /// closes. Returns whether it closed now. (An open WebSocket is the caller's: it is
+    /// closed with 1001.)
+    pub fn drain(&mut self) -> bool {
+        self.flags |= DRAINING;
+        let idle = self.partial.is_none() && self.unread == 0;
+        match self.state {
+            State::ExpectRequest { served: true } if idle => self.state = State::Closed,
+            State::Held => {
+                self.partial = None;
+                self.state = State::Closed;
+            }
+            _ => {}
+        }
+        self.is_closed()
+    }
+
     /// Drop the connection without ceremony (a slow reader, a broken socket).
     pub fn abort(&mut self) {
         self.partial = None;
@@ -702,7 +728,7 @@ impl Conn {
     pub fn start_piping(&mut self) -> bool {
         match self.state {
             State::Open { piped: false } => {
-                self.pipe_pending = true;
+                self.flags |= PIPE_PENDING;
                 if !self.decoder.in_message() && !self.reassembling() {
                     self.switch_to_pipe_if_pending();
                 }
@@ -718,8 +744,8 @@ impl Conn {
     }
 
     fn switch_to_pipe_if_pending(&mut self) -> bool {
-        if self.pipe_pending && matches!(self.state, State::Open { .. }) {
-            self.pipe_pending = false;
+        if self.flags & PIPE_PENDING != 0 && matches!(self.state, State::Open { .. }) {
+            self.flags &= !PIPE_PENDING;
             self.state = State::Open { piped: true };
             return true;
         }
@@ -860,6 +886,7 @@ impl Conn {
         keep_alive: bool,
         out: &mut Vec<u8>,
     ) {
+        let keep_alive = keep_alive && self.flags & DRAINING == 0;
         resp.write(head_only, keep_alive, out);
         self.partial = None;
         self.state = if keep_alive {

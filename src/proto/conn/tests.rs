@@ -215,6 +215,35 @@ fn expect_request_connection_close_closes_after_response() {
 }
 
 #[test]
+fn drain_closes_between_requests_and_answers_the_one_under_way() {
+    // Between requests: closed at once, nothing written.
+    let mut t = T::new();
+    t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    t.take_out();
+    assert!(t.conn.drain());
+    assert!(t.take_out().is_empty());
+    // Part of a request read: it is answered, without keep-alive, then the connection closes.
+    let mut t = T::new();
+    t.send(b"GET /healthz HTTP/1.1\r\n");
+    assert!(!t.conn.drain());
+    t.send(b"Host: x\r\n\r\n");
+    let out = String::from_utf8(t.take_out()).unwrap();
+    assert!(
+        out.starts_with("HTTP/1.1 200") && out.contains("Connection: close"),
+        "{out}"
+    );
+    assert!(t.conn.is_closed());
+    // A fresh connection whose request has not come yet waits for it.
+    let mut t = T::new();
+    assert!(!t.conn.drain());
+    t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(String::from_utf8(t.take_out())
+        .unwrap()
+        .contains("Connection: close"));
+    assert!(t.conn.is_closed());
+}
+
+#[test]
 fn expect_request_unread_body_closes_after_response() {
     let mut t = T::new();
     t.send(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc");
