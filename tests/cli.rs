@@ -3,7 +3,7 @@
 
 mod common;
 use std::io::Read;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 
 #[test]
 fn help_into_a_closed_pipe_exits_quietly() {
@@ -16,30 +16,17 @@ fn the_load_tool_too() {
     // A run's summary into a closed stdout.
     let h = common::start(|b| b.echo(true));
     let url = format!("ws://{}/echo", h.plain_addr().unwrap());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sigyard-load"))
-        .args([
-            "idle",
-            "--url",
-            &url,
-            "--connections",
-            "2",
-            "--hold",
-            "1",
-            "--quiet",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let mut err = String::new();
-    child
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    let status = child.wait().unwrap();
+    let args = [
+        "idle",
+        "--url",
+        &url,
+        "--connections",
+        "2",
+        "--hold",
+        "1",
+        "--quiet",
+    ];
+    let (status, err) = run_closed(env!("CARGO_BIN_EXE_sigyard-load"), &args, false);
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.code(), Some(0), "{err}");
     common::stop(h);
@@ -52,29 +39,31 @@ fn closed_pipes(bin: &str) {
         if args[0] == "--version" && !version_flag {
             continue;
         }
-        // The reading end is closed before the child writes: every write fails with EPIPE.
-        let mut child = Command::new(bin)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        drop(child.stdout.take());
-        let mut err = String::new();
-        if args[0] == "--no-such-flag" {
-            // Here stderr is the stream that closes.
-            drop(child.stderr.take());
-        } else {
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-        }
-        let status = child.wait().unwrap();
+        // A bad flag writes to stderr: that is the stream that closes then.
+        let bad = args[0] == "--no-such-flag";
+        let (status, err) = run_closed(bin, args, bad);
         assert_eq!(err, "", "{args:?}: stderr");
-        let want = if args[0] == "--no-such-flag" { 2 } else { 0 };
-        assert_eq!(status.code(), Some(want), "{args:?}: {status:?}");
+        assert_eq!(status.code(), Some(if bad { 2 } else { 0 }), "{args:?}");
     }
+}
+
+/// Runs `bin` with its stdout's reading end closed before it writes (every write fails with
+/// EPIPE), and its stderr too if `close_stderr`; returns how it exited and what it wrote to
+/// stderr otherwise.
+fn run_closed(bin: &str, args: &[&str], close_stderr: bool) -> (ExitStatus, String) {
+    let mut child = Command::new(bin)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    let mut stderr = child.stderr.take().unwrap();
+    if close_stderr {
+        drop(stderr);
+    } else {
+        stderr.read_to_string(&mut err).unwrap();
+    }
+    (child.wait().unwrap(), err)
 }
