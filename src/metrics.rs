@@ -109,10 +109,7 @@ counter_table! {
 /// Upper bounds (`le`) of the latency histograms' buckets, in microseconds: 50 µs to 10 s,
 /// spanning a loop turn's work up to a handshake's worst case. A last bucket (`+Inf`) takes
 /// the rest.
-pub const LATENCY_BUCKETS_US: [u64; 17] = [
-    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
-    1_000_000, 2_500_000, 5_000_000, 10_000_000,
-];
+pub use crate::proto::dialect::LATENCY_BUCKETS_US;
 const N_BUCKETS: usize = LATENCY_BUCKETS_US.len() + 1;
 
 /// Which latency histogram an observation is for: [`HANDSHAKE`], or a route's index in
@@ -319,6 +316,31 @@ impl CoreMetrics {
     }
 }
 
+/// One dialect metric's series, from its slots starting at `i`, summed over `cores`.
+fn dialect_series(
+    o: &mut String,
+    m: &crate::proto::dialect::Metric,
+    i: usize,
+    cores: &[CoreMetrics],
+) {
+    let slot = |k: usize| -> u64 { cores.iter().map(|c| c.dialects[i + k].load(Relaxed)).sum() };
+    let name = m.name;
+    if m.histogram {
+        let mut h = HistogramSum::default();
+        for (k, b) in h.buckets.iter_mut().enumerate() {
+            *b = slot(k);
+        }
+        h.sum_us = slot(N_BUCKETS);
+        h.render(o, name, m.labels);
+    } else {
+        match m.labels {
+            "" => writeln!(o, "{name} {}", slot(0)),
+            labels => writeln!(o, "{name}{{{labels}}} {}", slot(0)),
+        }
+        .ok();
+    }
+}
+
 /// Render every core's metrics in the Prometheus text exposition format.
 pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
     let mut o = String::with_capacity(4096);
@@ -352,21 +374,37 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
         let total: u64 = c.states.iter().map(|s| s.load(Relaxed)).sum();
         let _ = writeln!(o, "sigyard_core_connections{{core=\"{i}\"}} {total}");
     }
-    let mut last = "";
-    for (i, m) in DIALECTS.iter().flat_map(|(_, m)| m.iter()).enumerate() {
-        let (name, help) = (m.name, m.help);
-        // A labelled metric's series follow each other: its HELP and TYPE come once.
-        if name != last {
-            let kind = if m.counter { "counter" } else { "gauge" };
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-            last = name;
+    // Each metric with its first slot; a family's series (one name, several dialects or
+    // labels) are written together, under the HELP of the first that has one.
+    let mut slots = Vec::new();
+    let mut at = 0;
+    for m in DIALECTS.iter().flat_map(|(_, m)| m.iter()) {
+        slots.push((m, at));
+        at += m.slots();
+    }
+    let mut names: Vec<&str> = Vec::new();
+    for (m, _) in &slots {
+        if !names.contains(&m.name) {
+            names.push(m.name);
         }
-        let value = sum(&|c| c.dialects[i].load(Relaxed));
-        match m.labels {
-            "" => writeln!(o, "{name} {value}"),
-            labels => writeln!(o, "{name}{{{labels}}} {value}"),
+    }
+    for name in names {
+        let family: Vec<_> = slots.iter().filter(|(m, _)| m.name == name).collect();
+        let first = family[0].0;
+        let help = family
+            .iter()
+            .map(|(m, _)| m.help)
+            .find(|h| !h.is_empty())
+            .unwrap_or("");
+        let kind = match (first.histogram, first.counter) {
+            (true, _) => "histogram",
+            (false, true) => "counter",
+            (false, false) => "gauge",
+        };
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for &&(m, i) in &family {
+            dialect_series(&mut o, m, i, cores);
         }
-        .ok();
     }
     let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(
@@ -424,6 +462,20 @@ fn render_latencies(o: &mut String, cores: &[CoreMetrics]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_family_is_declared_once_and_dialect_histograms_render() {
+        let text = render(&[CoreMetrics::default(), CoreMetrics::default()], 1.0);
+        let mut seen = std::collections::HashSet::new();
+        for l in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let name = l.split(' ').next().unwrap();
+            assert!(seen.insert(name.to_owned()), "{name} declared twice");
+        }
+        for d in ["cevitxe_connection", "mewconnect"] {
+            let inf = format!("sigyard_pairing_seconds_bucket{{dialect=\"{d}\",le=\"+Inf\"}} 0\n");
+            assert!(text.contains(&inf), "{d}");
+        }
+    }
 
     #[test]
     fn render_sums_cores_and_lists_failures() {

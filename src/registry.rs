@@ -56,20 +56,15 @@ const ANYPATH: usize = 7;
 const PEERJS: usize = 8;
 
 /// The dialects, in instance order: a name for logs, and the metrics it reports on `/metrics`
-/// ([`Dialect::metrics`] fills them in this order).
+/// ([`Dialect::metrics`] fills them in this order). Several dialects may report series of one
+/// name (with their own labels): `/metrics` writes a name's series together.
 pub const DIALECTS: [(&str, &[Metric]); 9] = [
     ("echo", &[]),
     ("cevitxe-introduction", &[]),
-    ("cevitxe-pipe", &[]),
+    ("cevitxe-pipe", pipe::METRICS),
     ("mewconnect", mewconnect::METRICS),
     ("peerolator", &[]),
-    (
-        "socketio",
-        &[Metric::gauge(
-            "sigyard_socketio_sessions",
-            "Engine.IO / Socket.IO sessions (polling or WebSocket)",
-        )],
-    ),
+    ("socketio", SOCKETIO_METRICS),
     ("httpapi", &[]),
     ("ywebrtc-webtorrent", anypath::METRICS),
     (
@@ -81,12 +76,29 @@ pub const DIALECTS: [(&str, &[Metric]); 9] = [
     ),
 ];
 
+/// The Engine.IO layer's sessions, then MewConnect v1's metrics ([`SioApps::metrics`]).
+const SOCKETIO_METRICS: &[Metric] = &[
+    Metric::gauge(
+        "sigyard_socketio_sessions",
+        "Engine.IO / Socket.IO sessions (polling or WebSocket)",
+    ),
+    mewv1::METRICS[0],
+    mewv1::METRICS[1],
+    mewv1::METRICS[2],
+    mewv1::METRICS[3],
+    mewv1::METRICS[4],
+];
+
 /// The metrics of every dialect together, in [`DIALECTS`] order.
 pub const DIALECT_METRICS: usize = {
     let mut n = 0;
     let mut i = 0;
     while i < DIALECTS.len() {
-        n += DIALECTS[i].1.len();
+        let mut j = 0;
+        while j < DIALECTS[i].1.len() {
+            n += DIALECTS[i].1[j].slots();
+            j += 1;
+        }
         i += 1;
     }
     n
@@ -469,7 +481,7 @@ impl Instances {
     pub fn metrics(&self, out: &mut [u64; DIALECT_METRICS]) {
         let mut at = 0;
         for (d, (_, metrics)) in self.list.iter().zip(DIALECTS) {
-            let n = metrics.len();
+            let n: usize = metrics.iter().map(Metric::slots).sum();
             d.metrics(&mut out[at..at + n]);
             at += n;
         }
@@ -588,6 +600,10 @@ impl Apps for SioApps {
             1 => self.mewv1.poll_timeout(),
             _ => None,
         }
+    }
+
+    fn metrics(&self, out: &mut [u64]) {
+        self.mewv1.metrics(out);
     }
 }
 

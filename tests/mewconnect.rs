@@ -241,6 +241,8 @@ fn pairing_failures_are_404_at_the_upgrade() {
         assert_eq!(metric_reaches(a, &series, n), n, "{series}");
     }
     assert_eq!(metric(a, "sigyard_mewconnect_pairings_total"), 1.0);
+    let count = "sigyard_pairing_seconds_count{dialect=\"mewconnect\"}";
+    assert_eq!(metric(a, count), 1.0);
     // Once the receiver is gone too, the connId is free again.
     r.close(None).unwrap();
     while r.read().is_ok() {}

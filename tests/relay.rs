@@ -197,6 +197,15 @@ fn held_messages_arrive_in_order_with_their_types_then_the_pipe_flows() {
     assert_eq!(next(&mut first), Message::text("hello"));
     first.send(Message::binary(vec![9u8; 70_000])).unwrap();
     assert_eq!(next(&mut second), Message::binary(vec![9u8; 70_000]));
+    // One pipe joined, its first end having waited at least the 100 ms above.
+    assert_eq!(metric_reaches(a, "sigyard_cevitxe_pipes_total", 1.0), 1.0);
+    let count = "sigyard_pairing_seconds_count{dialect=\"cevitxe_connection\"}";
+    assert_eq!(metric(a, count), 1.0);
+    let sum = metric(
+        a,
+        "sigyard_pairing_seconds_sum{dialect=\"cevitxe_connection\"}",
+    );
+    assert!((0.1..10.0).contains(&sum), "{sum}");
     stop(h);
 }
 

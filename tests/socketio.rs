@@ -759,5 +759,16 @@ fn mewconnect_v1_relays_signals_byte_for_byte() {
         event_text(&mut i, "answer"),
         format!(r#"42["answer",{{"data":{data},"options":{{"z":1, "a":2}}}}]"#)
     );
+    // One pair made, its pairing time observed; a second signature finds the pair busy.
+    let sig = format!(r#"42["signature",{{"signed":"{signed}","connId":"{conn}"}}]"#);
+    r.send(Message::text(sig)).unwrap();
+    let busy = "sigyard_mewconnect_v1_refusals_total{reason=\"busy\"}";
+    assert_eq!(common::metric_reaches(addr, busy, 1.0), 1.0);
+    assert_eq!(
+        common::metric(addr, "sigyard_mewconnect_v1_pairings_total"),
+        1.0
+    );
+    let count = "sigyard_pairing_seconds_count{dialect=\"mewconnect_v1\"}";
+    assert_eq!(common::metric(addr, count), 1.0);
     common::stop(h);
 }

@@ -30,7 +30,7 @@
 //! exist, if only a receiver remains, or if its `signed` differs from the initiator's (exact,
 //! case-sensitive string comparison: the server cannot verify the signature, §1.9).
 
-use super::{upgrade_required, Metric, Random};
+use super::{upgrade_required, Latencies, Metric, Random};
 use super::{Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Outgoing, Placement};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use crate::proto::time::Tick;
@@ -245,6 +245,13 @@ pub struct Pairs {
 impl Pairs {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// How long (ms) the initiator of `receiver`'s pair had waited for it, at `now`.
+    pub fn waited_ms(&self, receiver: Handle, now: Tick) -> Option<u64> {
+        let m = self.members.get(&receiver)?;
+        let initiator = self.pairs.get(&m.conn_id)?.initiator?;
+        Some(u64::from(now.since(self.members.get(&initiator)?.admitted)))
     }
 
     /// Would an upgrade with `p` be admitted now?
@@ -918,13 +925,16 @@ pub struct MewConnect {
     out: Vec<Outgoing>,
     /// Receivers admitted to their initiator: pairs made.
     pairings: u64,
+    /// How long each initiator waited for its receiver.
+    pairing_time: Latencies,
     /// Upgrades refused, by [`Refusal`].
     refusals: [u64; Refusal::ALL.len()],
 }
 
-/// The metrics [`MewConnect`] reports, in [`Dialect::metrics`] order: pairs made, then
-/// refusals by reason ([`Refusal::ALL`] order).
+/// The metrics [`MewConnect`] reports, in [`Dialect::metrics`] order: how long pairing took,
+/// pairs made, then refusals by reason ([`Refusal::ALL`] order).
 pub const METRICS: &[Metric] = &[
+    Metric::histogram("sigyard_pairing_seconds", "", r#"dialect="mewconnect""#),
     Metric::counter(
         "sigyard_mewconnect_pairings_total",
         "MewConnect v2 pairs made (a receiver admitted to its initiator)",
@@ -964,6 +974,7 @@ impl MewConnect {
             deadlines: Deadlines::default(),
             out: Vec::new(),
             pairings: 0,
+            pairing_time: Latencies::default(),
             refusals: [0; Refusal::ALL.len()],
         }
     }
@@ -1015,7 +1026,13 @@ impl Dialect for MewConnect {
             .admit(p, conn, api_id.into(), Tick::from_ms(cx.now), &mut self.out)
         {
             Ok(()) => {
-                self.pairings += u64::from(receiver);
+                if receiver {
+                    self.pairings += 1;
+                    let now = Tick::from_ms(cx.now);
+                    if let Some(ms) = self.pairs.waited_ms(conn, now) {
+                        self.pairing_time.observe_ms(ms);
+                    }
+                }
                 cx.send_all(self.out.drain(..));
                 self.schedule(conn, cx.now);
                 Answer::Upgrade
@@ -1061,10 +1078,8 @@ impl Dialect for MewConnect {
     }
 
     fn metrics(&self, out: &mut [u64]) {
-        let values = std::iter::once(self.pairings).chain(self.refusals);
-        for (o, v) in out.iter_mut().zip(values) {
-            *o = v;
-        }
+        let then = std::iter::once(self.pairings).chain(self.refusals);
+        self.pairing_time.write_then(out, then);
     }
 }
 

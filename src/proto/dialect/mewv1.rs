@@ -36,6 +36,7 @@
 //! would; no event the real clients send gets it.
 
 use super::sio::{Action, Members, ObjectWriter, Raw, SioCx, SioDialect, To};
+use super::{Latencies, Metric};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -98,7 +99,36 @@ pub struct MewV1 {
     expiry: BTreeMap<(u64, u64), String>,
     sockets: HashMap<String, Sock>,
     seq: u64,
+    /// Receivers confirmed, and how long their initiator had waited.
+    pairings: u64,
+    pairing_time: Latencies,
+    /// Receivers refused: `InvalidConnection`, `confirmationFailed`, `confirmationFailedBusy`.
+    refusals: [u64; 3],
 }
+
+/// The metrics [`MewV1`] reports, in [`SioDialect::metrics`] order.
+pub const METRICS: [Metric; 5] = [
+    Metric::histogram("sigyard_pairing_seconds", "", r#"dialect="mewconnect_v1""#),
+    Metric::counter(
+        "sigyard_mewconnect_v1_pairings_total",
+        "MewConnect v1 pairs made (a receiver's signature confirmed)",
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_v1_refusals_total",
+        "MewConnect v1 receivers refused, by reason",
+        r#"reason="invalid_connection""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_v1_refusals_total",
+        "",
+        r#"reason="bad_signed""#,
+    ),
+    Metric::labelled(
+        "sigyard_mewconnect_v1_refusals_total",
+        "",
+        r#"reason="busy""#,
+    ),
+];
 
 impl MewV1 {
     pub fn new(cfg: MewV1Config) -> MewV1 {
@@ -107,6 +137,9 @@ impl MewV1 {
             pairs: HashMap::new(),
             expiry: BTreeMap::new(),
             sockets: HashMap::new(),
+            pairings: 0,
+            pairing_time: Latencies::default(),
+            refusals: [0; 3],
             seq: 0,
         }
     }
@@ -188,16 +221,28 @@ impl MewV1 {
                     vec![Raw::from_value(&Value::Object(m))],
                 );
             }
-            None => emit(out, To::Socket(sid.into()), "InvalidConnection", vec![]),
+            None => {
+                self.refusals[0] += 1;
+                emit(out, To::Socket(sid.into()), "InvalidConnection", vec![])
+            }
         }
     }
 
-    fn signature(&mut self, sid: &str, conn_id: &str, data: &Members, out: &mut Vec<Action>) {
+    fn signature(
+        &mut self,
+        sid: &str,
+        conn_id: &str,
+        data: &Members,
+        now_ms: u64,
+        out: &mut Vec<Action>,
+    ) {
         let Some(pair) = self.pairs.get_mut(conn_id) else {
+            self.refusals[0] += 1;
             return emit(out, To::Socket(sid.into()), "InvalidConnection", vec![]);
         };
         let signed = data.str("signed");
         if signed.is_none() || signed != pair.initial_signed {
+            self.refusals[1] += 1;
             return emit(out, To::Socket(sid.into()), "confirmationFailed", vec![]);
         }
         out.push(Action::Join {
@@ -209,9 +254,14 @@ impl MewV1 {
             except: sid.into(),
         };
         if pair.receiver.is_some() {
+            self.refusals[2] += 1;
             return emit(out, to, "confirmationFailedBusy", vec![]);
         }
         pair.receiver = Some(sid.to_string());
+        // The pair was made `pair_ttl_ms` before its expiry.
+        let created = pair.expires.0.saturating_sub(self.cfg.pair_ttl_ms);
+        self.pairings += 1;
+        self.pairing_time.observe_ms(now_ms.saturating_sub(created));
         let m = ObjectWriter::new()
             .value("connId", &conn_id.into())
             .raw("version", data.raw("version"))
@@ -221,6 +271,11 @@ impl MewV1 {
 }
 
 impl SioDialect for MewV1 {
+    fn metrics(&self, out: &mut [u64]) {
+        let then = std::iter::once(self.pairings).chain(self.refusals);
+        self.pairing_time.write_then(out, then);
+    }
+
     fn on_connect(&mut self, cx: &mut SioCx<'_>, sid: &str, query: &[(String, String)]) {
         let (now_ms, out) = (cx.now, &mut *cx.out);
         let q = Query(query);
@@ -235,6 +290,7 @@ impl SioDialect for MewV1 {
     }
 
     fn on_event(&mut self, cx: &mut SioCx<'_>, sid: &str, event: &str, args: &[Raw]) {
+        let now_ms = cx.now;
         let env = &mut *cx.env;
         let out = &mut *cx.out;
         let Some(own) = self.sockets.get(sid).map(|s| s.conn_id.clone()) else {
@@ -268,7 +324,7 @@ impl SioDialect for MewV1 {
         }
         let room = To::Room(own.clone());
         match event {
-            "signature" => self.signature(sid, &own, &data, out),
+            "signature" => self.signature(sid, &own, &data, now_ms, out),
             // The signal as sent; `{}` when there is none (§1.10).
             "offerSignal" => {
                 let m = signal(&data).finish();

@@ -523,8 +523,9 @@ pub trait Dialect {
         0
     }
 
-    /// The values of the metrics the registry lists for this dialect, in that order. By
-    /// default its one metric is [`Dialect::gauge`].
+    /// The values of the metrics the registry lists for this dialect, in that order (a
+    /// histogram fills [`Latencies::SLOTS`] of them). By default its one metric is
+    /// [`Dialect::gauge`].
     fn metrics(&self, out: &mut [u64]) {
         if let Some(first) = out.first_mut() {
             *first = self.gauge();
@@ -540,8 +541,55 @@ pub struct Metric {
     pub help: &'static str,
     /// A counter (only grows) rather than a gauge.
     pub counter: bool,
+    /// A latency histogram ([`Latencies`]): it fills [`Latencies::SLOTS`] values, not one.
+    pub histogram: bool,
     /// Its labels as written between the braces (`reason="x"`), or empty.
     pub labels: &'static str,
+}
+
+/// The upper bounds (inclusive) of the latency histograms' buckets, in microseconds: from a
+/// loop turn's work to a handshake's worst case; a last bucket (`+Inf`) takes the rest.
+pub const LATENCY_BUCKETS_US: [u64; 17] = [
+    50, 100, 250, 500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000,
+    1_000_000, 2_500_000, 5_000_000, 10_000_000,
+];
+
+/// A latency histogram a dialect keeps (how long pairing took, say): a count per bucket of
+/// [`LATENCY_BUCKETS_US`] and `+Inf`, not cumulative, and the sum in microseconds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Latencies {
+    buckets: [u64; LATENCY_BUCKETS_US.len() + 1],
+    sum_us: u64,
+}
+
+impl Latencies {
+    /// The values it reports: the buckets, then the sum.
+    pub const SLOTS: usize = LATENCY_BUCKETS_US.len() + 2;
+
+    pub fn observe_ms(&mut self, ms: u64) {
+        let us = ms.saturating_mul(1000);
+        let i = LATENCY_BUCKETS_US.partition_point(|&b| b < us);
+        self.buckets[i] += 1;
+        self.sum_us = self.sum_us.saturating_add(us);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().sum()
+    }
+
+    /// Writes its [`Latencies::SLOTS`] values to the front of `out`, then `then`: the metrics
+    /// of a dialect that lists this histogram first.
+    pub fn write_then(&self, out: &mut [u64], then: impl IntoIterator<Item = u64>) {
+        let values = self
+            .buckets
+            .iter()
+            .copied()
+            .chain([self.sum_us])
+            .chain(then);
+        for (o, v) in out.iter_mut().zip(values) {
+            *o = v;
+        }
+    }
 }
 
 impl Metric {
@@ -550,6 +598,7 @@ impl Metric {
             name,
             help,
             counter: false,
+            histogram: false,
             labels: "",
         }
     }
@@ -559,6 +608,7 @@ impl Metric {
             name,
             help,
             counter: true,
+            histogram: false,
             labels: "",
         }
     }
@@ -569,7 +619,27 @@ impl Metric {
             name,
             help,
             counter: true,
+            histogram: false,
             labels,
+        }
+    }
+
+    /// A latency histogram ([`Latencies`]) with these labels.
+    pub const fn histogram(name: &'static str, help: &'static str, labels: &'static str) -> Metric {
+        Metric {
+            name,
+            help,
+            counter: false,
+            histogram: true,
+            labels,
+        }
+    }
+
+    /// How many values it fills in [`Dialect::metrics`].
+    pub const fn slots(&self) -> usize {
+        match self.histogram {
+            true => Latencies::SLOTS,
+            false => 1,
         }
     }
 }

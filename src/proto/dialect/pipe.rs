@@ -13,7 +13,8 @@
 //!
 //! [`Output::Pipe`]: super::Output::Pipe
 
-use super::{upgrade_required, Answer, Cx, Deadlines, Dialect, Handle, Kind, Placement, Random};
+use super::{upgrade_required, Answer, Cx, Deadlines, Dialect, Handle, Kind, Latencies, Metric};
+use super::{Placement, Random};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use std::collections::HashMap;
 
@@ -202,6 +203,9 @@ pub struct PipeOptions {
 pub struct PipeDialect {
     table: PipeTable,
     opts: PipeOptions,
+    /// Pipes joined, and how long their first end waited for the second.
+    joined: u64,
+    pairing_time: Latencies,
     /// Sockets waiting for their peer (or replaced while waiting), with what they seek and
     /// since when.
     waiting: HashMap<Handle, (Seek, u64)>,
@@ -213,6 +217,8 @@ impl PipeDialect {
         PipeDialect {
             table: PipeTable::new(),
             opts,
+            joined: 0,
+            pairing_time: Latencies::default(),
             waiting: HashMap::new(),
             deadlines: Deadlines::default(),
         }
@@ -252,7 +258,10 @@ impl Dialect for PipeDialect {
         };
         match self.table.arrive(&seek, conn) {
             Arrival::Paired { peer, held } => {
-                self.waiting.remove(&peer);
+                if let Some((_, since)) = self.waiting.remove(&peer) {
+                    self.joined += 1;
+                    self.pairing_time.observe_ms(cx.now.saturating_sub(since));
+                }
                 // The waiting side's messages go first, in order and with their types.
                 for (kind, payload) in &held {
                     cx.send(conn, *kind, payload);
@@ -315,7 +324,25 @@ impl Dialect for PipeDialect {
     fn gauge(&self) -> u64 {
         self.table.waiting() as u64
     }
+
+    fn metrics(&self, out: &mut [u64]) {
+        self.pairing_time.write_then(out, [self.joined]);
+    }
 }
+
+/// The metrics [`PipeDialect`] reports, in [`Dialect::metrics`] order: how long the first
+/// end of each pipe waited, then pipes joined.
+pub const METRICS: &[Metric] = &[
+    Metric::histogram(
+        "sigyard_pairing_seconds",
+        "time from a pair's first end to its second: a cevitxe pipe's peer, a MewConnect receiver",
+        r#"dialect="cevitxe_connection""#,
+    ),
+    Metric::counter(
+        "sigyard_cevitxe_pipes_total",
+        "cevitxe /connection pipes joined (the second end arrived)",
+    ),
+];
 
 #[cfg(test)]
 mod tests {

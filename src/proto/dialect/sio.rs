@@ -210,6 +210,11 @@ pub trait SioDialect {
     fn poll_timeout(&self) -> Option<u64> {
         None
     }
+
+    /// Its metrics' values (see [`crate::proto::dialect::Dialect::metrics`]), if it has any.
+    fn metrics(&self, out: &mut [u64]) {
+        let _ = out;
+    }
 }
 
 /// The Socket.IO dialects a layer serves, numbered `0..count()`. The registry provides them;
@@ -227,4 +232,8 @@ pub trait Apps {
     fn built(&mut self, app: usize) -> Option<&mut dyn SioDialect>;
     /// The dialect's [`SioDialect::poll_timeout`] (none if it is not built).
     fn poll_timeout(&self, app: usize) -> Option<u64>;
+    /// The dialects' metrics, after the layer's own (see [`crate::proto::dialect::Dialect::metrics`]).
+    fn metrics(&self, out: &mut [u64]) {
+        let _ = out;
+    }
 }

@@ -323,6 +323,13 @@ impl<A: Apps> Dialect for Engine<A> {
     fn gauge(&self) -> u64 {
         self.sessions.len() as u64
     }
+
+    fn metrics(&self, out: &mut [u64]) {
+        if let Some((sessions, rest)) = out.split_first_mut() {
+            *sessions = self.gauge();
+            self.sessions.apps().metrics(rest);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -587,9 +587,15 @@ mod contract {
         assert_eq!(h.d.gauge(), 1);
         // One pair made; two upgrades refused: a second initiator for the connId, and a
         // receiver before any initiator.
-        let mut m = [0; 6];
+        let mut m = [0; 25];
         h.d.metrics(&mut m);
-        assert_eq!(m, [1, 1, 1, 0, 0, 0], "pairings, then refusals by reason");
-        assert_eq!(METRICS.len(), m.len());
+        assert_eq!(
+            &m[19..],
+            [1, 1, 1, 0, 0, 0],
+            "pairings, then refusals by reason"
+        );
+        assert_eq!(m[..18].iter().sum::<u64>(), 1, "one pairing time");
+        let slots: usize = METRICS.iter().map(|m| m.slots()).sum();
+        assert_eq!(slots, m.len());
     }
 }
