@@ -295,6 +295,10 @@ impl Registry {
             false => "HTTP API off".into(),
         });
         parts.push(format!("echo {}", if cfg.echo { "/echo" } else { "off" }));
+        parts.push(match &cfg.cluster {
+            Some(c) => format!("cluster over {}", c.url),
+            None => "one process (no --cluster)".into(),
+        });
         parts.join("; ")
     }
 

@@ -173,7 +173,7 @@ fn the_start_up_log_says_what_each_listener_serves() {
         "PeerJS /peerjs",
         "WebTorrent /announce",
         "Socket.IO 2 /socket.io/",
-        "echo off",
+        "echo off; one process (no --cluster)",
         "limits: --max-connections 5000000 (per IP 10000), open files ",
         "WARN  the open-files limit (",
     ] {
