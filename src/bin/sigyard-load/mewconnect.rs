@@ -92,14 +92,16 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         };
         spawned.spawn(format!("mew-{t}"), move || w.run())?;
     }
-    let run = spawned.run(o, &shared.phase, |setup_s| {
-        format!(
-            "sigyard-load: {} pairs made in {setup_s:.2} s ({} failed); round trips for {:?}",
-            shared.paired.load(Relaxed),
-            shared.failed.load(Relaxed),
-            o.duration
-        )
-    })?;
+    let run = spawned.run(
+        o,
+        &shared.phase,
+        phases::SetUp {
+            done: &shared.paired,
+            what: "pairs made",
+            failed: &shared.failed,
+            traffic: "round trips",
+        },
+    )?;
     let (setup_s, window_s) = (run.setup_s, run.window_s);
     let paired = shared.paired.load(Relaxed);
     let Merged {

@@ -118,14 +118,16 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = spawned.measured(o, &shared.phase, |setup_s| {
-        format!(
-            "sigyard-load: {} pairs registered in {setup_s:.2} s ({} failed); exchanges for {:?}",
-            shared.registered.load(Relaxed),
-            shared.failed.load(Relaxed),
-            o.duration
-        )
-    })?;
+    } = spawned.measured(
+        o,
+        &shared.phase,
+        phases::SetUp {
+            done: &shared.registered,
+            what: "pairs registered",
+            failed: &shared.failed,
+            traffic: "exchanges",
+        },
+    )?;
     let registered = shared.registered.load(Relaxed);
     let Merged {
         setup,

@@ -10,7 +10,7 @@ use crate::Mem;
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -54,18 +54,13 @@ impl<T: Send + 'static> Threads<T> {
         Ok(())
     }
 
-    /// [`run_threads`] for `--duration`, with the line `said(setup seconds)` on stderr once
-    /// every thread has set up (unless `--quiet`).
-    pub fn run(
-        self,
-        o: &Opts,
-        phase: &AtomicU8,
-        said: impl FnOnce(f64) -> String,
-    ) -> Result<Run<T>, String> {
+    /// [`run_threads`] for `--duration`, with the [`SetUp`] line on stderr once every thread
+    /// has set up (unless `--quiet`).
+    pub fn run(self, o: &Opts, phase: &AtomicU8, said: SetUp<'_>) -> Result<Run<T>, String> {
         let quiet = o.quiet;
         run_threads(self, phase, o.duration, |setup_s| {
             if !quiet {
-                errln!("{}", said(setup_s));
+                errln!("{}", said.line(setup_s, o.duration));
             }
         })
     }
@@ -77,7 +72,7 @@ impl<T: Send + 'static> Threads<T> {
         self,
         o: &Opts,
         phase: &AtomicU8,
-        said: impl FnOnce(f64) -> String,
+        said: SetUp<'_>,
     ) -> Result<Measured<T>, String> {
         let (server_pid, quiet) = (o.server_pid, o.quiet);
         let mut at_n = None;
@@ -87,11 +82,32 @@ impl<T: Send + 'static> Threads<T> {
                 at_n = server_pid.and_then(crate::server_mem);
             }
             if !quiet {
-                errln!("{}", said(setup_s));
+                errln!("{}", said.line(setup_s, o.duration));
             }
         })?;
         let end = server_pid.and_then(crate::server_mem);
         Ok(Measured { run, at_n, end })
+    }
+}
+
+/// The line once every client is set up: `sigyard-load: {done} {what} in {s} s ({failed}
+/// failed); {traffic} for {duration}`.
+pub struct SetUp<'a> {
+    pub done: &'a AtomicU64,
+    pub what: &'static str,
+    pub failed: &'a AtomicU64,
+    pub traffic: &'static str,
+}
+
+impl SetUp<'_> {
+    fn line(&self, setup_s: f64, duration: Duration) -> String {
+        format!(
+            "sigyard-load: {} {} in {setup_s:.2} s ({} failed); {} for {duration:?}",
+            self.done.load(Relaxed),
+            self.what,
+            self.failed.load(Relaxed),
+            self.traffic
+        )
     }
 }
 

@@ -107,14 +107,16 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         };
         spawned.spawn(format!("sio-{t}"), move || w.run())?;
     }
-    let run = spawned.run(o, &shared.phase, |setup_s| {
-        format!(
-            "sigyard-load: {} sessions open in {setup_s:.2} s ({} failed); events for {:?}",
-            shared.opened.load(Relaxed),
-            shared.failed.load(Relaxed),
-            o.duration
-        )
-    })?;
+    let run = spawned.run(
+        o,
+        &shared.phase,
+        phases::SetUp {
+            done: &shared.opened,
+            what: "sessions open",
+            failed: &shared.failed,
+            traffic: "events",
+        },
+    )?;
     let opened = shared.opened.load(Relaxed);
     let Merged {
         setup: open,

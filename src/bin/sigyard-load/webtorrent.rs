@@ -385,14 +385,16 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = spawned.measured(o, &shared.phase, |setup_s| {
-        format!(
-            "sigyard-load: {} peers announced in {setup_s:.2} s ({} failed); exchanges for {:?}",
-            shared.announced.load(Relaxed),
-            shared.failed.load(Relaxed),
-            o.duration
-        )
-    })?;
+    } = spawned.measured(
+        o,
+        &shared.phase,
+        phases::SetUp {
+            done: &shared.announced,
+            what: "peers announced",
+            failed: &shared.failed,
+            traffic: "exchanges",
+        },
+    )?;
     let announced = shared.announced.load(Relaxed);
     let mut all = Outcome::default();
     for out in &run.outcomes {

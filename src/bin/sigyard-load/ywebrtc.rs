@@ -135,14 +135,16 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         run,
         at_n: mem_at_n,
         end: mem_end,
-    } = spawned.measured(o, &shared.phase, |setup_s| {
-        format!(
-            "sigyard-load: {} subscribers in {setup_s:.2} s ({} failed); publishes for {:?}",
-            shared.subscribed.load(Relaxed),
-            shared.failed.load(Relaxed),
-            o.duration
-        )
-    })?;
+    } = spawned.measured(
+        o,
+        &shared.phase,
+        phases::SetUp {
+            done: &shared.subscribed,
+            what: "subscribers",
+            failed: &shared.failed,
+            traffic: "publishes",
+        },
+    )?;
     let subscribed = shared.subscribed.load(Relaxed);
     let Merged {
         setup,
