@@ -14,15 +14,7 @@ fn run(addr: SocketAddr, args: &[&str]) -> Value {
 }
 
 fn run_url(url: &str, args: &[&str]) -> Value {
-    let out = Command::new(BIN)
-        .args(args)
-        .args(["--url", url, "--json", "--quiet", "--threads", "2"])
-        .output()
-        .expect("run sigyard-load");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
-    let v: Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
-    assert_eq!(v["failed"], 0, "{args:?}: {stderr}");
+    let v = common::run_load(url, args);
     assert!(v["client_limit"].is_null());
     v
 }

@@ -280,9 +280,9 @@ pub fn python_tool(name: &str) -> std::path::PathBuf {
     }
 }
 
-/// Run `sigyard-load` with `args` against `url` (JSON summary, two threads) and check what
-/// every dialect scenario owes: success, no failed client, no error, latencies recorded.
-pub fn run_load_scenario(url: &str, args: &[&str]) -> serde_json::Value {
+/// Run `sigyard-load` with `args` against `url` (JSON summary, two threads): it succeeded
+/// and no client failed. Returns its summary.
+pub fn run_load(url: &str, args: &[&str]) -> serde_json::Value {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard-load"))
         .args(args)
         .args(["--url", url, "--json", "--quiet", "--threads", "2"])
@@ -291,7 +291,13 @@ pub fn run_load_scenario(url: &str, args: &[&str]) -> serde_json::Value {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{args:?}: {:?}\n{stderr}", out.status);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON summary on stdout");
-    assert_eq!(v["failed"], 0, "{v}");
+    assert_eq!(v["failed"], 0, "{args:?}: {stderr}\n{v}");
+    v
+}
+
+/// [`run_load`], and what every dialect scenario owes besides: no error, latencies recorded.
+pub fn run_load_scenario(url: &str, args: &[&str]) -> serde_json::Value {
+    let v = run_load(url, args);
     let no_errors = v["errors"].as_object().is_some_and(|m| m.is_empty());
     assert!(no_errors, "{v}");
     let l = &v["latency_us"];
