@@ -325,7 +325,7 @@ fn dialect_series(
 ) {
     let slot = |k: usize| -> u64 { cores.iter().map(|c| c.dialects[i + k].load(Relaxed)).sum() };
     let name = m.name;
-    if m.histogram {
+    if m.kind == crate::proto::dialect::MetricKind::Histogram {
         let mut h = HistogramSum::default();
         for (k, b) in h.buckets.iter_mut().enumerate() {
             *b = slot(k);
@@ -396,11 +396,7 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
             .map(|(m, _)| m.help)
             .find(|h| !h.is_empty())
             .unwrap_or("");
-        let kind = match (first.histogram, first.counter) {
-            (true, _) => "histogram",
-            (false, true) => "counter",
-            (false, false) => "gauge",
-        };
+        let kind = first.kind.name();
         let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
         for &&(m, i) in &family {
             dialect_series(&mut o, m, i, cores);

@@ -539,12 +539,30 @@ pub struct Metric {
     pub name: &'static str,
     /// Given once per name: the first metric of a name carries it.
     pub help: &'static str,
-    /// A counter (only grows) rather than a gauge.
-    pub counter: bool,
-    /// A latency histogram ([`Latencies`]): it fills [`Latencies::SLOTS`] values, not one.
-    pub histogram: bool,
+    pub kind: MetricKind,
     /// Its labels as written between the braces (`reason="x"`), or empty.
     pub labels: &'static str,
+}
+
+/// What a [`Metric`] is, in Prometheus' terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// Only grows.
+    Counter,
+    /// A latency histogram ([`Latencies`]): it fills [`Latencies::SLOTS`] values, not one.
+    Histogram,
+}
+
+impl MetricKind {
+    /// Its `# TYPE` word.
+    pub const fn name(self) -> &'static str {
+        match self {
+            MetricKind::Gauge => "gauge",
+            MetricKind::Counter => "counter",
+            MetricKind::Histogram => "histogram",
+        }
+    }
 }
 
 /// The upper bounds (inclusive) of the latency histograms' buckets, in microseconds: from a
@@ -597,8 +615,7 @@ impl Metric {
         Metric {
             name,
             help,
-            counter: false,
-            histogram: false,
+            kind: MetricKind::Gauge,
             labels: "",
         }
     }
@@ -607,8 +624,7 @@ impl Metric {
         Metric {
             name,
             help,
-            counter: true,
-            histogram: false,
+            kind: MetricKind::Counter,
             labels: "",
         }
     }
@@ -618,8 +634,7 @@ impl Metric {
         Metric {
             name,
             help,
-            counter: true,
-            histogram: false,
+            kind: MetricKind::Counter,
             labels,
         }
     }
@@ -629,17 +644,16 @@ impl Metric {
         Metric {
             name,
             help,
-            counter: false,
-            histogram: true,
+            kind: MetricKind::Histogram,
             labels,
         }
     }
 
     /// How many values it fills in [`Dialect::metrics`].
     pub const fn slots(&self) -> usize {
-        match self.histogram {
-            true => Latencies::SLOTS,
-            false => 1,
+        match self.kind {
+            MetricKind::Histogram => Latencies::SLOTS,
+            MetricKind::Gauge | MetricKind::Counter => 1,
         }
     }
 }
