@@ -723,6 +723,31 @@ impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
     }
 }
 
+/// The `visit_*` methods of a visitor that maps every JSON scalar (boolean, number, string,
+/// null) to `$value`.
+macro_rules! scalars_are {
+    ($value:expr) => {
+        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_unit<E>(self) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
 impl<'de: 'a, 'a> Deserialize<'de> for Offers<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<'a>(std::marker::PhantomData<&'a ()>);
@@ -742,24 +767,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Offers<'a> {
                 while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Offers::NotAList)
             }
-            fn visit_bool<E>(self, _: bool) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
-            fn visit_str<E>(self, _: &str) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
-            fn visit_unit<E>(self) -> Result<Offers<'a>, E> {
-                Ok(Offers::NotAList)
-            }
+            scalars_are!(Offers::NotAList);
         }
         d.deserialize_any(V(std::marker::PhantomData))
     }
@@ -793,24 +801,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for MaybeOffer<'a> {
                 while s.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(MaybeOffer(None))
             }
-            fn visit_bool<E>(self, _: bool) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
-            fn visit_str<E>(self, _: &str) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
-            fn visit_unit<E>(self) -> Result<MaybeOffer<'a>, E> {
-                Ok(MaybeOffer(None))
-            }
+            scalars_are!(MaybeOffer(None));
         }
         d.deserialize_any(V(std::marker::PhantomData))
     }
