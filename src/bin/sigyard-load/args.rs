@@ -96,6 +96,11 @@ OPTIONS (all scenarios)
     --server-pid PID     read the server's VmRSS and RssAnon from /proc/PID/status before and after
                          (idle, peerjs, ywebrtc, webtorrent: also with every connection set
                          up, and per connection)
+    --perf-control FIFO  write `enable` to FIFO when the measured window starts and
+                         `disable` when it ends: the control FIFO of `perf stat --delay=-1
+                         --control fifo:FIFO`, so that perf counts the server's syscalls and
+                         CPU over exactly the window the figures are for (set-up excluded).
+                         Not with --workers.
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
@@ -235,6 +240,7 @@ pub struct Opts {
     pub source_ips: u32,
     pub timeout: Duration,
     pub server_pid: Option<u32>,
+    pub perf_control: Option<std::path::PathBuf>,
     pub json: bool,
     pub quiet: bool,
     pub connections: u64,
@@ -345,6 +351,7 @@ const COMMON: &[&str] = &[
     "--source-ips",
     "--timeout",
     "--server-pid",
+    "--perf-control",
     "--ca",
     "--worker",
 ];
@@ -493,6 +500,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         source_ips: 1,
         timeout: Duration::from_secs(10),
         server_pid: None,
+        perf_control: None,
         json: false,
         quiet: false,
         connections: 0,
@@ -602,6 +610,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
                 }
                 o.server_pid = Some(pid);
             }
+            "--perf-control" => o.perf_control = Some(v.clone().into()),
             "--connections" => {
                 o.connections = num(flag, &v, 1u64)?;
                 seen_connections = true;
@@ -676,6 +685,14 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
     }
     if o.raw_tcp && !(scenario == Scenario::Relay && o.mode == Mode::Pipe) {
         return Err("--url: tcp:// (the raw TCP baseline) is for relay --mode pipe only".into());
+    }
+    if o.perf_control.is_some()
+        && (o.workers > 1 || matches!(scenario, Scenario::SocketIo | Scenario::HttpApi))
+    {
+        return Err(
+            "--perf-control: one process only (not with --workers), and not for socketio or httpapi"
+                .into(),
+        );
     }
     if o.window > 1 && o.rate.is_some() {
         return Err("--window: closed loop only (not with --rate)".into());

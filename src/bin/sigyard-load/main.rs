@@ -38,6 +38,7 @@ mod hist;
 mod httpapi;
 mod mewconnect;
 mod peerjs;
+mod perfctl;
 mod phases;
 mod report;
 mod socketio;
@@ -130,6 +131,12 @@ fn main() -> ExitCode {
         }
     };
     let nofile = raise_nofile();
+    if let Some(path) = &opts.perf_control {
+        if let Err(e) = perfctl::open(path) {
+            errln!("sigyard-load: {e}");
+            return ExitCode::from(2);
+        }
+    }
     if opts.scenario == Scenario::SocketIo {
         return match socketio::run(&opts) {
             Ok(v) if opts.json => {
@@ -346,6 +353,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                     // up: one worker's handshakes must not fall into another's measurement.
                     wait_for_go();
                 }
+                perfctl::enable();
                 shared.phase.store(RUNNING, Relaxed);
                 wake();
                 run_start = Some(Instant::now());
@@ -407,6 +415,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
         }
     }
     let window_s = run_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
+    perfctl::disable();
     let held = sum(|c| c.open.load(Relaxed));
     let mem_end = o.server_pid.and_then(server_mem);
     shared.phase.store(STOP, Relaxed);

@@ -148,11 +148,13 @@ fn run_threads<T>(
     }
     let setup_s = start.elapsed().as_secs_f64();
     ready(setup_s);
+    crate::perfctl::enable();
     phase.store(RUNNING, Relaxed);
     let t0 = Instant::now();
     std::thread::sleep(duration);
     phase.store(STOP, Relaxed);
     let window_s = t0.elapsed().as_secs_f64();
+    crate::perfctl::disable();
     let outcomes = handles
         .into_iter()
         .map(|h| h.join().map_err(|_| "a load thread panicked".to_string()))
