@@ -221,6 +221,7 @@ impl Server {
                     sock: mio::net::TcpListener::from_std(s),
                     tls: spec.tls,
                     proxy: spec.proxy,
+                    burst: crate::net::listener::Burst::new(),
                 });
             }
         }

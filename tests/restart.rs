@@ -268,8 +268,39 @@ fn ws_once(addr: SocketAddr, t: &Tally) -> bool {
     ok
 }
 
+/// `net.ipv4.tcp_migrate_req=1` for the test's duration (the README tells operators who
+/// restart this way to set it): without it a connection that completes its handshake between
+/// the old process's last accept and the close of its listener is reset by the kernel, a race
+/// the server cannot close. Set when the test may (root), put back as it was at the end.
+struct MigrateReq(Option<String>);
+
+const MIGRATE_REQ: &str = "/proc/sys/net/ipv4/tcp_migrate_req";
+
+impl MigrateReq {
+    fn on() -> MigrateReq {
+        let was = std::fs::read_to_string(MIGRATE_REQ).ok();
+        match was.as_deref().map(str::trim) {
+            Some("0") if std::fs::write(MIGRATE_REQ, "1").is_ok() => MigrateReq(was),
+            Some("0") => {
+                eprintln!("restart: cannot set {MIGRATE_REQ}; a reset in the listener race may fail this test");
+                MigrateReq(None)
+            }
+            _ => MigrateReq(None),
+        }
+    }
+}
+
+impl Drop for MigrateReq {
+    fn drop(&mut self) {
+        if let Some(was) = &self.0 {
+            let _ = std::fs::write(MIGRATE_REQ, was.trim());
+        }
+    }
+}
+
 #[test]
 fn restart_on_the_same_port_refuses_no_connection() {
+    let _migrate = MigrateReq::on();
     let started = Instant::now();
     let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut old = Proc::start("old", addr);

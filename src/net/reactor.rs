@@ -3,10 +3,12 @@
 //!
 //! Each iteration is a short sequence of named steps ([`Reactor::run`]): poll, note the edges,
 //! read the mailbox, expire connection timers, run the dialects' deadlines, drive every dirty
-//! slot, retry accepting if it was paused, publish metrics. Sockets are registered once for
-//! both readable and writable edges; what the reactor *does* with an edge is derived from the
-//! protocol state (`Conn::wants_read`, pending output), and an edge is forgotten only when the
-//! socket says `WouldBlock`. Nothing toggles interest by hand, so no edge is ever lost.
+//! slot, retry accepting if it was paused, publish metrics. A connection is registered for
+//! readable edges, and for writable ones too from the first write that would block (see
+//! [`Slot::out_watched`]); interest is never taken away. What the reactor *does* with an edge
+//! is derived from the protocol state (`Conn::wants_read`, pending output), and an edge is
+//! forgotten only when the socket says `WouldBlock`, so no edge is ever lost. Listeners are
+//! level-triggered ([`crate::net::listener`]).
 //!
 //! What this file owns: syscalls, buffers, TLS records, timers, the slab, and the move of a
 //! connection to another core. What it does not: any protocol rule (`proto::conn`), what a
@@ -18,6 +20,7 @@
 //! (connection counts per server and per address).
 
 use crate::metrics::{Gauges, Latency, ShellCounters};
+use crate::net::listener::{self, Burst};
 use crate::net::mailbox::{CoreMsg, Handoff, Inbox};
 use crate::net::pool::Pool;
 use crate::net::slot::{tx_force, Linger, Placed, Slot, Stamp, StampKind};
@@ -56,6 +59,8 @@ pub(crate) struct Listener {
     pub tls: bool,
     /// Connections start with a PROXY protocol header.
     pub proxy: bool,
+    /// How many to accept at its next report.
+    pub burst: Burst,
 }
 
 /// The reactor's own mutable state, apart from the slab (so both can be borrowed at once).
@@ -180,13 +185,12 @@ impl Reactor {
         id: usize,
         poll: Poll,
         inbox: Inbox,
-        mut listeners: Vec<Listener>,
+        listeners: Vec<Listener>,
         shared: Arc<Shared>,
         tls: Option<Arc<rustls::ServerConfig>>,
     ) -> io::Result<Self> {
-        for (i, l) in listeners.iter_mut().enumerate() {
-            poll.registry()
-                .register(&mut l.sock, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        for (i, l) in listeners.iter().enumerate() {
+            listener::watch(&poll, &l.sock, Token(LISTENER_BASE + i))?;
         }
         let limits = &shared.cfg.limits;
         let pool = Pool::new(limits.buffer_size, limits.max_buffers_per_core);
@@ -282,7 +286,7 @@ impl Reactor {
         for ev in events.iter() {
             match ev.token() {
                 WAKER => woke = true,
-                Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE),
+                Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, false),
                 Token(key) => {
                     let Some(slot) = self.slots.get_mut(key) else {
                         continue;
@@ -350,7 +354,12 @@ impl Reactor {
         let Some(deadline) = self.core.draining else {
             return false;
         };
-        let done = self.slots.is_empty() || Instant::now() >= deadline;
+        // Done when the whole server holds no connection, not just this core: a request read
+        // on another core may still be handed to this one, and a core that had already left
+        // would lose it.
+        let done = (self.slots.is_empty()
+            && self.core.shared.conns_total.load(Ordering::Relaxed) == 0)
+            || Instant::now() >= deadline;
         if done {
             debug!(
                 "core={} drained ({} connections left)",
@@ -363,22 +372,37 @@ impl Reactor {
 
     // ── accepting ──────────────────────────────────────────────────────────────────────────
 
-    fn accept(&mut self, li: usize) {
+    /// Accept from listener `li`: as many as its [`Burst`] expects (the listener is
+    /// level-triggered: what is left in the backlog is reported at the next poll), or, with
+    /// `all`, until the backlog is empty (at shutdown).
+    fn accept(&mut self, li: usize, all: bool) {
         if self.core.draining.is_some() || self.core.accept_paused_until.is_some() {
             return;
         }
+        let turn = self.core.shell.loop_iterations;
+        let Some(mut budget) = self.listeners.get_mut(li).map(|l| l.burst.size(turn)) else {
+            return;
+        };
         loop {
             if self.core.pool.exhausted() {
                 // Every buffer is busy: leave connections in the backlog until one returns.
                 self.pause_accept(None);
                 return;
             }
-            let Some(listener) = self.listeners.get(li) else {
+            let Some(listener) = self.listeners.get_mut(li) else {
                 return;
             };
+            if budget == 0 && !all {
+                listener.burst.all_found(turn);
+                return;
+            }
+            budget = budget.saturating_sub(1);
             let (mut sock, addr) = match listener.sock.accept() {
                 Ok(pair) => pair,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    listener.burst.drained();
+                    return;
+                }
                 Err(e)
                     if e.kind() == io::ErrorKind::Interrupted
                         || e.kind() == io::ErrorKind::ConnectionAborted =>
@@ -445,6 +469,10 @@ impl Reactor {
         if let (Some(e), None) = (why, c.accept_paused_until) {
             warn!("core={} accept paused for {:?}: {e}", c.id, ACCEPT_BACKOFF);
         }
+        if c.accept_paused_until.is_none() {
+            self.watch_listeners(false);
+        }
+        let c = &mut self.core;
         c.accept_paused_until = Some(c.now_ms + ACCEPT_BACKOFF.as_millis() as u64);
         c.shell.accept_pauses += 1;
     }
@@ -501,8 +529,19 @@ impl Reactor {
         };
         if self.core.now_ms >= until {
             self.core.accept_paused_until = None;
+            self.watch_listeners(true);
             for li in 0..self.listeners.len() {
-                self.accept(li);
+                self.accept(li, false);
+            }
+        }
+    }
+
+    /// Stop or resume the reports of this core's listeners (while accepting is paused, a
+    /// level-triggered listener with a backlog would wake every poll).
+    fn watch_listeners(&mut self, on: bool) {
+        for (i, l) in self.listeners.iter().enumerate() {
+            if let Err(e) = listener::set_watch(&self.poll, &l.sock, Token(LISTENER_BASE + i), on) {
+                warn!("core={} listener watch: {e}", self.core.id);
             }
         }
     }
@@ -524,10 +563,10 @@ impl Reactor {
         let entry = self.slots.vacant_entry();
         let key = entry.key();
         let token = Token(key);
-        if let Err(e) =
-            self.poll
-                .registry()
-                .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut sock, token, Interest::READABLE)
         {
             c.forget_count(ip_key);
             return Err(e);
@@ -535,6 +574,13 @@ impl Reactor {
         c.next_gen = c.next_gen.wrapping_add(1);
         let slot = entry.insert(Slot::new(sock, tls, conn, ip_key, c.next_gen));
         slot.stamp = stamp;
+        if placed.is_none() {
+            // Freshly accepted: wait for the first readable edge rather than read at once. A
+            // client sends its request only after its connect completes, so when the server
+            // keeps up, the read right after `accept` finds nothing and costs a syscall per
+            // connection; bytes that are already there are reported by the registration.
+            slot.readable = false;
+        }
         if trusted_peer || proxy_header {
             let e = slot.extra();
             e.trusted_peer = trusted_peer;
@@ -651,7 +697,7 @@ impl Reactor {
     /// closes.
     fn begin_shutdown(&mut self, deadline: Instant) {
         for li in 0..self.listeners.len() {
-            self.accept(li);
+            self.accept(li, true);
         }
         self.core.draining = Some(deadline);
         for l in self.listeners.drain(..) {
@@ -853,9 +899,31 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
+        if !slot.writable && !slot.out_watched {
+            // The first write that would block: from now on the socket's writable edges count.
+            slot.out_watched = true;
+            let both = Interest::READABLE | Interest::WRITABLE;
+            if self
+                .poll
+                .registry()
+                .reregister(&mut slot.sock, Token(key), both)
+                .is_err()
+            {
+                slot.conn.abort();
+                fatal = true;
+            }
+        }
         let flushed =
             slot.pending_out() == 0 && !slot.tls.as_ref().is_some_and(|t| t.wants_write());
-        if fatal || slot.linger == Linger::Over {
+        // The peer said its last word (its close frame, or EOF) and nothing of it is left
+        // unread: close now, with nothing to linger for. (Over TLS its close_notify may
+        // still be on its way, and a reset would cost it our last record: that one lingers.)
+        let done = slot.conn.is_closed()
+            && slot.conn.peer_done()
+            && flushed
+            && !slot.readable
+            && slot.tls.is_none();
+        if fatal || slot.linger == Linger::Over || (done && slot.linger == Linger::Off) {
             self.remove(key);
         } else if slot.conn.is_closed() && flushed && slot.linger == Linger::Off {
             // Half-close: FIN now, keep reading until the peer's FIN or the linger timer, so
@@ -909,7 +977,8 @@ impl Reactor {
         let mut slot = self.slots.remove(key);
         let c = &mut self.core;
         c.gauges.remove(slot.counted);
-        let _ = self.poll.registry().deregister(&mut slot.sock);
+        // No `EPOLL_CTL_DEL`: closing the descriptor (dropping the slot) takes it out of the
+        // epoll set.
         slot.rx.drop_all(&mut c.pool);
         if let Some(b) = slot.tx.take() {
             c.pool.put_tx(b);
@@ -1138,7 +1207,7 @@ mod tests {
         let size = std::mem::size_of::<Slot>();
         println!("slot for one connection: {size} bytes");
         // In debug builds mio adds a selector id to every socket.
-        let limit = if cfg!(debug_assertions) { 152 } else { 136 };
+        let limit = if cfg!(debug_assertions) { 160 } else { 144 };
         assert!(size <= limit, "slot grew to {size} bytes");
     }
 }

@@ -27,7 +27,15 @@ pub(crate) struct Slot {
     /// The deadline of this slot's live entry in the timer queue.
     pub timer_at: Option<Tick>,
     pub readable: bool,
+    /// The socket takes more output. A new socket does; only a write that would block says
+    /// otherwise, and only then is the socket watched for writability ([`Slot::out_watched`]).
     pub writable: bool,
+    /// Registered for writable edges too. Connections are registered for readable edges
+    /// only: a writable edge for every ACK that frees send-buffer space would wake the reactor
+    /// for nothing, since a signaling connection's writes almost never block. The first write
+    /// that does block adds the interest (the kernel reports a socket that is already
+    /// writable again at that moment, so no edge is lost), and it stays.
+    pub out_watched: bool,
     pub queued: bool,
     /// Where the connection is in its half-close.
     pub linger: Linger,
@@ -254,6 +262,7 @@ impl Slot {
             timer_at: None,
             readable: true,
             writable: true,
+            out_watched: false,
             queued: false,
             linger: Linger::Off,
             attached: false,

@@ -171,7 +171,8 @@ pub struct Conn {
     partial: Option<Box<Pending>>,
     /// [`PIPE_PENDING`]: switch to piped mode at the next message boundary. [`DRAINING`]: the
     /// server is shutting down; the request under way is answered, then the connection closes
-    /// ([`Conn::drain`]). (One byte for both: the struct stays small.)
+    /// ([`Conn::drain`]). [`PEER_DONE`]: see [`Conn::peer_done`]. (One byte for all: the
+    /// struct stays small.)
     flags: u8,
 }
 
@@ -179,6 +180,8 @@ pub struct Conn {
 const PIPE_PENDING: u8 = 1;
 /// See [`Conn::flags`].
 const DRAINING: u8 = 2;
+/// See [`Conn::flags`].
+const PEER_DONE: u8 = 4;
 
 /// See [`Conn::partial`].
 #[allow(clippy::large_enum_variant)] // always behind the Box in `Conn::partial`
@@ -257,6 +260,15 @@ impl Conn {
     /// True once nothing more will happen but flushing what is queued.
     pub fn is_closed(&self) -> bool {
         self.state == State::Closed
+    }
+
+    /// True when the peer ended the conversation cleanly: its close frame was the last byte of
+    /// its input so far, or it sent EOF. It sends nothing more, so once the shell has written
+    /// our last bytes it may close the socket at once: no half-close and no draining the
+    /// peer's input, since there is no unread input whose arrival could turn our close into a
+    /// reset.
+    pub fn peer_done(&self) -> bool {
+        self.flags & PEER_DONE != 0
     }
 
     /// True while the connection is an upgraded WebSocket (open or closing).
@@ -594,6 +606,7 @@ impl Conn {
     pub fn eof(&mut self) {
         self.partial = None;
         self.state = State::Closed;
+        self.flags |= PEER_DONE;
     }
 
     /// Act on whatever deadline has passed at `now`.
@@ -1047,6 +1060,9 @@ impl Conn {
                             }
                             self.partial = None;
                             self.state = State::Closed;
+                            if pos == input.len() {
+                                self.flags |= PEER_DONE;
+                            }
                             return (Step::Idle, input.len());
                         }
                         _ => {} // pongs (and pings while closing) need no answer

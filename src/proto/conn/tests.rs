@@ -547,6 +547,30 @@ fn open_close_is_answered_with_same_code_then_closed() {
 }
 
 #[test]
+fn peer_done_only_when_its_close_was_the_last_input() {
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Close, &close_payload(1000, "bye")));
+    assert!(t.conn.is_closed() && t.conn.peer_done());
+
+    // Bytes after the close frame (which the peer should not send): they are dropped, and
+    // closing at once could answer them with a reset, so the shell lingers.
+    let mut t = T::open();
+    let mut input = cframe(true, OpCode::Close, &close_payload(1000, ""));
+    input.extend(cframe(true, OpCode::Text, b"late"));
+    t.send(&input);
+    assert!(t.conn.is_closed() && !t.conn.peer_done());
+
+    let mut t = T::open();
+    t.eof();
+    assert!(t.conn.peer_done());
+
+    // Our own close (a timeout, a shutdown): the peer has not finished.
+    let mut t = T::open();
+    t.begin_close(1001, "bye");
+    assert!(!t.conn.peer_done());
+}
+
+#[test]
 fn open_empty_close_is_answered_with_1000() {
     let mut t = T::open();
     t.send(&cframe(true, OpCode::Close, b""));
