@@ -13,6 +13,7 @@
 //! is decided in one place ([`Reactor::pipe_end`]).
 
 use crate::net::endpoints;
+use crate::net::pool::RxBuf;
 use crate::net::reactor::{live, Core, Reactor, Refusal};
 use crate::net::slot::{tx_force, Owner, Placed, Slot};
 use crate::net::{locator, owner, place_core, place_node, OsRandom};
@@ -809,6 +810,32 @@ impl Reactor {
         let (at, b_key, b_gen) = crate::net::resolve(peer);
         // A peer on another node gets `Data` records, as far as its window allows.
         let remote = at != self.core.here;
+        let mut batch = Batch::default();
+        let progress = self.pipe_forward_into(a_key, peer, remote, &mut batch);
+        if !batch.is_empty() {
+            if let Some((a, b)) = self.slots.get2_mut(a_key, b_key) {
+                if crate::net::same_gen(b.gen, b_gen) {
+                    if let Some(rx) = a.rx.pooled() {
+                        batch.send(b, rx, &mut self.core);
+                    }
+                }
+            }
+        }
+        progress
+    }
+
+    /// [`Reactor::pipe_forward`]'s loop: frame pieces for a peer on this core are collected
+    /// in `batch` (their payloads stay in `a`'s read buffer), written by the caller with one
+    /// `writev`; the loop flushes it itself before anything that must follow the data (the
+    /// end of the pipe) and when it is full.
+    fn pipe_forward_into(
+        &mut self,
+        a_key: usize,
+        peer: Handle,
+        remote: bool,
+        batch: &mut Batch,
+    ) -> bool {
+        let (_, b_key, b_gen) = crate::net::resolve(peer);
         let high_water = self.core.shared.cfg.limits.buffer_size;
         let window = self.core.pipe_window();
         let mut progress = false;
@@ -829,7 +856,10 @@ impl Reactor {
                 (a, Some(b))
             };
             let blocked = match &b {
-                Some(b) => (b.forwarding() && b.conn.mid_frame()) || b.pending_out() >= high_water,
+                Some(b) => {
+                    (b.forwarding() && b.conn.mid_frame())
+                        || b.pending_out() + batch.bytes >= high_water
+                }
                 None => a.extra.as_ref().is_some_and(|e| e.unacked >= window),
             };
             if blocked || !a.rx.has_bytes() {
@@ -850,11 +880,20 @@ impl Reactor {
                     header_len,
                     payload,
                 } => {
-                    let (head, body) = (&header[..usize::from(header_len)], &rx.filled()[payload]);
-                    let sent = head.len() + body.len();
+                    let head = &header[..usize::from(header_len)];
+                    let sent = head.len() + payload.len();
                     match b {
-                        Some(b) => forward(b, head, body, c),
-                        None => c.emit_data(peer, a.conn.mid_frame(), head, body),
+                        Some(b) => {
+                            let at = rx.offset();
+                            batch.push(head, at + payload.start..at + payload.end);
+                            if batch.is_full() {
+                                batch.send(b, rx, c);
+                            }
+                        }
+                        None => {
+                            let body = &rx.filled()[payload];
+                            c.emit_data(peer, a.conn.mid_frame(), head, body);
+                        }
                     }
                     rx.consume(used);
                     if remote {
@@ -864,6 +903,9 @@ impl Reactor {
                     progress = true;
                 }
                 Step::Ended { code } => {
+                    if let Some(b) = b {
+                        batch.send(b, rx, c);
+                    }
                     rx.consume(used);
                     self.pipe_end(a_key, Some(code));
                     return true;
@@ -936,12 +978,20 @@ impl Reactor {
 /// Send one forwarded piece (a header and/or payload) to `b`: straight to its socket when
 /// nothing is queued before it, else behind what is queued.
 pub(crate) fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core) {
+    send_pieces(b, &[header, payload], c);
+}
+
+/// Write `pieces` (at most `2 × Batch::MAX`) to `b` in order: as much as its socket takes in
+/// one `writev` when nothing is queued before them, the rest behind in its send queue.
+fn send_pieces(b: &mut Slot, pieces: &[&[u8]], c: &mut Core) {
     let mut written = 0;
     if b.tls.is_none() && b.writable && b.pending_out() == 0 {
-        match b
-            .sock
-            .write_vectored(&[IoSlice::new(header), IoSlice::new(payload)])
-        {
+        let mut slices = [IoSlice::new(&[]); 2 * Batch::MAX];
+        let n = pieces.len().min(slices.len());
+        for (s, p) in slices.iter_mut().zip(pieces) {
+            *s = IoSlice::new(p);
+        }
+        match b.sock.write_vectored(&slices[..n]) {
             Ok(n) => {
                 written = n;
                 c.shell.bytes_out += n as u64;
@@ -951,14 +1001,63 @@ pub(crate) fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core)
             Err(_) => {}
         }
     }
-    if written < header.len() + payload.len() {
-        let tx = b.tx_force(&mut c.pool);
-        if written < header.len() {
-            tx.extend_from_slice(&header[written..]);
-            tx.extend_from_slice(payload);
-        } else {
-            tx.extend_from_slice(&payload[written - header.len()..]);
+    for p in pieces {
+        if written >= p.len() {
+            written -= p.len();
+            continue;
         }
+        b.tx_force(&mut c.pool).extend_from_slice(&p[written..]);
+        written = 0;
+    }
+}
+
+/// Frame pieces bound for one pipe peer, gathered from one pass over the sender's read
+/// buffer so that they leave in one `writev`: each a rewritten header and a payload that
+/// stays where it is in the read buffer (its absolute range, [`RxBuf::at`]).
+#[derive(Default)]
+pub(crate) struct Batch {
+    heads: [([u8; 10], u8); Batch::MAX],
+    bodies: [std::ops::Range<usize>; Batch::MAX],
+    len: usize,
+    /// Header and payload bytes gathered.
+    bytes: usize,
+}
+
+impl Batch {
+    /// Pieces per `writev` (two slices each, far below `IOV_MAX`).
+    const MAX: usize = 16;
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == Self::MAX
+    }
+
+    fn push(&mut self, head: &[u8], body: std::ops::Range<usize>) {
+        let mut h = [0u8; 10];
+        h[..head.len()].copy_from_slice(head);
+        self.heads[self.len] = (h, head.len() as u8);
+        self.bytes += head.len() + body.len();
+        self.bodies[self.len] = body;
+        self.len += 1;
+    }
+
+    /// Write what is gathered to `b` (payloads from `rx`) and start over.
+    fn send(&mut self, b: &mut Slot, rx: &RxBuf, c: &mut Core) {
+        if self.len == 0 {
+            return;
+        }
+        let mut pieces: [&[u8]; 2 * Batch::MAX] = [&[]; 2 * Batch::MAX];
+        for i in 0..self.len {
+            let (h, n) = &self.heads[i];
+            pieces[2 * i] = &h[..usize::from(*n)];
+            pieces[2 * i + 1] = rx.at(self.bodies[i].clone());
+        }
+        send_pieces(b, &pieces[..2 * self.len], c);
+        self.len = 0;
+        self.bytes = 0;
     }
 }
 

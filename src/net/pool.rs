@@ -17,7 +17,25 @@ pub struct RxBuf {
     data: Box<[u8]>,
     start: usize,
     end: usize,
+    kind: RxKind,
 }
+
+/// Where a read buffer comes from, and so where it goes back.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum RxKind {
+    /// Exactly the bytes a stalled connection left unconsumed ([`RxBuf::stash`]); not the
+    /// pool's.
+    Stash,
+    /// The pool's standard size.
+    Standard,
+    /// [`STREAM_FACTOR`] times the standard size, for a streaming connection
+    /// ([`Pool::rx_stream`]).
+    Stream,
+}
+
+/// How many standard buffers one streaming read buffer is worth: a connection whose reads
+/// keep filling the standard buffer (a pipe moving bulk data) reads this much per syscall.
+pub const STREAM_FACTOR: usize = 8;
 
 impl RxBuf {
     /// Bytes received and not yet consumed.
@@ -31,6 +49,18 @@ impl RxBuf {
 
     pub fn is_empty(&self) -> bool {
         self.start == self.end
+    }
+
+    /// Where the unconsumed bytes start in the buffer (see [`RxBuf::at`]).
+    pub fn offset(&self) -> usize {
+        self.start
+    }
+
+    /// Bytes at absolute positions `r` of the buffer, consumed or not: a payload forwarded
+    /// earlier in the same pass, before the buffer takes new input (only [`RxBuf::spare`]
+    /// moves bytes). Empty when `r` is out of range.
+    pub fn at(&self, r: std::ops::Range<usize>) -> &[u8] {
+        self.data.get(r).unwrap_or_default()
     }
 
     /// Free space at the end, moving the unconsumed bytes to the front first when that frees
@@ -70,7 +100,18 @@ impl RxBuf {
             data: bytes.into(),
             start: 0,
             end: bytes.len(),
+            kind: RxKind::Stash,
         })
+    }
+
+    /// One of the pool's buffers (standard or streaming), not a stash.
+    pub fn is_pooled(&self) -> bool {
+        self.kind != RxKind::Stash
+    }
+
+    /// A streaming read buffer ([`Pool::rx_stream`]).
+    pub fn is_stream(&self) -> bool {
+        self.kind == RxKind::Stream
     }
 
     /// Bytes this buffer can hold.
@@ -130,6 +171,8 @@ pub struct Pool {
     free_rx: Vec<Box<RxBuf>>,
     #[allow(clippy::vec_box)]
     free_tx: Vec<Box<TxBuf>>,
+    #[allow(clippy::vec_box)]
+    free_stream: Vec<Box<RxBuf>>,
 }
 
 impl Pool {
@@ -141,6 +184,7 @@ impl Pool {
             out: 0,
             free_rx: Vec::new(),
             free_tx: Vec::new(),
+            free_stream: Vec::new(),
         }
     }
 
@@ -162,13 +206,24 @@ impl Pool {
         if self.exhausted() {
             return None;
         }
-        self.out += 1;
-        let size = self.size;
-        Some(self.free_rx.pop().unwrap_or_else(|| {
+        Some(self.rx_force())
+    }
+
+    /// A streaming read buffer, [`STREAM_FACTOR`] times the standard size and counted as that
+    /// many buffers; `None` when the pool does not have that much room left (the caller takes
+    /// a standard one).
+    pub fn rx_stream(&mut self) -> Option<Box<RxBuf>> {
+        if self.out + STREAM_FACTOR > self.max {
+            return None;
+        }
+        self.out += STREAM_FACTOR;
+        let size = self.size * STREAM_FACTOR;
+        Some(self.free_stream.pop().unwrap_or_else(|| {
             Box::new(RxBuf {
                 data: vec![0; size].into_boxed_slice(),
                 start: 0,
                 end: 0,
+                kind: RxKind::Stream,
             })
         }))
     }
@@ -211,19 +266,29 @@ impl Pool {
                 data: vec![0; size].into_boxed_slice(),
                 start: 0,
                 end: 0,
+                kind: RxKind::Standard,
             })
         })
     }
 
     pub fn put_rx(&mut self, mut b: Box<RxBuf>) {
-        if b.data.len() != self.size {
-            return; // a stash (`RxBuf::stash`): never the pool's
-        }
-        self.out -= 1;
         b.start = 0;
         b.end = 0;
-        if self.free_rx.len() < self.keep() {
-            self.free_rx.push(b);
+        match b.kind {
+            RxKind::Stash => {} // never the pool's
+            RxKind::Standard => {
+                self.out -= 1;
+                if self.free_rx.len() < self.keep() {
+                    self.free_rx.push(b);
+                }
+            }
+            RxKind::Stream => {
+                self.out -= STREAM_FACTOR;
+                // Streams are few: two spare keep a busy pipe from reallocating.
+                if self.free_stream.len() < 2 {
+                    self.free_stream.push(b);
+                }
+            }
         }
     }
 
@@ -272,6 +337,26 @@ mod tests {
         p.put_tx(t);
         assert_eq!(p.in_use(), 0);
         assert!(p.rx().is_some());
+    }
+
+    #[test]
+    fn stream_buffers_count_as_several_and_need_room() {
+        let mut p = Pool::new(16, STREAM_FACTOR + 1);
+        let s = p.rx_stream().unwrap();
+        assert_eq!(
+            (s.capacity(), p.in_use()),
+            (16 * STREAM_FACTOR, STREAM_FACTOR)
+        );
+        assert!(s.is_stream() && s.is_pooled());
+        assert!(p.rx_stream().is_none(), "no room for a second one");
+        let a = p.rx().unwrap();
+        assert!(p.exhausted());
+        p.put_rx(s);
+        p.put_rx(a);
+        assert_eq!(p.in_use(), 0);
+        // A stash is never counted, whatever its length.
+        p.put_rx(RxBuf::stash(&[0; 16]));
+        assert_eq!(p.in_use(), 0);
     }
 
     #[test]

@@ -36,6 +36,10 @@ pub(crate) struct Slot {
     /// that does block adds the interest (the kernel reports a socket that is already
     /// writable again at that moment, so no edge is lost), and it stays.
     pub out_watched: bool,
+    /// A piped connection whose last read brought a standard buffer's worth (or filled all the
+    /// room it offered): bulk data is flowing, and its next read buffer is a streaming one
+    /// ([`Rx::buf_for_read`]). A smaller read ends it.
+    pub streaming: bool,
     pub queued: bool,
     /// Where the connection is in its half-close.
     pub linger: Linger,
@@ -189,17 +193,49 @@ impl Rx {
     /// The pooled buffer, checked out (with stashed bytes moved in) if needed; `None` when the
     /// pool is exhausted. `force` takes one even then (bytes that must not be lost).
     pub fn buf(&mut self, pool: &mut Pool, force: bool) -> Option<&mut RxBuf> {
-        if !self.0.as_ref().is_some_and(|b| b.capacity() == pool.size()) {
-            let mut b = if force { pool.rx_force() } else { pool.rx()? };
-            if let Some(mut stash) = self.0.take() {
-                let bytes = stash.filled();
-                let n = bytes.len().min(b.spare().len());
-                b.spare()[..n].copy_from_slice(&bytes[..n]);
-                b.filled_by(n);
-            }
-            self.0 = Some(b);
+        if !self.0.as_ref().is_some_and(|b| b.is_pooled()) {
+            let b = if force { pool.rx_force() } else { pool.rx()? };
+            self.swap_in(b, pool);
         }
         self.0.as_deref_mut()
+    }
+
+    /// [`Rx::buf`] for a read: a streaming connection (`stream`: its last read filled what it
+    /// asked for) gets a streaming buffer when the pool has room, so that it reads
+    /// [`crate::net::pool::STREAM_FACTOR`] times more per syscall; one that stopped streaming
+    /// goes back to a standard buffer once its big one is empty.
+    pub fn buf_for_read(&mut self, pool: &mut Pool, stream: bool) -> Option<&mut RxBuf> {
+        let (pooled, big, empty) = match self.0.as_deref() {
+            Some(b) => (b.is_pooled(), b.is_stream(), b.is_empty()),
+            None => (false, false, true),
+        };
+        if stream && !big && empty {
+            if let Some(b) = pool.rx_stream() {
+                self.swap_in(b, pool);
+            }
+        } else if !stream && big && empty {
+            if let Some(b) = pool.rx() {
+                self.swap_in(b, pool);
+            }
+        }
+        if !pooled && !self.0.as_ref().is_some_and(|b| b.is_pooled()) {
+            let b = pool.rx()?;
+            self.swap_in(b, pool);
+        }
+        self.0.as_deref_mut()
+    }
+
+    /// Use `b` from now on, with the bytes of the buffer it replaces (which goes back).
+    fn swap_in(&mut self, mut b: Box<RxBuf>, pool: &mut Pool) {
+        if let Some(mut old) = self.0.take() {
+            let bytes = old.filled();
+            let n = bytes.len().min(b.spare().len());
+            debug_assert_eq!(n, bytes.len(), "a swap must not drop input");
+            b.spare()[..n].copy_from_slice(&bytes[..n]);
+            b.filled_by(n);
+            pool.put_rx(old);
+        }
+        self.0 = Some(b);
     }
 
     /// The buffer, whatever its kind, if there is one.
@@ -215,7 +251,9 @@ impl Rx {
             if let Some(b) = self.0.take() {
                 pool.put_rx(b);
             }
-        } else if stall && b.capacity() == pool.size() {
+        } else if stall && b.is_pooled() && b.len() <= pool.size() {
+            // (More than a standard buffer's worth, left in a streaming buffer, stays there:
+            // a stash must fit the buffer it is later moved back into.)
             let stash = RxBuf::stash(b.filled());
             if let Some(b) = self.0.replace(stash) {
                 pool.put_rx(b);
@@ -263,6 +301,7 @@ impl Slot {
             readable: true,
             writable: true,
             out_watched: false,
+            streaming: false,
             queued: false,
             linger: Linger::Off,
             attached: false,
