@@ -84,7 +84,10 @@ function series(server, workload, what) {
 const mean = xs => xs.reduce((a, b) => a + b, 0) / xs.length
 
 const rows = []
-const parts = (opt.only || 'base,peerjs,ywebrtc,webtorrent').split(',')
+const parts = (opt.only || 'base,arena,peerjs,ywebrtc,webtorrent').split(',')
+// the echo servers run for base (every workload) or arena (that profile only)
+const base = parts.includes('base')
+const arena = base || parts.includes('arena')
 // The sigyard ÷ original ratio of the means of one metric (null if either is missing).
 function ratioOf(a, b) {
   return a.why || b.why ? null : mean(a.values) / mean(b.values)
@@ -103,25 +106,39 @@ function row(peer, workload, metric, what, a, b) {
 const peers = [
   ['relay4', '`@localfirst/relay` 4.2.2 (node)', 'pipe'],
   ['tokio', 'tokio-tungstenite echo, 4 KiB buffers, 1 thread', 'echo'],
+  ['fastws', 'fastwebsockets echo (hyper 1 upgrade), 1 thread', 'echo'],
   ['bun', `bun${opt.bun ? ' ' + opt.bun : ''} \`Bun.serve\` (µWebSockets)`, 'echo'],
 ]
-if (parts.includes('base')) {
+const A = fmtInt(Number(opt['arena-connections']))
+const arenaLabel = `arena: ${A} connections, ${opt['arena-size']} B, 1 in flight each`
+if (arena) {
   for (const [key, label, mode] of peers) {
+    if (!base && mode !== 'echo') continue
     const idleLabel = key === 'relay4' ? 'idle (waiting pipe sockets)' : 'idle'
     if (results[key]?.start) {
-      rows.push(`| ${label} | ${idleLabel}, ${mode} | all | — | — (${results[key].start[0].note}) | — |`)
+      const what = base ? `${idleLabel}, ${mode}${mode === 'echo' ? ', arena' : ''}` : 'arena'
+      rows.push(`| ${label} | ${what} | all | — | — (${results[key].start[0].note}) | — |`)
       continue
     }
-    row(label, idleLabel, 'memory per connection', 'idle', series('sigyard', 'idle', 'idle'), series(key, 'idle', 'idle'))
-    row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
-    row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
-    row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
+    if (base) {
+      row(label, idleLabel, 'memory per connection', 'idle', series('sigyard', 'idle', 'idle'), series(key, 'idle', 'idle'))
+      row(label, mode, 'messages/s', 'rate', series('sigyard', mode, 'rate'), series(key, mode, 'rate'))
+      row(label, mode, mode === 'pipe' ? 'p99 one way' : 'p99 round trip', 'p99', series('sigyard', mode, 'p99'), series(key, mode, 'p99'))
+      row(label, mode, 'server CPU s per million messages', 'cpu', series('sigyard', mode, 'cpu'), series(key, mode, 'cpu'))
+      if (mode === 'echo') {
+        const w = `echo, ${opt.window} in flight`
+        row(label, w, 'messages/s', 'rate', series('sigyard', 'echo-window', 'rate'), series(key, 'echo-window', 'rate'))
+        row(label, w, 'server CPU s per million messages', 'cpu', series('sigyard', 'echo-window', 'cpu'), series(key, 'echo-window', 'cpu'))
+      }
+    }
     if (mode === 'echo') {
-      const w = `echo, ${opt.window} in flight`
-      row(label, w, 'messages/s', 'rate', series('sigyard', 'echo-window', 'rate'), series(key, 'echo-window', 'rate'))
-      row(label, w, 'server CPU s per million messages', 'cpu', series('sigyard', 'echo-window', 'cpu'), series(key, 'echo-window', 'cpu'))
+      row(label, arenaLabel, 'messages/s', 'rate', series('sigyard', 'arena', 'rate'), series(key, 'arena', 'rate'))
+      row(label, arenaLabel, 'p99 round trip', 'p99', series('sigyard', 'arena', 'p99'), series(key, 'arena', 'p99'))
+      row(label, arenaLabel, 'server CPU s per million messages', 'cpu', series('sigyard', 'arena', 'cpu'), series(key, 'arena', 'cpu'))
     }
   }
+}
+if (base) {
   {
     const label = 'plain TCP copy (`benches/compare.d/tcp-copy`)'
     const w = `pipe stream, ${fmtInt(Number(opt['stream-size']) / 1024)} KiB × ${opt['stream-window']} in flight`
@@ -187,34 +204,49 @@ if (parts.includes('webtorrent')) {
   }
 }
 
-let tt = ''
-try {
-  const lock = fs.readFileSync(new URL('./tokio-echo/Cargo.lock', import.meta.url), 'utf8')
-  const ver = name => lock.match(new RegExp(`name = "${name}"\\nversion = "([^"]+)"`))?.[1]
-  tt = ` (tokio ${ver('tokio')}, tokio-tungstenite ${ver('tokio-tungstenite')})`
-} catch {}
+// ' (name version, …)' of the crates NAMES in benches/compare.d/CRATE/Cargo.lock ('' if unreadable)
+function lockVersions(crate, names) {
+  try {
+    const lock = fs.readFileSync(new URL(`./${crate}/Cargo.lock`, import.meta.url), 'utf8')
+    const ver = name => lock.match(new RegExp(`name = "${name}"\\nversion = "([^"]+)"`))?.[1]
+    return ` (${names.map(n => `${n} ${ver(n)}`).join(', ')})`
+  } catch {
+    return ''
+  }
+}
+const tt = lockVersions('tokio-echo', ['tokio', 'tokio-tungstenite'])
+const fw = lockVersions('fastws-echo', ['fastwebsockets', 'hyper', 'tokio'])
 
 const N = fmtInt(Number(opt.connections))
 const baseText = `* sigyard: release build, \`--echo --threads 1 --ping-interval 0 --idle-timeout 0\`.
-* \`@localfirst/relay\` 4.2.2 on node ${opt.node}, started by \`tests/npm/reference-server.mjs relay4\`;
+${base ? `* \`@localfirst/relay\` 4.2.2 on node ${opt.node}, started by \`tests/npm/reference-server.mjs relay4\`;
   it has no echo endpoint, so it is compared on the pipe, and its idle sockets are pipe requests
   waiting for their peer (all on one \`/connection/…\` path) against sigyard's idle \`/echo\` sockets.
-* tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}:
+` : ''}* tokio-tungstenite: \`benches/compare.d/tokio-echo\`${tt}:
   a current-thread runtime, one task per connection, \`WebSocketConfig\` read and write
   buffers of 4 KiB, answers queued with \`feed\` and flushed once per batch of ready messages.
+* fastwebsockets (the WebSocket library under Deno's server): \`benches/compare.d/fastws-echo\`${fw}:
+  a current-thread runtime, hyper's HTTP/1 server answering the upgrade
+  (\`fastwebsockets::upgrade\`), then one task per connection reading whole messages through a
+  \`FragmentCollector\` and writing each text or binary one back (one write per message, as
+  the library does); auto-close and auto-pong on.
 * bun: \`benches/compare.d/bun/echo.js\`, \`Bun.serve\` with \`websocket.message(ws, m) { ws.send(m) }\`.
-* plain TCP copy: \`benches/compare.d/tcp-copy\`, a forwarder that pairs two connections by a
+${base ? `* plain TCP copy: \`benches/compare.d/tcp-copy\`, a forwarder that pairs two connections by a
   first line and then copies bytes each way (blocking \`read\` into 64 KiB, \`write_all\`, a thread
   per direction): the floor for any relay. \`sigyard-load --url tcp://…\` sends it the same
   frames, unmasked, that the pipe clients send sigyard masked.
-
-Workloads (\`sigyard-load\`): **idle** opens ${N} WebSockets, holds them ${opt.hold} s, and takes
+` : ''}
+Workloads (\`sigyard-load\`): ${base ? `**idle** opens ${N} WebSockets, holds them ${opt.hold} s, and takes
 the server's VmRSS at ${N} minus before, per connection (kernel socket memory is not in RSS).
 **echo** / **pipe**: ${opt.pairs} connections (pairs) in closed loop, ${opt.size}-byte binary
 messages, ${opt.duration} s; p99 is the round trip (echo) or one way through the server (pipe).
 **echo, ${opt.window} in flight**: the same with \`--window ${opt.window}\` (pipelined clients: several
 messages per read and write). **pipe stream**: one pipe pair, \`--size ${opt['stream-size']} --window ${opt['stream-window']}\`,
-payload bytes delivered per second.
+payload bytes delivered per second. ` : ''}**arena**, the HttpArena WebSocket echo profile: \`relay --mode echo
+--pairs ${opt['arena-connections']} --size ${opt['arena-size']}\`, ${A} connections from one client process (one thread, one
+source address), each with one ${opt['arena-size']}-byte binary message in flight, closed loop, ${opt.duration} s once all
+${A} are open; p99 is the round trip, which at this many messages in flight is mostly queueing.
+Its server CPU includes the ${A} upgrades (opening them takes a few seconds).
 `
 const dialectParts = parts.some(p => p === 'peerjs' || p === 'ywebrtc')
 const dialectText = `* Dialects: a fresh sigyard per dialect (release, \`--threads 1 --ping-interval 0 --idle-timeout 0\`,
@@ -255,7 +287,7 @@ run of ${opt.rounds} rounds; in each round one server after another, each a fres
 core 0 (\`taskset -c 0\`), the load generator on core 1 (\`taskset -c 1 sigyard-load --threads 1\`);
 measuring took ${opt.elapsed} s.
 
-${[parts.includes('base') && baseText, dialectParts && dialectText, parts.includes('webtorrent') && webtorrentText].filter(Boolean).join('\n')}**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
+${[arena && baseText, dialectParts && dialectText, parts.includes('webtorrent') && webtorrentText].filter(Boolean).join('\n')}**CPU** is the server's utime+stime (all its threads) over the whole relay run, connection setup
 included, per million messages delivered (y-webrtc: deliveries). Figures are the mean over the
 rounds. Ratios are sigyard ÷ peer of those means, then each round's own ratio in parentheses:
 above 1 favours sigyard for messages/s, below 1 favours sigyard for memory, p99 and CPU.
