@@ -96,13 +96,13 @@ impl Reactor {
                 _ => Next::Stop,
             };
         }
-        let (peer, route, me) = (slot.peer(), slot.route(), handle(c.here, key, slot.gen));
+        let (peer, route, me) = (slot.peer(), slot.route(), handle(c.here, key, slot.gen()));
         let remote = slot.extra.as_ref().and_then(|e| e.remote);
         if slot.tx.is_none() {
             slot.tx = c.pool.tx();
         }
         let (Some(tx), Some(rx)) = (slot.tx.as_mut(), slot.rx.buf(&mut c.pool, false)) else {
-            c.starved.push((key, slot.gen));
+            c.starved.push((key, slot.gen()));
             return Next::Stop;
         };
         let limits = c.shared.limits.clone();
@@ -449,7 +449,7 @@ impl Reactor {
             },
             false => None,
         };
-        let me = handle(c.here, key, slot.gen);
+        let me = handle(c.here, key, slot.gen());
         let answer = call(c, d, |dialect, cx| {
             dialect.on_request(cx, me, placement_key.as_deref(), &head)
         });
@@ -477,7 +477,7 @@ impl Reactor {
                         &mut c.proto,
                     );
                     slot.route = route as u8;
-                    slot.attached = true;
+                    slot.set_attached(true);
                 }
                 return true;
             }
@@ -497,7 +497,7 @@ impl Reactor {
         let route = slot.route();
         if let (Some(o), Some(r)) = (slot.extra.as_ref().and_then(|e| e.remote), route) {
             // Its dialect lives on another node: the body goes there, the request waits.
-            let me = handle(c.here, key, slot.gen);
+            let me = handle(c.here, key, slot.gen());
             c.emit(
                 o.node,
                 &Record::Body {
@@ -511,13 +511,13 @@ impl Reactor {
             slot.conn
                 .hold(&head, until, crate::net::remote::no_answer());
             slot.stamp = Default::default();
-            slot.attached = true;
+            slot.set_attached(true);
             c.queue(key, slot);
             return;
         }
         let answer = match route {
             Some(r) => {
-                let me = handle(c.here, key, slot.gen);
+                let me = handle(c.here, key, slot.gen());
                 call(c, ROUTES[r].dialect, |d, cx| {
                     d.on_body(cx, me, &head, &body)
                 })
@@ -549,7 +549,7 @@ impl Reactor {
             }
             Answer::Hold { until_ms, fallback } => {
                 slot.route = route.map_or(crate::net::slot::NO_ROUTE, |r| r as u8);
-                slot.attached = route.is_some();
+                slot.set_attached(route.is_some());
                 // How long a dialect holds a request is not the handshake's latency.
                 slot.stamp = Default::default();
                 slot.conn.hold(&head, Tick::from_ms(until_ms), fallback)
@@ -684,7 +684,7 @@ impl Reactor {
             .conn
             .answer_held(now, resp, tx_force(&mut slot.tx, &mut c.pool))
         {
-            slot.attached = false; // answered by its dialect: nothing to tell it
+            slot.set_attached(false); // answered by its dialect: nothing to tell it
             if let Some(e) = slot.extra.as_mut() {
                 e.remote = None;
             }
@@ -697,8 +697,8 @@ impl Reactor {
     fn link(&mut self, a: Handle, b: Handle) {
         let id = self.core.here;
         let (Some((ka, _)), Some((kb, _))) = (
-            live(&mut self.slots, id, a).map(|(k, s)| (k, s.gen)),
-            live(&mut self.slots, id, b).map(|(k, s)| (k, s.gen)),
+            live(&mut self.slots, id, a).map(|(k, s)| (k, s.gen())),
+            live(&mut self.slots, id, b).map(|(k, s)| (k, s.gen())),
         ) else {
             return;
         };
@@ -726,9 +726,9 @@ impl Reactor {
             c.gauges.add(class);
             slot.counted = class;
         }
-        if slot.attached && !slot.conn.attached() {
-            slot.attached = false;
-            let me = handle(c.here, key, slot.gen);
+        if slot.attached() && !slot.conn.attached() {
+            slot.set_attached(false);
+            let me = handle(c.here, key, slot.gen());
             let claim = slot.extra.as_mut().and_then(|e| e.claim.take());
             if let (Some(k), Some(link)) = (claim, c.link.as_mut()) {
                 link.key_released(&k);
@@ -769,7 +769,7 @@ impl Reactor {
             return slot.extra.as_ref().is_some_and(|e| e.peer_mid);
         }
         self.slots.get(pk).is_some_and(|p| {
-            crate::net::same_gen(p.gen, gen) && p.forwarding() && p.conn.mid_frame()
+            crate::net::same_gen(p.gen(), gen) && p.forwarding() && p.conn.mid_frame()
         })
     }
 
@@ -791,10 +791,9 @@ impl Reactor {
         }
         let high_water = self.core.shared.cfg.limits.buffer_size;
         let full = slot.forwarding()
-            && self
-                .slots
-                .get(pk)
-                .is_some_and(|p| crate::net::same_gen(p.gen, gen) && p.pending_out() >= high_water);
+            && self.slots.get(pk).is_some_and(|p| {
+                crate::net::same_gen(p.gen(), gen) && p.pending_out() >= high_water
+            });
         full || self.peer_mid_frame(key)
     }
 
@@ -814,7 +813,7 @@ impl Reactor {
         let progress = self.pipe_forward_into(a_key, peer, remote, &mut batch);
         if !batch.is_empty() {
             if let Some((a, b)) = self.slots.get2_mut(a_key, b_key) {
-                if crate::net::same_gen(b.gen, b_gen) {
+                if crate::net::same_gen(b.gen(), b_gen) {
                     if let Some(rx) = a.rx.pooled() {
                         batch.send(b, rx, &mut self.core);
                     }
@@ -850,7 +849,7 @@ impl Reactor {
                 let Some((a, b)) = self.slots.get2_mut(a_key, b_key) else {
                     return progress;
                 };
-                if !crate::net::same_gen(b.gen, b_gen) {
+                if !crate::net::same_gen(b.gen(), b_gen) {
                     return progress;
                 }
                 (a, Some(b))
@@ -867,7 +866,7 @@ impl Reactor {
             }
             let now = c.tick();
             let Some(rx) = a.rx.buf(&mut c.pool, false) else {
-                c.starved.push((a_key, a.gen));
+                c.starved.push((a_key, a.gen()));
                 return progress;
             };
             let a_tx = &mut a.tx.get_or_insert_with(|| c.pool.tx_force()).data;
@@ -985,7 +984,7 @@ pub(crate) fn forward(b: &mut Slot, header: &[u8], payload: &[u8], c: &mut Core)
 /// one `writev` when nothing is queued before them, the rest behind in its send queue.
 fn send_pieces(b: &mut Slot, pieces: &[&[u8]], c: &mut Core) {
     let mut written = 0;
-    if b.tls.is_none() && b.writable && b.pending_out() == 0 {
+    if b.plain() && b.writable() && b.pending_out() == 0 {
         let mut slices = [IoSlice::new(&[]); 2 * Batch::MAX];
         let n = pieces.len().min(slices.len());
         for (s, p) in slices.iter_mut().zip(pieces) {
@@ -996,7 +995,7 @@ fn send_pieces(b: &mut Slot, pieces: &[&[u8]], c: &mut Core) {
                 written = n;
                 c.shell.bytes_out += n as u64;
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => b.writable = false,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => b.set_writable(false),
             // Anything else: queue it; `b`'s own drive meets the error.
             Err(_) => {}
         }

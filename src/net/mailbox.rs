@@ -21,7 +21,7 @@ pub struct Handoff {
     /// Plaintext already read but not yet consumed: the request it moves for, and whatever
     /// followed it.
     pub leftover: Vec<u8>,
-    pub ip_key: u64,
+    pub ip_key: crate::net::IpKey,
     /// See [`crate::net::slot::Slot::trusted_peer`].
     pub trusted_peer: bool,
     /// Where the request was placed (it is not placed again).

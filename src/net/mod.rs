@@ -67,7 +67,7 @@ pub fn owner(key: &str, cores: usize) -> usize {
 // core, 14 bits of generation and 24 bits of slab key. The node and core together are a core's
 // *place* (`at`), which is also its locator: node << 10 | core.
 const KEY_BITS: u32 = 24;
-const GEN_BITS: u32 = 14;
+pub(crate) const GEN_BITS: u32 = 14;
 const CORE_BITS: u32 = 10;
 
 /// The place of `core` on `node`.
@@ -123,11 +123,18 @@ impl Random for OsRandom {
     }
 }
 
+/// A client address's key in the per-address tables ([`ip_key`]).
+pub(crate) type IpKey = u32;
+
 /// A client address's key in the per-address tables: a hash, never 0 (0 is "no address").
-pub(crate) fn ip_key(ip: IpAddr) -> u64 {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+/// 32 bits (every connection's slot holds one), keyed with this process's random keys, so
+/// that nobody can pick addresses whose key is another client's: two addresses share a
+/// key (and so their per-address counts) only by chance, one pair in about four billion.
+pub(crate) fn ip_key(ip: IpAddr) -> IpKey {
+    static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+    let mut h = std::hash::BuildHasher::build_hasher(KEYS.get_or_init(std::hash::RandomState::new));
     ip.hash(&mut h);
-    h.finish() | 1
+    h.finish() as IpKey | 1
 }
 
 /// A rate per client address (`--max-new-connections-per-ip`, `--max-http-requests-per-ip`):
@@ -137,7 +144,7 @@ pub(crate) fn ip_key(ip: IpAddr) -> u64 {
 /// ever seen.
 pub(crate) struct IpRates {
     rate: crate::proto::rate::Rate,
-    shards: [Mutex<HashMap<u64, crate::proto::rate::Bucket>>; 16],
+    shards: [Mutex<HashMap<IpKey, crate::proto::rate::Bucket>>; 16],
 }
 
 impl IpRates {
@@ -150,11 +157,11 @@ impl IpRates {
 
     /// Whether the address `key` may have one more at `now_ms` (wall or monotonic, one
     /// clock). Key 0 (no address known) is not limited.
-    pub fn admit(&self, key: u64, now_ms: u64) -> bool {
+    pub fn admit(&self, key: IpKey, now_ms: u64) -> bool {
         if self.rate.per_sec == 0 || key == 0 {
             return true;
         }
-        let mut shard = self.shards[(key >> 59) as usize & 15]
+        let mut shard = self.shards[(key >> 27) as usize & 15]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if shard.len() >= 4096 {
@@ -170,7 +177,7 @@ impl IpRates {
 /// different cores rarely meet on one lock; touched only at accept and close.
 pub(crate) struct IpTable {
     limit: usize,
-    shards: [Mutex<HashMap<u64, u32>>; 16],
+    shards: [Mutex<HashMap<IpKey, u32>>; 16],
 }
 
 impl IpTable {
@@ -183,12 +190,12 @@ impl IpTable {
 
     /// Count a new connection from `ip`. Returns its address key ([`ip_key`]), or `None` when
     /// the address is at its limit (with the limit off, nothing is counted).
-    pub fn try_add(&self, ip: IpAddr) -> Option<u64> {
+    pub fn try_add(&self, ip: IpAddr) -> Option<IpKey> {
         let key = ip_key(ip);
         if self.limit == 0 {
             return Some(key);
         }
-        let mut shard = self.shards[(key >> 59) as usize & 15]
+        let mut shard = self.shards[(key >> 27) as usize & 15]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         let n = shard.entry(key).or_insert(0);
@@ -202,11 +209,11 @@ impl IpTable {
         Some(key)
     }
 
-    pub fn remove(&self, key: u64) {
+    pub fn remove(&self, key: IpKey) {
         if key == 0 || self.limit == 0 {
             return;
         }
-        let mut shard = self.shards[(key >> 59) as usize & 15]
+        let mut shard = self.shards[(key >> 27) as usize & 15]
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(n) = shard.get_mut(&key) {

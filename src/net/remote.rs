@@ -342,7 +342,7 @@ impl Reactor {
         let job = Job::Claim {
             core: c.id as u16,
             slot: key,
-            gen: slot.gen,
+            gen: slot.gen(),
             key: k.clone(),
         };
         if link.cluster.submit(job).is_err() {
@@ -391,7 +391,7 @@ impl Reactor {
         {
             return true; // refused for its headers
         }
-        let edge = handle(c.here, key, slot.gen);
+        let edge = handle(c.here, key, slot.gen());
         let Some(rx) = slot.rx.pooled() else {
             return false;
         };
@@ -440,7 +440,7 @@ impl Reactor {
                     slot.conn
                         .upgrade(now, &c.shared.limits, &accept, tx, &mut c.proto);
                     slot.route = route as u8;
-                    slot.attached = true;
+                    slot.set_attached(true);
                 }
                 c.queue(key, slot);
             }
@@ -489,7 +489,7 @@ impl Reactor {
     /// The answer to a claim: the request is read again, now knowing its node.
     fn claimed(&mut self, key: usize, gen: u32, node: Option<u16>) {
         let c = &mut self.core;
-        let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) else {
+        let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen() == gen) else {
             return;
         };
         if !slot.conn.is_parked() {
@@ -821,17 +821,17 @@ impl Reactor {
             e.remote = None;
             if e.peer.is_some() {
                 // A pipe outlives the dialect that joined it.
-                slot.attached = false;
+                slot.set_attached(false);
             } else if slot.conn.is_parked() {
                 e.placed.get_or_insert_with(Placed::default).answer =
                     Some(Box::new(Remote::Respond(node_gone())));
                 slot.conn.unpark(c.tick());
                 c.queue(key, slot);
             } else if slot.conn.is_held() {
-                let h = handle(c.here, key, slot.gen);
+                let h = handle(c.here, key, slot.gen());
                 self.answer_held(h, &node_gone());
             } else {
-                slot.attached = false;
+                slot.set_attached(false);
                 self.go_away(
                     key,
                     1012,
@@ -852,7 +852,7 @@ impl Reactor {
             return false;
         };
         if slot.extra.as_ref().is_some_and(|e| e.remote.is_some()) && link.cluster.pressed() {
-            link.paused.push((key, slot.gen));
+            link.paused.push((key, slot.gen()));
             return true;
         }
         false
@@ -865,7 +865,7 @@ impl Reactor {
         };
         if !link.paused.is_empty() && !link.cluster.pressed() {
             for (key, gen) in std::mem::take(&mut link.paused) {
-                if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen == gen) {
+                if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen() == gen) {
                     self.core.queue(key, slot);
                 }
             }

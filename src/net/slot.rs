@@ -4,6 +4,7 @@
 use crate::metrics::Class;
 use crate::net::pool::{Pool, RxBuf, TxBuf};
 use crate::net::tls::TlsConn;
+use crate::net::IpKey;
 use crate::proto::conn::Conn;
 use crate::proto::dialect::Handle;
 use crate::proto::time::Tick;
@@ -15,43 +16,25 @@ pub(crate) const NO_ROUTE: u8 = u8::MAX;
 
 pub(crate) struct Slot {
     pub sock: TcpStream,
-    pub tls: Option<Box<TlsConn>>,
     pub rx: Rx,
     pub tx: Option<Box<TxBuf>>,
     pub conn: Conn,
     /// The client address's key ([`crate::net::ip_key`]); 0 when none is known (a trusted
     /// proxy's connection until it names its client). It is counted in the per-IP table only
     /// when that limit is on.
-    pub ip_key: u64,
-    pub gen: u32,
-    /// The deadline of this slot's live entry in the timer queue.
-    pub timer_at: Option<Tick>,
-    pub readable: bool,
-    /// The socket takes more output. A new socket does; only a write that would block says
-    /// otherwise, and only then is the socket watched for writability ([`Slot::out_watched`]).
-    pub writable: bool,
-    /// Registered for writable edges too. Connections are registered for readable edges
-    /// only: a writable edge for every ACK that frees send-buffer space would wake the reactor
-    /// for nothing, since a signaling connection's writes almost never block. The first write
-    /// that does block adds the interest (the kernel reports a socket that is already
-    /// writable again at that moment, so no edge is lost), and it stays.
-    pub out_watched: bool,
-    /// A piped connection whose last read brought a standard buffer's worth (or filled all the
-    /// room it offered): bulk data is flowing, and its next read buffer is a streaming one
-    /// ([`Rx::buf_for_read`]). A smaller read ends it.
-    pub streaming: bool,
-    pub queued: bool,
-    /// Where the connection is in its half-close.
-    pub linger: Linger,
-    /// A dialect holds this connection (an open WebSocket or a held request): it hears
-    /// `on_close` when that ends.
-    pub attached: bool,
-
+    pub ip_key: IpKey,
+    /// The deadline of this slot's live entry in the timer queue ([`NO_TIMER`]: none).
+    timer_at: u32,
+    /// The generation of this slab entry: the handles' [`crate::net::GEN_BITS`] of it.
+    gen: u16,
+    /// The socket and shell state bits, and the half-close ([`Flags`]).
+    flags: Flags,
     /// The route a dialect connection was answered on ([`NO_ROUTE`] for the others).
     pub route: u8,
     /// The gauge it is counted in now ([`Slot::class`] when it was last settled).
     pub counted: Class,
-    /// What only some connections need (boxed: the others pay one null pointer).
+    /// What only some connections need (boxed: the others pay one null pointer), TLS among
+    /// them.
     pub extra: Option<Box<Extra>>,
     /// The start of the latency being measured on this connection, if any.
     pub stamp: Stamp,
@@ -117,16 +100,74 @@ impl Stamp {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Linger {
     /// Not closing (or closing without a FIN sent yet).
-    Off,
+    Off = 0,
     /// Our FIN is sent; waiting for the peer's (or the linger timer).
-    Waiting,
+    Waiting = 1,
     /// The peer's FIN arrived or the linger time ran out: the slot can go.
-    Over,
+    Over = 2,
 }
+
+/// `timer_at` when the slot has no timer entry. (A deadline that falls on this very
+/// millisecond of the `u32` clock is moved one earlier: entries are checked when they fire.)
+const NO_TIMER: u32 = u32::MAX;
+
+/// A slot's bits, in one byte: an idle connection's slot is the bulk of its memory.
+#[derive(Clone, Copy, Default)]
+struct Flags(u8);
+
+/// Accessors of the [`Flags`] bits: `name`, `set_name`, the bit, and what it means.
+macro_rules! slot_flags {
+    ($($(#[$doc:meta])* $get:ident, $set:ident = $bit:expr;)*) => {
+        impl Slot {
+            $(
+                $(#[$doc])*
+                pub fn $get(&self) -> bool {
+                    self.flags.0 & $bit != 0
+                }
+
+                pub fn $set(&mut self, on: bool) {
+                    if on {
+                        self.flags.0 |= $bit;
+                    } else {
+                        self.flags.0 &= !$bit;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+slot_flags! {
+    /// The socket may have input: set by a readable edge, cleared when a read drains it.
+    readable, set_readable = 1;
+    /// The socket takes more output. A new socket does; only a write that would block says
+    /// otherwise, and only then is the socket watched for writability ([`Slot::out_watched`]).
+    writable, set_writable = 2;
+    /// Registered for writable edges too. Connections are registered for readable edges
+    /// only: a writable edge for every ACK that frees send-buffer space would wake the reactor
+    /// for nothing, since a signaling connection's writes almost never block. The first write
+    /// that does block adds the interest (the kernel reports a socket that is already
+    /// writable again at that moment, so no edge is lost), and it stays.
+    out_watched, set_out_watched = 4;
+    /// A piped connection whose last read brought a standard buffer's worth (or filled all the
+    /// room it offered): bulk data is flowing, and its next read buffer is a streaming one
+    /// ([`Rx::buf_for_read`]). A smaller read ends it.
+    streaming, set_streaming = 8;
+    /// In the reactor's dirty list.
+    queued, set_queued = 16;
+    /// A dialect holds this connection (an open WebSocket or a held request): it hears
+    /// `on_close` when that ends.
+    attached, set_attached = 32;
+}
+
+/// Where [`Linger`] sits in [`Flags`].
+const LINGER_SHIFT: u8 = 6;
 
 /// The rarer parts of a slot.
 #[derive(Default)]
 pub(crate) struct Extra {
+    /// The TLS session of a connection on a TLS listener.
+    pub tls: Option<Box<TlsConn>>,
     /// The placement of the request being answered, decided on the core that read it and
     /// carried along the move (a connection is placed once per request).
     pub placed: Option<Placed>,
@@ -286,35 +327,75 @@ impl Slot {
         sock: TcpStream,
         tls: Option<Box<TlsConn>>,
         conn: Conn,
-        ip_key: u64,
+        ip_key: IpKey,
         gen: u32,
     ) -> Slot {
-        Slot {
+        let mut slot = Slot {
             sock,
-            tls,
             rx: Rx::default(),
             tx: None,
             conn,
             ip_key,
-            gen,
-            timer_at: None,
-            readable: true,
-            writable: true,
-            out_watched: false,
-            streaming: false,
-            queued: false,
-            linger: Linger::Off,
-            attached: false,
+            timer_at: NO_TIMER,
+            gen: (gen & ((1 << crate::net::GEN_BITS) - 1)) as u16,
+            flags: Flags::default(),
             route: NO_ROUTE,
             counted: Class::Handshake,
             extra: None,
             stamp: Stamp::default(),
+        };
+        slot.set_readable(true);
+        slot.set_writable(true);
+        if tls.is_some() {
+            slot.extra().tls = tls;
         }
+        slot
+    }
+
+    /// The generation of this slab entry, as handles carry it.
+    pub fn gen(&self) -> u32 {
+        u32::from(self.gen)
+    }
+
+    /// Where the connection is in its half-close.
+    pub fn linger(&self) -> Linger {
+        match self.flags.0 >> LINGER_SHIFT {
+            0 => Linger::Off,
+            1 => Linger::Waiting,
+            _ => Linger::Over,
+        }
+    }
+
+    pub fn set_linger(&mut self, l: Linger) {
+        self.flags.0 = (self.flags.0 & !(3 << LINGER_SHIFT)) | ((l as u8) << LINGER_SHIFT);
+    }
+
+    /// The deadline of this slot's live timer entry, if it has one.
+    pub fn timer_at(&self) -> Option<Tick> {
+        (self.timer_at != NO_TIMER).then_some(Tick(self.timer_at))
+    }
+
+    pub fn set_timer_at(&mut self, at: Option<Tick>) {
+        self.timer_at = match at {
+            Some(Tick(NO_TIMER)) => NO_TIMER - 1,
+            Some(Tick(t)) => t,
+            None => NO_TIMER,
+        };
+    }
+
+    /// The TLS session, on a TLS listener's connection.
+    pub fn tls(&self) -> Option<&TlsConn> {
+        self.extra.as_ref().and_then(|e| e.tls.as_deref())
+    }
+
+    /// True for a connection without TLS.
+    pub fn plain(&self) -> bool {
+        self.tls().is_none()
     }
 
     /// Which gauge this connection counts in.
     pub fn class(&self) -> Class {
-        if self.linger != Linger::Off || self.conn.is_closed() {
+        if self.linger() != Linger::Off || self.conn.is_closed() {
             return Class::Closing;
         }
         if self.conn.is_websocket() {
@@ -342,8 +423,7 @@ impl Slot {
     /// TLS records are flushed, the measurement that ends here, as the histogram and the
     /// stamp's start (see [`crate::metrics::Latency`]).
     pub fn flushed_stamp(&mut self, sent: bool) -> Option<(crate::metrics::Latency, u32)> {
-        let flushed =
-            self.pending_out() == 0 && !self.tls.as_ref().is_some_and(|t| t.wants_write());
+        let flushed = self.pending_out() == 0 && !self.tls().is_some_and(|t| t.wants_write());
         let s = &mut self.stamp;
         if s.kind() == StampKind::Accepted && sent {
             *s = Stamp(s.at() | StampKind::Answered as u32);
@@ -409,6 +489,12 @@ impl Slot {
             }
         }
     }
+}
+
+/// The TLS session in a slot's `extra`, on the field alone (so the slot's socket and buffers
+/// can be borrowed beside it).
+pub(crate) fn tls_mut(extra: &mut Option<Box<Extra>>) -> Option<&mut TlsConn> {
+    extra.as_mut().and_then(|e| e.tls.as_deref_mut())
 }
 
 /// [`Slot::tx_force`] on the field alone (so the slot's `conn` can be borrowed beside it).
