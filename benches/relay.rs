@@ -19,7 +19,7 @@ Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n
 
 fn open_conn(piped: bool) -> Conn {
     let limits = Limits::default();
-    let mut conn = Conn::new(Tick(0), &limits);
+    let mut conn = Conn::new(Tick(0));
     let mut req = UPGRADE.to_vec();
     let mut out = Vec::new();
     let mut counters = Counters::default();
@@ -30,7 +30,7 @@ fn open_conn(piped: bool) -> Conn {
     let accept = conn
         .check_upgrade(&head, &mut out, &mut counters)
         .expect("a valid upgrade");
-    conn.upgrade(Tick(0), &limits, &accept, &mut out, &mut counters);
+    conn.upgrade(Tick(0), &accept, &mut out, &mut counters);
     if piped {
         assert!(conn.start_piping());
     }

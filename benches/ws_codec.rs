@@ -66,14 +66,15 @@ fn unmask(c: &mut Criterion) {
 /// Decodes `stream` completely (as one read buffer) and returns the number
 /// of payload bytes seen, so the work cannot be optimised away.
 fn decode_stream(stream: &mut [u8]) -> usize {
-    let mut dec = Decoder::new(DecoderLimits {
+    let limits = DecoderLimits {
         max_frame: 1 << 20,
         max_message: 1 << 20,
-    });
+    };
+    let mut dec = Decoder::new();
     let mut at = 0;
     let mut payload = 0;
     loop {
-        match dec.decode(&mut stream[at..]) {
+        match dec.decode(&limits, &mut stream[at..]) {
             Ok((Item::NeedMore, _)) => return payload,
             Ok((Item::Data { range, kind, .. }, n)) => {
                 debug_assert!(kind == DataKind::Text || kind == DataKind::Binary);

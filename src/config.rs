@@ -452,7 +452,7 @@ static OPTS: &[Opt] = &[
     opt("shutdown-timeout", "DURATION", "10s", "Drain deadline after SIGTERM/SIGINT."),
     opt("max-header-bytes", "SIZE", "8KiB", "Largest HTTP request head; at most --buffer-size."),
     opt("max-headers", "N", "64", "Most header lines in one HTTP request."),
-    opt("max-frame-size", "SIZE", "256KiB", "Largest WebSocket frame payload; at most --max-message-size."),
+    opt("max-frame-size", "SIZE", "256KiB", "Largest WebSocket frame payload; at most --max-message-size (and 256MiB less one byte)."),
     opt("max-message-size", "SIZE", "256KiB", "Largest WebSocket message (all fragments together)."),
     opt("max-outbound-bytes", "SIZE", "1MiB", "Per-connection send queue; a slow reader past this is disconnected."),
     opt("max-connections", "N", "100000", "Most open connections in total (all cores)."),
@@ -1235,6 +1235,17 @@ impl Config {
             frame <= msg,
             "--max-frame-size ({frame_s}) must not exceed --max-message-size ({msg_s}): {why}"
         );
+        let (max_frame, max_msg) = (
+            crate::proto::ws::DecoderLimits::MAX_FRAME as usize,
+            crate::proto::ws::DecoderLimits::MAX_MESSAGE as usize,
+        );
+        ensure!(
+            frame <= max_frame && msg <= max_msg,
+            "--max-frame-size ({frame_s}) / --max-message-size ({msg_s}): at most {} / {} \
+             (the lengths a connection's decoder holds)",
+            fmt_size(max_frame),
+            fmt_size(max_msg)
+        );
         let out_s = fmt_size(l.max_outbound_bytes);
         ensure!(
             l.max_outbound_bytes >= msg,
@@ -1669,6 +1680,7 @@ mod tests {
             "--shutdown-timeout 25h => --shutdown-timeout: 25h is too long",
             "--ping-interval 2m => --ping-interval (2m) must be shorter than --idle-timeout (2m)",
             "--max-message-size 2MiB => --max-outbound-bytes (1MiB) must be at least --max-message-size (2MiB)",
+            "--max-frame-size 256MiB --max-message-size 256MiB --max-outbound-bytes 256MiB => --max-frame-size (256MiB) / --max-message-size (256MiB): at most",
         ]);
         assert!(run(
             "--ping-interval 0 --idle-timeout=0 --max-connections-per-ip 0",

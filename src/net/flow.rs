@@ -469,13 +469,8 @@ impl Reactor {
                 let c = &mut self.core;
                 if let Some(slot) = self.slots.get_mut(key) {
                     let now = c.tick();
-                    slot.conn.upgrade(
-                        now,
-                        &c.shared.limits,
-                        &a,
-                        tx_force(&mut slot.tx, &mut c.pool),
-                        &mut c.proto,
-                    );
+                    slot.conn
+                        .upgrade(now, &a, tx_force(&mut slot.tx, &mut c.pool), &mut c.proto);
                     slot.route = route as u8;
                     slot.set_attached(true);
                 }

@@ -471,7 +471,7 @@ impl Reactor {
             };
             self.core.shell.accepted += 1;
             let _ = sock.set_nodelay(true);
-            let conn = Conn::new(self.core.tick(), &self.core.shared.limits);
+            let conn = Conn::new(self.core.tick());
             let new = NewSlot {
                 sock,
                 tls,

@@ -437,8 +437,7 @@ impl Reactor {
                 if let Some(accept) = slot.conn.check_upgrade(&head, tx, &mut c.proto) {
                     let now = c.tick();
                     let tx = tx_force(&mut slot.tx, &mut c.pool);
-                    slot.conn
-                        .upgrade(now, &c.shared.limits, &accept, tx, &mut c.proto);
+                    slot.conn.upgrade(now, &accept, tx, &mut c.proto);
                     slot.route = route as u8;
                     slot.set_attached(true);
                 }

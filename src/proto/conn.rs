@@ -223,10 +223,10 @@ fn has_body(head: &RequestHead) -> bool {
 
 impl Conn {
     /// A fresh connection, accepted at `now`.
-    pub fn new(now: Tick, limits: &Limits) -> Self {
+    pub fn new(now: Tick) -> Self {
         Conn {
             state: State::ExpectRequest { served: false },
-            decoder: Decoder::new(decoder_limits(limits)),
+            decoder: Decoder::new(),
             phase_at: now,
             last_rx: now,
             unread: 0,
@@ -372,9 +372,9 @@ impl Conn {
             State::ExpectRequest { served } => self.read_head(limits, served, input, out, counters),
             State::ExpectBody => self.take_body(input, out, counters),
             State::Open { piped: false } | State::Closing { desynced: false } => {
-                self.read_frames(now, input, out, counters)
+                self.read_frames(now, limits, input, out, counters)
             }
-            State::Open { piped: true } => self.read_piped(now, input, out, counters),
+            State::Open { piped: true } => self.read_piped(now, limits, input, out, counters),
             // The stream is broken or over: discard until the peer goes.
             State::Closing { desynced: true } | State::Closed => (Step::Idle, input.len()),
             State::AwaitAnswer { .. }
@@ -448,14 +448,13 @@ impl Conn {
     pub fn upgrade(
         &mut self,
         now: Tick,
-        limits: &Limits,
         accept: &[u8; 28],
         out: &mut Vec<u8>,
         counters: &mut Counters,
     ) {
         http::write_switching_protocols(accept, out);
         counters.upgrades += 1;
-        self.decoder = Decoder::new(decoder_limits(limits));
+        self.decoder = Decoder::new();
         self.state = State::Open { piped: false };
         self.phase_at = now;
     }
@@ -783,13 +782,15 @@ impl Conn {
     fn read_piped(
         &mut self,
         now: Tick,
+        limits: &Limits,
         input: &mut [u8],
         out: &mut Vec<u8>,
         counters: &mut Counters,
     ) -> (Step<'static>, usize) {
+        let dl = decoder_limits(limits);
         let mut pos = 0;
         while pos <= input.len() {
-            let (item, used) = match self.decoder.decode(&mut input[pos..]) {
+            let (item, used) = match self.decoder.decode(&dl, &mut input[pos..]) {
                 Ok(step) => step,
                 Err(e) => {
                     counters.protocol_errors += 1;
@@ -982,14 +983,16 @@ impl Conn {
     fn read_frames<'a>(
         &'a mut self,
         now: Tick,
+        limits: &Limits,
         input: &'a mut [u8],
         out: &mut Vec<u8>,
         counters: &mut Counters,
     ) -> (Step<'a>, usize) {
         let closing = matches!(self.state, State::Closing { .. });
+        let dl = decoder_limits(limits);
         let mut pos = 0;
         while pos < input.len() {
-            let (item, used) = match self.decoder.decode(&mut input[pos..]) {
+            let (item, used) = match self.decoder.decode(&dl, &mut input[pos..]) {
                 Ok(step) => step,
                 Err(e) => {
                     self.fail(now, &e, out, counters);
@@ -1098,6 +1101,9 @@ impl Conn {
     }
 }
 
+/// The decoder's limits, passed to it with each read (it does not store them). Sizes over
+/// what its 16-byte state can count (`DecoderLimits::MAX_FRAME`, 256 MiB less a byte, and
+/// `MAX_MESSAGE`, 4 GiB less a byte; the config allows more) are clamped by the decoder.
 fn decoder_limits(limits: &Limits) -> DecoderLimits {
     DecoderLimits {
         max_frame: limits.max_frame_size as u64,

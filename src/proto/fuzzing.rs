@@ -280,7 +280,7 @@ impl Outcome {
 /// Decode `stream` fed `chunk` bytes at a time, the way a server read loop does: append,
 /// decode until NeedMore, drop the consumed bytes.
 fn decode_in_chunks(stream: &[u8], chunk: usize) -> Outcome {
-    let mut dec = Decoder::new(DECODER_LIMITS);
+    let mut dec = Decoder::new();
     let mut out = Outcome::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
@@ -290,9 +290,9 @@ fn decode_in_chunks(stream: &[u8], chunk: usize) -> Outcome {
         fed += n;
         let mut at = 0;
         loop {
-            match dec.decode(&mut buf[at..]) {
+            match dec.decode(&DECODER_LIMITS, &mut buf[at..]) {
                 Err(e) => {
-                    assert_eq!(dec.decode(&mut buf[at..]), Err(e));
+                    assert_eq!(dec.decode(&DECODER_LIMITS, &mut buf[at..]), Err(e));
                     assert_eq!(dec.error(), Some(e));
                     out.error = Some(e);
                     return out;

@@ -98,7 +98,7 @@ pub fn read(
             Step::Idle => {}
             Step::Request { head, len } => {
                 moved = true;
-                if answer(conn, now, limits, head, out, counters, d) {
+                if answer(conn, now, head, out, counters, d) {
                     pos += len;
                 }
             }
@@ -126,7 +126,6 @@ pub fn read(
 fn answer(
     conn: &mut Conn,
     now: Tick,
-    limits: &Limits,
     head: RequestHead,
     out: &mut Vec<u8>,
     counters: &mut Counters,
@@ -142,7 +141,7 @@ fn answer(
         ),
         Decision::Upgrade => {
             if let Some(accept) = conn.check_upgrade(&head, out, counters) {
-                conn.upgrade(now, limits, &accept, out, counters);
+                conn.upgrade(now, &accept, out, counters);
             }
         }
         Decision::Respond(resp) => conn.respond(now, &head, &resp, out, counters),

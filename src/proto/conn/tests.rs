@@ -64,7 +64,7 @@ impl T {
     fn new() -> T {
         let limits = Limits::default();
         T {
-            conn: Conn::new(Tick(0), &limits),
+            conn: Conn::new(Tick(0)),
             limits,
             now: Tick(0),
             inbuf: Vec::new(),

@@ -480,7 +480,7 @@ impl Harness {
         };
         let now = Tick(setup.start);
         Harness {
-            conn: Conn::new(now, &limits),
+            conn: Conn::new(now),
             limits,
             now,
             wire: Vec::new(),

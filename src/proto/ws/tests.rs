@@ -125,7 +125,7 @@ impl Outcome {
 /// Feeds `stream` to a fresh decoder in pieces of the given lengths (the
 /// rest in one last piece), the way a server's read loop would.
 fn decode_pieces(limits: DecoderLimits, stream: &[u8], pieces: &[usize]) -> Outcome {
-    let mut dec = Decoder::new(limits);
+    let mut dec = Decoder::new();
     let mut out = Outcome::default();
     let mut buf: Vec<u8> = Vec::new();
     let mut fed = 0;
@@ -137,10 +137,10 @@ fn decode_pieces(limits: DecoderLimits, stream: &[u8], pieces: &[usize]) -> Outc
         fed += n;
         let mut at = 0;
         loop {
-            match dec.decode(&mut buf[at..]) {
+            match dec.decode(&limits, &mut buf[at..]) {
                 Err(e) => {
                     // Poisoned: the same error again, nothing consumed.
-                    assert_eq!(dec.decode(&mut buf[at..]), Err(e));
+                    assert_eq!(dec.decode(&limits, &mut buf[at..]), Err(e));
                     out.error = Some(e);
                     return out;
                 }
@@ -194,10 +194,177 @@ fn cat(parts: &[Vec<u8>]) -> Vec<u8> {
 // ---- state size -------------------------------------------------------
 
 #[test]
-fn decoder_state_is_at_most_48_bytes() {
+fn decoder_state_is_at_most_16_bytes() {
+    // Every idle WebSocket connection holds one. (Four `u32` words: the
+    // same size on every target.)
     let size = core::mem::size_of::<Decoder>();
     println!("Decoder: {size} bytes");
-    assert!(size <= 48, "Decoder is {size} bytes");
+    assert!(size <= 16, "Decoder is {size} bytes");
+}
+
+#[test]
+fn limits_above_what_the_state_can_hold_are_clamped() {
+    let huge = DecoderLimits {
+        max_frame: u64::MAX,
+        max_message: u64::MAX,
+    };
+    assert_eq!(
+        huge.clamped(),
+        DecoderLimits {
+            max_frame: (1 << 28) - 1,
+            max_message: u32::MAX as u64,
+        }
+    );
+    assert_eq!(BIG.clamped(), BIG);
+    let edge = DecoderLimits {
+        max_frame: DecoderLimits::MAX_FRAME,
+        max_message: DecoderLimits::MAX_MESSAGE,
+    };
+    assert_eq!(edge.clamped(), edge);
+    assert_eq!(huge.clamped(), edge);
+
+    // One byte over the clamped frame limit fails at the header, reporting
+    // the limit actually enforced.
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader {
+        fin: true,
+        opcode: OpCode::Binary,
+        mask: Some(KEY),
+        payload_len: DecoderLimits::MAX_FRAME + 1,
+    }
+    .emit(&mut h);
+    let mut dec = Decoder::new();
+    let e = WsError::FrameTooLarge {
+        len: DecoderLimits::MAX_FRAME + 1,
+        max: DecoderLimits::MAX_FRAME,
+    };
+    assert_eq!(dec.decode(&huge, &mut h[..n]), Err(e));
+    assert_eq!(dec.decode(&huge, &mut []), Err(e));
+}
+
+#[test]
+fn largest_frame_keeps_its_length_and_flags_across_chunks() {
+    // A frame of MAX_FRAME bytes: its length and the bytes still to come
+    // use all the bits they have, right below FIN, in-message and text.
+    let limits = DecoderLimits {
+        max_frame: u64::MAX,
+        max_message: u64::MAX,
+    };
+    for (fin, opcode) in [(true, OpCode::Text), (false, OpCode::Binary)] {
+        let mut stream = vec![0u8; MAX_HEADER_LEN];
+        let n = FrameHeader {
+            fin,
+            opcode,
+            mask: Some(KEY),
+            payload_len: DecoderLimits::MAX_FRAME,
+        }
+        .emit(&mut stream);
+        stream.truncate(n);
+        let mut dec = Decoder::new();
+        let mut offset = 0;
+        let mut first = true;
+        for chunk in [1usize, 3, 1000, 5, 4096] {
+            let mut payload = vec![b'a'; chunk];
+            apply_mask_reference(&mut payload, KEY, offset);
+            offset += chunk;
+            let mut input = if first {
+                [&stream[..], &payload[..]].concat()
+            } else {
+                payload
+            };
+            let (item, used) = dec.decode(&limits, &mut input).unwrap();
+            assert_eq!(used, input.len());
+            let start = if first { n } else { 0 };
+            assert_eq!(
+                item,
+                Item::Data {
+                    range: start..input.len(),
+                    kind: if opcode == OpCode::Text {
+                        DataKind::Text
+                    } else {
+                        DataKind::Binary
+                    },
+                    frame_start: first,
+                    frame_end: false,
+                    message_start: first,
+                    message_end: false,
+                    frame_len: DecoderLimits::MAX_FRAME,
+                    fin,
+                }
+            );
+            assert!(input[start..].iter().all(|&b| b == b'a'));
+            assert!(dec.in_frame() && dec.in_message());
+            assert_eq!(dec.error(), None);
+            first = false;
+        }
+    }
+}
+
+#[test]
+fn every_error_is_returned_unchanged_by_later_calls() {
+    // Each value with its fields at their extremes, stored and read back.
+    let mut all = vec![
+        WsError::UnmaskedClientFrame,
+        WsError::LengthMsbSet,
+        WsError::ControlFrameTooLong,
+        WsError::FragmentedControlFrame,
+        WsError::UnexpectedContinuation,
+        WsError::ExpectedContinuation,
+        WsError::InvalidUtf8,
+        WsError::CloseFrameOneByte,
+        WsError::InvalidCloseReasonUtf8,
+    ];
+    for v in [0u8, 1, 0x7F, 0x80, 0xFF] {
+        all.push(WsError::ReservedBitsSet { bits: v });
+        all.push(WsError::ReservedOpcode(v));
+    }
+    for c in [0u16, 1005, 0x8000, u16::MAX] {
+        all.push(WsError::InvalidCloseCode(c));
+    }
+    for max in [0u64, 1, DecoderLimits::MAX_FRAME, u32::MAX as u64] {
+        for len in [0u64, 1, 1 << 32, (1 << 63) - 1, u64::MAX] {
+            all.push(WsError::FrameTooLarge { len, max });
+        }
+        all.push(WsError::MessageTooLarge { max });
+    }
+    for e in all {
+        let mut dec = Decoder::failed_with(e);
+        assert_eq!(dec.error(), Some(e));
+        assert!(!dec.in_frame() && !dec.in_message());
+        let mut good = frame(true, OpCode::Text, b"fine");
+        assert_eq!(dec.decode(&BIG, &mut good), Err(e));
+        assert_eq!(dec.decode(&BIG, &mut []), Err(e));
+        assert!(format!("{dec:?}").contains("Failed"));
+    }
+
+    // And through decoding: every rule, with a frame error announcing the
+    // largest length a header can carry.
+    let mut h = [0u8; MAX_HEADER_LEN];
+    let n = FrameHeader {
+        fin: true,
+        opcode: OpCode::Binary,
+        mask: Some(KEY),
+        payload_len: (1 << 63) - 1,
+    }
+    .emit(&mut h);
+    let limits = DecoderLimits {
+        max_frame: 100,
+        max_message: u64::MAX,
+    };
+    let mut dec = Decoder::new();
+    let e = WsError::FrameTooLarge {
+        len: (1 << 63) - 1,
+        max: 100,
+    };
+    assert_eq!(dec.decode(&limits, &mut h[..n]), Err(e));
+    assert_eq!(dec.error(), Some(e));
+    assert_eq!(dec.decode(&limits, &mut h[..n]), Err(e));
+    for op in [3u8, 7, 0xB, 0xF] {
+        let mut dec = Decoder::new();
+        let e = dec.decode(&BIG, &mut [0x80 | op, 0x80]).unwrap_err();
+        assert_eq!(e, WsError::ReservedOpcode(op));
+        assert_eq!(dec.decode(&BIG, &mut []), Err(e));
+    }
 }
 
 // ---- well-formed traffic ----------------------------------------------
@@ -208,8 +375,8 @@ fn masked_hello_rfc_example() {
     let mut b = [
         0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58,
     ];
-    let mut dec = Decoder::new(BIG);
-    let (item, n) = dec.decode(&mut b).unwrap();
+    let mut dec = Decoder::new();
+    let (item, n) = dec.decode(&BIG, &mut b).unwrap();
     assert_eq!(n, 11);
     assert_eq!(
         item,
@@ -225,7 +392,7 @@ fn masked_hello_rfc_example() {
         }
     );
     assert_eq!(&b[6..11], b"Hello");
-    assert_eq!(dec.decode(&mut b[11..]), Ok((Item::NeedMore, 0)));
+    assert_eq!(dec.decode(&BIG, &mut b[11..]), Ok((Item::NeedMore, 0)));
 }
 
 #[test]
@@ -328,20 +495,20 @@ fn utf8_character_split_across_fragments_and_chunks_is_valid() {
 #[test]
 fn header_without_payload_consumes_nothing() {
     let mut f = frame(true, OpCode::Binary, b"xyz");
-    let mut dec = Decoder::new(BIG);
+    let mut dec = Decoder::new();
     // Complete header, no payload byte: nothing consumed, nothing committed.
-    assert_eq!(dec.decode(&mut f[..6]), Ok((Item::NeedMore, 0)));
+    assert_eq!(dec.decode(&BIG, &mut f[..6]), Ok((Item::NeedMore, 0)));
     assert!(!dec.in_frame() && !dec.in_message());
     // One payload byte: header and that byte.
-    let (item, n) = dec.decode(&mut f[..7]).unwrap();
+    let (item, n) = dec.decode(&BIG, &mut f[..7]).unwrap();
     assert_eq!(n, 7);
     assert!(
         matches!(item, Item::Data { ref range, frame_start: true, frame_end: false, .. } if *range == (6..7))
     );
     assert!(dec.in_frame() && dec.in_message());
     // Nothing more available.
-    assert_eq!(dec.decode(&mut []), Ok((Item::NeedMore, 0)));
-    let (item, n) = dec.decode(&mut f[7..]).unwrap();
+    assert_eq!(dec.decode(&BIG, &mut []), Ok((Item::NeedMore, 0)));
+    let (item, n) = dec.decode(&BIG, &mut f[7..]).unwrap();
     assert_eq!(n, 2);
     assert!(matches!(
         item,
@@ -360,13 +527,17 @@ fn header_without_payload_consumes_nothing() {
 #[test]
 fn incomplete_control_frame_waits_for_all_of_it() {
     let f = frame(true, OpCode::Ping, b"0123456789");
-    let mut dec = Decoder::new(BIG);
+    let mut dec = Decoder::new();
     for cut in 0..f.len() {
         let mut part = f[..cut].to_vec();
-        assert_eq!(dec.decode(&mut part), Ok((Item::NeedMore, 0)), "cut {cut}");
+        assert_eq!(
+            dec.decode(&BIG, &mut part),
+            Ok((Item::NeedMore, 0)),
+            "cut {cut}"
+        );
     }
     let mut whole = f.clone();
-    let (item, n) = dec.decode(&mut whole).unwrap();
+    let (item, n) = dec.decode(&BIG, &mut whole).unwrap();
     assert_eq!(n, f.len());
     assert_eq!(
         item,
@@ -380,15 +551,15 @@ fn incomplete_control_frame_waits_for_all_of_it() {
 
 #[test]
 fn in_message_tracks_fragmented_messages() {
-    let mut dec = Decoder::new(BIG);
+    let mut dec = Decoder::new();
     let mut f1 = frame(false, OpCode::Binary, b"ab");
-    dec.decode(&mut f1).unwrap();
+    dec.decode(&BIG, &mut f1).unwrap();
     assert!(dec.in_message() && !dec.in_frame());
     let mut p = frame(true, OpCode::Ping, b"");
-    dec.decode(&mut p).unwrap();
+    dec.decode(&BIG, &mut p).unwrap();
     assert!(dec.in_message());
     let mut f2 = frame(true, OpCode::Continuation, b"cd");
-    dec.decode(&mut f2).unwrap();
+    dec.decode(&BIG, &mut f2).unwrap();
     assert!(!dec.in_message());
     assert_eq!(dec.error(), None);
 }
@@ -473,9 +644,9 @@ fn close_payload_126_is_protocol_error() {
 
 #[test]
 fn control_too_long_fails_on_the_second_byte() {
-    let mut dec = Decoder::new(BIG);
+    let mut dec = Decoder::new();
     assert_eq!(
-        dec.decode(&mut [0x8A, 0xFE]),
+        dec.decode(&BIG, &mut [0x8A, 0xFE]),
         Err(WsError::ControlFrameTooLong)
     );
 }
@@ -540,8 +711,8 @@ fn invalid_utf8_fails_fast_mid_frame() {
     payload[10] = 0xFF;
     let f = frame(true, OpCode::Text, &payload);
     let mut part = f[..8 + 20].to_vec();
-    let mut dec = Decoder::new(BIG);
-    assert_eq!(dec.decode(&mut part), Err(WsError::InvalidUtf8));
+    let mut dec = Decoder::new();
+    assert_eq!(dec.decode(&BIG, &mut part), Err(WsError::InvalidUtf8));
     assert_eq!(WsError::InvalidUtf8.close_code(), 1007);
 
     // Split at every point: the valid prefix may come out in earlier
@@ -564,7 +735,7 @@ fn invalid_utf8_impossible_prefix_fails_at_chunk_end() {
     let f = frame(true, OpCode::Text, b"ab\xed\xa0\x80");
     let mut part = f[..6 + 4].to_vec();
     assert_eq!(
-        Decoder::new(BIG).decode(&mut part),
+        Decoder::new().decode(&BIG, &mut part),
         Err(WsError::InvalidUtf8)
     );
 }
@@ -666,7 +837,7 @@ fn frame_over_max_rejected_at_header() {
     let f = frame(true, OpCode::Binary, &[0u8; 1001]);
     // Only the header is present: rejected before any payload is read.
     let mut header = f[..8].to_vec();
-    let e = Decoder::new(limits).decode(&mut header).unwrap_err();
+    let e = Decoder::new().decode(&limits, &mut header).unwrap_err();
     assert_eq!(
         e,
         WsError::FrameTooLarge {
@@ -691,7 +862,7 @@ fn huge_announced_frame_rejected_at_header() {
         payload_len: 1 << 62,
     }
     .emit(&mut h);
-    let e = Decoder::new(BIG).decode(&mut h[..n]).unwrap_err();
+    let e = Decoder::new().decode(&BIG, &mut h[..n]).unwrap_err();
     assert!(matches!(e, WsError::FrameTooLarge { len, .. } if len == 1 << 62));
 }
 
@@ -735,20 +906,20 @@ fn len64_msb_set() {
     assert_rule(&h, WsError::LengthMsbSet, 1002);
     // Reported from the third byte on.
     assert_eq!(
-        Decoder::new(BIG).decode(&mut h[..3]),
+        Decoder::new().decode(&BIG, &mut h[..3]),
         Err(WsError::LengthMsbSet)
     );
 }
 
 #[test]
 fn decoder_is_poisoned_after_an_error() {
-    let mut dec = Decoder::new(BIG);
+    let mut dec = Decoder::new();
     let mut bad = raw_frame(0xC1, b"x", Some(KEY));
-    let e = dec.decode(&mut bad).unwrap_err();
+    let e = dec.decode(&BIG, &mut bad).unwrap_err();
     assert_eq!(dec.error(), Some(e));
     let mut good = frame(true, OpCode::Text, b"fine");
-    assert_eq!(dec.decode(&mut good), Err(e));
-    assert_eq!(dec.decode(&mut []), Err(e));
+    assert_eq!(dec.decode(&BIG, &mut good), Err(e));
+    assert_eq!(dec.decode(&BIG, &mut []), Err(e));
     assert!(!dec.in_frame() && !dec.in_message());
 }
 
@@ -1025,8 +1196,8 @@ fn fin_is_known_on_the_first_chunk_of_a_split_frame() {
     // A relay re-emits a frame's header before the whole payload is in: it needs FIN then.
     for fin in [false, true] {
         let mut f = frame(fin, OpCode::Binary, &[9u8; 40]);
-        let mut dec = Decoder::new(BIG);
-        let (item, _) = dec.decode(&mut f[..20]).unwrap();
+        let mut dec = Decoder::new();
+        let (item, _) = dec.decode(&BIG, &mut f[..20]).unwrap();
         match item {
             Item::Data {
                 frame_start: true,

@@ -1,5 +1,5 @@
 //! Incremental UTF-8 validation for text messages that arrive in pieces
-//! (RFC 6455 5.6, 8.1), with one byte of state per connection.
+//! (RFC 6455 5.6, 8.1), with three bits of state per connection.
 //!
 //! This file owns the validator only. It fails at the first byte that can
 //! no longer begin or continue valid UTF-8 (so a peer cannot make the server
@@ -31,25 +31,27 @@ pub struct Utf8Validator {
     state: State,
 }
 
-/// Where the stream stands between chunks.
+/// Where the stream stands between chunks. Eight states: three bits (see
+/// [`Utf8Validator::to_bits`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
 enum State {
     /// At a character boundary.
     #[default]
-    Ready,
+    Ready = 0,
     /// 1, 2 or 3 plain continuation bytes (0x80-0xBF) owed.
-    Need1,
-    Need2,
-    Need3,
+    Need1 = 1,
+    Need2 = 2,
+    Need3 = 3,
     /// After lead E0: second byte A0-BF (no overlong forms), then one more.
-    AfterE0,
+    AfterE0 = 4,
     /// After lead ED: second byte 80-9F (no surrogates), then one more.
-    AfterEd,
+    AfterEd = 5,
     /// After lead F0: second byte 90-BF (no overlong forms), then two more.
-    AfterF0,
+    AfterF0 = 6,
     /// After lead F4: second byte 80-8F (nothing above U+10FFFF), then two
     /// more.
-    AfterF4,
+    AfterF4 = 7,
 }
 
 impl State {
@@ -96,6 +98,28 @@ impl Utf8Validator {
         Utf8Validator {
             state: State::Ready,
         }
+    }
+
+    /// The state as a number below 8 (three bits), for a caller that packs
+    /// it together with other state. 0 is a fresh validator.
+    pub(super) const fn to_bits(self) -> u8 {
+        self.state as u8
+    }
+
+    /// The validator whose [`to_bits`](Self::to_bits) is `bits & 7` (the
+    /// higher bits are ignored).
+    pub(super) const fn from_bits(bits: u8) -> Self {
+        let state = match bits & 7 {
+            0 => State::Ready,
+            1 => State::Need1,
+            2 => State::Need2,
+            3 => State::Need3,
+            4 => State::AfterE0,
+            5 => State::AfterEd,
+            6 => State::AfterF0,
+            _ => State::AfterF4,
+        };
+        Utf8Validator { state }
     }
 
     /// True if the bytes fed so far end in the middle of a code point.
@@ -288,6 +312,37 @@ mod tests {
     #[test]
     fn state_is_one_byte() {
         assert_eq!(core::mem::size_of::<Utf8Validator>(), 1);
+    }
+
+    #[test]
+    fn bits_round_trip_through_every_state() {
+        assert_eq!(Utf8Validator::new().to_bits(), 0);
+        for bits in 0..8u8 {
+            let v = Utf8Validator::from_bits(bits);
+            assert_eq!(v.to_bits(), bits);
+            assert_eq!(Utf8Validator::from_bits(bits | 0xF8), v);
+            assert_eq!(v.is_incomplete(), bits != 0);
+        }
+        // Each prefix that leaves a state behind lands on the expected bits,
+        // and a validator rebuilt from them carries on identically.
+        for (prefix, rest) in [
+            (&b"\xe2"[..], &b"\x82\xac"[..]),
+            (b"\xe2\x82", b"\xac"),
+            (b"\xf0", b"\x9d\x84\x9e"),
+            (b"\xf0\x9d", b"\x84\x9e"),
+            (b"\xf0\x9d\x84", b"\x9e"),
+            (b"\xe0", b"\xa0\x80"),
+            (b"\xed", b"\x9f\xbf"),
+            (b"\xf4", b"\x8f\xbf\xbf"),
+            (b"\xc3", b"\xa9"),
+        ] {
+            let mut v = Utf8Validator::new();
+            v.feed(prefix).unwrap();
+            let mut w = Utf8Validator::from_bits(v.to_bits());
+            assert_eq!(w, v);
+            w.feed(rest).unwrap();
+            w.finish().unwrap();
+        }
     }
 
     #[test]
