@@ -24,7 +24,7 @@ use crate::proto::http::{RequestHead, Response};
 use crate::proto::time::Tick;
 use crate::proto::ws::encode_frame;
 use crate::registry::{Target, ROUTES};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice};
 
 /// What to do after one step, once the slot is no longer borrowed.
 enum Next {
@@ -985,7 +985,7 @@ fn send_pieces(b: &mut Slot, pieces: &[&[u8]], c: &mut Core) {
         for (s, p) in slices.iter_mut().zip(pieces) {
             *s = IoSlice::new(p);
         }
-        match b.sock.write_vectored(&slices[..n]) {
+        match crate::net::sys::writev(&b.sock, &slices[..n]) {
             Ok(n) => {
                 written = n;
                 c.shell.bytes_out += n as u64;

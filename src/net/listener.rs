@@ -40,6 +40,9 @@ pub fn bind_reuseport(
         #[cfg(all(unix, not(any(target_os = "solaris", target_os = "illumos"))))]
         sock.set_reuse_port(true)?;
         sock.set_nonblocking(true)?;
+        // Accepted sockets inherit TCP_NODELAY from their listener (Linux copies it into
+        // each new connection): set once here, not with a setsockopt per connection.
+        sock.set_tcp_nodelay(true)?;
         sock.bind(&bound.into())?;
         sock.listen(BACKLOG)?;
         let std_listener: std::net::TcpListener = sock.into();
@@ -136,6 +139,16 @@ mod tests {
         for s in &socks {
             assert_eq!(s.local_addr().unwrap(), addr);
         }
+    }
+
+    #[test]
+    fn accepted_sockets_inherit_nodelay() {
+        let (mut socks, addr) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
+        let l = socks.pop().unwrap();
+        let _c = std::net::TcpStream::connect(addr).unwrap();
+        l.set_nonblocking(false).unwrap();
+        let (s, _) = l.accept().unwrap();
+        assert!(s.nodelay().unwrap());
     }
 
     #[test]

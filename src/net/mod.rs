@@ -14,6 +14,7 @@ pub mod pool;
 pub(crate) mod reactor;
 pub(crate) mod remote;
 pub(crate) mod slot;
+pub(crate) mod sys;
 pub mod timer;
 pub mod tls;
 

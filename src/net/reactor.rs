@@ -470,7 +470,6 @@ impl Reactor {
                 }
             };
             self.core.shell.accepted += 1;
-            let _ = sock.set_nodelay(true);
             let conn = Conn::new(self.core.tick());
             let new = NewSlot {
                 sock,
@@ -1081,7 +1080,7 @@ impl Reactor {
         }
         let asked = spare.len();
         let got = match tls_mut(&mut slot.extra) {
-            None => slot.sock.read(spare),
+            None => crate::net::sys::recv(&slot.sock, spare),
             Some(tls) => {
                 let n = tls.read_plaintext(spare);
                 if n > 0 {
@@ -1180,7 +1179,7 @@ impl Reactor {
             return false;
         };
         while writable && !tx.is_empty() {
-            match slot.sock.write(tx.pending()) {
+            match crate::net::sys::send(&slot.sock, tx.pending()) {
                 Ok(0) => break,
                 Ok(n) => {
                     tx.written(n);

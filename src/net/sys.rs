@@ -1,0 +1,25 @@
+//! The socket calls on the hot path, made directly (rustix's raw system calls): `recv`, `send`
+//! and `writev` through libc are cancellation points, and each one pays libc's bookkeeping
+//! for that (about 1.5 % of the server's CPU when echoing pipelined messages), which a
+//! reactor that never cancels threads has no use for.
+
+use mio::net::TcpStream;
+use rustix::net::{RecvFlags, SendFlags};
+use std::io::{self, IoSlice};
+
+/// `recv(2)` into `buf`.
+pub fn recv(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    rustix::net::recv(sock, buf, RecvFlags::empty())
+        .map(|(n, _)| n)
+        .map_err(io::Error::from)
+}
+
+/// `send(2)` of `buf`, without SIGPIPE.
+pub fn send(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+    rustix::net::send(sock, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
+}
+
+/// `writev(2)` of `bufs`. (A closed peer gives EPIPE: Rust programs ignore SIGPIPE.)
+pub fn writev(sock: &TcpStream, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+    rustix::io::writev(sock, bufs).map_err(io::Error::from)
+}
