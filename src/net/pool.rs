@@ -26,16 +26,9 @@ enum RxKind {
     /// Exactly the bytes a stalled connection left unconsumed ([`RxBuf::stash`]); not the
     /// pool's.
     Stash,
-    /// The pool's standard size.
-    Standard,
-    /// [`STREAM_FACTOR`] times the standard size, for a streaming connection
-    /// ([`Pool::rx_stream`]).
-    Stream,
+    /// One of the pool's.
+    Pooled,
 }
-
-/// How many standard buffers one streaming read buffer is worth: a connection whose reads
-/// keep filling the standard buffer (a pipe moving bulk data) reads this much per syscall.
-pub const STREAM_FACTOR: usize = 8;
 
 impl RxBuf {
     /// Bytes received and not yet consumed.
@@ -104,14 +97,9 @@ impl RxBuf {
         })
     }
 
-    /// One of the pool's buffers (standard or streaming), not a stash.
+    /// One of the pool's buffers, not a stash.
     pub fn is_pooled(&self) -> bool {
-        self.kind != RxKind::Stash
-    }
-
-    /// A streaming read buffer ([`Pool::rx_stream`]).
-    pub fn is_stream(&self) -> bool {
-        self.kind == RxKind::Stream
+        self.kind == RxKind::Pooled
     }
 
     /// Bytes this buffer can hold.
@@ -171,8 +159,6 @@ pub struct Pool {
     free_rx: Vec<Box<RxBuf>>,
     #[allow(clippy::vec_box)]
     free_tx: Vec<Box<TxBuf>>,
-    #[allow(clippy::vec_box)]
-    free_stream: Vec<Box<RxBuf>>,
 }
 
 impl Pool {
@@ -184,7 +170,6 @@ impl Pool {
             out: 0,
             free_rx: Vec::new(),
             free_tx: Vec::new(),
-            free_stream: Vec::new(),
         }
     }
 
@@ -207,25 +192,6 @@ impl Pool {
             return None;
         }
         Some(self.rx_force())
-    }
-
-    /// A streaming read buffer, [`STREAM_FACTOR`] times the standard size and counted as that
-    /// many buffers; `None` when the pool does not have that much room left (the caller takes
-    /// a standard one).
-    pub fn rx_stream(&mut self) -> Option<Box<RxBuf>> {
-        if self.out + STREAM_FACTOR > self.max {
-            return None;
-        }
-        self.out += STREAM_FACTOR;
-        let size = self.size * STREAM_FACTOR;
-        Some(self.free_stream.pop().unwrap_or_else(|| {
-            Box::new(RxBuf {
-                data: vec![0; size].into_boxed_slice(),
-                start: 0,
-                end: 0,
-                kind: RxKind::Stream,
-            })
-        }))
     }
 
     pub fn tx(&mut self) -> Option<Box<TxBuf>> {
@@ -266,7 +232,7 @@ impl Pool {
                 data: vec![0; size].into_boxed_slice(),
                 start: 0,
                 end: 0,
-                kind: RxKind::Standard,
+                kind: RxKind::Pooled,
             })
         })
     }
@@ -276,17 +242,10 @@ impl Pool {
         b.end = 0;
         match b.kind {
             RxKind::Stash => {} // never the pool's
-            RxKind::Standard => {
+            RxKind::Pooled => {
                 self.out -= 1;
                 if self.free_rx.len() < self.keep() {
                     self.free_rx.push(b);
-                }
-            }
-            RxKind::Stream => {
-                self.out -= STREAM_FACTOR;
-                // Streams are few: two spare keep a busy pipe from reallocating.
-                if self.free_stream.len() < 2 {
-                    self.free_stream.push(b);
                 }
             }
         }
@@ -340,22 +299,12 @@ mod tests {
     }
 
     #[test]
-    fn stream_buffers_count_as_several_and_need_room() {
-        let mut p = Pool::new(16, STREAM_FACTOR + 1);
-        let s = p.rx_stream().unwrap();
-        assert_eq!(
-            (s.capacity(), p.in_use()),
-            (16 * STREAM_FACTOR, STREAM_FACTOR)
-        );
-        assert!(s.is_stream() && s.is_pooled());
-        assert!(p.rx_stream().is_none(), "no room for a second one");
+    fn a_stash_is_never_counted() {
+        let mut p = Pool::new(16, 2);
         let a = p.rx().unwrap();
-        assert!(p.exhausted());
-        p.put_rx(s);
+        p.put_rx(RxBuf::stash(&[0; 16])); // as long as a pooled buffer, still not one
+        assert_eq!(p.in_use(), 1);
         p.put_rx(a);
-        assert_eq!(p.in_use(), 0);
-        // A stash is never counted, whatever its length.
-        p.put_rx(RxBuf::stash(&[0; 16]));
         assert_eq!(p.in_use(), 0);
     }
 

@@ -1070,7 +1070,7 @@ impl Reactor {
         if blocked || !slot.readable() || !slot.conn.wants_read(slot.pending_out(), high_water) {
             return false;
         }
-        let Some(rx) = slot.rx.buf_for_read(&mut c.pool, slot.streaming()) else {
+        let Some(rx) = slot.rx.buf(&mut c.pool, false) else {
             c.starved.push((key, slot.gen()));
             return false;
         };
@@ -1117,8 +1117,6 @@ impl Reactor {
             Ok(n) => {
                 rx.filled_by(n);
                 c.shell.bytes_in += n as u64;
-                // Streaming while reads bring at least a standard buffer's worth.
-                slot.set_streaming(n >= c.pool.size().min(asked) && slot.conn.is_piped());
                 // A plain socket that returned less than asked is drained: skip the read that
                 // would only say WouldBlock. Linux's edge-triggered epoll reports every later
                 // arrival (and the peer's FIN) as a new event, so no edge is lost.

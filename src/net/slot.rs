@@ -149,15 +149,11 @@ slot_flags! {
     /// that does block adds the interest (the kernel reports a socket that is already
     /// writable again at that moment, so no edge is lost), and it stays.
     out_watched, set_out_watched = 4;
-    /// A piped connection whose last read brought a standard buffer's worth (or filled all the
-    /// room it offered): bulk data is flowing, and its next read buffer is a streaming one
-    /// ([`Rx::buf_for_read`]). A smaller read ends it.
-    streaming, set_streaming = 8;
     /// In the reactor's dirty list.
-    queued, set_queued = 16;
+    queued, set_queued = 8;
     /// A dialect holds this connection (an open WebSocket or a held request): it hears
     /// `on_close` when that ends.
-    attached, set_attached = 32;
+    attached, set_attached = 16;
 }
 
 /// Where [`Linger`] sits in [`Flags`].
@@ -241,31 +237,6 @@ impl Rx {
         self.0.as_deref_mut()
     }
 
-    /// [`Rx::buf`] for a read: a streaming connection (`stream`: its last read filled what it
-    /// asked for) gets a streaming buffer when the pool has room, so that it reads
-    /// [`crate::net::pool::STREAM_FACTOR`] times more per syscall; one that stopped streaming
-    /// goes back to a standard buffer once its big one is empty.
-    pub fn buf_for_read(&mut self, pool: &mut Pool, stream: bool) -> Option<&mut RxBuf> {
-        let (pooled, big, empty) = match self.0.as_deref() {
-            Some(b) => (b.is_pooled(), b.is_stream(), b.is_empty()),
-            None => (false, false, true),
-        };
-        if stream && !big && empty {
-            if let Some(b) = pool.rx_stream() {
-                self.swap_in(b, pool);
-            }
-        } else if !stream && big && empty {
-            if let Some(b) = pool.rx() {
-                self.swap_in(b, pool);
-            }
-        }
-        if !pooled && !self.0.as_ref().is_some_and(|b| b.is_pooled()) {
-            let b = pool.rx()?;
-            self.swap_in(b, pool);
-        }
-        self.0.as_deref_mut()
-    }
-
     /// Use `b` from now on, with the bytes of the buffer it replaces (which goes back).
     fn swap_in(&mut self, mut b: Box<RxBuf>, pool: &mut Pool) {
         if let Some(mut old) = self.0.take() {
@@ -292,9 +263,7 @@ impl Rx {
             if let Some(b) = self.0.take() {
                 pool.put_rx(b);
             }
-        } else if stall && b.is_pooled() && b.len() <= pool.size() {
-            // (More than a standard buffer's worth, left in a streaming buffer, stays there:
-            // a stash must fit the buffer it is later moved back into.)
+        } else if stall && b.is_pooled() {
             let stash = RxBuf::stash(b.filled());
             if let Some(b) = self.0.replace(stash) {
                 pool.put_rx(b);
