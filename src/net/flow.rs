@@ -127,7 +127,7 @@ impl Reactor {
                 Step::Message { kind: _, payload }
                     if rates.0.per_sec + rates.1.per_sec > 0 && {
                         let e = slot.extra.get_or_insert_with(Default::default);
-                        let (m, b) = e.rate.get_or_insert_with(Default::default);
+                        let (m, b) = &mut **e.rate.get_or_insert_with(Default::default);
                         !(m.take(rates.0, c.now_ms, 1)
                             && b.take(rates.1, c.now_ms, payload.len() as u64))
                     } =>
@@ -373,7 +373,11 @@ impl Reactor {
             return false;
         };
         let clustered = self.core.link.is_some();
-        let placed = slot.extra.as_mut().and_then(|e| e.placed.take());
+        let placed = slot
+            .extra
+            .as_mut()
+            .and_then(|e| e.placed.take())
+            .map(|p| *p);
         let placement_key = match placed {
             None => {
                 let cores = shared.mailboxes.len();
@@ -565,10 +569,10 @@ impl Reactor {
         slot.conn.relocate();
         let extra = slot.extra();
         extra.move_to = Some(to as u16);
-        extra.placed = Some(Placed {
+        extra.placed = Some(Box::new(Placed {
             key: placement_key,
             ..Placed::default()
-        });
+        }));
     }
 
     // ── dialect calls and their outputs ────────────────────────────────────────────────────

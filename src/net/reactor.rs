@@ -629,7 +629,7 @@ impl Reactor {
             }
         }
         if let Some(p) = placed {
-            slot.extra().placed = Some(p);
+            slot.extra().placed = Some(Box::new(p));
         }
         c.gauges.add(slot.class());
         slot.counted = slot.class();
@@ -697,7 +697,7 @@ impl Reactor {
             .extra
             .as_mut()
             .and_then(|e| e.placed.take())
-            .unwrap_or_default();
+            .map_or_else(Placed::default, |p| *p);
         let trusted_peer = slot.trusted_peer();
         let fd: std::os::fd::OwnedFd = slot.sock.into();
         let h = Handoff {

@@ -351,10 +351,10 @@ impl Reactor {
         }
         let until = c.tick().after(c.answer_wait());
         slot.conn.await_elsewhere(until);
-        slot.extra().placed = Some(Placed {
+        slot.extra().placed = Some(Box::new(Placed {
             key: Some(k),
             ..Placed::default()
-        });
+        }));
         false
     }
 
@@ -409,11 +409,11 @@ impl Reactor {
         slot.conn.await_elsewhere(until);
         let e = slot.extra();
         e.remote = Some(owner);
-        e.placed = Some(Placed {
+        e.placed = Some(Box::new(Placed {
             key: placement_key,
             node: Some(owner.node),
             answer: None,
-        });
+        }));
         c.queue(key, slot);
         false
     }
@@ -494,7 +494,7 @@ impl Reactor {
         if !slot.conn.is_parked() {
             return;
         }
-        let p = slot.extra().placed.get_or_insert_with(Placed::default);
+        let p = slot.extra().placed.get_or_insert_with(Default::default);
         match node {
             Some(n) => p.node = Some(n),
             None => p.answer = Some(Box::new(Remote::Respond(cluster_down()))),
@@ -732,7 +732,7 @@ impl Reactor {
         if slot.conn.is_parked() {
             slot.extra()
                 .placed
-                .get_or_insert_with(Placed::default)
+                .get_or_insert_with(Default::default)
                 .answer = Some(Box::new(answer));
             slot.conn.unpark(c.tick());
             c.queue(key, slot);
@@ -822,7 +822,7 @@ impl Reactor {
                 // A pipe outlives the dialect that joined it.
                 slot.set_attached(false);
             } else if slot.conn.is_parked() {
-                e.placed.get_or_insert_with(Placed::default).answer =
+                e.placed.get_or_insert_with(Default::default).answer =
                     Some(Box::new(Remote::Respond(node_gone())));
                 slot.conn.unpark(c.tick());
                 c.queue(key, slot);

@@ -166,7 +166,7 @@ pub(crate) struct Extra {
     pub tls: Option<Box<TlsConn>>,
     /// The placement of the request being answered, decided on the core that read it and
     /// carried along the move (a connection is placed once per request).
-    pub placed: Option<Placed>,
+    pub placed: Option<Box<Placed>>,
     /// The other end of a pipe.
     pub peer: Option<Handle>,
     /// The core this connection moves to once its output is flushed.
@@ -187,7 +187,7 @@ pub(crate) struct Extra {
     pub forwards: bool,
     /// The sender's message and byte buckets (`--max-messages-per-second`, …), from its
     /// first message.
-    pub rate: Option<(crate::proto::rate::Bucket, crate::proto::rate::Bucket)>,
+    pub rate: Option<Box<(crate::proto::rate::Bucket, crate::proto::rate::Bucket)>>,
     /// A pipe peer on another node: its last `Data` ended inside a frame.
     pub peer_mid: bool,
     /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).
