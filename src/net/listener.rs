@@ -169,13 +169,19 @@ mod tests {
         assert_eq!(b.size(turn), 1);
     }
 
-    #[test]
-    fn a_watched_listener_is_reported_while_its_backlog_is_not_empty() {
+    /// A listener on a loopback port, watched on a fresh poll as `token`.
+    fn watched(token: mio::Token) -> (mio::net::TcpListener, SocketAddr, mio::Poll) {
         let (mut socks, addr) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
         let l = mio::net::TcpListener::from_std(socks.pop().unwrap());
-        let mut poll = mio::Poll::new().unwrap();
-        let token = mio::Token(7);
+        let poll = mio::Poll::new().unwrap();
         watch(&poll, &l, token).unwrap();
+        (l, addr, poll)
+    }
+
+    #[test]
+    fn a_watched_listener_is_reported_while_its_backlog_is_not_empty() {
+        let token = mio::Token(7);
+        let (l, addr, mut poll) = watched(token);
         let _a = std::net::TcpStream::connect(addr).unwrap();
         let _b = std::net::TcpStream::connect(addr).unwrap();
         let mut events = mio::Events::with_capacity(8);
@@ -194,11 +200,8 @@ mod tests {
 
     #[test]
     fn a_paused_listener_is_not_reported() {
-        let (mut socks, addr) = bind_reuseport("127.0.0.1:0".parse().unwrap(), 1).unwrap();
-        let l = mio::net::TcpListener::from_std(socks.pop().unwrap());
-        let mut poll = mio::Poll::new().unwrap();
         let token = mio::Token(3);
-        watch(&poll, &l, token).unwrap();
+        let (l, addr, mut poll) = watched(token);
         let _a = std::net::TcpStream::connect(addr).unwrap();
         set_watch(&poll, &l, token, false).unwrap();
         let mut events = mio::Events::with_capacity(8);

@@ -815,6 +815,7 @@ impl Reactor {
     /// The front of [`Core::handshakes`]: connections that moved on are dropped, and one
     /// still waiting for its first request past its deadline times out.
     fn expire_handshakes(&mut self) {
+        let mut timed_out = false;
         while let Some(&h) = self.core.handshakes.front() {
             let c = &mut self.core;
             let key = h.key as usize;
@@ -826,7 +827,7 @@ impl Reactor {
                     && s.conn.poll_timeout(limits).is_some()
             });
             if waiting && !c.tick().reached(h.deadline) {
-                return;
+                break;
             }
             c.handshakes.pop_front();
             if !waiting {
@@ -839,12 +840,15 @@ impl Reactor {
                 c.queue(key, slot);
             }
             self.settle(key);
+            timed_out = true;
         }
         let c = &mut self.core;
         if c.handshakes.is_empty() && c.handshakes.capacity() > 1024 {
             c.handshakes.shrink_to(64);
         }
-        self.flush_effects();
+        if timed_out {
+            self.flush_effects();
+        }
     }
 
     /// Run the dialects' deadlines that are due.

@@ -300,20 +300,23 @@ fn largest_frame_keeps_its_length_and_flags_across_chunks() {
     }
 }
 
+/// The errors that carry no value.
+const FIELDLESS_ERRORS: [WsError; 9] = [
+    WsError::UnmaskedClientFrame,
+    WsError::LengthMsbSet,
+    WsError::ControlFrameTooLong,
+    WsError::FragmentedControlFrame,
+    WsError::UnexpectedContinuation,
+    WsError::ExpectedContinuation,
+    WsError::InvalidUtf8,
+    WsError::CloseFrameOneByte,
+    WsError::InvalidCloseReasonUtf8,
+];
+
 #[test]
 fn every_error_is_returned_unchanged_by_later_calls() {
     // Each value with its fields at their extremes, stored and read back.
-    let mut all = vec![
-        WsError::UnmaskedClientFrame,
-        WsError::LengthMsbSet,
-        WsError::ControlFrameTooLong,
-        WsError::FragmentedControlFrame,
-        WsError::UnexpectedContinuation,
-        WsError::ExpectedContinuation,
-        WsError::InvalidUtf8,
-        WsError::CloseFrameOneByte,
-        WsError::InvalidCloseReasonUtf8,
-    ];
+    let mut all = FIELDLESS_ERRORS.to_vec();
     for v in [0u8, 1, 0x7F, 0x80, 0xFF] {
         all.push(WsError::ReservedBitsSet { bits: v });
         all.push(WsError::ReservedOpcode(v));
@@ -925,26 +928,17 @@ fn decoder_is_poisoned_after_an_error() {
 
 #[test]
 fn error_reasons_fit_a_close_frame() {
-    let all = [
+    let with_values = [
         WsError::ReservedBitsSet { bits: 0b111 },
         WsError::ReservedOpcode(0xFF),
-        WsError::UnmaskedClientFrame,
-        WsError::LengthMsbSet,
-        WsError::ControlFrameTooLong,
-        WsError::FragmentedControlFrame,
-        WsError::UnexpectedContinuation,
-        WsError::ExpectedContinuation,
         WsError::FrameTooLarge {
             len: u64::MAX,
             max: u64::MAX,
         },
         WsError::MessageTooLarge { max: u64::MAX },
-        WsError::InvalidUtf8,
-        WsError::CloseFrameOneByte,
         WsError::InvalidCloseCode(u16::MAX),
-        WsError::InvalidCloseReasonUtf8,
     ];
-    for e in all {
+    for e in FIELDLESS_ERRORS.into_iter().chain(with_values) {
         let s = e.to_string();
         assert!(s.len() <= MAX_CLOSE_REASON_LEN, "{} bytes: {s}", s.len());
         assert!(matches!(e.close_code(), 1002 | 1007 | 1009));
