@@ -30,6 +30,12 @@ cpu_ticks() { # utime + stime of PID (all threads), from /proc/PID/stat
   awk '{ print $12 + $13 }' <<<"$rest"
 }
 
+sys_ticks() { # stime of PID (all threads): its time in the kernel, softirq work it ran included
+  local rest
+  rest=$(sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null) || return 1
+  awk '{ print $13 }' <<<"$rest"
+}
+
 # start_server NAME LOGFILE CMD...: run CMD pinned to core 0, wait for its port (PORT=<n> on
 # stdout, or sigyard's "listening on 127.0.0.1:<n>" log line); sets SERVER_PID and PORT.
 start_server() {

@@ -1,5 +1,6 @@
 // Helper of benches/compare: reads the run's results (one line per measurement: server,
-// workload, sigyard-load --json file, server CPU ticks, note), prints the section
+// workload, sigyard-load --json file, server CPU ticks, note and, for the dialect runs, the
+// server's kernel (stime) ticks), prints the section
 // "## Side by side (benches/compare)" as markdown, and with --write FILE replaces that section
 // in FILE (appends it at the end if absent; nothing else in FILE changes).
 import fs from 'node:fs'
@@ -9,16 +10,16 @@ const opt = {}
 for (let i = 0; i < rest.length; i += 2) opt[rest[i].replace(/^--/, '')] = rest[i + 1] ?? ''
 const tck = Number(opt.tck || 100)
 
-// results[server][workload] = [{ round, json, ticks, note }, …] in round order
+// results[server][workload] = [{ round, json, ticks, note, sys }, …] in round order
 const results = {}
 for (const line of fs.readFileSync(resultsPath, 'utf8').split('\n')) {
   if (!line.trim()) continue
-  const [round, server, workload, file, ticks, note] = line.split('\t')
+  const [round, server, workload, file, ticks, note, sys] = line.split('\t')
   let json = null
   try {
     if (file) json = JSON.parse(fs.readFileSync(file, 'utf8'))
   } catch {}
-  ;((results[server] ??= {})[workload] ??= []).push({ round: Number(round), json, ticks: ticks === '' ? null : Number(ticks), note })
+  ;((results[server] ??= {})[workload] ??= []).push({ round: Number(round), json, ticks: ticks === '' ? null : Number(ticks), note, sys: sys ? Number(sys) : null })
 }
 
 const fmtInt = v => Math.round(v).toLocaleString('en-US')
@@ -60,6 +61,7 @@ function measureDialect(r, what) {
   if (what === 'responses') return { value: j.responses_per_s }
   if (what === 'p99') return { value: j.latency_us.p99 }
   if (what === 'p99answer') return { value: j.answer_latency_us.p99 }
+  if (what === 'sys') return r.sys == null ? { why: 'no kernel-time reading' } : { value: r.sys / tck / (msgs / 1e6) }
   if (r.ticks == null) return { why: 'no CPU reading' }
   return { value: r.ticks / tck / (msgs / 1e6) }
 }
@@ -71,6 +73,7 @@ const fmt = {
   mibps: v => `${fmtInt(v)} MiB/s`,
   p99: fmtUs,
   cpu: v => `${v.toFixed(2)} s`,
+  sys: v => `${v.toFixed(2)} s`,
   cpugib: v => `${v.toFixed(2)} s`,
 }
 // All rounds of one metric: { values: [..] } (one per round, null where it failed) or { why }.
@@ -88,6 +91,12 @@ const parts = (opt.only || 'base,arena,peerjs,ywebrtc,webtorrent').split(',')
 // the echo servers run for base (every workload) or arena (that profile only)
 const base = parts.includes('base')
 const arena = base || parts.includes('arena')
+// sigyard's kernel time per message ÷ the original's whole CPU per message, as text: a floor
+// under the CPU ratio that no work in sigyard's own code can go below.
+function floor(sys, cpu) {
+  const r = ratioOf(sys, cpu)
+  return r == null ? 'not measured' : r.toFixed(3)
+}
 // The sigyard ÷ original ratio of the means of one metric (null if either is missing).
 function ratioOf(a, b) {
   return a.why || b.why ? null : mean(a.values) / mean(b.values)
@@ -171,8 +180,11 @@ for (const [part, key, label, idle, load, rateName, p99Name] of dialects) {
   row(label, load, rateName, 'rate', series('sigyard', part, 'rate'), series(key, part, 'rate'))
   row(label, load, p99Name, 'p99', series('sigyard', part, 'p99'), series(key, part, 'p99'))
   row(label, load, `server CPU s per million ${part === 'peerjs' ? 'messages' : 'deliveries'}`, 'cpu', ...cpu)
+  const sys = series('sigyard', part, 'sys')
+  row(label, load, `sigyard's kernel time (stime) per million ${part === 'peerjs' ? 'messages' : 'deliveries'}, against the original's whole CPU`, 'sys', sys, cpu[1])
   const verdict = (r, limit) => (r == null ? 'not measured' : `${r.toFixed(3)}, ${r <= limit ? 'met' : 'NOT met'}`)
-  verdicts.push(`* ${label}: CPU per message ÷ the original's ${verdict(ratioOf(...cpu), 0.1)} (target ≤ 0.1);` +
+  verdicts.push(`* ${label}: CPU per message ÷ the original's ${verdict(ratioOf(...cpu), 0.1)} (target ≤ 0.1;` +
+    ` sigyard's kernel time alone is ${floor(sys, cpu[1])} of the original's CPU);` +
     ` memory per client ÷ the original's ${verdict(ratioOf(...mem), 0.05)} (target ≤ 0.05).`)
 }
 // The WebTorrent tracker against bittorrent-tracker's own server; frames that did not have the
@@ -193,6 +205,11 @@ if (parts.includes('webtorrent')) {
     row(wtLabel, load, 'p99 announce → response', 'p99', s('sigyard', 'webtorrent', 'p99'), s(key, 'webtorrent', 'p99'))
     row(wtLabel, load, 'p99 offer → answer back', 'p99answer', s('sigyard', 'webtorrent', 'p99answer'), s(key, 'webtorrent', 'p99answer'))
     row(wtLabel, load, 'server CPU s per million messages', 'cpu', s('sigyard', 'webtorrent', 'cpu'), s(key, 'webtorrent', 'cpu'))
+    row(wtLabel, load, `sigyard's kernel time (stime) per million messages, against the original's whole CPU`, 'sys', s('sigyard', 'webtorrent', 'sys'), s(key, 'webtorrent', 'cpu'))
+    const cpu = [s('sigyard', 'webtorrent', 'cpu'), s(key, 'webtorrent', 'cpu')]
+    const r = ratioOf(...cpu)
+    verdicts.push(`* ${wtLabel}: CPU per message ÷ the original's ${r == null ? 'not measured' : `${r.toFixed(3)} (${(1 / r).toFixed(1)}× its messages per CPU-second), ${r <= 0.1 ? 'met' : 'NOT met'}`}` +
+      ` (target ≥ 10×; sigyard's kernel time alone is ${floor(s('sigyard', 'webtorrent', 'sys'), cpu[1])} of the original's CPU).`)
   }
   for (const server of ['sigyard', key]) {
     const seen = {}
