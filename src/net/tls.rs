@@ -1,4 +1,5 @@
-//! TLS termination for sigyard: the only module that names `rustls`.
+//! TLS termination for sigyard: with its record-key submodule `keys`, the only module that
+//! names `rustls`.
 //!
 //! Owns: loading the server certificate chain and private key from PEM files into a shared
 //! [`rustls::ServerConfig`] ([`load_server_config`]), and [`TlsConn`], a small sans-blocking
@@ -18,15 +19,16 @@
 //! buffer; a per-thread scratch buffer would save that allocation, not idle memory).
 //!
 //! # Memory of idle connections
-//! Measured by `examples/tls_idle_mem.rs` (rustls 0.23.46 + ring, x86-64, 1000 connections,
+//! Measured by `benches/tls_idle_mem.rs` (rustls 0.23.46 + ring, x86-64, 2000 connections,
 //! heap bytes per connection; `TlsConn` itself is another 1208 B inline, previously 1176):
 //!
-//! | state                                            |  TLS 1.3  |  TLS 1.2  |
-//! |--------------------------------------------------|-----------|-----------|
-//! | right after `TlsConn::new`                       |    792    |    792    |
-//! | idle, previous buffered adapter, rustls defaults | 6348-6374 | 6188-6213 |
-//! | idle, previous buffered adapter, this config     |   6292    |   6188    |
-//! | idle, `TlsConn` (unbuffered), this config        |   2196    |   2092    |
+//! | state                                                   |  TLS 1.3  |  TLS 1.2  |
+//! |---------------------------------------------------------|-----------|-----------|
+//! | right after `TlsConn::new`                              |    792    |    792    |
+//! | idle, previous buffered adapter, rustls defaults        | 6348-6374 | 6188-6213 |
+//! | idle, previous buffered adapter, this config            |   6292    |   6188    |
+//! | idle, `TlsConn` (unbuffered), ring's record keys        |   2196    |   2092    |
+//! | idle, `TlsConn` (unbuffered), keys expanded on demand   |   1204    |   1116    |
 //!
 //! (With rustls' defaults the shared session cache's growth lands on whichever run fills
 //! it, hence the ranges.)
@@ -34,12 +36,14 @@
 //! "Idle" is after the handshake and one small message each way, everything read and
 //! written; `TlsConn` then holds 0 bytes of buffers ([`TlsConn::buffered_bytes`]). What
 //! remains is rustls' protocol state, which its 0.23 API cannot release: 640 the handshake
-//! deframer's span `Vec` (capacity 16, allocated in `new`); 2 x 560 ring `LessSafeKey`
-//! record keys (the same size for every AEAD); 224 the TLS 1.3 key schedule kept for key
-//! updates (120 B of secrets for TLS 1.2); 2 x 96 the emptied `VecDeque`s of rustls'
-//! internal send and plaintext queues; 20 SNI and ALPN strings. The buffered
-//! `ServerConnection` used before held another 4096: its incoming deframer buffer, which
-//! `read_tls` resizes to 4 KiB before every read and never frees.
+//! deframer's span `Vec` (capacity 16, allocated in `new`); 2 x 64 (TLS 1.2: 2 x 72) the
+//! record keys, raw, of `keys` (ring's own were 2 x 560 expanded `LessSafeKey`s; the
+//! expanded ones now live in a per-thread table of 512, about 280 KiB once full, whoever
+//! uses them); 224 the TLS 1.3 key schedule kept for key updates (120 B of secrets for
+//! TLS 1.2); 2 x 96 the emptied `VecDeque`s of rustls' internal send and plaintext
+//! queues; 20 SNI and ALPN strings. The buffered `ServerConnection` used before held
+//! another 4096: its incoming deframer buffer, which `read_tls` resizes to 4 KiB before
+//! every read and never frees.
 //!
 //! No TLS 1.3 tickets and no session cache: the cache holds nothing per connection, only
 //! a shared 256-entry cache (about 57 KB in total), whose hit rate is negligible at
@@ -58,6 +62,8 @@ use rustls::sign::CertifiedKey;
 use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, WriteTraffic};
 use rustls_pki_types::pem::{self, PemObject};
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+mod keys;
 
 /// The only ALPN protocol the server accepts. A client that offers ALPN without it is
 /// refused with a `no_application_protocol` alert; a client that offers no ALPN at all is
@@ -189,8 +195,9 @@ fn pem_error(what: &'static str, path: &Path, source: pem::Error) -> TlsConfigEr
 /// Builds the server's TLS configuration from a PEM certificate chain (end-entity first)
 /// and a PEM private key (PKCS#8, PKCS#1 or SEC1).
 ///
-/// The result uses the ring provider, TLS 1.3 and 1.2 with rustls' default safe cipher
-/// suites, ALPN `http/1.1` only, and no client authentication. Session resumption is off:
+/// The result uses the ring provider (its record keys expanded on demand, see `keys`), TLS
+/// 1.3 and 1.2 with rustls' default safe cipher suites in their order, ALPN `http/1.1`
+/// only, and no client authentication. Session resumption is off:
 /// no TLS 1.3 tickets and no TLS 1.2 session-ID cache, so a connection costs nothing after
 /// it is gone and the handshake sends two records fewer (see the module docs).
 pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, TlsConfigError> {
@@ -218,7 +225,8 @@ pub fn load_server_config(cert: &Path, key: &Path) -> Result<Arc<ServerConfig>, 
         Err(e) => return Err(pem_error(KEY, key, e)),
     };
 
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    // ring's, with record keys expanded on demand (see `keys`).
+    let provider = Arc::new(keys::provider());
 
     // Check the pair ourselves first so each failure names the right file; rustls'
     // `with_single_cert` below repeats the check, which is cheap and happens once at startup.
@@ -1177,6 +1185,134 @@ mod tests {
             assert_eq!(drain_plaintext(&mut server), [b'y'; 5000]);
             assert_eq!(server.buffered_bytes(), 0, "{:?} drained", version.version);
         }
+    }
+
+    /// Handshakes a client limited to `suite` and exchanges `msg` both ways.
+    fn exchange_with_suite(suite: rustls::SupportedCipherSuite, msg: &[u8]) -> Option<TlsConn> {
+        let version = match suite {
+            rustls::SupportedCipherSuite::Tls13(_) => &rustls::version::TLS13,
+            rustls::SupportedCipherSuite::Tls12(_) => &rustls::version::TLS12,
+        };
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = vec![suite];
+        let mut cfg = (*client_config(version)).clone();
+        let roots = {
+            let mut r = RootCertStore::empty();
+            let pem = std::fs::read(dev_cert()).expect("read dev cert");
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                r.add(cert.expect("PEM")).expect("root");
+            }
+            r
+        };
+        let mut c = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[version])
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        c.alpn_protocols = std::mem::take(&mut cfg.alpn_protocols);
+        let name = ServerName::try_from("sigyard.test").expect("valid name");
+        let mut client = ClientConnection::new(Arc::new(c), name).expect("client");
+        let mut server = TlsConn::new(server_config()).expect("server");
+        let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
+        for _ in 0..10 {
+            client_io(&mut client, &mut c2s, &mut s2c);
+            if server_io(&mut server, &mut c2s, &mut s2c).is_err() {
+                return None; // no signature scheme for this key type
+            }
+            if !client.is_handshaking() && !server.is_handshaking() {
+                break;
+            }
+        }
+        assert_eq!(client.negotiated_cipher_suite(), Some(suite));
+        client.writer().write_all(msg).expect("client writes");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        let mut got = Vec::new();
+        while !c2s.buf.is_empty() {
+            server.read_tls_from(&mut c2s).expect("server reads");
+            got.extend_from_slice(&drain_plaintext(&mut server));
+        }
+        assert_eq!(got, msg, "{:?}", suite.suite());
+        let mut left = msg;
+        while !left.is_empty() {
+            let n = server.write_plaintext(left);
+            left = &left[n..];
+            server_io(&mut server, &mut c2s, &mut s2c).expect("flush");
+        }
+        let mut got = Vec::new();
+        while !s2c.buf.is_empty() {
+            client.read_tls(&mut s2c).expect("client read_tls");
+            client.process_new_packets().expect("client process");
+            let _ = client.reader().read_to_end(&mut got); // ends in WouldBlock
+        }
+        assert_eq!(got, msg, "{:?}", suite.suite());
+        Some(server)
+    }
+
+    #[test]
+    fn every_cipher_suite_interoperates_with_rustls_own_ring_provider() {
+        let msg: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        let mut done = Vec::new();
+        for suite in rustls::crypto::ring::default_provider().cipher_suites {
+            for size in [1, 100, msg.len()] {
+                if exchange_with_suite(suite, &msg[..size]).is_some() {
+                    done.push(suite.suite());
+                }
+            }
+        }
+        done.dedup();
+        // The dev key is ECDSA: all three TLS 1.3 suites and the three ECDSA TLS 1.2 ones.
+        assert_eq!(done.len(), 6, "{done:?}");
+    }
+
+    #[test]
+    fn record_keys_survive_eviction_and_moving_threads() {
+        // More connections than one thread keeps expanded keys for, each used in turn
+        // twice: every record still opens, and so do those of a connection on another thread.
+        let mut pairs: Vec<_> = (0..keys::HOT_KEYS / 2 + 20)
+            .map(|i| {
+                let version = if i % 2 == 0 {
+                    &rustls::version::TLS13
+                } else {
+                    &rustls::version::TLS12
+                };
+                connected_pair(version)
+            })
+            .collect();
+        for round in 0..2 {
+            for (client, server, c2s, s2c) in pairs.iter_mut() {
+                let msg = format!("round {round}");
+                client
+                    .writer()
+                    .write_all(msg.as_bytes())
+                    .expect("client writes");
+                client_io(client, c2s, s2c);
+                server_io(server, c2s, s2c).expect("server io");
+                assert_eq!(drain_plaintext(server), msg.as_bytes());
+                assert_eq!(server.write_plaintext(b"ack"), 3);
+                server_io(server, c2s, s2c).expect("flush");
+                client_io(client, c2s, s2c);
+                let mut got = [0u8; 8];
+                let n = client.reader().read(&mut got).expect("client reads");
+                assert_eq!(&got[..n], b"ack");
+            }
+        }
+        let (mut client, mut server, mut c2s, mut s2c) = pairs.pop().expect("a pair");
+        client.writer().write_all(b"moved").expect("client writes");
+        client_io(&mut client, &mut c2s, &mut s2c);
+        let (server, c2s, mut s2c) = std::thread::spawn(move || {
+            server_io(&mut server, &mut c2s, &mut s2c).expect("server io");
+            assert_eq!(drain_plaintext(&mut server), b"moved");
+            assert_eq!(server.write_plaintext(b"from there"), 10);
+            server_io(&mut server, &mut c2s, &mut s2c).expect("flush");
+            (server, c2s, s2c)
+        })
+        .join()
+        .expect("thread");
+        drop((server, c2s));
+        client_io(&mut client, &mut Pipe::default(), &mut s2c);
+        let mut got = [0u8; 16];
+        let n = client.reader().read(&mut got).expect("client reads");
+        assert_eq!(&got[..n], b"from there");
     }
 
     /// A reader that hands out at most `max` bytes per `read`, like a slow network.
