@@ -4,9 +4,11 @@
 //! request size) and a driver that handshakes N in-memory clients against N server
 //! connections, exchanges one small message each way, drains everything and then reads
 //! the allocator. Compares rustls' buffered `ServerConnection` driven the way sigyard's
-//! `TlsConn` used to drive it (with rustls' default `ServerConfig` and with
-//! `load_server_config`), sigyard's `TlsConn` (now on `UnbufferedServerConnection`), and
-//! a minimal unbuffered driver whose buffers are freed once empty (the lower bound).
+//! `TlsConn` used to drive it (with rustls' default `ServerConfig` and with sigyard's
+//! settings, both on ring's own provider), sigyard's `TlsConn` (on
+//! `UnbufferedServerConnection`) with ring's own provider and with `load_server_config`'s
+//! (record keys expanded on demand), and a minimal unbuffered driver whose buffers are
+//! freed once empty (the lower bound).
 //!
 //! Deliberately doesn't: measure sockets or kernel buffers, CPU time, or the client side
 //! (each client and its config is dropped before reading the counters). It is a
@@ -23,7 +25,7 @@ use std::sync::Arc;
 
 use rustls::client::Resumption;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::{ServerConnection, ServerSessionMemoryCache, UnbufferedServerConnection};
 use rustls::unbuffered::{ConnectionState, EncodeError, EncryptError};
 use rustls::{ClientConfig, ClientConnection, RootCertStore, SupportedProtocolVersion};
@@ -313,7 +315,12 @@ fn client_config(version: &'static SupportedProtocolVersion) -> Arc<ClientConfig
     Arc::new(cfg)
 }
 
-fn connect<S: Server>(server: &mut S, version: &'static SupportedProtocolVersion) {
+/// Handshakes and exchanges one message each way; returns the client (the memory rows drop it
+/// at once).
+fn connect<S: Server>(
+    server: &mut S,
+    version: &'static SupportedProtocolVersion,
+) -> ClientConnection {
     let name = ServerName::try_from("sigyard.test").expect("name");
     let mut client = ClientConnection::new(client_config(version), name).expect("client");
     let (mut c2s, mut s2c) = (Pipe::default(), Pipe::default());
@@ -348,6 +355,46 @@ fn connect<S: Server>(server: &mut S, version: &'static SupportedProtocolVersion
         .expect("client reads reply");
     assert_eq!(&reply[..n], b"{\"ok\":true}");
     assert!(c2s.0.is_empty() && s2c.0.is_empty());
+    client
+}
+
+/// Server CPU per message: `conns` TLS 1.3 connections on `cfg`, used in turn, each turn a
+/// 64-byte message read (decrypted) and one written (encrypted) by the server; the time of
+/// the server's part only, in ns per message, best of 5 runs of `msgs` messages.
+fn cpu_per_message(cfg: &Arc<rustls::ServerConfig>, conns: usize, msgs: usize) -> f64 {
+    let mut pairs: Vec<(ClientConnection, TlsConn)> = (0..conns)
+        .map(|_| {
+            let mut server = TlsConn::new(cfg.clone()).expect("conn");
+            let client = connect(&mut server, &rustls::version::TLS13);
+            (client, server)
+        })
+        .collect();
+    let (mut c2s, mut s2c, mut got) = (Pipe::default(), Pipe::default(), Vec::new());
+    let msg = [b'm'; 64];
+    let mut best = f64::MAX;
+    for _ in 0..5 {
+        let mut server_time = std::time::Duration::ZERO;
+        for i in 0..msgs {
+            let (client, server) = &mut pairs[i % conns];
+            client.writer().write_all(&msg).expect("client write");
+            client.write_tls(&mut c2s).expect("client write");
+            got.clear();
+            let t = std::time::Instant::now();
+            server.pump(&mut c2s, &mut s2c, &mut got);
+            server.send(&msg, &mut s2c);
+            server_time += t.elapsed();
+            assert_eq!(got.len(), msg.len());
+            client.read_tls(&mut s2c).expect("client read");
+            client.process_new_packets().expect("client process");
+            let mut reply = [0u8; 64];
+            client
+                .reader()
+                .read_exact(&mut reply)
+                .expect("client reads");
+        }
+        best = best.min(server_time.as_nanos() as f64 / msgs as f64);
+    }
+    best
 }
 
 struct Row {
@@ -435,11 +482,50 @@ fn main() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
     let sigyard_cfg = load_server_config(&dir.join("dev-cert.pem"), &dir.join("dev-key.pem"))
         .expect("dev cert/key");
-    let mut default_cfg = (*sigyard_cfg).clone();
+    // The same configuration on ring's own provider: its record keys expanded per connection
+    // (sigyard's before `net::tls::keys`).
+    let ring_cfg = {
+        let chain: Vec<_> = CertificateDer::pem_file_iter(dir.join("dev-cert.pem"))
+            .expect("dev cert")
+            .map(|c| c.expect("dev cert PEM"))
+            .collect();
+        let key = PrivateKeyDer::from_pem_file(dir.join("dev-key.pem")).expect("dev key");
+        let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .expect("cert");
+        cfg.alpn_protocols = sigyard_cfg.alpn_protocols.clone();
+        cfg.send_tls13_tickets = sigyard_cfg.send_tls13_tickets;
+        cfg.session_storage = sigyard_cfg.session_storage.clone();
+        cfg.max_early_data_size = sigyard_cfg.max_early_data_size;
+        Arc::new(cfg)
+    };
+    let mut default_cfg = (*ring_cfg).clone();
     default_cfg.send_tls13_tickets = 2;
     default_cfg.session_storage = ServerSessionMemoryCache::new(256);
     let default_cfg = Arc::new(default_cfg);
 
+    if std::env::args().any(|a| a == "cpu") {
+        // `-- cpu`: server CPU per message, ring's own record keys against sigyard's, in
+        // alternation (the machine is shared), with few connections (all keys stay
+        // expanded) and with more than one thread's table holds (every record expands).
+        for conns in [100, 2000] {
+            let (mut ring, mut ours) = (Vec::new(), Vec::new());
+            for _ in 0..3 {
+                ring.push(cpu_per_message(&ring_cfg, conns, 20_000));
+                ours.push(cpu_per_message(&sigyard_cfg, conns, 20_000));
+            }
+            println!(
+                "{conns} connections, server ns per message (read 64 B + write 64 B), best of 5 \
+                 per run: ring's record keys {ring:.0?}, keys expanded on demand {ours:.0?}"
+            );
+        }
+        return;
+    }
     let mut h0 = vec![0isize; HIST_MAX + 1];
     let mut h1 = vec![0isize; HIST_MAX + 1];
     println!(
@@ -451,6 +537,11 @@ fn main() {
         size_of::<UnbufferedServerConnection>()
     );
     println!("heap bytes per connection: after new | idle after handshake + exchange | left after drop (shared caches)");
+    println!(
+        "(sigyard's config expands record keys into a per-thread table of up to {} keys, \
+         allocated at the warm-up connection: a fixed cost, not in these figures)",
+        sigyard::net::tls::HOT_KEYS
+    );
     for (vname, version) in [
         ("TLS1.3", &rustls::version::TLS13),
         ("TLS1.2", &rustls::version::TLS12),
@@ -467,17 +558,27 @@ fn main() {
                 ),
             ),
             (
-                "before: buffered adapter (previous TlsConn), sigyard config",
+                "before: buffered adapter (previous TlsConn), sigyard config, ring's record keys",
                 measure(
                     n,
                     version,
-                    || Buffered::new(sigyard_cfg.clone()),
+                    || Buffered::new(ring_cfg.clone()),
                     &mut h0,
                     &mut h1,
                 ),
             ),
             (
-                "after: sigyard TlsConn (unbuffered), sigyard config",
+                "before: sigyard TlsConn (unbuffered), sigyard config, ring's record keys",
+                measure(
+                    n,
+                    version,
+                    || TlsConn::new(ring_cfg.clone()).expect("conn"),
+                    &mut h0,
+                    &mut h1,
+                ),
+            ),
+            (
+                "after: sigyard TlsConn (unbuffered), sigyard config (keys expanded on demand)",
                 measure(
                     n,
                     version,

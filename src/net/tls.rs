@@ -65,6 +65,8 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 mod keys;
 
+pub use keys::HOT_KEYS;
+
 /// The only ALPN protocol the server accepts. A client that offers ALPN without it is
 /// refused with a `no_application_protocol` alert; a client that offers no ALPN at all is
 /// accepted (and [`TlsConn::alpn`] returns `None`).
