@@ -10,8 +10,9 @@
 //! approximation of least recently used), or until its connection is gone. So a busy
 //! connection keeps its keys expanded and pays nothing more per record than a table lookup,
 //! while an idle one holds 2 x 64 bytes instead of 2 x 560; a key expansion costs about
-//! 200 ns, paid again only by a connection whose keys were evicted (more than 256
-//! connections busy at once on one thread).
+//! 200 ns, paid again only by a connection whose keys were evicted. When that happens often
+//! (more connections busy at once than the table holds) the table doubles, up to
+//! [`MAX_HOT_KEYS`]: busy connections then cost what ring's glue costs, idle ones still not.
 //!
 //! Same cipher suites, in the same order, with the same key exchange groups, signature
 //! schemes, hashes and key derivation (all ring's, untouched): only the AEAD objects differ,
@@ -43,10 +44,17 @@ use rustls::{
 };
 use zeroize::Zeroize;
 
-/// Expanded keys one thread keeps: two per connection, so 256 connections sealing and
-/// opening records at the same time never expand a key twice. About 280 KiB once full
+/// Expanded keys one thread keeps at first: two per connection, so 256 connections sealing
+/// and opening records at the same time never expand a key twice. About 280 KiB once full
 /// (reserved at the thread's first TLS record, filled as keys are used).
 pub const HOT_KEYS: usize = 512;
+
+/// The most a thread's table grows to (about 18 MiB: what ring's own glue holds for 16,384
+/// connections): see [`HotKeys::cap`].
+pub const MAX_HOT_KEYS: usize = 64 * HOT_KEYS;
+
+/// Lookups per window over which a table judges whether it is too small.
+const WINDOW: u32 = 4096;
 
 /// Largest plaintext in one record (2^14); a TLS 1.2 record that opens to more is refused
 /// as ring's glue refuses it.
@@ -213,17 +221,29 @@ thread_local! {
             entries: Vec::new(),
             free: Vec::new(),
             hand: 0,
+            cap: HOT_KEYS,
+            lookups: 0,
+            again: 0,
         })
     };
 }
 
-/// A thread's expanded keys: at most [`HOT_KEYS`], replaced by the clock algorithm.
+/// A thread's expanded keys: at most `cap`, replaced by the clock algorithm.
 struct HotKeys {
     entries: Vec<Hot>,
     /// Entries whose key was dropped (their id is 0), used before anything is evicted.
     free: Vec<u32>,
     /// The clock hand: the next entry considered for eviction.
     hand: usize,
+    /// How many entries the table may hold: [`HOT_KEYS`], doubled (up to [`MAX_HOT_KEYS`])
+    /// after each window of [`WINDOW`] lookups in which more than one in eight expanded a
+    /// key again that had been evicted: more connections are busy at once than the table
+    /// holds, and every record of theirs would pay an expansion. Never shrinks: a thread
+    /// that once had that many busy connections is likely to again.
+    cap: usize,
+    /// Lookups in the current window, and how many of them expanded an evicted key again.
+    lookups: u32,
+    again: u32,
 }
 
 struct Hot {
@@ -236,12 +256,21 @@ struct Hot {
 
 impl HotKeys {
     fn get(&mut self, k: &mut LazyKey) -> Result<&LessSafeKey, ring::error::Unspecified> {
+        self.lookups += 1;
+        if self.lookups == WINDOW {
+            if self.again > WINDOW / 8 && self.entries.len() == self.cap {
+                self.cap = (2 * self.cap).min(MAX_HOT_KEYS);
+            }
+            (self.lookups, self.again) = (0, 0);
+        }
         let at = k.slot as usize;
         if self.entries.get(at).is_some_and(|e| e.id == k.id) {
             let e = &mut self.entries[at];
             e.recent = true;
             return Ok(&e.key);
         }
+        // Expanded before (here, or on a thread it left): evicted since.
+        self.again += u32::from(k.slot != u32::MAX);
         let hot = Hot {
             id: k.id,
             recent: true,
@@ -249,7 +278,7 @@ impl HotKeys {
         };
         let at = if let Some(free) = self.free.pop() {
             free as usize
-        } else if self.entries.len() < HOT_KEYS {
+        } else if self.entries.len() < self.cap {
             if self.entries.capacity() == 0 {
                 self.entries.reserve_exact(HOT_KEYS);
             }
@@ -622,6 +651,43 @@ mod tests {
             compared, 6,
             "the AES-256 and ChaCha20 suites of both versions"
         );
+    }
+
+    #[test]
+    fn table_grows_only_while_busy_keys_outnumber_it() {
+        let alg = &aead::AES_256_GCM;
+        let key = AeadKey::from([2; 32]);
+        let seal = |k: &mut LazyKey| {
+            let mut buf = vec![0u8; 4];
+            let nonce = k.nonce(0);
+            k.with(|key| key.seal_in_place_append_tag(nonce, Aad::empty(), &mut buf))
+                .expect("seals");
+        };
+        // Half the table in use, round robin for several windows: no reason to grow.
+        let mut few: Vec<LazyKey> = (0..HOT_KEYS / 2)
+            .map(|_| LazyKey::new(alg, &key, [0; NONCE_LEN]))
+            .collect();
+        for _ in 0..4 * WINDOW as usize / few.len() {
+            few.iter_mut().for_each(seal);
+        }
+        HOT.with(|t| assert_eq!(t.borrow().cap, HOT_KEYS));
+        drop(few);
+        // Twice the table, round robin: after the first turn every lookup expands an
+        // evicted key again, until the table has grown to hold them all; then none does.
+        let mut many: Vec<LazyKey> = (0..2 * HOT_KEYS)
+            .map(|_| LazyKey::new(alg, &key, [0; NONCE_LEN]))
+            .collect();
+        for _ in 0..8 {
+            many.iter_mut().for_each(seal);
+        }
+        HOT.with(|t| {
+            let t = t.borrow();
+            assert_eq!(t.cap, 2 * HOT_KEYS, "doubled once, and that was enough");
+            assert!(
+                many.iter().all(|k| t.entries[k.slot as usize].id == k.id),
+                "every key expanded and kept"
+            );
+        });
     }
 
     #[test]
