@@ -22,11 +22,10 @@ use crate::args::Opts;
 use crate::phases;
 use crate::phases::{Merged, Outcome, Threads};
 use crate::ws::Rng;
-use crate::wsconn::Conn;
-use crate::wsloop::{self, RUNNING};
+use crate::wsconn::{self, Conn, Target};
+use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -77,13 +76,8 @@ struct Pair {
 
 /// What one thread measured.
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
-    if o.workers > 1 {
-        return Err("--workers: not supported by the peerjs scenario".into());
-    }
-    if o.tls_name.is_some() {
-        return Err("--url: ws:// only for the peerjs scenario".into());
-    }
-    let mut mount = if o.path == "/echo" { "/" } else { &o.path }.to_string();
+    phases::unsupported(o, "peerjs", true)?;
+    let mut mount = phases::path_or(o, "/");
     if !mount.ends_with('/') {
         mount.push('/');
     }
@@ -91,34 +85,25 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let shared = Arc::new(Shared::default());
     let run_tag = phases::seed();
     let sdp = serde_json::to_string(&phases::sdp_text(o.size)).expect("a string");
-    let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut spawned = Threads::start();
+    let mut spawned = Threads::start_measuring(o);
     for t in 0..threads {
         let pairs = phases::part(o.pairs, threads, t);
         let w = Worker {
-            addr: o.addr,
-            host: o.host.clone(),
+            target: Target::of(o, t),
             path: format!("{mount}peerjs?key=peerjs"),
-            sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: phases::concurrency(o, threads),
-            rate: phases::rate(o, pairs, o.pairs),
+            plan: Plan::new(o, threads, pairs, o.pairs, spawned.setup_flag()),
             sdp: sdp.clone(),
             id_prefix: format!("load-{:012x}-{t}", run_tag & 0xffff_ffff_ffff),
             rng: Rng::new(phases::thread_seed(0x7065_6572, t, run_tag)),
             shared: shared.clone(),
-            setup_done: spawned.setup_flag(),
             connects: 0,
             pairs: (0..pairs).map(|_| None).collect(),
             out: Outcome::default(),
         };
         spawned.spawn(format!("peerjs-{t}"), move || w.run())?;
     }
-    let phases::Measured {
-        run,
-        at_n: mem_at_n,
-        end: mem_end,
-    } = spawned.measured(
+    let measured = spawned.measured(
         o,
         &shared.phase,
         phases::SetUp {
@@ -128,6 +113,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             traffic: "exchanges",
         },
     )?;
+    let run = &measured.run;
     let registered = shared.registered.load(Relaxed);
     let Merged {
         setup,
@@ -161,8 +147,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "latency_us": lat(&latency),
         "errors": errors,
     });
-    let mem = phases::memory_json(mem_before, mem_at_n, mem_end, registered * 2);
-    phases::extend(&mut v, mem);
+    phases::extend(&mut v, measured.memory_json(registered * 2));
     Ok(v)
 }
 
@@ -199,22 +184,17 @@ pub fn text(v: &serde_json::Value) -> String {
 }
 
 struct Worker {
-    addr: SocketAddr,
-    host: String,
+    target: Target,
     /// The WebSocket path up to the key (`{mount}peerjs?key=peerjs`).
     path: String,
-    /// `--source-ips`: the addresses to bind to, round robin (empty: none).
-    sources: Vec<IpAddr>,
     timeout: Duration,
-    concurrency: u64,
-    /// `--rate`: exchanges per second for this thread (paced); `None`: closed loop.
-    rate: Option<f64>,
+    /// Its rate: exchanges per second for this thread.
+    plan: Plan,
     /// The SDP text as a JSON string.
     sdp: String,
     id_prefix: String,
     rng: Rng,
     shared: Arc<Shared>,
-    setup_done: Arc<AtomicBool>,
     connects: usize,
     pairs: Vec<Option<Pair>>,
     out: Outcome,
@@ -229,9 +209,8 @@ fn setting_up(step: Option<Step>) -> bool {
 
 impl Worker {
     fn run(mut self) -> Outcome {
-        let (shared, done) = (self.shared.clone(), self.setup_done.clone());
-        let (concurrency, rate) = (self.concurrency, self.rate);
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &done, concurrency, rate) {
+        let (shared, plan) = (self.shared.clone(), self.plan.clone());
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
@@ -284,18 +263,10 @@ impl Worker {
                 ids[side],
                 token & 0xff_ffff_ffff
             );
-            let src = (!self.sources.is_empty())
-                .then(|| self.sources[self.connects % self.sources.len()]);
+            let conn =
+                (self.target).ws(poll, Token(i * 2 + side), self.connects, &q, &mut self.rng);
             self.connects += 1;
-            match Conn::connect(
-                poll,
-                Token(i * 2 + side),
-                self.addr,
-                src,
-                &self.host,
-                &q,
-                &mut self.rng,
-            ) {
+            match conn {
                 Ok(c) => p.sides[side] = Some(c),
                 Err(e) => {
                     fail(&mut p, poll, &self.shared, &mut self.out.errors, &e);
@@ -377,7 +348,7 @@ impl Worker {
                     p.step = Step::Ready;
                     self.out.setup.record(p.started.elapsed().as_nanos() as u64);
                     self.shared.registered.fetch_add(1, Relaxed);
-                    if running && self.rate.is_none() {
+                    if running && self.plan.rate.is_none() {
                         self.send_offer(i);
                     }
                 }
@@ -398,7 +369,7 @@ impl Worker {
             }
             (Step::WaitCandidateB, A) if text.starts_with(CANDIDATE) => {
                 p.step = Step::Ready;
-                if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
+                if self.shared.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
                     self.send_offer(i);
                 }
             }
@@ -430,8 +401,8 @@ impl wsloop::Units for Worker {
         token.0 / 2
     }
 
-    fn ready(&mut self, poll: &Poll, token: Token, running: bool) {
-        self.drive(poll, token.0 / 2, running);
+    fn ready(&mut self, poll: &Poll, i: usize, running: bool) {
+        self.drive(poll, i, running);
     }
 
     /// Deadlines of pairs setting up, and heartbeats.
@@ -493,9 +464,5 @@ fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, wh
     p.step = Step::Failed;
     shared.failed.fetch_add(1, Relaxed);
     errors.push(why.to_string());
-    for s in p.sides.iter_mut() {
-        if let Some(mut c) = s.take() {
-            c.deregister(poll);
-        }
-    }
+    wsconn::close_all(&mut p.sides, poll);
 }

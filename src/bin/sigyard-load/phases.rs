@@ -1,7 +1,8 @@
 //! What the dialect scenarios that run their own event loops (`mewconnect`, `socketio`,
-//! `peerjs`, `ywebrtc`, `webtorrent`) share: the coordinator (set-up, a timed run, stop,
-//! collect), how the work splits over threads, what a thread hands back, the latency
-//! summaries, the server's memory, a run's seed, the source addresses and SDP text.
+//! `peerjs`, `ywebrtc`, `webtorrent`) share: the options they refuse and their default path,
+//! the coordinator (set-up, a timed run, stop, collect), how the work splits over threads,
+//! what a thread hands back, the latency summaries, the server's memory, a run's seed, the
+//! source addresses and SDP text.
 
 use crate::args::Opts;
 use crate::engine::{RUNNING, STOP};
@@ -15,12 +16,33 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-/// The load threads of a run as they are started: each one's set-up flag and handle, and the
-/// time their set-up is measured from.
+/// `Err` for what the dialect scenarios do not support: `--workers` (they run in this one
+/// process), and with `plain_only` a `wss://` URL.
+pub fn unsupported(o: &Opts, scenario: &str, plain_only: bool) -> Result<(), String> {
+    if o.workers > 1 {
+        return Err(format!(
+            "--workers: not supported by the {scenario} scenario"
+        ));
+    }
+    if plain_only && o.tls_name.is_some() {
+        return Err(format!("--url: ws:// only for the {scenario} scenario"));
+    }
+    Ok(())
+}
+
+/// The URL's path, or `default` if it named none (the tool's default path is `/echo`).
+pub fn path_or(o: &Opts, default: &str) -> String {
+    if o.path == "/echo" { default } else { &o.path }.to_string()
+}
+
+/// The load threads of a run as they are started: each one's set-up flag and handle, the
+/// time their set-up is measured from, and the server's memory before (`--server-pid`, if
+/// measured).
 pub struct Threads<T> {
     start: Instant,
     done: Vec<Arc<AtomicBool>>,
     handles: Vec<JoinHandle<T>>,
+    mem_before: Option<Mem>,
 }
 
 impl<T: Send + 'static> Threads<T> {
@@ -30,6 +52,17 @@ impl<T: Send + 'static> Threads<T> {
             start: Instant::now(),
             done: Vec::new(),
             handles: Vec::new(),
+            mem_before: None,
+        }
+    }
+
+    /// [`Threads::start`] for a run that reports the server's memory ([`Threads::measured`]):
+    /// first the server's memory before any connection.
+    pub fn start_measuring(o: &Opts) -> Self {
+        let mem_before = o.server_pid.and_then(crate::server_mem);
+        Threads {
+            mem_before,
+            ..Threads::start()
         }
     }
 
@@ -75,6 +108,7 @@ impl<T: Send + 'static> Threads<T> {
         said: SetUp<'_>,
     ) -> Result<Measured<T>, String> {
         let (server_pid, quiet) = (o.server_pid, o.quiet);
+        let before = self.mem_before;
         let mut at_n = None;
         let run = run_threads(self, phase, o.duration, |setup_s| {
             if server_pid.is_some() {
@@ -86,7 +120,12 @@ impl<T: Send + 'static> Threads<T> {
             }
         })?;
         let end = server_pid.and_then(crate::server_mem);
-        Ok(Measured { run, at_n, end })
+        Ok(Measured {
+            run,
+            before,
+            at_n,
+            end,
+        })
     }
 }
 
@@ -142,6 +181,7 @@ fn run_threads<T>(
         start,
         done,
         handles,
+        ..
     } = threads;
     while !done.iter().all(|d| d.load(Relaxed)) {
         std::thread::sleep(Duration::from_millis(5));
@@ -167,11 +207,20 @@ fn run_threads<T>(
 }
 
 /// What a run with every client set up first measured: the run, and the server's memory
-/// with every client in place (`at_n`) and at the end (`None` without `--server-pid`).
+/// before, with every client in place (`at_n`) and at the end (`None` without
+/// `--server-pid`).
 pub struct Measured<T> {
     pub run: Run<T>,
-    pub at_n: Option<Mem>,
-    pub end: Option<Mem>,
+    before: Option<Mem>,
+    at_n: Option<Mem>,
+    end: Option<Mem>,
+}
+
+impl<T> Measured<T> {
+    /// The server's memory at `n` connections, as [`memory_json`]'s members.
+    pub fn memory_json(&self, n: u64) -> Value {
+        memory_json(self.before, self.at_n, self.end, n)
+    }
 }
 
 /// Thread `t`'s part of `total` (clients, pairs, topics) over `threads` threads: the first
@@ -267,7 +316,7 @@ pub fn latency_text(h: &Value) -> String {
 /// The server's memory in a summary (`--server-pid`): VmRSS and RssAnon in KiB before the
 /// first connection, with all `n` connections set up, and at the end, and the growth up to
 /// `n` per connection, as the `idle` scenario reports them. Members to add to the summary.
-pub fn memory_json(before: Option<Mem>, at_n: Option<Mem>, end: Option<Mem>, n: u64) -> Value {
+fn memory_json(before: Option<Mem>, at_n: Option<Mem>, end: Option<Mem>, n: u64) -> Value {
     let per = |part: fn(&Mem) -> u64| match (before, at_n) {
         (Some(b), Some(a)) if n > 0 => {
             Some((part(&a).saturating_sub(part(&b)) as f64 * 1024.0 / n as f64).round())

@@ -41,16 +41,15 @@ use crate::engine::now_ns;
 use crate::hist::Histogram;
 use crate::phases::{self, Threads};
 use crate::ws::Rng;
-use crate::wsconn::Conn;
-use crate::wsloop;
+use crate::wsconn::{Conn, Target};
+use crate::wsloop::{self, Plan};
 use mio::{Poll, Token};
 use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -328,18 +327,8 @@ impl Outcome {
 }
 
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
-    if o.workers > 1 {
-        return Err("--workers: not supported by the webtorrent scenario".into());
-    }
-    if o.tls_name.is_some() {
-        return Err("--url: ws:// only for the webtorrent scenario".into());
-    }
-    let path = if o.path == "/echo" {
-        "/announce"
-    } else {
-        &o.path
-    }
-    .to_string();
+    phases::unsupported(o, "webtorrent", true)?;
+    let path = phases::path_or(o, "/announce");
     let threads = (o.threads as u64).clamp(1, o.connections.max(1));
     let shared = Arc::new(Shared::default());
     let run_tag = phases::seed();
@@ -349,19 +338,15 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     let sdp = serde_json::to_string(&phases::sdp_text(o.size)).expect("a string");
     let offer = format!(r#"{{"type":"offer","sdp":{sdp}}}"#).into_bytes();
     let answer = format!(r#"{{"type":"answer","sdp":{sdp}}}"#).into_bytes();
-    let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut spawned = Threads::start();
+    let mut spawned = Threads::start_measuring(o);
     let mut first = 0u64;
     for t in 0..threads {
         let peers = phases::part(o.connections, threads, t);
         let mut w = Worker {
-            addr: o.addr,
-            host: o.host.clone(),
+            target: Target::of(o, t),
             path: path.clone(),
-            sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: phases::concurrency(o, threads),
-            rate: phases::rate(o, peers, o.connections),
+            plan: Plan::new(o, threads, peers, o.connections, spawned.setup_flag()),
             offers: o.offers as usize,
             scrape_mix: o.scrape_mix,
             offer: offer.clone(),
@@ -369,7 +354,6 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             torrents: torrents.clone(),
             rng: Rng::new(phases::thread_seed(0x7774_6f72, t, run_tag)),
             shared: shared.clone(),
-            setup_done: spawned.setup_flag(),
             running: false,
             peers: Vec::new(),
             buf: Vec::new(),
@@ -381,11 +365,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         first += peers;
         spawned.spawn(format!("webtorrent-{t}"), move || w.run())?;
     }
-    let phases::Measured {
-        run,
-        at_n: mem_at_n,
-        end: mem_end,
-    } = spawned.measured(
+    let measured = spawned.measured(
         o,
         &shared.phase,
         phases::SetUp {
@@ -395,6 +375,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             traffic: "exchanges",
         },
     )?;
+    let run = &measured.run;
     let announced = shared.announced.load(Relaxed);
     let mut all = Outcome::default();
     for out in &run.outcomes {
@@ -449,10 +430,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "scrape_latency_us": lat(&scrape),
         "errors": errors,
     });
-    phases::extend(
-        &mut v,
-        phases::memory_json(mem_before, mem_at_n, mem_end, announced),
-    );
+    phases::extend(&mut v, measured.memory_json(announced));
     Ok(v)
 }
 
@@ -512,15 +490,11 @@ pub fn text(v: &serde_json::Value) -> String {
 }
 
 struct Worker {
-    addr: SocketAddr,
-    host: String,
+    target: Target,
     path: String,
-    /// `--source-ips`: the addresses to bind to, round robin (empty: none).
-    sources: Vec<IpAddr>,
     timeout: Duration,
-    concurrency: u64,
-    /// `--rate`: exchanges per second for this thread (paced); `None`: closed loop.
-    rate: Option<f64>,
+    /// Its rate: exchanges per second for this thread.
+    plan: Plan,
     offers: usize,
     scrape_mix: u64,
     /// The offer and answer objects as sent.
@@ -529,7 +503,6 @@ struct Worker {
     torrents: Arc<Vec<Bin>>,
     rng: Rng,
     shared: Arc<Shared>,
-    setup_done: Arc<AtomicBool>,
     running: bool,
     peers: Vec<Peer>,
     /// The frame being built.
@@ -557,9 +530,8 @@ impl Worker {
     }
 
     fn run(mut self) -> Outcome {
-        let (shared, done) = (self.shared.clone(), self.setup_done.clone());
-        let (concurrency, rate) = (self.concurrency, self.rate);
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &done, concurrency, rate) {
+        let (shared, plan) = (self.shared.clone(), self.plan.clone());
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
             self.error(e);
         }
         self.out
@@ -570,17 +542,8 @@ impl Worker {
     }
 
     fn start(&mut self, poll: &Poll, i: usize) {
-        let src = (!self.sources.is_empty()).then(|| self.sources[i % self.sources.len()]);
         self.peers[i].started = Instant::now();
-        match Conn::connect(
-            poll,
-            Token(i),
-            self.addr,
-            src,
-            &self.host,
-            &self.path,
-            &mut self.rng,
-        ) {
+        match (self.target).ws(poll, Token(i), i, &self.path, &mut self.rng) {
             Ok(c) => {
                 self.peers[i].conn = Some(c);
                 self.flush(poll, i);
@@ -944,7 +907,7 @@ impl Worker {
     }
 
     fn next_if_closed_loop(&mut self, i: usize) {
-        if self.running && self.rate.is_none() {
+        if self.running && self.plan.rate.is_none() {
             self.next_exchange(i);
         }
     }
@@ -976,13 +939,9 @@ impl wsloop::Units for Worker {
         matches!(self.peers[i].step, Step::Connecting | Step::Starting)
     }
 
-    fn unit_of(&self, token: Token) -> usize {
-        token.0
-    }
-
-    fn ready(&mut self, poll: &Poll, token: Token, running: bool) {
+    fn ready(&mut self, poll: &Poll, i: usize, running: bool) {
         self.running = running;
-        self.drive(poll, token.0);
+        self.drive(poll, i);
     }
 
     /// Deadlines: of the peers setting up (those started: they have a socket), and of the

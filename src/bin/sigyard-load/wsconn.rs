@@ -1,60 +1,90 @@
-//! One client WebSocket of the dialect scenarios that hold many plain ones (`peerjs`,
-//! `ywebrtc`): a non-blocking socket registered with a mio poll (bound to a `--source-ips`
-//! address if given), its upgrade, queued writes, and the server's whole text or binary
-//! messages read off it, pings answered. The scenarios keep their own state per connection and
-//! only look at messages.
+//! The client connections of the dialect scenarios that hold many sockets in one mio poll
+//! (`peerjs`, `ywebrtc`, `webtorrent`, `mewconnect`, `socketio`): a non-blocking TCP
+//! [`Socket`] registered with the poll (bound to a `--source-ips` address if given), with what
+//! came in and what is queued to go out; and on it a client WebSocket ([`Conn`]): its upgrade,
+//! queued writes, and the server's whole text or binary messages read off it, pings answered.
+//! The scenarios keep their own state per connection and only look at messages (or, on a bare
+//! [`Socket`], at the bytes).
 
+use crate::args::Opts;
 use crate::engine;
+use crate::phases;
 use crate::ws::{self, Rng, Upgrade, OP_BINARY, OP_CLOSE, OP_CONT, OP_PING, OP_PONG, OP_TEXT};
 use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
 
-pub struct Conn {
-    sock: TcpStream,
-    /// `Some(accept)` until the 101 arrived.
-    accept: Option<String>,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-    /// A fragmented message being put together.
-    frag: Option<Vec<u8>>,
+/// Where a thread's clients connect: the server's address and `Host`, and the addresses to
+/// bind to, round robin (`--source-ips`; empty: no explicit bind).
+#[derive(Clone)]
+pub struct Target {
+    pub addr: SocketAddr,
+    pub host: String,
+    pub sources: Vec<IpAddr>,
 }
 
-impl Conn {
-    /// Connect to `addr` (from `src` if given), register with `poll` as `token`, and queue the
-    /// upgrade request for `path`.
-    pub fn connect(
+impl Target {
+    /// The target of thread `t`: the URL's server, and its share of `--source-ips`.
+    pub fn of(o: &Opts, t: u64) -> Target {
+        Target {
+            addr: o.addr,
+            host: o.host.clone(),
+            sources: phases::sources(o, t as usize),
+        }
+    }
+
+    /// The source address of a thread's `n`th connection.
+    fn source(&self, n: usize) -> Option<IpAddr> {
+        (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()])
+    }
+
+    /// A plain TCP connection, the thread's `n`th, registered with `poll` as `token`.
+    pub fn socket(&self, poll: &Poll, token: Token, n: usize) -> Result<Socket, String> {
+        Socket::connect(poll, token, self.addr, self.source(n))
+    }
+
+    /// A WebSocket to `path`, the thread's `n`th connection, registered with `poll` as
+    /// `token`, its upgrade request queued.
+    pub fn ws(
+        &self,
+        poll: &Poll,
+        token: Token,
+        n: usize,
+        path: &str,
+        rng: &mut Rng,
+    ) -> Result<Conn, String> {
+        let sock = self.socket(poll, token, n)?;
+        Ok(Conn::upgrade(sock, &self.host, path, rng))
+    }
+}
+
+/// A non-blocking TCP connection registered with a poll.
+pub struct Socket {
+    sock: TcpStream,
+    /// What arrived and is not used yet.
+    pub rx: Vec<u8>,
+    /// What is queued to be written.
+    pub tx: Vec<u8>,
+}
+
+impl Socket {
+    /// Connect to `addr` (from `src` if given) and register with `poll` as `token`.
+    fn connect(
         poll: &Poll,
         token: Token,
         addr: SocketAddr,
         src: Option<IpAddr>,
-        host: &str,
-        path: &str,
-        rng: &mut Rng,
-    ) -> Result<Conn, String> {
+    ) -> Result<Socket, String> {
         let mut sock = engine::open_socket(addr, src).map_err(|e| engine::classify(&e).0)?;
         poll.registry()
             .register(&mut sock, token, Interest::READABLE | Interest::WRITABLE)
             .map_err(|e| format!("register: {e}"))?;
-        let (tx, accept) = ws::upgrade_request(host, path, rng);
-        Ok(Conn {
+        Ok(Socket {
             sock,
-            accept: Some(accept),
             rx: Vec::new(),
-            tx,
-            frag: None,
+            tx: Vec::new(),
         })
-    }
-
-    /// The upgrade is done (messages may be sent).
-    pub fn is_open(&self) -> bool {
-        self.accept.is_none()
-    }
-
-    /// Queue one text message.
-    pub fn send(&mut self, text: &[u8], rng: &mut Rng) {
-        ws::encode_frame(&mut self.tx, OP_TEXT, text, rng);
     }
 
     /// Write what is queued, as far as the socket takes it.
@@ -74,36 +104,95 @@ impl Conn {
         Ok(())
     }
 
-    /// Read what arrived and append the server's whole messages to `out`; pings are answered
-    /// (queued, flushed by the caller). `Err` when the connection is over or broke the
-    /// protocol.
-    pub fn read(&mut self, out: &mut Vec<Vec<u8>>, rng: &mut Rng) -> Result<(), String> {
+    /// Read once into `rx`: true if something came, false if nothing is there (yet). `Err`
+    /// when the connection is over.
+    pub fn fill(&mut self) -> Result<bool, String> {
         let mut buf = [0u8; 16384];
         loop {
             match self.sock.read(&mut buf) {
                 Ok(0) => return Err("closed by the server".into()),
                 Ok(n) => {
                     self.rx.extend_from_slice(&buf[..n]);
-                    self.parse(out, rng)?;
+                    return Ok(true);
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(false),
+                Err(e) if e.kind() == io::ErrorKind::NotConnected => return Ok(false),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(format!("read: {}", engine::classify(&e).0)),
             }
         }
     }
 
+    pub fn deregister(&mut self, poll: &Poll) {
+        let _ = poll.registry().deregister(&mut self.sock);
+    }
+}
+
+/// A client WebSocket.
+pub struct Conn {
+    link: Socket,
+    /// `Some(accept)` until the 101 arrived.
+    accept: Option<String>,
+    /// A fragmented message being put together.
+    frag: Option<Vec<u8>>,
+}
+
+/// Deregister every connection of `conns` and drop it.
+pub fn close_all(conns: &mut [Option<Conn>], poll: &Poll) {
+    for c in conns {
+        if let Some(mut c) = c.take() {
+            c.deregister(poll);
+        }
+    }
+}
+
+impl Conn {
+    /// A WebSocket on `link`: its upgrade request for `path` queued.
+    fn upgrade(mut link: Socket, host: &str, path: &str, rng: &mut Rng) -> Conn {
+        let (req, accept) = ws::upgrade_request(host, path, rng);
+        link.tx.extend_from_slice(&req);
+        Conn {
+            link,
+            accept: Some(accept),
+            frag: None,
+        }
+    }
+
+    /// The upgrade is done (messages may be sent).
+    pub fn is_open(&self) -> bool {
+        self.accept.is_none()
+    }
+
+    /// Queue one text message.
+    pub fn send(&mut self, text: &[u8], rng: &mut Rng) {
+        ws::encode_frame(&mut self.link.tx, OP_TEXT, text, rng);
+    }
+
+    /// Write what is queued, as far as the socket takes it.
+    pub fn flush(&mut self) -> Result<(), String> {
+        self.link.flush()
+    }
+
+    /// Read what arrived and append the server's whole messages to `out`; pings are answered
+    /// (queued, flushed by the caller). `Err` when the connection is over or broke the
+    /// protocol.
+    pub fn read(&mut self, out: &mut Vec<Vec<u8>>, rng: &mut Rng) -> Result<(), String> {
+        while self.link.fill()? {
+            self.parse(out, rng)?;
+        }
+        Ok(())
+    }
+
     fn parse(&mut self, out: &mut Vec<Vec<u8>>, rng: &mut Rng) -> Result<(), String> {
         if let Some(accept) = &self.accept {
-            match ws::parse_upgrade(&self.rx, accept) {
+            match ws::parse_upgrade(&self.link.rx, accept) {
                 Upgrade::Partial => return Ok(()),
                 Upgrade::Done(n) => {
-                    self.rx.drain(..n);
+                    self.link.rx.drain(..n);
                     self.accept = None;
                 }
                 Upgrade::Status(code) => {
-                    let text = String::from_utf8_lossy(&self.rx);
+                    let text = String::from_utf8_lossy(&self.link.rx);
                     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
                     let body: String = body.trim().chars().take(80).collect();
                     return Err(format!("upgrade refused: HTTP {code} {body}"));
@@ -112,10 +201,10 @@ impl Conn {
             }
         }
         let mut used = 0;
-        while let Some(f) = ws::parse_frame(&self.rx[used..])? {
-            let payload = &self.rx[used + f.payload.start..used + f.payload.end];
+        while let Some(f) = ws::parse_frame(&self.link.rx[used..])? {
+            let payload = &self.link.rx[used + f.payload.start..used + f.payload.end];
             match (f.opcode, &mut self.frag) {
-                (OP_PING, _) => ws::encode_frame(&mut self.tx, OP_PONG, payload, rng),
+                (OP_PING, _) => ws::encode_frame(&mut self.link.tx, OP_PONG, payload, rng),
                 (OP_PONG, _) => {}
                 (OP_CLOSE, _) => {
                     let code = match payload {
@@ -139,12 +228,12 @@ impl Conn {
             }
             used += f.payload.end;
         }
-        self.rx.drain(..used);
+        self.link.rx.drain(..used);
         Ok(())
     }
 
     pub fn deregister(&mut self, poll: &Poll) {
-        let _ = poll.registry().deregister(&mut self.sock);
+        self.link.deregister(poll);
     }
 }
 
@@ -157,7 +246,12 @@ mod tests {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let mut rng = Rng::new(7);
         let addr = l.local_addr().unwrap();
-        let c = Conn::connect(poll, Token(0), addr, None, "h", "/p", &mut rng).unwrap();
+        let target = Target {
+            addr,
+            host: "h".into(),
+            sources: Vec::new(),
+        };
+        let c = target.ws(poll, Token(0), 0, "/p", &mut rng).unwrap();
         let (s, _) = l.accept().unwrap();
         (c, s)
     }
@@ -180,7 +274,7 @@ mod tests {
         let (mut c, mut s) = pair(&poll);
         for _ in 0..100 {
             c.flush().unwrap();
-            if c.tx.is_empty() {
+            if c.link.tx.is_empty() {
                 break;
             }
             std::thread::sleep(std::time::Duration::from_millis(5));
@@ -210,7 +304,7 @@ mod tests {
         assert!(c.is_open());
         assert_eq!(out, vec![b"abcde".to_vec(), b"f".to_vec()]);
         // The pong is queued, masked, with the ping's payload.
-        let f = c.tx.clone();
+        let f = c.link.tx.clone();
         assert_eq!((f[0], f[1]), (0x8A, 0x82));
         let mut body = f[6..8].to_vec();
         ws::mask(&mut body, [f[2], f[3], f[4], f[5]]);

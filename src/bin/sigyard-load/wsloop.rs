@@ -1,18 +1,44 @@
-//! The event loop of one thread of the dialect scenarios that hold many plain WebSockets
-//! (`peerjs`, `ywebrtc`, `webtorrent`), written once: set-up with at most `--concurrency`
+//! The event loop of one thread of the dialect scenarios that hold many sockets in one mio
+//! poll (`peerjs`, `ywebrtc`, `webtorrent`, `mewconnect`, `socketio`), written once: set-up with at most `--concurrency`
 //! units (a client, or a pair of them) setting up at once, a tick ten times a second (set-up
 //! deadlines, heartbeats), the start of the traffic when the coordinator says so (every unit
 //! at once in closed loop, or `--rate` per second round robin, a busy one skipped), and the
 //! sockets' readiness handed to the scenario. The scenario keeps its own state per unit and
 //! says what a unit is through [`Units`].
 
+use crate::args::Opts;
+use crate::phases;
 use mio::{Events, Poll, Token};
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 // Phase 0 (the default) is set-up.
 pub const RUNNING: u8 = 1;
 pub const STOP: u8 = 2;
+
+/// How one thread sets up and paces its units.
+#[derive(Clone)]
+pub struct Plan {
+    /// Set once every unit is set up or failed.
+    pub setup_done: Arc<AtomicBool>,
+    /// How many units set up at once.
+    pub concurrency: u64,
+    /// `--rate`: paced turns per second for this thread; `None`: closed loop.
+    pub rate: Option<f64>,
+}
+
+impl Plan {
+    /// The plan of one of `threads` threads with `part` of the run's `total` units (or paced
+    /// things), that sets `setup_done` once set up.
+    pub fn new(o: &Opts, threads: u64, part: u64, total: u64, setup_done: Arc<AtomicBool>) -> Plan {
+        Plan {
+            setup_done,
+            concurrency: phases::concurrency(o, threads),
+            rate: phases::rate(o, part, total),
+        }
+    }
+}
 
 /// What the loop needs from a scenario's thread.
 pub trait Units {
@@ -22,10 +48,12 @@ pub trait Units {
     fn start(&mut self, poll: &Poll, i: usize);
     /// Unit `i` is still setting up (not set up and not failed).
     fn setting_up(&self, i: usize) -> bool;
-    /// The unit whose socket is registered as `token`.
-    fn unit_of(&self, token: Token) -> usize;
-    /// The socket registered as `token` is ready: read, react, write.
-    fn ready(&mut self, poll: &Poll, token: Token, running: bool);
+    /// The unit whose socket is registered as `token` (by default, unit `token`).
+    fn unit_of(&self, token: Token) -> usize {
+        token.0
+    }
+    /// A socket of unit `i` is ready: read, react, write.
+    fn ready(&mut self, poll: &Poll, i: usize, running: bool);
     /// Ten times a second: fail the units set up for too long, send heartbeats. `setting_up`
     /// is how many units are setting up.
     fn tick(&mut self, poll: &Poll, now: Instant, setting_up: u64);
@@ -37,16 +65,15 @@ pub trait Units {
     fn pace(&mut self, poll: &Poll, k: usize) -> bool;
 }
 
-/// Run `u` until `phase` says stop: `concurrency` units setting up at once, `setup_done` set
-/// once every unit is set up or failed, then the traffic (paced at `rate` per second if given).
-/// `Err` only if no poll could be made (`setup_done` is set then too).
-pub fn run<U: Units>(
-    u: &mut U,
-    phase: &AtomicU8,
-    setup_done: &AtomicBool,
-    concurrency: u64,
-    rate: Option<f64>,
-) -> Result<(), String> {
+/// Run `u` until `phase` says stop: set-up, then the traffic, as `plan` says. `Err` only if
+/// no poll could be made (`setup_done` is set then too).
+pub fn run<U: Units>(u: &mut U, phase: &AtomicU8, plan: &Plan) -> Result<(), String> {
+    let Plan {
+        setup_done,
+        concurrency,
+        rate,
+    } = plan;
+    let (concurrency, rate) = (*concurrency, *rate);
     let mut poll = match Poll::new() {
         Ok(p) => p,
         Err(e) => {
@@ -111,7 +138,7 @@ pub fn run<U: Units>(
         for e in events.iter() {
             let i = u.unit_of(e.token());
             let before = u.setting_up(i);
-            u.ready(&poll, e.token(), running);
+            u.ready(&poll, i, running);
             if before && !u.setting_up(i) {
                 in_flight -= 1;
             }

@@ -27,11 +27,10 @@ use crate::engine::now_ns;
 use crate::phases;
 use crate::phases::{Merged, Outcome, Threads};
 use crate::ws::Rng;
-use crate::wsconn::Conn;
-use crate::wsloop::{self, RUNNING};
+use crate::wsconn::{Conn, Target};
+use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -87,38 +86,23 @@ struct Topic {
 
 /// What one thread measured.
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
-    if o.workers > 1 {
-        return Err("--workers: not supported by the ywebrtc scenario".into());
-    }
-    if o.tls_name.is_some() {
-        return Err("--url: ws:// only for the ywebrtc scenario".into());
-    }
-    let path = if o.path == "/echo" {
-        "/y-webrtc"
-    } else {
-        &o.path
-    }
-    .to_string();
+    phases::unsupported(o, "ywebrtc", true)?;
+    let path = phases::path_or(o, "/y-webrtc");
     let topics = o.connections.div_ceil(o.fanout);
     let threads = (o.threads as u64).clamp(1, topics.max(1));
     let shared = Arc::new(Shared::default());
     let run_tag = phases::seed();
-    let mem_before = o.server_pid.and_then(crate::server_mem);
-    let mut spawned = Threads::start();
+    let mut spawned = Threads::start_measuring(o);
     let mut first_topic = 0;
     for t in 0..threads {
         let my_topics = phases::part(topics, threads, t);
         let mut w = Worker {
-            addr: o.addr,
-            host: o.host.clone(),
+            target: Target::of(o, t),
             path: path.clone(),
-            sources: phases::sources(o, t as usize),
             timeout: o.timeout,
-            concurrency: phases::concurrency(o, threads),
-            rate: phases::rate(o, my_topics, topics),
+            plan: Plan::new(o, threads, my_topics, topics, spawned.setup_flag()),
             rng: Rng::new(phases::thread_seed(0x0079_7765, t, run_tag)),
             shared: shared.clone(),
-            setup_done: spawned.setup_flag(),
             subs: Vec::new(),
             topics: Vec::new(),
             out: Outcome::default(),
@@ -131,11 +115,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         first_topic += my_topics;
         spawned.spawn(format!("ywebrtc-{t}"), move || w.run())?;
     }
-    let phases::Measured {
-        run,
-        at_n: mem_at_n,
-        end: mem_end,
-    } = spawned.measured(
+    let measured = spawned.measured(
         o,
         &shared.phase,
         phases::SetUp {
@@ -145,6 +125,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
             traffic: "publishes",
         },
     )?;
+    let run = &measured.run;
     let subscribed = shared.subscribed.load(Relaxed);
     let Merged {
         setup,
@@ -179,10 +160,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "latency_us": lat(&latency),
         "errors": errors,
     });
-    phases::extend(
-        &mut v,
-        phases::memory_json(mem_before, mem_at_n, mem_end, subscribed),
-    );
+    phases::extend(&mut v, measured.memory_json(subscribed));
     Ok(v)
 }
 
@@ -232,18 +210,13 @@ fn stamp_of(text: &[u8]) -> Option<u64> {
 }
 
 struct Worker {
-    addr: SocketAddr,
-    host: String,
+    target: Target,
     path: String,
-    /// `--source-ips`: the addresses to bind to, round robin (empty: none).
-    sources: Vec<IpAddr>,
     timeout: Duration,
-    concurrency: u64,
-    /// `--rate`: publishes per second for this thread (paced); `None`: closed loop.
-    rate: Option<f64>,
+    /// Its rate: publishes per second for this thread.
+    plan: Plan,
     rng: Rng,
     shared: Arc<Shared>,
-    setup_done: Arc<AtomicBool>,
     subs: Vec<Sub>,
     topics: Vec<Topic>,
     out: Outcome,
@@ -278,26 +251,16 @@ impl Worker {
     }
 
     fn run(mut self) -> Outcome {
-        let (shared, done) = (self.shared.clone(), self.setup_done.clone());
-        let (concurrency, rate) = (self.concurrency, self.rate);
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &done, concurrency, rate) {
+        let (shared, plan) = (self.shared.clone(), self.plan.clone());
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
     }
 
     fn start(&mut self, poll: &Poll, s: usize) {
-        let src = (!self.sources.is_empty()).then(|| self.sources[s % self.sources.len()]);
         self.subs[s].started = Instant::now();
-        match Conn::connect(
-            poll,
-            Token(s),
-            self.addr,
-            src,
-            &self.host,
-            &self.path,
-            &mut self.rng,
-        ) {
+        match (self.target).ws(poll, Token(s), s, &self.path, &mut self.rng) {
             Ok(c) => {
                 self.subs[s].conn = Some(c);
                 self.flush(poll, s);
@@ -338,7 +301,7 @@ impl Worker {
             return;
         };
         self.out.latency.record(now_ns().saturating_sub(stamp));
-        if self.shared.phase.load(Relaxed) == RUNNING && self.rate.is_none() {
+        if self.shared.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
             self.publish(poll, k);
         }
     }
@@ -382,7 +345,7 @@ impl Worker {
                     .record(sub.started.elapsed().as_nanos() as u64);
                 self.shared.subscribed.fetch_add(1, Relaxed);
                 self.topics[k].alive += 1;
-                if running && self.rate.is_none() {
+                if running && self.plan.rate.is_none() {
                     self.publish(poll, k);
                 }
             }
@@ -450,12 +413,8 @@ impl wsloop::Units for Worker {
         matches!(self.subs[s].step, Step::Connecting | Step::Subscribing)
     }
 
-    fn unit_of(&self, token: Token) -> usize {
-        token.0
-    }
-
-    fn ready(&mut self, poll: &Poll, token: Token, running: bool) {
-        self.drive(poll, token.0, running);
+    fn ready(&mut self, poll: &Poll, s: usize, running: bool) {
+        self.drive(poll, s, running);
     }
 
     /// Deadlines of the subscribers setting up (those started: they have a socket).
@@ -495,16 +454,20 @@ mod tests {
     #[test]
     fn publish_carries_its_send_time_and_size() {
         let mut w = Worker {
-            addr: "127.0.0.1:9".parse().unwrap(),
-            host: String::new(),
+            target: Target {
+                addr: "127.0.0.1:9".parse().unwrap(),
+                host: String::new(),
+                sources: Vec::new(),
+            },
             path: "/y-webrtc".into(),
-            sources: Vec::new(),
             timeout: Duration::from_secs(1),
-            concurrency: 1,
-            rate: None,
+            plan: Plan {
+                setup_done: Arc::default(),
+                concurrency: 1,
+                rate: None,
+            },
             rng: Rng::new(1),
             shared: Arc::default(),
-            setup_done: Arc::default(),
             subs: Vec::new(),
             topics: Vec::new(),
             out: Outcome::default(),
