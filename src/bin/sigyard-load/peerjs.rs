@@ -297,36 +297,25 @@ impl Worker {
         let Some(p) = self.pairs[i].as_mut() else {
             return;
         };
-        for side in [A, B] {
-            if let Some(Err(e)) = p.sides[side].as_mut().map(Conn::flush) {
-                fail(p, poll, &self.shared, &mut self.out.errors, &e);
-                return;
-            }
+        if let Err(e) = wsconn::flush_all(&mut p.sides) {
+            fail(p, poll, &self.shared, &mut self.out.errors, &e);
         }
     }
 
     fn drive(&mut self, poll: &Poll, i: usize, running: bool) {
         self.flush(poll, i);
+        let Some(p) = self.pairs[i].as_mut() else {
+            return;
+        };
         let mut msgs = Vec::new();
-        for side in [A, B] {
-            let Some(p) = self.pairs[i].as_mut() else {
-                return;
-            };
-            let Some(c) = p.sides[side].as_mut() else {
-                continue;
-            };
-            let got = c.read(&mut msgs, &mut self.rng);
-            for m in msgs.drain(..) {
-                self.on_message(poll, i, side, &m, running);
-            }
-            if let Err(e) = got {
-                if let Some(p) = self.pairs[i].as_mut() {
-                    fail(p, poll, &self.shared, &mut self.out.errors, &e);
-                }
-                return;
-            }
+        let got = wsconn::read_all(&mut p.sides, &mut msgs, &mut self.rng);
+        for (side, m) in msgs {
+            self.on_message(poll, i, side, &m, running);
         }
-        self.flush(poll, i);
+        match (got, self.pairs[i].as_mut()) {
+            (Err(e), Some(p)) => fail(p, poll, &self.shared, &mut self.out.errors, &e),
+            _ => self.flush(poll, i),
+        }
     }
 
     fn on_message(&mut self, poll: &Poll, i: usize, side: usize, text: &[u8], running: bool) {

@@ -34,6 +34,15 @@ impl Target {
         }
     }
 
+    /// The server at `addr` called `host`, without an explicit bind.
+    pub fn unbound(addr: SocketAddr, host: &str) -> Target {
+        Target {
+            addr,
+            host: host.to_string(),
+            sources: Vec::new(),
+        }
+    }
+
     /// The source address of a thread's `n`th connection.
     fn source(&self, n: usize) -> Option<IpAddr> {
         (!self.sources.is_empty()).then(|| self.sources[n % self.sources.len()])
@@ -135,6 +144,29 @@ pub struct Conn {
     accept: Option<String>,
     /// A fragmented message being put together.
     frag: Option<Vec<u8>>,
+}
+
+/// Write what is queued on every connection of `conns` (a unit's, by side); the first error.
+pub fn flush_all(conns: &mut [Option<Conn>]) -> Result<(), String> {
+    conns.iter_mut().flatten().try_for_each(Conn::flush)
+}
+
+/// Read every connection of `conns` (a unit's, by side), in order, and append the whole
+/// messages that came to `out`, each with its side. `Err` as soon as one is over (the
+/// connections after it are not read).
+pub fn read_all(
+    conns: &mut [Option<Conn>],
+    out: &mut Vec<(usize, Vec<u8>)>,
+    rng: &mut Rng,
+) -> Result<(), String> {
+    let mut msgs = Vec::new();
+    for (side, c) in conns.iter_mut().enumerate() {
+        let Some(c) = c else { continue };
+        let read = c.read(&mut msgs, rng);
+        out.extend(msgs.drain(..).map(|m| (side, m)));
+        read?;
+    }
+    Ok(())
 }
 
 /// Deregister every connection of `conns` and drop it.
