@@ -18,21 +18,18 @@
 //! the second receives it as `msg` and sends one back the same way; latency runs from the
 //! first emit to the reply, two events between sockets on different nodes.
 //!
-//! One mio event loop per thread (`--threads`), each owning its share of the sessions.
+//! One mio event loop per thread (`--threads`, `wsloop.rs`), each owning its share of the
+//! sessions.
 
 use crate::args::Opts;
 use crate::phases::{self, Merged, Outcome, Threads};
-use crate::ws::{self, Rng, Upgrade, OP_CLOSE, OP_PING, OP_PONG, OP_TEXT};
-use mio::net::TcpStream;
-use mio::{Events, Interest, Poll, Token};
-use std::io::{self, Read, Write};
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::Relaxed};
+use crate::ws::Rng;
+use crate::wsconn::{Conn, Socket, Target};
+use crate::wsloop::{self, Plan, RUNNING};
+use mio::{Poll, Token};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-const RUNNING: u8 = 1;
-const STOP: u8 = 2;
 /// An idle session pings this often (the server's default pingInterval is 25 s).
 const PING_EVERY: Duration = Duration::from_secs(20);
 
@@ -42,15 +39,6 @@ struct Shared {
     opened: AtomicU64,
     failed: AtomicU64,
     events: AtomicU64,
-}
-
-/// One TCP connection of a session.
-struct Link {
-    sock: TcpStream,
-    rx: Vec<u8>,
-    tx: Vec<u8>,
-    /// WebSocket: `Some(accept)` until the 101.
-    accept: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -69,16 +57,16 @@ struct Session {
     last_tx: Instant,
     /// Polling: the session id, once the handshake answered.
     sid: Option<String>,
-    /// [0]: the WebSocket, or the polling GET connection; [1]: the polling POST connection.
-    links: [Option<Link>; 2],
-    /// Polling: a GET is outstanding on links[0].
+    /// The WebSocket transport's connection.
+    ws: Option<Conn>,
+    /// The polling transport's connections: [0] for GETs, [1] for POSTs.
+    http: [Option<Socket>; 2],
+    /// Polling: a GET is outstanding on http[0].
     get_out: bool,
 }
 
 pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
-    if o.workers > 1 {
-        return Err("--workers: not supported by the socketio scenario".into());
-    }
+    phases::unsupported(o, "socketio", false)?;
     let threads = (o.threads as u64).clamp(1, o.connections.max(1));
     let shared = Arc::new(Shared::default());
     let mut spawned = Threads::start();
@@ -92,18 +80,21 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     for t in 0..threads {
         let n = unit * phases::part(units, threads, t);
         let w = Worker {
-            addr: o.addr,
-            host: o.host.clone(),
-            peer: o.peer.clone(),
+            target: Target::unbound(o.addr, &o.host),
+            peer: o.peer.as_ref().map(|(a, h)| Target::unbound(*a, h)),
             payload: "x".repeat(o.size),
             polling: o.polling,
             timeout: o.timeout,
-            concurrency: phases::concurrency(o, threads),
+            // No --rate: every session emits again as soon as its echo came.
+            plan: Plan {
+                rate: None,
+                ..Plan::new(o, threads, n, o.connections, spawned.setup_flag())
+            },
             event: event.clone(),
             rng: Rng::new(phases::thread_seed(0x0073_696f, t, 0)),
             shared: shared.clone(),
-            setup_done: spawned.setup_flag(),
             sessions: (0..n).map(|_| None).collect(),
+            out: Outcome::default(),
         };
         spawned.spawn(format!("sio-{t}"), move || w.run())?;
     }
@@ -176,20 +167,19 @@ pub fn text(v: &serde_json::Value) -> String {
 }
 
 struct Worker {
-    addr: SocketAddr,
-    host: String,
+    target: Target,
     /// `--peer-url`: the odd sessions' server; pairs play ping-pong with `direct`.
-    peer: Option<(SocketAddr, String)>,
+    peer: Option<Target>,
     /// The payload of a `direct` event (as JSON string content).
     payload: String,
     polling: bool,
     timeout: Duration,
-    concurrency: u64,
+    plan: Plan,
     event: String,
     rng: Rng,
     shared: Arc<Shared>,
-    setup_done: Arc<AtomicBool>,
     sessions: Vec<Option<Session>>,
+    out: Outcome,
 }
 
 /// The packets of a v3 text payload (lengths in UTF-16 units).
@@ -250,134 +240,11 @@ fn parse_response(buf: &[u8]) -> Result<Option<HttpResponse>, &'static str> {
 
 impl Worker {
     fn run(mut self) -> Outcome {
-        let mut out = Outcome::default();
-        let mut poll = match Poll::new() {
-            Ok(p) => p,
-            Err(e) => {
-                out.errors.push(format!("poll: {e}"));
-                self.setup_done.store(true, Relaxed);
-                return out;
-            }
-        };
-        let mut events = Events::with_capacity(1024);
-        let mut next = 0usize;
-        let mut in_flight = 0u64;
-        let mut running = false;
-        let mut last_sweep = Instant::now();
-        loop {
-            let phase = self.shared.phase.load(Relaxed);
-            if phase == STOP {
-                break;
-            }
-            while next < self.sessions.len() && in_flight < self.concurrency {
-                self.start(&poll, next, &mut out);
-                let failed = self.sessions[next]
-                    .as_ref()
-                    .is_some_and(|s| s.step == Step::Failed);
-                next += 1;
-                in_flight += u64::from(!failed);
-            }
-            if last_sweep.elapsed() > Duration::from_millis(100) {
-                last_sweep = Instant::now();
-                let now = Instant::now();
-                for i in 0..self.sessions.len() {
-                    let Some(s) = self.sessions[i].as_mut() else {
-                        continue;
-                    };
-                    if s.step == Step::Opening && now.duration_since(s.started) > self.timeout {
-                        fail(s, &poll, &self.shared, &mut out.errors, "open timed out");
-                        in_flight -= 1;
-                    } else if s.step == Step::Open && now.duration_since(s.last_tx) > PING_EVERY {
-                        self.send(i, "2");
-                        self.flush(&poll, i, &mut out);
-                    }
-                }
-            }
-            if next == self.sessions.len() && in_flight == 0 {
-                self.setup_done.store(true, Relaxed);
-            }
-            if phase == RUNNING && !running {
-                running = true;
-                for i in 0..self.sessions.len() {
-                    self.emit(i);
-                    self.flush(&poll, i, &mut out);
-                }
-            }
-            let _ = poll.poll(&mut events, Some(Duration::from_millis(5)));
-            let ready: Vec<usize> = events.iter().map(|e| e.token().0 / 2).collect();
-            for i in ready {
-                let before = self.sessions[i].as_ref().map(|s| s.step);
-                self.drive(&poll, i, &mut out);
-                let after = self.sessions[i].as_ref().map(|s| s.step);
-                if before == Some(Step::Opening) && after != Some(Step::Opening) {
-                    in_flight -= 1;
-                }
-            }
+        let (shared, plan) = (self.shared.clone(), self.plan.clone());
+        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
+            self.out.errors.push(e);
         }
-        out
-    }
-
-    fn link(&mut self, poll: &Poll, i: usize, which: usize) -> io::Result<Link> {
-        let addr = match &self.peer {
-            Some((a, _)) if i % 2 == 1 => *a,
-            _ => self.addr,
-        };
-        let mut sock = TcpStream::connect(addr)?;
-        let _ = sock.set_nodelay(true);
-        poll.registry().register(
-            &mut sock,
-            Token(i * 2 + which),
-            Interest::READABLE | Interest::WRITABLE,
-        )?;
-        Ok(Link {
-            sock,
-            rx: Vec::new(),
-            tx: Vec::new(),
-            accept: None,
-        })
-    }
-
-    fn start(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
-        let now = Instant::now();
-        let mut s = Session {
-            step: Step::Opening,
-            started: now,
-            sent_at: now,
-            last_tx: now,
-            sid: None,
-            links: [None, None],
-            get_out: false,
-        };
-        match self.link(poll, i, 0) {
-            Ok(mut l) => {
-                if self.polling {
-                    l.tx = self.http_get("");
-                    s.get_out = true;
-                } else {
-                    let host = match &self.peer {
-                        Some((_, h)) if i % 2 == 1 => h.clone(),
-                        _ => self.host.clone(),
-                    };
-                    let (req, accept) = ws::upgrade_request(
-                        &host,
-                        "/socket.io/?EIO=3&transport=websocket&echo=1",
-                        &mut self.rng,
-                    );
-                    l.tx = req;
-                    l.accept = Some(accept);
-                }
-                s.links[0] = Some(l);
-            }
-            Err(e) => fail(
-                &mut s,
-                poll,
-                &self.shared,
-                &mut out.errors,
-                &format!("connect: {e}"),
-            ),
-        }
-        self.sessions[i] = Some(s);
-        self.flush(poll, i, out);
+        self.out
     }
 
     fn http_get(&self, sid: &str) -> Vec<u8> {
@@ -388,34 +255,33 @@ impl Worker {
         };
         format!(
             "GET /socket.io/?EIO=3&transport=polling&echo=1{q} HTTP/1.1\r\nHost: {}\r\n\r\n",
-            self.host
+            self.target.host
         )
         .into_bytes()
     }
 
     /// Send one Engine.IO packet (text form) on the session's transport.
     fn send(&mut self, i: usize, packet: &str) {
-        let polling = self.polling;
-        let host = self.host.clone();
+        let host = &self.target.host;
         let Some(s) = self.sessions[i].as_mut() else {
             return;
         };
         s.last_tx = Instant::now();
-        if polling {
-            let (Some(sid), Some(l)) = (s.sid.as_deref(), s.links[1].as_mut()) else {
-                return;
-            };
-            let body = format!("{}:{packet}", packet.encode_utf16().count());
-            let head = format!(
-                "POST /socket.io/?EIO=3&transport=polling&echo=1&sid={sid} HTTP/1.1\r\nHost: {host}\r\n\
-                 Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
-                body.len()
-            );
-            l.tx.extend_from_slice(head.as_bytes());
-            l.tx.extend_from_slice(body.as_bytes());
-        } else if let Some(l) = s.links[0].as_mut() {
-            ws::encode_frame(&mut l.tx, OP_TEXT, packet.as_bytes(), &mut self.rng);
+        if let Some(c) = s.ws.as_mut() {
+            c.send(packet.as_bytes(), &mut self.rng);
+            return;
         }
+        let (Some(sid), Some(l)) = (s.sid.as_deref(), s.http[1].as_mut()) else {
+            return;
+        };
+        let body = format!("{}:{packet}", packet.encode_utf16().count());
+        let head = format!(
+            "POST /socket.io/?EIO=3&transport=polling&echo=1&sid={sid} HTTP/1.1\r\nHost: {host}\r\n\
+             Content-Type: text/plain;charset=UTF-8\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        l.tx.extend_from_slice(head.as_bytes());
+        l.tx.extend_from_slice(body.as_bytes());
     }
 
     fn emit(&mut self, i: usize) {
@@ -454,31 +320,43 @@ impl Worker {
         self.send(from, &packet);
     }
 
-    fn flush(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+    /// Write what is queued on the session's connections.
+    fn flush(&mut self, poll: &Poll, i: usize) {
         let Some(s) = self.sessions[i].as_mut() else {
             return;
         };
-        for l in s.links.iter_mut().flatten() {
-            while !l.tx.is_empty() {
-                match l.sock.write(&l.tx) {
-                    Ok(n) => {
-                        l.tx.drain(..n);
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => {
-                        let msg = format!("write: {e}");
-                        fail(s, poll, &self.shared, &mut out.errors, &msg);
-                        return;
-                    }
-                }
-            }
+        let ws = s.ws.iter_mut().map(Conn::flush);
+        let mut flushed = ws.chain(s.http.iter_mut().flatten().map(Socket::flush));
+        if let Some(Err(e)) = flushed.find(Result::is_err) {
+            fail(s, poll, &self.shared, &mut self.out.errors, &e);
         }
     }
 
-    fn drive(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
-        self.flush(poll, i, out);
+    fn drive(&mut self, poll: &Poll, i: usize) {
+        self.flush(poll, i);
+        if self.polling {
+            self.drive_http(poll, i);
+        } else {
+            self.drive_ws(poll, i);
+        }
+        self.flush(poll, i);
+    }
+
+    fn drive_ws(&mut self, poll: &Poll, i: usize) {
+        let Some(c) = self.sessions[i].as_mut().and_then(|s| s.ws.as_mut()) else {
+            return;
+        };
+        let mut msgs = Vec::new();
+        let got = c.read(&mut msgs, &mut self.rng);
+        for m in msgs {
+            self.on_packet(poll, i, &String::from_utf8_lossy(&m));
+        }
+        if let (Err(e), Some(s)) = (got, self.sessions[i].as_mut()) {
+            fail(s, poll, &self.shared, &mut self.out.errors, &e);
+        }
+    }
+
+    fn drive_http(&mut self, poll: &Poll, i: usize) {
         for which in [0, 1] {
             loop {
                 let Some(s) = self.sessions[i].as_mut() else {
@@ -487,48 +365,31 @@ impl Worker {
                 if s.step == Step::Failed {
                     return;
                 }
-                let Some(l) = s.links[which].as_mut() else {
+                let Some(l) = s.http[which].as_mut() else {
                     break;
                 };
-                let mut buf = [0u8; 16384];
-                let n = match l.sock.read(&mut buf) {
-                    Ok(0) => {
-                        fail(
-                            s,
-                            poll,
-                            &self.shared,
-                            &mut out.errors,
-                            "closed by the server",
-                        );
-                        return;
-                    }
-                    Ok(n) => n,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == io::ErrorKind::NotConnected => break,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                match l.fill() {
+                    Ok(true) => self.process_http(poll, i, which),
+                    Ok(false) => break,
                     Err(e) => {
-                        let msg = format!("read: {e}");
-                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        fail(s, poll, &self.shared, &mut self.out.errors, &e);
                         return;
                     }
-                };
-                l.rx.extend_from_slice(&buf[..n]);
-                if self.polling {
-                    self.process_http(poll, i, which, out);
-                } else {
-                    self.process_ws(poll, i, out);
                 }
             }
         }
-        self.flush(poll, i, out);
     }
 
     /// A packet for session `i` (either transport).
-    fn on_packet(&mut self, poll: &Poll, i: usize, p: &str, out: &mut Outcome) {
+    fn on_packet(&mut self, poll: &Poll, i: usize, p: &str) {
         let running = self.shared.phase.load(Relaxed) == RUNNING;
         let Some(s) = self.sessions[i].as_mut() else {
             return;
         };
+        if s.step == Step::Failed {
+            return;
+        }
+        let out = &mut self.out;
         if s.step == Step::Opening && p.starts_with(r#"42["welcome""#) {
             if s.sid.is_none() {
                 // The WebSocket transport learns its sid here (`direct` names it).
@@ -568,77 +429,20 @@ impl Worker {
         }
     }
 
-    fn process_ws(&mut self, poll: &Poll, i: usize, out: &mut Outcome) {
+    fn process_http(&mut self, poll: &Poll, i: usize, which: usize) {
         loop {
             let Some(s) = self.sessions[i].as_mut() else {
                 return;
             };
-            let Some(l) = s.links[0].as_mut() else {
+            let Some(l) = s.http[which].as_mut() else {
                 return;
             };
-            if let Some(accept) = &l.accept {
-                match ws::parse_upgrade(&l.rx, accept) {
-                    Upgrade::Partial => return,
-                    Upgrade::Done(n) => {
-                        l.rx.drain(..n);
-                        l.accept = None;
-                        continue;
-                    }
-                    Upgrade::Status(code) => {
-                        let msg = format!("upgrade refused: HTTP {code}");
-                        fail(s, poll, &self.shared, &mut out.errors, &msg);
-                        return;
-                    }
-                    Upgrade::Invalid(why) => {
-                        fail(s, poll, &self.shared, &mut out.errors, why);
-                        return;
-                    }
-                }
-            }
-            let frame = match ws::parse_frame(&l.rx) {
-                Ok(Some(f)) => f,
-                Ok(None) => return,
-                Err(why) => {
-                    fail(s, poll, &self.shared, &mut out.errors, why);
-                    return;
-                }
-            };
-            let payload = l.rx[frame.payload.clone()].to_vec();
-            l.rx.drain(..frame.payload.end);
-            match frame.opcode {
-                OP_PING => ws::encode_frame(&mut l.tx, OP_PONG, &payload, &mut self.rng),
-                OP_CLOSE => {
-                    fail(
-                        s,
-                        poll,
-                        &self.shared,
-                        &mut out.errors,
-                        "closed by the server",
-                    );
-                    return;
-                }
-                OP_TEXT => {
-                    let text = String::from_utf8_lossy(&payload).into_owned();
-                    self.on_packet(poll, i, &text, out);
-                }
-                _ => {}
-            }
-        }
-    }
-
-    fn process_http(&mut self, poll: &Poll, i: usize, which: usize, out: &mut Outcome) {
-        loop {
-            let Some(s) = self.sessions[i].as_mut() else {
-                return;
-            };
-            let Some(l) = s.links[which].as_mut() else {
-                return;
-            };
+            let errors = &mut self.out.errors;
             let (used, status, body) = match parse_response(&l.rx) {
                 Ok(Some(r)) => r,
                 Ok(None) => return,
                 Err(why) => {
-                    fail(s, poll, &self.shared, &mut out.errors, why);
+                    fail(s, poll, &self.shared, errors, why);
                     return;
                 }
             };
@@ -646,7 +450,7 @@ impl Worker {
             if status != 200 {
                 let what = if which == 0 { "GET" } else { "POST" };
                 let msg = format!("{what}: HTTP {status}: {}", String::from_utf8_lossy(&body));
-                fail(s, poll, &self.shared, &mut out.errors, &msg);
+                fail(s, poll, &self.shared, errors, &msg);
                 return;
             }
             if which == 1 {
@@ -655,7 +459,7 @@ impl Worker {
             s.get_out = false;
             let text = String::from_utf8_lossy(&body).into_owned();
             let Some(packets) = payload_packets(&text) else {
-                fail(s, poll, &self.shared, &mut out.errors, "bad payload");
+                fail(s, poll, &self.shared, errors, "bad payload");
                 return;
             };
             if s.sid.is_none() {
@@ -665,37 +469,124 @@ impl Worker {
                     .and_then(|j| serde_json::from_str::<serde_json::Value>(j).ok())
                     .and_then(|v| v["sid"].as_str().map(str::to_owned));
                 let Some(sid) = sid else {
-                    fail(s, poll, &self.shared, &mut out.errors, "no open packet");
+                    fail(s, poll, &self.shared, errors, "no open packet");
                     return;
                 };
                 s.sid = Some(sid);
-                match self.link(poll, i, 1) {
-                    Ok(l) => {
-                        if let Some(s) = self.sessions[i].as_mut() {
-                            s.links[1] = Some(l);
-                        }
-                    }
+                match self.target.socket(poll, Token(i * 2 + 1), 0) {
+                    Ok(l) => s.http[1] = Some(l),
                     Err(e) => {
-                        let s = self.sessions[i].as_mut().expect("live");
-                        let msg = format!("connect: {e}");
-                        fail(s, poll, &self.shared, &mut out.errors, &msg);
+                        fail(s, poll, &self.shared, errors, &e);
                         return;
                     }
                 }
             }
             // Hold the next GET before anything is emitted, so the echo can release it.
-            let sid = self.sessions[i].as_ref().and_then(|s| s.sid.clone());
-            let get = sid.map(|sid| self.http_get(&sid));
-            if let (Some(s), Some(get)) = (self.sessions[i].as_mut(), get) {
-                if let Some(l) = s.links[0].as_mut() {
+            let sid = s.sid.clone().unwrap_or_default();
+            let get = self.http_get(&sid);
+            if let Some(s) = self.sessions[i].as_mut() {
+                if let Some(l) = s.http[0].as_mut() {
                     l.tx.extend_from_slice(&get);
                     s.get_out = true;
                 }
             }
             for p in packets {
-                self.on_packet(poll, i, p, out);
+                self.on_packet(poll, i, p);
             }
         }
+    }
+}
+
+impl wsloop::Units for Worker {
+    fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// A session starts: its WebSocket upgrade, or its handshake GET.
+    fn start(&mut self, poll: &Poll, i: usize) {
+        let now = Instant::now();
+        let mut s = Session {
+            step: Step::Opening,
+            started: now,
+            sent_at: now,
+            last_tx: now,
+            sid: None,
+            ws: None,
+            http: [None, None],
+            get_out: false,
+        };
+        // The second session of a pair connects to `--peer-url`.
+        let target = match &self.peer {
+            Some(peer) if i % 2 == 1 => peer,
+            _ => &self.target,
+        };
+        let linked = if self.polling {
+            target.socket(poll, Token(i * 2), 0).map(|mut l| {
+                l.tx = self.http_get("");
+                s.get_out = true;
+                s.http[0] = Some(l);
+            })
+        } else {
+            let path = "/socket.io/?EIO=3&transport=websocket&echo=1";
+            let ws = target.ws(poll, Token(i * 2), 0, path, &mut self.rng);
+            ws.map(|c| s.ws = Some(c))
+        };
+        if let Err(e) = linked {
+            fail(&mut s, poll, &self.shared, &mut self.out.errors, &e);
+        }
+        self.sessions[i] = Some(s);
+        self.flush(poll, i);
+    }
+
+    fn setting_up(&self, i: usize) -> bool {
+        self.sessions[i]
+            .as_ref()
+            .is_some_and(|s| s.step == Step::Opening)
+    }
+
+    fn unit_of(&self, token: Token) -> usize {
+        token.0 / 2
+    }
+
+    fn ready(&mut self, poll: &Poll, i: usize, _running: bool) {
+        self.drive(poll, i);
+    }
+
+    /// Open deadlines, and pings of idle sessions.
+    fn tick(&mut self, poll: &Poll, now: Instant, _setting_up: u64) {
+        for i in 0..self.sessions.len() {
+            let Some(s) = self.sessions[i].as_mut() else {
+                continue;
+            };
+            if s.step == Step::Opening && now.duration_since(s.started) > self.timeout {
+                fail(
+                    s,
+                    poll,
+                    &self.shared,
+                    &mut self.out.errors,
+                    "open timed out",
+                );
+            } else if s.step == Step::Open && now.duration_since(s.last_tx) > PING_EVERY {
+                self.send(i, "2");
+                self.flush(poll, i);
+            }
+        }
+    }
+
+    fn begin(&mut self, poll: &Poll) {
+        for i in 0..self.sessions.len() {
+            self.emit(i);
+            self.flush(poll, i);
+        }
+    }
+
+    /// Not paced (no `--rate`).
+    fn paced_len(&self) -> usize {
+        0
+    }
+
+    fn pace(&mut self, _poll: &Poll, _k: usize) -> bool {
+        false
     }
 }
 
@@ -706,9 +597,12 @@ fn fail(s: &mut Session, poll: &Poll, shared: &Shared, errors: &mut Vec<String>,
     s.step = Step::Failed;
     shared.failed.fetch_add(1, Relaxed);
     errors.push(why.to_string());
-    for l in s.links.iter_mut() {
-        if let Some(mut link) = l.take() {
-            let _ = poll.registry().deregister(&mut link.sock);
+    if let Some(mut c) = s.ws.take() {
+        c.deregister(poll);
+    }
+    for l in s.http.iter_mut() {
+        if let Some(mut l) = l.take() {
+            l.deregister(poll);
         }
     }
 }
