@@ -17,7 +17,7 @@
 use crate::args::Opts;
 use crate::phases::{self, Merged, Outcome, Threads};
 use crate::ws::Rng;
-use crate::wsconn::{self, Conn, Target};
+use crate::wsconn::{self, Conn, Sides, Target};
 use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
@@ -217,34 +217,15 @@ impl Worker {
             p.step = Step::WaitOffer;
         }
     }
+}
 
-    /// Write what is queued on both sides.
-    fn flush(&mut self, poll: &Poll, i: usize) {
-        let Some(p) = self.pairs[i].as_mut() else {
-            return;
-        };
-        if let Err(e) = wsconn::flush_all(&mut p.sides) {
-            fail(p, poll, &self.shared, &mut self.out.errors, &e);
-        }
+impl Sides for Worker {
+    fn sides(&mut self, i: usize) -> Option<(&mut [Option<Conn>], &mut Rng)> {
+        let p = self.pairs[i].as_mut()?;
+        Some((&mut p.sides, &mut self.rng))
     }
 
-    fn drive(&mut self, poll: &Poll, i: usize, running: bool) {
-        self.flush(poll, i);
-        let Some(p) = self.pairs[i].as_mut() else {
-            return;
-        };
-        let mut msgs = Vec::new();
-        let got = wsconn::read_all(&mut p.sides, &mut msgs, &mut self.rng);
-        for (side, m) in msgs {
-            self.on_signal(poll, i, side, &m, running);
-        }
-        match (got, self.pairs[i].as_mut()) {
-            (Err(e), Some(p)) => fail(p, poll, &self.shared, &mut self.out.errors, &e),
-            _ => self.flush(poll, i),
-        }
-    }
-
-    fn on_signal(&mut self, poll: &Poll, i: usize, side: usize, text: &[u8], running: bool) {
+    fn on_message(&mut self, poll: &Poll, i: usize, side: usize, text: &[u8], running: bool) {
         let is = |name: &str| text.starts_with(format!("{{\"signal\":\"{name}\"").as_bytes());
         let Some(p) = self.pairs[i].as_mut() else {
             return;
@@ -304,6 +285,12 @@ impl Worker {
                 let msg = format!("unexpected message: {what}");
                 fail(p, poll, &self.shared, &mut self.out.errors, &msg);
             }
+        }
+    }
+
+    fn fail(&mut self, poll: &Poll, i: usize, why: &str) {
+        if let Some(p) = self.pairs[i].as_mut() {
+            fail(p, poll, &self.shared, &mut self.out.errors, why);
         }
     }
 }
@@ -386,7 +373,5 @@ fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, wh
         return;
     }
     p.step = Step::Failed;
-    shared.failed.fetch_add(1, Relaxed);
-    errors.push(why.to_string());
-    wsconn::close_all(&mut p.sides, poll);
+    wsconn::fail(&mut p.sides, poll, &shared.failed, errors, why);
 }

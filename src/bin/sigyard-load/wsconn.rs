@@ -14,6 +14,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Poll, Token};
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 /// Where a thread's clients connect: the server's address and `Host`, and the addresses to
 /// bind to, round robin (`--source-ips`; empty: no explicit bind).
@@ -146,15 +147,51 @@ pub struct Conn {
     frag: Option<Vec<u8>>,
 }
 
+/// A scenario whose units are several clients that set up, exchange and fail together, one
+/// a side (a pair of `peerjs` or `mewconnect` clients): how a unit's connections are flushed
+/// and read, written once.
+pub trait Sides {
+    /// Unit `i`'s connections by side, and the generator for masks (`None` if not started).
+    fn sides(&mut self, i: usize) -> Option<(&mut [Option<Conn>], &mut Rng)>;
+    /// A whole message came on `side` of unit `i`.
+    fn on_message(&mut self, poll: &Poll, i: usize, side: usize, text: &[u8], running: bool);
+    /// Unit `i` failed (once; its connections closed).
+    fn fail(&mut self, poll: &Poll, i: usize, why: &str);
+
+    /// Write what is queued on unit `i`'s connections.
+    fn flush(&mut self, poll: &Poll, i: usize) {
+        if let Some(Err(e)) = self.sides(i).map(|(conns, _)| flush_all(conns)) {
+            self.fail(poll, i, &e);
+        }
+    }
+
+    /// A socket of unit `i` is ready: write what is queued, read every side ([`read_all`]),
+    /// hand the messages over, and write what they queued.
+    fn drive(&mut self, poll: &Poll, i: usize, running: bool) {
+        self.flush(poll, i);
+        let mut msgs = Vec::new();
+        let read = self
+            .sides(i)
+            .map(|(conns, rng)| read_all(conns, &mut msgs, rng));
+        for (side, m) in msgs {
+            self.on_message(poll, i, side, &m, running);
+        }
+        match read {
+            Some(Err(e)) => self.fail(poll, i, &e),
+            _ => self.flush(poll, i),
+        }
+    }
+}
+
 /// Write what is queued on every connection of `conns` (a unit's, by side); the first error.
-pub fn flush_all(conns: &mut [Option<Conn>]) -> Result<(), String> {
+fn flush_all(conns: &mut [Option<Conn>]) -> Result<(), String> {
     conns.iter_mut().flatten().try_for_each(Conn::flush)
 }
 
 /// Read every connection of `conns` (a unit's, by side), in order, and append the whole
 /// messages that came to `out`, each with its side. `Err` as soon as one is over (the
 /// connections after it are not read).
-pub fn read_all(
+fn read_all(
     conns: &mut [Option<Conn>],
     out: &mut Vec<(usize, Vec<u8>)>,
     rng: &mut Rng,
@@ -169,8 +206,17 @@ pub fn read_all(
     Ok(())
 }
 
-/// Deregister every connection of `conns` and drop it.
-pub fn close_all(conns: &mut [Option<Conn>], poll: &Poll) {
+/// A unit failed: count it in `failed`, note `why` in `errors`, and close its connections
+/// (deregistered and dropped).
+pub fn fail(
+    conns: &mut [Option<Conn>],
+    poll: &Poll,
+    failed: &AtomicU64,
+    errors: &mut Vec<String>,
+    why: &str,
+) {
+    failed.fetch_add(1, Relaxed);
+    errors.push(why.to_string());
     for c in conns {
         if let Some(mut c) = c.take() {
             c.deregister(poll);
