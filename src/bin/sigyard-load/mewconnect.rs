@@ -15,21 +15,20 @@
 //! (text, or JSON with `--json`); `--workers` is not supported for this scenario.
 
 use crate::args::Opts;
-use crate::phases::{self, Merged, Outcome, Threads};
+use crate::phases::{self, Merged, Outcome, Progress, Threads};
 use crate::ws::Rng;
 use crate::wsconn::{self, Conn, Sides, Target};
 use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// What the threads share with the coordinator.
 #[derive(Default)]
 struct Shared {
-    phase: AtomicU8,
-    paired: AtomicU64,
-    failed: AtomicU64,
+    /// Set up: pairs made.
+    progress: Progress,
     round_trips: AtomicU64,
 }
 
@@ -79,18 +78,9 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         };
         spawned.spawn(format!("mew-{t}"), move || w.run())?;
     }
-    let run = spawned.run(
-        o,
-        &shared.phase,
-        phases::SetUp {
-            done: &shared.paired,
-            what: "pairs made",
-            failed: &shared.failed,
-            traffic: "round trips",
-        },
-    )?;
+    let run = spawned.run(o, &shared.progress, "pairs made", "round trips")?;
     let (setup_s, window_s) = (run.setup_s, run.window_s);
-    let paired = shared.paired.load(Relaxed);
+    let paired = shared.progress.set_up.load(Relaxed);
     let Merged {
         setup: pairing,
         latency: rtt,
@@ -104,7 +94,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "threads": threads,
         "pairs": o.pairs,
         "paired": paired,
-        "failed": shared.failed.load(Relaxed),
+        "failed": shared.progress.failed.load(Relaxed),
         "setup_s": setup_s,
         "pairings_per_s": if setup_s > 0.0 { paired as f64 / setup_s } else { 0.0 },
         "pairing_latency_us": lat(&pairing),
@@ -182,7 +172,7 @@ fn pairing(step: Step) -> bool {
 impl Worker {
     fn run(mut self) -> Outcome {
         let (shared, plan) = (self.shared.clone(), self.plan.clone());
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
+        if let Err(e) = wsloop::run(&mut self, &shared.progress.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
@@ -258,7 +248,7 @@ impl Sides for Worker {
                 if i_ok && r_ok {
                     p.step = Step::Paired;
                     self.out.setup.record(p.started.elapsed().as_nanos() as u64);
-                    self.shared.paired.fetch_add(1, Relaxed);
+                    self.shared.progress.set_up.fetch_add(1, Relaxed);
                     if running && self.plan.rate.is_none() {
                         self.send_offer(i);
                     }
@@ -276,7 +266,7 @@ impl Sides for Worker {
                     .record(p.sent_at.elapsed().as_nanos() as u64);
                 self.shared.round_trips.fetch_add(1, Relaxed);
                 p.step = Step::Paired;
-                if self.shared.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
+                if self.shared.progress.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
                     self.send_offer(i);
                 }
             }
@@ -373,5 +363,5 @@ fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, wh
         return;
     }
     p.step = Step::Failed;
-    wsconn::fail(&mut p.sides, poll, &shared.failed, errors, why);
+    wsconn::fail(&mut p.sides, poll, &shared.progress.failed, errors, why);
 }

@@ -20,12 +20,12 @@
 
 use crate::args::Opts;
 use crate::phases;
-use crate::phases::{Merged, Outcome, Threads};
+use crate::phases::{Merged, Outcome, Progress, Threads};
 use crate::ws::Rng;
 use crate::wsconn::{self, Conn, Sides, Target};
 use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -40,9 +40,8 @@ const CANDIDATE: &[u8] = br#"{"type":"CANDIDATE","#;
 /// What the threads share with the coordinator.
 #[derive(Default)]
 struct Shared {
-    phase: AtomicU8,
-    registered: AtomicU64,
-    failed: AtomicU64,
+    /// Set up: pairs registered.
+    progress: Progress,
     messages: AtomicU64,
     round_trips: AtomicU64,
 }
@@ -103,18 +102,9 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         };
         spawned.spawn(format!("peerjs-{t}"), move || w.run())?;
     }
-    let measured = spawned.measured(
-        o,
-        &shared.phase,
-        phases::SetUp {
-            done: &shared.registered,
-            what: "pairs registered",
-            failed: &shared.failed,
-            traffic: "exchanges",
-        },
-    )?;
+    let measured = spawned.measured(o, &shared.progress, "pairs registered", "exchanges")?;
     let run = &measured.run;
-    let registered = shared.registered.load(Relaxed);
+    let registered = shared.progress.set_up.load(Relaxed);
     let Merged {
         setup,
         latency,
@@ -135,7 +125,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "pairs": o.pairs,
         "registered": registered,
         "clients": registered * 2,
-        "failed": shared.failed.load(Relaxed),
+        "failed": shared.progress.failed.load(Relaxed),
         "setup_s": run.setup_s,
         "clients_per_s": run.setup_rate(registered * 2),
         "setup_latency_us": lat(&setup),
@@ -210,7 +200,7 @@ fn setting_up(step: Option<Step>) -> bool {
 impl Worker {
     fn run(mut self) -> Outcome {
         let (shared, plan) = (self.shared.clone(), self.plan.clone());
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
+        if let Err(e) = wsloop::run(&mut self, &shared.progress.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
@@ -317,7 +307,7 @@ impl Sides for Worker {
                 if a && b {
                     p.step = Step::Ready;
                     self.out.setup.record(p.started.elapsed().as_nanos() as u64);
-                    self.shared.registered.fetch_add(1, Relaxed);
+                    self.shared.progress.set_up.fetch_add(1, Relaxed);
                     if running && self.plan.rate.is_none() {
                         self.send_offer(i);
                     }
@@ -339,7 +329,7 @@ impl Sides for Worker {
             }
             (Step::WaitCandidateB, A) if text.starts_with(CANDIDATE) => {
                 p.step = Step::Ready;
-                if self.shared.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
+                if self.shared.progress.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
                     self.send_offer(i);
                 }
             }
@@ -438,5 +428,5 @@ fn fail(p: &mut Pair, poll: &Poll, shared: &Shared, errors: &mut Vec<String>, wh
         return;
     }
     p.step = Step::Failed;
-    wsconn::fail(&mut p.sides, poll, &shared.failed, errors, why);
+    wsconn::fail(&mut p.sides, poll, &shared.progress.failed, errors, why);
 }

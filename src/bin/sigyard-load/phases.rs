@@ -87,13 +87,13 @@ impl<T: Send + 'static> Threads<T> {
         Ok(())
     }
 
-    /// [`run_threads`] for `--duration`, with the [`SetUp`] line on stderr once every thread
-    /// has set up (unless `--quiet`).
-    pub fn run(self, o: &Opts, phase: &AtomicU8, said: SetUp<'_>) -> Result<Run<T>, String> {
+    /// [`run_threads`] for `--duration`, with [`Progress::line`] on stderr once every thread
+    /// has set up (unless `--quiet`): so many `what` set up, `traffic` for the duration.
+    pub fn run(self, o: &Opts, p: &Progress, what: &str, traffic: &str) -> Result<Run<T>, String> {
         let quiet = o.quiet;
-        run_threads(self, phase, o.duration, |setup_s| {
+        run_threads(self, &p.phase, o.duration, |setup_s| {
             if !quiet {
-                errln!("{}", said.line(setup_s, o.duration));
+                errln!("{}", p.line(setup_s, what, traffic, o.duration));
             }
         })
     }
@@ -104,19 +104,20 @@ impl<T: Send + 'static> Threads<T> {
     pub fn measured(
         self,
         o: &Opts,
-        phase: &AtomicU8,
-        said: SetUp<'_>,
+        p: &Progress,
+        what: &str,
+        traffic: &str,
     ) -> Result<Measured<T>, String> {
         let (server_pid, quiet) = (o.server_pid, o.quiet);
         let before = self.mem_before;
         let mut at_n = None;
-        let run = run_threads(self, phase, o.duration, |setup_s| {
+        let run = run_threads(self, &p.phase, o.duration, |setup_s| {
             if server_pid.is_some() {
                 std::thread::sleep(Duration::from_millis(300));
                 at_n = server_pid.and_then(crate::server_mem);
             }
             if !quiet {
-                errln!("{}", said.line(setup_s, o.duration));
+                errln!("{}", p.line(setup_s, what, traffic, o.duration));
             }
         })?;
         let end = server_pid.and_then(crate::server_mem);
@@ -129,23 +130,23 @@ impl<T: Send + 'static> Threads<T> {
     }
 }
 
-/// The line once every client is set up: `sigyard-load: {done} {what} in {s} s ({failed}
-/// failed); {traffic} for {duration}`.
-pub struct SetUp<'a> {
-    pub done: &'a AtomicU64,
-    pub what: &'static str,
-    pub failed: &'a AtomicU64,
-    pub traffic: &'static str,
+/// What the threads of a run share with the coordinator: the phase (set-up, running, stop),
+/// and how many units (clients, pairs, sessions) are set up and how many failed.
+#[derive(Default)]
+pub struct Progress {
+    pub phase: AtomicU8,
+    pub set_up: AtomicU64,
+    pub failed: AtomicU64,
 }
 
-impl SetUp<'_> {
-    fn line(&self, setup_s: f64, duration: Duration) -> String {
+impl Progress {
+    /// The line once every unit is set up: `sigyard-load: {set_up} {what} in {s} s ({failed}
+    /// failed); {traffic} for {duration}`.
+    fn line(&self, setup_s: f64, what: &str, traffic: &str, duration: Duration) -> String {
         format!(
-            "sigyard-load: {} {} in {setup_s:.2} s ({} failed); {} for {duration:?}",
-            self.done.load(Relaxed),
-            self.what,
+            "sigyard-load: {} {what} in {setup_s:.2} s ({} failed); {traffic} for {duration:?}",
+            self.set_up.load(Relaxed),
             self.failed.load(Relaxed),
-            self.traffic
         )
     }
 }

@@ -22,12 +22,12 @@
 //! sessions.
 
 use crate::args::Opts;
-use crate::phases::{self, Merged, Outcome, Threads};
+use crate::phases::{self, Merged, Outcome, Progress, Threads};
 use crate::ws::Rng;
 use crate::wsconn::{Conn, Socket, Target};
 use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 /// An idle session pings this often (the server's default pingInterval is 25 s).
@@ -35,9 +35,8 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 
 #[derive(Default)]
 struct Shared {
-    phase: AtomicU8,
-    opened: AtomicU64,
-    failed: AtomicU64,
+    /// Set up: sessions open.
+    progress: Progress,
     events: AtomicU64,
 }
 
@@ -98,17 +97,8 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         };
         spawned.spawn(format!("sio-{t}"), move || w.run())?;
     }
-    let run = spawned.run(
-        o,
-        &shared.phase,
-        phases::SetUp {
-            done: &shared.opened,
-            what: "sessions open",
-            failed: &shared.failed,
-            traffic: "events",
-        },
-    )?;
-    let opened = shared.opened.load(Relaxed);
+    let run = spawned.run(o, &shared.progress, "sessions open", "events")?;
+    let opened = shared.progress.set_up.load(Relaxed);
     let Merged {
         setup: open,
         latency: rtt,
@@ -126,7 +116,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "threads": threads,
         "connections": o.connections,
         "opened": opened,
-        "failed": shared.failed.load(Relaxed),
+        "failed": shared.progress.failed.load(Relaxed),
         "setup_s": run.setup_s,
         "sessions_per_s": run.setup_rate(opened),
         "open_latency_us": lat(&open),
@@ -241,7 +231,7 @@ fn parse_response(buf: &[u8]) -> Result<Option<HttpResponse>, &'static str> {
 impl Worker {
     fn run(mut self) -> Outcome {
         let (shared, plan) = (self.shared.clone(), self.plan.clone());
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
+        if let Err(e) = wsloop::run(&mut self, &shared.progress.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
@@ -382,7 +372,7 @@ impl Worker {
 
     /// A packet for session `i` (either transport).
     fn on_packet(&mut self, poll: &Poll, i: usize, p: &str) {
-        let running = self.shared.phase.load(Relaxed) == RUNNING;
+        let running = self.shared.progress.phase.load(Relaxed) == RUNNING;
         let Some(s) = self.sessions[i].as_mut() else {
             return;
         };
@@ -400,7 +390,7 @@ impl Worker {
             }
             s.step = Step::Open;
             out.setup.record(s.started.elapsed().as_nanos() as u64);
-            self.shared.opened.fetch_add(1, Relaxed);
+            self.shared.progress.set_up.fetch_add(1, Relaxed);
             if running {
                 self.emit(i);
             }
@@ -595,7 +585,7 @@ fn fail(s: &mut Session, poll: &Poll, shared: &Shared, errors: &mut Vec<String>,
         return;
     }
     s.step = Step::Failed;
-    shared.failed.fetch_add(1, Relaxed);
+    shared.progress.failed.fetch_add(1, Relaxed);
     errors.push(why.to_string());
     if let Some(mut c) = s.ws.take() {
         c.deregister(poll);

@@ -39,7 +39,7 @@
 use crate::args::Opts;
 use crate::engine::now_ns;
 use crate::hist::Histogram;
-use crate::phases::{self, Threads};
+use crate::phases::{self, Progress, Threads};
 use crate::ws::Rng;
 use crate::wsconn::{Conn, Target};
 use crate::wsloop::{self, Plan};
@@ -49,7 +49,7 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -61,14 +61,6 @@ const SCRAPE_ORDER: &[&str] = &["action", "files", "flags"];
 const FILE_ORDER: &[&str] = &["complete", "incomplete", "downloaded"];
 /// What a leeching peer says it has left to download.
 const LEFT: u64 = 1 << 20;
-
-/// What the threads share with the coordinator.
-#[derive(Default)]
-struct Shared {
-    phase: AtomicU8,
-    announced: AtomicU64,
-    failed: AtomicU64,
-}
 
 /// A 20-byte binary string (info hash, peer id, offer id) and its JSON form: one character
 /// U+0000–U+00FF per byte.
@@ -330,7 +322,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
     phases::unsupported(o, "webtorrent", true)?;
     let path = phases::path_or(o, "/announce");
     let threads = (o.threads as u64).clamp(1, o.connections.max(1));
-    let shared = Arc::new(Shared::default());
+    let shared = Arc::new(Progress::default());
     let run_tag = phases::seed();
     let mut rng = Rng::new(0x7772_7274 ^ run_tag);
     let torrents: Arc<Vec<Bin>> =
@@ -365,18 +357,9 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         first += peers;
         spawned.spawn(format!("webtorrent-{t}"), move || w.run())?;
     }
-    let measured = spawned.measured(
-        o,
-        &shared.phase,
-        phases::SetUp {
-            done: &shared.announced,
-            what: "peers announced",
-            failed: &shared.failed,
-            traffic: "exchanges",
-        },
-    )?;
+    let measured = spawned.measured(o, &shared, "peers announced", "exchanges")?;
     let run = &measured.run;
-    let announced = shared.announced.load(Relaxed);
+    let announced = shared.set_up.load(Relaxed);
     let mut all = Outcome::default();
     for out in &run.outcomes {
         all.add(out);
@@ -502,7 +485,8 @@ struct Worker {
     answer: Vec<u8>,
     torrents: Arc<Vec<Bin>>,
     rng: Rng,
-    shared: Arc<Shared>,
+    /// Shared with the coordinator (set up: peers announced).
+    shared: Arc<Progress>,
     running: bool,
     peers: Vec<Peer>,
     /// The frame being built.
@@ -837,7 +821,7 @@ impl Worker {
             Step::Starting if p.want.is_none() => {
                 p.step = Step::Announcing;
                 self.out.setup.record(p.started.elapsed().as_nanos() as u64);
-                self.shared.announced.fetch_add(1, Relaxed);
+                self.shared.set_up.fetch_add(1, Relaxed);
             }
             Step::Announcing if p.want.is_none() => {
                 if p.counted {

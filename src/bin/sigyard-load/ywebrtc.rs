@@ -25,12 +25,12 @@
 use crate::args::Opts;
 use crate::engine::now_ns;
 use crate::phases;
-use crate::phases::{Merged, Outcome, Threads};
+use crate::phases::{Merged, Outcome, Progress, Threads};
 use crate::ws::Rng;
 use crate::wsconn::{Conn, Target};
 use crate::wsloop::{self, Plan, RUNNING};
 use mio::{Poll, Token};
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,9 +42,8 @@ const DATA: &[u8] = br#""data":""#;
 /// What the threads share with the coordinator.
 #[derive(Default)]
 struct Shared {
-    phase: AtomicU8,
-    subscribed: AtomicU64,
-    failed: AtomicU64,
+    /// Set up: subscribers subscribed.
+    progress: Progress,
     publishes: AtomicU64,
     deliveries: AtomicU64,
 }
@@ -115,18 +114,9 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         first_topic += my_topics;
         spawned.spawn(format!("ywebrtc-{t}"), move || w.run())?;
     }
-    let measured = spawned.measured(
-        o,
-        &shared.phase,
-        phases::SetUp {
-            done: &shared.subscribed,
-            what: "subscribers",
-            failed: &shared.failed,
-            traffic: "publishes",
-        },
-    )?;
+    let measured = spawned.measured(o, &shared.progress, "subscribers", "publishes")?;
     let run = &measured.run;
-    let subscribed = shared.subscribed.load(Relaxed);
+    let subscribed = shared.progress.set_up.load(Relaxed);
     let Merged {
         setup,
         latency,
@@ -148,7 +138,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
         "fanout": o.fanout,
         "topics": topics,
         "subscribed": subscribed,
-        "failed": shared.failed.load(Relaxed),
+        "failed": shared.progress.failed.load(Relaxed),
         "setup_s": run.setup_s,
         "subscribers_per_s": run.setup_rate(subscribed),
         "setup_latency_us": lat(&setup),
@@ -252,7 +242,7 @@ impl Worker {
 
     fn run(mut self) -> Outcome {
         let (shared, plan) = (self.shared.clone(), self.plan.clone());
-        if let Err(e) = wsloop::run(&mut self, &shared.phase, &plan) {
+        if let Err(e) = wsloop::run(&mut self, &shared.progress.phase, &plan) {
             self.out.errors.push(e);
         }
         self.out
@@ -301,7 +291,7 @@ impl Worker {
             return;
         };
         self.out.latency.record(now_ns().saturating_sub(stamp));
-        if self.shared.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
+        if self.shared.progress.phase.load(Relaxed) == RUNNING && self.plan.rate.is_none() {
             self.publish(poll, k);
         }
     }
@@ -343,7 +333,7 @@ impl Worker {
                 self.out
                     .setup
                     .record(sub.started.elapsed().as_nanos() as u64);
-                self.shared.subscribed.fetch_add(1, Relaxed);
+                self.shared.progress.set_up.fetch_add(1, Relaxed);
                 self.topics[k].alive += 1;
                 if running && self.plan.rate.is_none() {
                     self.publish(poll, k);
@@ -381,7 +371,7 @@ impl Worker {
         if let Some(mut c) = sub.conn.take() {
             c.deregister(poll);
         }
-        self.shared.failed.fetch_add(1, Relaxed);
+        self.shared.progress.failed.fetch_add(1, Relaxed);
         self.out.errors.push(why.to_string());
         if was == Step::Subscribed {
             let (k, seen) = (sub.topic, sub.seen);
