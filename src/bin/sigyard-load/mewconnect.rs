@@ -109,6 +109,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
 /// The readable summary of `run`'s JSON.
 pub fn text(v: &serde_json::Value) -> String {
     let l = |k: &str| phases::latency_text(&v[k]);
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
     format!(
         "scenario mewconnect  url {}  threads {}\n\
          pairs: {} of {} made in {:.2} s, {} failed: {:.0} pairings/s\n\
@@ -120,13 +121,13 @@ pub fn text(v: &serde_json::Value) -> String {
         v["threads"],
         v["paired"],
         v["pairs"],
-        v["setup_s"].as_f64().unwrap_or(0.0),
+        f("setup_s"),
         v["failed"],
-        v["pairings_per_s"].as_f64().unwrap_or(0.0),
+        f("pairings_per_s"),
         l("pairing_latency_us"),
         v["round_trips"],
-        v["window_s"].as_f64().unwrap_or(0.0),
-        v["round_trips_per_s"].as_f64().unwrap_or(0.0),
+        f("window_s"),
+        f("round_trips_per_s"),
         v["paired"],
         l("latency_us"),
         v["errors"]

@@ -131,6 +131,7 @@ pub fn run(o: &Opts) -> Result<serde_json::Value, String> {
 /// The readable summary of `run`'s JSON.
 pub fn text(v: &serde_json::Value) -> String {
     let l = |k: &str| phases::latency_text(&v[k]);
+    let f = |k: &str| v[k].as_f64().unwrap_or(0.0);
     format!(
         "scenario socketio ({})  url {}  threads {}\n\
          sessions: {} of {} open in {:.2} s, {} failed: {:.0} sessions/s\n\
@@ -143,13 +144,13 @@ pub fn text(v: &serde_json::Value) -> String {
         v["threads"],
         v["opened"],
         v["connections"],
-        v["setup_s"].as_f64().unwrap_or(0.0),
+        f("setup_s"),
         v["failed"],
-        v["sessions_per_s"].as_f64().unwrap_or(0.0),
+        f("sessions_per_s"),
         l("open_latency_us"),
         v["events"],
-        v["window_s"].as_f64().unwrap_or(0.0),
-        v["events_per_s"].as_f64().unwrap_or(0.0),
+        f("window_s"),
+        f("events_per_s"),
         v["opened"],
         l("latency_us"),
         v["errors"]
