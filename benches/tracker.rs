@@ -1,0 +1,146 @@
+//! The WebTorrent tracker table (`proto::dialect::webtorrent`) on the messages of the
+//! `sigyard-load webtorrent` workload, in memory: 100 swarms of 10 announced peers, ids of
+//! random bytes (so most of their characters are escaped or two UTF-8 bytes, as for real info
+//! hashes), SDPs of 1,024 characters with a line break every few dozen (two JSON escapes each).
+//!
+//! * `announce_5_offers`: one peer announces with 5 offers: the request parsed, its response
+//!   written, the 5 offers relayed to other peers of its swarm.
+//! * `answer`: one peer answers an offer: parsed, the answer relayed to the offerer.
+//!
+//! Only the tracker: no WebSocket decoding, no syscalls. Throughput is in request bytes.
+//!
+//! Run: `cargo bench --bench tracker -- --warm-up-time 1 --measurement-time 3`
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use sigyard::proto::dialect::webtorrent::{write_bin, Id20, Options, Tracker};
+use sigyard::proto::dialect::{Cx, Handle, Locator, NoEnv, Outputs, Seeded};
+
+const SWARMS: u32 = 100;
+const PEERS: u32 = 10;
+const SDP_CHARS: usize = 1024;
+
+/// Twenty pseudo-random bytes for `(swarm, peer)` (peer 0xff: the swarm's info hash).
+fn id(swarm: u32, peer: u32) -> Id20 {
+    let mut x = u64::from(swarm) << 32 | u64::from(peer) | 1 << 63;
+    let mut out = [0u8; 20];
+    for b in &mut out {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = (x >> 24) as u8;
+    }
+    out
+}
+
+/// An SDP-like text of `n` characters: short lines ending in CR LF.
+fn sdp(n: usize) -> String {
+    let lines = "v=0\r\no=- 5508943275619447321 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n\
+        a=group:BUNDLE 0\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n\
+        c=IN IP4 0.0.0.0\r\na=ice-ufrag:7hQz\r\na=ice-pwd:Lm4pQ9rT2vX8zB1nC6kD0fG3\r\n\
+        a=fingerprint:sha-256 3A:9F:11:C4:7E:52:08:BD:6A:E3:90:2F:44:D1:7C:85:19:FA:\
+        6B:30:E8:57:A2:0D:C9:64:1E:B3:78:F5:2C:91\r\na=setup:actpass\r\na=mid:0\r\n\
+        a=sctp-port:5000\r\na=max-message-size:262144\r\n";
+    lines.chars().cycle().take(n).collect()
+}
+
+fn json_bin(b: &mut Vec<u8>, bytes: &Id20) {
+    write_bin(b, bytes);
+}
+
+fn announce(swarm: u32, peer: u32, extra: &[u8]) -> Vec<u8> {
+    let mut b = br#"{"action":"announce","info_hash":"#.to_vec();
+    json_bin(&mut b, &id(swarm, 0xff));
+    b.extend_from_slice(br#","peer_id":"#);
+    json_bin(&mut b, &id(swarm, peer));
+    b.extend_from_slice(br#","numwant":50,"uploaded":0,"downloaded":0,"left":0"#);
+    b.extend_from_slice(extra);
+    b.push(b'}');
+    b
+}
+
+fn offers(swarm: u32, peer: u32) -> Vec<u8> {
+    let sdp = serde_json::to_string(&sdp(SDP_CHARS)).unwrap();
+    let mut b = br#","offers":["#.to_vec();
+    for k in 0..5 {
+        if k > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(br#"{"offer":{"type":"offer","sdp":"#);
+        b.extend_from_slice(sdp.as_bytes());
+        b.extend_from_slice(br#"},"offer_id":"#);
+        json_bin(&mut b, &id(swarm ^ 0x5555, peer * 8 + k));
+        b.push(b'}');
+    }
+    b.push(b']');
+    announce(swarm, peer, &b)
+}
+
+fn answer(swarm: u32, peer: u32, to: u32) -> Vec<u8> {
+    let sdp = serde_json::to_string(&sdp(SDP_CHARS)).unwrap();
+    let mut b = br#","answer":{"type":"answer","sdp":"#.to_vec();
+    b.extend_from_slice(sdp.as_bytes());
+    b.extend_from_slice(br#"},"offer_id":"#);
+    json_bin(&mut b, &id(swarm ^ 0x5555, to * 8));
+    b.extend_from_slice(br#","to_peer_id":"#);
+    json_bin(&mut b, &id(swarm, to));
+    announce(swarm, peer, &b)
+}
+
+fn conn(swarm: u32, peer: u32) -> Handle {
+    Handle::of(swarm * PEERS + peer, 1)
+}
+
+fn tracker(c: &mut Criterion) {
+    let mut t = Tracker::new(Options::default());
+    let mut out = Outputs::default();
+    let (mut rand, mut env) = (Seeded(1), NoEnv);
+    let mut run = |t: &mut Tracker, out: &mut Outputs, from: Handle, msg: &[u8]| {
+        let mut cx = Cx {
+            now: 1,
+            unix_ms: 0,
+            here: Locator(0),
+            rand: &mut rand,
+            env: &mut env,
+            out,
+            direct: None,
+        };
+        t.message(&mut cx, from, msg);
+        let n = out.len();
+        out.clear();
+        n
+    };
+    for s in 0..SWARMS {
+        for p in 0..PEERS {
+            run(&mut t, &mut out, conn(s, p), &announce(s, p, b""));
+        }
+    }
+    assert_eq!(t.peers(), (SWARMS * PEERS) as usize);
+
+    let mut g = c.benchmark_group("tracker");
+    let msg = offers(7, 3);
+    assert_eq!(
+        run(&mut t, &mut out, conn(7, 3), &msg),
+        6,
+        "a response and 5 offers"
+    );
+    g.throughput(Throughput::Bytes(msg.len() as u64));
+    g.bench_function("announce_5_offers", |b| {
+        b.iter(|| run(&mut t, &mut out, conn(7, 3), black_box(&msg)));
+    });
+    let msg = answer(7, 4, 3);
+    assert_eq!(
+        run(&mut t, &mut out, conn(7, 4), &msg),
+        1,
+        "the answer relayed"
+    );
+    g.throughput(Throughput::Bytes(msg.len() as u64));
+    g.bench_function("answer", |b| {
+        b.iter(|| run(&mut t, &mut out, conn(7, 4), black_box(&msg)));
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tracker);
+criterion_main!(benches);
