@@ -827,16 +827,45 @@ fn js_text(raw: &RawValue) -> String {
 }
 
 /// A 20-character string of characters at most U+00FF, as its bytes.
+///
+/// Decoded in place, without allocating: `raw` is valid JSON, so after the opening quote every
+/// byte is a character of its own (printable ASCII), the start of an escape (whose form serde_json
+/// checked), or the lead of a UTF-8 sequence, of two bytes (C2 or C3) for U+0080–U+00FF. Any
+/// escape above `\u00ff` (surrogates among them) or longer sequence is a character past U+00FF.
 pub fn bin20(raw: &RawValue) -> Option<Id20> {
-    let text = json_str(raw)?;
+    let s = raw.get().as_bytes();
+    let inner = s.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     let mut out = [0u8; 20];
-    let mut n = 0;
-    for c in text.chars() {
-        let b = u8::try_from(u32::from(c)).ok()?;
+    let (mut i, mut n) = (0, 0);
+    while let Some(&x) = inner.get(i) {
+        let (b, len) = match x {
+            b'\\' => match *inner.get(i + 1)? {
+                b'u' => (u8_escape(inner.get(i + 2..i + 6)?)?, 6),
+                b'b' => (0x08, 2),
+                b't' => (b'\t', 2),
+                b'n' => (b'\n', 2),
+                b'f' => (0x0c, 2),
+                b'r' => (b'\r', 2),
+                e => (e, 2), // `"`, `\\` and `/` stand for themselves
+            },
+            0xc2 | 0xc3 => ((x & 0x1f) << 6 | (*inner.get(i + 1)? & 0x3f), 2),
+            0x80.. => return None,
+            _ => (x, 1),
+        };
         *out.get_mut(n)? = b;
         n += 1;
+        i += len;
     }
     (n == 20).then_some(out)
+}
+
+/// The character of a `\uXXXX` escape's four hex digits, if at most U+00FF.
+fn u8_escape(hex: &[u8]) -> Option<u8> {
+    let [b'0', b'0', hi, lo] = *hex else {
+        return None;
+    };
+    let digit = |d: u8| char::from(d).to_digit(16);
+    Some((digit(hi)? << 4 | digit(lo)?) as u8)
 }
 
 /// A scrape's `info_hash`: one such string or an array of them.
@@ -880,38 +909,55 @@ fn relayed_tail(b: &mut Vec<u8>, from: &Id20, ih: &Id20) {
 }
 
 /// 20 bytes as the JSON string `JSON.stringify` writes for their latin1 characters: printable
-/// ASCII as it is, in runs; the rest escaped or as two UTF-8 bytes.
-pub fn write_bin(b: &mut Vec<u8>, bytes: &[u8]) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    b.push(b'"');
-    let mut run = 0;
-    for (i, &x) in bytes.iter().enumerate() {
-        if matches!(x, 0x20..=0x7f) && x != b'"' && x != b'\\' {
-            continue;
-        }
-        b.extend_from_slice(&bytes[run..i]);
-        run = i + 1;
-        match x {
-            b'"' => b.extend_from_slice(b"\\\""),
-            b'\\' => b.extend_from_slice(b"\\\\"),
-            0x08 => b.extend_from_slice(b"\\b"),
-            b'\t' => b.extend_from_slice(b"\\t"),
-            b'\n' => b.extend_from_slice(b"\\n"),
-            0x0c => b.extend_from_slice(b"\\f"),
-            b'\r' => b.extend_from_slice(b"\\r"),
-            0..=0x1f => {
-                b.extend_from_slice(b"\\u00");
-                b.push(HEX[usize::from(x >> 4)]);
-                b.push(HEX[usize::from(x & 15)]);
-            }
-            _ => {
-                b.push(0xc0 | (x >> 6));
-                b.push(0x80 | (x & 0x3f));
-            }
-        }
+/// ASCII as it is, `"` and `\\` and the controls escaped, the rest as two UTF-8 bytes.
+pub fn write_bin(b: &mut Vec<u8>, bytes: &Id20) {
+    // Each byte's text is copied as a whole table entry (8 bytes) and the end moves by its
+    // length: an entry's tail is overwritten by the next one, or left past the end.
+    let mut text = [0u8; 1 + 6 * 20 + 8];
+    text[0] = b'"';
+    let mut n = 1;
+    for &x in bytes {
+        let e = &BIN_TEXT[usize::from(x)];
+        text[n..n + 8].copy_from_slice(e);
+        n += usize::from(e[7]);
     }
-    b.extend_from_slice(&bytes[run..]);
-    b.push(b'"');
+    text[n] = b'"';
+    b.extend_from_slice(&text[..=n]);
+}
+
+/// [`write_bin`]'s text for each byte: up to six bytes, then its length in the last one.
+static BIN_TEXT: [[u8; 8]; 256] = bin_text();
+
+const fn bin_text() -> [[u8; 8]; 256] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0u8; 8]; 256];
+    let mut i = 0;
+    while i < 256 {
+        let x = i as u8;
+        t[i] = match x {
+            b'"' => [b'\\', b'"', 0, 0, 0, 0, 0, 2],
+            b'\\' => [b'\\', b'\\', 0, 0, 0, 0, 0, 2],
+            0x08 => [b'\\', b'b', 0, 0, 0, 0, 0, 2],
+            b'\t' => [b'\\', b't', 0, 0, 0, 0, 0, 2],
+            b'\n' => [b'\\', b'n', 0, 0, 0, 0, 0, 2],
+            0x0c => [b'\\', b'f', 0, 0, 0, 0, 0, 2],
+            b'\r' => [b'\\', b'r', 0, 0, 0, 0, 0, 2],
+            0..=0x1f => [
+                b'\\',
+                b'u',
+                b'0',
+                b'0',
+                HEX[(x >> 4) as usize],
+                HEX[(x & 15) as usize],
+                0,
+                6,
+            ],
+            0x20..=0x7f => [x, 0, 0, 0, 0, 0, 0, 1],
+            _ => [0xc0 | (x >> 6), 0x80 | (x & 0x3f), 0, 0, 0, 0, 0, 2],
+        };
+        i += 1;
+    }
+    t
 }
 
 #[cfg(test)]

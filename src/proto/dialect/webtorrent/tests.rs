@@ -568,3 +568,82 @@ fn picks_are_distinct_and_skip_the_announcer() {
         }
     }
 }
+
+/// `bytes` as latin1 characters.
+fn latin1(bytes: &[u8]) -> String {
+    bytes.iter().map(|&b| char::from(b)).collect()
+}
+
+#[test]
+fn write_bin_writes_what_serde_json_writes_for_every_byte() {
+    // serde_json escapes strings as `JSON.stringify` does (named escapes, other controls as
+    // lowercase `\u00xx`, U+007F and above raw).
+    for first in 0..=255u8 {
+        let mut id = [0u8; 20];
+        for (k, b) in id.iter_mut().enumerate() {
+            *b = first.wrapping_add(k as u8 * 13);
+        }
+        let mut out = b"x".to_vec();
+        write_bin(&mut out, &id);
+        let want = format!("x{}", serde_json::to_string(&latin1(&id)).unwrap());
+        assert_eq!(String::from_utf8(out).unwrap(), want);
+    }
+}
+
+#[test]
+fn bin20_reads_what_serde_json_reads() {
+    use rand::{Rng, SeedableRng};
+    // What bin20 stood for before it decoded in place: serde_json's string, 20 chars <= U+00FF.
+    fn reference(raw: &RawValue) -> Option<Id20> {
+        let text: String = serde_json::from_str(raw.get()).ok()?;
+        let bytes: Vec<u8> = text
+            .chars()
+            .map(|c| u8::try_from(u32::from(c)).ok())
+            .collect::<Option<_>>()?;
+        bytes.try_into().ok()
+    }
+    // Characters of an id, raw or escaped; then characters past U+00FF and surrogates.
+    let fit = [
+        "a", "~", "\u{7f}", "\u{80}", "é", "\u{ff}", "\\\"", "\\\\", "\\/",
+    ];
+    let fit_escaped = ["\\b", "\\f", "\\n", "\\r", "\\t", "\\u0000", "\\u001F"];
+    let fit_hex = ["\\u00e9", "\\u00FF", "\\u0041"];
+    let wide = [
+        "\u{100}",
+        "€",
+        "😀",
+        "\\u0100",
+        "\\uD800",
+        "\\udc00",
+        "\\ud83d\\ude00",
+    ];
+    let all: Vec<&str> = [&fit[..], &fit_escaped, &fit_hex, &wide].concat();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut ids = 0;
+    for _ in 0..20_000 {
+        let n = rng.random_range(17..23);
+        let mut s = String::from("\"");
+        for _ in 0..n {
+            // Mostly characters that fit, so that many of the strings are ids.
+            let wide_too = rng.random_bool(0.1);
+            let pool = if wide_too {
+                &all[..]
+            } else {
+                &all[..all.len() - wide.len()]
+            };
+            s += pool[rng.random_range(0..pool.len())];
+        }
+        s.push('"');
+        let raw: Box<RawValue> = serde_json::from_str(&s).unwrap();
+        assert_eq!(bin20(&raw), reference(&raw), "{s}");
+        ids += usize::from(bin20(&raw).is_some());
+    }
+    assert!(
+        (1_000..19_000).contains(&ids),
+        "{ids} of the strings are ids"
+    );
+    for not_a_string in ["null", "12", "[\"a\"]", "{}"] {
+        let raw: Box<RawValue> = serde_json::from_str(not_a_string).unwrap();
+        assert_eq!(bin20(&raw), None);
+    }
+}
