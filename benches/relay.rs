@@ -112,8 +112,8 @@ fn bench_pipe(c: &mut Criterion) {
                     while pos < buf.len() {
                         let (step, used) =
                             conn.read(Tick(0), &limits, &mut buf[pos..], &mut own, &mut counters);
-                        if let Step::Message { kind, payload } = step {
-                            messages.push((kind, payload.to_vec()));
+                        if let Step::Message(msg) = step {
+                            messages.push((msg.kind(), msg.as_bytes().to_vec()));
                         } else if used == 0 {
                             break;
                         }

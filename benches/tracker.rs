@@ -15,7 +15,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sigyard::proto::dialect::webtorrent::{write_bin, Id20, Options, Tracker};
-use sigyard::proto::dialect::{Cx, Handle, Locator, NoEnv, Outputs, Seeded};
+use sigyard::proto::dialect::{Cx, Handle, Locator, Message, NoEnv, Outputs, Seeded};
 
 const SWARMS: u32 = 100;
 const PEERS: u32 = 10;
@@ -49,7 +49,7 @@ fn json_bin(b: &mut Vec<u8>, bytes: &Id20) {
     write_bin(b, bytes);
 }
 
-fn announce(swarm: u32, peer: u32, extra: &[u8]) -> Vec<u8> {
+fn announce(swarm: u32, peer: u32, extra: &[u8]) -> String {
     let mut b = br#"{"action":"announce","info_hash":"#.to_vec();
     json_bin(&mut b, &id(swarm, 0xff));
     b.extend_from_slice(br#","peer_id":"#);
@@ -57,10 +57,10 @@ fn announce(swarm: u32, peer: u32, extra: &[u8]) -> Vec<u8> {
     b.extend_from_slice(br#","numwant":50,"uploaded":0,"downloaded":0,"left":0"#);
     b.extend_from_slice(extra);
     b.push(b'}');
-    b
+    String::from_utf8(b).unwrap()
 }
 
-fn offers(swarm: u32, peer: u32) -> Vec<u8> {
+fn offers(swarm: u32, peer: u32) -> String {
     let sdp = serde_json::to_string(&sdp(SDP_CHARS)).unwrap();
     let mut b = br#","offers":["#.to_vec();
     for k in 0..5 {
@@ -77,7 +77,7 @@ fn offers(swarm: u32, peer: u32) -> Vec<u8> {
     announce(swarm, peer, &b)
 }
 
-fn answer(swarm: u32, peer: u32, to: u32) -> Vec<u8> {
+fn answer(swarm: u32, peer: u32, to: u32) -> String {
     let sdp = serde_json::to_string(&sdp(SDP_CHARS)).unwrap();
     let mut b = br#","answer":{"type":"answer","sdp":"#.to_vec();
     b.extend_from_slice(sdp.as_bytes());
@@ -96,7 +96,7 @@ fn tracker(c: &mut Criterion) {
     let mut t = Tracker::new(Options::default());
     let mut out = Outputs::default();
     let (mut rand, mut env) = (Seeded(1), NoEnv);
-    let mut run = |t: &mut Tracker, out: &mut Outputs, from: Handle, msg: &[u8]| {
+    let mut run = |t: &mut Tracker, out: &mut Outputs, from: Handle, msg: &str| {
         let mut cx = Cx {
             now: 1,
             unix_ms: 0,
@@ -106,7 +106,7 @@ fn tracker(c: &mut Criterion) {
             out,
             direct: None,
         };
-        t.message(&mut cx, from, msg);
+        t.message(&mut cx, from, Message::Text(msg));
         let n = out.len();
         out.clear();
         n

@@ -124,22 +124,22 @@ impl Reactor {
                 Step::Idle => None,
                 Step::Request { head, len } => Some(Next::Request(head, len)),
                 Step::Body(head, body) => Some(Next::Body(head, body)),
-                Step::Message { kind: _, payload }
+                Step::Message(msg)
                     if rates.0.per_sec + rates.1.per_sec > 0 && {
                         let e = slot.extra.get_or_insert_with(Default::default);
                         let (m, b) = &mut **e.rate.get_or_insert_with(Default::default);
                         !(m.take(rates.0, c.now_ms, 1)
-                            && b.take(rates.1, c.now_ms, payload.len() as u64))
+                            && b.take(rates.1, c.now_ms, msg.len() as u64))
                     } =>
                 {
                     // Past its rate: not delivered, and the connection closes (below).
                     too_fast = true;
                     None
                 }
-                Step::Message { kind, payload } => {
+                Step::Message(msg) => {
                     match (peer, route) {
                         // A message begun before the pipe opened: it goes to the peer whole.
-                        (Some(peer), _) => c.out_send(peer, kind, payload),
+                        (Some(peer), _) => c.out_send(peer, msg.kind(), msg.as_bytes()),
                         // The dialect serving it lives on another node.
                         (None, Some(route)) if remote.is_some() => {
                             if let Some(o) = remote {
@@ -149,8 +149,8 @@ impl Reactor {
                                         core: o.core,
                                         from: me,
                                         route: route as u8,
-                                        kind,
-                                        payload,
+                                        kind: msg.kind(),
+                                        payload: msg.as_bytes(),
                                     },
                                 );
                             }
@@ -161,7 +161,7 @@ impl Reactor {
                             let before = tx.data.len();
                             let direct = Some((me, &mut tx.data));
                             call_with(c, ROUTES[route].dialect, direct, |dialect, cx| {
-                                dialect.on_message(cx, me, kind, payload)
+                                dialect.on_message(cx, me, msg)
                             });
                             // Its replies, and what it queued for others (when applied), carry
                             // this turn's clock as their read time.

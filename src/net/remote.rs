@@ -14,7 +14,7 @@ use crate::net::reactor::{live, Core, Reactor};
 use crate::net::slot::{tx_force, Owner, Placed};
 use crate::net::{handle, handle_node};
 use crate::proto::cluster::{records, Record, Remote, VANISHED};
-use crate::proto::dialect::{upgrade_required, Answer, Handle, Output};
+use crate::proto::dialect::{upgrade_required, Answer, Handle, Kind, Message, Output};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 use crate::registry::ROUTES;
 use crate::warn;
@@ -538,12 +538,26 @@ impl Reactor {
                     .link
                     .as_ref()
                     .is_some_and(|l| l.remotes.contains_key(&from));
-                match ROUTES.get(usize::from(route)) {
-                    Some(r) if known => {
+                // The node that read a text message checked it as UTF-8; it crossed the
+                // store since, so it is checked again for its `str`.
+                let msg = match kind {
+                    Kind::Binary => Ok(Message::Binary(payload)),
+                    Kind::Text => std::str::from_utf8(payload).map(Message::Text),
+                };
+                match (ROUTES.get(usize::from(route)), msg) {
+                    (Some(r), Ok(msg)) if known => {
                         call(&mut self.core, r.dialect, |d, cx| {
-                            d.on_message(cx, from, kind, payload)
+                            d.on_message(cx, from, msg)
                         });
                     }
+                    (Some(_), Err(_)) if known => self.core.emit(
+                        handle_node(from),
+                        &Record::Close {
+                            to: from,
+                            code: crate::proto::ws::CLOSE_INVALID_PAYLOAD,
+                            reason: "text message is not valid UTF-8 (RFC 6455 8.1)",
+                        },
+                    ),
                     // This node no longer knows the connection (it was told its node was gone).
                     _ => self.core.emit(
                         handle_node(from),

@@ -46,7 +46,7 @@ use crate::proto::http::{self, HttpLimits, RequestHead, Response};
 use crate::proto::time::{earliest, Tick};
 use crate::proto::ws::{
     encode_close, encode_frame, encode_header, parse_close_payload, DataKind, Decoder,
-    DecoderLimits, Item, OpCode, WsError,
+    DecoderLimits, Item, Message, OpCode, WsError,
 };
 use std::ops::Range;
 use std::time::Duration;
@@ -112,8 +112,8 @@ pub enum Step<'a> {
     Request { head: RequestHead, len: usize },
     /// The whole body of a request answered with [`Conn::read_body`].
     Body(RequestHead, Vec<u8>),
-    /// A whole WebSocket message.
-    Message { kind: DataKind, payload: &'a [u8] },
+    /// A whole WebSocket message (text checked as UTF-8).
+    Message(Message<'a>),
     /// Piped: send `header[..header_len]` (empty for a frame's later chunks), then
     /// `input[payload]` (unmasked in place), to the peer.
     Forward {
@@ -190,6 +190,8 @@ enum Pending {
     Message(Vec<u8>),
     /// A message handed out by the last [`Step::Message`]; dropped at the next read.
     Delivered(Vec<u8>),
+    /// The same for a text message.
+    DeliveredText(String),
     Body(BodyRead),
     Held(HeldRequest),
 }
@@ -360,7 +362,10 @@ impl Conn {
         out: &mut Vec<u8>,
         counters: &mut Counters,
     ) -> (Step<'a>, usize) {
-        if matches!(self.partial.as_deref(), Some(Pending::Delivered(_))) {
+        if matches!(
+            self.partial.as_deref(),
+            Some(Pending::Delivered(_) | Pending::DeliveredText(_))
+        ) {
             self.partial = None;
         }
         // Only bytes beyond those left over last time are a sign of life: a peer that sends
@@ -992,7 +997,9 @@ impl Conn {
         let dl = decoder_limits(limits);
         let mut pos = 0;
         while pos < input.len() {
-            let (item, used) = match self.decoder.decode(&dl, &mut input[pos..]) {
+            // Text that comes whole in one chunk (nearly all of it) is checked as UTF-8 here,
+            // once, into the `str` the message carries; the decoder checks the rest.
+            let (item, used) = match self.decoder.decode_deferring_utf8(&dl, &mut input[pos..]) {
                 Ok(step) => step,
                 Err(e) => {
                     self.fail(now, &e, out, counters);
@@ -1011,23 +1018,40 @@ impl Conn {
                     message_end,
                     ..
                 } => {
+                    let chunk = base + range.start..base + range.end;
+                    let whole = message_start && message_end;
+                    if whole && !closing && !self.reassembling() {
+                        // Delivered from the read buffer.
+                        let payload = &input[chunk];
+                        let message = match kind {
+                            DataKind::Binary => Message::Binary(payload),
+                            DataKind::Text => match std::str::from_utf8(payload) {
+                                Ok(text) => Message::Text(text),
+                                Err(_) => {
+                                    let e = self.decoder.fail_invalid_utf8();
+                                    self.fail(now, &e, out, counters);
+                                    return (Step::Idle, input.len());
+                                }
+                            },
+                        };
+                        counters.frames_in += 1;
+                        counters.messages_in += 1;
+                        self.switch_to_pipe_if_pending();
+                        return (Step::Message(message), pos);
+                    }
+                    if whole
+                        && kind == DataKind::Text
+                        && std::str::from_utf8(&input[chunk.clone()]).is_err()
+                    {
+                        let e = self.decoder.fail_invalid_utf8();
+                        self.fail(now, &e, out, counters);
+                        return (Step::Idle, input.len());
+                    }
                     if frame_end {
                         counters.frames_in += 1;
                     }
                     if closing {
                         continue; // after our close, data is read and dropped
-                    }
-                    let chunk = base + range.start..base + range.end;
-                    if message_start && message_end && !self.reassembling() {
-                        counters.messages_in += 1;
-                        self.switch_to_pipe_if_pending();
-                        return (
-                            Step::Message {
-                                kind,
-                                payload: &input[chunk],
-                            },
-                            pos,
-                        );
                     }
                     self.message_buf().extend_from_slice(&input[chunk]);
                     if message_end {
@@ -1035,14 +1059,24 @@ impl Conn {
                         self.switch_to_pipe_if_pending();
                         if let Some(p) = self.partial.as_deref_mut() {
                             if let Pending::Message(v) = p {
-                                *p = Pending::Delivered(std::mem::take(v));
+                                let v = std::mem::take(v);
+                                *p = match kind {
+                                    DataKind::Binary => Pending::Delivered(v),
+                                    // The decoder checked it as it came, so this cannot fail
+                                    // (were it to, the message would go as empty text).
+                                    DataKind::Text => Pending::DeliveredText(
+                                        String::from_utf8(v).unwrap_or_default(),
+                                    ),
+                                };
                             }
                         }
-                        let payload = match self.partial.as_deref() {
-                            Some(Pending::Delivered(v)) => &v[..],
-                            _ => &[][..],
+                        let message = match (kind, self.partial.as_deref()) {
+                            (_, Some(Pending::Delivered(v))) => Message::Binary(v),
+                            (_, Some(Pending::DeliveredText(t))) => Message::Text(t),
+                            (DataKind::Binary, _) => Message::Binary(&[]),
+                            (DataKind::Text, _) => Message::Text(""),
                         };
-                        return (Step::Message { kind, payload }, pos);
+                        return (Step::Message(message), pos);
                     }
                 }
                 Item::Control { opcode, range } => {

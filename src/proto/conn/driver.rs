@@ -107,7 +107,8 @@ pub fn read(
                 let resp = d.body(now, &head, &body);
                 conn.respond(now, &head, &resp, out, counters);
             }
-            Step::Message { kind, payload } => {
+            Step::Message(msg) => {
+                let (kind, payload) = (msg.kind(), msg.as_bytes());
                 d.message(now, kind, payload, &mut Outbox::new(out, counters));
             }
             Step::Forward { .. } | Step::Ended { .. } => {

@@ -605,6 +605,52 @@ fn open_invalid_utf8_closes_1007() {
 }
 
 #[test]
+fn text_is_checked_as_utf8_whole_or_in_pieces_and_while_closing() {
+    let two = |a: &[u8], b: &[u8]| [a, b].concat();
+    // Whole in one read (checked by the connection) or cut anywhere (by the decoder as it
+    // comes): delivered the same.
+    let text = "κόσμε 𝄞 ok".as_bytes();
+    let whole = cframe(true, OpCode::Text, text);
+    for cut in 0..whole.len() {
+        let mut t = T::open();
+        t.send(&whole[..cut]);
+        t.send(&whole[cut..]);
+        assert_eq!(
+            t.app.messages,
+            [(DataKind::Text, text.to_vec())],
+            "cut at {cut}"
+        );
+    }
+    // Not UTF-8 in one read: 1007, nothing delivered or counted but the error.
+    let mut t = T::open();
+    t.send(&cframe(true, OpCode::Text, &[b'a', 0xc0, 0x80]));
+    assert_eq!(&t.frames()[0].1[..2], &1007u16.to_be_bytes());
+    assert!(t.app.messages.is_empty());
+    assert_eq!((t.counters.frames_in, t.counters.protocol_errors), (0, 1));
+    // A frame's first bytes, already impossible: 1007 before the rest arrives.
+    let mut t = T::open();
+    let bad = cframe(true, OpCode::Text, &two(&[0xed, 0xa0], &[b'x'; 100]));
+    t.send(&bad[..10]);
+    assert_eq!(&t.frames()[0].1[..2], &1007u16.to_be_bytes());
+    // A fragmented message whose second fragment is not UTF-8: 1007 at that fragment.
+    let mut t = T::open();
+    t.send(&cframe(false, OpCode::Text, "é".as_bytes()));
+    t.send(&cframe(false, OpCode::Continuation, &[0xff]));
+    assert_eq!(&t.frames()[0].1[..2], &1007u16.to_be_bytes());
+    assert!(t.app.messages.is_empty());
+    // After our close, text is dropped but still checked: bad UTF-8 is a protocol error.
+    let mut t = T::open();
+    t.begin_close(1001, "bye");
+    t.take_out();
+    t.send(&two(
+        &cframe(true, OpCode::Text, "fine".as_bytes()),
+        &cframe(true, OpCode::Text, &[0xf5]),
+    ));
+    assert!(t.out.is_empty() && t.app.messages.is_empty());
+    assert_eq!((t.counters.frames_in, t.counters.protocol_errors), (1, 1));
+}
+
+#[test]
 fn open_oversized_frame_closes_1009_before_the_payload_arrives() {
     let mut t = T::open();
     let f = cframe(true, OpCode::Binary, &vec![0; t.limits.max_frame_size + 1]);

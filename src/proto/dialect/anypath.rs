@@ -11,7 +11,7 @@
 
 use super::webtorrent::{self, Tracker};
 use super::ywebrtc::{self, Topics};
-use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Metric, Placement, Random};
+use super::{upgrade_required, Answer, Cx, Dialect, Handle, Message, Metric, Placement, Random};
 use crate::proto::http::{RequestHead, Response};
 use std::collections::HashMap;
 
@@ -133,22 +133,22 @@ impl Dialect for AnyPath {
         Answer::Upgrade
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, _kind: Kind, payload: &[u8]) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let Some(which) = self.which.get_mut(&conn) else {
             return;
         };
         if *which == Which::Undecided {
-            if Tracker::claims(payload) {
+            if Tracker::claims(msg) {
                 *which = Which::Tracker;
-            } else if ywebrtc::claims(payload) {
+            } else if ywebrtc::claims(msg.as_bytes()) {
                 *which = Which::YWebrtc;
             } else {
                 return;
             }
         }
         match *which {
-            Which::Tracker => self.tracker.message(cx, conn, payload),
-            _ => self.topics.message(cx, conn, payload),
+            Which::Tracker => self.tracker.message(cx, conn, msg),
+            _ => self.topics.message(cx, conn, msg.as_bytes()),
         }
     }
 

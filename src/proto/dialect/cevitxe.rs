@@ -75,7 +75,9 @@ use serde::Serialize;
 use serde_json::{Map as JsonMap, Value as Json};
 
 use super::msgpack;
-use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement, Random};
+use super::{
+    upgrade_required, Answer, Cx, Dialect, Handle, Kind, Message, Outgoing, Placement, Random,
+};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 
 /// Most keys one id can hold; further new keys are ignored.
@@ -663,8 +665,9 @@ impl Dialect for IntroductionDialect {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
-        self.table.message(conn, kind, payload, &mut self.out);
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        self.table
+            .message(conn, msg.kind(), msg.as_bytes(), &mut self.out);
         cx.send_all(self.out.drain(..));
     }
 

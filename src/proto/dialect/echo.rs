@@ -2,7 +2,7 @@
 //! type. For conformance testing (the Autobahn cases) and benchmarks. A key places the
 //! connection on the instance owning it, so every connection with one key shares it.
 
-use super::{upgrade_required, Answer, Cx, Dialect, Handle, Kind, Placement, Random};
+use super::{upgrade_required, Answer, Cx, Dialect, Handle, Message, Placement, Random};
 use crate::proto::http::{RequestHead, Response};
 
 #[derive(Debug, Default)]
@@ -47,8 +47,8 @@ impl Dialect for Echo {
         Answer::Upgrade
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
-        cx.send(conn, kind, payload);
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        cx.send(conn, msg.kind(), msg.as_bytes());
     }
 }
 
@@ -56,6 +56,7 @@ impl Dialect for Echo {
 mod tests {
     use super::*;
     use crate::proto::dialect::testing::{get, upgrade, Harness};
+    use crate::proto::dialect::Kind;
 
     #[test]
     fn echoes_each_message_with_its_kind_and_places_by_key() {

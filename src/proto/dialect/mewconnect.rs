@@ -31,7 +31,9 @@
 //! case-sensitive string comparison: the server cannot verify the signature, §1.9).
 
 use super::{upgrade_required, Latencies, Metric, Random};
-use super::{Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Outgoing, Placement};
+use super::{
+    Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Message, Outgoing, Placement,
+};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use crate::proto::time::Tick;
 use serde_json::value::RawValue;
@@ -1044,10 +1046,11 @@ impl Dialect for MewConnect {
         }
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let now = Tick::from_ms(cx.now);
         let mut out = std::mem::take(&mut self.out);
         let mut env = CxEnv { cx, ice: None };
+        let (kind, payload) = (msg.kind(), msg.as_bytes());
         self.pairs
             .message(conn, now, kind, payload, &self.opts, &mut env, &mut out);
         cx.send_all(out.drain(..));

@@ -33,7 +33,9 @@
 //!   already checked the WebSocket headers, so [`Answer::Upgrade`] always writes the 101, and
 //!   the dialect may enter the connection in its tables right there.
 //! * [`Dialect::on_body`]: the body of a request answered [`Answer::ReadBody`].
-//! * [`Dialect::on_message`]: a whole WebSocket message (text or binary, reassembled).
+//! * [`Dialect::on_message`]: a whole WebSocket message (text or binary, reassembled), as a
+//!   [`Message`]: text is a `str`, checked as UTF-8 by the shell (once: a dialect that reads
+//!   text, JSON say, reads the `str` and does not check it again).
 //! * [`Dialect::on_close`]: a connection the dialect holds stopped being reachable: an open
 //!   WebSocket that closed (either side's close, an error, EOF, a slow reader dropped, the
 //!   server shutting down) or a held request that went away or got its fallback. Called once,
@@ -82,6 +84,7 @@ pub mod ywebrtc;
 
 use crate::proto::http::{RequestHead, Response};
 use crate::proto::ws::DataKind;
+pub use crate::proto::ws::Message;
 use std::borrow::Cow;
 use std::ops::Range;
 
@@ -492,9 +495,10 @@ pub trait Dialect {
         Answer::Respond(Response::text(404, "not found"))
     }
 
-    /// A whole message from the open WebSocket `conn`.
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
-        let _ = (cx, conn, kind, payload);
+    /// A whole message from the open WebSocket `conn`. Text comes as a `str`: the shell has
+    /// checked it as UTF-8 (once, as RFC 6455 requires), so a dialect reads it as it is.
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        let _ = (cx, conn, msg);
     }
 
     /// `conn` (an open WebSocket or a held request of this dialect) is gone.

@@ -17,7 +17,7 @@
 //! `LEAVE` without `dst` unregisters the sender and closes its socket (1000).
 
 use super::ywebrtc::Members;
-use super::{uuid_v4, Answer, Cx, Dialect, Handle, Kind, Placement, Random};
+use super::{uuid_v4, Answer, Cx, Dialect, Handle, Kind, Message, Placement, Random};
 use crate::proto::http::{percent_decode, Method, RequestHead, Response};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
@@ -471,9 +471,9 @@ impl Dialect for PeerJs {
         Answer::Upgrade
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, _kind: Kind, payload: &[u8]) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let idle = self.table.is_empty() && self.table.queues() == 0;
-        self.table.message(cx, conn, payload);
+        self.table.message(cx, conn, msg.as_bytes());
         if idle {
             self.swept = cx.now;
         }

@@ -392,8 +392,11 @@ impl Dialect for Peerolator {
         Answer::Upgrade
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
-        if let Verdict::Close(why) = self.peers.message(conn, kind, payload, &mut self.out) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: super::Message<'_>) {
+        let verdict = self
+            .peers
+            .message(conn, msg.kind(), msg.as_bytes(), &mut self.out);
+        if let Verdict::Close(why) = verdict {
             // Gone from the relay now (its peers hear PEER_GONE at once), not when the
             // close handshake ends.
             self.peers.leave(conn, &mut self.out);

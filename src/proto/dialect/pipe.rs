@@ -14,7 +14,7 @@
 //! [`Output::Pipe`]: super::Output::Pipe
 
 use super::{upgrade_required, Answer, Cx, Deadlines, Dialect, Handle, Kind, Latencies, Metric};
-use super::{Placement, Random};
+use super::{Message, Placement, Random};
 use crate::proto::http::{percent_decode, RequestHead, Response};
 use std::collections::HashMap;
 
@@ -278,12 +278,15 @@ impl Dialect for PipeDialect {
         Answer::Upgrade
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         // Messages of paired sockets never come here: the shell pipes them.
         let Some((seek, _)) = self.waiting.get(&conn) else {
             return;
         };
-        match self.table.hold(seek, conn, kind, payload, self.opts.hold) {
+        match self
+            .table
+            .hold(seek, conn, msg.kind(), msg.as_bytes(), self.opts.hold)
+        {
             Ok(()) => {}
             Err(HoldError::Full { .. }) => cx.close(
                 conn,

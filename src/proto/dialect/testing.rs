@@ -3,7 +3,7 @@
 
 use super::sio::{Action, Raw, SioCx, SioDialect};
 use super::{Answer, Cx, Dialect, Env, Handle, Kind, Locator, NoEnv, Output, Outputs, Placement};
-use super::{Random, Seeded};
+use super::{Message, Random, Seeded};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 
 /// The head of a raw request.
@@ -151,12 +151,17 @@ impl<D: Dialect> Harness<D> {
         self.call(|d, cx| d.on_stored(cx, conn, result))
     }
 
+    /// A message of `kind` (text must be UTF-8, as the shell delivers nothing else).
     pub fn message(&mut self, conn: Handle, kind: Kind, payload: &[u8]) {
-        self.call(|d, cx| d.on_message(cx, conn, kind, payload));
+        let msg = match kind {
+            Kind::Text => Message::Text(std::str::from_utf8(payload).expect("UTF-8 text")),
+            Kind::Binary => Message::Binary(payload),
+        };
+        self.call(|d, cx| d.on_message(cx, conn, msg));
     }
 
     pub fn text(&mut self, conn: Handle, payload: &str) {
-        self.message(conn, Kind::Text, payload.as_bytes());
+        self.call(|d, cx| d.on_message(cx, conn, Message::Text(payload)));
     }
 
     pub fn close(&mut self, conn: Handle) {

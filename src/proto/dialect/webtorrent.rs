@@ -19,7 +19,7 @@
 //! socket that created it (other sockets' announces for it are ignored) and closing a socket
 //! removes every entry it owns; empty swarms are deleted.
 
-use super::{Cx, Handle, Kind};
+use super::{Cx, Handle, Kind, Message};
 use crate::proto::http::push_decimal;
 use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::value::RawValue;
@@ -218,8 +218,8 @@ impl Tracker {
     }
 
     /// Whether a frame is a tracker request (how a socket on a shared path is told apart).
-    pub fn claims(payload: &[u8]) -> bool {
-        let Some(r) = parse(payload) else {
+    pub fn claims(msg: Message<'_>) -> bool {
+        let Some(r) = parse(msg) else {
             return false;
         };
         matches!(
@@ -228,9 +228,9 @@ impl Tracker {
         )
     }
 
-    /// One frame from `conn`.
-    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
-        let Some(req) = parse(payload) else {
+    /// One frame from `conn` (binary frames too: read as text if they are UTF-8).
+    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        let Some(req) = parse(msg) else {
             self.fail(cx, conn, None, None, "Invalid request");
             return;
         };
@@ -564,10 +564,11 @@ impl Tracker {
     }
 }
 
-/// A request's members. The text is checked as UTF-8 once, here, and then read as a `str`:
-/// reading bytes, serde_json would check every string and raw value it borrows again.
-fn parse(payload: &[u8]) -> Option<Request<'_>> {
-    serde_json::from_str(std::str::from_utf8(payload).ok()?).ok()
+/// A request's members, read from the message's text as a `str` (a text frame's was checked
+/// as UTF-8 by the shell; reading bytes, serde_json would check every string and raw value it
+/// borrows again).
+fn parse(msg: Message<'_>) -> Option<Request<'_>> {
+    serde_json::from_str(msg.text()?).ok()
 }
 
 fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20) {

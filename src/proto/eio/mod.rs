@@ -16,7 +16,7 @@ pub mod session;
 pub use session::{Options, PollGet, Refused, Sessions};
 
 use crate::proto::dialect::sio::Apps;
-use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Kind, Locator, Placement, Random};
+use crate::proto::dialect::{Answer, Cx, Dialect, Handle, Locator, Message, Placement, Random};
 use crate::proto::http::{Method, RequestHead, Response};
 use packet::EioError;
 use session::{error_response, http_response};
@@ -297,10 +297,10 @@ impl<A: Apps> Dialect for Engine<A> {
         Answer::Respond(r)
     }
 
-    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, kind: Kind, payload: &[u8]) {
-        let text = match kind {
-            Kind::Text => std::str::from_utf8(payload).ok(),
-            Kind::Binary => None,
+    fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        let text = match msg {
+            Message::Text(text) => Some(text),
+            Message::Binary(_) => None,
         };
         self.sessions.ws_message(cx, conn, text);
         self.sessions.flush(cx);

@@ -7,7 +7,9 @@
 //! client frames must be masked (5.1), continuation frames only inside a
 //! fragmented message and nothing else there but control frames (5.4),
 //! frame and message size limits (10.4), UTF-8 of text messages across
-//! fragments (8.1) and close payloads (5.5.1).
+//! fragments (8.1) and close payloads (5.5.1). A caller that reads text as
+//! `str` may take over the UTF-8 check of messages that come whole in one
+//! chunk ([`Decoder::decode_deferring_utf8`]), so that they are checked once.
 //! It deliberately does not own the bytes: the caller keeps its read buffer,
 //! passes the unconsumed part to [`Decoder::decode`] and drops what was
 //! consumed. It does not answer pings, run the closing handshake or
@@ -121,7 +123,8 @@ pub enum Item {
     /// Payload bytes of a data frame, unmasked in place at `input[range]`.
     /// For text, the bytes are valid UTF-8 so far; a chunk may end or start
     /// in the middle of a character, and the message as a whole is valid
-    /// once `message_end` arrives.
+    /// once `message_end` arrives (except a whole message in one chunk from
+    /// [`Decoder::decode_deferring_utf8`], which the caller checks).
     Data {
         range: Range<usize>,
         /// The message's kind (also for continuation frames).
@@ -256,10 +259,44 @@ impl Decoder {
         limits: &DecoderLimits,
         input: &mut [u8],
     ) -> Result<(Item, usize), WsError> {
+        self.decode_checking(limits, input, false)
+    }
+
+    /// [`Self::decode`], except that a text message whose whole payload comes in one chunk (an
+    /// [`Item::Data`] with both `message_start` and `message_end`) is not checked as UTF-8:
+    /// the caller checks it, once, with `str::from_utf8`, which also gives it the `str`, and
+    /// if it is not UTF-8 calls [`Self::fail_invalid_utf8`] and closes as for any error. Text
+    /// in several chunks is checked here as it comes, so that a connection fails at the first
+    /// impossible byte as with `decode`.
+    pub fn decode_deferring_utf8(
+        &mut self,
+        limits: &DecoderLimits,
+        input: &mut [u8],
+    ) -> Result<(Item, usize), WsError> {
+        self.decode_checking(limits, input, true)
+    }
+
+    /// Fails this decoder with [`WsError::InvalidUtf8`], which it returns: what
+    /// [`Self::decode`] would have done with the message the caller found not to be UTF-8
+    /// (see [`Self::decode_deferring_utf8`]).
+    #[cold]
+    pub fn fail_invalid_utf8(&mut self) -> WsError {
+        self.fail(WsError::InvalidUtf8);
+        WsError::InvalidUtf8
+    }
+
+    /// `defer`: whole text messages are left unchecked ([`Self::decode_deferring_utf8`]).
+    #[inline]
+    fn decode_checking(
+        &mut self,
+        limits: &DecoderLimits,
+        input: &mut [u8],
+        defer: bool,
+    ) -> Result<(Item, usize), WsError> {
         if self.failed() {
             return Err(self.stored_error());
         }
-        let r = self.decode_healthy(&limits.clamped(), input);
+        let r = self.decode_healthy(&limits.clamped(), input, defer);
         if let Err(e) = r {
             self.fail(e);
         }
@@ -295,9 +332,10 @@ impl Decoder {
         &mut self,
         limits: &DecoderLimits,
         input: &mut [u8],
+        defer: bool,
     ) -> Result<(Item, usize), WsError> {
         if self.remaining() != 0 {
-            return self.data_chunk(input, 0, false, false);
+            return self.data_chunk(input, 0, false, false, defer);
         }
 
         let Some((header, header_len)) = FrameHeader::parse(input)? else {
@@ -371,12 +409,13 @@ impl Decoder {
         };
         self.frame =
             len | IN_MESSAGE | if header.fin { FIN } else { 0 } | if text { TEXT } else { 0 };
-        self.data_chunk(input, header_len, true, message_start)
+        self.data_chunk(input, header_len, true, message_start, defer)
     }
 
     /// Returns the payload bytes of the current data frame present in
     /// `input[start..]` (at least one unless the frame is empty or `input`
-    /// is exhausted mid-frame), unmasked and UTF-8 checked.
+    /// is exhausted mid-frame), unmasked and UTF-8 checked (unless `defer` and the chunk is a
+    /// whole message: see [`Self::decode_deferring_utf8`]).
     #[inline]
     fn data_chunk(
         &mut self,
@@ -384,6 +423,7 @@ impl Decoder {
         start: usize,
         frame_start: bool,
         message_start: bool,
+        defer: bool,
     ) -> Result<(Item, usize), WsError> {
         // `start` is 0 or a header length that `FrameHeader::parse` found
         // within `input`, so the slice is in bounds; `get_mut` keeps that
@@ -416,7 +456,8 @@ impl Decoder {
         // The UTF-8 state, in the low bits (the shift leaves 4 bits, of which
         // `from_bits` reads the low 3).
         let mut utf8_bits = self.rem >> LEN_BITS;
-        if kind == DataKind::Text {
+        // A whole message left to the caller leaves the state as it found it: fresh.
+        if kind == DataKind::Text && !(defer && message_start && message_end) {
             let mut utf8 = Utf8Validator::from_bits(utf8_bits as u8);
             utf8.feed(chunk).map_err(|_| WsError::InvalidUtf8)?;
             if message_end {

@@ -17,6 +17,7 @@ mod decoder;
 mod error;
 mod frame;
 mod mask;
+mod message;
 mod utf8;
 
 #[cfg(test)]
@@ -35,4 +36,5 @@ pub use frame::{
     MAX_SERVER_HEADER_LEN,
 };
 pub use mask::{apply_mask, apply_mask_reference};
+pub use message::Message;
 pub use utf8::{Utf8Error, Utf8Validator};

@@ -1204,3 +1204,43 @@ fn fin_is_known_on_the_first_chunk_of_a_split_frame() {
         }
     }
 }
+
+#[test]
+fn deferring_leaves_whole_text_to_the_caller_and_checks_the_rest() {
+    let limits = DecoderLimits::default();
+    let decode = |d: &mut Decoder, bytes: &[u8]| {
+        let mut buf = bytes.to_vec();
+        d.decode_deferring_utf8(&limits, &mut buf)
+            .map(|(item, _)| item)
+    };
+    // A whole text message, not UTF-8: returned, for the caller to check.
+    let mut d = Decoder::new();
+    let item = decode(&mut d, &frame(true, OpCode::Text, &[0xff, b'a']));
+    assert!(matches!(
+        item,
+        Ok(Item::Data {
+            message_start: true,
+            message_end: true,
+            ..
+        })
+    ));
+    // It found it was not UTF-8: the decoder fails as `decode` would have.
+    assert_eq!(d.fail_invalid_utf8(), WsError::InvalidUtf8);
+    assert_eq!(
+        decode(&mut d, &frame(true, OpCode::Text, b"ok")),
+        Err(WsError::InvalidUtf8)
+    );
+    // The next message after a whole one starts with a fresh UTF-8 state.
+    let mut d = Decoder::new();
+    let cut = frame(true, OpCode::Text, &[0xe2, 0x82, 0xac]);
+    assert!(decode(&mut d, &frame(true, OpCode::Text, &[0xe2])).is_ok());
+    assert!(decode(&mut d, &cut).is_ok());
+    // A message in pieces is checked here: a frame cut short (header, mask, two bytes), and fragments.
+    let mut d = Decoder::new();
+    let bad = frame(true, OpCode::Text, &[b'a', 0xc0, b'b', b'c']);
+    assert_eq!(decode(&mut d, &bad[..8]), Err(WsError::InvalidUtf8));
+    let mut d = Decoder::new();
+    assert!(decode(&mut d, &frame(false, OpCode::Text, b"a")).is_ok());
+    let next = frame(true, OpCode::Continuation, &[0xc0]);
+    assert_eq!(decode(&mut d, &next), Err(WsError::InvalidUtf8));
+}
