@@ -8,7 +8,7 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use sigyard::proto::ws::{
-    apply_mask, apply_mask_reference, encode_close, encode_header, DataKind, Decoder,
+    apply_mask, apply_mask_reference, encode_close, encode_header, whole_str, DataKind, Decoder,
     DecoderLimits, FrameHeader, Item, OpCode, MAX_CLOSE_FRAME_LEN, MAX_HEADER_LEN,
 };
 
@@ -184,5 +184,33 @@ fn encode(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, header_parse, unmask, decode, encode);
+/// The check of a whole text message: `core::str::from_utf8` against `whole_str` (simdutf8),
+/// on an SDP of 1 KiB (ASCII) and a tracker announce of 5 such offers with binary ids (a few
+/// two-byte characters).
+fn utf8_whole(c: &mut Criterion) {
+    let mut g = c.benchmark_group("utf8_whole");
+    let sdp = text_of_len(
+        "v=0\\r\\no=- 4611731400430051336 2 IN IP4 127.0.0.1\\r\\ns=-\\r\\nt=0 0\\r\\n\
+         a=group:BUNDLE 0\\r\\na=ice-ufrag:Xk3x\\r\\na=ice-pwd:q8w0e2r4t6y8u0i2o4p6a8s0\\r\\n",
+        1024,
+    );
+    let offer = format!(r#"{{"offer":{{"type":"offer","sdp":"{sdp}"}},"offer_id":"ÿ\u0001é-ab"}}"#);
+    let announce = format!(
+        r#"{{"action":"announce","info_hash":"\u0012ÀÿªÜ","peer_id":"-WW0300-þx","offers":[{}]}}"#,
+        [&offer[..]; 5].join(",")
+    );
+    for (name, text) in [("sdp_1KiB", &sdp), ("announce_5KiB", &announce)] {
+        let bytes = text.as_bytes();
+        g.throughput(Throughput::Bytes(bytes.len() as u64));
+        g.bench_function(format!("core/{name}"), |b| {
+            b.iter(|| core::str::from_utf8(black_box(bytes)).is_ok());
+        });
+        g.bench_function(format!("whole_str/{name}"), |b| {
+            b.iter(|| whole_str(black_box(bytes)).is_some());
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, header_parse, unmask, decode, encode, utf8_whole);
 criterion_main!(benches);

@@ -45,7 +45,7 @@
 use crate::proto::http::{self, HttpLimits, RequestHead, Response};
 use crate::proto::time::{earliest, Tick};
 use crate::proto::ws::{
-    encode_close, encode_frame, encode_header, parse_close_payload, DataKind, Decoder,
+    encode_close, encode_frame, encode_header, parse_close_payload, whole_str, DataKind, Decoder,
     DecoderLimits, Item, Message, OpCode, WsError,
 };
 use std::ops::Range;
@@ -1025,9 +1025,9 @@ impl Conn {
                         let payload = &input[chunk];
                         let message = match kind {
                             DataKind::Binary => Message::Binary(payload),
-                            DataKind::Text => match std::str::from_utf8(payload) {
-                                Ok(text) => Message::Text(text),
-                                Err(_) => {
+                            DataKind::Text => match whole_str(payload) {
+                                Some(text) => Message::Text(text),
+                                None => {
                                     let e = self.decoder.fail_invalid_utf8();
                                     self.fail(now, &e, out, counters);
                                     return (Step::Idle, input.len());
@@ -1039,9 +1039,7 @@ impl Conn {
                         self.switch_to_pipe_if_pending();
                         return (Step::Message(message), pos);
                     }
-                    if whole
-                        && kind == DataKind::Text
-                        && std::str::from_utf8(&input[chunk.clone()]).is_err()
+                    if whole && kind == DataKind::Text && whole_str(&input[chunk.clone()]).is_none()
                     {
                         let e = self.decoder.fail_invalid_utf8();
                         self.fail(now, &e, out, counters);

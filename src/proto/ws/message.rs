@@ -41,7 +41,7 @@ impl<'a> Message<'a> {
     pub fn text(&self) -> Option<&'a str> {
         match self {
             Message::Text(t) => Some(t),
-            Message::Binary(b) => core::str::from_utf8(b).ok(),
+            Message::Binary(b) => super::utf8::whole_str(b),
         }
     }
 }

@@ -37,4 +37,4 @@ pub use frame::{
 };
 pub use mask::{apply_mask, apply_mask_reference};
 pub use message::Message;
-pub use utf8::{Utf8Error, Utf8Validator};
+pub use utf8::{whole_str, Utf8Error, Utf8Validator};

@@ -1,9 +1,11 @@
 //! Incremental UTF-8 validation for text messages that arrive in pieces
 //! (RFC 6455 5.6, 8.1), with three bits of state per connection.
 //!
-//! This file owns the validator only. It fails at the first byte that can
-//! no longer begin or continue valid UTF-8 (so a peer cannot make the server
-//! buffer or forward an invalid message prefix), including a sequence that
+//! This file owns the validator, and [`whole_str`], the check of a message
+//! that is all there (the connection's, for nearly every message). The
+//! validator fails at the first byte that can no longer begin or continue
+//! valid UTF-8 (so a peer cannot make the server buffer or forward an
+//! invalid message prefix), including a sequence that
 //! is already impossible though cut short by the chunk end (`F4 90`, `ED A0`,
 //! `C0`). It does not keep the bytes it has seen: the caller owns them, and
 //! the chunks of a valid message may split a code point between them.
@@ -14,6 +16,12 @@
 //! fall in (Unicode Table 3-7). Whole runs of bytes are checked by
 //! `core::str::from_utf8`; only the few bytes that finish a cut sequence are
 //! checked one at a time.
+
+/// `bytes` as a `str` if they are UTF-8: the check of a whole text message (the same answer
+/// as `core::str::from_utf8`, with the SIMD instructions this CPU has).
+pub fn whole_str(bytes: &[u8]) -> Option<&str> {
+    simdutf8::basic::from_utf8(bytes).ok()
+}
 
 /// A chunk contained bytes that cannot be part of valid UTF-8.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
