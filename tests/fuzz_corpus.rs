@@ -28,7 +28,7 @@ use sigyard::proto::fuzzing::{
 };
 
 /// Every fuzz target (each has a test below).
-const TARGETS: [&str; 19] = [
+const TARGETS: [&str; 20] = [
     "http_upgrade",
     "ws_frame_header",
     "ws_decoder",
@@ -48,6 +48,7 @@ const TARGETS: [&str; 19] = [
     "ywebrtc",
     "peerjs",
     "webtorrent",
+    "rawjson",
 ];
 
 fn corpus_dir(target: &str) -> PathBuf {
@@ -112,6 +113,11 @@ fn peerjs_corpus() {
 #[test]
 fn webtorrent_corpus() {
     replay("webtorrent", sigyard::proto::fuzzing::check_webtorrent);
+}
+
+#[test]
+fn rawjson_corpus() {
+    replay("rawjson", sigyard::proto::fuzzing::check_rawjson);
 }
 
 #[test]

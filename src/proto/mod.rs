@@ -24,5 +24,6 @@ pub mod http;
 pub mod origin;
 pub mod proxy;
 pub mod rate;
+pub mod rawjson;
 pub mod time;
 pub mod ws;

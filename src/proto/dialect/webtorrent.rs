@@ -21,10 +21,8 @@
 
 use super::{Cx, Handle, Kind, Message};
 use crate::proto::http::push_decimal;
-use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
+use crate::proto::rawjson::Reader;
 use std::collections::{HashMap, HashSet};
-use std::fmt;
 use std::sync::Arc;
 
 /// An info hash or a peer id: 20 bytes, sent as 20 characters U+0000–U+00FF.
@@ -301,7 +299,7 @@ impl Tracker {
                 "update" | "paused" | "empty" => Event::Update,
                 _ => return self.fail(cx, conn, A, Some(&ih), "invalid event"),
             },
-            Some(None) if req.event.is_some_and(|e| e.get() == "null") => Event::Update,
+            Some(None) if req.event == Some("null") => Event::Update,
             Some(None) => return self.fail(cx, conn, A, Some(&ih), "invalid event"),
         };
         if let Some(allowed) = &self.opts.allowed {
@@ -353,9 +351,9 @@ impl Tracker {
             let b = &mut self.buf;
             b.clear();
             b.extend_from_slice(br#"{"action":"announce","answer":"#);
-            b.extend_from_slice(answer.get().as_bytes());
+            b.extend_from_slice(answer.as_bytes());
             b.extend_from_slice(br#","offer_id":"#);
-            b.extend_from_slice(offer_id.get().as_bytes());
+            b.extend_from_slice(offer_id.as_bytes());
             relayed_tail(b, &me, &ih);
             cx.send_lossy(target, Kind::Text, b);
             self.counters.answers_relayed += 1;
@@ -454,11 +452,11 @@ impl Tracker {
             b.extend_from_slice(br#"{"action":"announce""#);
             if let Some(o) = offer.offer {
                 b.extend_from_slice(br#","offer":"#);
-                b.extend_from_slice(o.get().as_bytes());
+                b.extend_from_slice(o.as_bytes());
             }
             if let Some(id) = offer.offer_id {
                 b.extend_from_slice(br#","offer_id":"#);
-                b.extend_from_slice(id.get().as_bytes());
+                b.extend_from_slice(id.as_bytes());
             }
             relayed_tail(b, me, ih);
             // An offer that cannot arrive soon is worth nothing (its sender gives up on it):
@@ -471,14 +469,13 @@ impl Tracker {
     fn scrape(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &Request) {
         const S: Option<&str> = Some("scrape");
         let hashes: Vec<Id20> = match req.info_hash {
-            None => Vec::new(),
-            Some(raw) if raw.get() == "null" => Vec::new(),
+            None | Some("null") => Vec::new(),
             Some(raw) => match scrape_hashes(raw) {
                 Some(h) => h,
                 None => return self.fail(cx, conn, S, None, "invalid info_hash"),
             },
         };
-        let full = req.info_hash.map_or(true, |raw| raw.get() == "null");
+        let full = matches!(req.info_hash, None | Some("null"));
         if full && !self.opts.full_scrape {
             return self.fail(cx, conn, S, None, "Full scrapes are not allowed");
         }
@@ -564,13 +561,6 @@ impl Tracker {
     }
 }
 
-/// A request's members, read from the message's text as a `str` (a text frame's was checked
-/// as UTF-8 by the shell; reading bytes, serde_json would check every string and raw value it
-/// borrows again).
-fn parse(msg: Message<'_>) -> Option<Request<'_>> {
-    serde_json::from_str(msg.text()?).ok()
-}
-
 fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20) {
     if let Some(o) = owned.get_mut(&conn) {
         if o.remove(ih, id) {
@@ -617,19 +607,19 @@ enum Event {
     Update,
 }
 
-/// The members of a request sigyard reads; a repeated member's last value wins, as in
-/// `JSON.parse`.
+/// The members of a request sigyard reads, each as the JSON text sent; a repeated member's
+/// last value wins, as in `JSON.parse`.
 #[derive(Default)]
 struct Request<'a> {
-    action: Option<&'a RawValue>,
-    info_hash: Option<&'a RawValue>,
-    peer_id: Option<&'a RawValue>,
-    event: Option<&'a RawValue>,
-    left: Option<&'a RawValue>,
+    action: Option<&'a str>,
+    info_hash: Option<&'a str>,
+    peer_id: Option<&'a str>,
+    event: Option<&'a str>,
+    left: Option<&'a str>,
     offers: Option<Offers<'a>>,
-    answer: Option<&'a RawValue>,
-    to_peer_id: Option<&'a RawValue>,
-    offer_id: Option<&'a RawValue>,
+    answer: Option<&'a str>,
+    to_peer_id: Option<&'a str>,
+    offer_id: Option<&'a str>,
 }
 
 /// `offers`: an array of entries, each an object or not; anything else is not offers.
@@ -640,202 +630,88 @@ enum Offers<'a> {
 
 #[derive(Default)]
 struct OfferEntry<'a> {
-    offer: Option<&'a RawValue>,
-    offer_id: Option<&'a RawValue>,
+    offer: Option<&'a str>,
+    offer_id: Option<&'a str>,
 }
 
-enum Field {
-    Action,
-    InfoHash,
-    PeerId,
-    Event,
-    Left,
-    Offers,
-    Answer,
-    ToPeerId,
-    OfferId,
-    Offer,
-    Other,
-}
-
-impl<'de> Deserialize<'de> for Field {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Field, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = Field;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a member name")
-            }
-            fn visit_str<E: de::Error>(self, s: &str) -> Result<Field, E> {
-                Ok(match s {
-                    "action" => Field::Action,
-                    "info_hash" => Field::InfoHash,
-                    "peer_id" => Field::PeerId,
-                    "event" => Field::Event,
-                    "left" => Field::Left,
-                    "offers" => Field::Offers,
-                    "answer" => Field::Answer,
-                    "to_peer_id" => Field::ToPeerId,
-                    "offer_id" => Field::OfferId,
-                    "offer" => Field::Offer,
-                    _ => Field::Other,
-                })
-            }
-        }
-        d.deserialize_identifier(V)
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Request<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Request<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Request<'a>, M::Error> {
-                let mut r = Request::default();
-                while let Some(k) = m.next_key::<Field>()? {
-                    let slot = match k {
-                        Field::Offers => {
-                            r.offers = Some(m.next_value()?);
-                            continue;
-                        }
-                        Field::Other | Field::Offer => {
-                            m.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                        Field::Action => &mut r.action,
-                        Field::InfoHash => &mut r.info_hash,
-                        Field::PeerId => &mut r.peer_id,
-                        Field::Event => &mut r.event,
-                        Field::Left => &mut r.left,
-                        Field::Answer => &mut r.answer,
-                        Field::ToPeerId => &mut r.to_peer_id,
-                        Field::OfferId => &mut r.offer_id,
-                    };
-                    *slot = Some(m.next_value()?);
+/// A request's members, read from the message's text (a text frame's was checked as UTF-8 by
+/// the shell). Nothing is copied: offers and answers are relayed as the text they came in, and
+/// their SDPs are only checked to be JSON strings.
+fn parse(msg: Message<'_>) -> Option<Request<'_>> {
+    let mut req = Request::default();
+    let is_object = Reader::document(msg.text()?, |r| {
+        r.object(|r, name| {
+            let member = match name {
+                "offers" => {
+                    req.offers = Some(offers(r)?);
+                    return Some(());
                 }
-                Ok(r)
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
-    }
+                "action" => &mut req.action,
+                "info_hash" => &mut req.info_hash,
+                "peer_id" => &mut req.peer_id,
+                "event" => &mut req.event,
+                "left" => &mut req.left,
+                "answer" => &mut req.answer,
+                "to_peer_id" => &mut req.to_peer_id,
+                "offer_id" => &mut req.offer_id,
+                _ => return Some(()), // skipped (and checked) by the reader
+            };
+            *member = Some(r.value()?);
+            Some(())
+        })
+    })?;
+    is_object.then_some(req)
 }
 
-/// The `visit_*` methods of a visitor that maps every JSON scalar (boolean, number, string,
-/// null) to `$value`.
-macro_rules! scalars_are {
-    ($value:expr) => {
-        fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-        fn visit_unit<E>(self) -> Result<Self::Value, E> {
-            Ok($value)
-        }
-    };
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Offers<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Offers<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
+fn offers<'a>(r: &mut Reader<'a>) -> Option<Offers<'a>> {
+    let mut list = Vec::new();
+    let is_list = r.array(|r| {
+        let mut entry = OfferEntry::default();
+        let is_object = r.object(|r, name| {
+            match name {
+                "offer" => entry.offer = Some(r.value()?),
+                "offer_id" => entry.offer_id = Some(r.value()?),
+                _ => {}
             }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<Offers<'a>, S::Error> {
-                let mut list = Vec::new();
-                while let Some(MaybeOffer(e)) = s.next_element()? {
-                    list.push(e);
-                }
-                Ok(Offers::List(list))
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Offers<'a>, M::Error> {
-                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
-                Ok(Offers::NotAList)
-            }
-            scalars_are!(Offers::NotAList);
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
-}
-
-/// One element of `offers`: its `offer` and `offer_id` if it is an object.
-struct MaybeOffer<'a>(Option<OfferEntry<'a>>);
-
-impl<'de: 'a, 'a> Deserialize<'de> for MaybeOffer<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = MaybeOffer<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<MaybeOffer<'a>, M::Error> {
-                let mut e = OfferEntry::default();
-                while let Some(k) = m.next_key::<Field>()? {
-                    match k {
-                        Field::Offer => e.offer = Some(m.next_value()?),
-                        Field::OfferId => e.offer_id = Some(m.next_value()?),
-                        _ => {
-                            m.next_value::<IgnoredAny>()?;
-                        }
-                    }
-                }
-                Ok(MaybeOffer(Some(e)))
-            }
-            fn visit_seq<S: SeqAccess<'de>>(self, mut s: S) -> Result<MaybeOffer<'a>, S::Error> {
-                while s.next_element::<IgnoredAny>()?.is_some() {}
-                Ok(MaybeOffer(None))
-            }
-            scalars_are!(MaybeOffer(None));
-        }
-        d.deserialize_any(V(std::marker::PhantomData))
-    }
+            Some(())
+        })?;
+        list.push(is_object.then_some(entry));
+        Some(())
+    })?;
+    Some(if is_list {
+        Offers::List(list)
+    } else {
+        Offers::NotAList
+    })
 }
 
 /// A JSON string's text.
-fn json_str(raw: &RawValue) -> Option<std::borrow::Cow<'_, str>> {
-    let s = raw.get();
-    let inner = s.strip_prefix('"')?.strip_suffix('"')?;
+fn json_str(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
     if !inner.contains('\\') {
         return Some(inner.into());
     }
-    serde_json::from_str::<String>(s).ok().map(Into::into)
+    serde_json::from_str::<String>(raw).ok().map(Into::into)
 }
 
 /// A value as JavaScript's template literal would show it (for `invalid action`).
-fn js_text(raw: &RawValue) -> String {
+fn js_text(raw: &str) -> String {
     match json_str(raw) {
         Some(s) => s.into_owned(),
-        None if raw.get().starts_with('{') => "[object Object]".into(),
-        None => raw.get().to_owned(),
+        None if raw.starts_with('{') => "[object Object]".into(),
+        None => raw.to_owned(),
     }
 }
 
 /// A 20-character string of characters at most U+00FF, as its bytes.
 ///
 /// Decoded in place, without allocating: `raw` is valid JSON, so after the opening quote every
-/// byte is a character of its own (printable ASCII), the start of an escape (whose form serde_json
-/// checked), or the lead of a UTF-8 sequence, of two bytes (C2 or C3) for U+0080–U+00FF. Any
-/// escape above `\u00ff` (surrogates among them) or longer sequence is a character past U+00FF.
-pub fn bin20(raw: &RawValue) -> Option<Id20> {
-    let s = raw.get().as_bytes();
-    let inner = s.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+/// byte is a character of its own (printable ASCII), the start of an escape (whose form the
+/// request's reader checked), or the lead of a UTF-8 sequence, of two bytes (C2 or C3) for
+/// U+0080–U+00FF. Any escape above `\u00ff` (surrogates among them) or longer sequence is a
+/// character past U+00FF.
+pub fn bin20(raw: &str) -> Option<Id20> {
+    let inner = raw.as_bytes().strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     let mut out = [0u8; 20];
     let (mut i, mut n) = (0, 0);
     while let Some(&x) = inner.get(i) {
@@ -870,17 +746,23 @@ fn u8_escape(hex: &[u8]) -> Option<u8> {
 }
 
 /// A scrape's `info_hash`: one such string or an array of them.
-fn scrape_hashes(raw: &RawValue) -> Option<Vec<Id20>> {
-    if raw.get().starts_with('[') {
-        let items: Vec<&RawValue> = serde_json::from_str(raw.get()).ok()?;
-        return items.into_iter().map(bin20).collect();
+fn scrape_hashes(raw: &str) -> Option<Vec<Id20>> {
+    if raw.starts_with('[') {
+        let mut hashes = Vec::new();
+        Reader::document(raw, |r| {
+            r.array(|r| {
+                hashes.push(bin20(r.value()?));
+                Some(())
+            })
+        })?;
+        return hashes.into_iter().collect();
     }
     bin20(raw).map(|h| vec![h])
 }
 
 /// JavaScript truthiness of a JSON value.
-fn truthy(raw: &RawValue) -> bool {
-    match raw.get() {
+fn truthy(raw: &str) -> bool {
+    match raw {
         "null" | "false" | "\"\"" => false,
         s if s.starts_with(['-', '0', '1', '2', '3', '4', '5', '6', '7', '8', '9']) => {
             s.parse::<f64>().is_ok_and(|x| x != 0.0)
@@ -890,12 +772,8 @@ fn truthy(raw: &RawValue) -> bool {
 }
 
 /// Whether `left` says nothing is left: a number or numeric string equal to zero.
-fn left_is_zero(raw: &RawValue) -> bool {
-    let s = raw.get();
-    let text = match json_str(raw) {
-        Some(t) => t,
-        None => s.into(),
-    };
+fn left_is_zero(raw: &str) -> bool {
+    let text = json_str(raw).unwrap_or(raw.into());
     let t = text.trim();
     !t.is_empty() && t.parse::<f64>().is_ok_and(|x| x == 0.0)
 }

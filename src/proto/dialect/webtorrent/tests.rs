@@ -594,8 +594,8 @@ fn write_bin_writes_what_serde_json_writes_for_every_byte() {
 fn bin20_reads_what_serde_json_reads() {
     use rand::{Rng, SeedableRng};
     // What bin20 stood for before it decoded in place: serde_json's string, 20 chars <= U+00FF.
-    fn reference(raw: &RawValue) -> Option<Id20> {
-        let text: String = serde_json::from_str(raw.get()).ok()?;
+    fn reference(raw: &str) -> Option<Id20> {
+        let text: String = serde_json::from_str(raw).ok()?;
         let bytes: Vec<u8> = text
             .chars()
             .map(|c| u8::try_from(u32::from(c)).ok())
@@ -634,16 +634,15 @@ fn bin20_reads_what_serde_json_reads() {
             s += pool[rng.random_range(0..pool.len())];
         }
         s.push('"');
-        let raw: Box<RawValue> = serde_json::from_str(&s).unwrap();
-        assert_eq!(bin20(&raw), reference(&raw), "{s}");
-        ids += usize::from(bin20(&raw).is_some());
+        serde_json::from_str::<serde::de::IgnoredAny>(&s).expect("JSON");
+        assert_eq!(bin20(&s), reference(&s), "{s}");
+        ids += usize::from(bin20(&s).is_some());
     }
     assert!(
         (1_000..19_000).contains(&ids),
         "{ids} of the strings are ids"
     );
     for not_a_string in ["null", "12", "[\"a\"]", "{}"] {
-        let raw: Box<RawValue> = serde_json::from_str(not_a_string).unwrap();
-        assert_eq!(bin20(&raw), None);
+        assert_eq!(bin20(not_a_string), None);
     }
 }
