@@ -9,13 +9,19 @@
 //!
 //! Only the tracker: no WebSocket decoding, no syscalls. Throughput is in request bytes.
 //!
+//! And the JSON reading alone, side by side (group `raw_value`): the same two requests and one
+//! SDP string checked and taken as one raw value by `proto::rawjson::Reader` (what the tracker
+//! reads requests with) and by serde_json's `RawValue` (what it read them with before).
+//!
 //! Run: `cargo bench --bench tracker -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use serde_json::value::RawValue;
 use sigyard::proto::dialect::webtorrent::{write_bin, Id20, Options, Tracker};
 use sigyard::proto::dialect::{Cx, Handle, Locator, Message, NoEnv, Outputs, Seeded};
+use sigyard::proto::rawjson::Reader;
 
 const SWARMS: u32 = 100;
 const PEERS: u32 = 10;
@@ -142,5 +148,28 @@ fn tracker(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tracker);
+fn raw_value(c: &mut Criterion) {
+    let mut g = c.benchmark_group("raw_value");
+    let sdp = serde_json::to_string(&sdp(SDP_CHARS)).unwrap();
+    for (name, text) in [
+        ("announce_5_offers", offers(7, 3)),
+        ("answer", answer(7, 4, 3)),
+        ("sdp", sdp),
+    ] {
+        g.throughput(Throughput::Bytes(text.len() as u64));
+        g.bench_function(format!("{name}/rawjson"), |b| {
+            b.iter(|| Reader::document(black_box(&text), Reader::value).map(str::len));
+        });
+        g.bench_function(format!("{name}/serde_json"), |b| {
+            b.iter(|| {
+                serde_json::from_str::<&RawValue>(black_box(&text))
+                    .ok()
+                    .map(|v| v.get().len())
+            });
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, tracker, raw_value);
 criterion_main!(benches);
