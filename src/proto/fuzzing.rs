@@ -57,6 +57,16 @@ pub use webtorrent::check_webtorrent;
 pub use workspaces_tokens::check_workspaces_tokens;
 pub use ywebrtc::check_ywebrtc;
 
+/// A frame's payload as the shell hands it on: text if it is UTF-8 (a text frame could be
+/// nothing else), else binary.
+pub(crate) fn as_message(payload: &[u8]) -> crate::proto::dialect::Message<'_> {
+    use crate::proto::dialect::Message;
+    match std::str::from_utf8(payload) {
+        Ok(text) => Message::Text(text),
+        Err(_) => Message::Binary(payload),
+    }
+}
+
 /// Runs `f` with the context a shell would give a dialect's table at `now` (randomness seeded
 /// with `seed`, no ICE), its outputs going to `out`.
 pub(crate) fn with_cx<R>(

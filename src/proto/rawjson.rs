@@ -60,12 +60,13 @@ impl<'a> Reader<'a> {
         Some(&self.text[start..self.at])
     }
 
-    /// If the next value is an object, calls `member` with each member's name (unescaped),
-    /// positioned at its value, and answers `true`; any other value is checked and skipped,
-    /// and the answer is `false`. A name given twice is handed over twice.
+    /// If the next value is an object, calls `member` with each member's name (unescaped: a
+    /// slice of the text unless it had escapes), positioned at its value, and answers `true`;
+    /// any other value is checked and skipped, and the answer is `false`. A name given twice
+    /// is handed over twice.
     pub fn object(
         &mut self,
-        mut member: impl FnMut(&mut Self, &str) -> Option<()>,
+        mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>,
     ) -> Option<bool> {
         self.pending = false;
         self.whitespace();
@@ -81,7 +82,7 @@ impl<'a> Reader<'a> {
         loop {
             let name = self.name()?;
             self.pending = true;
-            member(self, &name)?;
+            member(self, name)?;
             if self.pending {
                 self.value()?;
             }
@@ -272,6 +273,16 @@ impl<'a> Reader<'a> {
         self.digits();
         (self.at > start).then_some(())
     }
+}
+
+/// A JSON string value's text, unescaped (borrowed unless it has escapes); `None` for any
+/// other value. `raw` is a value [`Reader`] handed out.
+pub fn string(raw: &str) -> Option<Cow<'_, str>> {
+    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
+    }
+    serde_json::from_str::<String>(raw).ok().map(Cow::Owned)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -140,7 +140,7 @@ impl Dialect for AnyPath {
         if *which == Which::Undecided {
             if Tracker::claims(msg) {
                 *which = Which::Tracker;
-            } else if ywebrtc::claims(msg.as_bytes()) {
+            } else if ywebrtc::claims(msg) {
                 *which = Which::YWebrtc;
             } else {
                 return;
@@ -148,7 +148,7 @@ impl Dialect for AnyPath {
         }
         match *which {
             Which::Tracker => self.tracker.message(cx, conn, msg),
-            _ => self.topics.message(cx, conn, msg.as_bytes()),
+            _ => self.topics.message(cx, conn, msg),
         }
     }
 

@@ -242,12 +242,12 @@ impl Peers {
         }
     }
 
-    /// One frame from `conn`.
-    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+    /// One frame from `conn` (a binary one too, read as text if it is UTF-8).
+    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let Some(src) = self.conns.get(&conn).cloned() else {
             return;
         };
-        let Some(m) = Members::parse(payload) else {
+        let Some(m) = msg.text().and_then(Members::parse) else {
             return;
         };
         let Some(ty) = m.str("type") else {
@@ -256,17 +256,14 @@ impl Peers {
         if let Some(c) = self.clients.get_mut(&src) {
             c.last_seen = cx.now;
         }
-        if !matches!(
-            ty.as_str(),
-            "OFFER" | "ANSWER" | "CANDIDATE" | "LEAVE" | "EXPIRE"
-        ) {
+        if !matches!(&*ty, "OFFER" | "ANSWER" | "CANDIDATE" | "LEAVE" | "EXPIRE") {
             return; // HEARTBEAT (a sign of life, above), or a type the server ignores
         }
         let dst = m.str("dst");
         // The original's object: type, src, dst, payload, in that order, absent ones left out.
-        let mut out = String::with_capacity(payload.len() + src.len() + 16);
+        let mut out = String::with_capacity(msg.len() + src.len() + 16);
         out.push_str(r#"{"type":"#);
-        out.push_str(m.get("type").map_or("null", |t| t.get()));
+        out.push_str(m.get("type").unwrap_or("null"));
         out.push_str(r#","src":"#);
         out.push_str(&json_str(&src));
         if let Some(d) = &dst {
@@ -275,14 +272,14 @@ impl Peers {
         }
         if let Some(p) = m.get("payload") {
             out.push_str(r#","payload":"#);
-            out.push_str(p.get());
+            out.push_str(p);
         }
         out.push('}');
         match dst.as_deref() {
             Some(d) if self.clients.contains_key(d) => {
                 cx.text(self.clients[d].conn, &out);
             }
-            Some(d) if !d.is_empty() && matches!(ty.as_str(), "OFFER" | "ANSWER" | "CANDIDATE") => {
+            Some(d) if !d.is_empty() && matches!(&*ty, "OFFER" | "ANSWER" | "CANDIDATE") => {
                 self.enqueue(cx.now, &src, d, out.into_bytes());
             }
             None if ty == "LEAVE" => {
@@ -473,7 +470,7 @@ impl Dialect for PeerJs {
 
     fn on_message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let idle = self.table.is_empty() && self.table.queues() == 0;
-        self.table.message(cx, conn, msg.as_bytes());
+        self.table.message(cx, conn, msg);
         if idle {
             self.swept = cx.now;
         }

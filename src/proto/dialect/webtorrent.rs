@@ -21,7 +21,7 @@
 
 use super::{Cx, Handle, Kind, Message};
 use crate::proto::http::push_decimal;
-use crate::proto::rawjson::Reader;
+use crate::proto::rawjson::{string as json_str, Reader};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -641,7 +641,7 @@ fn parse(msg: Message<'_>) -> Option<Request<'_>> {
     let mut req = Request::default();
     let is_object = Reader::document(msg.text()?, |r| {
         r.object(|r, name| {
-            let member = match name {
+            let member = match &*name {
                 "offers" => {
                     req.offers = Some(offers(r)?);
                     return Some(());
@@ -668,7 +668,7 @@ fn offers<'a>(r: &mut Reader<'a>) -> Option<Offers<'a>> {
     let is_list = r.array(|r| {
         let mut entry = OfferEntry::default();
         let is_object = r.object(|r, name| {
-            match name {
+            match &*name {
                 "offer" => entry.offer = Some(r.value()?),
                 "offer_id" => entry.offer_id = Some(r.value()?),
                 _ => {}
@@ -683,15 +683,6 @@ fn offers<'a>(r: &mut Reader<'a>) -> Option<Offers<'a>> {
     } else {
         Offers::NotAList
     })
-}
-
-/// A JSON string's text.
-fn json_str(raw: &str) -> Option<std::borrow::Cow<'_, str>> {
-    let inner = raw.strip_prefix('"')?.strip_suffix('"')?;
-    if !inner.contains('\\') {
-        return Some(inner.into());
-    }
-    serde_json::from_str::<String>(raw).ok().map(Into::into)
 }
 
 /// A value as JavaScript's template literal would show it (for `invalid action`).

@@ -20,11 +20,10 @@
 //! count) set in place or appended last. Publishing to a topic one has not subscribed is
 //! allowed; to a topic nobody has, nothing happens. `{"type":"ping"}` gets `{"type":"pong"}`.
 
-use super::{Cx, Handle, Kind};
-use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
+use super::{Cx, Handle, Kind, Message};
+use crate::proto::rawjson::{self, Reader};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::fmt;
 use std::sync::Arc;
 
 /// Topics one connection may subscribe to (§8.7); more in a `subscribe` are skipped.
@@ -32,47 +31,35 @@ pub const MAX_TOPICS_PER_CONN: usize = 1000;
 /// The longest topic name (§8.7); a longer one is skipped.
 pub const MAX_TOPIC_LEN: usize = 1024;
 
-/// A JSON object's members in order with their values as sent. A repeated name keeps its
-/// first place and its last value, as `JSON.parse` does.
+/// A JSON object's members in order with their values as sent (each value's JSON text). A
+/// repeated name keeps its first place and its last value, as `JSON.parse` does.
 #[derive(Debug, Default)]
-pub struct Members<'a>(pub Vec<(String, &'a RawValue)>);
+pub struct Members<'a>(pub Vec<(Cow<'a, str>, &'a str)>);
 
 impl<'a> Members<'a> {
-    /// The members of `json` if it is an object.
-    pub fn parse(json: &'a [u8]) -> Option<Members<'a>> {
-        serde_json::from_slice(json).ok()
+    /// The members of `text` if it is a JSON object.
+    pub fn parse(text: &'a str) -> Option<Members<'a>> {
+        let mut out: Vec<(Cow<'a, str>, &'a str)> = Vec::new();
+        let is_object = Reader::document(text, |r| {
+            r.object(|r, name| {
+                let value = r.value()?;
+                match out.iter_mut().find(|(k, _)| *k == name) {
+                    Some(slot) => slot.1 = value,
+                    None => out.push((name, value)),
+                }
+                Some(())
+            })
+        })?;
+        is_object.then_some(Members(out))
     }
 
-    pub fn get(&self, name: &str) -> Option<&'a RawValue> {
+    pub fn get(&self, name: &str) -> Option<&'a str> {
         self.0.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
     }
 
     /// A member that is a JSON string: its text.
-    pub fn str(&self, name: &str) -> Option<String> {
-        serde_json::from_str(self.get(name)?.get()).ok()
-    }
-}
-
-impl<'de: 'a, 'a> Deserialize<'de> for Members<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V<'a>(std::marker::PhantomData<&'a ()>);
-        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
-            type Value = Members<'a>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a JSON object")
-            }
-            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Members<'a>, M::Error> {
-                let mut out: Vec<(String, &'a RawValue)> = Vec::new();
-                while let Some((k, v)) = m.next_entry::<String, &'a RawValue>()? {
-                    match out.iter_mut().find(|(name, _)| *name == k) {
-                        Some(slot) => slot.1 = v,
-                        None => out.push((k, v)),
-                    }
-                }
-                Ok(Members(out))
-            }
-        }
-        d.deserialize_map(V(std::marker::PhantomData))
+    pub fn str(&self, name: &str) -> Option<Cow<'a, str>> {
+        rawjson::string(self.get(name)?)
     }
 }
 
@@ -155,9 +142,10 @@ impl Topics {
         self.topics.len()
     }
 
-    /// One frame from `conn`: its answers and fan-out go to `cx`.
-    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
-        let Some(m) = Members::parse(payload) else {
+    /// One frame from `conn` (a binary one too, read as text if it is UTF-8): its answers and
+    /// fan-out go to `cx`.
+    pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
+        let Some(m) = msg.text().and_then(Members::parse) else {
             return;
         };
         match m.str("type").as_deref() {
@@ -232,7 +220,7 @@ impl Topics {
         let Some(topic) = m.str("topic").filter(|t| !t.is_empty()) else {
             return;
         };
-        let Some(t) = self.topics.get(topic.as_str()) else {
+        let Some(t) = self.topics.get(&*topic) else {
             return;
         };
         let msg = with_clients(m, t.subscribers.len());
@@ -251,15 +239,17 @@ impl Topics {
 }
 
 /// The string elements of `topics` (skipping others; nothing if it is not an array).
-fn topic_list(m: &Members) -> Vec<String> {
-    let Some(raw) = m.get("topics") else {
-        return Vec::new();
-    };
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).unwrap_or_default();
-    items
-        .iter()
-        .filter_map(|v| serde_json::from_str::<String>(v.get()).ok())
-        .collect()
+fn topic_list<'a>(m: &Members<'a>) -> Vec<Cow<'a, str>> {
+    let mut topics = Vec::new();
+    if let Some(raw) = m.get("topics") {
+        Reader::document(raw, |r| {
+            r.array(|r| {
+                topics.extend(rawjson::string(r.value()?));
+                Some(())
+            })
+        });
+    }
+    topics
 }
 
 /// The object `m` with `clients` set to `n`: in its place if present, else last.
@@ -268,7 +258,7 @@ fn with_clients(m: &Members, n: usize) -> String {
         64 + m
             .0
             .iter()
-            .map(|(k, v)| k.len() + v.get().len() + 4)
+            .map(|(k, v)| k.len() + v.len() + 4)
             .sum::<usize>(),
     );
     s.push('{');
@@ -277,13 +267,13 @@ fn with_clients(m: &Members, n: usize) -> String {
         if i > 0 {
             s.push(',');
         }
-        s.push_str(&serde_json::Value::from(k.as_str()).to_string());
+        s.push_str(&serde_json::Value::from(&**k).to_string());
         s.push(':');
         if k == "clients" {
             s.push_str(&n.to_string());
             set = true;
         } else {
-            s.push_str(v.get());
+            s.push_str(v);
         }
     }
     if !set {
@@ -299,8 +289,10 @@ fn with_clients(m: &Members, n: usize) -> String {
 
 /// Whether a frame is a y-webrtc message: a JSON object with a string `type` (how a socket on a
 /// shared path is told apart).
-pub fn claims(payload: &[u8]) -> bool {
-    Members::parse(payload).is_some_and(|m| m.str("type").is_some())
+pub fn claims(msg: Message<'_>) -> bool {
+    msg.text()
+        .and_then(Members::parse)
+        .is_some_and(|m| m.str("type").is_some())
 }
 
 #[cfg(test)]

@@ -140,7 +140,7 @@ pub fn check_peerjs(data: &[u8]) {
                 let end = (i + arg as usize % 64).min(data.len());
                 let frame = data[i.min(data.len())..end].to_vec();
                 i = end;
-                let effects = d.run(|t, cx| t.message(cx, conn, &frame));
+                let effects = d.run(|t, cx| t.message(cx, conn, super::as_message(&frame)));
                 (effects, false, false)
             }
             2 | 3 => {
@@ -154,7 +154,8 @@ pub fn check_peerjs(data: &[u8]) {
                     n => format!(r#","payload":{{"n": {n}.0}}"#),
                 };
                 let frame = format!(r#"{{"src":"spoof","type":"{ty}"{dst}{payload},"x":1}}"#);
-                let effects = d.run(|t, cx| t.message(cx, conn, frame.as_bytes()));
+                let effects =
+                    d.run(|t, cx| t.message(cx, conn, super::as_message(frame.as_bytes())));
                 if let Some(id) = speaks.get(&conn).copied() {
                     if ty == "LEAVE" && dst.is_empty() {
                         holder.remove(id);
@@ -233,10 +234,11 @@ fn check(
             !closed.contains(to) && !ended.contains(to),
             "a send after a close"
         );
-        let m = Members::parse(bytes).expect("a JSON object");
+        let text = std::str::from_utf8(bytes).expect("UTF-8");
+        let m = Members::parse(text).expect("a JSON object");
         let ty = m.str("type").expect("a type");
-        let names: Vec<&str> = m.0.iter().map(|(k, _)| k.as_str()).collect();
-        match ty.as_str() {
+        let names: Vec<&str> = m.0.iter().map(|(k, _)| &**k).collect();
+        match &*ty {
             "OPEN" => assert_eq!(*to, from, "OPEN to another socket"),
             "ERROR" | "ID-TAKEN" => {
                 let next = effects.get(k + 1);
@@ -258,10 +260,10 @@ fn check(
                     // Waiting messages, delivered after the OPEN.
                     assert_eq!(*to, from, "a waiting message to another socket");
                 } else {
-                    assert_eq!(speaks.get(&from).copied(), Some(src.as_str()), "src");
+                    assert_eq!(speaks.get(&from).copied(), Some(&*src), "src");
                 }
                 let dst = m.str("dst").expect("dst");
-                if let Some((h, _)) = holder.get(dst.as_str()) {
+                if let Some((h, _)) = holder.get(&*dst) {
                     assert_eq!(to, h, "delivered to a socket that does not hold dst");
                 }
             }

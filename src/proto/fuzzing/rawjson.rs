@@ -41,7 +41,7 @@ fn walk(r: &mut Reader<'_>, depth: usize) -> Option<Option<Value>> {
             let is_object = r.object(|r, name| {
                 let v = walk(r, depth + 1)?;
                 if let (Some(m), Some(v)) = (&mut members, v) {
-                    m.insert(name.to_owned(), v);
+                    m.insert(name.into_owned(), v);
                 } else {
                     members = None;
                 }

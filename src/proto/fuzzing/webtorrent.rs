@@ -14,7 +14,7 @@
 //! silence for another socket's peer id, and where an answer goes.
 
 use crate::proto::dialect::webtorrent::{Options, Tracker};
-use crate::proto::dialect::{Handle, Kind, Message, Output, Outputs};
+use crate::proto::dialect::{Handle, Kind, Output, Outputs};
 use std::collections::BTreeMap;
 
 const HASHES: [&str; 3] = [
@@ -50,11 +50,7 @@ impl Drive {
 
     fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Vec<u8>)> {
         let t = &mut self.t;
-        // As the shell hands frames on: text if UTF-8 (a text frame could be nothing else).
-        let msg = match std::str::from_utf8(payload) {
-            Ok(text) => Message::Text(text),
-            Err(_) => Message::Binary(payload),
-        };
+        let msg = super::as_message(payload);
         super::with_cx(&mut self.out, self.now, 7, |cx| t.message(cx, conn, msg));
         let sent = self
             .out

@@ -32,7 +32,9 @@ impl Drive {
     /// The sends of one frame, in order.
     fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Kind, Vec<u8>)> {
         let t = &mut self.t;
-        super::with_cx(&mut self.out, 0, 1, |cx| t.message(cx, conn, payload));
+        super::with_cx(&mut self.out, 0, 1, |cx| {
+            t.message(cx, conn, super::as_message(payload))
+        });
         let sent = self
             .out
             .iter()
@@ -183,25 +185,25 @@ fn check_output(conns: &[Handle], from: usize, frame: &[u8], sent: &[(Handle, Ki
     if first.as_slice() == br#"{"type":"pong"}"# {
         assert_eq!(sent.len(), 1);
         assert_eq!(sent[0].0, conns[from], "a pong to another connection");
-        let m = Members::parse(frame).expect("a ping is an object");
+        let m = Members::parse(text(frame)).expect("a ping is an object");
         assert_eq!(m.str("type").as_deref(), Some("ping"));
         return;
     }
     for (_, _, bytes) in sent {
         assert_eq!(bytes, first, "copies of a publish differ");
     }
-    let out = Members::parse(first).expect("an object");
-    let input = Members::parse(frame).expect("a publish is an object");
+    let out = Members::parse(text(first)).expect("an object");
+    let input = Members::parse(text(frame)).expect("a publish is an object");
     assert_eq!(input.str("type").as_deref(), Some("publish"));
     assert_eq!(
-        out.get("clients").map(|c| c.get().to_string()),
+        out.get("clients").map(str::to_string),
         Some(sent.len().to_string()),
         "clients"
     );
     let mut expected: Vec<(String, String)> = input
         .0
         .iter()
-        .map(|(k, v)| (k.clone(), v.get().to_string()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     match expected.iter_mut().find(|(k, _)| k == "clients") {
         Some(slot) => slot.1 = sent.len().to_string(),
@@ -210,7 +212,11 @@ fn check_output(conns: &[Handle], from: usize, frame: &[u8], sent: &[(Handle, Ki
     let got: Vec<(String, String)> = out
         .0
         .iter()
-        .map(|(k, v)| (k.clone(), v.get().to_string()))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     assert_eq!(got, expected, "members");
+}
+
+fn text(frame: &[u8]) -> &str {
+    std::str::from_utf8(frame).expect("UTF-8")
 }

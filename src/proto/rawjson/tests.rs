@@ -152,7 +152,7 @@ fn members_and_elements_are_handed_out_in_order() {
     let mut seen = Vec::new();
     let is_object = Reader::document(text, |r| {
         r.object(|r, name| {
-            match name {
+            match &*name {
                 "bc" => {
                     r.array(|r| {
                         let v = r.value()?;
@@ -204,7 +204,7 @@ fn member_names_are_unescaped_as_serde_json_does() {
         let mut out = Vec::new();
         Reader::document(text, |r| {
             r.object(|_, n| {
-                out.push(n.to_owned());
+                out.push(n.into_owned());
                 Some(())
             })
         })
@@ -217,6 +217,14 @@ fn member_names_are_unescaped_as_serde_json_does() {
     // A lone surrogate is not a string serde_json (or the tracker before this reader) accepts
     // as a name.
     assert_eq!(names(r#"{"\ud800":1}"#), None);
+    // A plain name is the document's own text.
+    let text = r#"{"plain":1}"#;
+    Reader::document(text, |r| {
+        r.object(|_, n| {
+            assert!(matches!(n, Cow::Borrowed(b) if std::ptr::eq(b, &text[2..7])));
+            Some(())
+        })
+    });
 }
 
 /// Random documents: JSON values with random edits, against serde_json.
