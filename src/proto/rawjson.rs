@@ -156,22 +156,25 @@ impl<'a> Reader<'a> {
         }
     }
 
-    /// A member's name and the `:` after it, the reader at the start of the name.
+    /// A member's name, unescaped, and the `:` after it, the reader at the start of the name.
+    /// A name with an escape that is no character (a lone surrogate, as serde_json decodes
+    /// strings) fails the document.
     fn name(&mut self) -> Option<Cow<'a, str>> {
+        let raw = self.name_text()?;
+        string(raw)
+    }
+
+    /// A member's name as it is written (quotes included) and the `:` after it, checked but not
+    /// decoded: names inside skipped values are never looked at.
+    fn name_text(&mut self) -> Option<&'a str> {
+        let start = self.at;
         if !self.eat(b'"') {
             return None;
         }
-        let start = self.at;
-        self.at = string_end(self.bytes(), start)?;
-        let inner = &self.text[start..self.at - 1];
-        let name = if inner.contains('\\') {
-            // Rare: decoded as serde_json decodes a string (lone surrogates refused).
-            Cow::Owned(serde_json::from_str(&self.text[start - 1..self.at]).ok()?)
-        } else {
-            Cow::Borrowed(inner)
-        };
+        self.at = string_end(self.bytes(), self.at)?;
+        let raw = &self.text[start..self.at];
         self.whitespace();
-        self.eat(b':').then_some(name)
+        self.eat(b':').then_some(raw)
     }
 
     /// Checks and passes the value at the cursor (no whitespace before it). Containers are
@@ -186,7 +189,7 @@ impl<'a> Reader<'a> {
                     self.whitespace();
                     if !self.eat(b'}') {
                         open.push(Kind::Object);
-                        self.name()?;
+                        self.name_text()?;
                         self.whitespace();
                         continue;
                     }
@@ -217,7 +220,7 @@ impl<'a> Reader<'a> {
                 match (self.next()?, kind) {
                     (b',', Kind::Object) => {
                         self.whitespace();
-                        self.name()?;
+                        self.name_text()?;
                     }
                     (b',', Kind::Array) => {}
                     (b'}', Kind::Object) | (b']', Kind::Array) => {

@@ -217,6 +217,10 @@ fn member_names_are_unescaped_as_serde_json_does() {
     // A lone surrogate is not a string serde_json (or the tracker before this reader) accepts
     // as a name.
     assert_eq!(names(r#"{"\ud800":1}"#), None);
+    // Names inside a value that is skipped are checked, never decoded, as serde_json skips.
+    for text in [r#"{"a":{"\udc00":1}}"#, r#"[{"\ud800x":[]}]"#] {
+        assert!(same_as_serde(text), "{text}");
+    }
     // A plain name is the document's own text.
     let text = r#"{"plain":1}"#;
     Reader::document(text, |r| {
