@@ -135,24 +135,36 @@ impl Swarm {
     }
 }
 
-/// The (info hash, peer id) entries a socket owns. Most sockets own one: kept inline.
+/// The (info hash, peer id) entries a socket owns. Most sockets own one: kept inline; a few,
+/// in a vector that is scanned; past [`INDEX_FROM`], in a set (a socket may own up to
+/// `max_peers_per_connection`, and an entry leaves on `stopped` or when its swarm evicts it).
 enum Owned {
     One(Id20, Id20),
-    Many(Vec<(Id20, Id20)>),
+    Few(Vec<(Id20, Id20)>),
+    Many(HashSet<(Id20, Id20)>),
 }
 
 impl Owned {
     fn len(&self) -> usize {
         match self {
             Owned::One(..) => 1,
-            Owned::Many(v) => v.len(),
+            Owned::Few(v) => v.len(),
+            Owned::Many(s) => s.len(),
         }
     }
 
     fn push(&mut self, ih: Id20, id: Id20) {
         match self {
-            Owned::One(a, b) => *self = Owned::Many(vec![(*a, *b), (ih, id)]),
-            Owned::Many(v) => v.push((ih, id)),
+            Owned::One(a, b) => *self = Owned::Few(vec![(*a, *b), (ih, id)]),
+            Owned::Few(v) if v.len() >= INDEX_FROM => {
+                let mut set: HashSet<_> = v.drain(..).collect();
+                set.insert((ih, id));
+                *self = Owned::Many(set);
+            }
+            Owned::Few(v) => v.push((ih, id)),
+            Owned::Many(s) => {
+                s.insert((ih, id));
+            }
         }
     }
 
@@ -160,11 +172,15 @@ impl Owned {
     fn remove(&mut self, ih: &Id20, id: &Id20) -> bool {
         match self {
             Owned::One(a, b) => a == ih && b == id,
-            Owned::Many(v) => {
+            Owned::Few(v) => {
                 if let Some(i) = v.iter().position(|(a, b)| a == ih && b == id) {
                     v.swap_remove(i);
                 }
                 v.is_empty()
+            }
+            Owned::Many(s) => {
+                s.remove(&(*ih, *id));
+                s.is_empty()
             }
         }
     }
@@ -172,7 +188,8 @@ impl Owned {
     fn into_vec(self) -> Vec<(Id20, Id20)> {
         match self {
             Owned::One(a, b) => vec![(a, b)],
-            Owned::Many(v) => v,
+            Owned::Few(v) => v,
+            Owned::Many(s) => s.into_iter().collect(),
         }
     }
 }

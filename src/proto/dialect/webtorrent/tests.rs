@@ -552,6 +552,44 @@ fn a_connection_announces_a_bounded_number_of_peers() {
 }
 
 #[test]
+fn a_connection_with_many_torrents_keeps_count_and_leaves_them_all() {
+    // Past the inline and scanned sizes, a connection's entries live in a set.
+    let mut h = harness(Options {
+        max_peers_per_connection: 60,
+        max_peers_per_swarm: 1,
+        ..Options::default()
+    });
+    let c = h.open("/announce");
+    let ih = |n: usize| format!("{:0>20}", n);
+    for n in 0..60 {
+        h.text(c, &announce(&ih(n), &id('A'), ""));
+    }
+    assert_eq!(h.d.tracker().peers(), 60);
+    h.take_sent();
+    h.text(c, &announce(&ih(60), &id('A'), ""));
+    assert!(h.texts_to(c)[0].contains("too many torrents"));
+    // Leaving by `stopped` and by eviction (another socket joins a full swarm of one) both
+    // free an entry.
+    h.text(c, &announce(&ih(0), &id('A'), r#","event":"stopped""#));
+    let other = h.open("/announce");
+    h.text(other, &announce(&ih(1), &id('B'), ""));
+    assert_eq!(h.d.tracker().peers(), 59);
+    h.take_sent();
+    for n in [60, 61] {
+        h.text(c, &announce(&ih(n), &id('A'), ""));
+        assert_eq!(h.texts_to(c), [response(0, 1, &ih(n))]);
+    }
+    assert_eq!(h.d.tracker().peers(), 61);
+    h.close(c);
+    assert_eq!(
+        h.d.tracker().peers(),
+        1,
+        "only the other socket's peer is left"
+    );
+    assert_eq!(h.d.tracker().swarms(), 1);
+}
+
+#[test]
 fn picks_are_distinct_and_skip_the_announcer() {
     let mut rng = 0x1234_5678_9abc_def1;
     for n in 1..40 {
