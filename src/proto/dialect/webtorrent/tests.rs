@@ -142,6 +142,20 @@ fn the_example_exchange_byte_for_byte() {
 }
 
 #[test]
+fn what_json_parse_takes_is_a_request() {
+    // A number past f64's range, and a lone surrogate in a name nobody reads: JSON, as
+    // `JSON.parse` (and the original) takes it.
+    let mut h = harness(Options::default());
+    let c = h.open("/announce");
+    let ih = id('h');
+    h.text(
+        c,
+        &announce(&ih, &id('A'), r#","offers":1e400,"x":{"\udc00":[1e999]}"#),
+    );
+    assert_eq!(h.texts_to(c), [response(0, 1, &ih)]);
+}
+
+#[test]
 fn every_failure_reason() {
     let mut h = harness(Options::default());
     let c = h.open("/announce");
@@ -156,6 +170,11 @@ fn every_failure_reason() {
             r#"{"failure reason":"Invalid request"}"#.into(),
         ),
         ("5".into(), r#"{"failure reason":"Invalid request"}"#.into()),
+        (
+            // Not JSON deep inside: a trailing comma in an offer.
+            announce(&ih, &id('A'), r#","offers":[{"offer":{"sdp":"v=0\r\n",}}]"#),
+            r#"{"failure reason":"Invalid request"}"#.into(),
+        ),
         (
             r#"{"info_hash":"x"}"#.into(),
             r#"{"failure reason":"invalid action in WS request: undefined"}"#.into(),
@@ -218,7 +237,7 @@ fn every_failure_reason() {
         assert_eq!(h.texts_to(c), [want], "for {frame}");
     }
     assert_eq!(h.d.tracker().peers(), 0, "no failed request joined a swarm");
-    assert_eq!(h.d.tracker().counters().failures, 14);
+    assert_eq!(h.d.tracker().counters().failures, 15);
 }
 
 #[test]
