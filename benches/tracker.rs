@@ -20,7 +20,8 @@ use std::hint::black_box;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::value::RawValue;
 use sigyard::proto::dialect::webtorrent::{write_bin, Id20, Options, Tracker};
-use sigyard::proto::dialect::{Cx, Handle, Locator, Message, NoEnv, Outputs, Seeded};
+use sigyard::proto::dialect::{Handle, Message, Outputs};
+use sigyard::proto::fuzzing::with_cx;
 use sigyard::proto::rawjson::Reader;
 
 const SWARMS: u32 = 100;
@@ -101,18 +102,8 @@ fn conn(swarm: u32, peer: u32) -> Handle {
 fn tracker(c: &mut Criterion) {
     let mut t = Tracker::new(Options::default());
     let mut out = Outputs::default();
-    let (mut rand, mut env) = (Seeded(1), NoEnv);
-    let mut run = |t: &mut Tracker, out: &mut Outputs, from: Handle, msg: &str| {
-        let mut cx = Cx {
-            now: 1,
-            unix_ms: 0,
-            here: Locator(0),
-            rand: &mut rand,
-            env: &mut env,
-            out,
-            direct: None,
-        };
-        t.message(&mut cx, from, Message::Text(msg));
+    let run = |t: &mut Tracker, out: &mut Outputs, from: Handle, msg: &str| {
+        with_cx(out, 1, 1, |cx| t.message(cx, from, Message::Text(msg)));
         let n = out.len();
         out.clear();
         n

@@ -68,8 +68,8 @@ pub(crate) fn as_message(payload: &[u8]) -> crate::proto::dialect::Message<'_> {
 }
 
 /// Runs `f` with the context a shell would give a dialect's table at `now` (randomness seeded
-/// with `seed`, no ICE), its outputs going to `out`.
-pub(crate) fn with_cx<R>(
+/// with `seed`, no ICE), its outputs going to `out`. (Also for benches that drive a table.)
+pub fn with_cx<R>(
     out: &mut crate::proto::dialect::Outputs,
     now: u64,
     seed: u64,

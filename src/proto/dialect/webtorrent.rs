@@ -21,7 +21,7 @@
 
 use super::{Cx, Handle, Kind, Message};
 use crate::proto::http::push_decimal;
-use crate::proto::rawjson::{string as json_str, Reader};
+use crate::proto::rawjson::{self, Reader};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -238,7 +238,7 @@ impl Tracker {
             return false;
         };
         matches!(
-            r.action.and_then(json_str).as_deref(),
+            r.action.and_then(rawjson::string).as_deref(),
             Some("announce" | "scrape")
         )
     }
@@ -249,7 +249,7 @@ impl Tracker {
             self.fail(cx, conn, None, None, "Invalid request");
             return;
         };
-        match req.action.and_then(json_str).as_deref() {
+        match req.action.and_then(rawjson::string).as_deref() {
             Some("announce") => self.announce(cx, conn, &req),
             Some("scrape") => self.scrape(cx, conn, &req),
             _ => {
@@ -307,7 +307,7 @@ impl Tracker {
             },
             None => None,
         };
-        let event = match req.event.map(json_str) {
+        let event = match req.event.map(rawjson::string) {
             None => Event::Update,
             Some(Some(e)) => match &*e {
                 "started" => Event::Started,
@@ -704,7 +704,7 @@ fn offers<'a>(r: &mut Reader<'a>) -> Option<Offers<'a>> {
 
 /// A value as JavaScript's template literal would show it (for `invalid action`).
 fn js_text(raw: &str) -> String {
-    match json_str(raw) {
+    match rawjson::string(raw) {
         Some(s) => s.into_owned(),
         None if raw.starts_with('{') => "[object Object]".into(),
         None => raw.to_owned(),
@@ -781,7 +781,7 @@ fn truthy(raw: &str) -> bool {
 
 /// Whether `left` says nothing is left: a number or numeric string equal to zero.
 fn left_is_zero(raw: &str) -> bool {
-    let text = json_str(raw).unwrap_or(raw.into());
+    let text = rawjson::string(raw).unwrap_or(raw.into());
     let t = text.trim();
     !t.is_empty() && t.parse::<f64>().is_ok_and(|x| x == 0.0)
 }
