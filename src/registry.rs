@@ -468,6 +468,11 @@ impl Instances {
         &mut *self.list[dialect]
     }
 
+    /// Whether instance `dialect` holds state for `key` (false for an index it does not have).
+    pub fn holds(&self, dialect: usize, key: &str) -> bool {
+        self.list.get(dialect).is_some_and(|d| d.holds(key))
+    }
+
     pub fn len(&self) -> usize {
         self.list.len()
     }

@@ -136,11 +136,11 @@ pub(crate) enum Job {
     /// Records for one node, in order.
     Publish { node: u16, batch: Vec<u8> },
     /// Who owns `key`? (This node, unless a live node already does.) The answer goes to
-    /// `core` as [`ClusterMsg::Claimed`].
+    /// `core` as [`ClusterMsg::Claimed`] for the request waiting in slot `waiter` (slab key and
+    /// generation), or as [`ClusterMsg::KeyClaimed`] for messages told to the key.
     Claim {
         core: u16,
-        slot: usize,
-        gen: u32,
+        waiter: Option<(usize, u32)>,
         key: Box<str>,
     },
     /// Keep these claims of this node (keys with live connections) for another TTL.
@@ -163,6 +163,11 @@ pub enum ClusterMsg {
     Claimed {
         slot: usize,
         gen: u32,
+        node: Option<u16>,
+    },
+    /// The owner of a key messages were told to; `None`: Redis could not say.
+    KeyClaimed {
+        key: Box<str>,
         node: Option<u16>,
     },
     Gone(Gone),
@@ -307,9 +312,17 @@ pub(crate) struct Cluster {
     queued: Arc<std::sync::atomic::AtomicUsize>,
     pub stats: Arc<ClusterStats>,
     stop: Arc<AtomicBool>,
+    /// How long a claim lasts unrefreshed (`--cluster-claim-ttl`), in ms.
+    claim_ttl_ms: u64,
 }
 
 impl Cluster {
+    /// How long a claim lasts unrefreshed, in ms: what another node's claim said is trusted
+    /// that long.
+    pub fn claim_ttl_ms(&self) -> u64 {
+        self.claim_ttl_ms
+    }
+
     /// Queue a job; false (and counted) when the queue is full: Redis is too slow or gone.
     pub fn submit(&self, job: Job) -> Result<(), Job> {
         let bytes = match &job {
@@ -633,6 +646,7 @@ pub(crate) fn start(
         jobs: tx,
         stats: stats.clone(),
         stop: stop.clone(),
+        claim_ttl_ms: joined.opts.claim_ttl.as_millis() as u64,
     });
     let sub = Subscriber {
         url: joined.url.clone(),
@@ -717,6 +731,27 @@ impl Members {
         let word = &self.bits[usize::from(node / 64).min(self.bits.len() - 1)];
         word.load(Ordering::Relaxed) & (1 << (node % 64)) != 0
     }
+}
+
+/// Tell `core` who owns a key it asked about.
+fn claimed(
+    cores: &[Mailbox],
+    core: u16,
+    waiter: Option<(usize, u32)>,
+    key: &str,
+    node: Option<u16>,
+) {
+    let Some(m) = cores.get(usize::from(core)) else {
+        return;
+    };
+    let msg = match waiter {
+        Some((slot, gen)) => ClusterMsg::Claimed { slot, gen, node },
+        None => ClusterMsg::KeyClaimed {
+            key: key.into(),
+            node,
+        },
+    };
+    let _ = m.send(CoreMsg::Cluster(msg));
 }
 
 fn tell_all(cores: &[Mailbox], gone: &Gone) {
@@ -978,9 +1013,7 @@ impl Commands {
                     let _ = m.send(CoreMsg::Cluster(msg));
                 }
             }
-            Job::Claim {
-                core, slot, gen, ..
-            } => {
+            Job::Claim { core, waiter, key } => {
                 self.stats.claims.fetch_add(1, Ordering::Relaxed);
                 let node = match &reply {
                     Ok(f) => int(f).and_then(|n| u16::try_from(n).ok()),
@@ -989,13 +1022,7 @@ impl Commands {
                         None
                     }
                 };
-                if let Some(m) = self.cores.get(usize::from(*core)) {
-                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Claimed {
-                        slot: *slot,
-                        gen: *gen,
-                        node,
-                    }));
-                }
+                claimed(&self.cores, *core, *waiter, key, node);
             }
         }
     }
@@ -1106,17 +1133,7 @@ impl Commands {
                         let _ = m.send(CoreMsg::Cluster(msg));
                     }
                 }
-                Job::Claim {
-                    core, slot, gen, ..
-                } => {
-                    if let Some(m) = self.cores.get(usize::from(core)) {
-                        let _ = m.send(CoreMsg::Cluster(ClusterMsg::Claimed {
-                            slot,
-                            gen,
-                            node: None,
-                        }));
-                    }
-                }
+                Job::Claim { core, waiter, key } => claimed(&self.cores, core, waiter, &key, None),
             }
         }
     }
@@ -1233,6 +1250,11 @@ impl Subscriber {
                     core: ANY_CORE,
                     key: Some(k),
                     ..
+                }
+                | records::Record::Tell {
+                    core: ANY_CORE,
+                    key: k,
+                    ..
                 } => crate::net::owner(k, n),
                 r => usize::from(r.core()),
             };
@@ -1275,6 +1297,7 @@ mod tests {
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             stats: Arc::new(ClusterStats::default()),
             stop: Arc::new(AtomicBool::new(false)),
+            claim_ttl_ms: 3_600_000,
         };
         let batch = || Job::Publish {
             node: 2,

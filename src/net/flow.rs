@@ -590,7 +590,13 @@ impl Reactor {
     /// meanwhile (which may queue more), until nothing is left.
     pub(crate) fn flush_effects(&mut self) {
         loop {
-            self.apply_outputs();
+            // Applying outputs may call dialects again (a tell for this core), queuing more:
+            // those answer the same messages.
+            while !self.core.out.is_empty() {
+                let from_message = self.core.from_message;
+                self.apply_outputs();
+                self.core.from_message |= from_message && !self.core.out.is_empty();
+            }
             let Some((h, d)) = self.core.gone.pop() else {
                 return;
             };
@@ -627,6 +633,18 @@ impl Reactor {
                     Output::Respond { conn, response } => self.answer_held(conn, &response),
                     Output::Pipe { a, b } => self.link(a, b),
                     Output::Store { conn, op } => self.store(conn, &bytes[op]),
+                    Output::Tell {
+                        dialect,
+                        key,
+                        from,
+                        payload,
+                    } => {
+                        // Keys are written from a `&str` by `Cx::tell_with`.
+                        if let Ok(key) = std::str::from_utf8(&bytes[key]) {
+                            self.tell(dialect, key, from, &bytes[payload]);
+                        }
+                    }
+                    Output::Reply { to, payload } => self.reply(to, &bytes[payload]),
                 }
             }
         }
@@ -1098,6 +1116,7 @@ fn call_with<R>(
         ..
     } = c;
     let mut env = crate::ice::IceEnv(&shared.ice);
+    out.dialect = d as u8;
     let mut cx = Cx {
         now: *now_ms,
         unix_ms: *unix_ms,

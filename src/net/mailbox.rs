@@ -40,6 +40,8 @@ pub enum CoreMsg {
     TlsConfig(Arc<rustls::ServerConfig>),
     /// From the cluster's bridge: records, a claim's answer, nodes gone.
     Cluster(crate::cluster::ClusterMsg),
+    /// Records from another core of this node ([`crate::proto::cluster`]), in order.
+    Records(Vec<u8>),
 }
 
 /// The sending side of one core's mailbox.

@@ -17,6 +17,7 @@ pub(crate) mod slot;
 pub(crate) mod sys;
 pub mod timer;
 pub mod tls;
+pub(crate) mod told;
 
 use crate::config::Config;
 use crate::metrics::CoreMetrics;

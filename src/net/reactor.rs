@@ -114,6 +114,8 @@ pub(crate) struct Core {
     pub out: Outputs,
     /// Connections a dialect held that are no longer reachable: it hears `on_close`.
     pub gone: Vec<(Handle, usize)>,
+    /// Records for other cores of this node, one batch per core, sent at the end of the turn.
+    pub to_cores: Vec<(usize, Vec<u8>)>,
     /// Each dialect's deadline, read once per iteration (when the poll timeout is computed).
     pub deadlines: Vec<Option<u64>>,
     /// When a rate-limit closure may be logged again (one line a second at most).
@@ -256,6 +258,7 @@ impl Reactor {
                 dialects,
                 out: Outputs::default(),
                 gone: Vec::new(),
+                to_cores: Vec::new(),
                 deadlines: Vec::new(),
                 rate_log_at: 0,
                 shared,
@@ -286,7 +289,9 @@ impl Reactor {
             self.drive_dirty();
             self.close_opened();
             self.retry_accept();
+            self.retry_claims();
             self.flush_cluster();
+            self.flush_cores();
             self.publish();
             if self.drained() {
                 return;
@@ -340,6 +345,7 @@ impl Reactor {
             c.handshakes.front().map(|h| h.deadline.to_ms(c.now_ms)),
             c.deadlines.iter().flatten().min().copied(),
             c.accept_paused_until,
+            c.link.as_ref().and_then(|l| l.told.retry_at),
         ]
         .into_iter()
         .flatten()
@@ -646,6 +652,10 @@ impl Reactor {
                 CoreMsg::Shutdown { deadline } => self.begin_shutdown(deadline),
                 CoreMsg::TlsConfig(cfg) => self.core.tls = Some(cfg),
                 CoreMsg::Cluster(m) => self.on_cluster(m),
+                CoreMsg::Records(batch) => {
+                    self.on_records(&batch);
+                    self.flush_effects();
+                }
             }
         }
     }

@@ -27,7 +27,7 @@ use std::time::Duration;
 const BATCH_BYTES: usize = 256 * 1024;
 
 pub(crate) struct Link {
-    cluster: Arc<Cluster>,
+    pub(crate) cluster: Arc<Cluster>,
     /// Records waiting for the end of this loop iteration, one batch per node.
     out: Vec<(u16, Vec<u8>)>,
     /// Connections of other nodes held by a dialect of this core.
@@ -38,6 +38,8 @@ pub(crate) struct Link {
     /// Connections not read while Redis falls behind ([`Cluster::pressed`]), by slab key and
     /// generation; driven again once it caught up.
     paused: Vec<(usize, u32)>,
+    /// Who owns the keys told from and to this core.
+    pub(crate) told: crate::net::told::Told,
 }
 
 /// A connection of another node that a dialect here holds.
@@ -57,6 +59,7 @@ impl Link {
             remotes: HashMap::new(),
             keys: HashMap::new(),
             paused: Vec::new(),
+            told: Default::default(),
         }
     }
 
@@ -178,8 +181,8 @@ impl Core {
                 kind,
                 payload,
                 lossy,
-            } => self.emit(
-                handle_node(to),
+            } => self.emit_for(
+                to,
                 &Record::Send {
                     to,
                     kind,
@@ -187,8 +190,8 @@ impl Core {
                     lossy,
                 },
             ),
-            Output::Close { conn, code, reason } => self.emit(
-                handle_node(conn),
+            Output::Close { conn, code, reason } => self.emit_for(
+                conn,
                 &Record::Close {
                     to: conn,
                     code,
@@ -199,8 +202,8 @@ impl Core {
                 if let Some(l) = self.link.as_mut() {
                     l.forget(&conn);
                 }
-                self.emit(
-                    handle_node(conn),
+                self.emit_for(
+                    conn,
                     &Record::Respond {
                         to: conn,
                         response: *response,
@@ -208,8 +211,11 @@ impl Core {
                 );
             }
             // Joined by the reactor ([`Reactor::output_elsewhere`]); a store operation is for
-            // a request of this core.
-            Output::Pipe { .. } | Output::Store { .. } => {}
+            // a request of this core; tells and replies are routed by the reactor.
+            Output::Pipe { .. }
+            | Output::Store { .. }
+            | Output::Tell { .. }
+            | Output::Reply { .. } => {}
         }
     }
 }
@@ -308,18 +314,19 @@ impl Reactor {
         }
     }
 
-    /// True when an output names a connection of another node.
+    /// True when an output names a connection of another core or node (a pipe: of another
+    /// node; its ends are on one core otherwise).
     pub(crate) fn elsewhere(&self, o: &Output) -> bool {
-        if self.core.link.is_none() {
-            return false;
-        }
-        let me = self.core.node;
+        let here = self.core.here;
         match o {
             Output::Send { to: h, .. }
             | Output::Close { conn: h, .. }
-            | Output::Respond { conn: h, .. } => handle_node(*h) != me,
-            Output::Pipe { a, b } => handle_node(*a) != me || handle_node(*b) != me,
-            Output::Store { .. } => false,
+            | Output::Respond { conn: h, .. } => crate::net::resolve(*h).0 != here,
+            Output::Pipe { a, b } => {
+                let me = self.core.node;
+                self.core.link.is_some() && (handle_node(*a) != me || handle_node(*b) != me)
+            }
+            Output::Store { .. } | Output::Tell { .. } | Output::Reply { .. } => false,
         }
     }
 
@@ -341,8 +348,7 @@ impl Reactor {
         };
         let job = Job::Claim {
             core: c.id as u16,
-            slot: key,
-            gen: slot.gen(),
+            waiter: Some((key, slot.gen())),
             key: k.clone(),
         };
         if link.cluster.submit(job).is_err() {
@@ -456,26 +462,32 @@ impl Reactor {
 
     // ── the bridge's messages ──────────────────────────────────────────────────────────────
 
-    pub(crate) fn on_cluster(&mut self, msg: ClusterMsg) {
-        match msg {
-            ClusterMsg::Records(batch) => {
-                for rec in records(&batch) {
-                    match rec {
-                        Ok(r) => self.on_record(r),
-                        Err(e) => {
-                            warn!("core={} malformed cluster record: {e:?}", self.core.id);
-                            break;
-                        }
-                    }
-                    self.flush_effects();
+    /// Records from the cluster or another core, in order.
+    pub(crate) fn on_records(&mut self, batch: &[u8]) {
+        for rec in records(batch) {
+            match rec {
+                Ok(r) => self.on_record(r),
+                Err(e) => {
+                    warn!("core={} malformed cluster record: {e:?}", self.core.id);
+                    break;
                 }
             }
+            self.flush_effects();
+        }
+    }
+
+    pub(crate) fn on_cluster(&mut self, msg: ClusterMsg) {
+        match msg {
+            ClusterMsg::Records(batch) => self.on_records(&batch),
             ClusterMsg::Claimed { slot, gen, node } => self.claimed(slot, gen, node),
+            ClusterMsg::KeyClaimed { key, node } => self.key_claimed(&key, node),
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
             ClusterMsg::Stored { conn, result } => self.stored(conn, &result),
             ClusterMsg::RefreshClaims => {
+                let held = self.held_keys();
                 if let Some(link) = self.core.link.as_ref() {
-                    let keys: Vec<Box<str>> = link.keys.keys().cloned().collect();
+                    let mut keys: Vec<Box<str>> = link.keys.keys().cloned().collect();
+                    keys.extend(held);
                     if !keys.is_empty() {
                         let _ = link.cluster.submit(Job::Refresh { keys });
                     }
@@ -592,6 +604,15 @@ impl Reactor {
             }
             Record::Respond { to, response } => self.answer_held(to, &response),
             Record::Link { to, peer } => self.link_one(to, peer),
+            Record::Tell {
+                dialect,
+                hops,
+                from,
+                key,
+                payload,
+                ..
+            } => self.told(dialect, hops, from, key, payload),
+            Record::Reply { to, payload } => self.reply(to, payload),
             Record::Data {
                 to,
                 mid_frame,
@@ -778,6 +799,12 @@ impl Reactor {
             Gone::All => n != me,
             Gone::Nodes(v) => v.contains(&n),
         };
+        // What the dialects were told of there, and their owners of keys there.
+        self.forget_owners(g);
+        let lost = |h: Handle| gone(handle_node(h));
+        for d in 0..self.core.dialects.len() {
+            call(&mut self.core, d, |dl, cx| dl.on_lost(cx, &lost));
+        }
         if let Some(link) = self.core.link.as_mut() {
             let lost: Vec<Handle> = link
                 .remotes

@@ -5,7 +5,9 @@
 //! owns its placement may live on another node (its *owner*). The edge hands the owner what the
 //! client did (`Open`, `Body`, `Message`, `Closed`) and the owner hands back what the dialect
 //! decided (`Answer`, `Send`, `Close`, `Respond`, `Link`). Two ends of a pipe on different nodes
-//! trade `Data`, `Ack` and `End` directly.
+//! trade `Data`, `Ack` and `End` directly. An instance tells a key's owner something (`Tell`)
+//! and an owner answers the instance serving a connection (`Reply`). The cores of one node
+//! trade the same records through their mailboxes.
 //!
 //! Every record names the core it is for: a handle carries its core, the owner's core is known
 //! to the edge after the first answer, and an `Open` by key goes to the core that owns the key on
@@ -91,6 +93,18 @@ pub enum Record<'a> {
         code: u16,
         half_frame: bool,
     },
+    /// instance → the owner of `key` ([`ANY_CORE`], or a known core): `payload` for dialect
+    /// `dialect`, on behalf of `from`; `hops` counts how often it was passed on.
+    Tell {
+        core: u16,
+        dialect: u8,
+        hops: u8,
+        from: Handle,
+        key: &'a str,
+        payload: &'a [u8],
+    },
+    /// owner → the instance serving `to`.
+    Reply { to: Handle, payload: &'a [u8] },
 }
 
 /// An [`Answer`] as it crosses nodes.
@@ -152,6 +166,8 @@ const LINK: u8 = 9;
 const DATA: u8 = 10;
 const ACK: u8 = 11;
 const END: u8 = 12;
+const TELL: u8 = 13;
+const REPLY: u8 = 14;
 /// Set in a `Send`'s kind byte when the message is lossy.
 const LOSSY: u8 = 0x80;
 
@@ -160,10 +176,13 @@ impl Record<'_> {
     pub fn core(&self) -> u16 {
         use Record::*;
         match self {
-            Open { core, .. } | Message { core, .. } | Body { core, .. } | Closed { core, .. } => {
-                *core
-            }
+            Open { core, .. }
+            | Message { core, .. }
+            | Body { core, .. }
+            | Closed { core, .. }
+            | Tell { core, .. } => *core,
             Answer { to, .. }
+            | Reply { to, .. }
             | Send { to, .. }
             | Close { to, .. }
             | Respond { to, .. }
@@ -179,8 +198,9 @@ impl Record<'_> {
     pub fn to(&self) -> Option<Handle> {
         use Record::*;
         match self {
-            Open { .. } | Message { .. } | Body { .. } | Closed { .. } => None,
+            Open { .. } | Message { .. } | Body { .. } | Closed { .. } | Tell { .. } => None,
             Answer { to, .. }
+            | Reply { to, .. }
             | Send { to, .. }
             | Close { to, .. }
             | Respond { to, .. }
@@ -318,6 +338,27 @@ impl Record<'_> {
                 u64_(out, to.raw());
                 u16_(out, *code);
                 out.push(u8::from(*half_frame));
+            }
+            Record::Tell {
+                core,
+                dialect,
+                hops,
+                from,
+                key,
+                payload,
+            } => {
+                out.push(TELL);
+                u16_(out, *core);
+                out.push(*dialect);
+                out.push(*hops);
+                u64_(out, from.raw());
+                str_(out, key);
+                bytes_(out, payload);
+            }
+            Record::Reply { to, payload } => {
+                out.push(REPLY);
+                u64_(out, to.raw());
+                bytes_(out, payload);
             }
         }
     }
@@ -582,6 +623,18 @@ impl<'a> Reader<'a> {
                 code: self.u16()?,
                 half_frame: self.bool()?,
             },
+            TELL => Record::Tell {
+                core: self.u16()?,
+                dialect: self.u8()?,
+                hops: self.u8()?,
+                from: self.handle()?,
+                key: self.str()?,
+                payload: self.bytes()?,
+            },
+            REPLY => Record::Reply {
+                to: self.handle()?,
+                payload: self.bytes()?,
+            },
             t => return Err(Malformed::UnknownTag(t)),
         })
     }
@@ -683,6 +736,18 @@ mod tests {
                 core: 0,
                 from: h,
                 route: 5,
+            },
+            Record::Tell {
+                core: ANY_CORE,
+                dialect: 4,
+                hops: 1,
+                from: h,
+                key: "ih\u{ff}",
+                payload: b"\x01announce",
+            },
+            Record::Reply {
+                to: h,
+                payload: b"",
             },
             Record::Send {
                 to: h,

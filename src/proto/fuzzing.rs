@@ -89,6 +89,27 @@ pub fn with_cx<R>(
     f(&mut cx)
 }
 
+/// Hands the tells and replies a table queued back to it (used alone, it owns every key and
+/// serves every connection) until none is left; the other outputs stay in `out`. (Also for
+/// benches.)
+pub fn settle<T>(
+    t: &mut T,
+    out: &mut crate::proto::dialect::Outputs,
+    now: u64,
+    seed: u64,
+    mut on: impl FnMut(&mut T, &mut crate::proto::dialect::Cx<'_>, crate::proto::dialect::Local),
+) {
+    loop {
+        let local = out.take_local();
+        if local.is_empty() {
+            return;
+        }
+        for l in local {
+            with_cx(out, now, seed, |cx| on(t, cx, l));
+        }
+    }
+}
+
 // ── http_upgrade ───────────────────────────────────────────────────────────────────────────
 
 /// The request-head parser, upgrade validation, response writers and chunked decoder on

@@ -41,6 +41,12 @@
 //!   server shutting down) or a held request that went away or got its fallback. Called once,
 //!   never for a connection that was answered with a plain response.
 //! * [`Dialect::on_timeout`]: the deadline the dialect gave in [`Dialect::poll_timeout`] passed.
+//! * [`Dialect::on_told`]: a message another instance of this dialect sent to a key this
+//!   instance owns (`Tell`), on behalf of one of its connections.
+//! * [`Dialect::on_reply`]: a message for a connection this instance serves, from an instance
+//!   that was told something on its behalf (`Reply`).
+//! * [`Dialect::on_lost`]: cluster nodes are gone, with their connections and the keys they
+//!   owned.
 //!
 //! # Outputs ([`Output`], queued through [`Cx`])
 //!
@@ -52,6 +58,9 @@
 //!   shell's). `Store`: an operation for the outside store the shell keeps the dialect's state
 //!   in (a cluster's Redis), for a request the dialect holds; the result comes back as
 //!   [`Dialect::on_stored`]. Only a dialect told that its state lives outside uses it.
+//!   `Tell`: a message for whichever instance of this dialect owns a key, on behalf of a
+//!   connection; `Reply`: a message back to the instance serving a connection (see "Keys
+//!   beyond the connection" below).
 //! * Outputs of one call are applied in order, after the call's own answer is written (so a
 //!   `Send` to a connection just upgraded follows its 101).
 //! * An output naming a connection that is gone, closing, or (for `Respond`) not waiting is
@@ -66,6 +75,23 @@
 //! core, some day which machine) is the shell's decision alone. A dialect that mints ids which
 //! later requests carry (a session id) writes [`Cx::here`] into them and places those requests
 //! with [`Placement::At`].
+//!
+//! A handle is valid on every instance: a `Send` or `Close` for a connection another instance
+//! serves (on another core or node) reaches it, in the order it was queued among the outputs
+//! for that connection from this instance.
+//!
+//! # Keys beyond the connection
+//!
+//! A connection speaking for many keys at once (a tracker socket announcing many torrents, a
+//! y-webrtc socket in many topics) is placed [`Placement::Here`] and its instance sends each
+//! part of its work to the key it concerns with [`Cx::tell`]. The shell places a told key as
+//! it places a request's (the same core, the same node), so one instance sees every message
+//! for a key and decides alone. The owner answers the connection directly with `Send` (its
+//! handle is valid there), or the instance serving it with [`Cx::reply`] when that instance
+//! must gather several owners' answers into one. The serving instance keeps what belongs to
+//! the connection (which keys it spoke to) and tells each key when the connection closes: the
+//! owner never hears `on_close` for a connection it was only told about. In a cluster, an
+//! owner keeps its claim on a key while [`Dialect::holds`] says it holds state for it.
 
 pub mod anypath;
 pub mod cevitxe;
@@ -192,6 +218,18 @@ pub enum Output {
     /// Run `bytes[op]` of the [`Outputs`] on the dialect's outside store, for the request
     /// `conn` the dialect holds; the result arrives as [`Dialect::on_stored`].
     Store { conn: Handle, op: Range<usize> },
+    /// `bytes[payload]` for the instance of dialect `dialect` (the one queuing it: the shell
+    /// fills it in) that owns the key `bytes[key]`, on behalf of `from`; it arrives there as
+    /// [`Dialect::on_told`].
+    Tell {
+        dialect: u8,
+        key: Range<usize>,
+        from: Handle,
+        payload: Range<usize>,
+    },
+    /// `bytes[payload]` for the instance serving `to`; it arrives as [`Dialect::on_reply`],
+    /// or nowhere if `to` is gone.
+    Reply { to: Handle, payload: Range<usize> },
 }
 
 /// A queue of outputs with the bytes of their messages in one buffer (no allocation per
@@ -200,6 +238,8 @@ pub enum Output {
 pub struct Outputs {
     list: Vec<Output>,
     bytes: Vec<u8>,
+    /// The dialect whose call is queuing (the shell's index, written into `Tell`s).
+    pub dialect: u8,
 }
 
 impl Outputs {
@@ -214,11 +254,38 @@ impl Outputs {
     /// The outputs in order, with the payload bytes they refer to.
     pub fn iter(&self) -> impl Iterator<Item = (&Output, &[u8])> {
         self.list.iter().map(|o| match o {
-            Output::Send { payload, .. } | Output::Store { op: payload, .. } => {
-                (o, &self.bytes[payload.clone()])
-            }
+            Output::Send { payload, .. }
+            | Output::Store { op: payload, .. }
+            | Output::Tell { payload, .. }
+            | Output::Reply { payload, .. } => (o, &self.bytes[payload.clone()]),
             _ => (o, &[][..]),
         })
+    }
+
+    /// Takes the tells and replies out, in order, and leaves the other outputs: for a table
+    /// used alone (tests, fuzzing, benches), the owner of every key and the server of every
+    /// connection, which then hears them itself.
+    pub fn take_local(&mut self) -> Vec<Local> {
+        let bytes = &self.bytes;
+        let mut local = Vec::new();
+        self.list.retain(|o| {
+            match o {
+                Output::Tell {
+                    key, from, payload, ..
+                } => local.push(Local::Tell {
+                    from: *from,
+                    key: String::from_utf8_lossy(&bytes[key.clone()]).into_owned(),
+                    payload: bytes[payload.clone()].to_vec(),
+                }),
+                Output::Reply { to, payload } => local.push(Local::Reply {
+                    to: *to,
+                    payload: bytes[payload.clone()].to_vec(),
+                }),
+                _ => return true,
+            }
+            false
+        });
+        local
     }
 
     /// Move everything out, leaving the buffers' capacity behind.
@@ -242,6 +309,20 @@ impl Outputs {
             lossy: false,
         });
     }
+}
+
+/// A `Tell` or `Reply` taken out of [`Outputs`] ([`Outputs::take_local`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Local {
+    Tell {
+        from: Handle,
+        key: String,
+        payload: Vec<u8>,
+    },
+    Reply {
+        to: Handle,
+        payload: Vec<u8>,
+    },
 }
 
 /// Randomness, passed in: the shell's is the OS CSPRNG (ids are capabilities); tests pass a
@@ -427,6 +508,37 @@ impl Cx<'_, Outputs> {
         self.out.list.push(Output::Pipe { a, b });
     }
 
+    /// Queue `payload` for the instance owning `key`, on behalf of `from` (see "Keys beyond
+    /// the connection" in the module docs).
+    pub fn tell(&mut self, key: &str, from: Handle, payload: &[u8]) {
+        self.tell_with(key, from, |b| b.extend_from_slice(payload));
+    }
+
+    /// [`Cx::tell`], the payload written in place by `write`.
+    pub fn tell_with(&mut self, key: &str, from: Handle, write: impl FnOnce(&mut Vec<u8>)) {
+        let o = &mut *self.out;
+        let start = o.bytes.len();
+        o.bytes.extend_from_slice(key.as_bytes());
+        let key = start..o.bytes.len();
+        write(&mut o.bytes);
+        let payload = key.end..o.bytes.len();
+        o.list.push(Output::Tell {
+            dialect: o.dialect,
+            key,
+            from,
+            payload,
+        });
+    }
+
+    /// Queue `payload` for the instance serving `to` (see [`Output::Reply`]).
+    pub fn reply_with(&mut self, to: Handle, write: impl FnOnce(&mut Vec<u8>)) {
+        let o = &mut *self.out;
+        let start = o.bytes.len();
+        write(&mut o.bytes);
+        let payload = start..o.bytes.len();
+        o.list.push(Output::Reply { to, payload });
+    }
+
     /// Queue an operation for the outside store (see [`Output::Store`]).
     pub fn store(&mut self, conn: Handle, op: &[u8]) {
         let start = self.out.bytes.len();
@@ -510,6 +622,32 @@ pub trait Dialect {
     /// holds (the request may be gone: then the answer is dropped).
     fn on_stored(&mut self, cx: &mut Cx<'_>, conn: Handle, result: &[u8]) {
         let _ = (cx, conn, result);
+    }
+
+    /// `payload`, told by an instance of this dialect to `key`, which this instance owns, on
+    /// behalf of its connection `from` (see "Keys beyond the connection").
+    fn on_told(&mut self, cx: &mut Cx<'_>, from: Handle, key: &str, payload: &[u8]) {
+        let _ = (cx, from, key, payload);
+    }
+
+    /// `payload`, replied by an instance that was told something on behalf of `conn`, a
+    /// connection this instance serves.
+    fn on_reply(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+        let _ = (cx, conn, payload);
+    }
+
+    /// Other nodes of the cluster are gone: the connections for which `lost` is true went with
+    /// them (this instance never hears `on_close` for those it was only told about), and so
+    /// did the owners of keys it told things there: what those must know is told again.
+    fn on_lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
+        let _ = (cx, lost);
+    }
+
+    /// Whether this instance holds state for a key it was told (in a cluster, its node keeps
+    /// its claim on the key while it does).
+    fn holds(&self, key: &str) -> bool {
+        let _ = key;
+        false
     }
 
     /// The deadline from [`Dialect::poll_timeout`] passed.

@@ -3,7 +3,7 @@
 
 use super::sio::{Action, Raw, SioCx, SioDialect};
 use super::{Answer, Cx, Dialect, Env, Handle, Kind, Locator, NoEnv, Output, Outputs, Placement};
-use super::{Message, Random, Seeded};
+use super::{Local, Message, Random, Seeded};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 
 /// The head of a raw request.
@@ -96,7 +96,36 @@ impl<D: Dialect> Harness<D> {
         r
     }
 
+    /// Records what the dialect asked for; tells and replies go back to it (one instance owns
+    /// every key and serves every connection), until nothing is left.
     fn collect(&mut self) {
+        loop {
+            let local = self.out.take_local();
+            self.record_outputs();
+            if local.is_empty() {
+                return;
+            }
+            for l in local {
+                let mut cx = Cx {
+                    now: self.now,
+                    unix_ms: self.unix_ms,
+                    here: self.here,
+                    rand: &mut self.rand,
+                    env: &mut *self.env,
+                    out: &mut self.out,
+                    direct: None,
+                };
+                match l {
+                    Local::Tell { from, key, payload } => {
+                        self.d.on_told(&mut cx, from, &key, &payload)
+                    }
+                    Local::Reply { to, payload } => self.d.on_reply(&mut cx, to, &payload),
+                }
+            }
+        }
+    }
+
+    fn record_outputs(&mut self) {
         for (o, bytes) in self.out.iter() {
             match o {
                 Output::Send { to, kind, .. } => self.sent.push((*to, *kind, bytes.to_vec())),
@@ -108,6 +137,7 @@ impl<D: Dialect> Harness<D> {
                 }
                 Output::Pipe { a, b } => self.piped.push((*a, *b)),
                 Output::Store { conn, .. } => self.stored.push((*conn, bytes.to_vec())),
+                Output::Tell { .. } | Output::Reply { .. } => {}
             }
         }
         self.out.clear();

@@ -335,6 +335,9 @@ impl T {
                 }
                 Output::Pipe { .. } => panic!("the layer never pipes"),
                 Output::Store { .. } => panic!("the layer keeps no outside store"),
+                Output::Tell { .. } | Output::Reply { .. } => {
+                    panic!("the layer tells no other instance")
+                }
             }
         }
         self.out.clear();

@@ -496,6 +496,9 @@ impl Harness {
                     },
                     (Output::Pipe { .. }, _) => panic!("the layer never pipes"),
                     (Output::Store { .. }, _) => panic!("the layer keeps no outside store"),
+                    (Output::Tell { .. } | Output::Reply { .. }, _) => {
+                        panic!("the layer tells no other instance")
+                    }
                 }
             }
             self.take_log();
