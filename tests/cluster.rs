@@ -396,11 +396,17 @@ fn ywebrtc_topics_span_the_nodes() {
         .iter()
         .map(|n| connect(n.addr, "/").unwrap())
         .collect();
-    for p in &mut peers {
-        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
-        // Its pong comes after its subscription took effect, wherever the topic lives.
-        text(p, r#"{"type":"ping"}"#);
-        assert_eq!(common::recv_text(p), r#"{"type":"pong"}"#);
+    // A socket's subscription takes effect before its own later publish to the topic (both go
+    // to the topic's owner, in order): its probe coming back says it is in. Those already in
+    // see the probe too.
+    for i in 0..peers.len() {
+        text(&mut peers[i], r#"{"type":"subscribe","topics":["room"]}"#);
+        let probe = format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#);
+        text(&mut peers[i], &probe);
+        for p in &mut peers[..=i] {
+            let got = common::recv_text(p);
+            assert!(got.contains(&format!(r#""data":"probe {i}""#)), "{got}");
+        }
     }
     text(
         &mut peers[2],
@@ -428,6 +434,85 @@ fn ywebrtc_topics_span_the_nodes() {
         assert!(t.elapsed() < Duration::from_secs(5), "{got}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+#[test]
+fn a_topics_and_a_swarms_owner_killed_they_live_on_elsewhere() {
+    let Some((_redis, mut nodes)) = cluster(3, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    // The first subscriber's node claims the topic: node 0 owns it.
+    let mut peers: Vec<Ws> = nodes
+        .iter()
+        .map(|n| connect(n.addr, "/").unwrap())
+        .collect();
+    for i in 0..peers.len() {
+        text(&mut peers[i], r#"{"type":"subscribe","topics":["room"]}"#);
+        let probe = format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#);
+        text(&mut peers[i], &probe);
+        for p in &mut peers[..=i] {
+            assert!(common::recv_text(p).contains(&format!("probe {i}")));
+        }
+    }
+    // A swarm owned by node 0 too, with a peer on node 1.
+    let id = |c: char| -> String { std::iter::repeat(c).take(20).collect() };
+    let announce = |who: &str| {
+        format!(
+            r#"{{"action":"announce","info_hash":"{}","peer_id":"{who}","left":1}}"#,
+            id('h')
+        )
+    };
+    let mut t0 = connect(nodes[0].addr, "/announce").unwrap();
+    text(&mut t0, &announce(&id('A')));
+    assert!(common::recv_text(&mut t0).contains(r#""incomplete":1"#));
+    let mut t1 = connect(nodes[1].addr, "/announce").unwrap();
+    text(&mut t1, &announce(&id('B')));
+    assert!(common::recv_text(&mut t1).contains(r#""incomplete":2"#));
+    drop(peers.remove(0));
+    nodes[0].kill9();
+    // The sockets on the other nodes subscribe again: the topic comes back on a live node
+    // with just them in it.
+    // Publishes meanwhile reach the dead owner (or wait for the live one) and may be lost.
+    let t = Instant::now();
+    peers[0]
+        .get_mut()
+        .set_read_timeout(Some(Duration::from_millis(250)))
+        .unwrap();
+    loop {
+        text(
+            &mut peers[0],
+            r#"{"type":"publish","topic":"room","data":1}"#,
+        );
+        let got = loop {
+            match peers[0].read() {
+                Ok(Message::Text(t)) => break Some(t.as_str().to_owned()),
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        if got
+            .as_deref()
+            .is_some_and(|g| g.ends_with(r#""clients":2}"#))
+        {
+            let got = got.unwrap();
+            let mut other = common::recv_text(&mut peers[1]);
+            // Earlier publishes may arrive first, once the topic lives again.
+            while other != got {
+                other = common::recv_text(&mut peers[1]);
+            }
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(10), "{got:?}");
+    }
+    let recovered = t.elapsed();
+    assert!(recovered < Duration::from_secs(8), "{recovered:?}");
+    // A swarm re-forms from the next announces (clients announce every interval).
+    text(&mut t1, &announce(&id('B')));
+    assert!(common::recv_text(&mut t1).contains(r#""incomplete":1"#));
+    let mut t2 = connect(nodes[2].addr, "/announce").unwrap();
+    text(&mut t2, &announce(&id('C')));
+    assert!(common::recv_text(&mut t2).contains(r#""incomplete":2"#));
 }
 
 #[test]

@@ -349,3 +349,89 @@ fn a_bad_allow_list_stops_the_start() {
         "{err}"
     );
 }
+
+/// Sockets on both cores of a two-core server: each `sigyard_core_connections` above zero.
+fn on_both_cores(a: SocketAddr, n: usize, path: &str) -> Vec<Ws> {
+    let socks: Vec<Ws> = (0..n).map(|_| ws(a, path)).collect();
+    for core in 0..2 {
+        let name = format!("sigyard_core_connections{{core=\"{core}\"}}");
+        assert!(metric(a, &name) > 0.0, "no socket landed on core {core}");
+    }
+    socks
+}
+
+#[test]
+fn swarms_span_the_cores_of_a_node() {
+    let h = start(|b| b.threads(2));
+    let a = h.plain_addr().unwrap();
+    let ih = id('h');
+    let peers: Vec<String> = (0..12u8).map(|i| id(char::from(b'a' + i))).collect();
+    let mut socks = on_both_cores(a, peers.len(), "/announce");
+    // Every socket meets the one swarm, wherever its core: the counts grow by one each.
+    for (i, (s, p)) in socks.iter_mut().zip(&peers).enumerate() {
+        send(s, &announce(&ih, p, r#","left":1"#));
+        assert_eq!(recv_text(s), response(0, i as u32 + 1, &ih));
+    }
+    // An offer from the last reaches one of the others, and its answer comes back.
+    let offer = r#","offers":[{"offer":{"type":"offer","sdp":"x"},"offer_id":"o1"}]"#;
+    let last = socks.len() - 1;
+    send(&mut socks[last], &announce(&ih, &peers[last], offer));
+    assert_eq!(recv_text(&mut socks[last]), response(0, 12, &ih));
+    let (got, text) = (0..last)
+        .find_map(|i| {
+            let s = socks[i].get_ref().try_clone().unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(300)))
+                .unwrap();
+            let mut peek = [0u8; 1];
+            s.peek(&mut peek)
+                .ok()
+                .map(|_| (i, recv_text(&mut socks[i])))
+        })
+        .expect("an offer reached a peer");
+    assert!(text.contains(r#""offer_id":"o1""#), "{text}");
+    let answer = format!(
+        r#"{{"action":"announce","info_hash":{},"peer_id":{},"to_peer_id":{},"answer":{{"type":"answer","sdp":"y"}},"offer_id":"o1"}}"#,
+        js(&ih),
+        js(&peers[got]),
+        js(&peers[last])
+    );
+    send(&mut socks[got], &answer);
+    let relayed = recv_text(&mut socks[last]);
+    assert!(
+        relayed.contains(r#""answer":{"type":"answer","sdp":"y"}"#),
+        "{relayed}"
+    );
+    // A scrape gathers its swarms from wherever they are, in the order asked.
+    let other = id('o');
+    for (s, p) in socks.iter_mut().zip(&peers).take(3) {
+        send(s, &announce(&other, p, r#","left":0"#));
+    }
+    for s in socks.iter_mut().take(3) {
+        assert!(recv_text(s).contains(r#""action":"announce""#));
+    }
+    let scrape = format!(
+        r#"{{"action":"scrape","info_hash":[{},{},{}]}}"#,
+        js(&other),
+        js(&id('z')),
+        js(&ih)
+    );
+    send(&mut socks[5], &scrape);
+    assert_eq!(
+        recv_text(&mut socks[5]),
+        format!(
+            r#"{{"action":"scrape","files":{{{}:{{"complete":3,"incomplete":0,"downloaded":3}},{}:{{"complete":0,"incomplete":0,"downloaded":0}},{}:{{"complete":0,"incomplete":12,"downloaded":0}}}},"flags":{{"min_request_interval":600}}}}"#,
+            js(&other),
+            js(&id('z')),
+            js(&ih)
+        )
+    );
+    assert_eq!(metric(a, "sigyard_webtorrent_swarms"), 2.0);
+    assert_eq!(metric(a, "sigyard_webtorrent_peers"), 15.0);
+    // Sockets that close leave the swarms on every core.
+    let keep = socks.remove(0);
+    drop(socks);
+    assert_eq!(metric_reaches(a, "sigyard_webtorrent_peers", 2.0), 2.0);
+    drop(keep);
+    assert_eq!(metric_reaches(a, "sigyard_webtorrent_swarms", 0.0), 0.0);
+    stop(h);
+}

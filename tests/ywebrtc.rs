@@ -94,3 +94,49 @@ fn bare_url_routing() {
     assert_eq!(recv_text(&mut c), r#"{"type":"pong"}"#);
     stop(h);
 }
+
+#[test]
+fn topics_span_the_cores_of_a_node() {
+    let h = start(|b| b.threads(2));
+    let a = h.plain_addr().unwrap();
+    let mut socks: Vec<Ws> = (0..10).map(|_| ws(a, "/")).collect();
+    for core in 0..2 {
+        let name = format!("sigyard_core_connections{{core=\"{core}\"}}");
+        assert!(metric(a, &name) > 0.0, "no socket landed on core {core}");
+    }
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    // Each socket's publish follows its subscription to the topic's owner: its own probe
+    // coming back says it is in, and those already in see it too.
+    for i in 0..socks.len() {
+        text(
+            &mut socks[i],
+            r#"{"type":"subscribe","topics":["room","side"]}"#,
+        );
+        text(
+            &mut socks[i],
+            &format!(r#"{{"type":"publish","topic":"room","data":{i}}}"#),
+        );
+        for s in &mut socks[..=i] {
+            let want = format!(
+                r#"{{"type":"publish","topic":"room","data":{i},"clients":{}}}"#,
+                i + 1
+            );
+            assert_eq!(recv_text(s), want);
+        }
+    }
+    assert_eq!(metric(a, "sigyard_ywebrtc_topics"), 2.0);
+    // Sockets that go leave the topics wherever those live.
+    let mut last = socks.pop().unwrap();
+    drop(socks);
+    let t = std::time::Instant::now();
+    loop {
+        text(&mut last, r#"{"type":"publish","topic":"side","data":0}"#);
+        let got = recv_text(&mut last);
+        if got.ends_with(r#""clients":1}"#) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop(h);
+}

@@ -6,17 +6,15 @@
 //! `scrape` is the tracker's, one with a string `type` is y-webrtc's, anything else is dropped
 //! and the next frame decides. Once decided, a socket stays in its dialect.
 //!
-//! Every socket of both is placed by [`PLACEMENT_KEY`]: one table sees every topic and every
-//! swarm, on one node or across a cluster.
+//! Sockets are served where they were accepted ([`Placement::Here`]); each request is told to
+//! the key of its swarm or topic, so one swarm or topic is in one place while a server's swarms
+//! and topics spread over its cores and nodes. An instance both serves sockets and owns keys.
 
 use super::webtorrent::{self, Tracker};
 use super::ywebrtc::{self, Topics};
 use super::{upgrade_required, Answer, Cx, Dialect, Handle, Message, Metric, Placement, Random};
 use crate::proto::http::{RequestHead, Response};
 use std::collections::HashMap;
-
-/// The key every socket of these dialects is placed by.
-pub const PLACEMENT_KEY: &str = "any-path";
 
 /// Where each dialect is served, and the tracker's options.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +101,7 @@ pub const METRICS: &[Metric] = &[
 impl Dialect for AnyPath {
     fn place(&self, req: &RequestHead, _rand: &mut dyn Random) -> Placement {
         if req.upgrade.is_some() {
-            return Placement::Key(PLACEMENT_KEY.into());
+            return Placement::Here;
         }
         // Neither client makes HTTP requests; each original answers them so.
         match self.tracker_path(&req.path) {
@@ -152,21 +150,46 @@ impl Dialect for AnyPath {
         }
     }
 
-    fn on_close(&mut self, _cx: &mut Cx<'_>, conn: Handle) {
+    fn on_close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
         match self.which.remove(&conn) {
-            Some(Which::Tracker) => self.tracker.close(conn),
-            Some(Which::YWebrtc) => self.topics.close(conn),
+            Some(Which::Tracker) => self.tracker.close(cx, conn),
+            Some(Which::YWebrtc) => self.topics.close(cx, conn),
             _ => {}
         }
     }
 
+    fn on_told(&mut self, cx: &mut Cx<'_>, from: Handle, key: &str, payload: &[u8]) {
+        if Tracker::is_key(key) {
+            self.tracker.told(cx, from, payload);
+        } else if Topics::is_key(key) {
+            self.topics.told(cx, from, key, payload);
+        }
+    }
+
+    fn on_reply(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+        if self.which.get(&conn) == Some(&Which::Tracker) {
+            self.tracker.replied(cx, conn, payload);
+        }
+    }
+
+    fn on_lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
+        self.tracker.lost(lost);
+        self.topics.lost(cx, lost);
+    }
+
+    fn holds(&self, key: &str) -> bool {
+        self.tracker.holds(key) || self.topics.holds(key)
+    }
+
     fn on_timeout(&mut self, cx: &mut Cx<'_>) {
-        self.swept = cx.now;
-        self.tracker.expire(cx.now);
+        if self.swept + self.tracker.sweep_every_ms() <= cx.now {
+            self.swept = cx.now;
+        }
+        self.tracker.expire(cx);
     }
 
     fn poll_timeout(&self) -> Option<u64> {
-        (self.tracker.peers() > 0).then(|| self.swept + self.tracker.sweep_every_ms())
+        self.tracker.next_sweep(self.swept)
     }
 
     fn metrics(&self, out: &mut [u64]) {

@@ -19,11 +19,14 @@
 //! socket that created it (other sockets' announces for it are ignored) and closing a socket
 //! removes every entry it owns; empty swarms are deleted.
 
-use super::{Cx, Handle, Kind, Message};
+mod swarms;
+
+use super::{Cx, Deadlines, Handle, Kind, Message};
 use crate::proto::http::push_decimal;
 use crate::proto::rawjson::{self, Reader};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use swarms::{Announce, Replied, Swarms, Told, INDEX_FROM};
 
 /// An info hash or a peer id: 20 bytes, sent as 20 characters U+0000–U+00FF.
 pub type Id20 = [u8; 20];
@@ -76,65 +79,6 @@ pub struct Counters {
     pub failures: u64,
 }
 
-struct Peer {
-    id: Id20,
-    conn: Handle,
-    seeder: bool,
-    /// When it last announced (the instance's clock).
-    last: u64,
-}
-
-#[derive(Default)]
-struct Swarm {
-    peers: Vec<Peer>,
-    seeders: u32,
-    /// Peer id → index in `peers`, once the swarm is too large for a scan.
-    index: Option<HashMap<Id20, u32>>,
-}
-
-/// Swarms past this many peers keep an index; smaller ones are scanned.
-const INDEX_FROM: usize = 24;
-
-impl Swarm {
-    fn find(&self, id: &Id20) -> Option<usize> {
-        match &self.index {
-            Some(ix) => ix.get(id).map(|&i| i as usize),
-            None => self.peers.iter().position(|p| p.id == *id),
-        }
-    }
-
-    fn push(&mut self, p: Peer) {
-        self.seeders += u32::from(p.seeder);
-        if let Some(ix) = &mut self.index {
-            ix.insert(p.id, self.peers.len() as u32);
-        }
-        self.peers.push(p);
-        if self.index.is_none() && self.peers.len() > INDEX_FROM {
-            let ix = self.peers.iter().enumerate();
-            self.index = Some(ix.map(|(i, p)| (p.id, i as u32)).collect());
-        }
-    }
-
-    fn remove(&mut self, i: usize) -> Peer {
-        let p = self.peers.swap_remove(i);
-        self.seeders -= u32::from(p.seeder);
-        if let Some(ix) = &mut self.index {
-            ix.remove(&p.id);
-            if let Some(moved) = self.peers.get(i) {
-                ix.insert(moved.id, i as u32);
-            }
-            if self.peers.len() < INDEX_FROM / 2 {
-                self.index = None;
-            }
-        }
-        p
-    }
-
-    fn counts(&self) -> (u32, u32) {
-        (self.seeders, self.peers.len() as u32 - self.seeders)
-    }
-}
-
 /// The (info hash, peer id) entries a socket owns. Most sockets own one: kept inline; a few,
 /// in a vector that is scanned; past [`INDEX_FROM`], in a set (a socket may own up to
 /// `max_peers_per_connection`, and an entry leaves on `stopped` or when its swarm evicts it).
@@ -150,6 +94,14 @@ impl Owned {
             Owned::One(..) => 1,
             Owned::Few(v) => v.len(),
             Owned::Many(s) => s.len(),
+        }
+    }
+
+    fn contains(&self, ih: &Id20, id: &Id20) -> bool {
+        match self {
+            Owned::One(a, b) => a == ih && b == id,
+            Owned::Few(v) => v.iter().any(|(a, b)| a == ih && b == id),
+            Owned::Many(s) => s.contains(&(*ih, *id)),
         }
     }
 
@@ -194,15 +146,36 @@ impl Owned {
     }
 }
 
-/// The tracker of one instance.
+/// How long a scrape waits for the swarms' owners; then it is answered with what came (a
+/// swarm that did not answer counts as unknown: zeros).
+pub const SCRAPE_WAIT_MS: u64 = 5_000;
+
+/// The placement key of the swarms every full scrape needs in one place.
+const ALL_SWARMS: &str = "wt/*";
+
+/// A scrape waiting for its swarms' counts.
+struct Gather {
+    conn: Handle,
+    hashes: Vec<Id20>,
+    counts: Vec<Option<(u32, u32)>>,
+    left: usize,
+    /// A full scrape: `files` comes whole from the one owner of every swarm.
+    full: Option<Vec<(Id20, u32, u32)>>,
+}
+
+/// The tracker of one instance, in both its roles (ARCHITECTURE.md, "Where state lives"): it
+/// serves sockets (checks their requests, keeps the entries each announced, gathers scrapes)
+/// and owns the swarms whose keys the shell places on it ([`Swarms`]). A socket's requests are
+/// told to their swarm's key, so the swarms of one server spread over its cores and nodes.
 pub struct Tracker {
     opts: Options,
-    swarms: HashMap<Id20, Swarm>,
+    swarms: Swarms,
+    /// The entries each socket served here announced and still speaks for.
     owned: HashMap<Handle, Owned>,
-    peers: usize,
+    scrapes: HashMap<u64, Gather>,
+    scrape_deadlines: Deadlines<u64>,
+    next_scrape: u64,
     counters: Counters,
-    /// For picking peers (not capabilities: seeded once from the shell's randomness).
-    rng: u64,
     /// Reused for every message written.
     buf: Vec<u8>,
 }
@@ -211,25 +184,71 @@ impl Tracker {
     pub fn new(opts: Options) -> Tracker {
         Tracker {
             opts,
-            swarms: HashMap::new(),
+            swarms: Swarms::default(),
             owned: HashMap::new(),
-            peers: 0,
+            scrapes: HashMap::new(),
+            scrape_deadlines: Deadlines::default(),
+            next_scrape: 0,
             counters: Counters::default(),
-            rng: 0,
             buf: Vec::new(),
         }
     }
 
+    /// Swarms this instance owns.
     pub fn swarms(&self) -> usize {
-        self.swarms.len()
+        self.swarms.swarms.len()
     }
 
+    /// Peers in the swarms this instance owns.
     pub fn peers(&self) -> usize {
-        self.peers
+        self.swarms.peers
     }
 
     pub fn counters(&self) -> Counters {
         self.counters
+    }
+
+    /// The key of swarm `ih` (every swarm's one key when full scrapes are allowed: they need
+    /// every swarm in one place).
+    pub fn key(&self, ih: &Id20) -> SwarmKey {
+        let mut k = SwarmKey([0; 43], 3);
+        if self.opts.full_scrape {
+            k.0[..4].copy_from_slice(ALL_SWARMS.as_bytes());
+            k.1 = 4;
+            return k;
+        }
+        k.0[..3].copy_from_slice(b"wt/");
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        for (i, x) in ih.iter().enumerate() {
+            k.0[3 + 2 * i] = HEX[usize::from(x >> 4)];
+            k.0[4 + 2 * i] = HEX[usize::from(x & 15)];
+        }
+        k.1 = 43;
+        k
+    }
+
+    /// Whether a key is a swarm key (`wt/…`).
+    pub fn is_key(key: &str) -> bool {
+        key.starts_with("wt/")
+    }
+
+    /// Whether this instance holds state for a swarm key.
+    pub fn holds(&self, key: &str) -> bool {
+        if key == ALL_SWARMS {
+            return !self.swarms.swarms.is_empty();
+        }
+        let Some(hex) = key.strip_prefix("wt/").filter(|h| h.len() == 40) else {
+            return false;
+        };
+        let mut ih = [0u8; 20];
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let digit = |d: u8| char::from(d).to_digit(16);
+            match (digit(pair[0]), digit(pair[1])) {
+                (Some(hi), Some(lo)) => ih[i] = (hi << 4 | lo) as u8,
+                _ => return false,
+            }
+        }
+        self.swarms.swarms.contains_key(&ih)
     }
 
     /// Whether a frame is a tracker request (how a socket on a shared path is told apart).
@@ -288,6 +307,7 @@ impl Tracker {
         cx.send(conn, Kind::Text, b);
     }
 
+    /// Checks an announce and tells it to its swarm.
     fn announce(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &Request) {
         const A: Option<&str> = Some("announce");
         let Some(ih) = req.info_hash.and_then(bin20) else {
@@ -297,9 +317,9 @@ impl Tracker {
             return self.fail(cx, conn, A, Some(&ih), "invalid peer_id");
         };
         let answer = req.answer.filter(|a| truthy(a));
-        let to = match answer {
-            Some(_) => match req.to_peer_id.and_then(bin20) {
-                Some(to) => Some(to),
+        let answer = match answer {
+            Some(a) => match req.to_peer_id.and_then(bin20) {
+                Some(to) => Some((to, a, req.offer_id)),
                 None => {
                     let reason = "invalid `to_peer_id` (required with `answer`)";
                     return self.fail(cx, conn, A, Some(&ih), reason);
@@ -325,164 +345,46 @@ impl Tracker {
             }
         }
         let seeder = event == Event::Completed || req.left.is_some_and(left_is_zero);
-        let new =
-            event != Event::Stopped && self.swarms.get(&ih).and_then(|s| s.find(&me)).is_none();
-        let owned = self.owned.get(&conn).map_or(0, Owned::len);
-        if new && owned >= self.opts.max_peers_per_connection {
-            let reason = "too many torrents announced on this connection";
-            return self.fail(cx, conn, A, Some(&ih), reason);
-        }
-        if !self.update(cx.now, conn, ih, me, event, seeder) {
-            return; // another socket's peer id: ignored
-        }
-        self.counters.announces += 1;
-        let (complete, incomplete) = self.swarms.get(&ih).map_or((0, 0), Swarm::counts);
-        if answer.is_none() {
-            let b = &mut self.buf;
-            b.clear();
-            b.extend_from_slice(br#"{"complete":"#);
-            push_decimal(b, complete.into());
-            b.extend_from_slice(br#","incomplete":"#);
-            push_decimal(b, incomplete.into());
-            b.extend_from_slice(br#","action":"announce","interval":"#);
-            push_decimal(b, self.opts.interval_s);
-            b.extend_from_slice(br#","info_hash":"#);
-            write_bin(b, &ih);
-            b.push(b'}');
-            cx.send(conn, Kind::Text, b);
-        }
         if event == Event::Stopped {
-            return;
-        }
-        if let Some(Offers::List(offers)) = &req.offers {
-            self.offer(cx, &ih, &me, offers);
-        }
-        if let (Some(answer), Some(to), Some(offer_id)) = (answer, to, req.offer_id) {
-            let Some(target) = self
-                .swarms
-                .get(&ih)
-                .and_then(|s| s.find(&to).map(|i| s.peers[i].conn))
-            else {
-                return;
-            };
-            let b = &mut self.buf;
-            b.clear();
-            b.extend_from_slice(br#"{"action":"announce","answer":"#);
-            b.extend_from_slice(answer.as_bytes());
-            b.extend_from_slice(br#","offer_id":"#);
-            b.extend_from_slice(offer_id.as_bytes());
-            relayed_tail(b, &me, &ih);
-            cx.send_lossy(target, Kind::Text, b);
-            self.counters.answers_relayed += 1;
-        }
-    }
-
-    /// Applies an announce to the swarm; false when the peer id is another socket's.
-    fn update(
-        &mut self,
-        now: u64,
-        conn: Handle,
-        ih: Id20,
-        me: Id20,
-        event: Event,
-        seeder: bool,
-    ) -> bool {
-        let swarm = self.swarms.entry(ih).or_default();
-        match swarm.find(&me) {
-            Some(i) if swarm.peers[i].conn != conn => {
-                if swarm.peers.is_empty() {
-                    self.swarms.remove(&ih);
+            disown(&mut self.owned, conn, &ih, &me);
+        } else {
+            match self.owned.get_mut(&conn) {
+                Some(o) if o.contains(&ih, &me) => {}
+                Some(o) if o.len() >= self.opts.max_peers_per_connection => {
+                    let reason = "too many torrents announced on this connection";
+                    return self.fail(cx, conn, A, Some(&ih), reason);
                 }
-                return false;
-            }
-            Some(i) if event == Event::Stopped => {
-                swarm.remove(i);
-                self.peers -= 1;
-                if swarm.peers.is_empty() {
-                    self.swarms.remove(&ih);
+                Some(o) => o.push(ih, me),
+                None if self.opts.max_peers_per_connection == 0 => {
+                    let reason = "too many torrents announced on this connection";
+                    return self.fail(cx, conn, A, Some(&ih), reason);
                 }
-                if let Some(o) = self.owned.get_mut(&conn) {
-                    if o.remove(&ih, &me) {
-                        self.owned.remove(&conn);
-                    }
-                }
-            }
-            Some(i) => {
-                let p = &mut swarm.peers[i];
-                p.last = now;
-                if seeder && !p.seeder {
-                    p.seeder = true;
-                    swarm.seeders += 1;
-                }
-            }
-            None if event == Event::Stopped => {
-                if swarm.peers.is_empty() {
-                    self.swarms.remove(&ih);
-                }
-            }
-            None => {
-                if swarm.peers.len() >= self.opts.max_peers_per_swarm.max(1) {
-                    let oldest = (0..swarm.peers.len()).min_by_key(|&i| swarm.peers[i].last);
-                    if let Some(i) = oldest {
-                        let gone = swarm.remove(i);
-                        self.peers -= 1;
-                        disown(&mut self.owned, gone.conn, &ih, &gone.id);
-                    }
-                }
-                swarm.push(Peer {
-                    id: me,
-                    conn,
-                    seeder,
-                    last: now,
-                });
-                self.peers += 1;
-                match self.owned.get_mut(&conn) {
-                    Some(o) => o.push(ih, me),
-                    None => {
-                        self.owned.insert(conn, Owned::One(ih, me));
-                    }
+                None => {
+                    self.owned.insert(conn, Owned::One(ih, me));
                 }
             }
         }
-        true
-    }
-
-    /// Sends the offers that are objects, each to a distinct random other peer of the swarm.
-    fn offer(&mut self, cx: &mut Cx<'_>, ih: &Id20, me: &Id20, offers: &[Option<OfferEntry>]) {
-        let Some(swarm) = self.swarms.get(ih) else {
-            return;
+        let offers = match (&req.offers, event) {
+            (Some(Offers::List(list)), e) if e != Event::Stopped => list
+                .iter()
+                .flatten()
+                .map(|o| (o.offer, o.offer_id))
+                .collect(),
+            _ => Vec::new(),
         };
-        let offers: Vec<&OfferEntry> = offers.iter().flatten().collect();
-        let mine = swarm.find(me);
-        let others = swarm.peers.len() - usize::from(mine.is_some());
-        let want = offers.len().min(self.opts.max_offers).min(others);
-        if want == 0 {
-            return;
-        }
-        if self.rng == 0 {
-            self.rng = u64::from_le_bytes(cx.random::<8>()) | 1;
-        }
-        let picked = pick(&mut self.rng, swarm.peers.len(), mine, want);
-        for (offer, i) in offers.into_iter().zip(picked) {
-            let b = &mut self.buf;
-            b.clear();
-            b.extend_from_slice(br#"{"action":"announce""#);
-            if let Some(o) = offer.offer {
-                b.extend_from_slice(br#","offer":"#);
-                b.extend_from_slice(o.as_bytes());
-            }
-            if let Some(id) = offer.offer_id {
-                b.extend_from_slice(br#","offer_id":"#);
-                b.extend_from_slice(id.as_bytes());
-            }
-            relayed_tail(b, me, ih);
-            // An offer that cannot arrive soon is worth nothing (its sender gives up on it):
-            // a peer that falls behind loses offers, not its connection.
-            cx.send_lossy(swarm.peers[i].conn, Kind::Text, b);
-            self.counters.offers_relayed += 1;
-        }
+        let told = Told::Announce(Announce {
+            ih,
+            me,
+            event,
+            seeder,
+            offers,
+            answer,
+        });
+        let key = self.key(&ih);
+        cx.tell_with(key.as_str(), conn, |b| told.encode(b));
     }
 
+    /// Checks a scrape and asks each of its swarms for their counts.
     fn scrape(&mut self, cx: &mut Cx<'_>, conn: Handle, req: &Request) {
         const S: Option<&str> = Some("scrape");
         let hashes: Vec<Id20> = match req.info_hash {
@@ -497,15 +399,54 @@ impl Tracker {
             return self.fail(cx, conn, S, None, "Full scrapes are not allowed");
         }
         self.counters.scrapes += 1;
+        let id = self.next_scrape;
+        self.next_scrape += 1;
+        let mut g = Gather {
+            conn,
+            hashes: Vec::new(),
+            counts: Vec::new(),
+            left: 0,
+            full: None,
+        };
+        if full {
+            g.left = 1;
+            cx.tell_with(ALL_SWARMS, conn, |b| {
+                Told::CountAll { scrape: id }.encode(b)
+            });
+        } else {
+            for (n, ih) in hashes.iter().enumerate().take(MAX_SCRAPE) {
+                // A repeated hash is one key of the object, as in the original.
+                if !hashes[..n].contains(ih) {
+                    g.hashes.push(*ih);
+                }
+            }
+            for (index, ih) in g.hashes.iter().enumerate() {
+                let told = Told::Count {
+                    ih: *ih,
+                    scrape: id,
+                    index: index as u16,
+                };
+                cx.tell_with(self.key(ih).as_str(), conn, |b| told.encode(b));
+            }
+            g.counts = vec![None; g.hashes.len()];
+            g.left = g.hashes.len();
+        }
+        if g.left == 0 {
+            return self.answer_scrape(cx, g);
+        }
+        self.scrapes.insert(id, g);
+        self.scrape_deadlines.push(cx.now + SCRAPE_WAIT_MS, id);
+    }
+
+    fn answer_scrape(&mut self, cx: &mut Cx<'_>, g: Gather) {
         let b = &mut self.buf;
         b.clear();
         b.extend_from_slice(br#"{"action":"scrape","files":{"#);
         let mut first = true;
-        let mut file = |b: &mut Vec<u8>, ih: &Id20, s: Option<&Swarm>| {
+        let mut file = |b: &mut Vec<u8>, ih: &Id20, (c, i): (u32, u32)| {
             if !std::mem::take(&mut first) {
                 b.push(b',');
             }
-            let (c, i) = s.map_or((0, 0), Swarm::counts);
             write_bin(b, ih);
             b.extend_from_slice(br#":{"complete":"#);
             push_decimal(b, c.into());
@@ -515,66 +456,111 @@ impl Tracker {
             push_decimal(b, c.into());
             b.push(b'}');
         };
-        if full {
-            for (ih, s) in &self.swarms {
-                file(b, ih, Some(s));
-            }
-        } else {
-            for (n, ih) in hashes.iter().enumerate().take(MAX_SCRAPE) {
-                // A repeated hash is one key of the object, as in the original.
-                if !hashes[..n].contains(ih) {
-                    file(b, ih, self.swarms.get(ih));
-                }
-            }
+        for (ih, c, i) in g.full.iter().flatten() {
+            file(b, ih, (*c, *i));
+        }
+        for (ih, counts) in g.hashes.iter().zip(&g.counts) {
+            file(b, ih, counts.unwrap_or((0, 0)));
         }
         b.extend_from_slice(br#"},"flags":{"min_request_interval":"#);
         push_decimal(b, 5 * self.opts.interval_s);
         b.extend_from_slice(b"}}");
-        cx.send(conn, Kind::Text, b);
+        cx.send(g.conn, Kind::Text, b);
     }
 
-    /// `conn` is gone: every peer entry it owns leaves its swarm.
-    pub fn close(&mut self, conn: Handle) {
+    /// A message told to a swarm key this instance owns.
+    pub fn told(&mut self, cx: &mut Cx<'_>, from: Handle, payload: &[u8]) {
+        if let Some(t) = Told::decode(payload) {
+            let (opts, c) = (&self.opts, &mut self.counters);
+            self.swarms.told(cx, opts, c, from, t);
+        }
+    }
+
+    /// A swarm owner's reply about `conn`, a socket served here.
+    pub fn replied(&mut self, cx: &mut Cx<'_>, conn: Handle, payload: &[u8]) {
+        match Replied::decode(payload) {
+            Some(Replied::Dropped { ih, id }) => disown(&mut self.owned, conn, &ih, &id),
+            Some(Replied::Counts {
+                scrape,
+                index,
+                complete,
+                incomplete,
+            }) => {
+                let Some(g) = self.scrapes.get_mut(&scrape).filter(|g| g.conn == conn) else {
+                    return;
+                };
+                if let Some(slot) = g.counts.get_mut(usize::from(index)).filter(|s| s.is_none()) {
+                    *slot = Some((complete, incomplete));
+                    g.left -= 1;
+                }
+                if g.left == 0 {
+                    if let Some(g) = self.scrapes.remove(&scrape) {
+                        self.answer_scrape(cx, g);
+                    }
+                }
+            }
+            Some(Replied::All { scrape, files }) => {
+                if let Some(mut g) = self.scrapes.remove(&scrape) {
+                    g.full = Some(files);
+                    self.answer_scrape(cx, g);
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// `conn` is gone: every swarm it announced to hears that its peers leave.
+    pub fn close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
+        if !self.scrapes.is_empty() {
+            self.scrapes.retain(|_, g| g.conn != conn);
+        }
         let Some(owned) = self.owned.remove(&conn) else {
             return;
         };
         for (ih, id) in owned.into_vec() {
-            if let Some(s) = self.swarms.get_mut(&ih) {
-                if let Some(i) = s.find(&id).filter(|&i| s.peers[i].conn == conn) {
-                    s.remove(i);
-                    self.peers -= 1;
-                    if s.peers.is_empty() {
-                        self.swarms.remove(&ih);
-                    }
-                }
+            let key = self.key(&ih);
+            cx.tell_with(key.as_str(), conn, |b| Told::Leave { ih, id }.encode(b));
+        }
+    }
+
+    /// Sockets on cluster nodes that are gone leave the swarms owned here.
+    pub fn lost(&mut self, lost: &dyn Fn(Handle) -> bool) {
+        self.swarms.lost(lost);
+    }
+
+    /// Removes the peers that have not announced for the peer timeout, and answers the
+    /// scrapes that waited too long.
+    pub fn expire(&mut self, cx: &mut Cx<'_>) {
+        self.swarms.expire(cx, self.opts.peer_timeout_ms);
+        while let Some((_, id)) = self.scrape_deadlines.pop_due(cx.now) {
+            if let Some(g) = self.scrapes.remove(&id) {
+                self.answer_scrape(cx, g);
             }
         }
     }
 
-    /// Removes the peers that have not announced for the peer timeout.
-    pub fn expire(&mut self, now: u64) {
-        let cutoff = now.saturating_sub(self.opts.peer_timeout_ms);
-        let owned = &mut self.owned;
-        let mut gone = 0;
-        self.swarms.retain(|ih, s| {
-            let mut i = 0;
-            while i < s.peers.len() {
-                if s.peers[i].last <= cutoff {
-                    let p = s.remove(i);
-                    disown(owned, p.conn, ih, &p.id);
-                    gone += 1;
-                } else {
-                    i += 1;
-                }
-            }
-            !s.peers.is_empty()
-        });
-        self.peers -= gone;
+    /// When [`Tracker::expire`] should run next, after a sweep at `swept`.
+    pub fn next_sweep(&self, swept: u64) -> Option<u64> {
+        let sweep = (self.swarms.peers > 0).then(|| swept + self.sweep_every_ms());
+        match (sweep, self.scrape_deadlines.next()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
-    /// How often [`Tracker::expire`] should run.
+    /// How often peers are swept for expiry.
     pub fn sweep_every_ms(&self) -> u64 {
         (self.opts.peer_timeout_ms / 10).clamp(1_000, 60_000)
+    }
+}
+
+/// A swarm's placement key, written without allocating.
+pub struct SwarmKey([u8; 43], usize);
+
+impl SwarmKey {
+    pub fn as_str(&self) -> &str {
+        // Written from ASCII only.
+        std::str::from_utf8(&self.0[..self.1]).unwrap_or(ALL_SWARMS)
     }
 }
 
@@ -586,42 +572,24 @@ fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20
     }
 }
 
-/// `want` distinct indices of `0..n` other than `skip`, in random order.
-fn pick(rng: &mut u64, n: usize, skip: Option<usize>, want: usize) -> Vec<usize> {
-    let mut next = |below: usize| -> usize {
-        // xorshift64*: fast, and good enough to spread offers over a swarm.
-        *rng ^= *rng >> 12;
-        *rng ^= *rng << 25;
-        *rng ^= *rng >> 27;
-        (rng.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 32) as usize % below
-    };
-    let others = n - usize::from(skip.is_some());
-    if others <= 4 * want {
-        // Few enough to shuffle the candidates: a partial Fisher-Yates.
-        let mut all: Vec<usize> = (0..n).filter(|&i| Some(i) != skip).collect();
-        for k in 0..want {
-            let j = k + next(all.len() - k);
-            all.swap(k, j);
-        }
-        all.truncate(want);
-        return all;
-    }
-    let mut out = Vec::with_capacity(want);
-    while out.len() < want {
-        let i = next(n);
-        if Some(i) != skip && !out.contains(&i) {
-            out.push(i);
-        }
-    }
-    out
-}
-
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Event {
-    Started,
-    Completed,
-    Stopped,
-    Update,
+    Started = 1,
+    Completed = 2,
+    Stopped = 3,
+    Update = 4,
+}
+
+impl Event {
+    fn from_u8(b: u8) -> Option<Event> {
+        Some(match b {
+            1 => Event::Started,
+            2 => Event::Completed,
+            3 => Event::Stopped,
+            4 => Event::Update,
+            _ => return None,
+        })
+    }
 }
 
 /// The members of a request sigyard reads, each as the JSON text sent; a repeated member's

@@ -7,9 +7,9 @@
 //! of §8.7 (topics per connection, topic name length; past one the frame is dropped, as the
 //! protocol has no errors).
 //!
-//! Does not own: placement and paths (`anypath`: every y-webrtc socket lives on the instance
-//! owning its key, so one table sees every topic, on one node or across a cluster), WebSocket
-//! keepalive (the shell's pings and idle timeout), frame size (the shell's `--max-message-size`).
+//! Does not own: paths (`anypath`), where a topic's owner runs (the shell places each topic's
+//! key, on one node or across a cluster), WebSocket keepalive (the shell's pings and idle
+//! timeout), frame size (the shell's `--max-message-size`).
 //!
 //! # Messages
 //!
@@ -63,16 +63,19 @@ impl<'a> Members<'a> {
     }
 }
 
+/// A topic this instance owns: its subscribers in subscription order (the original's Set
+/// insertion order), wherever their sockets are.
+#[derive(Default)]
 struct Topic {
-    /// Subscribers by subscription number: the original's Set insertion order.
     subscribers: BTreeMap<u64, Handle>,
+    order: HashMap<Handle, u64>,
 }
 
-/// A connection's topics with its subscription number in each. Most clients subscribe to one
-/// room: that one is kept inline, more go to a vector.
+/// A connection's topics. Most clients subscribe to one room: that one is kept inline, more go
+/// to a vector.
 enum Subs {
-    One(Arc<str>, u64),
-    Many(Vec<(Arc<str>, u64)>),
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
 }
 
 impl Subs {
@@ -85,44 +88,53 @@ impl Subs {
 
     fn contains(&self, topic: &str) -> bool {
         match self {
-            Subs::One(t, _) => &**t == topic,
-            Subs::Many(v) => v.iter().any(|(t, _)| &**t == topic),
+            Subs::One(t) => &**t == topic,
+            Subs::Many(v) => v.iter().any(|t| &**t == topic),
         }
     }
 
-    fn push(&mut self, topic: Arc<str>, n: u64) {
+    fn push(&mut self, topic: Arc<str>) {
         match self {
-            Subs::One(t, m) => *self = Subs::Many(vec![(t.clone(), *m), (topic, n)]),
-            Subs::Many(v) => v.push((topic, n)),
+            Subs::One(t) => *self = Subs::Many(vec![t.clone(), topic]),
+            Subs::Many(v) => v.push(topic),
         }
     }
 
-    /// Takes `topic` out: its subscription number, and whether none is left.
-    fn remove(&mut self, topic: &str) -> Option<(u64, bool)> {
+    /// Takes `topic` out: whether it was there, and whether none is left.
+    fn remove(&mut self, topic: &str) -> Option<bool> {
         match self {
-            Subs::One(t, n) => (&**t == topic).then_some((*n, true)),
+            Subs::One(t) => (&**t == topic).then_some(true),
             Subs::Many(v) => {
-                let i = v.iter().position(|(t, _)| &**t == topic)?;
-                let (_, n) = v.swap_remove(i);
-                Some((n, v.is_empty()))
+                let i = v.iter().position(|t| &**t == topic)?;
+                v.swap_remove(i);
+                Some(v.is_empty())
             }
         }
     }
 
-    fn into_vec(self) -> Vec<(Arc<str>, u64)> {
-        match self {
-            Subs::One(t, n) => vec![(t, n)],
-            Subs::Many(v) => v,
-        }
+    fn iter(&self) -> impl Iterator<Item = &Arc<str>> {
+        let (one, many) = match self {
+            Subs::One(t) => (Some(t), &[][..]),
+            Subs::Many(v) => (None, &v[..]),
+        };
+        one.into_iter().chain(many)
     }
 }
 
-/// The y-webrtc table of one instance. A topic's name is allocated once and shared by its
-/// subscribers' lists, and a connection's list holds one topic inline, so a subscriber costs
-/// a few tens of bytes beyond its socket.
+/// What a topic's owner is told.
+const SUBSCRIBE: u8 = 1;
+const UNSUBSCRIBE: u8 = 2;
+/// Then the length of the text before the `clients` count (4 bytes), that text, and the rest.
+const PUBLISH: u8 = 3;
+
+/// The y-webrtc table of one instance, in both its roles (ARCHITECTURE.md, "Where state
+/// lives"): it serves sockets (reads their frames, keeps the topics each subscribed, answers
+/// pings) and owns the topics whose keys the shell places on it (subscribers, fan-out). Every
+/// subscribe, unsubscribe and publish is told to its topic's key, so the topics of one server
+/// spread over its cores and nodes.
 #[derive(Default)]
 pub struct Topics {
-    topics: HashMap<Arc<str>, Topic>,
+    topics: HashMap<Box<str>, Topic>,
     conns: HashMap<Handle, Subs>,
     next: u64,
 }
@@ -132,18 +144,29 @@ impl Topics {
         Self::default()
     }
 
-    /// Connections that subscribed to anything.
+    /// Connections served here that subscribed to anything.
     pub fn conns(&self) -> usize {
         self.conns.len()
     }
 
-    /// Topics with at least one subscriber.
+    /// Topics owned here with at least one subscriber.
     pub fn topics(&self) -> usize {
         self.topics.len()
     }
 
-    /// One frame from `conn` (a binary one too, read as text if it is UTF-8): its answers and
-    /// fan-out go to `cx`.
+    /// Whether a key is a topic key (`yt/…`).
+    pub fn is_key(key: &str) -> bool {
+        key.starts_with("yt/")
+    }
+
+    /// Whether this instance owns subscribers of a topic key.
+    pub fn holds(&self, key: &str) -> bool {
+        key.strip_prefix("yt/")
+            .is_some_and(|t| self.topics.contains_key(t))
+    }
+
+    /// One frame from `conn` (a binary one too, read as text if it is UTF-8): what it asks is
+    /// told to its topics' owners.
     pub fn message(&mut self, cx: &mut Cx<'_>, conn: Handle, msg: Message<'_>) {
         let Some(m) = msg.text().and_then(Members::parse) else {
             return;
@@ -151,91 +174,141 @@ impl Topics {
         match m.str("type").as_deref() {
             Some("subscribe") => {
                 for t in topic_list(&m) {
-                    self.subscribe(conn, &t);
+                    self.subscribe(cx, conn, &t);
                 }
             }
             Some("unsubscribe") => {
                 for t in topic_list(&m) {
-                    self.unsubscribe(conn, &t);
+                    self.unsubscribe(cx, conn, &t);
                 }
             }
-            Some("publish") => self.publish(cx, &m),
+            Some("publish") => {
+                let Some(topic) = m.str("topic").filter(|t| !t.is_empty()) else {
+                    return;
+                };
+                let (text, at) = with_clients(&m);
+                cx.tell_with(&key(&topic), conn, |b| {
+                    b.push(PUBLISH);
+                    b.extend_from_slice(&(at as u32).to_le_bytes());
+                    b.extend_from_slice(text.as_bytes());
+                });
+            }
             Some("ping") => cx.text(conn, r#"{"type":"pong"}"#),
             _ => {}
         }
     }
 
-    fn subscribe(&mut self, conn: Handle, topic: &str) {
+    fn subscribe(&mut self, cx: &mut Cx<'_>, conn: Handle, topic: &str) {
         if topic.len() > MAX_TOPIC_LEN {
             return;
         }
-        if let Some(mine) = self.conns.get(&conn) {
-            if mine.len() >= MAX_TOPICS_PER_CONN || mine.contains(topic) {
-                return;
-            }
-        }
-        let n = self.next;
-        self.next += 1;
-        let name = match self.topics.get_key_value(topic) {
-            Some((name, _)) => name.clone(),
-            None => Arc::from(topic),
-        };
         match self.conns.get_mut(&conn) {
-            Some(mine) => mine.push(name.clone(), n),
+            Some(mine) if mine.len() >= MAX_TOPICS_PER_CONN || mine.contains(topic) => return,
+            Some(mine) => mine.push(topic.into()),
             None => {
-                self.conns.insert(conn, Subs::One(name.clone(), n));
+                self.conns.insert(conn, Subs::One(topic.into()));
             }
         }
-        self.topics
-            .entry(name)
-            .or_insert_with(|| Topic {
-                subscribers: BTreeMap::new(),
-            })
-            .subscribers
-            .insert(n, conn);
+        cx.tell(&key(topic), conn, &[SUBSCRIBE]);
     }
 
-    fn unsubscribe(&mut self, conn: Handle, topic: &str) {
+    fn unsubscribe(&mut self, cx: &mut Cx<'_>, conn: Handle, topic: &str) {
         let Some(mine) = self.conns.get_mut(&conn) else {
             return;
         };
-        if let Some((n, none_left)) = mine.remove(topic) {
+        if let Some(none_left) = mine.remove(topic) {
             if none_left {
                 self.conns.remove(&conn);
             }
-            self.leave_topic(topic, n);
+            cx.tell(&key(topic), conn, &[UNSUBSCRIBE]);
         }
-    }
-
-    fn leave_topic(&mut self, topic: &str, n: u64) {
-        if let Some(t) = self.topics.get_mut(topic) {
-            t.subscribers.remove(&n);
-            if t.subscribers.is_empty() {
-                self.topics.remove(topic);
-            }
-        }
-    }
-
-    fn publish(&mut self, cx: &mut Cx<'_>, m: &Members) {
-        let Some(topic) = m.str("topic").filter(|t| !t.is_empty()) else {
-            return;
-        };
-        let Some(t) = self.topics.get(&*topic) else {
-            return;
-        };
-        let msg = with_clients(m, t.subscribers.len());
-        cx.send_many(t.subscribers.values().copied(), Kind::Text, msg.as_bytes());
     }
 
     /// `conn` is gone: it leaves every topic.
-    pub fn close(&mut self, conn: Handle) {
+    pub fn close(&mut self, cx: &mut Cx<'_>, conn: Handle) {
         let Some(mine) = self.conns.remove(&conn) else {
             return;
         };
-        for (topic, n) in mine.into_vec() {
-            self.leave_topic(&topic, n);
+        for topic in mine.iter() {
+            cx.tell(&key(topic), conn, &[UNSUBSCRIBE]);
         }
     }
+
+    /// A message told to a topic key this instance owns, on behalf of `from`.
+    pub fn told(&mut self, cx: &mut Cx<'_>, from: Handle, key: &str, payload: &[u8]) {
+        let Some(name) = key.strip_prefix("yt/") else {
+            return;
+        };
+        match payload.first() {
+            Some(&SUBSCRIBE) => {
+                let t = match self.topics.get_mut(name) {
+                    Some(t) => t,
+                    None => self.topics.entry(name.into()).or_default(),
+                };
+                if let std::collections::hash_map::Entry::Vacant(e) = t.order.entry(from) {
+                    e.insert(self.next);
+                    t.subscribers.insert(self.next, from);
+                    self.next += 1;
+                }
+            }
+            Some(&UNSUBSCRIBE) => {
+                if let Some(t) = self.topics.get_mut(name) {
+                    if let Some(n) = t.order.remove(&from) {
+                        t.subscribers.remove(&n);
+                    }
+                    if t.subscribers.is_empty() {
+                        self.topics.remove(name);
+                    }
+                }
+            }
+            Some(&PUBLISH) => {
+                let Some(t) = self.topics.get(name) else {
+                    return;
+                };
+                let Some((at, text)) = payload[1..].split_first_chunk::<4>() else {
+                    return;
+                };
+                let at = u32::from_le_bytes(*at) as usize;
+                let Some((before, after)) = text.split_at_checked(at) else {
+                    return;
+                };
+                let mut msg = Vec::with_capacity(text.len() + 8);
+                msg.extend_from_slice(before);
+                crate::proto::http::push_decimal(&mut msg, t.subscribers.len() as u64);
+                msg.extend_from_slice(after);
+                cx.send_many(t.subscribers.values().copied(), Kind::Text, &msg);
+            }
+            _ => {}
+        }
+    }
+
+    /// Cluster nodes are gone: their subscribers leave the topics owned here, and the topics
+    /// the sockets served here subscribed are told again (their owners may have been there).
+    pub fn lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
+        self.topics.retain(|_, t| {
+            t.order.retain(|h, n| {
+                let gone = lost(*h);
+                if gone {
+                    t.subscribers.remove(n);
+                }
+                !gone
+            });
+            !t.subscribers.is_empty()
+        });
+        for (conn, mine) in &self.conns {
+            for topic in mine.iter() {
+                cx.tell(&key(topic), *conn, &[SUBSCRIBE]);
+            }
+        }
+    }
+}
+
+/// A topic's placement key.
+fn key(topic: &str) -> String {
+    let mut k = String::with_capacity(3 + topic.len());
+    k.push_str("yt/");
+    k.push_str(topic);
+    k
 }
 
 /// The string elements of `topics` (skipping others; nothing if it is not an array).
@@ -252,8 +325,9 @@ fn topic_list<'a>(m: &Members<'a>) -> Vec<Cow<'a, str>> {
     topics
 }
 
-/// The object `m` with `clients` set to `n`: in its place if present, else last.
-fn with_clients(m: &Members, n: usize) -> String {
+/// The object `m` with `clients` set (in its place if present, else last), as text with the
+/// count left out, and where the count goes.
+fn with_clients(m: &Members) -> (String, usize) {
     let mut s = String::with_capacity(
         64 + m
             .0
@@ -262,7 +336,7 @@ fn with_clients(m: &Members, n: usize) -> String {
             .sum::<usize>(),
     );
     s.push('{');
-    let mut set = false;
+    let mut at = None;
     for (i, (k, v)) in m.0.iter().enumerate() {
         if i > 0 {
             s.push(',');
@@ -270,21 +344,20 @@ fn with_clients(m: &Members, n: usize) -> String {
         s.push_str(&serde_json::Value::from(&**k).to_string());
         s.push(':');
         if k == "clients" {
-            s.push_str(&n.to_string());
-            set = true;
+            at = Some(s.len());
         } else {
             s.push_str(v);
         }
     }
-    if !set {
+    if at.is_none() {
         if !m.0.is_empty() {
             s.push(',');
         }
         s.push_str(r#""clients":"#);
-        s.push_str(&n.to_string());
+        at = Some(s.len());
     }
     s.push('}');
-    s
+    (s, at.unwrap_or(0))
 }
 
 /// Whether a frame is a y-webrtc message: a JSON object with a string `type` (how a socket on a

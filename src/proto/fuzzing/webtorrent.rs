@@ -14,7 +14,7 @@
 //! silence for another socket's peer id, and where an answer goes.
 
 use crate::proto::dialect::webtorrent::{Options, Tracker};
-use crate::proto::dialect::{Handle, Kind, Output, Outputs};
+use crate::proto::dialect::{Cx, Handle, Kind, Local, Output, Outputs};
 use std::collections::BTreeMap;
 
 const HASHES: [&str; 3] = [
@@ -48,10 +48,19 @@ impl Drive {
         Handle::of(self.next, 1)
     }
 
-    fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Vec<u8>)> {
+    /// Runs `f` on the table, then what it told itself.
+    fn run(&mut self, f: impl FnOnce(&mut Tracker, &mut Cx<'_>)) {
         let t = &mut self.t;
+        super::with_cx(&mut self.out, self.now, 7, |cx| f(t, cx));
+        super::settle(t, &mut self.out, self.now, 7, |t, cx, l| match l {
+            Local::Tell { from, payload, .. } => t.told(cx, from, &payload),
+            Local::Reply { to, payload } => t.replied(cx, to, &payload),
+        });
+    }
+
+    fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Vec<u8>)> {
         let msg = super::as_message(payload);
-        super::with_cx(&mut self.out, self.now, 7, |cx| t.message(cx, conn, msg));
+        self.run(|t, cx| t.message(cx, conn, msg));
         let sent = self
             .out
             .iter()
@@ -215,7 +224,9 @@ pub fn check_webtorrent(data: &[u8]) {
                 (text.into_bytes(), Expect::Scrape)
             }
             5 => {
-                h.t.close(conns[c]);
+                let conn = conns[c];
+                h.run(|t, cx| t.close(cx, conn));
+                assert!(h.out.is_empty(), "a close sends nothing");
                 for s in &mut model {
                     s.retain(|_, e| e.0 != c);
                 }
@@ -225,7 +236,8 @@ pub fn check_webtorrent(data: &[u8]) {
             _ => {
                 i += 1;
                 h.now += u64::from(arg) * 100;
-                h.t.expire(h.now);
+                h.run(|t, cx| t.expire(cx));
+                assert!(h.out.is_empty(), "expiry sends nothing");
                 let cutoff = h.now.saturating_sub(TIMEOUT_MS);
                 for s in &mut model {
                     s.retain(|_, e| e.2 > cutoff);

@@ -13,7 +13,7 @@
 //! every recipient list exactly, in subscription order.
 
 use crate::proto::dialect::ywebrtc::{Members, Topics};
-use crate::proto::dialect::{Handle, Kind, Output, Outputs};
+use crate::proto::dialect::{Cx, Handle, Kind, Local, Output, Outputs};
 use std::collections::{BTreeMap, HashSet};
 
 /// The table with a context around it, as the shell gives one.
@@ -30,11 +30,19 @@ impl Drive {
     }
 
     /// The sends of one frame, in order.
-    fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Kind, Vec<u8>)> {
+    /// Runs `f` on the table, then what it told itself.
+    fn run(&mut self, f: impl FnOnce(&mut Topics, &mut Cx<'_>)) {
         let t = &mut self.t;
-        super::with_cx(&mut self.out, 0, 1, |cx| {
-            t.message(cx, conn, super::as_message(payload))
+        super::with_cx(&mut self.out, 0, 1, |cx| f(t, cx));
+        super::settle(t, &mut self.out, 0, 1, |t, cx, l| {
+            if let Local::Tell { from, key, payload } = l {
+                t.told(cx, from, &key, &payload);
+            }
         });
+    }
+
+    fn message(&mut self, conn: Handle, payload: &[u8]) -> Vec<(Handle, Kind, Vec<u8>)> {
+        self.run(|t, cx| t.message(cx, conn, super::as_message(payload)));
         let sent = self
             .out
             .iter()
@@ -137,7 +145,9 @@ pub fn check_ywebrtc(data: &[u8]) {
             }
             5 => (br#"{"type":"ping"}"#.to_vec(), Expect::Pong),
             _ => {
-                h.t.close(conns[c]);
+                let conn = conns[c];
+                h.run(|t, cx| t.close(cx, conn));
+                assert!(h.out.is_empty(), "a close sends nothing");
                 for t in &mut model {
                     t.retain(|_, who| *who != c);
                 }

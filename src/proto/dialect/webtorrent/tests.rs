@@ -615,7 +615,7 @@ fn picks_are_distinct_and_skip_the_announcer() {
         for skip in [None, Some(0), Some(n - 1)] {
             let others = n - usize::from(skip.is_some());
             for want in 0..=others.min(12) {
-                let mut p = pick(&mut rng, n, skip, want);
+                let mut p = swarms::pick(&mut rng, n, skip, want);
                 assert_eq!(p.len(), want);
                 assert!(p.iter().all(|&i| i < n && Some(i) != skip));
                 p.sort();
@@ -702,4 +702,99 @@ fn bin20_reads_what_serde_json_reads() {
     for not_a_string in ["null", "12", "[\"a\"]", "{}"] {
         assert_eq!(bin20(not_a_string), None);
     }
+}
+
+#[test]
+fn what_a_swarm_is_told_and_replies_reads_back_and_garbage_does_not() {
+    let (ih, me, to) = ([1u8; 20], [2u8; 20], [3u8; 20]);
+    let told = Told::Announce(Announce {
+        ih,
+        me,
+        event: Event::Completed,
+        seeder: true,
+        offers: vec![(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))],
+        answer: Some((to, r#"{"sdp":"y"}"#, Some(r#""o""#))),
+    });
+    let mut b = Vec::new();
+    told.encode(&mut b);
+    let Some(Told::Announce(a)) = Told::decode(&b) else {
+        panic!("an announce");
+    };
+    assert_eq!((a.ih, a.me, a.seeder), (ih, me, true));
+    assert!(a.event == Event::Completed);
+    assert_eq!(a.offers, [(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))]);
+    assert_eq!(a.answer, Some((to, r#"{"sdp":"y"}"#, Some(r#""o""#))));
+    // Every cut of it, and a byte more, are refused.
+    for n in 0..b.len() {
+        assert!(Told::decode(&b[..n]).is_none(), "{n}");
+    }
+    b.push(0);
+    assert!(Told::decode(&b).is_none());
+    for r in [
+        Replied::Counts {
+            scrape: 7,
+            index: 3,
+            complete: 1,
+            incomplete: 2,
+        },
+        Replied::All {
+            scrape: 8,
+            files: vec![(ih, 4, 5)],
+        },
+        Replied::Dropped { ih, id: me },
+    ] {
+        let mut b = Vec::new();
+        r.encode(&mut b);
+        let mut again = Vec::new();
+        Replied::decode(&b).expect("a reply").encode(&mut again);
+        assert_eq!(again, b);
+        assert!(Replied::decode(&b[..b.len() - 1]).is_none());
+    }
+    assert!(Told::decode(&[9]).is_none() && Replied::decode(&[]).is_none());
+}
+
+#[test]
+fn a_scrape_whose_swarms_do_not_answer_is_answered_with_zeros_in_time() {
+    let mut t = Tracker::new(Options::default());
+    let mut out = crate::proto::dialect::Outputs::default();
+    let conn = Handle::of(1, 1);
+    let (a, b) = (id('a'), id('b'));
+    let msg = format!(
+        r#"{{"action":"scrape","info_hash":[{},{}]}}"#,
+        js(&a),
+        js(&b)
+    );
+    crate::proto::fuzzing::with_cx(&mut out, 1_000, 1, |cx| {
+        t.message(cx, conn, Message::Text(&msg))
+    });
+    // Two counts asked of the swarms' keys; nothing answered yet.
+    let asked = out.take_local();
+    assert_eq!(asked.len(), 2);
+    assert!(out.is_empty());
+    assert_eq!(t.next_sweep(0), Some(1_000 + SCRAPE_WAIT_MS));
+    // One swarm answers; the other never does (its node went away).
+    let (from, payload) = match &asked[0] {
+        crate::proto::dialect::Local::Tell { from, payload, .. } => (*from, payload.clone()),
+        l => panic!("{l:?}"),
+    };
+    crate::proto::fuzzing::with_cx(&mut out, 1_001, 1, |cx| t.told(cx, from, &payload));
+    let reply = out.take_local();
+    let crate::proto::dialect::Local::Reply { to, payload } = &reply[0] else {
+        panic!("{reply:?}");
+    };
+    crate::proto::fuzzing::with_cx(&mut out, 1_002, 1, |cx| t.replied(cx, *to, payload));
+    assert!(out.is_empty(), "the scrape waits for the other swarm");
+    crate::proto::fuzzing::with_cx(&mut out, 1_000 + SCRAPE_WAIT_MS, 1, |cx| t.expire(cx));
+    let sent: Vec<_> = out.iter().map(|(_, b)| b.to_vec()).collect();
+    let zeros = r#"{"complete":0,"incomplete":0,"downloaded":0}"#;
+    assert_eq!(
+        sent,
+        [format!(
+            r#"{{"action":"scrape","files":{{{}:{zeros},{}:{zeros}}},"flags":{{"min_request_interval":600}}}}"#,
+            js(&a),
+            js(&b)
+        )
+        .into_bytes()]
+    );
+    assert_eq!(t.next_sweep(0), None);
 }
