@@ -493,7 +493,7 @@ static OPTS: &[Opt] = &[
     opt("webtorrent-max-peers-per-swarm", "N", "1000", "WebTorrent: peers per swarm at most; a new one evicts the one that announced least recently."),
     opt("webtorrent-max-peers-per-connection", "N", "1000", "WebTorrent: (torrent, peer id) entries one connection may announce at most; past it an announce for a new one gets a failure reason."),
     opt("webtorrent-max-offers", "N", "10", "WebTorrent: offers sent on per announce at most (the browser client sends 5)."),
-    opt("webtorrent-full-scrape", "BOOL", "false", "WebTorrent: answer a scrape without info_hash with every swarm (refused otherwise)."),
+    opt("webtorrent-full-scrape", "BOOL", "false", "WebTorrent: answer a scrape without info_hash with every swarm (refused otherwise); every swarm is then kept on one core and node."),
     opt("webtorrent-info-hashes", "PATH", "none", "WebTorrent: a file of allowed info hashes, 40 hex digits a line (# comments); others get \"Info hash not allowed\". Read at start."),
     opt("peerolator-server-info", "TEXT", "none", "Peerolator: serverInfo string sent in every HELLO; omitted when unset."),
     opt("peerjs-path", "PATH", "/", "PeerJS: the mount path (peer's --path): its WebSocket is PATHpeerjs, its ids PATH{key}/id."),

@@ -1,14 +1,17 @@
 //! The WebTorrent tracker over WebSocket (PROTOCOLS-beyond.md §9), as a pure table: sockets are
 //! [`Handle`]s, input is whole WebSocket messages, output goes through the call's [`Cx`].
 //!
-//! Owns: swarms by info hash and their peers (which socket speaks for each, seeder or not, when
-//! it last announced), the `announce` and `scrape` requests with every `failure reason` of §9.6
-//! and §9.9, the offer fan-out to distinct random peers, the answer relay, the per-swarm cap,
-//! peer expiry, the info-hash allow-list and the counters an operator watches.
+//! Owns: the `announce` and `scrape` requests with every `failure reason` of §9.6 and §9.9,
+//! checked where the socket is served and told to the key of their swarm; the entries each
+//! socket announced (for its limit and its close); scrapes gathered from their swarms' owners;
+//! and, for the swarm keys placed here ([`swarms`]), the swarms and their peers (which socket
+//! speaks for each, seeder or not, when it last announced), the offer fan-out to distinct
+//! random peers, the answer relay, the per-swarm cap and peer expiry; the info-hash allow-list
+//! and the counters an operator watches.
 //!
-//! Does not own: placement and telling a tracker socket from a y-webrtc one on a shared path
-//! (`anypath`), WebSocket keepalive (the shell's pings), frame size (the shell's
-//! `--max-message-size`).
+//! Does not own: where a swarm's owner runs (the shell places its key), telling a tracker
+//! socket from a y-webrtc one on a shared path (`anypath`), WebSocket keepalive (the shell's
+//! pings), frame size (the shell's `--max-message-size`).
 //!
 //! Decisions of §9.9 taken: the bittorrent-tracker member orders; offers, answers and
 //! `offer_id`s forwarded as the JSON sent; 20-character binary strings checked (each character
