@@ -610,7 +610,10 @@ impl Reactor {
         if self.core.out.is_empty() {
             return;
         }
-        let mut out = std::mem::take(&mut self.core.out);
+        // The queue being applied is swapped for the spare one (both keep their capacity):
+        // applying may queue more (a tell to this core).
+        let spare = std::mem::take(&mut self.core.spare_out);
+        let mut out = std::mem::replace(&mut self.core.out, spare);
         {
             let (list, bytes) = out.drain();
             for o in list {
@@ -649,9 +652,7 @@ impl Reactor {
             }
         }
         out.clear();
-        if self.core.out.is_empty() {
-            self.core.out = out; // keep the allocation
-        }
+        self.core.spare_out = out;
     }
 
     /// A whole message to an open WebSocket of this core (a `lossy` one only if the

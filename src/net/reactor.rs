@@ -112,6 +112,8 @@ pub(crate) struct Core {
     pub dialects: Instances,
     /// What the dialects asked for, applied after each call.
     pub out: Outputs,
+    /// The other queue, swapped in while `out` is applied.
+    pub spare_out: Outputs,
     /// Connections a dialect held that are no longer reachable: it hears `on_close`.
     pub gone: Vec<(Handle, usize)>,
     /// Records for other cores of this node, one batch per core, sent at the end of the turn.
@@ -257,6 +259,7 @@ impl Reactor {
                 draining: None,
                 dialects,
                 out: Outputs::default(),
+                spare_out: Outputs::default(),
                 gone: Vec::new(),
                 to_cores: Vec::new(),
                 deadlines: Vec::new(),

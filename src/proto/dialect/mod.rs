@@ -460,8 +460,18 @@ impl Cx<'_, Outputs> {
 
     /// Queue one message for each of `tos`, its bytes stored once.
     pub fn send_many(&mut self, tos: impl IntoIterator<Item = Handle>, kind: Kind, payload: &[u8]) {
+        self.send_many_with(tos, kind, |b| b.extend_from_slice(payload));
+    }
+
+    /// [`Cx::send_many`], the bytes written in place by `write`.
+    pub fn send_many_with(
+        &mut self,
+        tos: impl IntoIterator<Item = Handle>,
+        kind: Kind,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) {
         let start = self.out.bytes.len();
-        self.out.bytes.extend_from_slice(payload);
+        write(&mut self.out.bytes);
         let payload = start..self.out.bytes.len();
         let before = self.out.list.len();
         self.out.list.extend(tos.into_iter().map(|to| Output::Send {

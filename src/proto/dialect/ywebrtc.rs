@@ -137,6 +137,8 @@ pub struct Topics {
     topics: HashMap<Box<str>, Topic>,
     conns: HashMap<Handle, Subs>,
     next: u64,
+    /// Reused for the keys told.
+    key: String,
 }
 
 impl Topics {
@@ -152,6 +154,14 @@ impl Topics {
     /// Topics owned here with at least one subscriber.
     pub fn topics(&self) -> usize {
         self.topics.len()
+    }
+
+    /// A topic's placement key (in a buffer kept for it).
+    fn key(&mut self, topic: &str) -> &str {
+        self.key.clear();
+        self.key.push_str("yt/");
+        self.key.push_str(topic);
+        &self.key
     }
 
     /// Whether a key is a topic key (`yt/…`).
@@ -186,11 +196,13 @@ impl Topics {
                 let Some(topic) = m.str("topic").filter(|t| !t.is_empty()) else {
                     return;
                 };
-                let (text, at) = with_clients(&m);
-                cx.tell_with(&key(&topic), conn, |b| {
+                let key = self.key(&topic);
+                cx.tell_with(key, conn, |b| {
                     b.push(PUBLISH);
-                    b.extend_from_slice(&(at as u32).to_le_bytes());
-                    b.extend_from_slice(text.as_bytes());
+                    let start = b.len() + 4;
+                    b.extend_from_slice(&[0; 4]);
+                    let at = with_clients(&m, b) - start;
+                    b[start - 4..start].copy_from_slice(&(at as u32).to_le_bytes());
                 });
             }
             Some("ping") => cx.text(conn, r#"{"type":"pong"}"#),
@@ -209,7 +221,7 @@ impl Topics {
                 self.conns.insert(conn, Subs::One(topic.into()));
             }
         }
-        cx.tell(&key(topic), conn, &[SUBSCRIBE]);
+        cx.tell(self.key(topic), conn, &[SUBSCRIBE]);
     }
 
     fn unsubscribe(&mut self, cx: &mut Cx<'_>, conn: Handle, topic: &str) {
@@ -220,7 +232,7 @@ impl Topics {
             if none_left {
                 self.conns.remove(&conn);
             }
-            cx.tell(&key(topic), conn, &[UNSUBSCRIBE]);
+            cx.tell(self.key(topic), conn, &[UNSUBSCRIBE]);
         }
     }
 
@@ -230,7 +242,7 @@ impl Topics {
             return;
         };
         for topic in mine.iter() {
-            cx.tell(&key(topic), conn, &[UNSUBSCRIBE]);
+            cx.tell(self.key(topic), conn, &[UNSUBSCRIBE]);
         }
     }
 
@@ -272,11 +284,12 @@ impl Topics {
                 let Some((before, after)) = text.split_at_checked(at) else {
                     return;
                 };
-                let mut msg = Vec::with_capacity(text.len() + 8);
-                msg.extend_from_slice(before);
-                crate::proto::http::push_decimal(&mut msg, t.subscribers.len() as u64);
-                msg.extend_from_slice(after);
-                cx.send_many(t.subscribers.values().copied(), Kind::Text, &msg);
+                let tos = t.subscribers.values().copied();
+                cx.send_many_with(tos, Kind::Text, |b| {
+                    b.extend_from_slice(before);
+                    crate::proto::http::push_decimal(b, t.subscribers.len() as u64);
+                    b.extend_from_slice(after);
+                });
             }
             _ => {}
         }
@@ -297,18 +310,10 @@ impl Topics {
         });
         for (conn, mine) in &self.conns {
             for topic in mine.iter() {
-                cx.tell(&key(topic), *conn, &[SUBSCRIBE]);
+                cx.tell(&format!("yt/{topic}"), *conn, &[SUBSCRIBE]);
             }
         }
     }
-}
-
-/// A topic's placement key.
-fn key(topic: &str) -> String {
-    let mut k = String::with_capacity(3 + topic.len());
-    k.push_str("yt/");
-    k.push_str(topic);
-    k
 }
 
 /// The string elements of `topics` (skipping others; nothing if it is not an array).
@@ -325,39 +330,36 @@ fn topic_list<'a>(m: &Members<'a>) -> Vec<Cow<'a, str>> {
     topics
 }
 
-/// The object `m` with `clients` set (in its place if present, else last), as text with the
-/// count left out, and where the count goes.
-fn with_clients(m: &Members) -> (String, usize) {
-    let mut s = String::with_capacity(
-        64 + m
-            .0
-            .iter()
-            .map(|(k, v)| k.len() + v.len() + 4)
-            .sum::<usize>(),
-    );
-    s.push('{');
+/// Writes the object `m` with `clients` set (in its place if present, else last) to `out`,
+/// the count left out; returns where in `out` the count goes.
+fn with_clients(m: &Members, out: &mut Vec<u8>) -> usize {
+    out.push(b'{');
     let mut at = None;
     for (i, (k, v)) in m.0.iter().enumerate() {
         if i > 0 {
-            s.push(',');
+            out.push(b',');
         }
-        s.push_str(&serde_json::Value::from(&**k).to_string());
-        s.push(':');
+        // A JSON string, escaped as `JSON.stringify` would (writing to a Vec cannot fail).
+        let _ = serde_json::to_writer(&mut *out, &**k);
+        out.push(b':');
         if k == "clients" {
-            at = Some(s.len());
+            at = Some(out.len());
         } else {
-            s.push_str(v);
+            out.extend_from_slice(v.as_bytes());
         }
     }
-    if at.is_none() {
-        if !m.0.is_empty() {
-            s.push(',');
+    let at = match at {
+        Some(at) => at,
+        None => {
+            if !m.0.is_empty() {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#""clients":"#);
+            out.len()
         }
-        s.push_str(r#""clients":"#);
-        at = Some(s.len());
-    }
-    s.push('}');
-    (s, at.unwrap_or(0))
+    };
+    out.push(b'}');
+    at
 }
 
 /// Whether a frame is a y-webrtc message: a JSON object with a string `type` (how a socket on a

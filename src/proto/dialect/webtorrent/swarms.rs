@@ -324,7 +324,8 @@ impl<'a> Bytes<'a> {
         if n == u32::MAX {
             return Some(None);
         }
-        std::str::from_utf8(self.take(n as usize)?).ok().map(Some)
+        // The JSON texts of offers and answers, kilobytes each: checked as whole messages are.
+        crate::proto::ws::whole_str(self.take(n as usize)?).map(Some)
     }
 }
 

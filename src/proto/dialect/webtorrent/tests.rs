@@ -722,7 +722,10 @@ fn what_a_swarm_is_told_and_replies_reads_back_and_garbage_does_not() {
     };
     assert_eq!((a.ih, a.me, a.seeder), (ih, me, true));
     assert!(a.event == Event::Completed);
-    assert_eq!(a.offers, [(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))]);
+    assert_eq!(
+        a.offers,
+        [(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))]
+    );
     assert_eq!(a.answer, Some((to, r#"{"sdp":"y"}"#, Some(r#""o""#))));
     // Every cut of it, and a byte more, are refused.
     for n in 0..b.len() {
