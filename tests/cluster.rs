@@ -933,3 +933,65 @@ fn the_origin_list_holds_on_the_node_a_request_reaches() {
     assert_eq!(status, 101);
     assert_eq!(recv(&mut i)["signal"], "confirmation");
 }
+
+#[test]
+fn ywebrtc_topics_come_back_after_redis_does() {
+    let Some((mut redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let mut peers: Vec<Ws> = nodes
+        .iter()
+        .map(|n| connect(n.addr, "/").unwrap())
+        .collect();
+    for i in 0..peers.len() {
+        text(&mut peers[i], r#"{"type":"subscribe","topics":["room"]}"#);
+        let probe = format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#);
+        text(&mut peers[i], &probe);
+        for p in &mut peers[..=i] {
+            assert!(common::recv_text(p).contains(&format!("probe {i}")));
+        }
+    }
+    // Redis gone past the node timeout and then some: every relationship across nodes ends
+    // while nothing can be claimed, and Redis comes back empty. The sockets tell their
+    // topics again.
+    redis.kill();
+    std::thread::sleep(Duration::from_secs(6));
+    redis.restart();
+    let t = Instant::now();
+    for p in &mut peers {
+        p.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .unwrap();
+    }
+    loop {
+        text(
+            &mut peers[0],
+            r#"{"type":"publish","topic":"room","data":1}"#,
+        );
+        let got = loop {
+            match peers[0].read() {
+                Ok(Message::Text(t)) => break Some(t.as_str().to_owned()),
+                Ok(_) => continue,
+                Err(_) => break None,
+            }
+        };
+        if got
+            .as_deref()
+            .is_some_and(|g| g.ends_with(r#""clients":2}"#))
+        {
+            let got = got.unwrap();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match peers[1].read() {
+                    Ok(Message::Text(t)) if t.as_str() == got => break,
+                    _ => assert!(Instant::now() < deadline, "the other node never got it"),
+                }
+            }
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(20), "{got:?}");
+        // (Well under the per-connection message rate.)
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -170,6 +170,8 @@ pub enum ClusterMsg {
         key: Box<str>,
         node: Option<u16>,
     },
+    /// Redis is back after an outage that ended every relationship with other nodes.
+    Back,
     Gone(Gone),
     /// Time to send the keys in use for [`Job::Refresh`].
     RefreshClaims,
@@ -1099,6 +1101,12 @@ impl Commands {
                     );
                 }
                 info!("cluster: Redis at {} is back", self.url);
+                if self.severed {
+                    // Every key's owner was forgotten: the dialects tell them again.
+                    for m in &self.cores {
+                        let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
+                    }
+                }
                 self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 self.stats.redis_up.store(1, Ordering::Relaxed);
                 self.conn = Some(c);

@@ -481,6 +481,12 @@ impl Reactor {
             ClusterMsg::Records(batch) => self.on_records(&batch),
             ClusterMsg::Claimed { slot, gen, node } => self.claimed(slot, gen, node),
             ClusterMsg::KeyClaimed { key, node } => self.key_claimed(&key, node),
+            // No connection went, but every owner of a key was forgotten: told again.
+            ClusterMsg::Back => {
+                for d in 0..self.core.dialects.len() {
+                    call(&mut self.core, d, |dl, cx| dl.on_lost(cx, &|_| false));
+                }
+            }
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
             ClusterMsg::Stored { conn, result } => self.stored(conn, &result),
             ClusterMsg::RefreshClaims => {

@@ -33,8 +33,9 @@ pub(crate) struct Told {
     /// Keys another node owns, as a claim said, and until when that is trusted (this core's
     /// clock).
     hints: HashMap<Box<str>, (u16, u64)>,
-    /// Tells waiting for the answer to their key's claim, as records.
-    asking: HashMap<Box<str>, Vec<u8>>,
+    /// Tells waiting for the answer to their key's claim, as records, and when the first of
+    /// them began waiting.
+    asking: HashMap<Box<str>, (Vec<u8>, u64)>,
     /// Keys whose claim named a node seen gone (Redis frees its keys once its heartbeat is
     /// older than the node timeout): asked again at `retry_at`, their tells still waiting.
     retry: Vec<Box<str>>,
@@ -49,6 +50,10 @@ const RETRY_MS: u64 = 250;
 
 /// Bytes of tells one key holds while its owner is being found; more are dropped (counted).
 const MAX_WAITING: usize = 1 << 20;
+
+/// How long tells wait for their key's owner while Redis cannot say (an outage): past it they
+/// are dropped (counted).
+const MAX_WAIT_MS: u64 = 60_000;
 
 impl Core {
     /// Queue a record for another core of this node (sent at the end of the loop turn).
@@ -155,7 +160,7 @@ impl Reactor {
                     key,
                     payload,
                 };
-                if let Some(waiting) = link.told.asking.get_mut(key) {
+                if let Some((waiting, _)) = link.told.asking.get_mut(key) {
                     if waiting.len() < MAX_WAITING {
                         rec.encode(waiting);
                     } else {
@@ -174,7 +179,7 @@ impl Reactor {
                 }
                 let mut waiting = Vec::new();
                 rec.encode(&mut waiting);
-                link.told.asking.insert(key.into(), waiting);
+                link.told.asking.insert(key.into(), (waiting, c.now_ms));
                 return;
             }
         }
@@ -189,24 +194,43 @@ impl Reactor {
         let Some(link) = c.link.as_mut() else {
             return;
         };
-        if !link.told.asking.contains_key(key) {
+        let Some(&(_, since)) = link.told.asking.get(key) else {
             return;
-        }
+        };
         let now = c.now_ms;
         let dead =
             |n: u16| link.cluster.is_gone(n) || link.told.gone.get(&n).is_some_and(|&t| t > now);
-        if node.is_some_and(|n| n != c.node && dead(n)) {
-            // Its claim outlives it for a node timeout: ask again soon, the tells waiting.
+        let wait = match node {
+            // Its claim outlives it for a node timeout.
+            Some(n) => n != c.node && dead(n),
+            // Redis could not say (it is gone for now): for a while.
+            None => now.saturating_sub(since) < MAX_WAIT_MS,
+        };
+        if wait {
+            // Asked again soon, the tells waiting.
             link.told.retry.push(key.into());
-            link.told.retry_at.get_or_insert(c.now_ms + RETRY_MS);
+            let delay = if node.is_some() {
+                RETRY_MS
+            } else {
+                4 * RETRY_MS
+            };
+            link.told.retry_at.get_or_insert(now + delay);
             return;
         }
-        let Some(waiting) = link.told.asking.remove(key) else {
+        let Some((waiting, _)) = link.told.asking.remove(key) else {
             return;
         };
         if let Some(n) = node.filter(|&n| n != c.node) {
             let until = c.now_ms + link.cluster.claim_ttl_ms();
             link.told.hints.insert(key.into(), (n, until));
+            // What an instance here still holds for the key is stale (from before an outage,
+            // when this node owned it): another node owns it now.
+            if let Some(Ok(Record::Tell { dialect, .. })) = records(&waiting).next() {
+                let d = usize::from(dialect);
+                if c.dialects.holds(d, key) {
+                    call(c, d, |dl, cx| dl.on_moved(cx, key));
+                }
+            }
         }
         for rec in records(&waiting).flatten() {
             let Record::Tell {

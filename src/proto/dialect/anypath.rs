@@ -177,6 +177,11 @@ impl Dialect for AnyPath {
         self.topics.lost(cx, lost);
     }
 
+    fn on_moved(&mut self, _cx: &mut Cx<'_>, key: &str) {
+        self.tracker.forget(key);
+        self.topics.forget(key);
+    }
+
     fn holds(&self, key: &str) -> bool {
         self.tracker.holds(key) || self.topics.holds(key)
     }

@@ -46,7 +46,7 @@
 //! * [`Dialect::on_reply`]: a message for a connection this instance serves, from an instance
 //!   that was told something on its behalf (`Reply`).
 //! * [`Dialect::on_lost`]: cluster nodes are gone, with their connections and the keys they
-//!   owned.
+//!   owned. [`Dialect::on_moved`]: a key this instance held is owned elsewhere now.
 //!
 //! # Outputs ([`Output`], queued through [`Cx`])
 //!
@@ -646,11 +646,18 @@ pub trait Dialect {
         let _ = (cx, conn, payload);
     }
 
-    /// Other nodes of the cluster are gone: the connections for which `lost` is true went with
-    /// them (this instance never hears `on_close` for those it was only told about), and so
-    /// did the owners of keys it told things there: what those must know is told again.
+    /// Other nodes of the cluster are gone (or Redis was, and is back): the connections for
+    /// which `lost` is true went with them (this instance never hears `on_close` for those it
+    /// was only told about), and so may the owners of keys it told things: what those must
+    /// know is told again.
     fn on_lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
         let _ = (cx, lost);
+    }
+
+    /// Another instance owns `key` now (after a cluster outage, when this one owned it
+    /// before): what this instance holds for it is stale and goes.
+    fn on_moved(&mut self, cx: &mut Cx<'_>, key: &str) {
+        let _ = (cx, key);
     }
 
     /// Whether this instance holds state for a key it was told (in a cluster, its node keeps

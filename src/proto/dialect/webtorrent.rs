@@ -235,23 +235,35 @@ impl Tracker {
         key.starts_with("wt/")
     }
 
+    /// The info hash a swarm key names (`None` for the key of every swarm).
+    fn key_hash(key: &str) -> Option<Id20> {
+        let hex = key.strip_prefix("wt/").filter(|h| h.len() == 40)?;
+        let mut ih = [0u8; 20];
+        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
+            let digit = |d: u8| char::from(d).to_digit(16);
+            ih[i] = (digit(pair[0])? << 4 | digit(pair[1])?) as u8;
+        }
+        Some(ih)
+    }
+
     /// Whether this instance holds state for a swarm key.
     pub fn holds(&self, key: &str) -> bool {
         if key == ALL_SWARMS {
             return !self.swarms.swarms.is_empty();
         }
-        let Some(hex) = key.strip_prefix("wt/").filter(|h| h.len() == 40) else {
-            return false;
-        };
-        let mut ih = [0u8; 20];
-        for (i, pair) in hex.as_bytes().chunks(2).enumerate() {
-            let digit = |d: u8| char::from(d).to_digit(16);
-            match (digit(pair[0]), digit(pair[1])) {
-                (Some(hi), Some(lo)) => ih[i] = (hi << 4 | lo) as u8,
-                _ => return false,
-            }
+        Tracker::key_hash(key).is_some_and(|ih| self.swarms.swarms.contains_key(&ih))
+    }
+
+    /// A swarm key this instance owned is owned elsewhere now: its swarms here go (their
+    /// peers' sockets announce again to the new owner).
+    pub fn forget(&mut self, key: &str) {
+        if key == ALL_SWARMS {
+            self.swarms.swarms.clear();
+            self.swarms.peers = 0;
+        } else if let Some(s) = Tracker::key_hash(key).and_then(|ih| self.swarms.swarms.remove(&ih))
+        {
+            self.swarms.peers -= s.peers.len();
         }
-        self.swarms.swarms.contains_key(&ih)
     }
 
     /// Whether a frame is a tracker request (how a socket on a shared path is told apart).

@@ -169,6 +169,13 @@ impl Topics {
         key.starts_with("yt/")
     }
 
+    /// A topic key this instance owned is owned elsewhere now: its subscribers here go.
+    pub fn forget(&mut self, key: &str) {
+        if let Some(t) = key.strip_prefix("yt/") {
+            self.topics.remove(t);
+        }
+    }
+
     /// Whether this instance owns subscribers of a topic key.
     pub fn holds(&self, key: &str) -> bool {
         key.strip_prefix("yt/")
