@@ -51,6 +51,9 @@ const RETRY_MS: u64 = 250;
 /// Bytes of tells one key holds while its owner is being found; more are dropped (counted).
 const MAX_WAITING: usize = 1 << 20;
 
+/// Hints one core keeps at most (keys another node owns); past it they start over.
+const MAX_HINTS: usize = 1 << 20;
+
 /// How long tells wait for their key's owner while Redis cannot say (an outage): past it they
 /// are dropped (counted).
 const MAX_WAIT_MS: u64 = 60_000;
@@ -222,6 +225,10 @@ impl Reactor {
         };
         if let Some(n) = node.filter(|&n| n != c.node) {
             let until = c.now_ms + link.cluster.claim_ttl_ms();
+            if link.told.hints.len() >= MAX_HINTS {
+                // Hints are only shortcuts: past the bound they start over.
+                link.told.hints.clear();
+            }
             link.told.hints.insert(key.into(), (n, until));
             // What an instance here still holds for the key is stale (from before an outage,
             // when this node owned it): another node owns it now.
