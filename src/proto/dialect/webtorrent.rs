@@ -334,7 +334,7 @@ impl Tracker {
         let answer = req.answer.filter(|a| truthy(a));
         let answer = match answer {
             Some(a) => match req.to_peer_id.and_then(bin20) {
-                Some(to) => Some((to, a, req.offer_id)),
+                Some(to) => Some((to, a.as_bytes(), req.offer_id.map(str::as_bytes))),
                 None => {
                     let reason = "invalid `to_peer_id` (required with `answer`)";
                     return self.fail(cx, conn, A, Some(&ih), reason);
@@ -383,7 +383,7 @@ impl Tracker {
             (Some(Offers::List(list)), e) if e != Event::Stopped => list
                 .iter()
                 .flatten()
-                .map(|o| (o.offer, o.offer_id))
+                .map(|o| (o.offer.map(str::as_bytes), o.offer_id.map(str::as_bytes)))
                 .collect(),
             _ => Vec::new(),
         };

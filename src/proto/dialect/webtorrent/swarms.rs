@@ -69,6 +69,10 @@ impl Swarm {
     }
 }
 
+/// A JSON text as the client sent it (the serving instance read it from a checked text frame;
+/// the owner writes it into frames as bytes).
+pub(super) type Text<'a> = &'a [u8];
+
 /// An announce, checked by the instance serving its socket.
 pub(super) struct Announce<'a> {
     pub ih: Id20,
@@ -76,10 +80,10 @@ pub(super) struct Announce<'a> {
     pub event: Event,
     pub seeder: bool,
     /// The offers that are objects: each one's `offer` and `offer_id` as the JSON sent.
-    pub offers: Vec<(Option<&'a str>, Option<&'a str>)>,
+    pub offers: Vec<(Option<Text<'a>>, Option<Text<'a>>)>,
     /// An answer: to whom, the `answer` and the `offer_id` as the JSON sent. An announce with
     /// an answer gets no response.
-    pub answer: Option<(Id20, &'a str, Option<&'a str>)>,
+    pub answer: Option<(Id20, Text<'a>, Option<Text<'a>>)>,
 }
 
 /// What a swarm's owner is told.
@@ -127,11 +131,11 @@ const COUNTS: u8 = 5;
 const ALL: u8 = 6;
 const DROPPED: u8 = 7;
 
-fn put_str(b: &mut Vec<u8>, s: Option<&str>) {
+fn put_text(b: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
         Some(s) => {
             b.extend_from_slice(&(s.len() as u32).to_le_bytes());
-            b.extend_from_slice(s.as_bytes());
+            b.extend_from_slice(s);
         }
         None => b.extend_from_slice(&u32::MAX.to_le_bytes()),
     }
@@ -148,15 +152,15 @@ impl Told<'_> {
                 b.push(u8::from(a.seeder));
                 b.extend_from_slice(&(a.offers.len() as u32).to_le_bytes());
                 for (offer, id) in &a.offers {
-                    put_str(b, *offer);
-                    put_str(b, *id);
+                    put_text(b, *offer);
+                    put_text(b, *id);
                 }
                 match a.answer {
                     Some((to, answer, offer_id)) => {
                         b.push(1);
                         b.extend_from_slice(&to);
-                        put_str(b, Some(answer));
-                        put_str(b, offer_id);
+                        put_text(b, Some(answer));
+                        put_text(b, offer_id);
                     }
                     None => b.push(0),
                 }
@@ -193,10 +197,10 @@ impl<'a> Told<'a> {
                 let n = r.u32()? as usize;
                 let mut offers = Vec::with_capacity(n.min(64));
                 for _ in 0..n {
-                    offers.push((r.str()?, r.str()?));
+                    offers.push((r.text()?, r.text()?));
                 }
                 let answer = match r.u8()? {
-                    1 => Some((r.id()?, r.str()??, r.str()?)),
+                    1 => Some((r.id()?, r.text()??, r.text()?)),
                     _ => None,
                 };
                 Told::Announce(Announce {
@@ -318,14 +322,13 @@ impl<'a> Bytes<'a> {
         self.take(20)?.try_into().ok()
     }
 
-    /// A string or its absence (`Some(None)`); `None` when the bytes are not one.
-    fn str(&mut self) -> Option<Option<&'a str>> {
+    /// A [`Text`] or its absence (`Some(None)`); `None` when the bytes are not one.
+    fn text(&mut self) -> Option<Option<Text<'a>>> {
         let n = self.u32()?;
         if n == u32::MAX {
             return Some(None);
         }
-        // The JSON texts of offers and answers, kilobytes each: checked as whole messages are.
-        crate::proto::ws::whole_str(self.take(n as usize)?).map(Some)
+        self.take(n as usize).map(Some)
     }
 }
 
@@ -431,9 +434,9 @@ impl Swarms {
             let b = &mut self.buf;
             b.clear();
             b.extend_from_slice(br#"{"action":"announce","answer":"#);
-            b.extend_from_slice(answer.as_bytes());
+            b.extend_from_slice(answer);
             b.extend_from_slice(br#","offer_id":"#);
-            b.extend_from_slice(offer_id.as_bytes());
+            b.extend_from_slice(offer_id);
             relayed_tail(b, &me, &ih);
             cx.send_lossy(target, Kind::Text, b);
             c.answers_relayed += 1;
@@ -501,7 +504,7 @@ impl Swarms {
         c: &mut Counters,
         ih: &Id20,
         me: &Id20,
-        offers: &[(Option<&str>, Option<&str>)],
+        offers: &[(Option<Text>, Option<Text>)],
     ) {
         let Some(swarm) = self.swarms.get(ih) else {
             return;
@@ -522,11 +525,11 @@ impl Swarms {
             b.extend_from_slice(br#"{"action":"announce""#);
             if let Some(o) = offer {
                 b.extend_from_slice(br#","offer":"#);
-                b.extend_from_slice(o.as_bytes());
+                b.extend_from_slice(o);
             }
             if let Some(id) = offer_id {
                 b.extend_from_slice(br#","offer_id":"#);
-                b.extend_from_slice(id.as_bytes());
+                b.extend_from_slice(id);
             }
             relayed_tail(b, me, ih);
             // An offer that cannot arrive soon is worth nothing (its sender gives up on it):

@@ -712,8 +712,11 @@ fn what_a_swarm_is_told_and_replies_reads_back_and_garbage_does_not() {
         me,
         event: Event::Completed,
         seeder: true,
-        offers: vec![(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))],
-        answer: Some((to, r#"{"sdp":"y"}"#, Some(r#""o""#))),
+        offers: vec![
+            (Some(&br#"{"sdp":"x"}"#[..]), None),
+            (None, Some(&br#""id""#[..])),
+        ],
+        answer: Some((to, &br#"{"sdp":"y"}"#[..], Some(&br#""o""#[..]))),
     });
     let mut b = Vec::new();
     told.encode(&mut b);
@@ -724,9 +727,15 @@ fn what_a_swarm_is_told_and_replies_reads_back_and_garbage_does_not() {
     assert!(a.event == Event::Completed);
     assert_eq!(
         a.offers,
-        [(Some(r#"{"sdp":"x"}"#), None), (None, Some(r#""id""#))]
+        [
+            (Some(&br#"{"sdp":"x"}"#[..]), None),
+            (None, Some(&br#""id""#[..]))
+        ]
     );
-    assert_eq!(a.answer, Some((to, r#"{"sdp":"y"}"#, Some(r#""o""#))));
+    assert_eq!(
+        a.answer,
+        Some((to, &br#"{"sdp":"y"}"#[..], Some(&br#""o""#[..])))
+    );
     // Every cut of it, and a byte more, are refused.
     for n in 0..b.len() {
         assert!(Told::decode(&b[..n]).is_none(), "{n}");
