@@ -436,6 +436,17 @@ fn ywebrtc_topics_span_the_nodes() {
     }
 }
 
+/// The next text message, or `None` when none comes within the socket's read timeout.
+fn try_text(c: &mut Ws) -> Option<String> {
+    loop {
+        match c.read() {
+            Ok(Message::Text(t)) => return Some(t.as_str().to_owned()),
+            Ok(_) => continue,
+            Err(_) => return None,
+        }
+    }
+}
+
 #[test]
 fn a_topics_and_a_swarms_owner_killed_they_live_on_elsewhere() {
     let Some((_redis, mut nodes)) = cluster(3, &[]) else {
@@ -484,13 +495,7 @@ fn a_topics_and_a_swarms_owner_killed_they_live_on_elsewhere() {
             &mut peers[0],
             r#"{"type":"publish","topic":"room","data":1}"#,
         );
-        let got = loop {
-            match peers[0].read() {
-                Ok(Message::Text(t)) => break Some(t.as_str().to_owned()),
-                Ok(_) => continue,
-                Err(_) => break None,
-            }
-        };
+        let got = try_text(&mut peers[0]);
         if got
             .as_deref()
             .is_some_and(|g| g.ends_with(r#""clients":2}"#))
@@ -969,13 +974,7 @@ fn ywebrtc_topics_come_back_after_redis_does() {
             &mut peers[0],
             r#"{"type":"publish","topic":"room","data":1}"#,
         );
-        let got = loop {
-            match peers[0].read() {
-                Ok(Message::Text(t)) => break Some(t.as_str().to_owned()),
-                Ok(_) => continue,
-                Err(_) => break None,
-            }
-        };
+        let got = try_text(&mut peers[0]);
         if got
             .as_deref()
             .is_some_and(|g| g.ends_with(r#""clients":2}"#))

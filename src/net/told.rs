@@ -80,6 +80,32 @@ impl Core {
         }
     }
 
+    /// Send a tell on to `node`, the owner of its key as far as this core knows, unless it
+    /// was passed on too often already (then it is dropped and counted).
+    fn pass_on(
+        &mut self,
+        node: u16,
+        dialect: u8,
+        hops: u8,
+        from: Handle,
+        key: &str,
+        payload: &[u8],
+    ) {
+        if hops >= MAX_HOPS {
+            self.undeliverable();
+            return;
+        }
+        let rec = Record::Tell {
+            core: ANY_CORE,
+            dialect,
+            hops: hops + 1,
+            from,
+            key,
+            payload,
+        };
+        self.emit(node, &rec);
+    }
+
     fn undeliverable(&self) {
         if let Some(l) = self.link.as_ref() {
             l.cluster
@@ -91,27 +117,10 @@ impl Core {
 }
 
 impl Reactor {
-    /// A dialect's `Tell`: to the owner of `key` (a hinted node, or this node's owner core,
-    /// which checks the claim).
+    /// A dialect's `Tell`: to this node's owner core of `key`, which sends it on to the
+    /// owner node if that is another (see [`Reactor::told`]).
     pub(crate) fn tell(&mut self, dialect: u8, key: &str, from: Handle, payload: &[u8]) {
         let c = &mut self.core;
-        if let Some(link) = c.link.as_mut() {
-            if let Some(&(node, until)) = link.told.hints.get(key) {
-                if until > c.now_ms && !link.cluster.is_gone(node) {
-                    let rec = Record::Tell {
-                        core: ANY_CORE,
-                        dialect,
-                        hops: 0,
-                        from,
-                        key,
-                        payload,
-                    };
-                    c.emit(node, &rec);
-                    return;
-                }
-                link.told.hints.remove(key);
-            }
-        }
         let core = owner(key, c.shared.mailboxes.len());
         if core == c.id {
             self.told(dialect, 0, from, key, payload);
@@ -139,19 +148,7 @@ impl Reactor {
             if !link.told.owned.contains_key(key) {
                 if let Some(&(node, until)) = link.told.hints.get(key) {
                     if until > c.now_ms && !link.cluster.is_gone(node) {
-                        if hops < MAX_HOPS {
-                            let rec = Record::Tell {
-                                core: ANY_CORE,
-                                dialect,
-                                hops: hops + 1,
-                                from,
-                                key,
-                                payload,
-                            };
-                            c.emit(node, &rec);
-                        } else {
-                            c.undeliverable();
-                        }
+                        c.pass_on(node, dialect, hops, from, key, payload);
                         return;
                     }
                 }
@@ -261,18 +258,8 @@ impl Reactor {
                         d.on_told(cx, from, key, payload)
                     });
                 }
-                Some(n) if hops < MAX_HOPS => {
-                    let rec = Record::Tell {
-                        core: ANY_CORE,
-                        dialect,
-                        hops: hops + 1,
-                        from,
-                        key,
-                        payload,
-                    };
-                    c.emit(n, &rec);
-                }
-                _ => c.undeliverable(),
+                Some(n) => c.pass_on(n, dialect, hops, from, key, payload),
+                None => c.undeliverable(),
             }
         }
     }

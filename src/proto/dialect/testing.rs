@@ -82,6 +82,13 @@ impl<D: Dialect> Harness<D> {
     }
 
     fn call<R>(&mut self, f: impl FnOnce(&mut D, &mut Cx<'_>) -> R) -> R {
+        let r = self.call_alone(f);
+        self.collect();
+        r
+    }
+
+    /// `f` on the dialect with the harness's context; what it queues stays queued.
+    fn call_alone<R>(&mut self, f: impl FnOnce(&mut D, &mut Cx<'_>) -> R) -> R {
         let mut cx = Cx {
             now: self.now,
             unix_ms: self.unix_ms,
@@ -91,9 +98,7 @@ impl<D: Dialect> Harness<D> {
             out: &mut self.out,
             direct: None,
         };
-        let r = f(&mut self.d, &mut cx);
-        self.collect();
-        r
+        f(&mut self.d, &mut cx)
     }
 
     /// Records what the dialect asked for; tells and replies go back to it (one instance owns
@@ -106,21 +111,10 @@ impl<D: Dialect> Harness<D> {
                 return;
             }
             for l in local {
-                let mut cx = Cx {
-                    now: self.now,
-                    unix_ms: self.unix_ms,
-                    here: self.here,
-                    rand: &mut self.rand,
-                    env: &mut *self.env,
-                    out: &mut self.out,
-                    direct: None,
-                };
-                match l {
-                    Local::Tell { from, key, payload } => {
-                        self.d.on_told(&mut cx, from, &key, &payload)
-                    }
-                    Local::Reply { to, payload } => self.d.on_reply(&mut cx, to, &payload),
-                }
+                self.call_alone(|d, cx| match l {
+                    Local::Tell { from, key, payload } => d.on_told(cx, from, &key, &payload),
+                    Local::Reply { to, payload } => d.on_reply(cx, to, &payload),
+                });
             }
         }
     }
