@@ -447,6 +447,61 @@ fn try_text(c: &mut Ws) -> Option<String> {
     }
 }
 
+/// A subscribe made while Redis is briefly away (shorter than the node timeout) takes effect
+/// once Redis is back, and a node that only reconnected later than another is not taken for
+/// gone: a subscriber on the other node and the one that subscribed during the blip meet in
+/// the topic.
+#[test]
+fn ywebrtc_a_subscribe_during_a_redis_blip_takes_effect() {
+    let Some((mut redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let mut a = connect(nodes[0].addr, "/").unwrap();
+    let mut b = connect(nodes[1].addr, "/").unwrap();
+    // Both sockets work across nodes before the blip.
+    text(&mut a, r#"{"type":"subscribe","topics":["before"]}"#);
+    text(&mut b, r#"{"type":"subscribe","topics":["before"]}"#);
+    text(&mut b, r#"{"type":"publish","topic":"before","data":"x"}"#);
+    assert!(common::recv_text(&mut b).contains(r#""data":"x""#));
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    // A topic nobody told before: its owner cannot be asked until Redis is back.
+    text(&mut b, r#"{"type":"subscribe","topics":["blip"]}"#);
+    std::thread::sleep(Duration::from_millis(700));
+    redis.restart();
+    text(&mut a, r#"{"type":"subscribe","topics":["blip"]}"#);
+    for c in [&mut a, &mut b] {
+        c.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(250)))
+            .unwrap();
+    }
+    // Records sent while a node's subscription to Redis was down are lost (the relationships
+    // then end and are told again): publish until one reaches both.
+    let t = Instant::now();
+    for i in 0.. {
+        assert!(t.elapsed() < Duration::from_secs(15), "never met");
+        text(
+            &mut a,
+            &format!(r#"{{"type":"publish","topic":"blip","data":{i}}}"#),
+        );
+        let Some(got) = try_text(&mut a).filter(|g| g.ends_with(r#""clients":2}"#)) else {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        };
+        if std::iter::from_fn(|| try_text(&mut b)).any(|m| m == got) {
+            break;
+        }
+    }
+    // Nobody was taken for gone: a node is, only when its heartbeat lapsed for a node
+    // timeout.
+    for n in &nodes {
+        let name = "sigyard_cluster_nodes_gone_total";
+        assert!(common::http_get(n.addr, "/metrics").contains(name));
+        assert_eq!(common::metric(n.addr, name), 0.0, "node {}", n.addr);
+    }
+}
+
 #[test]
 fn a_topics_and_a_swarms_owner_killed_they_live_on_elsewhere() {
     let Some((_redis, mut nodes)) = cluster(3, &[]) else {

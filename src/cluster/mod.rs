@@ -43,6 +43,9 @@ pub const MAX_NODE: u16 = (1 << 14) - 1;
 /// (and counted as failed deliveries): the bound on what waits for a slow Redis.
 const JOB_QUEUE: usize = 8192;
 
+/// The longest wait between two attempts to reach Redis again.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
 /// Bytes of records that may wait for the command thread. Past half of it, connections whose
 /// dialect lives on another node are not read ([`Cluster::pressed`]); past all of it, a batch
 /// is refused (a failed delivery).
@@ -676,6 +679,7 @@ pub(crate) fn start(
         known: BTreeSet::new(),
         dead: BTreeSet::new(),
         down_since: None,
+        back_at: None,
         severed: false,
         retry_at: Instant::now(),
         backoff: Duration::from_millis(100),
@@ -784,6 +788,10 @@ struct Commands {
     /// Nodes the cores were told are gone, until they are seen live again.
     dead: BTreeSet<u16>,
     down_since: Option<Instant>,
+    /// When Redis came back after an outage. For a while after ([`Commands::rejoining`]) a
+    /// node missing from the members may be one still reconnecting to a Redis that restarted
+    /// empty, not a dead one.
+    back_at: Option<Instant>,
     /// The cores were told everything remote is gone during this outage.
     severed: bool,
     retry_at: Instant,
@@ -1051,12 +1059,17 @@ impl Commands {
             warn!("cluster: this node's heartbeat had lapsed: ending every remote relationship");
             tell_all(&self.cores, &Gone::All);
         }
-        let gone: Vec<u16> = self
+        let mut live = live;
+        let mut gone: Vec<u16> = self
             .known
             .iter()
             .filter(|n| !live.contains(n) && **n != self.node && !self.dead.contains(n))
             .copied()
             .collect();
+        if !gone.is_empty() && self.rejoining() {
+            // Perhaps not gone: still on their way back to a Redis that lost the members.
+            live.extend(gone.drain(..));
+        }
         if !gone.is_empty() {
             warn!("cluster: node(s) {gone:?} left");
             self.stats
@@ -1070,6 +1083,14 @@ impl Commands {
         self.stats.nodes.store(live.len() as u64, Ordering::Relaxed);
         self.known = live;
         self.severed = false;
+    }
+
+    /// Whether Redis came back from an outage so recently that every live node may not have
+    /// reconnected and beaten its heartbeat yet: a node timeout, plus the longest reconnect
+    /// backoff.
+    fn rejoining(&self) -> bool {
+        self.back_at
+            .is_some_and(|t| t.elapsed() < self.opts.node_timeout + MAX_BACKOFF)
     }
 
     fn lost(&mut self, why: &str) {
@@ -1112,12 +1133,13 @@ impl Commands {
                 self.conn = Some(c);
                 self.shas = shas;
                 self.down_since = None;
+                self.back_at = Some(Instant::now());
                 self.backoff = Duration::from_millis(100);
                 self.next_beat = Instant::now();
             }
             Err(e) => {
                 warn!("cluster: Redis at {} still unreachable: {e}", self.url);
-                self.backoff = (self.backoff * 2).min(Duration::from_secs(2));
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 self.retry_at = Instant::now() + self.backoff;
             }
         }
@@ -1211,7 +1233,7 @@ impl Subscriber {
                         conn = Some(c);
                         backoff = Duration::from_millis(100);
                     }
-                    Err(_) => backoff = (backoff * 2).min(Duration::from_secs(2)),
+                    Err(_) => backoff = (backoff * 2).min(MAX_BACKOFF),
                 }
                 continue;
             };
