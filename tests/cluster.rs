@@ -310,6 +310,41 @@ fn redis_lost_and_back() {
     assert_eq!(recv(&mut local_r)["data"], encrypted(6));
 }
 
+/// Redis drops every node's connections but keeps its data (a network blip, a proxy restart):
+/// each node comes back as the node it was, and nobody is taken for gone.
+#[test]
+fn a_dropped_redis_connection_keeps_the_node_ids() {
+    let Some((redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    for kind in ["normal", "pubsub"] {
+        let killed = redis.command(&format!("CLIENT KILL TYPE {kind}"));
+        assert!(killed.starts_with(":2"), "{kind}: {killed}");
+    }
+    // Back at the first retry (100 ms); a pair across the nodes works again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::metric(a, "sigyard_cluster_reconnects_total") < 1.0
+        || common::metric(b, "sigyard_cluster_reconnects_total") < 1.0
+    {
+        assert!(Instant::now() < deadline, "no reconnect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (mut i, mut r, _) = mew_pair(a, b);
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(7)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(7));
+    // Past a node timeout (3 s) and a heartbeat: still two members, none gone.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(redis.command("ZCARD sigyard:nodes").trim(), ":2");
+    for n in [a, b] {
+        assert_eq!(common::metric(n, "sigyard_cluster_nodes"), 2.0, "{n}");
+        assert_eq!(common::metric(n, "sigyard_cluster_nodes_gone_total"), 0.0);
+    }
+}
+
 #[test]
 fn start_without_redis_exits_2_naming_the_url() {
     if common::skipped("redis") {

@@ -381,21 +381,27 @@ pub(crate) struct Joined {
 
 const NOW: &str = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000) ";
 
-/// ARGV: prefix, preferred id (0: any), timeout ms, this process's token. Returns the node id
-/// (0: none free). The token marks whose the id is (see HEARTBEAT).
+/// ARGV: prefix, preferred id (0: any), timeout ms, this process's token. Returns {the node id
+/// (0: none free), 1 if it is the preferred id and was still live under this token}. The token
+/// marks whose the id is (see HEARTBEAT): a node coming back after its connection dropped finds
+/// its id live and its own.
 const REGISTER: &str = "local nodes = ARGV[1] .. ':nodes' \
+    local tokens = ARGV[1] .. ':tokens' \
     local timeout = tonumber(ARGV[3]) \
     local function free(id) local s = redis.call('ZSCORE', nodes, id) \
       return (not s) or tonumber(s) <= now - timeout end \
     local function take(id) redis.call('ZADD', nodes, now, id) \
-      redis.call('HSET', ARGV[1] .. ':tokens', id, ARGV[4]) return id end \
+      redis.call('HSET', tokens, id, ARGV[4]) return id end \
     local prefer = tonumber(ARGV[2]) \
-    if prefer > 0 and free(prefer) then return take(prefer) end \
+    if prefer > 0 then \
+      if free(prefer) then return {take(prefer), 0} end \
+      if redis.call('HGET', tokens, prefer) == ARGV[4] then return {take(prefer), 1} end \
+    end \
     for i = 1, 16383 do \
       local id = (redis.call('INCR', ARGV[1] .. ':seq') - 1) % 16383 + 1 \
-      if free(id) then return take(id) end \
+      if free(id) then return {take(id), 0} end \
     end \
-    return 0";
+    return {0, 0}";
 
 /// ARGV: prefix, me, timeout ms, token. Returns {1 if I was live before this beat, live
 /// ids...}, or {-1} when another process holds this id (its token is there: the id was handed
@@ -559,13 +565,15 @@ fn connect_timeout(opts: &ClusterOptions) -> Duration {
     (opts.node_timeout / 2).max(Duration::from_millis(500))
 }
 
+/// Register as a node, as `prefer` if that id is free or still this process's: the id, and
+/// whether it was still live (Redis kept this node's entry while the connection was down).
 fn register(
     r: &mut Redis,
     shas: &Shas,
     opts: &ClusterOptions,
     prefer: u16,
     token: &str,
-) -> Result<u16, String> {
+) -> Result<(u16, bool), String> {
     let timeout = opts.node_timeout.as_millis().to_string();
     let reply = r
         .call(&[
@@ -578,8 +586,12 @@ fn register(
             token.as_bytes(),
         ])
         .map_err(|e| e.to_string())??;
-    match int(&reply) {
-        Some(id) if (1..=i64::from(MAX_NODE)).contains(&id) => Ok(id as u16),
+    let (id, live) = match &reply {
+        OwnedFrame::Array(v) if v.len() == 2 => (int(&v[0]), int(&v[1]) == Some(1)),
+        _ => (None, false),
+    };
+    match id {
+        Some(id) if (1..=i64::from(MAX_NODE)).contains(&id) => Ok((id as u16, live)),
         _ => Err(format!(
             "no free node id ({} nodes are live at most)",
             MAX_NODE
@@ -599,7 +611,7 @@ pub(crate) fn join(url: &RedisUrl, opts: &ClusterOptions) -> Result<Joined, Stri
             .map_err(|e| e.to_string())
             .and_then(|mut c| {
                 let shas = load_scripts(&mut c).map_err(|e| e.to_string())?;
-                let node = register(&mut c, &shas, opts, 0, &token)?;
+                let (node, _) = register(&mut c, &shas, opts, 0, &token)?;
                 Ok(Joined {
                     token: token.clone(),
                     node,
@@ -788,9 +800,10 @@ struct Commands {
     /// Nodes the cores were told are gone, until they are seen live again.
     dead: BTreeSet<u16>,
     down_since: Option<Instant>,
-    /// When Redis came back after an outage. For a while after ([`Commands::rejoining`]) a
-    /// node missing from the members may be one still reconnecting to a Redis that restarted
-    /// empty, not a dead one.
+    /// When Redis came back without this node's entry (it restarted empty, or this node was
+    /// away past the node timeout). For a while after ([`Commands::rejoining`]) a node missing
+    /// from the members may be one still reconnecting to a Redis that lost them, not a dead
+    /// one.
     back_at: Option<Instant>,
     /// The cores were told everything remote is gone during this outage.
     severed: bool,
@@ -1113,7 +1126,7 @@ impl Commands {
             Ok((c, shas, id))
         });
         match attempt {
-            Ok((c, shas, id)) => {
+            Ok((c, shas, (id, kept))) => {
                 if id != self.node {
                     error!(
                         "cluster: node id {} was taken while Redis was away (now {id}); \
@@ -1133,7 +1146,9 @@ impl Commands {
                 self.conn = Some(c);
                 self.shas = shas;
                 self.down_since = None;
-                self.back_at = Some(Instant::now());
+                // Redis kept this node's entry: it kept the others' too, and the members it
+                // names can be believed at once.
+                self.back_at = (!kept).then(Instant::now);
                 self.backoff = Duration::from_millis(100);
                 self.next_beat = Instant::now();
             }
