@@ -345,6 +345,66 @@ fn a_dropped_redis_connection_keeps_the_node_ids() {
     }
 }
 
+/// A node frozen past the node timeout (SIGSTOP: a stalled VM, a process swapped out) is gone
+/// for the others, in each dialect's terms; resumed, it ends its own side of every relationship
+/// with them, and pairs across the nodes work again.
+#[test]
+fn a_frozen_node_is_gone_and_then_serves_again() {
+    let Some((_redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    // Pair 1 owned on a (its initiator) with its receiver on b; pair 2 the other way.
+    let (mut i1, mut r1, _) = mew_pair(a, b);
+    let (mut i2, mut r2, _) = mew_pair(b, a);
+    let frozen = Instant::now();
+    nodes[1].signal(libc::SIGSTOP);
+    assert_eq!(
+        recv(&mut i1),
+        signal("disconnected", "receiver has disconnected")
+    );
+    let (code, reason, _) = closed_with(&mut r2);
+    assert_eq!(code, CloseCode::Restart, "{reason}");
+    assert!(
+        frozen.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        frozen.elapsed()
+    );
+    assert_eq!(common::metric(a, "sigyard_cluster_nodes_gone_total"), 1.0);
+    std::thread::sleep(Duration::from_secs(1));
+    nodes[1].signal(libc::SIGCONT);
+    // b learns at its next heartbeat that it was seen gone: its side ends the same way.
+    let resumed = Instant::now();
+    assert_eq!(
+        recv(&mut i2),
+        signal("disconnected", "receiver has disconnected")
+    );
+    let (code, reason, _) = closed_with(&mut r1);
+    assert_eq!(code, CloseCode::Restart, "{reason}");
+    assert!(
+        resumed.elapsed() <= Duration::from_secs(5),
+        "{:?}",
+        resumed.elapsed()
+    );
+    // Each takes the other back at its next heartbeat (until then a request placed on the other
+    // gets 502, the node gone); then both serve pairs across again, as the same two nodes.
+    for n in [a, b] {
+        assert_eq!(
+            common::metric_reaches(n, "sigyard_cluster_nodes", 2.0),
+            2.0,
+            "{n}"
+        );
+    }
+    for (x, y) in [(a, b), (b, a)] {
+        let (mut i, mut r, _) = mew_pair(x, y);
+        send(
+            &mut i,
+            json!({"action": "offersignal", "data": encrypted(8)}),
+        );
+        assert_eq!(recv(&mut r)["data"], encrypted(8));
+    }
+}
+
 #[test]
 fn start_without_redis_exits_2_naming_the_url() {
     if common::skipped("redis") {

@@ -199,6 +199,9 @@ impl Redis {
                     ));
                 }
                 Ok(n) => self.rbuf.truncate(start + n),
+                // A read with a timeout is not restarted after the process was stopped and
+                // continued (SIGSTOP, SIGCONT): read again.
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => self.rbuf.truncate(start),
                 Err(e) => {
                     self.rbuf.truncate(start);
                     return Err(e);

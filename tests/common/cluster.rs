@@ -218,9 +218,14 @@ impl Node {
 
     /// SIGTERM (a graceful stop); [`Node::wait`] for the exit.
     pub fn term(&mut self) {
+        self.signal(libc::SIGTERM);
+    }
+
+    /// Send the process a signal (SIGSTOP and SIGCONT freeze and resume it).
+    pub fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on our own child's pid.
         unsafe {
-            libc::kill(self.child.id() as i32, libc::SIGTERM);
+            libc::kill(self.child.id() as i32, sig);
         }
     }
 
