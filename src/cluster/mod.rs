@@ -565,6 +565,16 @@ fn connect_timeout(opts: &ClusterOptions) -> Duration {
     (opts.node_timeout / 2).max(Duration::from_millis(500))
 }
 
+/// What went wrong with Redis, for the log: a read or write that timed out says so.
+fn why(e: &std::io::Error, opts: &ClusterOptions) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            format!("no answer within {:?}", connect_timeout(opts))
+        }
+        _ => e.to_string(),
+    }
+}
+
 /// Register as a node, as `prefer` if that id is free or still this process's: the id, and
 /// whether it was still live (Redis kept this node's entry while the connection was down).
 fn register(
@@ -827,7 +837,7 @@ impl Commands {
                 let mut last: Vec<Job> = self.rx.try_iter().collect();
                 if !last.is_empty() && self.conn.is_some() {
                     if let Err(e) = self.exchange(&mut last, false) {
-                        self.lost(&e.to_string());
+                        self.lost(&e);
                     }
                 }
                 self.fail(&mut last);
@@ -868,7 +878,7 @@ impl Commands {
             }
             if self.conn.is_some() {
                 if let Err(e) = self.exchange(&mut jobs, beat) {
-                    self.lost(&e.to_string());
+                    self.lost(&e);
                 }
             }
             self.fail(&mut jobs);
@@ -1106,9 +1116,9 @@ impl Commands {
             .is_some_and(|t| t.elapsed() < self.opts.node_timeout + MAX_BACKOFF)
     }
 
-    fn lost(&mut self, why: &str) {
+    fn lost(&mut self, e: &std::io::Error) {
         if self.conn.take().is_some() {
-            error!("cluster: lost Redis at {}: {why}", self.url);
+            error!("cluster: lost Redis at {}: {}", self.url, why(e, &self.opts));
             self.stats.redis_up.store(0, Ordering::Relaxed);
             self.down_since.get_or_insert_with(Instant::now);
             self.retry_at = Instant::now() + self.backoff;
@@ -1153,7 +1163,11 @@ impl Commands {
                 self.next_beat = Instant::now();
             }
             Err(e) => {
-                warn!("cluster: Redis at {} still unreachable: {e}", self.url);
+                warn!(
+                    "cluster: Redis at {} still unreachable: {}",
+                    self.url,
+                    why(&e, &self.opts)
+                );
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 self.retry_at = Instant::now() + self.backoff;
             }
