@@ -405,6 +405,50 @@ fn a_frozen_node_is_gone_and_then_serves_again() {
     }
 }
 
+/// Redis answers but refuses every write (out of memory): heartbeats fail, so every node's
+/// entry lapses for the others. Each node ends its side of every relationship across the
+/// nodes once its heartbeat has been refused for a node timeout, while Redis still refuses,
+/// not only after; requests that need a claim get 503; once Redis takes writes again, pairs
+/// across the nodes work again.
+#[test]
+fn redis_refusing_writes_ends_relationships_across_nodes_in_time() {
+    let Some((redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (mut i, mut r, _) = mew_pair(a, b);
+    let refused = Instant::now();
+    assert!(redis.command("CONFIG SET maxmemory 1").starts_with("+OK"));
+    // The receiver's side (its dialect state on a) and the initiator's (its receiver on b).
+    let (code, reason, _) = closed_with(&mut r);
+    assert_eq!(code, CloseCode::Restart, "{reason}");
+    assert_eq!(
+        recv(&mut i),
+        signal("disconnected", "receiver has disconnected")
+    );
+    let took = refused.elapsed();
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+    let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
+    assert_eq!(status, 503, "{body}");
+    assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::metric(a, "sigyard_cluster_nodes") < 2.0
+        || common::metric(b, "sigyard_cluster_nodes") < 2.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the nodes never saw each other again"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (mut i, mut r, _) = mew_pair(b, a);
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(9)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(9));
+}
+
 #[test]
 fn start_without_redis_exits_2_naming_the_url() {
     if common::skipped("redis") {

@@ -703,6 +703,7 @@ pub(crate) fn start(
         down_since: None,
         back_at: None,
         severed: false,
+        beat_ok: Instant::now(),
         retry_at: Instant::now(),
         backoff: Duration::from_millis(100),
         next_beat: Instant::now(),
@@ -817,6 +818,8 @@ struct Commands {
     back_at: Option<Instant>,
     /// The cores were told everything remote is gone during this outage.
     severed: bool,
+    /// When Redis last accepted this node's heartbeat (or its registration).
+    beat_ok: Instant,
     retry_at: Instant,
     backoff: Duration,
     next_beat: Instant,
@@ -1072,6 +1075,13 @@ impl Commands {
             );
             std::process::exit(1);
         }
+        self.beat_ok = Instant::now();
+        if self.severed {
+            // Every key's owner was forgotten: the dialects tell them again.
+            for m in &self.cores {
+                let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
+            }
+        }
         let was_live = items.first().and_then(int) == Some(1);
         let live: BTreeSet<u16> = items[1..]
             .iter()
@@ -1118,7 +1128,11 @@ impl Commands {
 
     fn lost(&mut self, e: &std::io::Error) {
         if self.conn.take().is_some() {
-            error!("cluster: lost Redis at {}: {}", self.url, why(e, &self.opts));
+            error!(
+                "cluster: lost Redis at {}: {}",
+                self.url,
+                why(e, &self.opts)
+            );
             self.stats.redis_up.store(0, Ordering::Relaxed);
             self.down_since.get_or_insert_with(Instant::now);
             self.retry_at = Instant::now() + self.backoff;
@@ -1145,12 +1159,6 @@ impl Commands {
                     );
                 }
                 info!("cluster: Redis at {} is back", self.url);
-                if self.severed {
-                    // Every key's owner was forgotten: the dialects tell them again.
-                    for m in &self.cores {
-                        let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
-                    }
-                }
                 self.stats.reconnects.fetch_add(1, Ordering::Relaxed);
                 self.stats.redis_up.store(1, Ordering::Relaxed);
                 self.conn = Some(c);
@@ -1197,22 +1205,23 @@ impl Commands {
         }
     }
 
-    /// Redis gone for a node timeout: the other nodes have seen this one gone, so every
-    /// remote relationship ends here too.
+    /// No heartbeat of this node's accepted for a node timeout (Redis gone, or refusing it:
+    /// out of memory, read-only): the other nodes have seen this one gone, so every remote
+    /// relationship ends here too.
     fn check_outage(&mut self) {
-        let Some(since) = self.down_since else {
+        let timeout = self.opts.node_timeout;
+        if self.severed || self.beat_ok.elapsed() < timeout {
             return;
-        };
-        if !self.severed && since.elapsed() >= self.opts.node_timeout {
-            error!(
-                "cluster: Redis unreachable for {:?}: ending every remote relationship",
-                self.opts.node_timeout
-            );
-            self.severed = true;
-            self.known.clear();
-            self.stats.nodes.store(0, Ordering::Relaxed);
-            tell_all(&self.cores, &Gone::All);
         }
+        let why = match self.down_since {
+            Some(_) => "Redis unreachable",
+            None => "Redis refuses it",
+        };
+        error!("cluster: no heartbeat for {timeout:?} ({why}): ending every remote relationship");
+        self.severed = true;
+        self.known.clear();
+        self.stats.nodes.store(0, Ordering::Relaxed);
+        tell_all(&self.cores, &Gone::All);
     }
 
     fn leave(&mut self) {
