@@ -704,6 +704,7 @@ pub(crate) fn start(
         back_at: None,
         severed: false,
         beat_ok: Instant::now(),
+        refused: Refusals::default(),
         retry_at: Instant::now(),
         backoff: Duration::from_millis(100),
         next_beat: Instant::now(),
@@ -820,6 +821,8 @@ struct Commands {
     severed: bool,
     /// When Redis last accepted this node's heartbeat (or its registration).
     beat_ok: Instant,
+    /// Requests' commands Redis refused, for the log.
+    refused: Refusals,
     retry_at: Instant,
     backoff: Duration,
     next_beat: Instant,
@@ -1038,7 +1041,7 @@ impl Commands {
             Job::Refresh { .. } => {}
             Job::Store { core, conn, .. } => {
                 if let Err(e) = &reply {
-                    warn!("cluster: HTTP API store call failed: {e}");
+                    self.refused.warn("HTTP API store call", e);
                 }
                 let result = outcome(&reply).map_or(Vec::new(), |o| o.encode());
                 if let Some(m) = self.cores.get(usize::from(*core)) {
@@ -1054,7 +1057,7 @@ impl Commands {
                 let node = match &reply {
                     Ok(f) => int(f).and_then(|n| u16::try_from(n).ok()),
                     Err(e) => {
-                        warn!("cluster: claim failed: {e}");
+                        self.refused.warn("claim", e);
                         None
                     }
                 };
@@ -1233,6 +1236,31 @@ impl Commands {
             ]);
             info!("cluster: node {} left", self.node);
         }
+    }
+}
+
+/// Commands Redis refused for requests (claims, HTTP API calls; one per request, so possibly
+/// thousands a second): logged at most once a second, with how many were not.
+#[derive(Default)]
+struct Refusals {
+    logged_at: Option<Instant>,
+    unlogged: u64,
+}
+
+impl Refusals {
+    fn warn(&mut self, what: &str, e: &str) {
+        if self
+            .logged_at
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            self.unlogged += 1;
+            return;
+        }
+        match std::mem::take(&mut self.unlogged) {
+            0 => warn!("cluster: {what} failed: {e}"),
+            n => warn!("cluster: {what} failed: {e} ({n} more refused since the last such line)"),
+        }
+        self.logged_at = Some(Instant::now());
     }
 }
 
