@@ -449,6 +449,42 @@ fn redis_refusing_writes_ends_relationships_across_nodes_in_time() {
     assert_eq!(recv(&mut r)["data"], encrypted(9));
 }
 
+/// Redis restarts empty, losing the claims: a node claims again at once the keys its
+/// connections still use, so a pair living on one node keeps its `connId` for the whole cluster
+/// (another node refuses a second initiator with it, as before the restart).
+#[test]
+fn a_pair_keeps_its_key_when_redis_restarts_empty() {
+    let Some((mut redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (mut i, mut r, cid) = mew_pair(a, a);
+    redis.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while common::metric(a, "sigyard_cluster_reconnects_total") < 1.0
+        || common::metric(b, "sigyard_cluster_reconnects_total") < 1.0
+    {
+        assert!(Instant::now() < deadline, "no reconnect");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The claim is made again within a loop turn of the command thread and a round trip.
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        mew(b, "initiator", &cid).map(|_| ()).unwrap_err(),
+        (
+            404,
+            "Failed to connect: @connId already exists!".to_string()
+        )
+    );
+    send(
+        &mut i,
+        json!({"action": "offersignal", "data": encrypted(10)}),
+    );
+    assert_eq!(recv(&mut r)["data"], encrypted(10));
+}
+
 #[test]
 fn start_without_redis_exits_2_naming_the_url() {
     if common::skipped("redis") {

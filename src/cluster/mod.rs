@@ -146,8 +146,9 @@ pub(crate) enum Job {
         waiter: Option<(usize, u32)>,
         key: Box<str>,
     },
-    /// Keep these claims of this node (keys with live connections) for another TTL.
-    Refresh { keys: Vec<Box<str>> },
+    /// Keep these claims of this node (keys with live connections) for another TTL; with
+    /// `reclaim`, make them again where Redis lost them (it came back empty).
+    Refresh { keys: Vec<Box<str>>, reclaim: bool },
     /// An HTTP API call ([`crate::proto::dialect::httpapi::Call::encode`]) on the channels in
     /// Redis, for the request `conn` of `core`; the outcome goes back as
     /// [`ClusterMsg::Stored`].
@@ -176,8 +177,10 @@ pub enum ClusterMsg {
     /// Redis is back after an outage that ended every relationship with other nodes.
     Back,
     Gone(Gone),
-    /// Time to send the keys in use for [`Job::Refresh`].
-    RefreshClaims,
+    /// Time to send the keys in use for [`Job::Refresh`] (`reclaim` passed on to it).
+    RefreshClaims {
+        reclaim: bool,
+    },
     /// The outcome of a [`Job::Store`] (empty: Redis could not say).
     Stored {
         conn: Handle,
@@ -705,6 +708,7 @@ pub(crate) fn start(
         severed: false,
         beat_ok: Instant::now(),
         refused: Refusals::default(),
+        reclaim: false,
         retry_at: Instant::now(),
         backoff: Duration::from_millis(100),
         next_beat: Instant::now(),
@@ -823,6 +827,8 @@ struct Commands {
     beat_ok: Instant,
     /// Requests' commands Redis refused, for the log.
     refused: Refusals,
+    /// The next refresh makes the claims again (Redis came back without this node's entry).
+    reclaim: bool,
     retry_at: Instant,
     backoff: Duration,
     next_beat: Instant,
@@ -875,8 +881,9 @@ impl Commands {
             if Instant::now() >= self.next_refresh {
                 // Each core answers with the keys its live connections were placed by.
                 self.next_refresh = Instant::now() + self.opts.claim_ttl / 3;
+                let reclaim = std::mem::take(&mut self.reclaim);
                 for m in &self.cores {
-                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::RefreshClaims));
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::RefreshClaims { reclaim }));
                 }
             }
             if self.conn.is_none() {
@@ -950,10 +957,25 @@ impl Commands {
                         bytes.as_bytes(),
                     ]);
                 }
-                Job::Refresh { keys } => {
+                Job::Refresh { keys, reclaim } => {
                     for k in keys {
-                        let key = format!("{}:k:{k}", self.opts.prefix);
-                        conn.push(&[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+                        if *reclaim {
+                            // Claimed as a request would be: this node's again unless another
+                            // live one took it meanwhile.
+                            conn.push(&[
+                                b"EVALSHA",
+                                self.shas.claim.as_bytes(),
+                                b"0",
+                                prefix,
+                                me.as_bytes(),
+                                k.as_bytes(),
+                                ttl.as_bytes(),
+                                timeout.as_bytes(),
+                            ]);
+                        } else {
+                            let key = format!("{}:k:{k}", self.opts.prefix);
+                            conn.push(&[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
+                        }
                     }
                 }
                 Job::Claim { key, .. } => conn.push(&[
@@ -986,7 +1008,7 @@ impl Commands {
         'jobs: for j in jobs.iter() {
             // A refresh is one reply per key; the others one each.
             let replies = match j {
-                Job::Refresh { keys } => keys.len(),
+                Job::Refresh { keys, .. } => keys.len(),
                 _ => 1,
             };
             for _ in 0..replies {
@@ -1170,6 +1192,12 @@ impl Commands {
                 // Redis kept this node's entry: it kept the others' too, and the members it
                 // names can be believed at once.
                 self.back_at = (!kept).then(Instant::now);
+                if !kept {
+                    // Its claims may be gone with the rest: they are made again at once, before
+                    // a request on another node can take a key this node still serves.
+                    self.next_refresh = Instant::now();
+                    self.reclaim = true;
+                }
                 self.backoff = Duration::from_millis(100);
                 self.next_beat = Instant::now();
             }

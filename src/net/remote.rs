@@ -489,13 +489,13 @@ impl Reactor {
             }
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
             ClusterMsg::Stored { conn, result } => self.stored(conn, &result),
-            ClusterMsg::RefreshClaims => {
+            ClusterMsg::RefreshClaims { reclaim } => {
                 let held = self.held_keys();
                 if let Some(link) = self.core.link.as_ref() {
                     let mut keys: Vec<Box<str>> = link.keys.keys().cloned().collect();
                     keys.extend(held);
                     if !keys.is_empty() {
-                        let _ = link.cluster.submit(Job::Refresh { keys });
+                        let _ = link.cluster.submit(Job::Refresh { keys, reclaim });
                     }
                 }
             }
