@@ -58,6 +58,21 @@ fn closed_with(c: &mut Ws) -> (CloseCode, String, Duration) {
     }
 }
 
+/// `i` sends an offer with `encrypted(n)`; `r` gets it.
+fn offer_reaches(i: &mut Ws, r: &mut Ws, n: u8) {
+    send(i, json!({"action": "offersignal", "data": encrypted(n)}));
+    assert_eq!(recv(r)["data"], encrypted(n));
+}
+
+/// Wait (up to 10 s) until metric `name` is at least `at_least` on every node of `addrs`.
+fn wait_for_metric(addrs: &[SocketAddr], name: &str, at_least: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while addrs.iter().any(|&n| common::metric(n, name) < at_least) {
+        assert!(Instant::now() < deadline, "{name} never reached {at_least}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn signal(name: &str, message: &str) -> Json {
     json!({"signal": name, "data": "", "message": message})
 }
@@ -252,11 +267,7 @@ fn a_killed_node_is_gone_for_its_peers_within_five_seconds() {
     assert_eq!(common::metric(a, "sigyard_cluster_nodes"), 2.0);
     // The dead node's keys are free: a new pair whose initiator reaches node 1 works.
     let (mut i3, mut r3, _) = mew_pair(a, b);
-    send(
-        &mut i3,
-        json!({"action": "offersignal", "data": encrypted(3)}),
-    );
-    assert_eq!(recv(&mut r3)["data"], encrypted(3));
+    offer_reaches(&mut i3, &mut r3, 3);
 }
 
 #[test]
@@ -269,11 +280,7 @@ fn redis_lost_and_back() {
     let (_cross_i, mut cross_r, _) = mew_pair(a, b);
     redis.kill();
     // A pair on one node keeps working.
-    send(
-        &mut local_i,
-        json!({"action": "offersignal", "data": encrypted(4)}),
-    );
-    assert_eq!(recv(&mut local_r)["data"], encrypted(4));
+    offer_reaches(&mut local_i, &mut local_r, 4);
     // A pair across nodes fails visibly, within the node timeout and a beat.
     let (code, _, took) = closed_with(&mut cross_r);
     assert_eq!(code, CloseCode::Restart);
@@ -298,16 +305,8 @@ fn redis_lost_and_back() {
     // Both nodes re-registered: a new cross pair works.
     std::thread::sleep(Duration::from_millis(1500));
     let (mut i, mut r, _) = mew_pair(b, a);
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(5)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(5));
-    send(
-        &mut local_i,
-        json!({"action": "offersignal", "data": encrypted(6)}),
-    );
-    assert_eq!(recv(&mut local_r)["data"], encrypted(6));
+    offer_reaches(&mut i, &mut r, 5);
+    offer_reaches(&mut local_i, &mut local_r, 6);
 }
 
 /// Redis drops every node's connections but keeps its data (a network blip, a proxy restart):
@@ -323,19 +322,9 @@ fn a_dropped_redis_connection_keeps_the_node_ids() {
         assert!(killed.starts_with(":2"), "{kind}: {killed}");
     }
     // Back at the first retry (100 ms); a pair across the nodes works again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::metric(a, "sigyard_cluster_reconnects_total") < 1.0
-        || common::metric(b, "sigyard_cluster_reconnects_total") < 1.0
-    {
-        assert!(Instant::now() < deadline, "no reconnect");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_metric(&[a, b], "sigyard_cluster_reconnects_total", 1.0);
     let (mut i, mut r, _) = mew_pair(a, b);
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(7)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(7));
+    offer_reaches(&mut i, &mut r, 7);
     // Past a node timeout (3 s) and a heartbeat: still two members, none gone.
     std::thread::sleep(Duration::from_secs(4));
     assert_eq!(redis.command("ZCARD sigyard:nodes").trim(), ":2");
@@ -397,11 +386,7 @@ fn a_frozen_node_is_gone_and_then_serves_again() {
     }
     for (x, y) in [(a, b), (b, a)] {
         let (mut i, mut r, _) = mew_pair(x, y);
-        send(
-            &mut i,
-            json!({"action": "offersignal", "data": encrypted(8)}),
-        );
-        assert_eq!(recv(&mut r)["data"], encrypted(8));
+        offer_reaches(&mut i, &mut r, 8);
     }
 }
 
@@ -431,22 +416,9 @@ fn redis_refusing_writes_ends_relationships_across_nodes_in_time() {
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
     assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::metric(a, "sigyard_cluster_nodes") < 2.0
-        || common::metric(b, "sigyard_cluster_nodes") < 2.0
-    {
-        assert!(
-            Instant::now() < deadline,
-            "the nodes never saw each other again"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_for_metric(&[a, b], "sigyard_cluster_nodes", 2.0);
     let (mut i, mut r, _) = mew_pair(b, a);
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(9)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(9));
+    offer_reaches(&mut i, &mut r, 9);
 }
 
 /// Redis restarts empty, losing the claims: a node claims again at once the keys its
@@ -462,13 +434,7 @@ fn a_pair_keeps_its_key_when_redis_restarts_empty() {
     redis.kill();
     std::thread::sleep(Duration::from_millis(300));
     redis.restart();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while common::metric(a, "sigyard_cluster_reconnects_total") < 1.0
-        || common::metric(b, "sigyard_cluster_reconnects_total") < 1.0
-    {
-        assert!(Instant::now() < deadline, "no reconnect");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_metric(&[a, b], "sigyard_cluster_reconnects_total", 1.0);
     // The claim is made again within a loop turn of the command thread and a round trip.
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(
@@ -478,11 +444,7 @@ fn a_pair_keeps_its_key_when_redis_restarts_empty() {
             "Failed to connect: @connId already exists!".to_string()
         )
     );
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(10)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(10));
+    offer_reaches(&mut i, &mut r, 10);
 }
 
 #[test]
@@ -517,11 +479,7 @@ fn sigterm_leaves_the_cluster_at_once() {
     assert!(nodes[1].wait().success());
     // The node that stays serves new pairs.
     let (mut i2, mut r2, _) = mew_pair(nodes[0].addr, nodes[0].addr);
-    send(
-        &mut i2,
-        json!({"action": "offersignal", "data": encrypted(7)}),
-    );
-    assert_eq!(recv(&mut r2)["data"], encrypted(7));
+    offer_reaches(&mut i2, &mut r2, 7);
 }
 
 fn next(c: &mut Ws) -> Message {
@@ -1048,11 +1006,7 @@ fn rediss_and_passwords() {
     let a = Node::start(&tls.url(), &["--cluster-ca-file", ca]);
     let b = Node::start(&tls.url(), &["--cluster-ca-file", ca]);
     let (mut i, mut r, _) = mew_pair(a.addr, b.addr);
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(8)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(8));
+    offer_reaches(&mut i, &mut r, 8);
     // Not trusted: exit 2, saying why.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
         .args(["--cluster", &tls.url(), "--listen", "127.0.0.1:0"])
@@ -1075,11 +1029,7 @@ fn rediss_and_passwords() {
     );
     let d = Node::start(&format!("redis://:s3cret@127.0.0.1:{}", locked.port), &[]);
     let (mut i, mut r, _) = mew_pair(c.addr, d.addr);
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(9)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(9));
+    offer_reaches(&mut i, &mut r, 9);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sigyard"))
         .args(["--cluster", &locked.url(), "--listen", "127.0.0.1:0"])
         .env("SIGYARD_CLUSTER_PASSWORD", "wrong")
@@ -1134,11 +1084,7 @@ fn records_for_gone_connections_and_malformed_batches_are_counted_and_dropped() 
         std::thread::sleep(Duration::from_millis(50));
     }
     // The node and its pairs go on.
-    send(
-        &mut i,
-        json!({"action": "offersignal", "data": encrypted(10)}),
-    );
-    assert_eq!(recv(&mut r)["data"], encrypted(10));
+    offer_reaches(&mut i, &mut r, 10);
 }
 
 #[test]
