@@ -920,6 +920,18 @@ impl Commands {
         let timeout = self.opts.node_timeout.as_millis().to_string();
         let ttl = self.opts.claim_ttl.as_millis().to_string();
         let prefix = self.opts.prefix.as_bytes();
+        let claim = |conn: &mut Redis, key: &str| {
+            conn.push(&[
+                b"EVALSHA",
+                self.shas.claim.as_bytes(),
+                b"0",
+                prefix,
+                me.as_bytes(),
+                key.as_bytes(),
+                ttl.as_bytes(),
+                timeout.as_bytes(),
+            ])
+        };
         for j in jobs.iter() {
             match j {
                 Job::Publish { node, batch } => {
@@ -962,32 +974,14 @@ impl Commands {
                         if *reclaim {
                             // Claimed as a request would be: this node's again unless another
                             // live one took it meanwhile.
-                            conn.push(&[
-                                b"EVALSHA",
-                                self.shas.claim.as_bytes(),
-                                b"0",
-                                prefix,
-                                me.as_bytes(),
-                                k.as_bytes(),
-                                ttl.as_bytes(),
-                                timeout.as_bytes(),
-                            ]);
+                            claim(conn, k);
                         } else {
                             let key = format!("{}:k:{k}", self.opts.prefix);
                             conn.push(&[b"PEXPIRE", key.as_bytes(), ttl.as_bytes()]);
                         }
                     }
                 }
-                Job::Claim { key, .. } => conn.push(&[
-                    b"EVALSHA",
-                    self.shas.claim.as_bytes(),
-                    b"0",
-                    prefix,
-                    me.as_bytes(),
-                    key.as_bytes(),
-                    ttl.as_bytes(),
-                    timeout.as_bytes(),
-                ]),
+                Job::Claim { key, .. } => claim(conn, key),
             }
         }
         if beat {
@@ -1108,7 +1102,7 @@ impl Commands {
             }
         }
         let was_live = items.first().and_then(int) == Some(1);
-        let live: BTreeSet<u16> = items[1..]
+        let mut live: BTreeSet<u16> = items[1..]
             .iter()
             .filter_map(|f| int(f).and_then(|n| u16::try_from(n).ok()))
             .collect();
@@ -1117,7 +1111,6 @@ impl Commands {
             warn!("cluster: this node's heartbeat had lapsed: ending every remote relationship");
             tell_all(&self.cores, &Gone::All);
         }
-        let mut live = live;
         let mut gone: Vec<u16> = self
             .known
             .iter()
