@@ -64,6 +64,20 @@ fn offer_reaches(i: &mut Ws, r: &mut Ws, n: u8) {
     assert_eq!(recv(r)["data"], encrypted(n));
 }
 
+/// Both sides of cut relationships end in MewConnect's terms within 5 s of `since`: an
+/// initiator whose receiver was across hears `disconnected`; a receiver whose pair lived across
+/// is closed with 1012.
+fn cut_within_5s(initiator: &mut Ws, receiver: &mut Ws, since: Instant) {
+    assert_eq!(
+        recv(initiator),
+        signal("disconnected", "receiver has disconnected")
+    );
+    let (code, reason, _) = closed_with(receiver);
+    assert_eq!(code, CloseCode::Restart, "{reason}");
+    let took = since.elapsed();
+    assert!(took <= Duration::from_secs(5), "{took:?}");
+}
+
 /// Wait (up to 10 s) until metric `name` is at least `at_least` on every node of `addrs`.
 fn wait_for_metric(addrs: &[SocketAddr], name: &str, at_least: f64) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -348,33 +362,13 @@ fn a_frozen_node_is_gone_and_then_serves_again() {
     let (mut i2, mut r2, _) = mew_pair(b, a);
     let frozen = Instant::now();
     nodes[1].signal(libc::SIGSTOP);
-    assert_eq!(
-        recv(&mut i1),
-        signal("disconnected", "receiver has disconnected")
-    );
-    let (code, reason, _) = closed_with(&mut r2);
-    assert_eq!(code, CloseCode::Restart, "{reason}");
-    assert!(
-        frozen.elapsed() <= Duration::from_secs(5),
-        "{:?}",
-        frozen.elapsed()
-    );
+    cut_within_5s(&mut i1, &mut r2, frozen);
     assert_eq!(common::metric(a, "sigyard_cluster_nodes_gone_total"), 1.0);
     std::thread::sleep(Duration::from_secs(1));
     nodes[1].signal(libc::SIGCONT);
     // b learns at its next heartbeat that it was seen gone: its side ends the same way.
     let resumed = Instant::now();
-    assert_eq!(
-        recv(&mut i2),
-        signal("disconnected", "receiver has disconnected")
-    );
-    let (code, reason, _) = closed_with(&mut r1);
-    assert_eq!(code, CloseCode::Restart, "{reason}");
-    assert!(
-        resumed.elapsed() <= Duration::from_secs(5),
-        "{:?}",
-        resumed.elapsed()
-    );
+    cut_within_5s(&mut i2, &mut r1, resumed);
     // Each takes the other back at its next heartbeat (until then a request placed on the other
     // gets 502, the node gone); then both serve pairs across again, as the same two nodes.
     for n in [a, b] {
@@ -404,15 +398,8 @@ fn redis_refusing_writes_ends_relationships_across_nodes_in_time() {
     let (mut i, mut r, _) = mew_pair(a, b);
     let refused = Instant::now();
     assert!(redis.command("CONFIG SET maxmemory 1").starts_with("+OK"));
-    // The receiver's side (its dialect state on a) and the initiator's (its receiver on b).
-    let (code, reason, _) = closed_with(&mut r);
-    assert_eq!(code, CloseCode::Restart, "{reason}");
-    assert_eq!(
-        recv(&mut i),
-        signal("disconnected", "receiver has disconnected")
-    );
-    let took = refused.elapsed();
-    assert!(took <= Duration::from_secs(5), "{took:?}");
+    // The initiator's side (its receiver on b) and the receiver's (its dialect state on a).
+    cut_within_5s(&mut i, &mut r, refused);
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
     assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
