@@ -1157,3 +1157,105 @@ fn ywebrtc_topics_come_back_after_redis_does() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// One node cut off from Redis by the network (its packets go nowhere; nothing is reset):
+/// the others see it gone, it ends its own side of every relationship across the nodes in the
+/// same time, pairs on either node alone keep working, and once the network is back the nodes
+/// pair across again as the same two nodes.
+#[test]
+fn a_node_partitioned_from_redis() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let partition = common::cluster::Partition::new(redis.port);
+    let nodes = [
+        Node::start(&partition.url(), &[]),
+        Node::start(&redis.url(), &[]),
+    ];
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    let (mut i1, mut r1, _) = mew_pair(a, b);
+    let (mut i2, mut r2, _) = mew_pair(b, a);
+    let (mut ai, mut ar, _) = mew_pair(a, a);
+    let (mut bi, mut br, _) = mew_pair(b, b);
+    let cut = Instant::now();
+    partition.cut(true);
+    // b sees a gone; a sees itself cut off: both sides of both cross pairs end in time.
+    cut_within_5s(&mut i2, &mut r1, cut);
+    cut_within_5s(&mut i1, &mut r2, cut);
+    offer_reaches(&mut ai, &mut ar, 11);
+    offer_reaches(&mut bi, &mut br, 12);
+    let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
+    assert_eq!(status, 503, "{body}");
+    std::thread::sleep(Duration::from_secs(2));
+    partition.cut(false);
+    wait_for_metric(&[a, b], "sigyard_cluster_nodes", 2.0);
+    for (x, y) in [(a, b), (b, a)] {
+        let (mut i, mut r, _) = mew_pair(x, y);
+        offer_reaches(&mut i, &mut r, 13);
+    }
+    offer_reaches(&mut ai, &mut ar, 14);
+    offer_reaches(&mut bi, &mut br, 15);
+}
+
+/// The PeerJS table lives on the node that claimed its key. Cut off from Redis by the network,
+/// or frozen, that node is gone for the others, and the next client on another node claims the
+/// key and starts a table there. When the node is back, it closes the connections it still
+/// serves by the key (1012: reconnect), so that one table, on one node, answers for every id
+/// again: a client takes the first node's id on any node, and messages reach it.
+#[test]
+fn a_key_taken_while_its_owner_was_away_ends_its_old_owners_connections() {
+    for freeze in [false, true] {
+        let Some(redis) = Redis::start() else {
+            return;
+        };
+        let partition = common::cluster::Partition::new(redis.port);
+        let nodes = [
+            Node::start(&partition.url(), &[]),
+            Node::start(&redis.url(), &[]),
+        ];
+        let away = |on: bool| match (freeze, on) {
+            (true, true) => nodes[0].signal(libc::SIGSTOP),
+            (true, false) => nodes[0].signal(libc::SIGCONT),
+            (false, cut) => partition.cut(cut),
+        };
+        let (a, b) = (nodes[0].addr, nodes[1].addr);
+        let peer = |at: SocketAddr, id: &str, token: &str| {
+            let q = format!("/peerjs?key=peerjs&id={id}&token={token}&version=1.5.5");
+            let mut c = connect(at, &q).unwrap();
+            assert_eq!(common::recv_text(&mut c), r#"{"type":"OPEN"}"#, "{id}");
+            c
+        };
+        let mut first = peer(a, "first", "t1");
+        away(true);
+        wait_for_metric(&[b], "sigyard_cluster_nodes_gone_total", 1.0);
+        let mut second = peer(b, "second", "t2");
+        away(false);
+        let back = Instant::now();
+        let (code, reason, _) = closed_with(&mut first);
+        assert_eq!(code, CloseCode::Restart, "{reason}");
+        assert!(
+            back.elapsed() <= Duration::from_secs(5),
+            "{:?}",
+            back.elapsed()
+        );
+        assert_eq!(common::metric(a, "sigyard_cluster_keys_taken_total"), 1.0);
+        // Its id is free in the one table left, from either node.
+        let mut again = peer(a, "first", "t3");
+        second
+            .send(Message::text(
+                r#"{"type":"OFFER","payload":1,"dst":"first"}"#,
+            ))
+            .unwrap();
+        assert_eq!(
+            common::recv_text(&mut again),
+            r#"{"type":"OFFER","src":"second","dst":"first","payload":1}"#
+        );
+        let q = "/peerjs?key=peerjs&id=first&token=t4&version=1.5.5";
+        let mut thief = connect(b, q).unwrap();
+        assert_eq!(
+            common::recv_text(&mut thief),
+            r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#,
+            "freeze: {freeze}"
+        );
+    }
+}

@@ -147,8 +147,13 @@ pub(crate) enum Job {
         key: Box<str>,
     },
     /// Keep these claims of this node (keys with live connections) for another TTL; with
-    /// `reclaim`, make them again where Redis lost them (it came back empty).
-    Refresh { keys: Vec<Box<str>>, reclaim: bool },
+    /// `reclaim`, make them again where Redis lost them (it came back empty, or this node was
+    /// seen gone). Keys another node took meanwhile go back to `core` as [`ClusterMsg::Taken`].
+    Refresh {
+        core: u16,
+        keys: Vec<Box<str>>,
+        reclaim: bool,
+    },
     /// An HTTP API call ([`crate::proto::dialect::httpapi::Call::encode`]) on the channels in
     /// Redis, for the request `conn` of `core`; the outcome goes back as
     /// [`ClusterMsg::Stored`].
@@ -181,6 +186,9 @@ pub enum ClusterMsg {
     RefreshClaims {
         reclaim: bool,
     },
+    /// Keys this core's connections or dialects still held that another live node claimed
+    /// while this one was seen gone (or Redis lost the claims), with that node.
+    Taken(Vec<(Box<str>, u16)>),
     /// The outcome of a [`Job::Store`] (empty: Redis could not say).
     Stored {
         conn: Handle,
@@ -211,6 +219,8 @@ pub struct ClusterStats {
     pub claims: AtomicU64,
     pub rtt_us: AtomicU64,
     pub nodes_gone: AtomicU64,
+    /// Keys held here that another node had claimed meanwhile ([`ClusterMsg::Taken`]).
+    pub keys_taken: AtomicU64,
     /// Records from other nodes for connections here that are gone.
     pub undeliverable: AtomicU64,
 }
@@ -300,6 +310,13 @@ impl ClusterStats {
             "counter",
             "nodes seen leaving (heartbeat lapsed or left)",
             g(&self.nodes_gone),
+        );
+        metric(
+            "sigyard_cluster_keys_taken_total",
+            "counter",
+            "keys still in use here that another node had claimed while this one was seen gone \
+             (their connections here are closed)",
+            g(&self.keys_taken),
         );
         metric(
             "sigyard_cluster_undeliverable_total",
@@ -703,7 +720,7 @@ pub(crate) fn start(
         stop,
         known: BTreeSet::new(),
         dead: BTreeSet::new(),
-        down_since: None,
+        lost_at: None,
         back_at: None,
         severed: false,
         beat_ok: Instant::now(),
@@ -815,7 +832,8 @@ struct Commands {
     known: BTreeSet<u16>,
     /// Nodes the cores were told are gone, until they are seen live again.
     dead: BTreeSet<u16>,
-    down_since: Option<Instant>,
+    /// When the command connection to Redis was last lost.
+    lost_at: Option<Instant>,
     /// When Redis came back without this node's entry (it restarted empty, or this node was
     /// away past the node timeout). For a while after ([`Commands::rejoining`]) a node missing
     /// from the members may be one still reconnecting to a Redis that lost them, not a dead
@@ -886,6 +904,9 @@ impl Commands {
                     let _ = m.send(CoreMsg::Cluster(ClusterMsg::RefreshClaims { reclaim }));
                 }
             }
+            // Before a reconnection, which is no heartbeat: one lapsed while Redis was away
+            // ends the relationships even when Redis is back in this same turn.
+            self.check_outage();
             if self.conn.is_none() {
                 self.reconnect();
             }
@@ -895,7 +916,6 @@ impl Commands {
                 }
             }
             self.fail(&mut jobs);
-            self.check_outage();
         }
     }
 
@@ -969,7 +989,7 @@ impl Commands {
                         bytes.as_bytes(),
                     ]);
                 }
-                Job::Refresh { keys, reclaim } => {
+                Job::Refresh { keys, reclaim, .. } => {
                     for k in keys {
                         if *reclaim {
                             // Claimed as a request would be: this node's again unless another
@@ -1005,9 +1025,9 @@ impl Commands {
                 Job::Refresh { keys, .. } => keys.len(),
                 _ => 1,
             };
-            for _ in 0..replies {
+            for i in 0..replies {
                 match conn.read() {
-                    Ok(reply) => self.on_reply(j, reply),
+                    Ok(reply) => self.on_reply(j, i, reply),
                     Err(e) => {
                         result = Err(e);
                         break 'jobs;
@@ -1035,7 +1055,8 @@ impl Commands {
         result
     }
 
-    fn on_reply(&mut self, job: &Job, reply: redis::Reply) {
+    /// The answer to `job` (to its `i`th key, for a refresh).
+    fn on_reply(&mut self, job: &Job, i: usize, reply: redis::Reply) {
         match job {
             Job::Publish { node, batch } => {
                 self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
@@ -1052,6 +1073,28 @@ impl Commands {
                     self.stats
                         .bytes_out
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                }
+            }
+            Job::Refresh {
+                core,
+                keys,
+                reclaim: true,
+            } => {
+                // The claim script names the key's owner: another live node took it while
+                // this one was seen gone.
+                let owner = reply.as_ref().ok().and_then(int);
+                let taken = owner
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| n != self.node);
+                if let (Some(n), Some(key), Some(m)) =
+                    (taken, keys.get(i), self.cores.get(usize::from(*core)))
+                {
+                    warn!(
+                        "cluster: key {key:?} was claimed by node {n} while this node was seen \
+                         gone: what this node still served by it ends"
+                    );
+                    self.stats.keys_taken.fetch_add(1, Ordering::Relaxed);
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(vec![(key.clone(), n)])));
                 }
             }
             Job::Refresh { .. } => {}
@@ -1102,6 +1145,12 @@ impl Commands {
             }
         }
         let was_live = items.first().and_then(int) == Some(1);
+        if !was_live || self.severed {
+            // Seen gone (or Redis lost the members): another node may have claimed keys this
+            // one still serves. They are claimed again at once, and any taken end here.
+            self.reclaim = true;
+            self.next_refresh = Instant::now();
+        }
         let mut live: BTreeSet<u16> = items[1..]
             .iter()
             .filter_map(|f| int(f).and_then(|n| u16::try_from(n).ok()))
@@ -1152,7 +1201,7 @@ impl Commands {
                 why(e, &self.opts)
             );
             self.stats.redis_up.store(0, Ordering::Relaxed);
-            self.down_since.get_or_insert_with(Instant::now);
+            self.lost_at = Some(Instant::now());
             self.retry_at = Instant::now() + self.backoff;
         }
     }
@@ -1181,11 +1230,10 @@ impl Commands {
                 self.stats.redis_up.store(1, Ordering::Relaxed);
                 self.conn = Some(c);
                 self.shas = shas;
-                self.down_since = None;
                 // Redis kept this node's entry: it kept the others' too, and the members it
                 // names can be believed at once.
                 self.back_at = (!kept).then(Instant::now);
-                if !kept {
+                if !kept || self.reclaim {
                     // Its claims may be gone with the rest: they are made again at once, before
                     // a request on another node can take a key this node still serves.
                     self.next_refresh = Instant::now();
@@ -1214,7 +1262,8 @@ impl Commands {
                     self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                 }
-                Job::Refresh { .. } => {}
+                // Made again once Redis answers.
+                Job::Refresh { reclaim, .. } => self.reclaim |= reclaim,
                 Job::Store { core, conn, .. } => {
                     if let Some(m) = self.cores.get(usize::from(core)) {
                         let msg = ClusterMsg::Stored {
@@ -1237,12 +1286,18 @@ impl Commands {
         if self.severed || self.beat_ok.elapsed() < timeout {
             return;
         }
-        let why = match self.down_since {
-            Some(_) => "Redis unreachable",
-            None => "Redis refuses it",
+        // Lost since the last heartbeat Redis took (perhaps back by now, too late), or
+        // answering and refusing it.
+        let why = match self.lost_at {
+            Some(t) if t > self.beat_ok => "Redis unreachable",
+            _ => "Redis refuses it",
         };
         error!("cluster: no heartbeat for {timeout:?} ({why}): ending every remote relationship");
         self.severed = true;
+        // The others saw this node gone and may claim its keys: once Redis takes a heartbeat
+        // again they are claimed anew. (Redis's own record cannot say: a heartbeat sent before
+        // the outage may reach it only after, and make this node look live throughout.)
+        self.reclaim = true;
         self.known.clear();
         self.stats.nodes.store(0, Ordering::Relaxed);
         tell_all(&self.cores, &Gone::All);

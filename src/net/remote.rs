@@ -489,18 +489,71 @@ impl Reactor {
             }
             ClusterMsg::Gone(g) => self.nodes_gone(&g),
             ClusterMsg::Stored { conn, result } => self.stored(conn, &result),
+            ClusterMsg::Taken(keys) => self.keys_taken(&keys),
             ClusterMsg::RefreshClaims { reclaim } => {
                 let held = self.held_keys();
                 if let Some(link) = self.core.link.as_ref() {
                     let mut keys: Vec<Box<str>> = link.keys.keys().cloned().collect();
                     keys.extend(held);
                     if !keys.is_empty() {
-                        let _ = link.cluster.submit(Job::Refresh { keys, reclaim });
+                        let core = self.core.id as u16;
+                        let job = Job::Refresh {
+                            core,
+                            keys,
+                            reclaim,
+                        };
+                        let _ = link.cluster.submit(job);
                     }
                 }
             }
         }
         self.flush_effects();
+    }
+
+    /// Keys another node claimed while this one was seen gone (or Redis lost the claims): what
+    /// this core still serves by them ends, so that one node answers for each key again.
+    /// Connections placed by such a key, here or held from other nodes, close with 1012 (their
+    /// clients come back and reach the key's owner); a dialect's state for a told key is
+    /// dropped ([`crate::proto::dialect::Dialect::on_moved`]).
+    fn keys_taken(&mut self, taken: &[(Box<str>, u16)]) {
+        const REASON: &str = "this connection's key now belongs to another cluster node";
+        self.told_keys_taken(taken);
+        let keys: std::collections::HashSet<&str> = taken.iter().map(|(k, _)| &**k).collect();
+        let is_taken = |k: Option<&str>| k.is_some_and(|k| keys.contains(k));
+        let here: Vec<usize> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| is_taken(s.extra.as_ref().and_then(|e| e.claim.as_deref())))
+            .map(|(k, _)| k)
+            .collect();
+        for key in here {
+            self.go_away(key, 1012, REASON);
+        }
+        let c = &mut self.core;
+        let Some(link) = c.link.as_mut() else {
+            return;
+        };
+        let held: Vec<Handle> = link
+            .remotes
+            .iter()
+            .filter(|(_, rc)| is_taken(rc.key.as_deref()))
+            .map(|(h, _)| *h)
+            .collect();
+        for &h in &held {
+            if let Some(rc) = link.forget(&h) {
+                if let Some(r) = ROUTES.get(usize::from(rc.route)) {
+                    c.gone.push((h, r.dialect));
+                }
+            }
+        }
+        for h in held {
+            let close = Record::Close {
+                to: h,
+                code: 1012,
+                reason: REASON,
+            };
+            c.emit(handle_node(h), &close);
+        }
     }
 
     /// The answer to a claim: the request is read again, now knowing its node.

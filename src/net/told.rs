@@ -45,6 +45,17 @@ pub(crate) struct Told {
     gone: HashMap<u16, u64>,
 }
 
+impl Told {
+    /// Node `n` owns `key`, as a claim said, until `until`.
+    fn hint(&mut self, key: &str, n: u16, until: u64) {
+        if self.hints.len() >= MAX_HINTS {
+            // Hints are only shortcuts: past the bound they start over.
+            self.hints.clear();
+        }
+        self.hints.insert(key.into(), (n, until));
+    }
+}
+
 /// How long a claim that named a gone node waits before it is asked again.
 const RETRY_MS: u64 = 250;
 
@@ -221,12 +232,8 @@ impl Reactor {
             return;
         };
         if let Some(n) = node.filter(|&n| n != c.node) {
-            let until = c.now_ms + link.cluster.claim_ttl_ms();
-            if link.told.hints.len() >= MAX_HINTS {
-                // Hints are only shortcuts: past the bound they start over.
-                link.told.hints.clear();
-            }
-            link.told.hints.insert(key.into(), (n, until));
+            link.told
+                .hint(key, n, c.now_ms + link.cluster.claim_ttl_ms());
             // What an instance here still holds for the key is stale (from before an outage,
             // when this node owned it): another node owns it now.
             if let Some(Ok(Record::Tell { dialect, .. })) = records(&waiting).next() {
@@ -318,6 +325,28 @@ impl Reactor {
             .owned
             .retain(|k, d| dialects.holds(usize::from(*d), k));
         link.told.owned.keys().cloned().collect()
+    }
+
+    /// Told keys owned here that another node claimed while this one was seen gone: tells go
+    /// there now, and the dialect drops what it held for them.
+    pub(crate) fn told_keys_taken(&mut self, taken: &[(Box<str>, u16)]) {
+        let c = &mut self.core;
+        let Some(link) = c.link.as_mut() else {
+            return;
+        };
+        let until = c.now_ms + link.cluster.claim_ttl_ms();
+        let mut moved = Vec::new();
+        for (key, n) in taken {
+            if let Some(d) = link.told.owned.remove(key) {
+                link.told.hint(key, *n, until);
+                moved.push((usize::from(d), key));
+            }
+        }
+        for (d, key) in moved {
+            if c.dialects.holds(d, key) {
+                call(c, d, |dl, cx| dl.on_moved(cx, key));
+            }
+        }
     }
 
     /// Nodes are gone: forget what was known of their keys, and this node's own claims too

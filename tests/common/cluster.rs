@@ -251,3 +251,67 @@ impl Drop for Node {
         self.kill9();
     }
 }
+
+/// A TCP relay to Redis that can stop moving bytes, both ways, on every connection it carries
+/// and on those it accepts meanwhile, as a network partition does (nothing is closed or reset;
+/// what was sent waits), and move them again.
+pub struct Partition {
+    pub port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    /// In front of Redis at `to`.
+    pub fn new(to: u16) -> Partition {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::Arc;
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(AtomicBool::new(false));
+        let held = cut.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                    continue;
+                };
+                for (from, into) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let held = held.clone();
+                    std::thread::spawn(move || {
+                        let (mut from, mut into) = (from, into);
+                        from.set_read_timeout(Some(Duration::from_millis(20)))
+                            .unwrap();
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            if held.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(20));
+                                continue;
+                            }
+                            match from.read(&mut buf) {
+                                Ok(0) => break,
+                                Ok(n) if into.write_all(&buf[..n]).is_ok() => {}
+                                Ok(_) => break,
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {}
+                                Err(_) => break,
+                            }
+                        }
+                        let _ = into.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Partition { port, cut }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop (`true`) or resume (`false`) moving bytes.
+    pub fn cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
