@@ -1259,3 +1259,88 @@ fn a_key_taken_while_its_owner_was_away_ends_its_old_owners_connections() {
         );
     }
 }
+
+/// A pipe streaming numbered messages from `x` (writer) to `y`; returns the writer's thread
+/// and checks, on `y`, that what arrives is the stream in order with nothing missing until it
+/// ends (all of it, or a close: never a gap). Returns how many arrived and how `y` ended.
+fn stream_without_gaps(x: Ws, y: &mut Ws, cut: impl FnOnce()) -> (u32, Option<CloseCode>) {
+    const COUNT: u32 = 20_000;
+    let writer = std::thread::spawn(move || {
+        let mut x = x;
+        for i in 0..COUNT {
+            if x.send(Message::binary(i.to_be_bytes().to_vec())).is_err() {
+                break;
+            }
+            if i % 100 == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        x
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    cut();
+    let mut next = 0u32;
+    let end = loop {
+        match y.read() {
+            Ok(Message::Binary(d)) => {
+                let i = u32::from_be_bytes(d[..4].try_into().unwrap());
+                assert_eq!(i, next, "a gap in the stream");
+                next += 1;
+                if next == COUNT {
+                    break None;
+                }
+            }
+            Ok(Message::Close(f)) => break f.map(|f| f.code),
+            other => panic!("after {next} messages: {other:?}"),
+        }
+    };
+    let mut x = writer.join().unwrap();
+    if end.is_some() {
+        // The writer's side ended too, in time.
+        let (code, reason, took) = closed_with(&mut x);
+        assert_eq!(code, CloseCode::Away, "{reason}");
+        assert!(took <= Duration::from_secs(5), "{took:?}");
+    }
+    (next, end)
+}
+
+/// Redis drops `node`'s connection of `kind` (`normal`: its commands, `pubsub`: its
+/// subscription).
+fn kill_client(redis: &Redis, node: &Node, kind: &str) {
+    let list = redis.command(&format!("CLIENT LIST TYPE {kind}"));
+    let mine = node.ports_to(redis.port);
+    let port = list
+        .split_whitespace()
+        .filter_map(|f| f.strip_prefix("addr=127.0.0.1:")?.parse::<u16>().ok())
+        .find(|p| mine.contains(p))
+        .unwrap_or_else(|| panic!("no {kind} connection of the node in {list}"));
+    let killed = redis.command(&format!("CLIENT KILL ADDR 127.0.0.1:{port} SKIPME yes"));
+    assert!(killed.starts_with(":1"), "{killed}");
+}
+
+/// Records lost between two nodes (Redis dropped the publisher's connection with batches
+/// unsent, or the receiver's subscription) end every relationship between them, on both sides:
+/// a pipe across them closes; it never goes on with a gap.
+#[test]
+fn records_lost_between_nodes_end_their_relationships_on_both_sides() {
+    let Some((redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let (a, b) = (nodes[0].addr, nodes[1].addr);
+    // The writer's node alone loses its command connection while batches wait in it: the
+    // reader's node hears it from the writer's.
+    let (x, mut y) = pipe(a, b, "x1", "y1");
+    let (n, end) = stream_without_gaps(x, &mut y, || kill_client(&redis, &nodes[0], "normal"));
+    assert_eq!(end, Some(CloseCode::Away), "after {n}");
+    wait_for_metric(&[a], "sigyard_cluster_reconnects_total", 1.0);
+    // The reader's node alone loses its subscription: the writer's node hears it.
+    let (x, mut y) = pipe(a, b, "x2", "y2");
+    let (n, end) = stream_without_gaps(x, &mut y, || kill_client(&redis, &nodes[1], "pubsub"));
+    assert_eq!(end, Some(CloseCode::Away), "after {n}");
+    // Pipes across the two work again (once the writer's node has seen the reader's live at a
+    // heartbeat: a publish that reached no subscriber had it taken for gone).
+    std::thread::sleep(Duration::from_millis(1100));
+    let (mut x, mut y) = pipe(b, a, "x3", "y3");
+    x.send(Message::text("again")).unwrap();
+    assert_eq!(next(&mut y), Message::text("again"));
+}

@@ -32,7 +32,7 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -202,6 +202,19 @@ pub enum Gone {
     Nodes(Vec<u16>),
     /// Every other node (Redis was lost, or records may have been).
     All,
+    /// These nodes are live, but records between them and this node may have been lost (a
+    /// publish failed, a subscription dropped): every relationship with them ends, on both
+    /// sides ([`crate::proto::cluster::Record::Reset`]).
+    Lost(Vec<u16>),
+}
+
+/// Nodes owed a [`crate::proto::cluster::Record::Reset`]: records for them may have been lost
+/// here, or theirs for this node. The command thread publishes them before anything else.
+#[derive(Default)]
+pub(crate) struct Owed {
+    nodes: BTreeSet<u16>,
+    /// Every live node (this node's subscription dropped).
+    everyone: bool,
 }
 
 /// Counters and gauges of the cluster, for `/metrics`.
@@ -339,9 +352,16 @@ pub(crate) struct Cluster {
     stop: Arc<AtomicBool>,
     /// How long a claim lasts unrefreshed (`--cluster-claim-ttl`), in ms.
     claim_ttl_ms: u64,
+    owed: Arc<Mutex<Owed>>,
 }
 
 impl Cluster {
+    /// Records for `nodes` were dropped here: they are told to end every relationship with
+    /// this node (as this node's cores do with them).
+    pub fn owe_reset(&self, nodes: &[u16]) {
+        lock(&self.owed).nodes.extend(nodes.iter().copied());
+    }
+
     /// How long a claim lasts unrefreshed, in ms: what another node's claim said is trusted
     /// that long.
     pub fn claim_ttl_ms(&self) -> u64 {
@@ -686,7 +706,9 @@ pub(crate) fn start(
     stats.redis_up.store(1, Ordering::Relaxed);
     let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let members = Arc::new(Members::new());
+    let owed = Arc::new(Mutex::new(Owed::default()));
     let cluster = Arc::new(Cluster {
+        owed: owed.clone(),
         gone: members.clone(),
         queued: queued.clone(),
         node: joined.node,
@@ -702,10 +724,12 @@ pub(crate) fn start(
         cores: cores.clone(),
         stats: stats.clone(),
         stop: stop.clone(),
+        owed: owed.clone(),
     };
     // The subscription is in place before any record can be sent to this node.
     let first = sub.subscribe()?;
     let cmd = Commands {
+        owed,
         members,
         queued,
         token: joined.token,
@@ -834,6 +858,7 @@ struct Commands {
     dead: BTreeSet<u16>,
     /// When the command connection to Redis was last lost.
     lost_at: Option<Instant>,
+    owed: Arc<Mutex<Owed>>,
     /// When Redis came back without this node's entry (it restarted empty, or this node was
     /// away past the node timeout). For a while after ([`Commands::rejoining`]) a node missing
     /// from the members may be one still reconnecting to a Redis that lost them, not a dead
@@ -911,6 +936,8 @@ impl Commands {
                 self.reconnect();
             }
             if self.conn.is_some() {
+                let resets = self.resets();
+                jobs.splice(0..0, resets);
                 if let Err(e) = self.exchange(&mut jobs, beat) {
                     self.lost(&e);
                 }
@@ -1254,13 +1281,17 @@ impl Commands {
         }
     }
 
-    /// Jobs that could not be done: claims get "unknown", publishes count as failed.
+    /// Jobs that could not be done: claims get "unknown", publishes count as failed, and every
+    /// relationship with their nodes ends, here and there (a gap in what a node was sent must
+    /// never pass unseen).
     fn fail(&mut self, jobs: &mut Vec<Job>) {
+        let mut lost = BTreeSet::new();
         for j in jobs.drain(..) {
             match j {
-                Job::Publish { batch, .. } => {
+                Job::Publish { node, batch } => {
                     self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
+                    lost.insert(node);
                 }
                 // Made again once Redis answers.
                 Job::Refresh { reclaim, .. } => self.reclaim |= reclaim,
@@ -1276,6 +1307,41 @@ impl Commands {
                 Job::Claim { core, waiter, key } => claimed(&self.cores, core, waiter, &key, None),
             }
         }
+        if lost.is_empty() {
+            return;
+        }
+        // Nodes already owed a reset have had their relationships ended since.
+        let mut owed = lock(&self.owed);
+        let lost: Vec<u16> = lost.into_iter().filter(|&n| owed.nodes.insert(n)).collect();
+        drop(owed);
+        if !lost.is_empty() && !self.severed {
+            // (Once severed, nothing is left to end: the cores were told every node is gone.)
+            warn!("cluster: records for node(s) {lost:?} may be lost: ending every relationship with them");
+            tell_all(&self.cores, &Gone::Lost(lost));
+        }
+    }
+
+    /// The resets owed, as publishes to go before every other job.
+    fn resets(&mut self) -> Vec<Job> {
+        let mut owed = lock(&self.owed);
+        let mut nodes = std::mem::take(&mut owed.nodes);
+        if std::mem::take(&mut owed.everyone) {
+            nodes.extend(self.known.iter().copied());
+        }
+        drop(owed);
+        nodes.remove(&self.node);
+        let mut batch = Vec::new();
+        records::Record::Reset { from: self.node }.encode(&mut batch);
+        nodes
+            .into_iter()
+            .map(|node| {
+                self.queued.fetch_add(batch.len(), Ordering::Relaxed);
+                Job::Publish {
+                    node,
+                    batch: batch.clone(),
+                }
+            })
+            .collect()
     }
 
     /// No heartbeat of this node's accepted for a node timeout (Redis gone, or refusing it:
@@ -1349,6 +1415,7 @@ struct Subscriber {
     cores: Vec<Mailbox>,
     stats: Arc<ClusterStats>,
     stop: Arc<AtomicBool>,
+    owed: Arc<Mutex<Owed>>,
 }
 
 impl Subscriber {
@@ -1370,7 +1437,9 @@ impl Subscriber {
                 match self.subscribe() {
                     Ok(c) => {
                         info!("cluster: subscribed again");
-                        // Records published meanwhile are lost: no relationship survives that.
+                        // Records published meanwhile are lost: no relationship survives that,
+                        // here or on the nodes that sent them.
+                        lock(&self.owed).everyone = true;
                         tell_all(&self.cores, &Gone::All);
                         conn = Some(c);
                         backoff = Duration::from_millis(100);
@@ -1417,6 +1486,14 @@ impl Subscriber {
                     break;
                 }
             };
+            if let records::Record::Reset { from } = rec {
+                // What came before it, then the relationships with `from` end, then the rest.
+                warn!("cluster: node {from} lost records exchanged with this node: ending every relationship with it");
+                self.send_cores(&mut per_core);
+                tell_all(&self.cores, &Gone::Lost(vec![from]));
+                rest = &rest[used..];
+                continue;
+            }
             let core = match rec {
                 records::Record::Open {
                     core: ANY_CORE,
@@ -1436,12 +1513,21 @@ impl Subscriber {
             self.stats.records_in.fetch_add(1, Ordering::Relaxed);
             rest = &rest[used..];
         }
-        for (core, v) in per_core.into_iter().enumerate() {
+        self.send_cores(&mut per_core);
+    }
+
+    fn send_cores(&self, per_core: &mut [Vec<u8>]) {
+        for (core, v) in per_core.iter_mut().enumerate() {
             if !v.is_empty() {
+                let v = std::mem::take(v);
                 let _ = self.cores[core].send(CoreMsg::Cluster(ClusterMsg::Records(v)));
             }
         }
     }
+}
+
+fn lock(owed: &Mutex<Owed>) -> std::sync::MutexGuard<'_, Owed> {
+    owed.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 #[cfg(test)]
@@ -1466,6 +1552,7 @@ mod tests {
             node: 1,
             jobs: tx,
             gone: Arc::new(Members::new()),
+            owed: Default::default(),
             queued: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             stats: Arc::new(ClusterStats::default()),
             stop: Arc::new(AtomicBool::new(false)),

@@ -40,6 +40,9 @@ pub(crate) struct Link {
     paused: Vec<(usize, u32)>,
     /// Who owns the keys told from and to this core.
     pub(crate) told: crate::net::told::Told,
+    /// Nodes whose records were dropped this iteration (the queue to Redis was full): nothing
+    /// more goes to them until their relationships have ended (a gap must not pass unseen).
+    dropped: Vec<u16>,
 }
 
 /// A connection of another node that a dialect here holds.
@@ -60,6 +63,7 @@ impl Link {
             keys: HashMap::new(),
             paused: Vec::new(),
             told: Default::default(),
+            dropped: Vec::new(),
         }
     }
 
@@ -116,6 +120,9 @@ impl Core {
         let Some(link) = self.link.as_mut() else {
             return;
         };
+        if link.dropped.contains(&node) {
+            return;
+        }
         let i = match link.out.iter().position(|(n, _)| *n == node) {
             Some(i) => i,
             None => {
@@ -131,10 +138,7 @@ impl Core {
         if link.out[i].1.len() >= BATCH_BYTES {
             let (node, batch) = link.out.swap_remove(i);
             if link.cluster.submit(Job::Publish { node, batch }).is_err() {
-                warn!(
-                    "core={} cluster queue full: records for node {node} dropped",
-                    self.id
-                );
+                link.dropped.push(node);
             }
         }
     }
@@ -672,6 +676,8 @@ impl Reactor {
                 ..
             } => self.told(dialect, hops, from, key, payload),
             Record::Reply { to, payload } => self.reply(to, payload),
+            // The subscriber's, never a core's.
+            Record::Reset { .. } => {}
             Record::Data {
                 to,
                 mid_frame,
@@ -856,7 +862,7 @@ impl Reactor {
         let me = self.core.node;
         let gone = |n: u16| match g {
             Gone::All => n != me,
-            Gone::Nodes(v) => v.contains(&n),
+            Gone::Nodes(v) | Gone::Lost(v) => v.contains(&n),
         };
         // What the dialects were told of there, and their owners of keys there.
         self.forget_owners(g);
@@ -972,10 +978,10 @@ impl Reactor {
         let Some(link) = self.core.link.as_mut() else {
             return;
         };
-        if link.out.is_empty() {
+        if link.out.is_empty() && link.dropped.is_empty() {
             return;
         }
-        let mut failed = Vec::new();
+        let mut failed = std::mem::take(&mut link.dropped);
         for (node, batch) in link.out.drain(..) {
             if batch.is_empty() {
                 continue;
@@ -985,11 +991,15 @@ impl Reactor {
             }
         }
         if !failed.is_empty() {
+            failed.sort_unstable();
+            failed.dedup();
             warn!(
-                "core={} cluster queue full: records for node(s) {failed:?} dropped",
+                "core={} cluster queue full: records for node(s) {failed:?} dropped: ending \
+                 every relationship with them",
                 self.core.id
             );
-            self.nodes_gone(&Gone::Nodes(failed));
+            link.cluster.owe_reset(&failed);
+            self.nodes_gone(&Gone::Lost(failed));
         }
     }
 }

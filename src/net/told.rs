@@ -372,6 +372,8 @@ impl Reactor {
                 link.told.hints.clear();
                 link.told.owned.clear();
             }
+            // Live: what they own stays theirs.
+            Gone::Lost(_) => {}
         }
     }
 

@@ -105,6 +105,11 @@ pub enum Record<'a> {
     },
     /// owner → the instance serving `to`.
     Reply { to: Handle, payload: &'a [u8] },
+    /// node → node: records between node `from` and the receiving node may have been lost
+    /// (`from`'s publishes failed, or its subscription dropped): the receiver ends every
+    /// relationship with `from`, as `from` did. Read by the receiving node's subscriber, never
+    /// by a core.
+    Reset { from: u16 },
 }
 
 /// An [`Answer`] as it crosses nodes.
@@ -168,6 +173,7 @@ const ACK: u8 = 11;
 const END: u8 = 12;
 const TELL: u8 = 13;
 const REPLY: u8 = 14;
+const RESET: u8 = 15;
 /// Set in a `Send`'s kind byte when the message is lossy.
 const LOSSY: u8 = 0x80;
 
@@ -181,6 +187,7 @@ impl Record<'_> {
             | Body { core, .. }
             | Closed { core, .. }
             | Tell { core, .. } => *core,
+            Reset { .. } => ANY_CORE,
             Answer { to, .. }
             | Reply { to, .. }
             | Send { to, .. }
@@ -198,7 +205,12 @@ impl Record<'_> {
     pub fn to(&self) -> Option<Handle> {
         use Record::*;
         match self {
-            Open { .. } | Message { .. } | Body { .. } | Closed { .. } | Tell { .. } => None,
+            Open { .. }
+            | Message { .. }
+            | Body { .. }
+            | Closed { .. }
+            | Tell { .. }
+            | Reset { .. } => None,
             Answer { to, .. }
             | Reply { to, .. }
             | Send { to, .. }
@@ -359,6 +371,10 @@ impl Record<'_> {
                 out.push(REPLY);
                 u64_(out, to.raw());
                 bytes_(out, payload);
+            }
+            Record::Reset { from } => {
+                out.push(RESET);
+                u16_(out, *from);
             }
         }
     }
@@ -635,6 +651,7 @@ impl<'a> Reader<'a> {
                 to: self.handle()?,
                 payload: self.bytes()?,
             },
+            RESET => Record::Reset { from: self.u16()? },
             t => return Err(Malformed::UnknownTag(t)),
         })
     }
@@ -749,6 +766,7 @@ mod tests {
                 to: h,
                 payload: b"",
             },
+            Record::Reset { from: 7 },
             Record::Send {
                 to: h,
                 kind: Kind::Text,

@@ -116,8 +116,23 @@ impl Redis {
         let mut s = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
         s.write_all(format!("{cmd}\r\n").as_bytes()).unwrap();
-        let mut b = [0u8; 512];
-        let n = s.read(&mut b).unwrap_or(0);
+        let mut b = vec![0u8; 1 << 16];
+        let mut n = s.read(&mut b).unwrap_or(0);
+        // A bulk string (CLIENT LIST) may come in several reads.
+        let whole = |b: &[u8]| {
+            let text = String::from_utf8_lossy(b);
+            let Some(head) = text.strip_prefix('$').and_then(|t| t.split_once("\r\n")) else {
+                return true;
+            };
+            let len: usize = head.0.parse().unwrap_or(0);
+            b.len() >= 1 + head.0.len() + 2 + len + 2
+        };
+        while n > 0 && n < b.len() && !whole(&b[..n]) {
+            match s.read(&mut b[n..]) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => n += k,
+            }
+        }
         String::from_utf8_lossy(&b[..n]).into_owned()
     }
 
@@ -227,6 +242,31 @@ impl Node {
         unsafe {
             libc::kill(self.child.id() as i32, sig);
         }
+    }
+
+    /// The local ports of its TCP connections to `port` (its connections to Redis).
+    pub fn ports_to(&self, port: u16) -> Vec<u16> {
+        let pid = self.child.id();
+        let inodes: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+            .filter_map(|l| {
+                let l = l.to_string_lossy().into_owned();
+                Some(l.strip_prefix("socket:[")?.strip_suffix(']')?.to_owned())
+            })
+            .collect();
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+        let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next()?, 16).ok();
+        table
+            .lines()
+            .skip(1)
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let (local, remote, inode) = (f.get(1)?, f.get(2)?, f.get(9)?);
+                (port_of(remote)? == port && inodes.iter().any(|i| i == inode))
+                    .then(|| port_of(local))?
+            })
+            .collect()
     }
 
     pub fn wait(&mut self) -> std::process::ExitStatus {
