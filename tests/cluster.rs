@@ -3,7 +3,7 @@
 //! restarted; a start without Redis.
 
 mod common;
-use common::cluster::{free_port, Node, Redis};
+use common::cluster::{free_port, Node, Partition, Redis};
 use serde_json::{json, Value as Json};
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -432,6 +432,22 @@ fn a_pair_keeps_its_key_when_redis_restarts_empty() {
         )
     );
     offer_reaches(&mut i, &mut r, 10);
+}
+
+/// A Redis that may evict keys under memory pressure could drop members and claims: the node
+/// says so when it joins.
+#[test]
+fn a_redis_that_may_evict_is_named_in_the_log() {
+    let Some(redis) = Redis::start_args(&["--maxmemory-policy", "allkeys-lru"]) else {
+        return;
+    };
+    let node = Node::start(&redis.url(), &[]);
+    assert!(node.logged("has maxmemory-policy allkeys-lru"));
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let node = Node::start(&redis.url(), &[]);
+    assert!(!node.logged("maxmemory-policy"));
 }
 
 #[test]
@@ -1158,20 +1174,26 @@ fn ywebrtc_topics_come_back_after_redis_does() {
     }
 }
 
+/// Two nodes, the first reaching Redis through a [`Partition`] the test can cut.
+fn partitionable() -> Option<(Redis, Partition, [Node; 2])> {
+    let redis = Redis::start()?;
+    let partition = Partition::new(redis.port);
+    let nodes = [
+        Node::start(&partition.url(), &[]),
+        Node::start(&redis.url(), &[]),
+    ];
+    Some((redis, partition, nodes))
+}
+
 /// One node cut off from Redis by the network (its packets go nowhere; nothing is reset):
 /// the others see it gone, it ends its own side of every relationship across the nodes in the
 /// same time, pairs on either node alone keep working, and once the network is back the nodes
 /// pair across again as the same two nodes.
 #[test]
 fn a_node_partitioned_from_redis() {
-    let Some(redis) = Redis::start() else {
+    let Some((_redis, partition, nodes)) = partitionable() else {
         return;
     };
-    let partition = common::cluster::Partition::new(redis.port);
-    let nodes = [
-        Node::start(&partition.url(), &[]),
-        Node::start(&redis.url(), &[]),
-    ];
     let (a, b) = (nodes[0].addr, nodes[1].addr);
     let (mut i1, mut r1, _) = mew_pair(a, b);
     let (mut i2, mut r2, _) = mew_pair(b, a);
@@ -1205,14 +1227,9 @@ fn a_node_partitioned_from_redis() {
 #[test]
 fn a_key_taken_while_its_owner_was_away_ends_its_old_owners_connections() {
     for freeze in [false, true] {
-        let Some(redis) = Redis::start() else {
+        let Some((_redis, partition, nodes)) = partitionable() else {
             return;
         };
-        let partition = common::cluster::Partition::new(redis.port);
-        let nodes = [
-            Node::start(&partition.url(), &[]),
-            Node::start(&redis.url(), &[]),
-        ];
         let away = |on: bool| match (freeze, on) {
             (true, true) => nodes[0].signal(libc::SIGSTOP),
             (true, false) => nodes[0].signal(libc::SIGCONT),

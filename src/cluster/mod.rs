@@ -672,11 +672,12 @@ pub(crate) fn join(url: &RedisUrl, opts: &ClusterOptions) -> Result<Joined, Stri
                 })
             });
         match attempt {
-            Ok(j) => {
+            Ok(mut j) => {
                 info!(
                     "cluster: node {} of {url} (prefix {:?})",
                     j.node, opts.prefix
                 );
+                warn_if_evicting(&mut j.conn, url);
                 return Ok(j);
             }
             Err(e) if opts.wait => {
@@ -685,6 +686,25 @@ pub(crate) fn join(url: &RedisUrl, opts: &ClusterOptions) -> Result<Joined, Stri
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
             Err(e) => return Err(format!("cannot reach the cluster's Redis at {url}: {e}")),
+        }
+    }
+}
+
+/// The cluster's keys (members, claims, HTTP API channels) must stay until they expire: a Redis
+/// that may evict them under memory pressure is named in the log. (Nothing is said when
+/// `CONFIG` is refused, as managed Redis services often do.)
+fn warn_if_evicting(c: &mut Redis, url: &RedisUrl) {
+    let Ok(Ok(OwnedFrame::Array(kv))) = c.call(&[b"CONFIG", b"GET", b"maxmemory-policy"]) else {
+        return;
+    };
+    if let Some(OwnedFrame::BulkString(policy)) = kv.get(1) {
+        if policy.as_slice() != b"noeviction" {
+            warn!(
+                "cluster: Redis at {url} has maxmemory-policy {}: under memory pressure it may \
+                 evict the cluster's members and claims (then pairs can be split between nodes); \
+                 use noeviction",
+                String::from_utf8_lossy(policy)
+            );
         }
     }
 }
@@ -1113,14 +1133,10 @@ impl Commands {
                 let taken = owner
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|&n| n != self.node);
+                // (The core says what it ends, if anything is left by then.)
                 if let (Some(n), Some(key), Some(m)) =
                     (taken, keys.get(i), self.cores.get(usize::from(*core)))
                 {
-                    warn!(
-                        "cluster: key {key:?} was claimed by node {n} while this node was seen \
-                         gone: what this node still served by it ends"
-                    );
-                    self.stats.keys_taken.fetch_add(1, Ordering::Relaxed);
                     let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(vec![(key.clone(), n)])));
                 }
             }
@@ -1260,12 +1276,11 @@ impl Commands {
                 // Redis kept this node's entry: it kept the others' too, and the members it
                 // names can be believed at once.
                 self.back_at = (!kept).then(Instant::now);
-                if !kept || self.reclaim {
-                    // Its claims may be gone with the rest: they are made again at once, before
-                    // a request on another node can take a key this node still serves.
-                    self.next_refresh = Instant::now();
-                    self.reclaim = true;
-                }
+                // Its claims may be gone even so (a failover to a replica that missed the last
+                // writes; an empty Redis takes them all): they are made again at once, before a
+                // request on another node can take a key this node still serves.
+                self.next_refresh = Instant::now();
+                self.reclaim = true;
                 self.backoff = Duration::from_millis(100);
                 self.next_beat = Instant::now();
             }

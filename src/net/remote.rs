@@ -521,42 +521,72 @@ impl Reactor {
     /// dropped ([`crate::proto::dialect::Dialect::on_moved`]).
     fn keys_taken(&mut self, taken: &[(Box<str>, u16)]) {
         const REASON: &str = "this connection's key now belongs to another cluster node";
-        self.told_keys_taken(taken);
-        let keys: std::collections::HashSet<&str> = taken.iter().map(|(k, _)| &**k).collect();
-        let is_taken = |k: Option<&str>| k.is_some_and(|k| keys.contains(k));
-        let here: Vec<usize> = self
+        // Per key: its new owner and the connections it ends here. (A key asked about twice
+        // meanwhile is found the second time with nothing left.)
+        let mut ended: HashMap<&str, (u16, usize)> = HashMap::new();
+        for (k, n) in self.told_keys_taken(taken) {
+            ended.insert(k, (n, 0));
+        }
+        let owner = |k: Option<&str>| {
+            let k = k?;
+            taken
+                .iter()
+                .find(|(t, _)| **t == *k)
+                .map(|(t, n)| (&**t, *n))
+        };
+        let here: Vec<(usize, &str, u16)> = self
             .slots
             .iter()
-            .filter(|(_, s)| is_taken(s.extra.as_ref().and_then(|e| e.claim.as_deref())))
-            .map(|(k, _)| k)
+            .filter_map(|(i, s)| {
+                let (k, n) = owner(s.extra.as_ref().and_then(|e| e.claim.as_deref()))?;
+                Some((i, k, n))
+            })
             .collect();
-        for key in here {
-            self.go_away(key, 1012, REASON);
+        for (i, k, n) in here {
+            ended.entry(k).or_insert((n, 0)).1 += 1;
+            self.go_away(i, 1012, REASON);
         }
         let c = &mut self.core;
         let Some(link) = c.link.as_mut() else {
             return;
         };
-        let held: Vec<Handle> = link
+        let held: Vec<(Handle, &str, u16)> = link
             .remotes
             .iter()
-            .filter(|(_, rc)| is_taken(rc.key.as_deref()))
-            .map(|(h, _)| *h)
+            .filter_map(|(h, rc)| {
+                let (k, n) = owner(rc.key.as_deref())?;
+                Some((*h, k, n))
+            })
             .collect();
-        for &h in &held {
+        for &(h, k, n) in &held {
+            ended.entry(k).or_insert((n, 0)).1 += 1;
             if let Some(rc) = link.forget(&h) {
                 if let Some(r) = ROUTES.get(usize::from(rc.route)) {
                     c.gone.push((h, r.dialect));
                 }
             }
         }
-        for h in held {
+        for (h, ..) in held {
             let close = Record::Close {
                 to: h,
                 code: 1012,
                 reason: REASON,
             };
             c.emit(handle_node(h), &close);
+        }
+        let Some(link) = c.link.as_ref() else {
+            return;
+        };
+        for (key, (node, conns)) in ended {
+            link.cluster
+                .stats
+                .keys_taken
+                .fetch_add(1, Ordering::Relaxed);
+            warn!(
+                "core={} cluster: key {key:?} was claimed by node {node} while this node was \
+                 seen gone: what this node served by it ends ({conns} connection(s) closed)",
+                c.id
+            );
         }
     }
 

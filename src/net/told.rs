@@ -328,25 +328,30 @@ impl Reactor {
     }
 
     /// Told keys owned here that another node claimed while this one was seen gone: tells go
-    /// there now, and the dialect drops what it held for them.
-    pub(crate) fn told_keys_taken(&mut self, taken: &[(Box<str>, u16)]) {
+    /// there now, and the dialect drops what it held for them. Returns those it owned, with
+    /// their new owner.
+    pub(crate) fn told_keys_taken<'k>(
+        &mut self,
+        taken: &'k [(Box<str>, u16)],
+    ) -> Vec<(&'k str, u16)> {
         let c = &mut self.core;
         let Some(link) = c.link.as_mut() else {
-            return;
+            return Vec::new();
         };
         let until = c.now_ms + link.cluster.claim_ttl_ms();
         let mut moved = Vec::new();
         for (key, n) in taken {
             if let Some(d) = link.told.owned.remove(key) {
                 link.told.hint(key, *n, until);
-                moved.push((usize::from(d), key));
+                moved.push((usize::from(d), &**key, *n));
             }
         }
-        for (d, key) in moved {
+        for &(d, key, _) in &moved {
             if c.dialects.holds(d, key) {
                 call(c, d, |dl, cx| dl.on_moved(cx, key));
             }
         }
+        moved.into_iter().map(|(_, k, n)| (k, n)).collect()
     }
 
     /// Nodes are gone: forget what was known of their keys, and this node's own claims too

@@ -36,6 +36,11 @@ impl Redis {
         Redis::start_with(&["--requirepass", password], false)
     }
 
+    /// With these `redis-server` arguments.
+    pub fn start_args(args: &[&str]) -> Option<Redis> {
+        Redis::start_with(args, false)
+    }
+
     /// TLS only, with the development certificate (certs/), clients not authenticated.
     pub fn start_tls() -> Option<Redis> {
         let cert = concat!(env!("CARGO_MANIFEST_DIR"), "/certs/dev-cert.pem");
@@ -178,6 +183,8 @@ impl Drop for Redis {
 pub struct Node {
     pub addr: SocketAddr,
     child: Child,
+    /// Its log so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Node {
@@ -206,6 +213,7 @@ impl Node {
             .expect("sigyard runs");
         // Ready once it says it listens; its log then goes on to the test's stderr.
         let mut err = BufReader::new(child.stderr.take().unwrap());
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let mut line = String::new();
         loop {
             line.clear();
@@ -213,16 +221,26 @@ impl Node {
                 panic!("sigyard node exited before listening");
             }
             eprint!("[node {port}] {line}");
+            log.lock().unwrap().push_str(&line);
             if line.contains("listening on") {
                 break;
             }
         }
+        let kept = log.clone();
         std::thread::spawn(move || {
             for l in err.lines().map_while(Result::ok) {
                 eprintln!("[node {port}] {l}");
+                let mut log = kept.lock().unwrap();
+                log.push_str(&l);
+                log.push('\n');
             }
         });
-        Node { addr, child }
+        Node { addr, child, log }
+    }
+
+    /// Whether a line of its log so far contains `text`.
+    pub fn logged(&self, text: &str) -> bool {
+        self.log.lock().unwrap().lines().any(|l| l.contains(text))
     }
 
     /// `kill -9`.
