@@ -147,8 +147,9 @@ pub(crate) enum Job {
         key: Box<str>,
     },
     /// Keep these claims of this node (keys with live connections) for another TTL; with
-    /// `reclaim`, make them again where Redis lost them (it came back empty, or this node was
-    /// seen gone). Keys another node took meanwhile go back to `core` as [`ClusterMsg::Taken`].
+    /// `reclaim` (after a reconnection, or when this node may have been seen gone), make them
+    /// again where Redis lost them. Keys another node took meanwhile go back to `core` as
+    /// [`ClusterMsg::Taken`].
     Refresh {
         core: u16,
         keys: Vec<Box<str>>,
@@ -1345,6 +1346,9 @@ impl Commands {
         }
         drop(owed);
         nodes.remove(&self.node);
+        if nodes.is_empty() {
+            return Vec::new();
+        }
         let mut batch = Vec::new();
         records::Record::Reset { from: self.node }.encode(&mut batch);
         nodes
