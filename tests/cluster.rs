@@ -1361,3 +1361,65 @@ fn records_lost_between_nodes_end_their_relationships_on_both_sides() {
     x.send(Message::text("again")).unwrap();
     assert_eq!(next(&mut y), Message::text("again"));
 }
+
+/// A y-webrtc socket whose node lost records for the topic's owner node (Redis dropped the
+/// command connection while publishes waited) is subscribed again once the nodes have reset
+/// what they shared: publishes reach it again, and `clients` counts it.
+#[test]
+fn ywebrtc_subscriptions_come_back_after_lost_records() {
+    let Some((redis, nodes)) = cluster(2, &[]) else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let mut owner_side = connect(nodes[0].addr, "/").unwrap();
+    let mut other = connect(nodes[1].addr, "/").unwrap();
+    for (i, p) in [&mut owner_side, &mut other].into_iter().enumerate() {
+        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
+        text(
+            p,
+            &format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#),
+        );
+        let got = common::recv_text(p);
+        assert!(got.contains(&format!("probe {i}")), "{got}");
+    }
+    let _ = common::recv_text(&mut owner_side);
+    // The other node's socket publishes while its node loses its command connection.
+    let flood = std::thread::spawn(move || {
+        for i in 0..400 {
+            text(
+                &mut other,
+                &format!(r#"{{"type":"publish","topic":"room","data":{i}}}"#),
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        other
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    kill_client(&redis, &nodes[1], "normal");
+    let mut other = flood.join().unwrap();
+    wait_for_metric(&[nodes[1].addr], "sigyard_cluster_reconnects_total", 1.0);
+    std::thread::sleep(Duration::from_millis(500));
+    for p in [&mut owner_side, &mut other] {
+        p.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        while try_text(p).is_some() {}
+        p.get_mut()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+    }
+    let t = Instant::now();
+    loop {
+        text(
+            &mut owner_side,
+            r#"{"type":"publish","topic":"room","data":"after"}"#,
+        );
+        let got = common::recv_text(&mut owner_side);
+        if got.ends_with(r#""clients":2}"#) {
+            assert_eq!(common::recv_text(&mut other), got);
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

@@ -180,7 +180,8 @@ pub enum ClusterMsg {
         key: Box<str>,
         node: Option<u16>,
     },
-    /// Redis is back after an outage that ended every relationship with other nodes.
+    /// Redis is back after an outage that ended every relationship with other nodes, or other
+    /// nodes were reset ([`Gone::Lost`]): the dialects tell their keys' owners again.
     Back,
     Gone(Gone),
     /// Time to send the keys in use for [`Job::Refresh`] (`reclaim` passed on to it).
@@ -958,9 +959,18 @@ impl Commands {
             }
             if self.conn.is_some() {
                 let resets = self.resets();
+                let reset = !resets.is_empty();
                 jobs.splice(0..0, resets);
-                if let Err(e) = self.exchange(&mut jobs, beat) {
-                    self.lost(&e);
+                match self.exchange(&mut jobs, beat) {
+                    Err(e) => self.lost(&e),
+                    // The nodes reset have dropped what this one told them (what was told
+                    // while the resets were owed was lost): the dialects tell it again.
+                    Ok(()) if reset => {
+                        for m in &self.cores {
+                            let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
+                        }
+                    }
+                    Ok(()) => {}
                 }
             }
             self.fail(&mut jobs);
