@@ -303,6 +303,8 @@ fn redis_lost_and_back() {
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
     assert_eq!(common::metric(a, "sigyard_cluster_redis_up"), 0.0);
+    // A load balancer's health check sends new clients elsewhere meanwhile.
+    assert!(healthz(a).starts_with("HTTP/1.1 503"));
     // Redis back: the nodes reconnect and pair across again.
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(15);
@@ -321,6 +323,11 @@ fn redis_lost_and_back() {
     let (mut i, mut r, _) = mew_pair(b, a);
     offer_reaches(&mut i, &mut r, 5);
     offer_reaches(&mut local_i, &mut local_r, 6);
+    assert!(healthz(a).starts_with("HTTP/1.1 200"));
+}
+
+fn healthz(node: SocketAddr) -> String {
+    common::http_get(node, "/healthz")
 }
 
 /// Redis drops every node's connections but keeps its data (a network blip, a proxy restart):
@@ -402,8 +409,11 @@ fn redis_refusing_writes_ends_relationships_across_nodes_in_time() {
     cut_within_5s(&mut i, &mut r, refused);
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
+    assert!(healthz(a).starts_with("HTTP/1.1 503"));
+    assert_eq!(common::metric(a, "sigyard_cluster_ready"), 0.0);
     assert!(redis.command("CONFIG SET maxmemory 0").starts_with("+OK"));
     wait_for_metric(&[a, b], "sigyard_cluster_nodes", 2.0);
+    assert!(healthz(a).starts_with("HTTP/1.1 200"));
     let (mut i, mut r, _) = mew_pair(b, a);
     offer_reaches(&mut i, &mut r, 9);
 }
@@ -1208,6 +1218,8 @@ fn a_node_partitioned_from_redis() {
     offer_reaches(&mut bi, &mut br, 12);
     let (status, body) = mew(a, "initiator", &conn_id()).map(|_| ()).unwrap_err();
     assert_eq!(status, 503, "{body}");
+    assert!(healthz(a).starts_with("HTTP/1.1 503"));
+    assert!(healthz(b).starts_with("HTTP/1.1 200"));
     std::thread::sleep(Duration::from_secs(2));
     partition.cut(false);
     wait_for_metric(&[a, b], "sigyard_cluster_nodes", 2.0);

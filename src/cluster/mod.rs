@@ -224,6 +224,8 @@ pub(crate) struct Owed {
 pub struct ClusterStats {
     pub nodes: AtomicU64,
     pub redis_up: AtomicU64,
+    /// 1 while this node is cut off: no heartbeat of its accepted for a node timeout.
+    pub cut_off: AtomicU64,
     pub records_out: AtomicU64,
     pub bytes_out: AtomicU64,
     pub records_in: AtomicU64,
@@ -241,6 +243,12 @@ pub struct ClusterStats {
 }
 
 impl ClusterStats {
+    /// Whether this node can place requests in the cluster now: Redis answers and takes its
+    /// heartbeat. (Otherwise what needs a claim gets 503, and `/healthz` says so.)
+    pub fn ready(&self) -> bool {
+        self.redis_up.load(Ordering::Relaxed) == 1 && self.cut_off.load(Ordering::Relaxed) == 0
+    }
+
     /// The Prometheus text of the cluster's figures.
     pub fn render(&self, node: u16, o: &mut String) {
         use std::fmt::Write;
@@ -265,6 +273,13 @@ impl ClusterStats {
             "gauge",
             "1 while the command connection to Redis works",
             g(&self.redis_up),
+        );
+        metric(
+            "sigyard_cluster_ready",
+            "gauge",
+            "1 while this node can place requests in the cluster (Redis answers and takes its \
+             heartbeat); /healthz answers 503 otherwise",
+            u64::from(self.ready()),
         );
         metric(
             "sigyard_cluster_redis_rtt_microseconds",
@@ -1237,6 +1252,7 @@ impl Commands {
         self.stats.nodes.store(live.len() as u64, Ordering::Relaxed);
         self.known = live;
         self.severed = false;
+        self.stats.cut_off.store(0, Ordering::Relaxed);
     }
 
     /// Whether Redis came back from an outage so recently that every live node may not have
@@ -1389,6 +1405,7 @@ impl Commands {
         };
         error!("cluster: no heartbeat for {timeout:?} ({why}): ending every remote relationship");
         self.severed = true;
+        self.stats.cut_off.store(1, Ordering::Relaxed);
         // The others saw this node gone and may claim its keys: once Redis takes a heartbeat
         // again they are claimed anew. (Redis's own record cannot say: a heartbeat sent before
         // the outage may reach it only after, and make this node look live throughout.)

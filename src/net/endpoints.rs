@@ -17,7 +17,16 @@ pub(crate) fn respond(shared: &Shared, target: Target, head: &RequestHead) -> Re
             r.headers.push(("Allow".into(), "GET, HEAD".into()));
             r
         }
-        Target::Healthz => Response::text(200, "ok"),
+        // A cluster node that cannot place requests (its Redis away, or refusing its
+        // heartbeat) refuses most new clients: a load balancer should send them elsewhere.
+        Target::Healthz => match &shared.cluster {
+            Some(c) if !c.stats.ready() => Response::text(
+                503,
+                "not ready: this cluster node cannot reach its Redis (or Redis refuses its \
+                 heartbeat); see /metrics",
+            ),
+            _ => Response::text(200, "ok"),
+        },
         Target::Metrics => Response::new(
             200,
             "text/plain; version=0.0.4; charset=utf-8",
