@@ -589,6 +589,7 @@ fn cluster_batch() -> Vec<u8> {
             from: h,
             route: 3,
         },
+        Record::Reset { from: 2 },
     ];
     let mut b = Vec::new();
     for r in &recs {
