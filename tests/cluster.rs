@@ -1435,3 +1435,67 @@ fn ywebrtc_subscriptions_come_back_after_lost_records() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// A y-webrtc topic whose owner node was cut off from Redis lives on at the other node (its
+/// sockets subscribe again there); when the network is back, the cut-off node's sockets join
+/// that one topic: publishes reach every subscriber and `clients` counts them all.
+#[test]
+fn ywebrtc_one_topic_after_its_owner_was_partitioned() {
+    let Some((_redis, partition, nodes)) = partitionable() else {
+        return;
+    };
+    let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
+    let mut first = connect(nodes[0].addr, "/").unwrap();
+    let mut second = connect(nodes[1].addr, "/").unwrap();
+    for (i, p) in [&mut first, &mut second].into_iter().enumerate() {
+        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
+        text(
+            p,
+            &format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#),
+        );
+        let got = common::recv_text(p);
+        assert!(got.contains(&format!("probe {i}")), "{got}");
+    }
+    let _ = common::recv_text(&mut first);
+    partition.cut(true);
+    wait_for_metric(&[nodes[1].addr], "sigyard_cluster_nodes_gone_total", 1.0);
+    // The topic lives on at the other node (its socket subscribes again there).
+    let t = Instant::now();
+    loop {
+        text(
+            &mut second,
+            r#"{"type":"publish","topic":"room","data":"alone"}"#,
+        );
+        let got = common::recv_text(&mut second);
+        if got.ends_with(r#""clients":1}"#) {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    partition.cut(false);
+    let t = Instant::now();
+    for p in [&mut first, &mut second] {
+        p.get_mut()
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+    }
+    loop {
+        text(
+            &mut second,
+            r#"{"type":"publish","topic":"room","data":"together"}"#,
+        );
+        let got = try_text(&mut second).unwrap_or_default();
+        if got.ends_with(r#""clients":2}"#) {
+            // The cut-off node's socket hears it, once, among what it heard meanwhile.
+            let mut heard = Vec::new();
+            while let Some(m) = try_text(&mut first) {
+                heard.push(m);
+            }
+            assert_eq!(heard.iter().filter(|m| **m == got).count(), 1, "{heard:?}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(8), "{got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
