@@ -46,6 +46,9 @@ const JOB_QUEUE: usize = 8192;
 /// The longest wait between two attempts to reach Redis again.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
+/// How often, at most, resets make every dialect tell its keys' owners again.
+const RETELL_EVERY: Duration = Duration::from_secs(1);
+
 /// Bytes of records that may wait for the command thread. Past half of it, connections whose
 /// dialect lives on another node are not read ([`Cluster::pressed`]); past all of it, a batch
 /// is refused (a failed delivery).
@@ -782,6 +785,8 @@ pub(crate) fn start(
         known: BTreeSet::new(),
         dead: BTreeSet::new(),
         lost_at: None,
+        retell: false,
+        retold: None,
         back_at: None,
         severed: false,
         beat_ok: Instant::now(),
@@ -895,6 +900,10 @@ struct Commands {
     dead: BTreeSet<u16>,
     /// When the command connection to Redis was last lost.
     lost_at: Option<Instant>,
+    /// Resets went out since the cores last told their keys' owners again ([`RETELL_EVERY`]
+    /// apart at the most, when that was).
+    retell: bool,
+    retold: Option<Instant>,
     owed: Arc<Mutex<Owed>>,
     /// When Redis came back without this node's entry (it restarted empty, or this node was
     /// away past the node timeout). For a while after ([`Commands::rejoining`]) a node missing
@@ -980,12 +989,16 @@ impl Commands {
                     Err(e) => self.lost(&e),
                     // The nodes reset have dropped what this one told them (what was told
                     // while the resets were owed was lost): the dialects tell it again.
-                    Ok(()) if reset => {
-                        for m in &self.cores {
-                            let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
-                        }
-                    }
-                    Ok(()) => {}
+                    Ok(()) => self.retell |= reset,
+                }
+            }
+            // At most once a second: under overload (a queue to Redis that keeps filling)
+            // telling everything again must not feed the overload.
+            if self.retell && !self.retold.is_some_and(|t| t.elapsed() < RETELL_EVERY) {
+                self.retell = false;
+                self.retold = Some(Instant::now());
+                for m in &self.cores {
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Back));
                 }
             }
             self.fail(&mut jobs);
