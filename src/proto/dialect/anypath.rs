@@ -173,7 +173,7 @@ impl Dialect for AnyPath {
     }
 
     fn on_lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
-        self.tracker.lost(lost);
+        self.tracker.lost(cx, lost);
         self.topics.lost(cx, lost);
     }
 

@@ -140,6 +140,17 @@ impl Owned {
         }
     }
 
+    fn iter(&self) -> impl Iterator<Item = (Id20, Id20)> + '_ {
+        let (one, few, many) = match self {
+            Owned::One(a, b) => (Some((*a, *b)), None, None),
+            Owned::Few(v) => (None, Some(v.iter().copied()), None),
+            Owned::Many(s) => (None, None, Some(s.iter().copied())),
+        };
+        one.into_iter()
+            .chain(few.into_iter().flatten())
+            .chain(many.into_iter().flatten())
+    }
+
     fn into_vec(self) -> Vec<(Id20, Id20)> {
         match self {
             Owned::One(a, b) => vec![(a, b)],
@@ -538,9 +549,17 @@ impl Tracker {
         }
     }
 
-    /// Sockets on cluster nodes that are gone leave the swarms owned here.
-    pub fn lost(&mut self, lost: &dyn Fn(Handle) -> bool) {
+    /// Sockets on cluster nodes that are gone leave the swarms owned here; the sockets served
+    /// here rejoin every swarm they announced to, at once (their swarms' owner may have been
+    /// lost with its swarms), rather than at their next announce.
+    pub fn lost(&mut self, cx: &mut Cx<'_>, lost: &dyn Fn(Handle) -> bool) {
         self.swarms.lost(lost);
+        for (&conn, owned) in &self.owned {
+            for (ih, id) in owned.iter() {
+                let key = self.key(&ih);
+                cx.tell_with(key.as_str(), conn, |b| Told::Rejoin { ih, id }.encode(b));
+            }
+        }
     }
 
     /// Removes the peers that have not announced for the peer timeout, and answers the

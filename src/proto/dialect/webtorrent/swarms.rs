@@ -94,6 +94,13 @@ pub(super) enum Told<'a> {
         ih: Id20,
         id: Id20,
     },
+    /// The socket still speaks for peer `id` in swarm `ih`, which may have lost it (its owner
+    /// was a node that is gone, or records were lost): it is in the swarm again, as a leecher
+    /// until its next announce says more, without an announce's response or offers.
+    Rejoin {
+        ih: Id20,
+        id: Id20,
+    },
     /// Scrape `scrape` of the socket wants swarm `ih`'s counts, as its `index`th hash.
     Count {
         ih: Id20,
@@ -130,6 +137,7 @@ const COUNT_ALL: u8 = 4;
 const COUNTS: u8 = 5;
 const ALL: u8 = 6;
 const DROPPED: u8 = 7;
+const REJOIN: u8 = 8;
 
 fn put_text(b: &mut Vec<u8>, s: Option<&[u8]>) {
     match s {
@@ -167,6 +175,11 @@ impl Told<'_> {
             }
             Told::Leave { ih, id } => {
                 b.push(LEAVE);
+                b.extend_from_slice(ih);
+                b.extend_from_slice(id);
+            }
+            Told::Rejoin { ih, id } => {
+                b.push(REJOIN);
                 b.extend_from_slice(ih);
                 b.extend_from_slice(id);
             }
@@ -213,6 +226,10 @@ impl<'a> Told<'a> {
                 })
             }
             LEAVE => Told::Leave {
+                ih: r.id()?,
+                id: r.id()?,
+            },
+            REJOIN => Told::Rejoin {
                 ih: r.id()?,
                 id: r.id()?,
             },
@@ -365,6 +382,17 @@ impl Swarms {
                     }
                 }
             }
+            Told::Rejoin { ih, id } => {
+                let swarm = self.swarms.entry(ih).or_default();
+                match swarm.find(&id) {
+                    // Another socket speaks for that peer id now: not this one any more.
+                    Some(i) if swarm.peers[i].conn != from => {
+                        cx.reply_with(from, |b| Replied::Dropped { ih, id }.encode(b));
+                    }
+                    Some(_) => {}
+                    None => self.join(cx, opts, from, ih, id, false),
+                }
+            }
             Told::Count { ih, scrape, index } => {
                 let (complete, incomplete) = self.swarms.get(&ih).map_or((0, 0), Swarm::counts);
                 let r = Replied::Counts {
@@ -474,26 +502,41 @@ impl Swarms {
                     self.swarms.remove(&ih);
                 }
             }
-            None => {
-                if swarm.peers.len() >= opts.max_peers_per_swarm.max(1) {
-                    let oldest = (0..swarm.peers.len()).min_by_key(|&i| swarm.peers[i].last);
-                    if let Some(i) = oldest {
-                        let gone = swarm.remove(i);
-                        self.peers -= 1;
-                        let r = Replied::Dropped { ih, id: gone.id };
-                        cx.reply_with(gone.conn, |b| r.encode(b));
-                    }
-                }
-                swarm.push(Peer {
-                    id: me,
-                    conn,
-                    seeder: a.seeder,
-                    last: cx.now,
-                });
-                self.peers += 1;
-            }
+            None => self.join(cx, opts, conn, ih, me, a.seeder),
         }
         true
+    }
+
+    /// Peer `id` of socket `conn` joins swarm `ih` (which exists), evicting the peer that
+    /// announced least recently when the swarm is full.
+    fn join(
+        &mut self,
+        cx: &mut Cx<'_>,
+        opts: &Options,
+        conn: Handle,
+        ih: Id20,
+        id: Id20,
+        seeder: bool,
+    ) {
+        let Some(swarm) = self.swarms.get_mut(&ih) else {
+            return;
+        };
+        if swarm.peers.len() >= opts.max_peers_per_swarm.max(1) {
+            let oldest = (0..swarm.peers.len()).min_by_key(|&i| swarm.peers[i].last);
+            if let Some(i) = oldest {
+                let gone = swarm.remove(i);
+                self.peers -= 1;
+                let r = Replied::Dropped { ih, id: gone.id };
+                cx.reply_with(gone.conn, |b| r.encode(b));
+            }
+        }
+        swarm.push(Peer {
+            id,
+            conn,
+            seeder,
+            last: cx.now,
+        });
+        self.peers += 1;
     }
 
     /// Sends the offers, each to a distinct random other peer of the swarm.

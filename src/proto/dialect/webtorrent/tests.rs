@@ -742,6 +742,14 @@ fn what_a_swarm_is_told_and_replies_reads_back_and_garbage_does_not() {
     }
     b.push(0);
     assert!(Told::decode(&b).is_none());
+    for t in [Told::Leave { ih, id: me }, Told::Rejoin { ih, id: me }] {
+        let mut b = Vec::new();
+        t.encode(&mut b);
+        let mut again = Vec::new();
+        Told::decode(&b).expect("a tell").encode(&mut again);
+        assert_eq!(again, b);
+        assert!(Told::decode(&b[..b.len() - 1]).is_none());
+    }
     for r in [
         Replied::Counts {
             scrape: 7,
@@ -809,4 +817,58 @@ fn a_scrape_whose_swarms_do_not_answer_is_answered_with_zeros_in_time() {
         .into_bytes()]
     );
     assert_eq!(t.next_sweep(0), None);
+}
+
+/// The tells in `out`, as (from, payload).
+fn tells(out: &mut crate::proto::dialect::Outputs) -> Vec<(Handle, Vec<u8>)> {
+    out.take_local()
+        .into_iter()
+        .filter_map(|l| match l {
+            crate::proto::dialect::Local::Tell { from, payload, .. } => Some((from, payload)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_socket_rejoins_its_swarms_when_their_owner_may_have_been_lost() {
+    let mut serving = Tracker::new(Options::default());
+    let mut owner = Tracker::new(Options::default());
+    let mut out = crate::proto::dialect::Outputs::default();
+    let conn = Handle::of(1, 1);
+    let (ih, me) = (id('h'), id('s'));
+    let msg = announce(&ih, &me, r#","left":0"#);
+    crate::proto::fuzzing::with_cx(&mut out, 1_000, 1, |cx| {
+        serving.message(cx, conn, Message::Text(&msg))
+    });
+    for (from, p) in tells(&mut out) {
+        crate::proto::fuzzing::with_cx(&mut out, 1_000, 1, |cx| owner.told(cx, from, &p));
+    }
+    assert_eq!(owner.peers(), 1);
+    let mut out = crate::proto::dialect::Outputs::default();
+    // The owner's node is gone: a new owner knows nothing; the socket rejoins it, as a
+    // leecher, and hears nothing of it.
+    let mut new_owner = Tracker::new(Options::default());
+    crate::proto::fuzzing::with_cx(&mut out, 2_000, 1, |cx| serving.lost(cx, &|_| false));
+    let rejoin = tells(&mut out);
+    assert_eq!(rejoin.len(), 1);
+    for (from, p) in &rejoin {
+        crate::proto::fuzzing::with_cx(&mut out, 2_000, 1, |cx| new_owner.told(cx, *from, p));
+        // Told again (a second loss, or one that did not concern it): still one peer.
+        crate::proto::fuzzing::with_cx(&mut out, 2_001, 1, |cx| new_owner.told(cx, *from, p));
+    }
+    assert_eq!(new_owner.peers(), 1);
+    assert!(out.is_empty() && out.take_local().is_empty());
+    let counts = new_owner.swarms.swarms.values().next().map(|s| s.counts());
+    assert_eq!(counts, Some((0, 1)));
+    // Another socket speaking for that peer id meanwhile keeps it: the rejoining one is told
+    // it no longer speaks for it.
+    let (_, p) = &rejoin[0];
+    let other = Handle::of(1, 2);
+    crate::proto::fuzzing::with_cx(&mut out, 2_002, 1, |cx| new_owner.told(cx, other, p));
+    let replies = out.take_local();
+    assert!(
+        matches!(&replies[..], [crate::proto::dialect::Local::Reply { to, .. }] if *to == other),
+        "{replies:?}"
+    );
 }
