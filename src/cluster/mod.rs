@@ -785,6 +785,7 @@ pub(crate) fn start(
         known: BTreeSet::new(),
         dead: BTreeSet::new(),
         lost_at: None,
+        taken: Vec::new(),
         retell: false,
         retold: None,
         back_at: None,
@@ -900,6 +901,8 @@ struct Commands {
     dead: BTreeSet<u16>,
     /// When the command connection to Redis was last lost.
     lost_at: Option<Instant>,
+    /// Keys of the refresh being read that another node took.
+    taken: Vec<(Box<str>, u16)>,
     /// Resets went out since the cores last told their keys' owners again ([`RETELL_EVERY`]
     /// apart at the most, when that was).
     retell: bool,
@@ -1111,6 +1114,7 @@ impl Commands {
                 Job::Refresh { keys, .. } => keys.len(),
                 _ => 1,
             };
+            self.taken.clear();
             for i in 0..replies {
                 match conn.read() {
                     Ok(reply) => self.on_reply(j, i, reply),
@@ -1118,6 +1122,13 @@ impl Commands {
                         result = Err(e);
                         break 'jobs;
                     }
+                }
+            }
+            if let Job::Refresh { core, .. } = j {
+                // The keys of the refresh another node took, in one message to its core.
+                let taken = std::mem::take(&mut self.taken);
+                if let (false, Some(m)) = (taken.is_empty(), self.cores.get(usize::from(*core))) {
+                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(taken)));
                 }
             }
             done += 1;
@@ -1162,21 +1173,19 @@ impl Commands {
                 }
             }
             Job::Refresh {
-                core,
                 keys,
                 reclaim: true,
+                ..
             } => {
                 // The claim script names the key's owner: another live node took it while
-                // this one was seen gone.
+                // this one was seen gone. (The core says what it ends, if anything is left by
+                // then.)
                 let owner = reply.as_ref().ok().and_then(int);
                 let taken = owner
                     .and_then(|n| u16::try_from(n).ok())
                     .filter(|&n| n != self.node);
-                // (The core says what it ends, if anything is left by then.)
-                if let (Some(n), Some(key), Some(m)) =
-                    (taken, keys.get(i), self.cores.get(usize::from(*core)))
-                {
-                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(vec![(key.clone(), n)])));
+                if let (Some(n), Some(key)) = (taken, keys.get(i)) {
+                    self.taken.push((key.clone(), n));
                 }
             }
             Job::Refresh { .. } => {}

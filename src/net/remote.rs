@@ -527,13 +527,8 @@ impl Reactor {
         for (k, n) in self.told_keys_taken(taken) {
             ended.insert(k, (n, 0));
         }
-        let owner = |k: Option<&str>| {
-            let k = k?;
-            taken
-                .iter()
-                .find(|(t, _)| **t == *k)
-                .map(|(t, n)| (&**t, *n))
-        };
+        let owners: HashMap<&str, u16> = taken.iter().map(|(k, n)| (&**k, *n)).collect();
+        let owner = |k: Option<&str>| owners.get_key_value(k?).map(|(k, n)| (*k, *n));
         let here: Vec<(usize, &str, u16)> = self
             .slots
             .iter()
