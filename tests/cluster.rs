@@ -1400,6 +1400,40 @@ fn records_lost_between_nodes_end_their_relationships_on_both_sides() {
     assert_eq!(next(&mut y), Message::text("again"));
 }
 
+/// Two y-webrtc sockets, on `a` and on `b`, subscribed to topic `room` (whose owner is then
+/// `a`'s node, its first subscriber's), each having heard the other's probe.
+fn in_one_topic(a: SocketAddr, b: SocketAddr) -> (Ws, Ws) {
+    let mut socks = [connect(a, "/").unwrap(), connect(b, "/").unwrap()];
+    for (i, p) in socks.iter_mut().enumerate() {
+        p.send(Message::text(r#"{"type":"subscribe","topics":["room"]}"#))
+            .unwrap();
+        let probe = format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#);
+        p.send(Message::text(probe)).unwrap();
+        let got = common::recv_text(p);
+        assert!(got.contains(&format!("probe {i}")), "{got}");
+    }
+    let _ = common::recv_text(&mut socks[0]);
+    let [x, y] = socks;
+    (x, y)
+}
+
+/// `from` publishes `data` to `room` every 100 ms until the copy it gets back counts `clients`
+/// subscribers (within 5 s); that copy.
+fn publish_until_counted(from: &mut Ws, data: &str, clients: usize) -> String {
+    let t = Instant::now();
+    let publish = format!(r#"{{"type":"publish","topic":"room","data":"{data}"}}"#);
+    let counted = format!(r#""clients":{clients}}}"#);
+    loop {
+        from.send(Message::text(publish.as_str())).unwrap();
+        let got = common::recv_text(from);
+        if got.ends_with(&counted) {
+            return got;
+        }
+        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// A y-webrtc socket whose node lost records for the topic's owner node (Redis dropped the
 /// command connection while publishes waited) is subscribed again once the nodes have reset
 /// what they shared: publishes reach it again, and `clients` counts it.
@@ -1409,18 +1443,7 @@ fn ywebrtc_subscriptions_come_back_after_lost_records() {
         return;
     };
     let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
-    let mut owner_side = connect(nodes[0].addr, "/").unwrap();
-    let mut other = connect(nodes[1].addr, "/").unwrap();
-    for (i, p) in [&mut owner_side, &mut other].into_iter().enumerate() {
-        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
-        text(
-            p,
-            &format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#),
-        );
-        let got = common::recv_text(p);
-        assert!(got.contains(&format!("probe {i}")), "{got}");
-    }
-    let _ = common::recv_text(&mut owner_side);
+    let (mut owner_side, mut other) = in_one_topic(nodes[0].addr, nodes[1].addr);
     // The other node's socket publishes while its node loses its command connection.
     let flood = std::thread::spawn(move || {
         for i in 0..400 {
@@ -1446,20 +1469,8 @@ fn ywebrtc_subscriptions_come_back_after_lost_records() {
             .set_read_timeout(Some(Duration::from_secs(10)))
             .unwrap();
     }
-    let t = Instant::now();
-    loop {
-        text(
-            &mut owner_side,
-            r#"{"type":"publish","topic":"room","data":"after"}"#,
-        );
-        let got = common::recv_text(&mut owner_side);
-        if got.ends_with(r#""clients":2}"#) {
-            assert_eq!(common::recv_text(&mut other), got);
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let got = publish_until_counted(&mut owner_side, "after", 2);
+    assert_eq!(common::recv_text(&mut other), got);
 }
 
 /// A y-webrtc topic whose owner node was cut off from Redis lives on at the other node (its
@@ -1471,34 +1482,11 @@ fn ywebrtc_one_topic_after_its_owner_was_partitioned() {
         return;
     };
     let text = |c: &mut Ws, t: &str| c.send(Message::text(t)).unwrap();
-    let mut first = connect(nodes[0].addr, "/").unwrap();
-    let mut second = connect(nodes[1].addr, "/").unwrap();
-    for (i, p) in [&mut first, &mut second].into_iter().enumerate() {
-        text(p, r#"{"type":"subscribe","topics":["room"]}"#);
-        text(
-            p,
-            &format!(r#"{{"type":"publish","topic":"room","data":"probe {i}"}}"#),
-        );
-        let got = common::recv_text(p);
-        assert!(got.contains(&format!("probe {i}")), "{got}");
-    }
-    let _ = common::recv_text(&mut first);
+    let (mut first, mut second) = in_one_topic(nodes[0].addr, nodes[1].addr);
     partition.cut(true);
     wait_for_metric(&[nodes[1].addr], "sigyard_cluster_nodes_gone_total", 1.0);
     // The topic lives on at the other node (its socket subscribes again there).
-    let t = Instant::now();
-    loop {
-        text(
-            &mut second,
-            r#"{"type":"publish","topic":"room","data":"alone"}"#,
-        );
-        let got = common::recv_text(&mut second);
-        if got.ends_with(r#""clients":1}"#) {
-            break;
-        }
-        assert!(t.elapsed() < Duration::from_secs(5), "{got}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    publish_until_counted(&mut second, "alone", 1);
     partition.cut(false);
     let t = Instant::now();
     for p in [&mut first, &mut second] {
