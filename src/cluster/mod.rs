@@ -785,7 +785,6 @@ pub(crate) fn start(
         known: BTreeSet::new(),
         dead: BTreeSet::new(),
         lost_at: None,
-        taken: Vec::new(),
         retell: false,
         retold: None,
         back_at: None,
@@ -901,8 +900,6 @@ struct Commands {
     dead: BTreeSet<u16>,
     /// When the command connection to Redis was last lost.
     lost_at: Option<Instant>,
-    /// Keys of the refresh being read that another node took.
-    taken: Vec<(Box<str>, u16)>,
     /// Resets went out since the cores last told their keys' owners again ([`RETELL_EVERY`]
     /// apart at the most, when that was).
     retell: bool,
@@ -919,7 +916,8 @@ struct Commands {
     beat_ok: Instant,
     /// Requests' commands Redis refused, for the log.
     refused: Refusals,
-    /// The next refresh makes the claims again (Redis came back without this node's entry).
+    /// The next refresh makes the claims again (after a reconnection, or when this node may have
+    /// been seen gone).
     reclaim: bool,
     retry_at: Instant,
     backoff: Duration,
@@ -1109,27 +1107,44 @@ impl Commands {
         let mut done = 0;
         let mut result = Ok(());
         'jobs: for j in jobs.iter() {
-            // A refresh is one reply per key; the others one each.
-            let replies = match j {
-                Job::Refresh { keys, .. } => keys.len(),
-                _ => 1,
-            };
-            self.taken.clear();
-            for i in 0..replies {
+            let Job::Refresh {
+                core,
+                keys,
+                reclaim,
+            } = j
+            else {
                 match conn.read() {
-                    Ok(reply) => self.on_reply(j, i, reply),
+                    Ok(reply) => self.on_reply(j, reply),
                     Err(e) => {
                         result = Err(e);
                         break 'jobs;
                     }
                 }
-            }
-            if let Job::Refresh { core, .. } = j {
-                // The keys of the refresh another node took, in one message to its core.
-                let taken = std::mem::take(&mut self.taken);
-                if let (false, Some(m)) = (taken.is_empty(), self.cores.get(usize::from(*core))) {
-                    let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(taken)));
+                done += 1;
+                continue;
+            };
+            // One reply per key. With `reclaim` each names the key's owner: another live node
+            // took the keys that name it while this one was seen gone. They go to the core in
+            // one message (which says what it ends, if anything is left by then).
+            let mut taken = Vec::new();
+            for key in keys {
+                let reply = match conn.read() {
+                    Ok(reply) => reply,
+                    Err(e) => {
+                        result = Err(e);
+                        break 'jobs;
+                    }
+                };
+                let owner = reply.ok().as_ref().and_then(int);
+                let other = owner
+                    .and_then(|n| u16::try_from(n).ok())
+                    .filter(|&n| *reclaim && n != self.node);
+                if let Some(n) = other {
+                    taken.push((key.clone(), n));
                 }
+            }
+            if let (false, Some(m)) = (taken.is_empty(), self.cores.get(usize::from(*core))) {
+                let _ = m.send(CoreMsg::Cluster(ClusterMsg::Taken(taken)));
             }
             done += 1;
         }
@@ -1152,8 +1167,8 @@ impl Commands {
         result
     }
 
-    /// The answer to `job` (to its `i`th key, for a refresh).
-    fn on_reply(&mut self, job: &Job, i: usize, reply: redis::Reply) {
+    /// The answer to `job` (a refresh's are read where it is sent).
+    fn on_reply(&mut self, job: &Job, reply: redis::Reply) {
         match job {
             Job::Publish { node, batch } => {
                 self.queued.fetch_sub(batch.len(), Ordering::Relaxed);
@@ -1170,22 +1185,6 @@ impl Commands {
                     self.stats
                         .bytes_out
                         .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                }
-            }
-            Job::Refresh {
-                keys,
-                reclaim: true,
-                ..
-            } => {
-                // The claim script names the key's owner: another live node took it while
-                // this one was seen gone. (The core says what it ends, if anything is left by
-                // then.)
-                let owner = reply.as_ref().ok().and_then(int);
-                let taken = owner
-                    .and_then(|n| u16::try_from(n).ok())
-                    .filter(|&n| n != self.node);
-                if let (Some(n), Some(key)) = (taken, keys.get(i)) {
-                    self.taken.push((key.clone(), n));
                 }
             }
             Job::Refresh { .. } => {}
@@ -1238,7 +1237,9 @@ impl Commands {
         let was_live = items.first().and_then(int) == Some(1);
         if !was_live || self.severed {
             // Seen gone (or Redis lost the members): another node may have claimed keys this
-            // one still serves. They are claimed again at once, and any taken end here.
+            // one still serves. They are claimed again at once, and any taken end here. (Once
+            // severed, whatever Redis says of this node: a heartbeat sent before an outage may
+            // reach it only after, and make this node look live throughout.)
             self.reclaim = true;
             self.next_refresh = Instant::now();
         }
@@ -1357,8 +1358,8 @@ impl Commands {
                     self.stats.failed_deliveries.fetch_add(1, Ordering::Relaxed);
                     lost.insert(node);
                 }
-                // Made again once Redis answers.
-                Job::Refresh { reclaim, .. } => self.reclaim |= reclaim,
+                // (Claimed again after the reconnection this needs.)
+                Job::Refresh { .. } => {}
                 Job::Store { core, conn, .. } => {
                     if let Some(m) = self.cores.get(usize::from(core)) {
                         let msg = ClusterMsg::Stored {
@@ -1428,10 +1429,6 @@ impl Commands {
         error!("cluster: no heartbeat for {timeout:?} ({why}): ending every remote relationship");
         self.severed = true;
         self.stats.cut_off.store(1, Ordering::Relaxed);
-        // The others saw this node gone and may claim its keys: once Redis takes a heartbeat
-        // again they are claimed anew. (Redis's own record cannot say: a heartbeat sent before
-        // the outage may reach it only after, and make this node look live throughout.)
-        self.reclaim = true;
         self.known.clear();
         self.stats.nodes.store(0, Ordering::Relaxed);
         tell_all(&self.cores, &Gone::All);
