@@ -59,6 +59,10 @@ pub struct ShellCounters {
     /// `--max-message-bytes-per-second`.
     pub rate_limited: u64,
     pub tls_errors: u64,
+    /// Sends made through the io_uring batch (`--batch-sends`), and the system calls that
+    /// made them.
+    pub batched_sends: u64,
+    pub send_batches: u64,
     pub loop_iterations: u64,
     /// How late the most recent timer fired, in microseconds.
     pub loop_lag_us: u64,
@@ -103,6 +107,8 @@ counter_table! {
     "sigyard_slow_reader_disconnects_total", "connections dropped because their outbound buffer exceeded max-outbound-bytes", shell.slow_reader_disconnects;
     "sigyard_lossy_messages_dropped_total", "relayed messages that may be lost (a tracker's offers and answers) dropped because their connection had --buffer-size bytes queued", shell.lossy_dropped;
     "sigyard_tls_errors_total", "TLS handshakes or records that failed", shell.tls_errors;
+    "sigyard_batched_sends_total", "socket sends made several to a system call through io_uring (--batch-sends)", shell.batched_sends;
+    "sigyard_send_batches_total", "io_uring system calls that made those sends", shell.send_batches;
     "sigyard_reactor_iterations_total", "reactor loop iterations", shell.loop_iterations;
 }
 

@@ -31,11 +31,12 @@ use crate::proto::conn::{Conn, Counters};
 use crate::proto::dialect::{Handle, Outputs};
 use crate::proto::time::Tick;
 use crate::registry::Instances;
-use crate::{debug, error, warn};
+use crate::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -122,6 +123,12 @@ pub(crate) struct Core {
     pub deadlines: Vec<Option<u64>>,
     /// When a rate-limit closure may be logged again (one line a second at most).
     pub rate_log_at: u64,
+    /// Plain connections with output, sent at the end of the turn ([`Reactor::flush_sends`]).
+    pub owed_sends: Vec<usize>,
+    /// The ring that makes those sends in one system call (`None`: `--batch-sends false`, or
+    /// no io_uring here), and where their results land.
+    pub batch: Option<Box<sigyard_sendbatch::Batch>>,
+    pub sent: Vec<(u64, io::Result<usize>)>,
 }
 
 impl Core {
@@ -264,6 +271,9 @@ impl Reactor {
                 to_cores: Vec::new(),
                 deadlines: Vec::new(),
                 rate_log_at: 0,
+                owed_sends: Vec::new(),
+                batch: None,
+                sent: Vec::new(),
                 shared,
             },
         })
@@ -271,6 +281,7 @@ impl Reactor {
 
     /// Run until shut down and drained.
     pub(crate) fn run(mut self) {
+        self.core.batch = self.send_ring();
         let mut events = Events::with_capacity(1024);
         let mut expired = Vec::new();
         loop {
@@ -291,6 +302,7 @@ impl Reactor {
             self.dialect_deadlines();
             self.drive_dirty();
             self.close_opened();
+            self.flush_sends();
             self.retry_accept();
             self.retry_claims();
             self.flush_cluster();
@@ -298,6 +310,25 @@ impl Reactor {
             self.publish();
             if self.drained() {
                 return;
+            }
+        }
+    }
+
+    /// The ring for the turn's sends, made on the reactor's own thread: the kernel ties a ring
+    /// to the thread that creates it and, when the ring closes, interrupts that thread's
+    /// blocking calls (`EINTR`) to finish its part, which on an embedder's thread would land in
+    /// the middle of its work.
+    fn send_ring(&self) -> Option<Box<sigyard_sendbatch::Batch>> {
+        if !self.core.shared.cfg.batch_sends {
+            return None;
+        }
+        match sigyard_sendbatch::Batch::new(SEND_RING) {
+            Ok(b) => Some(Box::new(b)),
+            Err(e) => {
+                if self.core.id == 0 {
+                    info!("sends are made one by one: io_uring is not available here ({e})");
+                }
+                None
             }
         }
     }
@@ -340,7 +371,7 @@ impl Reactor {
         let c = &mut self.core;
         c.deadlines.clear();
         c.deadlines.extend(c.dialects.deadlines());
-        if !c.dirty.is_empty() {
+        if !c.dirty.is_empty() || !c.owed_sends.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = [
@@ -1190,32 +1221,166 @@ impl Reactor {
             }
             return progress;
         }
+        // A plain socket's output leaves at the end of the turn, with every other
+        // connection's ([`Reactor::flush_sends`]).
+        if writable && slot.pending_out() > 0 && !slot.send_owed() {
+            slot.set_send_owed(true);
+            c.owed_sends.push(key);
+        }
+        false
+    }
+
+    // ── the turn's sends ───────────────────────────────────────────────────────────────────
+
+    /// Send what the turn's drives left queued on plain sockets: one `io_uring_enter` for all
+    /// of them when there are enough to gain from it, else one `send` each. Then drive the
+    /// connections those sends let move on (a close after the last byte, a parked request, a
+    /// pipe end waiting for room, input left unread or unprocessed), which may owe more.
+    fn flush_sends(&mut self) {
+        for _ in 0..FLUSH_ROUNDS {
+            let mut owed = std::mem::take(&mut self.core.owed_sends);
+            if owed.is_empty() {
+                return;
+            }
+            let mut sent = std::mem::take(&mut self.core.sent);
+            let c = &mut self.core;
+            let slots = &self.slots;
+            let pending = |&key: &usize| {
+                let slot = slots.get(key).filter(|s| s.send_owed())?;
+                let tx = slot.tx.as_ref().filter(|t| !t.is_empty())?;
+                Some((slot.sock.as_fd(), tx.pending(), key as u64))
+            };
+            let batched = match c.batch.as_mut().filter(|_| owed.len() >= BATCH_MIN) {
+                Some(b) => match b.send(owed.iter().filter_map(pending), &mut sent) {
+                    Ok(()) => {
+                        c.shell.batched_sends += sent.len() as u64;
+                        c.shell.send_batches += sent.len().div_ceil(b.capacity()) as u64;
+                        true
+                    }
+                    Err(e) => {
+                        // What it did not send is sent one by one below, now and from now on.
+                        error!("core={} {e}; sends are made one by one from now on", c.id);
+                        c.batch = None;
+                        false
+                    }
+                },
+                None => false,
+            };
+            if !batched {
+                let done = sent.len();
+                for (fd, bytes, key) in owed.iter().filter_map(pending) {
+                    if !sent[..done].iter().any(|r| r.0 == key) {
+                        sent.push((key, crate::net::sys::send(fd, bytes)));
+                    }
+                }
+            }
+            for &key in &owed {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.set_send_owed(false);
+                }
+            }
+            let mut broken = Vec::new();
+            for (key, result) in sent.drain(..) {
+                if self.sent(key as usize, result) {
+                    broken.push(key as usize);
+                }
+            }
+            self.core.sent = sent;
+            owed.clear();
+            if self.core.owed_sends.is_empty() {
+                self.core.owed_sends = owed;
+            }
+            for key in broken {
+                self.remove(key);
+            }
+            if self.core.dirty.is_empty() && self.core.owed_sends.is_empty() {
+                return;
+            }
+            self.drive_dirty();
+        }
+        // What is still owed goes at the start of the next turn (the poll does not wait).
+    }
+
+    /// What one send did to its connection. Returns whether the connection is broken.
+    fn sent(&mut self, key: usize, result: io::Result<usize>) -> bool {
+        let c = &mut self.core;
+        let Some(slot) = self.slots.get_mut(key) else {
+            return false;
+        };
         let Some(tx) = slot.tx.as_mut() else {
             return false;
         };
-        while writable && !tx.is_empty() {
-            match crate::net::sys::send(&slot.sock, tx.pending()) {
-                Ok(0) => break,
-                Ok(n) => {
-                    tx.written(n);
-                    c.shell.bytes_out += n as u64;
-                    progress = true;
+        let blocked = match result {
+            Ok(n) => {
+                tx.written(n);
+                c.shell.bytes_out += n as u64;
+                if slot.stamp.kind() != StampKind::None {
+                    c.latencies.extend(slot.flushed_stamp(true));
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => {
-                    *fatal = true;
-                    break;
+                slot.pending_out() > 0
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {
+                slot.set_send_owed(true);
+                c.owed_sends.push(key);
+                return false;
+            }
+            Err(_) => {
+                slot.conn.abort();
+                return true;
+            }
+        };
+        if blocked {
+            // The socket's buffer is full: from now on its writable edges count (see
+            // `Slot::out_watched`), and the rest goes when one comes.
+            slot.set_writable(false);
+            if !slot.out_watched() {
+                slot.set_out_watched(true);
+                let both = Interest::READABLE | Interest::WRITABLE;
+                if self
+                    .poll
+                    .registry()
+                    .reregister(&mut slot.sock, Token(key), both)
+                    .is_err()
+                {
+                    slot.conn.abort();
+                    return true;
                 }
             }
+            return false;
         }
-        slot.set_writable(writable);
-        if progress && slot.stamp.kind() != StampKind::None {
-            c.latencies.extend(slot.flushed_stamp(true));
+        if let Some(b) = slot.tx.take() {
+            c.pool.put_tx(b);
         }
-        progress
+        // A pipe end drives again too: the credit its peer on another node waits for goes
+        // back once its queue is below the high-water mark (`ack_owed`).
+        let moves_on = slot.readable()
+            || slot.rx.has_bytes()
+            || slot.conn.is_closed()
+            || slot.conn.is_parked()
+            || slot.peer().is_some();
+        if moves_on {
+            c.queue(key, slot);
+        }
+        // A pipe's other end may have waited for this room.
+        if let Some(p) = slot.peer() {
+            if let Some((pk, ps)) = live(&mut self.slots, self.core.here, p) {
+                self.core.queue(pk, ps);
+            }
+        }
+        false
     }
 }
+
+/// Entries of the send ring: the most sends one system call makes.
+const SEND_RING: u32 = 256;
+
+/// Fewer sends than this in a turn are made one by one: the ring's own cost per send matches
+/// a system call's, and it gains only when several share one.
+const BATCH_MIN: usize = 4;
+
+/// Rounds of sends and the drives they allow, in one turn (the rest waits for the next turn).
+const FLUSH_ROUNDS: usize = 8;
 
 /// Waiting for its first request (its deadline is in [`Core::handshakes`], not `timers`).
 fn in_handshake(slot: &Slot) -> bool {

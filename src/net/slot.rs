@@ -154,6 +154,9 @@ slot_flags! {
     /// A dialect holds this connection (an open WebSocket or a held request): it hears
     /// `on_close` when that ends.
     attached, set_attached = 16;
+    /// In the turn's list of sends ([`crate::net::reactor::Core::owed_sends`]): its output
+    /// leaves at the end of the turn, together with the other connections'.
+    send_owed, set_send_owed = 32;
 }
 
 /// Where [`Linger`] sits in [`Flags`].

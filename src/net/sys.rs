@@ -6,6 +6,7 @@
 use mio::net::TcpStream;
 use rustix::net::{RecvFlags, SendFlags};
 use std::io::{self, IoSlice};
+use std::os::fd::AsFd;
 
 /// `recv(2)` into `buf`.
 pub fn recv(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
@@ -15,7 +16,7 @@ pub fn recv(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// `send(2)` of `buf`, without SIGPIPE.
-pub fn send(sock: &TcpStream, buf: &[u8]) -> io::Result<usize> {
+pub fn send(sock: impl AsFd, buf: &[u8]) -> io::Result<usize> {
     rustix::net::send(sock, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
 }
 
