@@ -1017,19 +1017,8 @@ impl Reactor {
         let Some(slot) = self.slots.get_mut(key) else {
             return;
         };
-        if !slot.writable() && !slot.out_watched() {
-            // The first write that would block: from now on the socket's writable edges count.
-            slot.set_out_watched(true);
-            let both = Interest::READABLE | Interest::WRITABLE;
-            if self
-                .poll
-                .registry()
-                .reregister(&mut slot.sock, Token(key), both)
-                .is_err()
-            {
-                slot.conn.abort();
-                fatal = true;
-            }
+        if !slot.writable() && !watch_writable(&self.poll, key, slot) {
+            fatal = true;
         }
         let flushed = slot.pending_out() == 0 && !slot.tls().is_some_and(|t| t.wants_write());
         // The peer said its last word (its close frame, or EOF) and nothing of it is left
@@ -1334,20 +1323,7 @@ impl Reactor {
             // The socket's buffer is full: from now on its writable edges count (see
             // `Slot::out_watched`), and the rest goes when one comes.
             slot.set_writable(false);
-            if !slot.out_watched() {
-                slot.set_out_watched(true);
-                let both = Interest::READABLE | Interest::WRITABLE;
-                if self
-                    .poll
-                    .registry()
-                    .reregister(&mut slot.sock, Token(key), both)
-                    .is_err()
-                {
-                    slot.conn.abort();
-                    return true;
-                }
-            }
-            return false;
+            return !watch_writable(&self.poll, key, slot);
         }
         if let Some(b) = slot.tx.take() {
             c.pool.put_tx(b);
@@ -1385,6 +1361,24 @@ const FLUSH_ROUNDS: usize = 8;
 /// Waiting for its first request (its deadline is in [`Core::handshakes`], not `timers`).
 fn in_handshake(slot: &Slot) -> bool {
     slot.conn.is_handshaking() && !slot.conn.is_parked() && !slot.conn.is_closed()
+}
+
+/// A write would block: from now on the socket's writable edges count (see
+/// [`Slot::out_watched`]). False when that registration failed (the connection is aborted).
+fn watch_writable(poll: &Poll, key: usize, slot: &mut Slot) -> bool {
+    if slot.out_watched() {
+        return true;
+    }
+    slot.set_out_watched(true);
+    let both = Interest::READABLE | Interest::WRITABLE;
+    let ok = poll
+        .registry()
+        .reregister(&mut slot.sock, Token(key), both)
+        .is_ok();
+    if !ok {
+        slot.conn.abort();
+    }
+    ok
 }
 
 fn set_timer(c: &mut Core, key: usize, slot: &mut Slot, at: Tick) {
