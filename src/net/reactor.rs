@@ -124,7 +124,9 @@ pub(crate) struct Core {
     /// When a rate-limit closure may be logged again (one line a second at most).
     pub rate_log_at: u64,
     /// Plain connections with output, sent at the end of the turn ([`Reactor::flush_sends`]).
-    pub owed_sends: Vec<usize>,
+    /// (A slot's key and generation: a key freed and taken again before the sends leave is
+    /// not sent for twice.)
+    pub owed_sends: Vec<(usize, u32)>,
     /// The ring that makes those sends in one system call (`None`: `--batch-sends false`, or
     /// no io_uring here), and where their results land.
     pub batch: Option<Box<sigyard_sendbatch::Batch>>,
@@ -1214,7 +1216,7 @@ impl Reactor {
         // connection's ([`Reactor::flush_sends`]).
         if writable && slot.pending_out() > 0 && !slot.send_owed() {
             slot.set_send_owed(true);
-            c.owed_sends.push(key);
+            c.owed_sends.push((key, slot.gen()));
         }
         false
     }
@@ -1234,8 +1236,8 @@ impl Reactor {
             let mut sent = std::mem::take(&mut self.core.sent);
             let c = &mut self.core;
             let slots = &self.slots;
-            let pending = |&key: &usize| {
-                let slot = slots.get(key).filter(|s| s.send_owed())?;
+            let pending = |&(key, gen): &(usize, u32)| {
+                let slot = slots.get(key).filter(|s| s.gen() == gen && s.send_owed())?;
                 let tx = slot.tx.as_ref().filter(|t| !t.is_empty())?;
                 Some((slot.sock.as_fd(), tx.pending(), key as u64))
             };
@@ -1263,8 +1265,8 @@ impl Reactor {
                     }
                 }
             }
-            for &key in &owed {
-                if let Some(slot) = self.slots.get_mut(key) {
+            for &(key, gen) in &owed {
+                if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen() == gen) {
                     slot.set_send_owed(false);
                 }
             }
@@ -1311,7 +1313,7 @@ impl Reactor {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => true,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {
                 slot.set_send_owed(true);
-                c.owed_sends.push(key);
+                c.owed_sends.push((key, slot.gen()));
                 return false;
             }
             Err(_) => {
