@@ -288,7 +288,14 @@ fn a_peer_that_falls_behind_loses_offers_not_its_connection() {
     let h = start(|b| b.limits(|l| l.max_outbound_bytes = 256 << 10));
     let a = h.plain_addr().unwrap();
     let ih = id('h');
-    let mut slow = ws(a, "/announce");
+    // A small receive buffer: the kernel would otherwise grow it (tcp_rmem allows 32 MiB
+    // here) until it holds every offer, and nothing would be left for the server to drop.
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.set_recv_buffer_size(4096).unwrap();
+    sock.connect(&a.into()).unwrap();
+    let s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let (mut slow, _) = tungstenite::client::client(format!("ws://{a}/announce"), s).unwrap();
     send(&mut slow, &announce(&ih, &id('S'), ""));
     assert_eq!(recv_text(&mut slow), response(0, 1, &ih));
     // 4 MiB of offers for a peer that reads nothing: far past the kernel's buffers and
