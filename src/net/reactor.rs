@@ -129,7 +129,7 @@ pub(crate) struct Core {
     pub owed_sends: Vec<(usize, u32)>,
     /// The ring that makes those sends in one system call (`None`: `--batch-sends false`, or
     /// no io_uring here), and where their results land.
-    pub batch: Option<Box<sigyard_sendbatch::Batch>>,
+    pub batch: Option<sigyard_sendbatch::Batch>,
     pub sent: Vec<(u64, io::Result<usize>)>,
 }
 
@@ -320,12 +320,12 @@ impl Reactor {
     /// to the thread that creates it and, when the ring closes, interrupts that thread's
     /// blocking calls (`EINTR`) to finish its part, which on an embedder's thread would land in
     /// the middle of its work.
-    fn send_ring(&self) -> Option<Box<sigyard_sendbatch::Batch>> {
+    fn send_ring(&self) -> Option<sigyard_sendbatch::Batch> {
         if !self.core.shared.cfg.batch_sends {
             return None;
         }
         match sigyard_sendbatch::Batch::new(SEND_RING) {
-            Ok(b) => Some(Box::new(b)),
+            Ok(b) => Some(b),
             Err(e) => {
                 if self.core.id == 0 {
                     info!("sends are made one by one: io_uring is not available here ({e})");
@@ -1177,48 +1177,48 @@ impl Reactor {
         }
     }
 
-    /// Write queued output. Returns whether anything was written.
+    /// Write queued output: a TLS connection's records now, a plain socket's bytes at the end
+    /// of the turn with every other connection's ([`Reactor::flush_sends`]). Returns whether
+    /// anything was written.
     fn write_socket(&mut self, key: usize, fatal: &mut bool) -> bool {
         let c = &mut self.core;
         let Some(slot) = self.slots.get_mut(key) else {
             return false;
         };
-        let mut progress = false;
         let mut writable = slot.writable();
-        if let Some(tls) = tls_mut(&mut slot.extra) {
-            let mut sent = false;
-            if let Some(tx) = slot.tx.as_mut().filter(|t| !t.is_empty()) {
-                let n = tls.write_plaintext(tx.pending());
-                tx.written(n);
-                c.shell.bytes_out += n as u64;
-                progress |= n > 0;
-                sent = n > 0;
+        let Some(tls) = tls_mut(&mut slot.extra) else {
+            if writable && slot.pending_out() > 0 && !slot.send_owed() {
+                slot.set_send_owed(true);
+                c.owed_sends.push((key, slot.gen()));
             }
-            while writable && tls.wants_write() {
-                match tls.write_tls_to(&mut slot.sock) {
-                    Ok(0) => break,
-                    Ok(_) => progress = true,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(_) => {
-                        *fatal = true;
-                        break;
-                    }
+            return false;
+        };
+        let mut progress = false;
+        let mut sent = false;
+        if let Some(tx) = slot.tx.as_mut().filter(|t| !t.is_empty()) {
+            let n = tls.write_plaintext(tx.pending());
+            tx.written(n);
+            c.shell.bytes_out += n as u64;
+            progress |= n > 0;
+            sent = n > 0;
+        }
+        while writable && tls.wants_write() {
+            match tls.write_tls_to(&mut slot.sock) {
+                Ok(0) => break,
+                Ok(_) => progress = true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => writable = false,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => {
+                    *fatal = true;
+                    break;
                 }
             }
-            slot.set_writable(writable);
-            if progress && slot.stamp.kind() != StampKind::None {
-                c.latencies.extend(slot.flushed_stamp(sent));
-            }
-            return progress;
         }
-        // A plain socket's output leaves at the end of the turn, with every other
-        // connection's ([`Reactor::flush_sends`]).
-        if writable && slot.pending_out() > 0 && !slot.send_owed() {
-            slot.set_send_owed(true);
-            c.owed_sends.push((key, slot.gen()));
+        slot.set_writable(writable);
+        if progress && slot.stamp.kind() != StampKind::None {
+            c.latencies.extend(slot.flushed_stamp(sent));
         }
-        false
+        progress
     }
 
     // ── the turn's sends ───────────────────────────────────────────────────────────────────
