@@ -82,6 +82,9 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub http_body_timeout: Duration,
     pub buffer_size: usize,
+    /// The read buffer of a pipe end whose reads keep filling a `buffer_size` one (bulk
+    /// data); at most `buffer_size` turns that off.
+    pub stream_buffer_size: usize,
     pub max_buffers_per_core: usize,
     pub pipe_hold_bytes: usize,
     pub pipe_hold_messages: usize,
@@ -307,6 +310,7 @@ impl Default for Config {
                 max_body_bytes: 64 * KIB,
                 http_body_timeout: secs(10),
                 buffer_size: 16 * KIB,
+                stream_buffer_size: 64 * KIB,
                 max_buffers_per_core: 16384,
                 pipe_hold_bytes: MIB,
                 pipe_hold_messages: 1000,
@@ -468,7 +472,8 @@ static OPTS: &[Opt] = &[
     opt("max-body-bytes", "SIZE", "64KiB", "Largest HTTP request body (the HTTP API); past it, 413."),
     opt("http-body-timeout", "DURATION", "10s", "Time allowed for a request body to arrive after its head; past it, 408."),
     opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
-    opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core."),
+    opt("stream-buffer-size", "SIZE", "64KiB", "Read buffer of a /connection pipe end whose reads keep filling a --buffer-size one (bulk data), counted as the pooled buffers it is worth; at most 16MiB; at most --buffer-size = off."),
+    opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core (a streaming read buffer counts as the standard ones it is worth)."),
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-timeout", "DURATION", "0", "How long a /connection socket may wait for its peer; 0 = no limit. Past it, close 1008."),
@@ -580,6 +585,7 @@ fn set(c: &mut Config, name: &str, v: &str) -> Result<(), String> {
         "max-body-bytes" => l.max_body_bytes = parse_size(v)?,
         "http-body-timeout" => l.http_body_timeout = parse_duration(v)?,
         "buffer-size" => l.buffer_size = parse_size(v)?,
+        "stream-buffer-size" => l.stream_buffer_size = parse_size(v)?,
         "max-buffers-per-core" => l.max_buffers_per_core = parse_count(v)?,
         "pipe-hold-bytes" => l.pipe_hold_bytes = parse_size(v)?,
         "pipe-hold-messages" => l.pipe_hold_messages = parse_count(v)?,
@@ -1229,6 +1235,11 @@ impl Config {
             buf_ok,
             "--buffer-size: {buf} is out of range (1KiB to 16MiB)"
         );
+        let stream = fmt_size(l.stream_buffer_size);
+        ensure!(
+            l.stream_buffer_size <= 16 * MIB,
+            "--stream-buffer-size: {stream} is out of range (at most 16MiB)"
+        );
         let (hdr, frame, msg) = (l.max_header_bytes, l.max_frame_size, l.max_message_size);
         let (why, hdr_s) = ("headers are parsed from one buffer", fmt_size(hdr));
         ensure!(
@@ -1680,6 +1691,7 @@ mod tests {
             "--max-headers 0 => --max-headers: must be greater than 0 (got 0)",
             "--buffer-size 512 => --buffer-size: 512 is out of range",
             "--buffer-size 32MiB => --buffer-size: 32MiB is out of range",
+            "--stream-buffer-size 32MiB => --stream-buffer-size: 32MiB is out of range",
             "--max-header-bytes 32KiB => --max-header-bytes (32KiB) must not exceed --buffer-size (16KiB)",
             "--handshake-timeout 0 => --handshake-timeout: must be greater than 0",
             "--shutdown-timeout 25h => --shutdown-timeout: 25h is too long",

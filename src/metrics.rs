@@ -408,7 +408,7 @@ pub fn render(cores: &[CoreMetrics], uptime_secs: f64) -> String {
             dialect_series(&mut o, m, i, cores);
         }
     }
-    let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out\n# TYPE sigyard_buffers_in_use gauge");
+    let _ = writeln!(o, "# HELP sigyard_buffers_in_use pooled I/O buffers checked out, in --buffer-size units (a streaming read buffer counts as the standard ones it is worth)\n# TYPE sigyard_buffers_in_use gauge");
     let _ = writeln!(
         o,
         "sigyard_buffers_in_use {}",

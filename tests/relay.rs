@@ -263,7 +263,17 @@ fn holding_past_the_bound_closes_the_waiting_socket_1008() {
 
 #[test]
 fn a_hundred_megabytes_through_the_pipe_byte_for_byte() {
-    let h = start(|b| b);
+    hundred_megabytes(|b| b);
+}
+
+/// The same with every read into a standard buffer: no streaming buffers.
+#[test]
+fn a_hundred_megabytes_through_the_pipe_without_streaming_buffers() {
+    hundred_megabytes(|b| b.limits(|l| l.stream_buffer_size = l.buffer_size));
+}
+
+fn hundred_megabytes(f: impl FnOnce(sigyard::Builder) -> sigyard::Builder) {
+    let h = start(f);
     let (mut x, mut y) = pair(h.plain_addr().unwrap(), "big", "sink", "k");
     const MSG: usize = 64 << 10;
     const COUNT: usize = 1600; // 100 MiB

@@ -5,7 +5,9 @@
 //! out, [`Pool::rx`] / [`Pool::tx`] answer `None` and the reactor stops reading (and accepting)
 //! until one comes back. That turns memory pressure into back-pressure instead of growth.
 //!
-//! Read buffers are fixed-size and stay initialised between uses (no zeroing per checkout);
+//! Read buffers are fixed-size and stay initialised between uses (no zeroing per checkout):
+//! the standard size, and a bigger streaming size for a connection whose reads keep filling
+//! the standard one, counted in the bound as the standard buffers it is worth;
 //! write buffers are `Vec`s that may grow past the pool size when a burst of output is queued
 //! (bounded by the connection's outbound limit), and are dropped rather than pooled if they did.
 //!
@@ -26,8 +28,10 @@ enum RxKind {
     /// Exactly the bytes a stalled connection left unconsumed ([`RxBuf::stash`]); not the
     /// pool's.
     Stash,
-    /// One of the pool's.
+    /// One of the pool's, of its standard size.
     Pooled,
+    /// One of the pool's streaming buffers ([`Pool::rx_stream`]).
+    Stream,
 }
 
 impl RxBuf {
@@ -97,9 +101,14 @@ impl RxBuf {
         })
     }
 
-    /// One of the pool's buffers, not a stash.
+    /// One of the pool's buffers (standard or streaming), not a stash.
     pub fn is_pooled(&self) -> bool {
-        self.kind == RxKind::Pooled
+        self.kind != RxKind::Stash
+    }
+
+    /// One of the pool's streaming buffers ([`Pool::rx_stream`]).
+    pub fn is_stream(&self) -> bool {
+        self.kind == RxKind::Stream
     }
 
     /// Bytes this buffer can hold.
@@ -152,13 +161,19 @@ impl TxBuf {
 pub struct Pool {
     size: usize,
     max: usize,
+    /// Buffers checked out, in standard-size units (a streaming buffer counts as
+    /// `stream_units`).
     out: usize,
+    stream_size: usize,
+    stream_units: usize,
     // Buffers are handed out boxed (a slot stores one pointer per buffer); keeping the boxes
     // on the free lists reuses those allocations too.
     #[allow(clippy::vec_box)]
     free_rx: Vec<Box<RxBuf>>,
     #[allow(clippy::vec_box)]
     free_tx: Vec<Box<TxBuf>>,
+    #[allow(clippy::vec_box)]
+    free_stream: Vec<Box<RxBuf>>,
 }
 
 impl Pool {
@@ -168,17 +183,28 @@ impl Pool {
             size,
             max,
             out: 0,
+            stream_size: size,
+            stream_units: 1,
             free_rx: Vec::new(),
             free_tx: Vec::new(),
+            free_stream: Vec::new(),
         }
     }
 
-    /// Buffers currently checked out.
+    /// The same pool, with streaming read buffers of `stream_size` bytes (none when that is
+    /// not above the standard size), each counted as as many standard buffers as it holds.
+    pub fn with_streams(mut self, stream_size: usize) -> Self {
+        self.stream_size = stream_size;
+        self.stream_units = stream_size.div_ceil(self.size);
+        self
+    }
+
     /// The size of the pool's buffers.
     pub fn size(&self) -> usize {
         self.size
     }
 
+    /// Buffers currently checked out, in standard-size units.
     pub fn in_use(&self) -> usize {
         self.out
     }
@@ -192,6 +218,26 @@ impl Pool {
             return None;
         }
         Some(self.rx_force())
+    }
+
+    /// A streaming read buffer, for a connection whose reads keep filling the standard one (a
+    /// pipe moving bulk data): fewer, bigger reads and writes for the same bytes. `None` when
+    /// the pool has no streaming size or not that much room left (the caller keeps reading
+    /// into a standard one).
+    pub fn rx_stream(&mut self) -> Option<Box<RxBuf>> {
+        if self.stream_size <= self.size || self.out + self.stream_units > self.max {
+            return None;
+        }
+        self.out += self.stream_units;
+        let size = self.stream_size;
+        Some(self.free_stream.pop().unwrap_or_else(|| {
+            Box::new(RxBuf {
+                data: vec![0; size].into_boxed_slice(),
+                start: 0,
+                end: 0,
+                kind: RxKind::Stream,
+            })
+        }))
     }
 
     pub fn tx(&mut self) -> Option<Box<TxBuf>> {
@@ -246,6 +292,13 @@ impl Pool {
                 self.out -= 1;
                 if self.free_rx.len() < self.keep() {
                     self.free_rx.push(b);
+                }
+            }
+            RxKind::Stream => {
+                self.out -= self.stream_units;
+                // As many bytes kept for reuse as of standard buffers, and at least a few.
+                if self.free_stream.len() < (self.keep() / self.stream_units).max(2) {
+                    self.free_stream.push(b);
                 }
             }
         }
@@ -306,6 +359,30 @@ mod tests {
         assert_eq!(p.in_use(), 1);
         p.put_rx(a);
         assert_eq!(p.in_use(), 0);
+    }
+
+    #[test]
+    fn stream_buffers_count_as_several_and_need_room() {
+        let mut p = Pool::new(16, 5).with_streams(64);
+        let s = p.rx_stream().unwrap();
+        assert_eq!((s.capacity(), p.in_use()), (64, 4));
+        assert!(s.is_stream() && s.is_pooled());
+        assert!(p.rx_stream().is_none(), "no room for a second one");
+        let a = p.rx().unwrap();
+        assert!(p.exhausted());
+        p.put_rx(s);
+        assert_eq!(p.in_use(), 1);
+        p.put_rx(a);
+        assert_eq!(p.in_use(), 0);
+        let again = p.rx_stream().unwrap();
+        assert!(again.is_stream(), "kept for reuse");
+        p.put_rx(again);
+    }
+
+    #[test]
+    fn no_stream_buffers_without_a_bigger_size() {
+        assert!(Pool::new(16, 64).rx_stream().is_none());
+        assert!(Pool::new(16, 64).with_streams(16).rx_stream().is_none());
     }
 
     #[test]

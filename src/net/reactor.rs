@@ -221,7 +221,8 @@ impl Reactor {
             listener::watch(&poll, &l.sock, Token(LISTENER_BASE + i))?;
         }
         let limits = &shared.cfg.limits;
-        let pool = Pool::new(limits.buffer_size, limits.max_buffers_per_core);
+        let pool = Pool::new(limits.buffer_size, limits.max_buffers_per_core)
+            .with_streams(limits.stream_buffer_size);
         let reserve = limits
             .max_connections
             .div_ceil(shared.cfg.effective_threads())
@@ -1109,6 +1110,10 @@ impl Reactor {
         if blocked || !slot.readable() || !slot.conn.wants_read(slot.pending_out(), high_water) {
             return false;
         }
+        let streaming = slot.extra.as_ref().is_some_and(|e| e.streaming);
+        if streaming {
+            slot.rx.grow(&mut c.pool);
+        }
         let Some(rx) = slot.rx.buf(&mut c.pool, false) else {
             c.starved.push((key, slot.gen()));
             return false;
@@ -1156,6 +1161,12 @@ impl Reactor {
             Ok(n) => {
                 rx.filled_by(n);
                 c.shell.bytes_in += n as u64;
+                // A plain pipe end streams while its reads bring a standard buffer's worth
+                // (or all the room they had).
+                let fills = n >= c.pool.size().min(asked);
+                if streaming != fills && slot.plain() && slot.forwarding() {
+                    slot.extra().streaming = fills;
+                }
                 // A plain socket that returned less than asked is drained: skip the read that
                 // would only say WouldBlock. Linux's edge-triggered epoll reports every later
                 // arrival (and the peer's FIN) as a new event, so no edge is lost.

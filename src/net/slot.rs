@@ -193,6 +193,10 @@ pub(crate) struct Extra {
     pub rate: Option<Box<(crate::proto::rate::Bucket, crate::proto::rate::Bucket)>>,
     /// A pipe peer on another node: its last `Data` ended inside a frame.
     pub peer_mid: bool,
+    /// A pipe end whose last read brought a standard buffer's worth (or all the room it
+    /// offered): bulk data is flowing, and it reads into a streaming buffer
+    /// ([`Rx::grow`]) until a smaller read ends it.
+    pub streaming: bool,
     /// A pipe peer on another node: bytes sent to it not yet acknowledged (the window).
     pub unacked: u32,
     /// A pipe peer on another node: bytes received from it whose acknowledgement waits for
@@ -240,6 +244,17 @@ impl Rx {
         self.0.as_deref_mut()
     }
 
+    /// Read into a streaming buffer from now on, when the pool has room for one (a streaming
+    /// connection; [`Pool::rx_stream`]). The bytes of the buffer it replaces move along.
+    pub fn grow(&mut self, pool: &mut Pool) {
+        if self.0.as_ref().is_some_and(|b| b.is_stream()) {
+            return;
+        }
+        if let Some(b) = pool.rx_stream() {
+            self.swap_in(b, pool);
+        }
+    }
+
     /// Use `b` from now on, with the bytes of the buffer it replaces (which goes back).
     fn swap_in(&mut self, mut b: Box<RxBuf>, pool: &mut Pool) {
         if let Some(mut old) = self.0.take() {
@@ -266,7 +281,9 @@ impl Rx {
             if let Some(b) = self.0.take() {
                 pool.put_rx(b);
             }
-        } else if stall && b.is_pooled() {
+        } else if stall && b.is_pooled() && b.len() <= pool.size() {
+            // (More than a standard buffer's worth, left in a streaming buffer, stays there:
+            // a stash must fit the buffer it is later moved back into.)
             let stash = RxBuf::stash(b.filled());
             if let Some(b) = self.0.replace(stash) {
                 pool.put_rx(b);
@@ -472,4 +489,68 @@ pub(crate) fn tls_mut(extra: &mut Option<Box<Extra>>) -> Option<&mut TlsConn> {
 /// [`Slot::tx_force`] on the field alone (so the slot's `conn` can be borrowed beside it).
 pub(crate) fn tx_force<'a>(tx: &'a mut Option<Box<TxBuf>>, pool: &mut Pool) -> &'a mut Vec<u8> {
     &mut tx.get_or_insert_with(|| pool.tx_force()).data
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_bytes(pool: &mut Pool, bytes: &[u8]) -> Rx {
+        let mut rx = Rx::default();
+        let b = rx.buf(pool, false).unwrap();
+        b.spare()[..bytes.len()].copy_from_slice(bytes);
+        b.filled_by(bytes.len());
+        rx
+    }
+
+    #[test]
+    fn growing_moves_the_unread_bytes_into_a_streaming_buffer() {
+        let mut pool = Pool::new(16, 64).with_streams(64);
+        let mut rx = with_bytes(&mut pool, b"half a head");
+        rx.grow(&mut pool);
+        let b = rx.pooled().unwrap();
+        assert!(b.is_stream());
+        assert_eq!(b.filled(), b"half a head");
+        assert_eq!(b.spare().len(), 53);
+        assert_eq!(pool.in_use(), 4, "the standard buffer went back");
+        rx.grow(&mut pool);
+        assert_eq!(pool.in_use(), 4, "growing twice takes one buffer");
+        rx.pooled().unwrap().consume(11);
+        rx.release(&mut pool, false);
+        assert_eq!(pool.in_use(), 0, "an empty streaming buffer goes back too");
+    }
+
+    #[test]
+    fn a_full_pool_keeps_the_standard_buffer() {
+        let mut pool = Pool::new(16, 4).with_streams(64);
+        let mut rx = with_bytes(&mut pool, b"abc");
+        rx.grow(&mut pool);
+        assert!(!rx.pooled().unwrap().is_stream());
+        assert_eq!(pool.in_use(), 1);
+    }
+
+    #[test]
+    fn a_stall_stashes_only_what_a_standard_buffer_holds() {
+        let mut pool = Pool::new(16, 64).with_streams(64);
+        let mut small = with_bytes(&mut pool, b"");
+        small.grow(&mut pool);
+        let b = small.pooled().unwrap();
+        b.spare()[..5].copy_from_slice(b"frame");
+        b.filled_by(5);
+        small.release(&mut pool, true);
+        assert!(!small.pooled().unwrap().is_pooled(), "stashed");
+        assert_eq!(pool.in_use(), 0);
+
+        let mut big = with_bytes(&mut pool, b"");
+        big.grow(&mut pool);
+        big.pooled().unwrap().filled_by(40);
+        big.release(&mut pool, true);
+        assert!(
+            big.pooled().unwrap().is_stream(),
+            "40 bytes stay where they are"
+        );
+        // And the stash moves back into a standard buffer whole.
+        let b = small.buf(&mut pool, false).unwrap();
+        assert_eq!(b.filled(), b"frame");
+    }
 }
