@@ -31,6 +31,14 @@ fn wss(
     addr: std::net::SocketAddr,
     version: &'static rustls::SupportedProtocolVersion,
 ) -> (Wss, Option<Vec<u8>>) {
+    wss_at(addr, version, "/echo")
+}
+
+fn wss_at(
+    addr: std::net::SocketAddr,
+    version: &'static rustls::SupportedProtocolVersion,
+    path: &str,
+) -> (Wss, Option<Vec<u8>>) {
     let tcp = TcpStream::connect(addr).unwrap();
     tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let conn = rustls::ClientConnection::new(
@@ -45,7 +53,7 @@ fn wss(
     }
     let alpn = tls.conn.alpn_protocol().map(|p| p.to_vec());
     let (ws, resp) =
-        tungstenite::client::client(format!("wss://sigyard.test:{}/echo", addr.port()), tls)
+        tungstenite::client::client(format!("wss://sigyard.test:{}{path}", addr.port()), tls)
             .unwrap();
     assert_eq!(resp.status(), 101);
     (ws, alpn)
@@ -68,6 +76,59 @@ fn wss_echo_over_tls13_and_tls12_with_alpn() {
             assert_eq!(c.read().unwrap(), m, "size {size}");
         }
     }
+    stop(h);
+}
+
+/// A pipe whose plain end streams (64 KiB reads) into a TLS end, and back: 16 MiB each way,
+/// byte for byte, through the TLS end's records and send queue.
+#[test]
+fn bulk_data_through_a_pipe_between_a_plain_and_a_tls_end() {
+    use rand::{RngCore, SeedableRng};
+    let h = start(|b| b.listen_tls("127.0.0.1:0".parse().unwrap()).tls(CERT, KEY));
+    let mut plain = ws(h.plain_addr().unwrap(), "/connection/p/t/k");
+    let (mut tls, _) = wss_at(
+        h.tls_addr().unwrap(),
+        &rustls::version::TLS13,
+        "/connection/t/p/k",
+    );
+    plain.send(Message::text("sync")).unwrap();
+    assert_eq!(tls.read().unwrap(), Message::text("sync"));
+    const MSG: usize = 64 << 10;
+    const COUNT: usize = 256;
+    let messages = |seed| {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        (0..COUNT).map(move |_| {
+            let mut v = vec![0u8; MSG];
+            rng.fill_bytes(&mut v);
+            v
+        })
+    };
+    let writer = std::thread::spawn(move || {
+        for m in messages(1) {
+            plain.send(Message::binary(m)).unwrap();
+        }
+        plain
+    });
+    for (i, want) in messages(1).enumerate() {
+        assert!(
+            tls.read().unwrap().into_data() == want,
+            "plain to TLS: message {i}"
+        );
+    }
+    let mut plain = writer.join().unwrap();
+    let writer = std::thread::spawn(move || {
+        for m in messages(2) {
+            tls.send(Message::binary(m)).unwrap();
+        }
+        tls
+    });
+    for (i, want) in messages(2).enumerate() {
+        assert!(
+            plain.read().unwrap().into_data() == want,
+            "TLS to plain: message {i}"
+        );
+    }
+    drop(writer.join().unwrap());
     stop(h);
 }
 
