@@ -487,8 +487,12 @@ impl Cx<'_, Outputs> {
 
     /// Queue one message that may be dropped if `to` is behind (see [`Output::Send`]).
     pub fn send_lossy(&mut self, to: Handle, kind: Kind, payload: &[u8]) {
-        self.out
-            .push_send(to, kind, |b| b.extend_from_slice(payload));
+        self.send_lossy_with(to, kind, |b| b.extend_from_slice(payload));
+    }
+
+    /// [`Cx::send_lossy`], the bytes written in place by `write`.
+    pub fn send_lossy_with(&mut self, to: Handle, kind: Kind, write: impl FnOnce(&mut Vec<u8>)) {
+        self.out.push_send(to, kind, write);
         if let Some(Output::Send { lossy, .. }) = self.out.list.last_mut() {
             *lossy = true;
         }

@@ -459,14 +459,13 @@ impl Swarms {
             else {
                 return;
             };
-            let b = &mut self.buf;
-            b.clear();
-            b.extend_from_slice(br#"{"action":"announce","answer":"#);
-            b.extend_from_slice(answer);
-            b.extend_from_slice(br#","offer_id":"#);
-            b.extend_from_slice(offer_id);
-            relayed_tail(b, &me, &ih);
-            cx.send_lossy(target, Kind::Text, b);
+            cx.send_lossy_with(target, Kind::Text, |b| {
+                b.extend_from_slice(br#"{"action":"announce","answer":"#);
+                b.extend_from_slice(answer);
+                b.extend_from_slice(br#","offer_id":"#);
+                b.extend_from_slice(offer_id);
+                relayed_tail(b, &me, &ih);
+            });
             c.answers_relayed += 1;
         }
     }
@@ -563,21 +562,20 @@ impl Swarms {
         }
         let picked = pick(&mut self.rng, swarm.peers.len(), mine, want);
         for ((offer, offer_id), i) in offers.iter().zip(picked) {
-            let b = &mut self.buf;
-            b.clear();
-            b.extend_from_slice(br#"{"action":"announce""#);
-            if let Some(o) = offer {
-                b.extend_from_slice(br#","offer":"#);
-                b.extend_from_slice(o);
-            }
-            if let Some(id) = offer_id {
-                b.extend_from_slice(br#","offer_id":"#);
-                b.extend_from_slice(id);
-            }
-            relayed_tail(b, me, ih);
             // An offer that cannot arrive soon is worth nothing (its sender gives up on it):
             // a peer that falls behind loses offers, not its connection.
-            cx.send_lossy(swarm.peers[i].conn, Kind::Text, b);
+            cx.send_lossy_with(swarm.peers[i].conn, Kind::Text, |b| {
+                b.extend_from_slice(br#"{"action":"announce""#);
+                if let Some(o) = offer {
+                    b.extend_from_slice(br#","offer":"#);
+                    b.extend_from_slice(o);
+                }
+                if let Some(id) = offer_id {
+                    b.extend_from_slice(br#","offer_id":"#);
+                    b.extend_from_slice(id);
+                }
+                relayed_tail(b, me, ih);
+            });
             c.offers_relayed += 1;
         }
     }
