@@ -472,7 +472,7 @@ static OPTS: &[Opt] = &[
     opt("max-body-bytes", "SIZE", "64KiB", "Largest HTTP request body (the HTTP API); past it, 413."),
     opt("http-body-timeout", "DURATION", "10s", "Time allowed for a request body to arrive after its head; past it, 408."),
     opt("buffer-size", "SIZE", "16KiB", "Size of the pooled read/write buffers, 1KiB to 16MiB."),
-    opt("stream-buffer-size", "SIZE", "64KiB", "Read buffer of a /connection pipe end whose reads keep filling a --buffer-size one (bulk data), counted as the pooled buffers it is worth; at most 16MiB; at most --buffer-size = off."),
+    opt("stream-buffer-size", "SIZE", "64KiB", "Read buffer of a /connection pipe end whose reads keep filling a --buffer-size one (bulk data), counted as the pooled buffers it is worth (at most a quarter of --max-buffers-per-core goes to them); at most 16MiB; at most --buffer-size = off."),
     opt("max-buffers-per-core", "N", "16384", "Most pooled buffers per core (a streaming read buffer counts as the standard ones it is worth)."),
     opt("pipe-hold-bytes", "SIZE", "1MiB", "Bytes a /connection socket may send before its peer arrives; past it, close 1008."),
     opt("pipe-hold-messages", "N", "1000", "Messages a /connection socket may send before its peer arrives; past it, close 1008."),

@@ -166,6 +166,8 @@ pub struct Pool {
     out: usize,
     stream_size: usize,
     stream_units: usize,
+    /// Of `out`, the units in streaming buffers.
+    streams_out: usize,
     // Buffers are handed out boxed (a slot stores one pointer per buffer); keeping the boxes
     // on the free lists reuses those allocations too.
     #[allow(clippy::vec_box)]
@@ -185,6 +187,7 @@ impl Pool {
             out: 0,
             stream_size: size,
             stream_units: 1,
+            streams_out: 0,
             free_rx: Vec::new(),
             free_tx: Vec::new(),
             free_stream: Vec::new(),
@@ -224,11 +227,20 @@ impl Pool {
     /// pipe moving bulk data): fewer, bigger reads and writes for the same bytes. `None` when
     /// the pool has no streaming size or not that much room left (the caller keeps reading
     /// into a standard one).
+    ///
+    /// Streaming buffers take at most a quarter of the pool: a pipe end whose peer stops
+    /// reading keeps its buffer, and ends that do so on purpose must not exhaust the pool
+    /// (which pauses reading on the whole core) much sooner than with standard buffers.
     pub fn rx_stream(&mut self) -> Option<Box<RxBuf>> {
-        if self.stream_size <= self.size || self.out + self.stream_units > self.max {
+        let units = self.stream_units;
+        if self.stream_size <= self.size
+            || self.out + units > self.max
+            || self.streams_out + units > self.max / 4
+        {
             return None;
         }
-        self.out += self.stream_units;
+        self.out += units;
+        self.streams_out += units;
         let size = self.stream_size;
         Some(self.free_stream.pop().unwrap_or_else(|| {
             Box::new(RxBuf {
@@ -296,6 +308,7 @@ impl Pool {
             }
             RxKind::Stream => {
                 self.out -= self.stream_units;
+                self.streams_out -= self.stream_units;
                 // As many bytes kept for reuse as of standard buffers, and at least a few.
                 if self.free_stream.len() < (self.keep() / self.stream_units).max(2) {
                     self.free_stream.push(b);
@@ -363,20 +376,37 @@ mod tests {
 
     #[test]
     fn stream_buffers_count_as_several_and_need_room() {
-        let mut p = Pool::new(16, 5).with_streams(64);
+        let mut p = Pool::new(16, 20).with_streams(64);
         let s = p.rx_stream().unwrap();
         assert_eq!((s.capacity(), p.in_use()), (64, 4));
         assert!(s.is_stream() && s.is_pooled());
+        let standard: Vec<_> = (0..15).map(|_| p.rx().unwrap()).collect();
         assert!(p.rx_stream().is_none(), "no room for a second one");
         let a = p.rx().unwrap();
         assert!(p.exhausted());
         p.put_rx(s);
-        assert_eq!(p.in_use(), 1);
+        assert_eq!(p.in_use(), 16);
         p.put_rx(a);
+        for b in standard {
+            p.put_rx(b);
+        }
         assert_eq!(p.in_use(), 0);
         let again = p.rx_stream().unwrap();
         assert!(again.is_stream(), "kept for reuse");
         p.put_rx(again);
+    }
+
+    #[test]
+    fn stream_buffers_take_at_most_a_quarter_of_the_pool() {
+        let mut p = Pool::new(16, 64).with_streams(64);
+        let s: Vec<_> = (0..4).map(|_| p.rx_stream().unwrap()).collect();
+        assert_eq!(p.in_use(), 16);
+        assert!(p.rx_stream().is_none(), "a quarter of 64 units is taken");
+        assert!(p.rx().is_some(), "standard buffers are still there");
+        for b in s {
+            p.put_rx(b);
+        }
+        assert!(p.rx_stream().is_some());
     }
 
     #[test]
