@@ -83,7 +83,6 @@ fn wss_echo_over_tls13_and_tls12_with_alpn() {
 /// byte for byte, through the TLS end's records and send queue.
 #[test]
 fn bulk_data_through_a_pipe_between_a_plain_and_a_tls_end() {
-    use rand::{RngCore, SeedableRng};
     let h = start(|b| b.listen_tls("127.0.0.1:0".parse().unwrap()).tls(CERT, KEY));
     let mut plain = ws(h.plain_addr().unwrap(), "/connection/p/t/k");
     let (mut tls, _) = wss_at(
@@ -93,43 +92,45 @@ fn bulk_data_through_a_pipe_between_a_plain_and_a_tls_end() {
     );
     plain.send(Message::text("sync")).unwrap();
     assert_eq!(tls.read().unwrap(), Message::text("sync"));
-    const MSG: usize = 64 << 10;
-    const COUNT: usize = 256;
-    let messages = |seed| {
+    let (plain, tls) = stream_through(plain, tls, 1, "plain to TLS");
+    stream_through(tls, plain, 2, "TLS to plain");
+    stop(h);
+}
+
+/// 256 random 64 KiB messages (from `seed`) sent by `from` on a thread of its own and checked
+/// byte for byte as `to` reads them; both ends are handed back.
+fn stream_through<A, B>(
+    mut from: tungstenite::WebSocket<A>,
+    mut to: tungstenite::WebSocket<B>,
+    seed: u64,
+    what: &str,
+) -> (tungstenite::WebSocket<A>, tungstenite::WebSocket<B>)
+where
+    A: std::io::Read + std::io::Write + Send + 'static,
+    B: std::io::Read + std::io::Write,
+{
+    use rand::{RngCore, SeedableRng};
+    let messages = move || {
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        (0..COUNT).map(move |_| {
-            let mut v = vec![0u8; MSG];
+        (0..256).map(move |_| {
+            let mut v = vec![0u8; 64 << 10];
             rng.fill_bytes(&mut v);
             v
         })
     };
     let writer = std::thread::spawn(move || {
-        for m in messages(1) {
-            plain.send(Message::binary(m)).unwrap();
+        for m in messages() {
+            from.send(Message::binary(m)).unwrap();
         }
-        plain
+        from
     });
-    for (i, want) in messages(1).enumerate() {
+    for (i, want) in messages().enumerate() {
         assert!(
-            tls.read().unwrap().into_data() == want,
-            "plain to TLS: message {i}"
+            to.read().unwrap().into_data() == want,
+            "{what}: message {i}"
         );
     }
-    let mut plain = writer.join().unwrap();
-    let writer = std::thread::spawn(move || {
-        for m in messages(2) {
-            tls.send(Message::binary(m)).unwrap();
-        }
-        tls
-    });
-    for (i, want) in messages(2).enumerate() {
-        assert!(
-            plain.read().unwrap().into_data() == want,
-            "TLS to plain: message {i}"
-        );
-    }
-    drop(writer.join().unwrap());
-    stop(h);
+    (writer.join().unwrap(), to)
 }
 
 #[test]
