@@ -14,7 +14,7 @@ use crate::net::reactor::{live, Core, Reactor};
 use crate::net::slot::{tx_force, Owner, Placed};
 use crate::net::{handle, handle_node};
 use crate::proto::cluster::{records, Record, Remote, VANISHED};
-use crate::proto::dialect::{upgrade_required, Answer, Handle, Kind, Message, Output};
+use crate::proto::dialect::{upgrade_required, Answer, Handle, HandleMap, Kind, Message, Output};
 use crate::proto::http::{parse_request, HttpLimits, RequestHead, Response};
 use crate::registry::ROUTES;
 use crate::warn;
@@ -31,7 +31,7 @@ pub(crate) struct Link {
     /// Records waiting for the end of this loop iteration, one batch per node.
     out: Vec<(u16, Vec<u8>)>,
     /// Connections of other nodes held by a dialect of this core.
-    remotes: HashMap<Handle, RemoteConn>,
+    remotes: HandleMap<RemoteConn>,
     /// Keys this node claimed that open connections here were placed by, with their count:
     /// their claims are refreshed while any is open.
     keys: HashMap<Box<str>, u32>,
@@ -59,7 +59,7 @@ impl Link {
         Link {
             cluster,
             out: Vec::new(),
-            remotes: HashMap::new(),
+            remotes: HandleMap::default(),
             keys: HashMap::new(),
             paused: Vec::new(),
             told: Default::default(),

@@ -12,9 +12,9 @@
 
 use super::webtorrent::{self, Tracker};
 use super::ywebrtc::{self, Topics};
+use super::HandleMap;
 use super::{upgrade_required, Answer, Cx, Dialect, Handle, Message, Metric, Placement, Random};
 use crate::proto::http::{RequestHead, Response};
-use std::collections::HashMap;
 
 /// Where each dialect is served, and the tracker's options.
 #[derive(Debug, Clone, Default)]
@@ -36,7 +36,7 @@ pub struct AnyPath {
     opts: Options,
     topics: Topics,
     tracker: Tracker,
-    which: HashMap<Handle, Which>,
+    which: HandleMap<Which>,
     swept: u64,
 }
 
@@ -46,7 +46,7 @@ impl AnyPath {
             tracker: Tracker::new(opts.tracker.clone()),
             opts,
             topics: Topics::new(),
-            which: HashMap::new(),
+            which: HandleMap::default(),
             swept: 0,
         }
     }

@@ -75,6 +75,7 @@ use serde::Serialize;
 use serde_json::{Map as JsonMap, Value as Json};
 
 use super::msgpack;
+use super::HandleMap;
 use super::{
     upgrade_required, Answer, Cx, Dialect, Handle, Kind, Message, Outgoing, Placement, Random,
 };
@@ -137,7 +138,7 @@ enum Intent<'a> {
 /// The introduction (discovery) table of one core: peers by id, their keys (document ids), and
 /// which socket currently speaks for each id.
 pub struct Introductions {
-    sockets: HashMap<Handle, Socket>,
+    sockets: HandleMap<Socket>,
     by_id: HashMap<Box<str>, u32>,
     peers: Vec<Option<Peer>>,
     free_peers: Vec<u32>,
@@ -158,7 +159,7 @@ impl Default for Introductions {
 impl Introductions {
     pub fn new() -> Self {
         Introductions {
-            sockets: HashMap::new(),
+            sockets: HandleMap::default(),
             by_id: HashMap::new(),
             peers: Vec::new(),
             free_peers: Vec::new(),

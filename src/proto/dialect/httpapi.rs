@@ -26,6 +26,7 @@ pub mod store;
 use super::{uuid_v4, Answer, Cx, Dialect, Handle, Placement, Random};
 use crate::proto::http::{Method, RequestHead, Response};
 
+use super::HandleMap;
 use json::Value;
 use store::{parse_id, Channel, Id, WriteError, WriteResult};
 
@@ -456,7 +457,7 @@ pub struct HttpApi {
     /// `Some(wait)`: the channels are in the outside store; a request waits this long (ms).
     outside: Option<u64>,
     /// Requests waiting for the outside store, with what their reply needs.
-    waiting: std::collections::HashMap<Handle, Waiting>,
+    waiting: HandleMap<Waiting>,
 }
 
 /// A request waiting for the outside store.

@@ -30,6 +30,7 @@
 //! exist, if only a receiver remains, or if its `signed` differs from the initiator's (exact,
 //! case-sensitive string comparison: the server cannot verify the signature, §1.9).
 
+use super::HandleMap;
 use super::{upgrade_required, Latencies, Metric, Random};
 use super::{
     Answer, Cx, Deadlines, Dialect, Handle, IceServers, Kind, Message, Outgoing, Placement,
@@ -241,7 +242,7 @@ struct Pair {
 #[derive(Default)]
 pub struct Pairs {
     pairs: HashMap<Box<str>, Pair>,
-    members: HashMap<Handle, Member>,
+    members: HandleMap<Member>,
 }
 
 impl Pairs {

@@ -123,6 +123,11 @@ pub type Kind = DataKind;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Handle(u64);
 
+/// A map keyed by connection handles, looked up on every message. Handles are the shell's,
+/// never a client's choice, so no client can aim collisions at these maps and a fast hasher is
+/// safe here; maps keyed by what clients send (ids, topics, info hashes) keep std's SipHash.
+pub type HandleMap<V> = std::collections::HashMap<Handle, V, foldhash::fast::RandomState>;
+
 impl Handle {
     /// Only the shell (and tests) make handles.
     pub const fn from_raw(raw: u64) -> Handle {

@@ -17,6 +17,7 @@
 //! `LEAVE` without `dst` unregisters the sender and closes its socket (1000).
 
 use super::ywebrtc::Members;
+use super::HandleMap;
 use super::{uuid_v4, Answer, Cx, Dialect, Handle, Kind, Message, Placement, Random};
 use crate::proto::http::{percent_decode, Method, RequestHead, Response};
 use std::collections::{BTreeSet, HashMap};
@@ -168,7 +169,7 @@ pub struct Peers {
     /// Ids are allocated once, shared by the socket that speaks for them.
     clients: HashMap<Arc<str>, Client>,
     /// The id each socket speaks for (sockets that are no longer any id's are not here).
-    conns: HashMap<Handle, Arc<str>>,
+    conns: HandleMap<Arc<str>>,
     queues: HashMap<Box<str>, Queue>,
 }
 
@@ -177,7 +178,7 @@ impl Peers {
         Peers {
             opts,
             clients: HashMap::new(),
-            conns: HashMap::new(),
+            conns: HandleMap::default(),
             queues: HashMap::new(),
         }
     }

@@ -28,6 +28,7 @@
 //!   meaning; the original sent each client its own id) and stays connected; its later valid
 //!   messages are dropped. New clients for that id are refused.
 
+use super::HandleMap;
 use super::Random;
 use super::{
     upgrade_required, uuid_v4_simple, Answer, Cx, Dialect, Handle, Kind, Outgoing, Placement,
@@ -79,7 +80,7 @@ enum Member {
 #[derive(Default)]
 pub struct Peers {
     servers: HashMap<Box<str>, Server>,
-    members: HashMap<Handle, Member>,
+    members: HandleMap<Member>,
 }
 
 impl Peers {

@@ -13,6 +13,7 @@
 //!
 //! [`Output::Pipe`]: super::Output::Pipe
 
+use super::HandleMap;
 use super::{upgrade_required, Answer, Cx, Deadlines, Dialect, Handle, Kind, Latencies, Metric};
 use super::{Message, Placement, Random};
 use crate::proto::http::{percent_decode, RequestHead, Response};
@@ -208,7 +209,7 @@ pub struct PipeDialect {
     pairing_time: Latencies,
     /// Sockets waiting for their peer (or replaced while waiting), with what they seek and
     /// since when.
-    waiting: HashMap<Handle, (Seek, u64)>,
+    waiting: HandleMap<(Seek, u64)>,
     deadlines: Deadlines<Handle>,
 }
 
@@ -219,7 +220,7 @@ impl PipeDialect {
             opts,
             joined: 0,
             pairing_time: Latencies::default(),
-            waiting: HashMap::new(),
+            waiting: HandleMap::default(),
             deadlines: Deadlines::default(),
         }
     }

@@ -24,7 +24,7 @@
 
 mod swarms;
 
-use super::{Cx, Deadlines, Handle, Kind, Message};
+use super::{Cx, Deadlines, Handle, HandleMap, Kind, Message};
 use crate::proto::http::push_decimal;
 use crate::proto::rawjson::{self, Reader};
 use std::collections::{HashMap, HashSet};
@@ -185,7 +185,7 @@ pub struct Tracker {
     opts: Options,
     swarms: Swarms,
     /// The entries each socket served here announced and still speaks for.
-    owned: HashMap<Handle, Owned>,
+    owned: HandleMap<Owned>,
     scrapes: HashMap<u64, Gather>,
     scrape_deadlines: Deadlines<u64>,
     next_scrape: u64,
@@ -199,7 +199,7 @@ impl Tracker {
         Tracker {
             opts,
             swarms: Swarms::default(),
-            owned: HashMap::new(),
+            owned: HandleMap::default(),
             scrapes: HashMap::new(),
             scrape_deadlines: Deadlines::default(),
             next_scrape: 0,
@@ -598,7 +598,7 @@ impl SwarmKey {
     }
 }
 
-fn disown(owned: &mut HashMap<Handle, Owned>, conn: Handle, ih: &Id20, id: &Id20) {
+fn disown(owned: &mut HandleMap<Owned>, conn: Handle, ih: &Id20, id: &Id20) {
     if let Some(o) = owned.get_mut(&conn) {
         if o.remove(ih, id) {
             owned.remove(&conn);

@@ -20,6 +20,7 @@
 //! count) set in place or appended last. Publishing to a topic one has not subscribed is
 //! allowed; to a topic nobody has, nothing happens. `{"type":"ping"}` gets `{"type":"pong"}`.
 
+use super::HandleMap;
 use super::{Cx, Handle, Kind, Message};
 use crate::proto::rawjson::{self, Reader};
 use std::borrow::Cow;
@@ -68,7 +69,7 @@ impl<'a> Members<'a> {
 #[derive(Default)]
 struct Topic {
     subscribers: BTreeMap<u64, Handle>,
-    order: HashMap<Handle, u64>,
+    order: HandleMap<u64>,
 }
 
 /// A connection's topics. Most clients subscribe to one room: that one is kept inline, more go
@@ -135,7 +136,7 @@ const PUBLISH: u8 = 3;
 #[derive(Default)]
 pub struct Topics {
     topics: HashMap<Box<str>, Topic>,
-    conns: HashMap<Handle, Subs>,
+    conns: HandleMap<Subs>,
     next: u64,
     /// Reused for the keys told.
     key: String,

@@ -24,7 +24,7 @@
 
 use super::packet::{self, decode_packet, decode_payload, decode_sio, EioError, Packet, SioPacket};
 use crate::proto::dialect::sio::{Action, Apps, SioDialect, To};
-use crate::proto::dialect::{Cx, Handle};
+use crate::proto::dialect::{Cx, Handle, HandleMap};
 use crate::proto::http::Response;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, BinaryHeap, HashMap, VecDeque};
@@ -134,7 +134,7 @@ pub struct Sessions<A: Apps> {
     /// Rooms per dialect.
     rooms: Vec<HashMap<String, BTreeSet<Box<str>>>>,
     /// Which session each held poll and each WebSocket (transport or probe) belongs to.
-    conns: HashMap<Handle, Box<str>>,
+    conns: HandleMap<Box<str>>,
     timers: BinaryHeap<Reverse<(u64, Box<str>)>>,
     dirty: Vec<Box<str>>,
     direct: Vec<Direct>,
@@ -184,7 +184,7 @@ impl<A: Apps> Sessions<A> {
             apps,
             sessions: HashMap::new(),
             rooms: (0..n).map(|_| HashMap::new()).collect(),
-            conns: HashMap::new(),
+            conns: HandleMap::default(),
             timers: BinaryHeap::new(),
             dirty: Vec::new(),
             direct: Vec::new(),
