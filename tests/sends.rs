@@ -116,3 +116,60 @@ fn sixteen_echoing_connections_and_a_stalled_reader_batched() {
 fn sixteen_echoing_connections_and_a_stalled_reader_one_by_one() {
     many_echoes(false);
 }
+
+/// A turn that owes more sends than one call makes (here one y-webrtc publish to 200
+/// subscribers, all delivered in the turn that reads it) sends them in calls of at most 16,
+/// since each owed send holds a write buffer until it is made; every subscriber still gets
+/// every publish, in order.
+#[test]
+fn a_turn_owing_many_sends_makes_them_in_calls_of_at_most_sixteen() {
+    const SUBSCRIBERS: usize = 200;
+    const PUBLISHES: usize = 5;
+    let h = start(|b| {
+        b.threads(1).limits(|l| {
+            l.idle_timeout = Duration::ZERO;
+            l.ping_interval = Duration::ZERO;
+            l.max_messages_per_second = 0;
+            l.max_message_bytes_per_second = 0;
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    let mut subs: Vec<_> = (0..SUBSCRIBERS)
+        .map(|_| {
+            let s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut ws = tungstenite::client::client(format!("ws://{a}/y-webrtc"), s)
+                .unwrap()
+                .0;
+            ws.send(Message::text(r#"{"type":"subscribe","topics":["t"]}"#))
+                .unwrap();
+            // The pong comes after the subscribe has taken effect.
+            ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+            assert_eq!(ws.read().unwrap(), Message::text(r#"{"type":"pong"}"#));
+            ws
+        })
+        .collect();
+    for n in 0..PUBLISHES {
+        let publish = format!(r#"{{"type":"publish","topic":"t","data":{n}}}"#);
+        subs[n].send(Message::text(publish)).unwrap();
+        for (i, ws) in subs.iter_mut().enumerate() {
+            let got = ws.read().unwrap().into_text().unwrap();
+            let v: serde_json::Value = serde_json::from_str(&got).unwrap();
+            assert_eq!(v["data"], n, "subscriber {i}: {got}");
+            assert_eq!(v["clients"], SUBSCRIBERS, "subscriber {i}: {got}");
+        }
+    }
+    let batched = metric(a, "sigyard_batched_sends_total");
+    let calls = metric(a, "sigyard_send_batches_total");
+    if sigyard_sendbatch::Batch::new(4).is_ok() {
+        // (A turn's last few sends may go one by one.)
+        let deliveries = (SUBSCRIBERS * PUBLISHES) as f64;
+        assert!(batched >= 0.9 * deliveries, "{batched} sends batched");
+        assert!(
+            batched <= 16.0 * calls,
+            "{batched} sends in {calls} calls: more than 16 in one"
+        );
+    }
+    stop(h);
+}

@@ -942,6 +942,11 @@ impl Reactor {
                 slot.set_queued(false);
                 self.drive(key);
             }
+            if self.core.owed_sends.len() >= MAX_OWED {
+                // Each owed send holds a write buffer until it is made: a turn that readies
+                // thousands of connections would check out as many.
+                self.send_owed();
+            }
         }
         // Keep the allocation; drive() may have queued more into the fresh vector.
         if self.core.dirty.is_empty() {
@@ -1234,73 +1239,79 @@ impl Reactor {
 
     // ── the turn's sends ───────────────────────────────────────────────────────────────────
 
-    /// Send what the turn's drives left queued on plain sockets: one `io_uring_enter` for all
-    /// of them when there are enough to gain from it, else one `send` each. Then drive the
-    /// connections those sends let move on (a close after the last byte, a parked request, a
-    /// pipe end waiting for room, input left unread or unprocessed), which may owe more.
+    /// Send what the turn's drives left queued on plain sockets (see [`Reactor::send_owed`]),
+    /// then drive the connections those sends let move on (a close after the last byte, a
+    /// parked request, a pipe end waiting for room, input left unread or unprocessed), which
+    /// may owe more.
     fn flush_sends(&mut self) {
         for _ in 0..FLUSH_ROUNDS {
-            let mut owed = std::mem::take(&mut self.core.owed_sends);
-            if owed.is_empty() {
+            if self.core.owed_sends.is_empty() {
                 return;
             }
-            let mut sent = std::mem::take(&mut self.core.sent);
-            let c = &mut self.core;
-            let slots = &self.slots;
-            let pending = |&(key, gen): &(usize, u32)| {
-                let slot = slots.get(key).filter(|s| s.gen() == gen && s.send_owed())?;
-                let tx = slot.tx.as_ref().filter(|t| !t.is_empty())?;
-                Some((slot.sock.as_fd(), tx.pending(), key as u64))
-            };
-            let batched = match c.batch.as_mut().filter(|_| owed.len() >= BATCH_MIN) {
-                Some(b) => match b.send(owed.iter().filter_map(pending), &mut sent) {
-                    Ok(()) => {
-                        c.shell.batched_sends += sent.len() as u64;
-                        c.shell.send_batches += sent.len().div_ceil(b.capacity()) as u64;
-                        true
-                    }
-                    Err(e) => {
-                        // What it did not send is sent one by one below, now and from now on.
-                        error!("core={} {e}; sends are made one by one from now on", c.id);
-                        c.batch = None;
-                        false
-                    }
-                },
-                None => false,
-            };
-            if !batched {
-                let done = sent.len();
-                for (fd, bytes, key) in owed.iter().filter_map(pending) {
-                    if !sent[..done].iter().any(|r| r.0 == key) {
-                        sent.push((key, crate::net::sys::send(fd, bytes)));
-                    }
-                }
-            }
-            for &(key, gen) in &owed {
-                if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen() == gen) {
-                    slot.set_send_owed(false);
-                }
-            }
-            let mut broken = Vec::new();
-            for (key, result) in sent.drain(..) {
-                if self.sent(key as usize, result) {
-                    broken.push(key as usize);
-                }
-            }
-            self.core.sent = sent;
-            owed.clear();
-            if self.core.owed_sends.is_empty() {
-                self.core.owed_sends = owed;
-            }
-            for key in broken {
-                self.remove(key);
-            }
+            self.send_owed();
             if self.core.dirty.is_empty() && self.core.owed_sends.is_empty() {
                 return;
             }
             self.drive_dirty();
         }
         // What is still owed goes at the start of the next turn (the poll does not wait).
+    }
+
+    /// Make the sends owed so far: one `io_uring_enter` for all of them when there are enough
+    /// to gain from it, else one `send` each; each result is applied as a send's.
+    fn send_owed(&mut self) {
+        let mut owed = std::mem::take(&mut self.core.owed_sends);
+        let mut sent = std::mem::take(&mut self.core.sent);
+        let c = &mut self.core;
+        let slots = &self.slots;
+        let pending = |&(key, gen): &(usize, u32)| {
+            let slot = slots.get(key).filter(|s| s.gen() == gen && s.send_owed())?;
+            let tx = slot.tx.as_ref().filter(|t| !t.is_empty())?;
+            Some((slot.sock.as_fd(), tx.pending(), key as u64))
+        };
+        let batched = match c.batch.as_mut().filter(|_| owed.len() >= BATCH_MIN) {
+            Some(b) => match b.send(owed.iter().filter_map(pending), &mut sent) {
+                Ok(()) => {
+                    c.shell.batched_sends += sent.len() as u64;
+                    c.shell.send_batches += sent.len().div_ceil(b.capacity()) as u64;
+                    true
+                }
+                Err(e) => {
+                    // What it did not send is sent one by one below, now and from now on.
+                    error!("core={} {e}; sends are made one by one from now on", c.id);
+                    c.batch = None;
+                    false
+                }
+            },
+            None => false,
+        };
+        if !batched {
+            let done = sent.len();
+            for (fd, bytes, key) in owed.iter().filter_map(pending) {
+                if !sent[..done].iter().any(|r| r.0 == key) {
+                    sent.push((key, crate::net::sys::send(fd, bytes)));
+                }
+            }
+        }
+        for &(key, gen) in &owed {
+            if let Some(slot) = self.slots.get_mut(key).filter(|s| s.gen() == gen) {
+                slot.set_send_owed(false);
+            }
+        }
+        let mut broken = Vec::new();
+        for (key, result) in sent.drain(..) {
+            if self.sent(key as usize, result) {
+                broken.push(key as usize);
+            }
+        }
+        self.core.sent = sent;
+        owed.clear();
+        if self.core.owed_sends.is_empty() {
+            self.core.owed_sends = owed;
+        }
+        for key in broken {
+            self.remove(key);
+        }
     }
 
     /// What one send did to its connection. Returns whether the connection is broken.
@@ -1363,6 +1374,11 @@ impl Reactor {
 
 /// Entries of the send ring: the most sends one system call makes.
 const SEND_RING: u32 = 256;
+
+/// Sends owed at most before they are made, in the middle of a turn if need be: each holds a
+/// write buffer (the pool keeps what a turn's peak checked out, for reuse), and more than
+/// this in one call gain nothing measurable.
+const MAX_OWED: usize = 16;
 
 /// Fewer sends than this in a turn are made one by one: the ring's own cost per send matches
 /// a system call's, and it gains only when several share one.
