@@ -104,6 +104,10 @@ OPTIONS (all scenarios)
     --json               print the summary as JSON on stdout (the readable summary goes to
                          stderr instead)
     --quiet              no progress line
+    --spin               while the traffic runs, poll without sleeping: the load's threads stay
+                         awake, so the server is not charged for waking them (over loopback a
+                         send wakes its reader inside the sender's system call; over a network
+                         that is the client machine's work). Each thread takes a whole core.
     --worker I/K         internal: set by --workers on its children (this is child I of K)
     -h, --help           this text
 
@@ -243,6 +247,8 @@ pub struct Opts {
     pub perf_control: Option<std::path::PathBuf>,
     pub json: bool,
     pub quiet: bool,
+    /// `--spin`: poll without sleeping while the traffic runs.
+    pub spin: bool,
     pub connections: u64,
     pub hold: Duration,
     pub rate: Option<f64>,
@@ -355,7 +361,7 @@ const COMMON: &[&str] = &[
     "--ca",
     "--worker",
 ];
-const SWITCHES: &[&str] = &["--json", "--quiet", "--insecure"];
+const SWITCHES: &[&str] = &["--json", "--quiet", "--insecure", "--spin"];
 
 fn num<T>(flag: &str, v: &str, min: T) -> Result<T, String>
 where
@@ -503,6 +509,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
         perf_control: None,
         json: false,
         quiet: false,
+        spin: false,
         connections: 0,
         hold: Duration::from_secs(10),
         rate: None,
@@ -541,6 +548,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, String> {
             match flag {
                 "--json" => o.json = true,
                 "--insecure" => o.trust = Trust::Anything,
+                "--spin" => o.spin = true,
                 _ => o.quiet = true,
             }
             continue;

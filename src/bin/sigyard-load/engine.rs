@@ -74,6 +74,8 @@ pub struct Plan {
     pub timeout: Duration,
     /// Source addresses to bind, round-robin (empty: no explicit bind).
     pub sources: Vec<IpAddr>,
+    /// `--spin`: poll without sleeping while the traffic runs.
+    pub spin: bool,
     pub seed: u64,
     /// `wss://`: the client TLS settings.
     pub tls: Option<Tls>,
@@ -291,7 +293,10 @@ impl Worker {
             if !self.c.setup_done.load(Relaxed) && self.queue.is_empty() && self.handshaking == 0 {
                 self.c.setup_done.store(true, Relaxed);
             }
-            let timeout = self.poll_timeout();
+            let timeout = match self.running && self.plan.spin {
+                true => Duration::ZERO,
+                false => self.poll_timeout(),
+            };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
                     self.error(format!("poll failed: {e}"));

@@ -303,6 +303,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
             size: o.size,
             timeout: o.timeout,
             sources: my_sources,
+            spin: o.spin,
             tls: tls.clone(),
             raw: o.raw_tcp,
             stall: o.stall,

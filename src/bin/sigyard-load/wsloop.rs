@@ -26,6 +26,8 @@ pub struct Plan {
     pub concurrency: u64,
     /// `--rate`: paced turns per second for this thread; `None`: closed loop.
     pub rate: Option<f64>,
+    /// `--spin`: poll without sleeping while the traffic runs.
+    pub spin: bool,
 }
 
 impl Plan {
@@ -36,6 +38,7 @@ impl Plan {
             setup_done,
             concurrency: phases::concurrency(o, threads),
             rate: phases::rate(o, part, total),
+            spin: o.spin,
         }
     }
 }
@@ -72,6 +75,7 @@ pub fn run<U: Units>(u: &mut U, phase: &AtomicU8, plan: &Plan) -> Result<(), Str
         setup_done,
         concurrency,
         rate,
+        spin,
     } = plan;
     let (concurrency, rate) = (*concurrency, *rate);
     let mut poll = match Poll::new() {
@@ -133,7 +137,11 @@ pub fn run<U: Units>(u: &mut U, phase: &AtomicU8, plan: &Plan) -> Result<(), Str
             }
             paced = paced.max(due.saturating_sub(n as u64));
         }
-        let wait = if rate.is_some() && running { 1 } else { 5 };
+        let wait = match (running, rate) {
+            (true, _) if *spin => 0,
+            (true, Some(_)) => 1,
+            _ => 5,
+        };
         let _ = poll.poll(&mut events, Some(Duration::from_millis(wait)));
         for e in events.iter() {
             let i = u.unit_of(e.token());

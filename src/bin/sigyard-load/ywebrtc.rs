@@ -455,6 +455,7 @@ mod tests {
                 setup_done: Arc::default(),
                 concurrency: 1,
                 rate: None,
+                spin: false,
             },
             rng: Rng::new(1),
             shared: Arc::default(),
