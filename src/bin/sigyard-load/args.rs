@@ -746,6 +746,8 @@ mod tests {
         assert_eq!(o.tls_name.as_deref(), Some("localhost"));
         assert_eq!((o.host.as_str(), o.path.as_str()), ("localhost:9443", "/e"));
         assert_eq!(o.trust, Trust::Anything);
+        assert!(!o.spin && p("webtorrent --spin").unwrap().spin);
+        assert!(p("relay --spin=1").unwrap_err().starts_with("--spin"));
         let o = p("idle --connections 1 --url wss://[::1] --ca c.pem").unwrap();
         assert_eq!(o.tls_name.as_deref(), Some("::1"));
         assert_eq!(o.addr.port(), 443);
