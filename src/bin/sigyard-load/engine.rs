@@ -293,9 +293,10 @@ impl Worker {
             if !self.c.setup_done.load(Relaxed) && self.queue.is_empty() && self.handshaking == 0 {
                 self.c.setup_done.store(true, Relaxed);
             }
-            let timeout = match self.running && self.plan.spin {
-                true => Duration::ZERO,
-                false => self.poll_timeout(),
+            let timeout = if self.running && self.plan.spin {
+                Duration::ZERO
+            } else {
+                self.poll_timeout()
             };
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {
                 if e.kind() != io::ErrorKind::Interrupted {
