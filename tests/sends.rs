@@ -163,7 +163,7 @@ fn a_turn_owing_many_sends_makes_them_in_calls_of_at_most_sixteen() {
     let batched = metric(a, "sigyard_batched_sends_total");
     let calls = metric(a, "sigyard_send_batches_total");
     if sigyard_sendbatch::Batch::new(4).is_ok() {
-        // (A turn's last few sends may go one by one.)
+        // (A turn's last send may go alone.)
         let deliveries = (SUBSCRIBERS * PUBLISHES) as f64;
         assert!(batched >= 0.9 * deliveries, "{batched} sends batched");
         assert!(

@@ -1380,9 +1380,10 @@ const SEND_RING: u32 = 256;
 /// this in one call gain nothing measurable.
 const MAX_OWED: usize = 16;
 
-/// Fewer sends than this in a turn are made one by one: the ring's own cost per send matches
-/// a system call's, and it gains only when several share one.
-const BATCH_MIN: usize = 4;
+/// Fewer sends than this are made one by one: a lone send gains nothing from the ring. Two
+/// sharing one `io_uring_enter` save a system call at no measurable cost in CPU (the ring's
+/// own cost per send is about a system call's; BENCHMARKS.md).
+const BATCH_MIN: usize = 2;
 
 /// Rounds of sends and the drives they allow, in one turn (the rest waits for the next turn).
 const FLUSH_ROUNDS: usize = 8;
