@@ -199,18 +199,17 @@ fn run_script(script: &str, servers: &[SocketAddr]) -> String {
          SIGYARD_TEST_SKIP=browser leaves this test out"
     );
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
-    // (Checked per package so a checkout that installed before a package was added updates.)
-    let installed = ["peerjs", "webtorrent"]
-        .iter()
-        .all(|p| dir.join("node_modules").join(p).is_dir());
-    if !installed {
-        let status = Command::new("npm")
-            .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is installed (Node.js 20)");
-        assert!(status.success(), "npm install failed in tests/browser");
-    }
+    common::npm::install_in(
+        &dir,
+        &[
+            "esbuild",
+            "peerjs",
+            "playwright-core",
+            "webtorrent",
+            "y-webrtc",
+            "yjs",
+        ],
+    );
     let socks: Vec<std::path::PathBuf> = servers
         .iter()
         .enumerate()

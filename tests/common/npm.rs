@@ -11,27 +11,39 @@ pub fn dir() -> PathBuf {
 
 /// `npm install` in tests/npm unless its packages are there.
 pub fn install() {
-    let dir = dir();
-    // (Checked per package so a checkout that installed before a package was added updates.)
-    let installed = [
-        "@localfirst/relay",
-        "@myetherwallet/mewconnect-web-client",
-        "socket.io-client",
-        "peerjs",
-        "y-webrtc",
-        "bittorrent-tracker",
-    ]
-    .iter()
-    .all(|p| dir.join("node_modules").join(p).is_dir());
+    install_in(
+        &dir(),
+        &[
+            "@localfirst/relay",
+            "@myetherwallet/mewconnect-web-client",
+            "socket.io-client",
+            "peerjs",
+            "y-webrtc",
+            "bittorrent-tracker",
+        ],
+    );
+}
+
+/// `npm install` in `dir` unless every one of `packages` is in its node_modules (checked per
+/// package, so a checkout that installed before a package was added updates). The tests of one
+/// binary run in parallel and a fresh checkout has nothing installed: the first to get here
+/// installs while the others wait, then find the packages there (two `npm install`s in one
+/// directory at once can leave a broken node_modules).
+pub fn install_in(dir: &Path, packages: &[&str]) {
+    static INSTALLING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    let installed = packages
+        .iter()
+        .all(|p| dir.join("node_modules").join(p).is_dir());
     if !installed {
         // `npm install`, not `npm ci`: the lock file omits optional prebuilt packages that the
         // registry does not serve for this platform, which `npm ci` rejects (tests/npm/README.md).
         let status = Command::new("npm")
             .args(["install", "--no-audit", "--no-fund", "--loglevel=error"])
-            .current_dir(&dir)
+            .current_dir(dir)
             .status()
             .expect("npm is installed (Node.js 20)");
-        assert!(status.success(), "npm install failed in tests/npm");
+        assert!(status.success(), "npm install failed in {}", dir.display());
     }
 }
 
