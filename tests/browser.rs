@@ -29,8 +29,11 @@ const CHROMIUM: &str = "/usr/bin/chromium";
 
 /// Inside the new namespace: `lo`, a veth pair whose two ends hold 10.99.0.1 and 10.99.0.2, and
 /// a default route over it (a namespace with only `lo` gathers no candidate at all); then the
-/// driver.
+/// driver. The pair gets no IPv6 addresses: their link-local ones would turn valid a second or
+/// two after the link comes up (duplicate address detection), while Chromium runs, and
+/// Chromium takes an address change for a change of network (`ERR_NETWORK_CHANGED`).
 const NETNS_SETUP: &str = "set -e; ip link set lo up; \
+    echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 2>/dev/null || true; \
     ip link add sy0 type veth peer name sy1; \
     ip addr add 10.99.0.1/24 dev sy0; ip addr add 10.99.0.2/24 dev sy1; \
     ip link set sy0 up; ip link set sy1 up; ip route add default dev sy0; exec node \"$SCRIPT\"";
@@ -224,6 +227,11 @@ fn run_script(script: &str, servers: &[SocketAddr]) -> String {
         })
         .collect();
     let sock_list: Vec<String> = socks.iter().map(|p| p.display().to_string()).collect();
+    // One browser at a time: two Chromiums with two or three pages each saturate two cores,
+    // and WebRTC's connectivity checks between the pages then fail now and then (ICE
+    // "failed" after the signaling is done), which is the machine, not the server under test.
+    static ONE_BROWSER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let one_browser = ONE_BROWSER.lock().unwrap_or_else(|e| e.into_inner());
     let out = Command::new("unshare")
         .args(["-rn", "sh", "-c", NETNS_SETUP])
         .env("SIGYARD_SOCK", sock_list.join(","))
@@ -232,6 +240,7 @@ fn run_script(script: &str, servers: &[SocketAddr]) -> String {
         .current_dir(&dir)
         .output()
         .expect("unshare runs");
+    drop(one_browser);
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let result = stdout
