@@ -173,3 +173,52 @@ fn a_turn_owing_many_sends_makes_them_in_calls_of_at_most_sixteen() {
     }
     stop(h);
 }
+
+/// A y-webrtc publish to a topic of two: the delivery to the sender and the one to the other
+/// subscriber are owed in the same turn and made in one io_uring call (only a lone send is
+/// made by itself).
+#[test]
+fn a_publish_to_two_makes_both_sends_in_one_call() {
+    let h = start(|b| {
+        b.threads(1).limits(|l| {
+            l.idle_timeout = Duration::ZERO;
+            l.ping_interval = Duration::ZERO;
+        })
+    });
+    let a = h.plain_addr().unwrap();
+    let mut subs: Vec<_> = (0..2)
+        .map(|_| {
+            let s = TcpStream::connect(a).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            let mut ws = tungstenite::client::client(format!("ws://{a}/y-webrtc"), s)
+                .unwrap()
+                .0;
+            ws.send(Message::text(r#"{"type":"subscribe","topics":["t"]}"#))
+                .unwrap();
+            ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+            assert_eq!(ws.read().unwrap(), Message::text(r#"{"type":"pong"}"#));
+            ws
+        })
+        .collect();
+    const PUBLISHES: usize = 5;
+    let (batched, calls) = (
+        metric(a, "sigyard_batched_sends_total"),
+        metric(a, "sigyard_send_batches_total"),
+    );
+    for n in 0..PUBLISHES {
+        let publish = format!(r#"{{"type":"publish","topic":"t","data":{n}}}"#);
+        subs[n % 2].send(Message::text(publish)).unwrap();
+        for ws in &mut subs {
+            let got = ws.read().unwrap().into_text().unwrap();
+            assert!(got.contains(&format!(r#""data":{n},"clients":2"#)), "{got}");
+        }
+    }
+    if sigyard_sendbatch::Batch::new(4).is_ok() {
+        let batched = metric(a, "sigyard_batched_sends_total") - batched;
+        let calls = metric(a, "sigyard_send_batches_total") - calls;
+        assert_eq!((batched, calls), (2.0 * PUBLISHES as f64, PUBLISHES as f64));
+    } else {
+        eprintln!("io_uring is not available here: the sends were made one by one");
+    }
+    stop(h);
+}

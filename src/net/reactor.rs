@@ -46,6 +46,11 @@ const LISTENER_BASE: usize = usize::MAX - 1024;
 
 /// Rounds of read/process/write per slot per iteration before yielding to other slots.
 const DRIVE_BUDGET: u32 = 32;
+
+/// Passes over the queued connections in one `drive_dirty`: the first drives what the poll
+/// readied, the second the connections those drives delivered to. A third (a delivery's
+/// delivery, or a slot that used its budget) waits for the turn's sends.
+const DIRTY_PASSES: usize = 2;
 /// How long a closed socket keeps draining the peer's last bytes after our FIN, so that the
 /// kernel does not answer unread input with a reset that could destroy our final response.
 const LINGER: Duration = Duration::from_secs(2);
@@ -935,22 +940,30 @@ impl Reactor {
 
     // ── driving connections ────────────────────────────────────────────────────────────────
 
+    /// Drive the queued connections, then those their drives queued (the peers a message was
+    /// delivered to), so that a fan-out's sends and the sender's own are owed together and
+    /// made in one call.
     fn drive_dirty(&mut self) {
-        let mut dirty = std::mem::take(&mut self.core.dirty);
-        for key in dirty.drain(..) {
-            if let Some(slot) = self.slots.get_mut(key) {
-                slot.set_queued(false);
-                self.drive(key);
+        for _ in 0..DIRTY_PASSES {
+            if self.core.dirty.is_empty() {
+                return;
             }
-            if self.core.owed_sends.len() >= MAX_OWED {
-                // Each owed send holds a write buffer until it is made: a turn that readies
-                // thousands of connections would check out as many.
-                self.send_owed();
+            let mut dirty = std::mem::take(&mut self.core.dirty);
+            for key in dirty.drain(..) {
+                if let Some(slot) = self.slots.get_mut(key) {
+                    slot.set_queued(false);
+                    self.drive(key);
+                }
+                if self.core.owed_sends.len() >= MAX_OWED {
+                    // Each owed send holds a write buffer until it is made: a turn that readies
+                    // thousands of connections would check out as many.
+                    self.send_owed();
+                }
             }
-        }
-        // Keep the allocation; drive() may have queued more into the fresh vector.
-        if self.core.dirty.is_empty() {
-            self.core.dirty = dirty;
+            // Keep the allocation; drive() may have queued more into the fresh vector.
+            if self.core.dirty.is_empty() {
+                self.core.dirty = dirty;
+            }
         }
     }
 
