@@ -125,31 +125,9 @@ fn sixteen_echoing_connections_and_a_stalled_reader_one_by_one() {
 fn a_turn_owing_many_sends_makes_them_in_calls_of_at_most_sixteen() {
     const SUBSCRIBERS: usize = 200;
     const PUBLISHES: usize = 5;
-    let h = start(|b| {
-        b.threads(1).limits(|l| {
-            l.idle_timeout = Duration::ZERO;
-            l.ping_interval = Duration::ZERO;
-            l.max_messages_per_second = 0;
-            l.max_message_bytes_per_second = 0;
-        })
-    });
+    let h = one_reactor();
     let a = h.plain_addr().unwrap();
-    let mut subs: Vec<_> = (0..SUBSCRIBERS)
-        .map(|_| {
-            let s = TcpStream::connect(a).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-            s.set_nodelay(true).unwrap();
-            let mut ws = tungstenite::client::client(format!("ws://{a}/y-webrtc"), s)
-                .unwrap()
-                .0;
-            ws.send(Message::text(r#"{"type":"subscribe","topics":["t"]}"#))
-                .unwrap();
-            // The pong comes after the subscribe has taken effect.
-            ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
-            assert_eq!(ws.read().unwrap(), Message::text(r#"{"type":"pong"}"#));
-            ws
-        })
-        .collect();
+    let mut subs: Vec<_> = (0..SUBSCRIBERS).map(|_| subscribed(a)).collect();
     for n in 0..PUBLISHES {
         let publish = format!(r#"{{"type":"publish","topic":"t","data":{n}}}"#);
         subs[n].send(Message::text(publish)).unwrap();
@@ -179,27 +157,9 @@ fn a_turn_owing_many_sends_makes_them_in_calls_of_at_most_sixteen() {
 /// made by itself).
 #[test]
 fn a_publish_to_two_makes_both_sends_in_one_call() {
-    let h = start(|b| {
-        b.threads(1).limits(|l| {
-            l.idle_timeout = Duration::ZERO;
-            l.ping_interval = Duration::ZERO;
-        })
-    });
+    let h = one_reactor();
     let a = h.plain_addr().unwrap();
-    let mut subs: Vec<_> = (0..2)
-        .map(|_| {
-            let s = TcpStream::connect(a).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            let mut ws = tungstenite::client::client(format!("ws://{a}/y-webrtc"), s)
-                .unwrap()
-                .0;
-            ws.send(Message::text(r#"{"type":"subscribe","topics":["t"]}"#))
-                .unwrap();
-            ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
-            assert_eq!(ws.read().unwrap(), Message::text(r#"{"type":"pong"}"#));
-            ws
-        })
-        .collect();
+    let mut subs: Vec<_> = (0..2).map(|_| subscribed(a)).collect();
     const PUBLISHES: usize = 5;
     let (batched, calls) = (
         metric(a, "sigyard_batched_sends_total"),
@@ -221,4 +181,33 @@ fn a_publish_to_two_makes_both_sends_in_one_call() {
         eprintln!("io_uring is not available here: the sends were made one by one");
     }
     stop(h);
+}
+
+/// A server with one reactor thread (every send of a turn on one list), without pings, idle
+/// timeout or rate limits.
+fn one_reactor() -> sigyard::Handle {
+    start(|b| {
+        b.threads(1).limits(|l| {
+            l.idle_timeout = Duration::ZERO;
+            l.ping_interval = Duration::ZERO;
+            l.max_messages_per_second = 0;
+            l.max_message_bytes_per_second = 0;
+        })
+    })
+}
+
+/// A y-webrtc client subscribed to topic `t`.
+fn subscribed(a: SocketAddr) -> tungstenite::WebSocket<TcpStream> {
+    let s = TcpStream::connect(a).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut ws = tungstenite::client::client(format!("ws://{a}/y-webrtc"), s)
+        .unwrap()
+        .0;
+    ws.send(Message::text(r#"{"type":"subscribe","topics":["t"]}"#))
+        .unwrap();
+    // The pong comes after the subscribe has taken effect.
+    ws.send(Message::text(r#"{"type":"ping"}"#)).unwrap();
+    assert_eq!(ws.read().unwrap(), Message::text(r#"{"type":"pong"}"#));
+    ws
 }

@@ -51,6 +51,7 @@ const DRIVE_BUDGET: u32 = 32;
 /// readied, the second the connections those drives delivered to. A third (a delivery's
 /// delivery, or a slot that used its budget) waits for the turn's sends.
 const DIRTY_PASSES: usize = 2;
+
 /// How long a closed socket keeps draining the peer's last bytes after our FIN, so that the
 /// kernel does not answer unread input with a reset that could destroy our final response.
 const LINGER: Duration = Duration::from_secs(2);
