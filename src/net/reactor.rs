@@ -1281,7 +1281,10 @@ impl Reactor {
         let pending = |&(key, gen): &(usize, u32)| {
             let slot = slots.get(key).filter(|s| s.gen() == gen && s.send_owed())?;
             let tx = slot.tx.as_ref().filter(|t| !t.is_empty())?;
-            Some((slot.sock.as_fd(), tx.pending(), key as u64))
+            // The last bytes before a close go with `MSG_MORE`: the close (or half-close) that
+            // follows in this turn sends them and the FIN in one segment instead of two.
+            let last = slot.fin_follows_flush();
+            Some((slot.sock.as_fd(), tx.pending(), key as u64, last))
         };
         let batched = match c.batch.as_mut().filter(|_| owed.len() >= BATCH_MIN) {
             Some(b) => match b.send(owed.iter().filter_map(pending), &mut sent) {
@@ -1301,9 +1304,9 @@ impl Reactor {
         };
         if !batched {
             let done = sent.len();
-            for (fd, bytes, key) in owed.iter().filter_map(pending) {
+            for (fd, bytes, key, last) in owed.iter().filter_map(pending) {
                 if !sent[..done].iter().any(|r| r.0 == key) {
-                    sent.push((key, crate::net::sys::send(fd, bytes)));
+                    sent.push((key, crate::net::sys::send(fd, bytes, last)));
                 }
             }
         }

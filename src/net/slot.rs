@@ -382,6 +382,14 @@ impl Slot {
         self.tls().is_none()
     }
 
+    /// True when the connection sends its FIN as soon as its queue is written: it is closed
+    /// (the reactor closes the socket, or half-closes it while it waits for the peer's last
+    /// bytes, in the turn that writes the queue's end), not over TLS (whose `close_notify`
+    /// record is written after it) and not already half-closed.
+    pub fn fin_follows_flush(&self) -> bool {
+        self.conn.is_closed() && self.plain() && self.linger() == Linger::Off
+    }
+
     /// Which gauge this connection counts in.
     pub fn class(&self) -> Class {
         if self.linger() != Linger::Off || self.conn.is_closed() {

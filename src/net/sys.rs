@@ -15,9 +15,15 @@ pub fn recv(sock: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
         .map_err(io::Error::from)
 }
 
-/// `send(2)` of `buf`, without SIGPIPE.
-pub fn send(sock: impl AsFd, buf: &[u8]) -> io::Result<usize> {
-    rustix::net::send(sock, buf, SendFlags::NOSIGNAL).map_err(io::Error::from)
+/// `send(2)` of `buf`, without SIGPIPE; with `MSG_MORE` when `more` (a partial segment waits
+/// for what follows: the next send, or the FIN of a close).
+pub fn send(sock: impl AsFd, buf: &[u8], more: bool) -> io::Result<usize> {
+    let flags = if more {
+        SendFlags::NOSIGNAL | SendFlags::MORE
+    } else {
+        SendFlags::NOSIGNAL
+    };
+    rustix::net::send(sock, buf, flags).map_err(io::Error::from)
 }
 
 /// `writev(2)` of `bufs`. (A closed peer gives EPIPE: Rust programs ignore SIGPIPE.)

@@ -66,7 +66,9 @@ impl Batch {
         self.ring.submission().capacity()
     }
 
-    /// Send each `(socket, bytes, tag)` of `sends` without blocking and without `SIGPIPE`, and
+    /// Send each `(socket, bytes, tag, more)` of `sends` without blocking and without `SIGPIPE`
+    /// (with `MSG_MORE` where `more` is set: the caller will send more, or close, right after,
+    /// so a last partial segment waits for it, and a close sends it with the FIN), and
     /// push each one's `(tag, result)` onto `results`, in the order the kernel finished them:
     /// the bytes taken (possibly fewer than given: the socket's buffer is full), or the error
     /// `send(2)` would give (`WouldBlock` when there was no room at all).
@@ -79,7 +81,7 @@ impl Batch {
         results: &mut Vec<(u64, io::Result<usize>)>,
     ) -> Result<(), Closed>
     where
-        I: IntoIterator<Item = (BorrowedFd<'a>, &'a [u8], u64)>,
+        I: IntoIterator<Item = (BorrowedFd<'a>, &'a [u8], u64, bool)>,
     {
         if self.closed {
             return Err(Closed(io::Error::other("closed by an earlier error")));
@@ -90,10 +92,11 @@ impl Batch {
             let mut queued = 0;
             {
                 let mut sq = self.ring.submission();
-                for (fd, bytes, tag) in sends.by_ref().take(cap) {
+                for (fd, bytes, tag, more) in sends.by_ref().take(cap) {
                     let len = bytes.len().min(u32::MAX as usize) as u32;
+                    let more = if more { libc::MSG_MORE } else { 0 };
                     let sqe = opcode::Send::new(types::Fd(fd.as_raw_fd()), bytes.as_ptr(), len)
-                        .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+                        .flags(libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL | more)
                         .build()
                         .user_data(tag);
                     // SAFETY: the entry names `bytes` and `fd`, borrowed for `'a`, which
@@ -189,7 +192,7 @@ mod tests {
             .iter()
             .zip(&words)
             .enumerate()
-            .map(|(i, ((a, _), w))| (a.as_fd(), &w[..], i as u64));
+            .map(|(i, ((a, _), w))| (a.as_fd(), &w[..], i as u64, false));
         b.send(sends, &mut results).unwrap();
         assert_eq!(results.len(), 10);
         results.sort_by_key(|r| r.0);
@@ -207,6 +210,39 @@ mod tests {
         }
     }
 
+    /// Bytes a TCP socket holds that it has not sent yet (`SIOCOUTQNSD`).
+    fn unsent(sock: &std::net::TcpStream) -> libc::c_int {
+        let mut n: libc::c_int = -1;
+        // SAFETY: the ioctl writes one int through a valid pointer to a local.
+        let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCOUTQNSD, &mut n) };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        n
+    }
+
+    #[test]
+    fn more_holds_a_small_send_that_the_close_then_sends() {
+        use std::net::{TcpListener, TcpStream};
+        let Some(mut b) = batch() else { return };
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nodelay(true).unwrap();
+        let mut results = Vec::new();
+        b.send([(server.as_fd(), &b"sent"[..], 1, false)], &mut results)
+            .unwrap();
+        assert_eq!(unsent(&server), 0);
+        b.send([(server.as_fd(), &b"last"[..], 2, true)], &mut results)
+            .unwrap();
+        assert_eq!(*results[1].1.as_ref().unwrap(), 4);
+        // Held (for up to 200 ms), though the socket has TCP_NODELAY...
+        assert_eq!(unsent(&server), 4);
+        // ...and sent by the close, before the end of the stream.
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, b"sentlast");
+    }
+
     #[test]
     fn a_full_socket_takes_part_then_would_block_and_a_closed_one_fails_without_sigpipe() {
         let Some(mut b) = batch() else { return };
@@ -214,11 +250,13 @@ mod tests {
         full.set_nonblocking(true).unwrap();
         let big = vec![7u8; 8 << 20];
         let mut results = Vec::new();
-        b.send([(full.as_fd(), &big[..], 1)], &mut results).unwrap();
+        b.send([(full.as_fd(), &big[..], 1, false)], &mut results)
+            .unwrap();
         let taken = *results[0].1.as_ref().unwrap();
         assert!(taken > 0 && taken < big.len(), "took {taken}");
         results.clear();
-        b.send([(full.as_fd(), &big[..], 2)], &mut results).unwrap();
+        b.send([(full.as_fd(), &big[..], 2, false)], &mut results)
+            .unwrap();
         assert_eq!(
             results[0].1.as_ref().unwrap_err().kind(),
             io::ErrorKind::WouldBlock
@@ -227,7 +265,7 @@ mod tests {
         let (lone, gone) = UnixStream::pair().unwrap();
         drop(gone);
         results.clear();
-        b.send([(lone.as_fd(), &b"x"[..], 3)], &mut results)
+        b.send([(lone.as_fd(), &b"x"[..], 3, false)], &mut results)
             .unwrap();
         assert_eq!(
             results[0].1.as_ref().unwrap_err().raw_os_error(),
@@ -236,7 +274,8 @@ mod tests {
         // Still usable after errors of single sends.
         let (a, mut c) = UnixStream::pair().unwrap();
         results.clear();
-        b.send([(a.as_fd(), &b"ok"[..], 4)], &mut results).unwrap();
+        b.send([(a.as_fd(), &b"ok"[..], 4, false)], &mut results)
+            .unwrap();
         let mut got = [0; 2];
         c.read_exact(&mut got).unwrap();
         assert_eq!(&got, b"ok");
