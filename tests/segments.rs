@@ -146,3 +146,25 @@ fn a_refusal_and_the_fin_share_one_segment() {
     fin_comes_with_the_last_bytes(&capture.segments(addr.port(), client_port));
     stop(h);
 }
+
+/// A connection past `--max-connections`, refused at once: the 503 and the FIN travel in one
+/// segment.
+#[test]
+fn a_503_and_the_fin_share_one_segment() {
+    let Some(capture) = Capture::start() else {
+        return;
+    };
+    let h = start(|b| b.threads(1).limits(|l| l.max_connections = 1));
+    let addr = h.plain_addr().unwrap();
+    let held = TcpStream::connect(addr).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let client_port = s.local_addr().unwrap().port();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    fin_comes_with_the_last_bytes(&capture.segments(addr.port(), client_port));
+    drop(held);
+    stop(h);
+}

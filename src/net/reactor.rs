@@ -35,7 +35,7 @@ use crate::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::os::fd::AsFd;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -1447,7 +1447,7 @@ pub(crate) fn live(slots: &mut Slab<Slot>, here: u32, h: Handle) -> Option<(usiz
 }
 
 /// Answer a connection we will not serve with a short plain-text 503 (plain listeners only)
-/// and close it.
+/// and close it. The answer goes with `MSG_MORE`, so the shutdown's FIN travels with it.
 pub(crate) fn refuse(sock: &mut TcpStream, tls: bool, why: &str) {
     refuse_with(sock, tls, 503, why)
 }
@@ -1465,7 +1465,7 @@ pub(crate) fn refuse_with(sock: &mut TcpStream, tls: bool, status: u16, why: &st
             "HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
-        let _ = sock.write(msg.as_bytes());
+        let _ = crate::net::sys::send(&*sock, msg.as_bytes(), true);
     }
     let _ = sock.shutdown(std::net::Shutdown::Both);
 }
