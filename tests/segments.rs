@@ -5,7 +5,7 @@
 mod common;
 use common::*;
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 use tungstenite::Message;
 
@@ -94,6 +94,30 @@ fn fin_comes_with_the_last_bytes(sent: &[Segment]) {
     );
 }
 
+/// A client connection to `addr`, and its port.
+fn connected(addr: SocketAddr) -> (TcpStream, u16) {
+    let s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
+}
+
+/// Read the server's answer on `s` to its end: it has `status`, and came with the FIN.
+fn answered_then_closed(
+    capture: &Capture,
+    addr: SocketAddr,
+    (mut s, port): (TcpStream, u16),
+    status: u16,
+) {
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(
+        answer.starts_with(&format!("HTTP/1.1 {status} ")),
+        "{answer}"
+    );
+    fin_comes_with_the_last_bytes(&capture.segments(addr.port(), port));
+}
+
 /// A WebSocket the client closes: the server's close frame and its FIN travel in one segment
 /// (the close frame is sent with `MSG_MORE`, and the close right after it adds the FIN), not
 /// in two.
@@ -104,9 +128,7 @@ fn the_close_frame_and_the_fin_share_one_segment() {
     };
     let h = start(|b| b.threads(1));
     let addr = h.plain_addr().unwrap();
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let client_port = s.local_addr().unwrap().port();
+    let (s, client_port) = connected(addr);
     let mut ws = tungstenite::client::client(format!("ws://{addr}/echo"), s)
         .unwrap()
         .0;
@@ -136,14 +158,9 @@ fn a_refusal_and_the_fin_share_one_segment() {
     };
     let h = start(|b| b.threads(1));
     let addr = h.plain_addr().unwrap();
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let client_port = s.local_addr().unwrap().port();
-    s.write_all(b"NOT HTTP\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
-    fin_comes_with_the_last_bytes(&capture.segments(addr.port(), client_port));
+    let mut client = connected(addr);
+    client.0.write_all(b"NOT HTTP\r\n\r\n").unwrap();
+    answered_then_closed(&capture, addr, client, 400);
     stop(h);
 }
 
@@ -158,13 +175,7 @@ fn a_503_and_the_fin_share_one_segment() {
     let addr = h.plain_addr().unwrap();
     let held = TcpStream::connect(addr).unwrap();
     std::thread::sleep(Duration::from_millis(50));
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let client_port = s.local_addr().unwrap().port();
-    let mut answer = String::new();
-    s.read_to_string(&mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
-    fin_comes_with_the_last_bytes(&capture.segments(addr.port(), client_port));
+    answered_then_closed(&capture, addr, connected(addr), 503);
     drop(held);
     stop(h);
 }
