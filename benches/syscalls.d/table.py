@@ -78,6 +78,11 @@ def load(results):
                 "failed": s.get("failed", 0),
                 "p99": (s.get("latency_us") or {}).get("p99"),
             }
+            # The kernel's share of that CPU (user and system time from /proc over the same
+            # window, sampled at the kernel's tick), as µs per message.
+            split = s.get("server_cpu_s") or {}
+            total = (split.get("user") or 0) + (split.get("system") or 0)
+            fig["kernel_us"] = fig["cpu_us"] * split["system"] / total if total > 0 else None
             if workload == "stream":
                 size = 65536
                 gib = n * size / 2**30
@@ -114,7 +119,9 @@ def main():
         "Each server alone on core 0, sigyard-load on core 1; perf stat on the server over "
         "exactly the load tool's measured window. Per message: the server's syscalls and CPU "
         "time (task-clock) divided by the messages the load received, or by the connection "
-        "cycles it completed (churn). *Ratio*: sigyard's CPU per message ÷ the peer's "
+        "cycles it completed (churn). *Of it in the kernel*: the system time's share of the "
+        "server's CPU over the same window (`utime` and `stime` of /proc/PID/stat, which the "
+        "kernel samples at its tick). *Ratio*: sigyard's CPU per message ÷ the peer's "
         "(below 1: sigyard uses less); with several rounds, each round's in parentheses."
     )
     md.append("")
@@ -126,8 +133,11 @@ def main():
         md.append("")
         rate_head = "MiB/s" if wl == "stream" else ("cycles/s" if unit == "cycle" else "msg/s")
         cpu_head = "CPU s per GiB" if wl == "stream" else f"CPU µs per {unit}"
-        md.append(f"| server | {rate_head} | syscalls per {unit} | {cpu_head} | ratio | main syscalls per {unit} |")
-        md.append("|---|---:|---:|---:|---:|---|")
+        md.append(
+            f"| server | {rate_head} | syscalls per {unit} | {cpu_head} | of it in the kernel "
+            f"| ratio | main syscalls per {unit} |"
+        )
+        md.append("|---|---:|---:|---:|---:|---:|---|")
         base = runs.get((wl, "sigyard"), [])
         for s in rows:
             figs = runs[(wl, s)]
@@ -138,6 +148,8 @@ def main():
                 rate, cpu = mean([f["rate"] for f in figs]), mean([f["cpu_us"] for f in figs])
                 key = "cpu_us"
             calls = mean([f["calls"] for f in figs])
+            kernel = mean([f["kernel_us"] for f in figs])
+            share = f"{kernel / mean([f['cpu_us'] for f in figs]):.0%}" if kernel else "—"
             ratio = ""
             if s != "sigyard" and base:
                 b = mean([f[key] for f in base])
@@ -151,7 +163,7 @@ def main():
             main_calls = sorted(((mean(v), k) for k, v in by.items()), reverse=True)
             main_calls = ", ".join(f"{k} {fmt(v)}" for v, k in main_calls if v >= 0.01)
             md.append(
-                f"| {NAMES[s]} | {fmt(rate, 1)} | {fmt(calls, 3)} | {fmt(cpu, 3)} | {ratio} | {main_calls} |"
+                f"| {NAMES[s]} | {fmt(rate, 1)} | {fmt(calls, 3)} | {fmt(cpu, 3)} | {share} | {ratio} | {main_calls} |"
             )
         md.append("")
     # Targets
@@ -170,6 +182,12 @@ def main():
             f"{'met' if c <= 2.0 else 'not met'}); CPU per message {fmt(me / best) if best else '—'}× "
             f"the best peer's (target ≤ 1.0: {'met' if cpu_ok else 'not met'})"
         )
+    def floor(wl, other):
+        """What sigyard's kernel time alone is of a peer's whole CPU: the ratio it would
+        reach if its own code cost nothing."""
+        k = fig(wl, "sigyard", "kernel_us")
+        return f"; sigyard's kernel time alone {fmt(k / other)}× of it" if k and other else ""
+
     me = fig("echo16", "sigyard", "cpu_us")
     if me is not None:
         for p in ("tokio", "bun"):
@@ -178,6 +196,7 @@ def main():
                 checks.append(
                     f"echo, 16 in flight: CPU per message {fmt(me / other)}× {NAMES[p]}'s "
                     f"(target ≤ 0.7: {'met' if me / other <= 0.7 else 'not met'})"
+                    + floor("echo16", other)
                 )
     c = fig("churn", "sigyard", "calls")
     if c is not None:
@@ -187,6 +206,7 @@ def main():
             f"churn: {fmt(c, 2)} syscalls per cycle (target ≤ 12: {'met' if c <= 12 else 'not met'}); "
             f"CPU per cycle {fmt(me / best) if best else '—'}× the best peer's "
             f"(target ≤ 0.8: {'met' if best and me / best <= 0.8 else 'not met'})"
+            + floor("churn", best)
         )
     t = fig("stream", "sigyard", "mib_s")
     b = fig("stream", "tcp-copy", "mib_s")

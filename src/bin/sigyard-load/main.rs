@@ -81,6 +81,44 @@ pub fn server_mem(pid: u32) -> Option<Mem> {
     })
 }
 
+/// A server's CPU time, in seconds: in user space and in the kernel on its behalf.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Cpu {
+    pub user_s: f64,
+    pub system_s: f64,
+}
+
+impl Cpu {
+    /// The time spent between two readings, `before` and `self`.
+    pub fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            user_s: self.user_s - before.user_s,
+            system_s: self.system_s - before.system_s,
+        }
+    }
+}
+
+/// The server's [`Cpu`] so far, from `utime` and `stime` in `/proc/PID/stat` (all its
+/// threads; the kernel samples the split at its tick and scales it to the exact total).
+pub fn server_cpu(pid: u32) -> Option<Cpu> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses and may hold anything: the
+    // first of them is field 3 (state), so utime (14) and stime (15) are the 12th and 13th.
+    let mut fields = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .skip(11);
+    let mut ticks = || fields.next()?.parse::<u64>().ok();
+    let (utime, stime) = (ticks()?, ticks()?);
+    // SAFETY: sysconf takes no pointers; it only reads a constant of the system.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as f64 } else { 100.0 };
+    Some(Cpu {
+        user_s: utime as f64 / hz,
+        system_s: stime as f64 / hz,
+    })
+}
+
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit in force.
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
@@ -338,6 +376,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     let mut setup_s = 0.0;
     let mut last_tick = start;
     let mut last = (0u64, 0u64, 0u64);
+    let mut cpu_before = None;
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
@@ -355,6 +394,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                     wait_for_go();
                 }
                 perfctl::enable();
+                cpu_before = o.server_pid.and_then(server_cpu);
                 shared.phase.store(RUNNING, Relaxed);
                 wake();
                 run_start = Some(Instant::now());
@@ -417,6 +457,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     }
     let window_s = run_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     perfctl::disable();
+    let server_cpu = cpu_before.and_then(|b| Some(server_cpu(o.server_pid?)?.since(b)));
     let held = sum(|c| c.open.load(Relaxed));
     let mem_end = o.server_pid.and_then(server_mem);
     shared.phase.store(STOP, Relaxed);
@@ -440,6 +481,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
         mem_before,
         mem_at_n,
         mem_end,
+        server_cpu,
         ..Default::default()
     };
     for h in handles {

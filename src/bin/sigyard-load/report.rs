@@ -3,7 +3,7 @@
 //! them), and the merge itself.
 
 use crate::hist::Histogram;
-use crate::Mem;
+use crate::{Cpu, Mem};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -34,6 +34,8 @@ pub struct Summary {
     pub mem_before: Option<Mem>,
     pub mem_at_n: Option<Mem>,
     pub mem_end: Option<Mem>,
+    /// The server's CPU over the measured window (`--server-pid`).
+    pub server_cpu: Option<Cpu>,
     pub errors: BTreeMap<String, u64>,
     pub client_limit: Option<String>,
 }
@@ -174,6 +176,13 @@ impl Summary {
                 );
             }
         }
+        if let Some(c) = self.server_cpu {
+            let _ = writeln!(
+                s,
+                "  server CPU over the window: {:.2} s in user space, {:.2} s in the kernel",
+                c.user_s, c.system_s
+            );
+        }
         for (why, count) in &self.errors {
             let _ = writeln!(s, "  error x{}: {why}", n(*count));
         }
@@ -229,6 +238,10 @@ impl Summary {
                 "at_n": self.mem_at_n.map(|m| m.anon_kib),
                 "end": self.mem_end.map(|m| m.anon_kib),
             },
+            "server_cpu_s": self.server_cpu.map(|c| json!({
+                "user": (c.user_s * 1000.0).round() / 1000.0,
+                "system": (c.system_s * 1000.0).round() / 1000.0,
+            })),
             "server_rss_per_connection_bytes": self.per_connection_bytes(|m| m.rss_kib).map(f64::round),
             "server_anon_per_connection_bytes": self.per_connection_bytes(|m| m.anon_kib).map(f64::round),
             "errors": self.errors,
@@ -267,6 +280,7 @@ impl Summary {
             mem_before: None,
             mem_at_n: None,
             mem_end: None,
+            server_cpu: None,
             errors,
             client_limit: v
                 .get("client_limit")
