@@ -95,8 +95,9 @@ OPTIONS (all scenarios)
     --timeout SECONDS    connect + upgrade deadline per connection (default 10)
     --server-pid PID     read the server's VmRSS and RssAnon from /proc/PID/status before and after
                          (idle, peerjs, ywebrtc, webtorrent: also with every connection set
-                         up, and per connection); relay and churn in one process also report
-                         its user and kernel CPU time over the measured window (/proc/PID/stat)
+                         up, and per connection); idle, relay, handshake and churn in one
+                         process also report its user and kernel CPU time over the
+                         measured window (/proc/PID/stat)
     --perf-control FIFO  write `enable` to FIFO when the measured window starts and
                          `disable` when it ends: the control FIFO of `perf stat --delay=-1
                          --control fifo:FIFO`, so that perf counts the server's syscalls and
