@@ -171,7 +171,7 @@ def main():
         return mean([f[key] for f in runs.get((wl, s), [])])
 
     checks = []
-    peers = [s for s in ("tokio", "fastws", "bun") if runs.get(("echo", s))]
+    peers = [s for s in ("tokio", "fastws", "bun") if any(runs.get((w, s)) for w, _, _ in WORKLOADS)]
     c = fig("echo", "sigyard", "calls")
     if c is not None:
         best = min((fig("echo", p, "cpu_us") for p in peers), default=None)
