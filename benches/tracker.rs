@@ -16,13 +16,17 @@
 //! And the lookup of a connection's entry (group `handle_map`), which every dialect makes per
 //! message: 1,000 handles looked up in std's `HashMap` (SipHash) and in `HandleMap` (foldhash).
 //!
+//! And an id's JSON text decoded to its 20 bytes (group `bin20`): 1,000 ids of random bytes,
+//! by `webtorrent::bin20` and by a byte-by-byte decoder with a branch per character's form
+//! (what `bin20` was before).
+//!
 //! Run: `cargo bench --bench tracker -- --warm-up-time 1 --measurement-time 3`
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use serde_json::value::RawValue;
-use sigyard::proto::dialect::webtorrent::{write_bin, Id20, Options, Tracker};
+use sigyard::proto::dialect::webtorrent::{bin20, write_bin, Id20, Options, Tracker};
 use sigyard::proto::dialect::{Handle, HandleMap, Local, Message, Outputs};
 use sigyard::proto::fuzzing::{settle, with_cx};
 use sigyard::proto::rawjson::Reader;
@@ -197,5 +201,64 @@ fn handle_map(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, tracker, raw_value, handle_map);
+/// The decoder `bin20` replaced: one branch per character on its form.
+fn bin20_by_branches(raw: &str) -> Option<Id20> {
+    let inner = raw.as_bytes().strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    let hex = |d: u8| char::from(d).to_digit(16).map(|v| v as u8);
+    let mut out = [0u8; 20];
+    let (mut i, mut n) = (0, 0);
+    while let Some(&x) = inner.get(i) {
+        let (b, len) = match x {
+            b'\\' => match *inner.get(i + 1)? {
+                b'u' => match *inner.get(i + 2..i + 6)? {
+                    [b'0', b'0', h, l] => (hex(h)? << 4 | hex(l)?, 6),
+                    _ => return None,
+                },
+                b'b' => (0x08, 2),
+                b't' => (b'\t', 2),
+                b'n' => (b'\n', 2),
+                b'f' => (0x0c, 2),
+                b'r' => (b'\r', 2),
+                e => (e, 2),
+            },
+            0xc2 | 0xc3 => ((x & 0x1f) << 6 | (*inner.get(i + 1)? & 0x3f), 2),
+            0x80.. => return None,
+            _ => (x, 1),
+        };
+        *out.get_mut(n)? = b;
+        n += 1;
+        i += len;
+    }
+    (n == 20).then_some(out)
+}
+
+fn ids(c: &mut Criterion) {
+    let texts: Vec<String> = (0..1000)
+        .map(|k| {
+            let mut b = Vec::new();
+            json_bin(&mut b, &id(k, 0xfe));
+            String::from_utf8(b).unwrap()
+        })
+        .collect();
+    for t in &texts {
+        assert_eq!(bin20(t), bin20_by_branches(t));
+        assert!(bin20(t).is_some());
+    }
+    let mut g = c.benchmark_group("bin20");
+    g.throughput(Throughput::Elements(texts.len() as u64));
+    g.bench_function("branch_free", |b| {
+        b.iter(|| texts.iter().filter_map(|t| bin20(black_box(t))).count());
+    });
+    g.bench_function("by_branches", |b| {
+        b.iter(|| {
+            texts
+                .iter()
+                .filter_map(|t| bin20_by_branches(black_box(t)))
+                .count()
+        });
+    });
+    g.finish();
+}
+
+criterion_group!(benches, tracker, raw_value, handle_map, ids);
 criterion_main!(benches);

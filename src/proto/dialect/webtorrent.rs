@@ -720,13 +720,19 @@ fn js_text(raw: &str) -> String {
 /// request's reader checked), or the lead of a UTF-8 sequence, of two bytes (C2 or C3) for
 /// U+0080–U+00FF. Any escape above `\u00ff` (surrogates among them) or longer sequence is a
 /// character past U+00FF.
+///
+/// Ids are random bytes: whether the next character is one byte or two cannot be predicted, so
+/// that choice is made by arithmetic rather than a branch (a mispredicted branch on every
+/// other character cost more than the decoding); only the rarer escapes take a branch.
 pub fn bin20(raw: &str) -> Option<Id20> {
     let inner = raw.as_bytes().strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     let mut out = [0u8; 20];
-    let (mut i, mut n) = (0, 0);
-    while let Some(&x) = inner.get(i) {
-        let (b, len) = match x {
-            b'\\' => match *inner.get(i + 1)? {
+    let (mut i, mut bad) = (0, false);
+    for b in &mut out {
+        let x = *inner.get(i)?;
+        let y = inner.get(i + 1).copied().unwrap_or(0);
+        if x == b'\\' {
+            let (v, len) = match y {
                 b'u' => (u8_escape(inner.get(i + 2..i + 6)?)?, 6),
                 b'b' => (0x08, 2),
                 b't' => (b'\t', 2),
@@ -734,16 +740,19 @@ pub fn bin20(raw: &str) -> Option<Id20> {
                 b'f' => (0x0c, 2),
                 b'r' => (b'\r', 2),
                 e => (e, 2), // `"`, `\\` and `/` stand for themselves
-            },
-            0xc2 | 0xc3 => ((x & 0x1f) << 6 | (*inner.get(i + 1)? & 0x3f), 2),
-            0x80.. => return None,
-            _ => (x, 1),
-        };
-        *out.get_mut(n)? = b;
-        n += 1;
-        i += len;
+            };
+            *b = v;
+            i += len;
+            continue;
+        }
+        // A byte from 0x80 leads two (only C2 and C3 do: U+0080–U+00FF).
+        let two = x >= 0x80;
+        bad |= two & ((x & 0xfe) != 0xc2);
+        let wide = (x << 6) | (y & 0x3f);
+        *b = x ^ ((x ^ wide) & 0u8.wrapping_sub(u8::from(two)));
+        i += 1 + usize::from(two);
     }
-    (n == 20).then_some(out)
+    (!bad && i == inner.len()).then_some(out)
 }
 
 /// The character of a `\uXXXX` escape's four hex digits, if at most U+00FF.
