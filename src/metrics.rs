@@ -292,10 +292,11 @@ impl CoreMetrics {
         self.buffers.store(buffers_in_use as u64, Relaxed);
     }
 
-    /// Publish the dialect instances' metrics, in [`DIALECTS`] order (called by the owning
-    /// core only).
-    pub fn publish_dialects(&self, values: &[u64; DIALECT_METRICS]) {
-        for (slot, v) in self.dialects.iter().zip(values) {
+    /// Publish dialect metrics: `values` for the slots from `at` on, in [`DIALECTS`] order
+    /// (called by the owning core only).
+    pub fn publish_dialects(&self, at: usize, values: &[u64]) {
+        let slots = self.dialects.get(at..).unwrap_or_default();
+        for (slot, v) in slots.iter().zip(values) {
             slot.store(*v, Relaxed);
         }
     }

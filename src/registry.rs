@@ -90,18 +90,24 @@ const SOCKETIO_METRICS: &[Metric] = &[
 ];
 
 /// The metrics of every dialect together, in [`DIALECTS`] order.
-pub const DIALECT_METRICS: usize = {
-    let mut n = 0;
+pub const DIALECT_METRICS: usize = METRICS_AT[DIALECTS.len()];
+
+/// Where each dialect's metrics start among the [`DIALECT_METRICS`] slots, and (last) their
+/// end.
+const METRICS_AT: [usize; DIALECTS.len() + 1] = {
+    let mut at = [0; DIALECTS.len() + 1];
     let mut i = 0;
     while i < DIALECTS.len() {
+        let mut n = 0;
         let mut j = 0;
         while j < DIALECTS[i].1.len() {
             n += DIALECTS[i].1[j].slots();
             j += 1;
         }
+        at[i + 1] = at[i] + n;
         i += 1;
     }
-    n
+    at
 };
 
 const R_ECHO: RouteId = 0;
@@ -429,7 +435,7 @@ impl Registry {
             })),
             Box::new(PeerJs::new(cfg.peerjs.clone())),
         ];
-        Instances { list }
+        Instances::new(list)
     }
 }
 
@@ -454,17 +460,44 @@ fn fixed_route(path: &str, echo: bool) -> Target {
 }
 
 /// One core's dialect instances.
+///
+/// Only a call changes an instance, and every call goes through [`Instances::get`]: so an
+/// instance's deadline and metrics are read again only after it was handed out, not for
+/// every instance on every loop turn.
 pub struct Instances {
     list: Vec<Box<dyn Dialect + Send>>,
+    /// Each instance's [`Dialect::poll_timeout`] as last read.
+    deadlines: [Option<u64>; DIALECTS.len()],
+    /// One bit per instance handed out since its deadline was read.
+    stale_deadlines: u16,
+    /// One bit per instance handed out since its metrics were read.
+    stale_metrics: u16,
 }
 
+const ALL_STALE: u16 = {
+    assert!(DIALECTS.len() <= 16, "one bit per dialect");
+    ((1u32 << DIALECTS.len()) - 1) as u16
+};
+
 impl Instances {
+    fn new(list: Vec<Box<dyn Dialect + Send>>) -> Instances {
+        assert_eq!(list.len(), DIALECTS.len(), "one instance per dialect");
+        Instances {
+            list,
+            deadlines: [None; DIALECTS.len()],
+            stale_deadlines: ALL_STALE,
+            stale_metrics: ALL_STALE,
+        }
+    }
+
     /// The instance serving route `r`.
     pub fn for_route(&mut self, r: RouteId) -> &mut dyn Dialect {
-        &mut *self.list[ROUTES[r].dialect]
+        self.get(ROUTES[r].dialect)
     }
 
     pub fn get(&mut self, dialect: usize) -> &mut dyn Dialect {
+        self.stale_deadlines |= 1 << dialect;
+        self.stale_metrics |= 1 << dialect;
         &mut *self.list[dialect]
     }
 
@@ -481,18 +514,33 @@ impl Instances {
         self.list.is_empty()
     }
 
-    /// Each instance's [`Dialect::poll_timeout`], in order.
-    pub fn deadlines(&self) -> impl Iterator<Item = Option<u64>> + '_ {
-        self.list.iter().map(|d| d.poll_timeout())
+    /// Instance `dialect`'s [`Dialect::poll_timeout`].
+    pub fn deadline(&mut self, dialect: usize) -> Option<u64> {
+        if self.stale_deadlines & 1 << dialect != 0 {
+            self.stale_deadlines &= !(1 << dialect);
+            self.deadlines[dialect] = self.list[dialect].poll_timeout();
+        }
+        self.deadlines[dialect]
     }
 
-    /// Every instance's metrics, in [`DIALECTS`] order.
-    pub fn metrics(&self, out: &mut [u64; DIALECT_METRICS]) {
-        let mut at = 0;
-        for (d, (_, metrics)) in self.list.iter().zip(DIALECTS) {
-            let n: usize = metrics.iter().map(Metric::slots).sum();
-            d.metrics(&mut out[at..at + n]);
-            at += n;
+    /// The earliest of the instances' deadlines.
+    pub fn next_deadline(&mut self) -> Option<u64> {
+        (0..self.list.len()).filter_map(|d| self.deadline(d)).min()
+    }
+
+    /// The metrics of every instance handed out since this was last called (all of them the
+    /// first time), each as `publish(first slot, values)`, in [`DIALECTS`] order.
+    pub fn changed_metrics(&mut self, mut publish: impl FnMut(usize, &[u64])) {
+        let mut values = [0; DIALECT_METRICS];
+        while self.stale_metrics != 0 {
+            let d = self.stale_metrics.trailing_zeros() as usize;
+            self.stale_metrics &= self.stale_metrics - 1;
+            let (at, end) = (METRICS_AT[d], METRICS_AT[d + 1]);
+            if at < end {
+                let out = &mut values[at..end];
+                self.list[d].metrics(out);
+                publish(at, out);
+            }
         }
     }
 }
@@ -768,6 +816,7 @@ fn build_workspaces(cfg: &Config) -> Result<Persisted, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
 
     #[test]
     fn config_from_options_fills_missing_secrets_and_warns() {
@@ -794,5 +843,100 @@ mod tests {
         let (d, warnings) = workspaces_config(&cfg);
         assert!(warnings.is_empty());
         assert_eq!(d.secret, b"magick");
+    }
+
+    /// A dialect whose deadline and metric value are set from outside (as a call would set
+    /// them), counting how often they are read.
+    struct Probe {
+        at: Arc<AtomicU64>,
+        value: Arc<AtomicU64>,
+        reads: Arc<AtomicU64>,
+    }
+
+    impl Dialect for Probe {
+        fn place(&self, _req: &RequestHead, _rand: &mut dyn Random) -> Placement {
+            Placement::Answer(Response::text(404, "not found"))
+        }
+        fn on_request(
+            &mut self,
+            _cx: &mut Cx<'_>,
+            _conn: Handle,
+            _key: Option<&str>,
+            _req: &RequestHead,
+        ) -> Answer {
+            Answer::Respond(Response::text(404, "not found"))
+        }
+        fn poll_timeout(&self) -> Option<u64> {
+            self.reads.fetch_add(1, SeqCst);
+            Some(self.at.load(SeqCst))
+        }
+        fn metrics(&self, out: &mut [u64]) {
+            self.reads.fetch_add(1, SeqCst);
+            out.fill(self.value.load(SeqCst));
+        }
+    }
+
+    #[test]
+    fn instances_read_again_only_what_was_handed_out() {
+        let reads = Arc::new(AtomicU64::new(0));
+        let (ats, values): (Vec<_>, Vec<_>) = (0..DIALECTS.len() as u64)
+            .map(|d| {
+                (
+                    Arc::new(AtomicU64::new(1000 + d)),
+                    Arc::new(AtomicU64::new(d + 1)),
+                )
+            })
+            .unzip();
+        let list = ats
+            .iter()
+            .zip(&values)
+            .map(|(at, value)| {
+                Box::new(Probe {
+                    at: at.clone(),
+                    value: value.clone(),
+                    reads: reads.clone(),
+                }) as Box<dyn Dialect + Send>
+            })
+            .collect();
+        let mut inst = Instances::new(list);
+        let published = |inst: &mut Instances| {
+            let mut got = Vec::new();
+            inst.changed_metrics(|at, values| got.push((at, values.to_vec())));
+            got
+        };
+        let has_metrics = |d: usize| METRICS_AT[d] < METRICS_AT[d + 1];
+        // The first time: every dialect that has metrics, each at its own slots.
+        let all = published(&mut inst);
+        assert_eq!(
+            all.len(),
+            (0..DIALECTS.len()).filter(|&d| has_metrics(d)).count()
+        );
+        for (at, got) in &all {
+            let d = (0..DIALECTS.len())
+                .find(|&d| METRICS_AT[d] == *at && has_metrics(d))
+                .unwrap();
+            assert_eq!(got.len(), METRICS_AT[d + 1] - at);
+            assert!(got.iter().all(|&v| v == d as u64 + 1), "{got:?}");
+        }
+        assert_eq!(inst.next_deadline(), Some(1000));
+        let read = reads.load(SeqCst);
+        // Nothing handed out: nothing read again, the same answers.
+        for (at, value) in ats.iter().zip(&values) {
+            at.store(1, SeqCst);
+            value.store(99, SeqCst);
+        }
+        assert!(published(&mut inst).is_empty());
+        assert_eq!(inst.next_deadline(), Some(1000));
+        assert_eq!(reads.load(SeqCst), read);
+        // One handed out: its deadline and metrics are read again, and only those.
+        let d = (0..DIALECTS.len()).rfind(|&d| has_metrics(d)).unwrap();
+        let _ = inst.get(d);
+        assert_eq!(inst.next_deadline(), Some(1));
+        assert_eq!(inst.deadline(d), Some(1));
+        let again = published(&mut inst);
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].0, METRICS_AT[d]);
+        assert!(again[0].1.iter().all(|&v| v == 99));
+        assert_eq!(reads.load(SeqCst), read + 2);
     }
 }

@@ -125,8 +125,6 @@ pub(crate) struct Core {
     pub gone: Vec<(Handle, usize)>,
     /// Records for other cores of this node, one batch per core, sent at the end of the turn.
     pub to_cores: Vec<(usize, Vec<u8>)>,
-    /// Each dialect's deadline, read once per iteration (when the poll timeout is computed).
-    pub deadlines: Vec<Option<u64>>,
     /// When a rate-limit closure may be logged again (one line a second at most).
     pub rate_log_at: u64,
     /// Plain connections with output, sent at the end of the turn ([`Reactor::flush_sends`]).
@@ -278,7 +276,6 @@ impl Reactor {
                 spare_out: Outputs::default(),
                 gone: Vec::new(),
                 to_cores: Vec::new(),
-                deadlines: Vec::new(),
                 rate_log_at: 0,
                 owed_sends: Vec::new(),
                 batch: None,
@@ -378,15 +375,13 @@ impl Reactor {
 
     fn poll_timeout(&mut self) -> Option<Duration> {
         let c = &mut self.core;
-        c.deadlines.clear();
-        c.deadlines.extend(c.dialects.deadlines());
         if !c.dirty.is_empty() || !c.owed_sends.is_empty() {
             return Some(Duration::ZERO);
         }
         let next = [
             c.timers.next_expiry(),
             c.handshakes.front().map(|h| h.deadline.to_ms(c.now_ms)),
-            c.deadlines.iter().flatten().min().copied(),
+            c.dialects.next_deadline(),
             c.accept_paused_until,
             c.link.as_ref().and_then(|l| l.told.retry_at),
         ]
@@ -419,9 +414,8 @@ impl Reactor {
             }
         }
         m.publish(&c.proto, &c.shell, &c.gauges, c.pool.in_use());
-        let mut values = [0; crate::registry::DIALECT_METRICS];
-        c.dialects.metrics(&mut values);
-        m.publish_dialects(&values);
+        c.dialects
+            .changed_metrics(|at, values| m.publish_dialects(at, values));
     }
 
     fn drained(&self) -> bool {
@@ -908,13 +902,7 @@ impl Reactor {
     fn dialect_deadlines(&mut self) {
         let now = self.core.now_ms;
         for d in 0..self.core.dialects.len() {
-            if self
-                .core
-                .dialects
-                .get(d)
-                .poll_timeout()
-                .is_some_and(|t| t <= now)
-            {
+            if self.core.dialects.deadline(d).is_some_and(|t| t <= now) {
                 self.call(d, |dialect, cx| dialect.on_timeout(cx));
                 self.flush_effects();
             }
