@@ -531,6 +531,9 @@ impl Instances {
     /// The metrics of every instance handed out since this was last called (all of them the
     /// first time), each as `publish(first slot, values)`, in [`DIALECTS`] order.
     pub fn changed_metrics(&mut self, mut publish: impl FnMut(usize, &[u64])) {
+        if self.stale_metrics == 0 {
+            return;
+        }
         let mut values = [0; DIALECT_METRICS];
         while self.stale_metrics != 0 {
             let d = self.stale_metrics.trailing_zeros() as usize;
