@@ -857,17 +857,17 @@ mod tests {
     }
 
     impl Dialect for Probe {
-        fn place(&self, _req: &RequestHead, _rand: &mut dyn Random) -> Placement {
-            Placement::Answer(Response::text(404, "not found"))
+        fn place(&self, req: &RequestHead, rand: &mut dyn Random) -> Placement {
+            Unserved.place(req, rand)
         }
         fn on_request(
             &mut self,
-            _cx: &mut Cx<'_>,
-            _conn: Handle,
-            _key: Option<&str>,
-            _req: &RequestHead,
+            cx: &mut Cx<'_>,
+            conn: Handle,
+            key: Option<&str>,
+            req: &RequestHead,
         ) -> Answer {
-            Answer::Respond(Response::text(404, "not found"))
+            Unserved.on_request(cx, conn, key, req)
         }
         fn poll_timeout(&self) -> Option<u64> {
             self.reads.fetch_add(1, SeqCst);
