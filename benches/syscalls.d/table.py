@@ -116,7 +116,8 @@ def main():
     md.append(
         f"`{a.cmd}` on {a.date} ({a.cpu}; load average before: {a.loadavg}; "
         f"{a.rounds} round(s) of {a.duration} s per workload, measured in {a.elapsed} s). "
-        "Each server alone on core 0, sigyard-load on core 1; perf stat on the server over "
+        "Each server alone on core 0, sigyard-load on core 1, each round starting one server "
+        "further along the list; perf stat on the server over "
         "exactly the load tool's measured window. Per message: the server's syscalls and CPU "
         "time (task-clock) divided by the messages the load received, or by the connection "
         "cycles it completed (churn). *Of it in the kernel*: the system time's share of the "
