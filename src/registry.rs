@@ -490,11 +490,6 @@ impl Instances {
         }
     }
 
-    /// The instance serving route `r`.
-    pub fn for_route(&mut self, r: RouteId) -> &mut dyn Dialect {
-        self.get(ROUTES[r].dialect)
-    }
-
     pub fn get(&mut self, dialect: usize) -> &mut dyn Dialect {
         self.stale_deadlines |= 1 << dialect;
         self.stale_metrics |= 1 << dialect;
