@@ -246,7 +246,7 @@ fn ids(c: &mut Criterion) {
     }
     let mut g = c.benchmark_group("bin20");
     g.throughput(Throughput::Elements(texts.len() as u64));
-    g.bench_function("branch_free", |b| {
+    g.bench_function("by_arithmetic", |b| {
         b.iter(|| texts.iter().filter_map(|t| bin20(black_box(t))).count());
     });
     g.bench_function("by_branches", |b| {
