@@ -1040,6 +1040,12 @@ impl Reactor {
             && !slot.readable()
             && slot.plain();
         if fatal || slot.linger() == Linger::Over || (done && slot.linger() == Linger::Off) {
+            if done && !fatal && slot.linger() == Linger::Off {
+                // Our last bytes went with `MSG_MORE` and wait for the FIN: send both now. A
+                // peer that writes after its close frame leaves unread bytes by the time of
+                // `close`, which then resets the connection and drops what it still held.
+                let _ = slot.sock.shutdown(std::net::Shutdown::Write);
+            }
             self.remove(key);
         } else if slot.conn.is_closed() && flushed && slot.linger() == Linger::Off {
             // Half-close: FIN now, keep reading until the peer's FIN or the linger timer, so
