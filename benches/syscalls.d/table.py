@@ -20,13 +20,17 @@ WORKLOADS = [
     ("churn", "churn: connect, upgrade, one 64 B echo, close (16 at once)", "cycle"),
     ("stream", "pipe stream: one pair, 64 KiB messages, 32 in flight", "message"),
 ]
-SERVERS = ["sigyard", "tokio", "fastws", "bun", "tcp-copy"]
+SERVERS = ["sigyard", "tokio", "fastws", "bun", "tcp-copy", "floor", "floor-uring"]
+# Not peers: the least work a WebSocket echo can do (benches/compare.d/floor-echo).
+FLOORS = ["floor", "floor-uring"]
 NAMES = {
     "sigyard": "sigyard",
     "tokio": "tokio-tungstenite",
     "fastws": "fastwebsockets",
     "bun": "bun (uWebSockets)",
     "tcp-copy": "plain TCP copy",
+    "floor": "floor: least work, epoll",
+    "floor-uring": "floor: least work, io_uring",
 }
 
 
@@ -123,7 +127,9 @@ def main():
         "cycles it completed (churn). *Of it in the kernel*: the system time's share of the "
         "server's CPU over the same window (`utime` and `stime` of /proc/PID/stat, which the "
         "kernel samples at its tick). *Ratio*: sigyard's CPU per message ÷ the peer's "
-        "(below 1: sigyard uses less); with several rounds, each round's in parentheses."
+        "(below 1: sigyard uses less); with several rounds, each round's in parentheses. The two "
+        "*floor* rows are not peers: a WebSocket echo that does the least work there is "
+        "(benches/compare.d/floor-echo), on epoll and on io_uring."
     )
     md.append("")
     for wl, title, unit in WORKLOADS:
@@ -187,7 +193,12 @@ def main():
         """What sigyard's kernel time alone is of a peer's whole CPU: the ratio it would
         reach if its own code cost nothing."""
         k = fig(wl, "sigyard", "kernel_us")
-        return f"; sigyard's kernel time alone {fmt(k / other)}× of it" if k and other else ""
+        text = f"; sigyard's kernel time alone {fmt(k / other)}× of it" if k and other else ""
+        below = [(NAMES[f].split(", ")[-1], fig(wl, f, "cpu_us")) for f in FLOORS]
+        below = [f"{name} {fmt(cpu / other)}×" for name, cpu in below if cpu and other]
+        if below:
+            text += "; the least-work floor " + ", ".join(below) + " of it"
+        return text
 
     me = fig("echo16", "sigyard", "cpu_us")
     if me is not None:
