@@ -57,10 +57,10 @@ fn main() -> io::Result<()> {
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     listener.set_nonblocking(true)?;
     sockopt::set_tcp_nodelay(&listener, true)?;
-    println!("PORT={}", listener.local_addr()?.port());
     if args.iter().any(|a| a == "--uring") {
         return uring::run(listener);
     }
+    println!("PORT={}", listener.local_addr()?.port());
 
     let ep = epoll::create(epoll::CreateFlags::CLOEXEC)?;
     epoll::add(&ep, &listener, EventData::new_u64(LISTENER), EventFlags::IN)?;

@@ -106,6 +106,9 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
         .setup_submit_all()
         .build(8192)?;
     let mut buffers = Buffers::new(&uring)?;
+    // Only now: a kernel without io_uring (or without provided buffer rings) fails above,
+    // before the port that says the server is ready.
+    println!("PORT={}", listener.local_addr()?.port());
     let mut slots: Vec<Option<Slot>> = Vec::new();
     let mut next_gen = 0u32;
     let mut sqes: Vec<squeue::Entry> = vec![accept(&listener)];
