@@ -21,9 +21,11 @@ const ACCEPT: u64 = 1 << 56;
 const RECV: u64 = 2 << 56;
 const SEND: u64 = 3 << 56;
 const QUIET: u64 = 4 << 56; // cancel and close: nothing to do on their completion
+/// Generations wrap within their three bytes of user_data.
+const GEN_MASK: u32 = 0xff_ffff;
 
 fn tag(kind: u64, gen: u32, fd: RawFd) -> u64 {
-    kind | u64::from(gen & 0xff_ffff) << 32 | fd as u32 as u64
+    kind | u64::from(gen) << 32 | fd as u32 as u64
 }
 
 struct Slot {
@@ -145,7 +147,7 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
                 }
                 // SAFETY: a successful accept's result is a new descriptor, ours alone.
                 let fd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(res) };
-                next_gen = next_gen.wrapping_add(1);
+                next_gen = next_gen.wrapping_add(1) & GEN_MASK;
                 let i = res as usize;
                 if slots.len() <= i {
                     slots.resize_with(i + 1, || None);
@@ -166,12 +168,12 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
                 continue;
             }
             let fd = ud as u32 as RawFd;
-            let gen = (ud >> 32) as u32 & 0xff_ffff;
+            let gen = (ud >> 32) as u32 & GEN_MASK;
             let bid = cqueue::buffer_select(flags);
             let slot = slots
                 .get_mut(fd as usize)
                 .and_then(Option::as_mut)
-                .filter(|s| s.gen & 0xff_ffff == gen);
+                .filter(|s| s.gen == gen);
             let Some(slot) = slot else {
                 if let Some(bid) = bid {
                     buffers.give_back(bid);
@@ -207,7 +209,7 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
                         }
                     }
                     // Out of buffers: ask again.
-                    (n, _) if n == -libc_enobufs() => {
+                    (n, _) if n == -enobufs() => {
                         if !slot.recv_armed {
                             slot.recv_armed = true;
                             sqes.push(recv(fd, slot.gen));
@@ -260,7 +262,7 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
     }
 }
 
-fn libc_enobufs() -> i32 {
+fn enobufs() -> i32 {
     rustix::io::Errno::NOBUFS.raw_os_error()
 }
 
