@@ -81,11 +81,18 @@ fn every_scenario_runs_against_sigyard() {
                 "64",
                 "--duration",
                 "1",
+                "--server-pid",
+                &pid,
             ],
         );
         assert_eq!(v["mode"], mode);
         assert_eq!(v["established"], if mode == "pipe" { 8 } else { 4 });
-        assert!(v["messages_received"].as_u64().unwrap() > 0, "{v}");
+        let received = v["messages_received"].as_u64().unwrap();
+        assert!(received > 0, "{v}");
+        // One message in flight per pair: each one delivered rode a segment of its own (the
+        // host's count also holds whatever else ran meanwhile, so it is only a lower bound).
+        assert!(v["tcp_segments"].as_u64().unwrap() >= received, "{v}");
+        assert!(v["server_cpu_s"]["system"].as_f64().is_some(), "{v}");
         assert!(v["messages_per_sec"].as_f64().unwrap() > 0.0);
         latencies_present(&v);
     }

@@ -81,6 +81,8 @@ def load(results):
                 "by": {k: v / n for k, v in c.items() if k not in ("all", "task-clock")},
                 "failed": s.get("failed", 0),
                 "p99": (s.get("latency_us") or {}).get("p99"),
+                # Every TCP segment on the host in the window, both ends (loopback only).
+                "segments": s["tcp_segments"] / n if s.get("tcp_segments") is not None else None,
             }
             # The kernel's share of that CPU (user and system time from /proc over the same
             # window, sampled at the kernel's tick), as µs per message.
@@ -127,7 +129,9 @@ def main():
         "cycles it completed (churn). *Of it in the kernel*: the system time's share of the "
         "server's CPU over the same window (`utime` and `stime` of /proc/PID/stat, which the "
         "kernel samples at its tick). *Ratio*: sigyard's CPU per message ÷ the peer's "
-        "(below 1: sigyard uses less); with several rounds, each round's in parentheses. The two "
+        "(below 1: sigyard uses less); with several rounds, each round's in parentheses. *TCP "
+        "segments*: every segment the host sent over the window (`OutSegs` of /proc/net/snmp), "
+        "the load's and the server's together. The two "
         "*floor* rows are not peers: a WebSocket echo that does the least work there is "
         "(benches/compare.d/floor-echo), on epoll and on io_uring."
     )
@@ -142,9 +146,9 @@ def main():
         cpu_head = "CPU s per GiB" if wl == "stream" else f"CPU µs per {unit}"
         md.append(
             f"| server | {rate_head} | syscalls per {unit} | {cpu_head} | of it in the kernel "
-            f"| ratio | main syscalls per {unit} |"
+            f"| ratio | main syscalls per {unit} | TCP segments per {unit} |"
         )
-        md.append("|---|---:|---:|---:|---:|---:|---|")
+        md.append("|---|---:|---:|---:|---:|---:|---|---:|")
         base = runs.get((wl, "sigyard"), [])
         for s in rows:
             figs = runs[(wl, s)]
@@ -155,6 +159,7 @@ def main():
                 rate, cpu = mean([f["rate"] for f in figs]), mean([f["cpu_us"] for f in figs])
                 key = "cpu_us"
             calls = mean([f["calls"] for f in figs])
+            segments = mean([f["segments"] for f in figs])
             kernel = mean([f["kernel_us"] for f in figs])
             share = f"{kernel / mean([f['cpu_us'] for f in figs]):.0%}" if kernel else "—"
             ratio = ""
@@ -170,7 +175,7 @@ def main():
             main_calls = sorted(((mean(v), k) for k, v in by.items()), reverse=True)
             main_calls = ", ".join(f"{k} {fmt(v)}" for v, k in main_calls if v >= 0.01)
             md.append(
-                f"| {NAMES[s]} | {fmt(rate, 1)} | {fmt(calls, 3)} | {fmt(cpu, 3)} | {share} | {ratio} | {main_calls} |"
+                f"| {NAMES[s]} | {fmt(rate, 1)} | {fmt(calls, 3)} | {fmt(cpu, 3)} | {share} | {ratio} | {main_calls} | {fmt(segments, 3)} |"
             )
         md.append("")
     # Targets

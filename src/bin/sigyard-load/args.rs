@@ -97,7 +97,8 @@ OPTIONS (all scenarios)
                          (idle, peerjs, ywebrtc, webtorrent: also with every connection set
                          up, and per connection); idle, relay, handshake and churn in one
                          process also report its user and kernel CPU time over the
-                         measured window (/proc/PID/stat)
+                         measured window (/proc/PID/stat) and the TCP segments this host
+                         sent in it (OutSegs of /proc/net/snmp: both ends over loopback)
     --perf-control FIFO  write `enable` to FIFO when the measured window starts and
                          `disable` when it ends: the control FIFO of `perf stat --delay=-1
                          --control fifo:FIFO`, so that perf counts the server's syscalls and

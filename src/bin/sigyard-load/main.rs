@@ -119,6 +119,18 @@ pub fn server_cpu(pid: u32) -> Option<Cpu> {
     })
 }
 
+/// The TCP segments this host has sent so far: `OutSegs` of /proc/net/snmp, for the network
+/// namespace the tool runs in. Over loopback each segment is sent by one end and received by
+/// the other, so the difference of two readings counts the segments of both ends once.
+pub fn tcp_out_segments() -> Option<u64> {
+    let snmp = std::fs::read_to_string("/proc/net/snmp").ok()?;
+    // Two "Tcp:" lines: the field names, then their values.
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (tcp.next()?, tcp.next()?);
+    let at = names.split_whitespace().position(|n| n == "OutSegs")?;
+    values.split_whitespace().nth(at)?.parse().ok()
+}
+
 /// Raise RLIMIT_NOFILE's soft limit to the hard limit; returns the soft limit in force.
 fn raise_nofile() -> u64 {
     let mut lim = libc::rlimit {
@@ -377,6 +389,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     let mut last_tick = start;
     let mut last = (0u64, 0u64, 0u64);
     let mut cpu_before = None;
+    let mut segments_before = None;
     loop {
         std::thread::sleep(Duration::from_millis(20));
         let now = Instant::now();
@@ -395,6 +408,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
                 }
                 perfctl::enable();
                 cpu_before = o.server_pid.and_then(server_cpu);
+                segments_before = o.server_pid.and_then(|_| tcp_out_segments());
                 shared.phase.store(RUNNING, Relaxed);
                 wake();
                 run_start = Some(Instant::now());
@@ -458,6 +472,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
     let window_s = run_start.map_or(0.0, |t| t.elapsed().as_secs_f64());
     perfctl::disable();
     let server_cpu = cpu_before.and_then(|b| Some(server_cpu(o.server_pid?)?.since(b)));
+    let tcp_segments = segments_before.and_then(|b| tcp_out_segments()?.checked_sub(b));
     let held = sum(|c| c.open.load(Relaxed));
     let mem_end = o.server_pid.and_then(server_mem);
     shared.phase.store(STOP, Relaxed);
@@ -482,6 +497,7 @@ fn run_local(o: &Opts, nofile: u64, tag: &str) -> Result<Summary, String> {
         mem_at_n,
         mem_end,
         server_cpu,
+        tcp_segments,
         ..Default::default()
     };
     for h in handles {

@@ -36,6 +36,9 @@ pub struct Summary {
     pub mem_end: Option<Mem>,
     /// The server's CPU over the measured window (`--server-pid`).
     pub server_cpu: Option<Cpu>,
+    /// The TCP segments this host sent over the measured window (`--server-pid`): over
+    /// loopback, those of both ends.
+    pub tcp_segments: Option<u64>,
     pub errors: BTreeMap<String, u64>,
     pub client_limit: Option<String>,
 }
@@ -183,6 +186,13 @@ impl Summary {
                 c.user_s, c.system_s
             );
         }
+        if let Some(t) = self.tcp_segments {
+            let _ = writeln!(
+                s,
+                "  TCP segments over the window: {} (this host's; over loopback, both ends)",
+                n(t)
+            );
+        }
         for (why, count) in &self.errors {
             let _ = writeln!(s, "  error x{}: {why}", n(*count));
         }
@@ -242,6 +252,7 @@ impl Summary {
                 "user": (c.user_s * 1000.0).round() / 1000.0,
                 "system": (c.system_s * 1000.0).round() / 1000.0,
             })),
+            "tcp_segments": self.tcp_segments,
             "server_rss_per_connection_bytes": self.per_connection_bytes(|m| m.rss_kib).map(f64::round),
             "server_anon_per_connection_bytes": self.per_connection_bytes(|m| m.anon_kib).map(f64::round),
             "errors": self.errors,
@@ -281,6 +292,7 @@ impl Summary {
             mem_at_n: None,
             mem_end: None,
             server_cpu: None,
+            tcp_segments: None,
             errors,
             client_limit: v
                 .get("client_limit")
