@@ -181,68 +181,9 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
                 continue;
             };
             let done = if kind == RECV {
-                if !cqueue::more(flags) {
-                    slot.recv_armed = false;
-                }
-                match (res, bid) {
-                    (n, Some(bid)) if n > 0 => {
-                        out.clear();
-                        let keep = answer(&mut slot.conn, buffers.get(bid, n as usize), &mut out);
-                        buffers.give_back(bid);
-                        if !keep {
-                            true
-                        } else {
-                            if !out.is_empty() {
-                                if slot.sending.is_empty() {
-                                    slot.sending.extend_from_slice(&out);
-                                    slot.sent = 0;
-                                    sqes.push(send(slot, fd));
-                                } else {
-                                    slot.queued.extend_from_slice(&out);
-                                }
-                            }
-                            if !slot.recv_armed && !slot.conn.closing {
-                                slot.recv_armed = true;
-                                sqes.push(recv(fd, slot.gen));
-                            }
-                            false
-                        }
-                    }
-                    // Out of buffers: ask again.
-                    (n, _) if n == -enobufs() => {
-                        if !slot.recv_armed {
-                            slot.recv_armed = true;
-                            sqes.push(recv(fd, slot.gen));
-                        }
-                        false
-                    }
-                    // End of stream or an error: close once the answers are out.
-                    _ => {
-                        slot.eof = true;
-                        slot.sending.is_empty()
-                    }
-                }
+                on_recv(slot, fd, res, flags, &mut buffers, &mut out, &mut sqes)
             } else {
-                // SEND
-                if res < 0 {
-                    true
-                } else {
-                    slot.sent += res as usize;
-                    if slot.sent < slot.sending.len() {
-                        sqes.push(send(slot, fd));
-                        false
-                    } else {
-                        slot.sending.clear();
-                        if !slot.queued.is_empty() {
-                            std::mem::swap(&mut slot.sending, &mut slot.queued);
-                            slot.sent = 0;
-                            sqes.push(send(slot, fd));
-                            false
-                        } else {
-                            slot.conn.closing || slot.eof
-                        }
-                    }
-                }
+                on_send(slot, fd, res, &mut sqes)
             };
             if done {
                 let slot = slots[fd as usize].take().expect("looked up above");
@@ -260,6 +201,71 @@ pub fn run(listener: TcpListener) -> io::Result<()> {
             }
         }
     }
+}
+
+/// A receive's completion. True: the connection is done (closed once its cancel is queued).
+fn on_recv(
+    slot: &mut Slot,
+    fd: RawFd,
+    res: i32,
+    flags: u32,
+    buffers: &mut Buffers,
+    out: &mut Vec<u8>,
+    sqes: &mut Vec<squeue::Entry>,
+) -> bool {
+    if !cqueue::more(flags) {
+        slot.recv_armed = false;
+    }
+    match (res, cqueue::buffer_select(flags)) {
+        (n, Some(bid)) if n > 0 => {
+            out.clear();
+            let keep = answer(&mut slot.conn, buffers.get(bid, n as usize), out);
+            buffers.give_back(bid);
+            if !keep {
+                return true;
+            }
+            if !out.is_empty() {
+                if slot.sending.is_empty() {
+                    slot.sending.extend_from_slice(out);
+                    slot.sent = 0;
+                    sqes.push(send(slot, fd));
+                } else {
+                    slot.queued.extend_from_slice(out);
+                }
+            }
+        }
+        // Out of buffers: asked again below.
+        (n, _) if n == -enobufs() => {}
+        // End of stream or an error: close once the answers are out.
+        _ => {
+            slot.eof = true;
+            return slot.sending.is_empty();
+        }
+    }
+    if !slot.recv_armed && !slot.conn.closing {
+        slot.recv_armed = true;
+        sqes.push(recv(fd, slot.gen));
+    }
+    false
+}
+
+/// A send's completion: the rest of it, or what was queued meanwhile. True: the connection is
+/// done.
+fn on_send(slot: &mut Slot, fd: RawFd, res: i32, sqes: &mut Vec<squeue::Entry>) -> bool {
+    if res < 0 {
+        return true;
+    }
+    slot.sent += res as usize;
+    if slot.sent >= slot.sending.len() {
+        slot.sending.clear();
+        if slot.queued.is_empty() {
+            return slot.conn.closing || slot.eof;
+        }
+        std::mem::swap(&mut slot.sending, &mut slot.queued);
+        slot.sent = 0;
+    }
+    sqes.push(send(slot, fd));
+    false
 }
 
 fn enobufs() -> i32 {
